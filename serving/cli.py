@@ -1,0 +1,40 @@
+"""The ``sovereign`` command. Each sub-command lives beside the code it drives and owns its own arguments."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# sub-command -> (module, one-line help). Imported lazily: `sovereign classify` must not pay for Ray or vLLM.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serving.serve", "start Ray and the Serve application (default model when no --config)"),
+    "classify": ("routing.classify_cli", "classify text or OpenAI request bodies offline"),
+    "audit": ("routing.audit", "audit log tools: `audit verify PATH`"),
+    "keys": ("routing.keys", "API keys: `keys create --caller NAME`"),
+    "models": ("models.cli", "prepare and verify model weights: `models prepare [NAME]`"),
+    "config": ("serving.serve_config", "render the Ray Serve config for `serve deploy` from a config file"),
+    "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify`"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: sovereign COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {helptext}" for name, (_, helptext) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"sovereign: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

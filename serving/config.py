@@ -1,0 +1,250 @@
+"""The one configuration schema: YAML file, ``SOVEREIGN_*`` environment overrides, validated at start.
+
+The Helm chart renders this same YAML, and the Ray Serve config for ``serve deploy`` is generated from it, so
+the three cannot drift. Secrets never live here: the OpenAI key is named by ``api_key_env`` or ``api_key_file``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from routing.levels import LEVEL_LABELS, Level
+
+ENV_PREFIX = "SOVEREIGN_"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a security setting must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _level(value: Any) -> Level:
+    if isinstance(value, Level):
+        return value
+    if isinstance(value, str):
+        return Level.parse(value)
+    raise ValueError("must be a classification level string")
+
+
+LevelField = Annotated[
+    Level,
+    BeforeValidator(_level),
+    PlainSerializer(lambda level: level.label, return_type=str),
+    WithJsonSchema({"type": "string", "enum": list(LEVEL_LABELS)}),
+]
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_concurrency: int = Field(256, ge=1, description="requests in flight per ingress replica; more get 503")
+    ingress_replicas: int = Field(1, ge=1)
+    request_timeout_s: float = Field(600.0, gt=0)
+
+
+class AuditConfig(_Strict):
+    path: Path = Path("var/audit.jsonl")
+
+
+class AuthConfig(_Strict):
+    keys_file: Path | None = None
+    default_rate_per_minute: int = Field(600, ge=1)
+
+
+class TelemetryConfig(_Strict):
+    service_name: str = "sovereign-inference"
+    log_level: str = "INFO"
+
+
+class EngineConfig(_Strict):
+    """vLLM engine arguments that operators tune. ``extra`` passes any other engine argument through."""
+
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(4096, ge=16)
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    enforce_eager: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class AutoscalingConfig(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class _BackendBase(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    sovereign: bool
+    max_classification: LevelField
+
+
+class VLLMBackendConfig(_BackendBase):
+    """A local model served by vLLM inside this Ray cluster: sovereign by construction."""
+
+    kind: Literal["vllm"]
+    sovereign: bool = True
+    max_classification: LevelField = Level.SECRET
+    model_source: Path = Field(description="folder of weights prepared by `sovereign models prepare`")
+    served_model_name: str | None = None
+    task: Literal["generate", "embed"] = "generate"
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    cpu_threads: int | None = Field(None, ge=1, description="OMP threads for a CPU engine")
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
+    verify_manifest: bool = True
+
+    @field_validator("sovereign")
+    @classmethod
+    def _local_is_sovereign(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("a vllm backend runs inside this cluster and must be sovereign: true")
+        return value
+
+
+class OpenAIBackendConfig(_BackendBase):
+    """An OpenAI-compatible HTTP endpoint: OpenAI itself (non-sovereign) or a UK-hosted one (sovereign)."""
+
+    kind: Literal["openai"]
+    sovereign: bool = False
+    max_classification: LevelField = Level.OFFICIAL
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_file: Path | None = None
+    model: str = Field(min_length=1)
+    embedding_model: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    def api_key(self) -> str | None:
+        """Read the key at start from the mounted file or the environment; never from the YAML."""
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip() or None
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+
+BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig, Field(discriminator="kind")]
+
+
+class ModelRouteConfig(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    route: list[str] = Field(min_length=1)
+    description: str | None = None
+
+
+class Settings(BaseSettings):
+    """The whole server configuration. Field by field, environment beats YAML beats defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    backends: list[BackendConfig] = Field(min_length=1)
+    models: list[ModelRouteConfig] = Field(min_length=1)
+    dev_mode: bool = Field(False, description="local development: a generated key under var/ is accepted")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        names = [b.name for b in self.backends]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"backends: duplicate backend names {dupes}")
+        for i, b in enumerate(self.backends):
+            if not b.sovereign and b.max_classification > Level.OFFICIAL:
+                raise ValueError(
+                    f"backends.{i}.max_classification: non-sovereign backend {b.name!r} cannot be cleared "
+                    f"above OFFICIAL (got {b.max_classification.label})"
+                )
+        model_names = [m.name for m in self.models]
+        dupes = sorted({n for n in model_names if model_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models: duplicate model names {dupes}")
+        known = set(names)
+        for i, m in enumerate(self.models):
+            unknown = [r for r in m.route if r not in known]
+            if unknown:
+                raise ValueError(f"models.{i}.route: unknown backend names {unknown} in model {m.name!r}")
+            tasks = {self.backend(r).kind == "vllm" and self.backend(r).task == "embed" for r in m.route}
+            if len(tasks) > 1:
+                raise ValueError(f"models.{i}.route: model {m.name!r} mixes embedding and generation backends")
+        return self
+
+    def backend(self, name: str) -> VLLMBackendConfig | OpenAIBackendConfig:
+        return next(b for b in self.backends if b.name == name)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init holds the parsed YAML; the environment overrides it.
+        return env_settings, init_settings
+
+
+class ConfigError(Exception):
+    """Start-up configuration is invalid; the message names the offending field(s)."""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(path: Path | str | None = None, data: dict[str, Any] | None = None) -> Settings:
+    """Load and validate the configuration from a YAML file (or a dict), applying ``SOVEREIGN_*`` overrides.
+
+    Raises ``ConfigError`` with one line per invalid field, so start-up fails naming what is wrong.
+    """
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"configuration {path} must be a YAML mapping")
+        data = loaded
+    try:
+        return Settings(**(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def dump_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as plain YAML-ready data (levels as labels, paths as strings)."""
+    return settings.model_dump(mode="json", exclude_none=True)
