@@ -58,6 +58,11 @@ class ServerConfig(_Strict):
     max_concurrency: int = Field(256, ge=1, description="requests in flight per ingress replica; more get 503")
     ingress_replicas: int = Field(1, ge=1)
     request_timeout_s: float = Field(600.0, gt=0)
+    ingress_ray_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources the ingress (router) replicas require, e.g. to pin them to the only "
+        "pods whose NetworkPolicy allows egress to the commercial endpoint",
+    )
 
 
 class AuditConfig(_Strict):
