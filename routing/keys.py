@@ -1,0 +1,293 @@
+"""API keys: created once and shown once, stored only as hashes, checked in constant time.
+
+Keys are ``sk-sov-`` + 32 random bytes (URL-safe base64). Because they are high-entropy random secrets, not
+passwords, a fast hash (SHA-256) is the right tool: a slow password hash adds nothing against guessing 256
+bits and would cost every request milliseconds. The keys file is a JSON list of
+``{"caller", "key_sha256", "floor", "ceiling", "rate_per_minute", "created"}``, written atomically, mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+
+from routing.levels import Level
+
+KEY_PREFIX = "sk-sov-"
+DEFAULT_KEYS_FILE = Path("var/keys.json")
+CALLER_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
+"""Caller names appear in audit records and metrics, so they are short identifiers, not free text."""
+_MAX_TOKEN_CHARS = 512
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a key belongs to and what it may do: levels are raised to ``floor``, refused above ``ceiling``."""
+
+    name: str
+    floor: Level | None
+    ceiling: Level | None
+    rate_per_minute: int | None
+
+
+class KeyFileError(ValueError):
+    """The keys file is missing, unreadable or malformed; the message says where and why."""
+
+
+def _level_or_none(value: object) -> object:
+    if isinstance(value, str):
+        return Level.parse(value)
+    return value
+
+
+OptLevel = Annotated[Level | None, BeforeValidator(_level_or_none)]
+
+
+class KeyEntry(BaseModel):
+    """One row of the keys file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    caller: Annotated[str, StringConstraints(pattern=CALLER_PATTERN)]
+    key_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    floor: OptLevel = None
+    ceiling: OptLevel = None
+    rate_per_minute: int | None = Field(default=None, ge=1)
+    created: str
+
+    def to_json(self) -> dict[str, object]:
+        data = self.model_dump()
+        data["floor"] = self.floor.label if self.floor is not None else None
+        data["ceiling"] = self.ceiling.label if self.ceiling is not None else None
+        return data
+
+    def caller_info(self) -> Caller:
+        return Caller(self.caller, self.floor, self.ceiling, self.rate_per_minute)
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex of a key: what the keys file stores (fast hash: keys are 256-bit random, see the module)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore:
+    """The keys a server accepts. Immutable after loading; reload by loading again."""
+
+    def __init__(self, entries: list[KeyEntry]) -> None:
+        self._entries = [(bytes.fromhex(e.key_sha256), e.caller_info()) for e in entries]
+
+    @classmethod
+    def empty(cls) -> KeyStore:
+        return cls([])
+
+    @classmethod
+    def load(cls, path: Path | str) -> KeyStore:
+        """Read a keys file; raise :class:`KeyFileError` with a clear message when it is missing or malformed."""
+        return cls(_read_entries(Path(path), missing_ok=False))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def authenticate(self, authorization_header: str | None) -> Caller | None:
+        """The caller for ``Authorization: Bearer <key>``, or None for a missing, malformed or unknown key.
+
+        Every stored hash is compared with ``hmac.compare_digest`` and the loop never exits early, so the time
+        taken does not depend on which key (if any) matched.
+        """
+        token = _bearer_token(authorization_header)
+        if token is None:
+            return None
+        digest = hashlib.sha256(token.encode()).digest()
+        found: Caller | None = None
+        for stored, caller in self._entries:
+            if hmac.compare_digest(digest, stored):
+                found = caller
+        return found
+
+
+def _bearer_token(header: str | None) -> str | None:
+    if not header or not isinstance(header, str):
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_CHARS:
+        return None
+    if any(c.isspace() for c in token) or not token.isascii():
+        return None
+    return token
+
+
+def _read_entries(path: Path, *, missing_ok: bool) -> list[KeyEntry]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return []
+        raise KeyFileError(f"keys file {path} not found (create keys with `sovereign keys create`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"keys file {path}: cannot read it: {exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise KeyFileError(f"keys file {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise KeyFileError(f"keys file {path}: expected a JSON list of key entries")
+    entries: list[KeyEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(data, start=1):
+        try:
+            entry = KeyEntry.model_validate(item)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}" for err in exc.errors()
+            )
+            raise KeyFileError(f"keys file {path}: entry {index}: {problems}") from None
+        if entry.floor is not None and entry.ceiling is not None and entry.floor > entry.ceiling:
+            raise KeyFileError(f"keys file {path}: entry {index}: floor is above ceiling")
+        if entry.key_sha256 in seen:
+            raise KeyFileError(f"keys file {path}: entry {index}: duplicate key_sha256")
+        seen.add(entry.key_sha256)
+        entries.append(entry)
+    return entries
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise writers of one keys file. The file itself is replaced on write, so lock its folder."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, entries: list[KeyEntry]) -> None:
+    data = json.dumps([e.to_json() for e in entries], indent=2).encode() + b"\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def create_key(
+    path: Path | str,
+    caller: str,
+    floor: Level | str | None = None,
+    ceiling: Level | str | None = None,
+    rate_per_minute: int | None = None,
+) -> str:
+    """Create a key for ``caller``, append its hash to the keys file (created with its folder) and return it.
+
+    Raises ``ValueError`` for an invalid caller name, level, rate, or a floor above the ceiling, and
+    :class:`KeyFileError` when the existing file is malformed (it is never overwritten then).
+    """
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        entry = KeyEntry(
+            caller=caller,
+            key_sha256=hash_key(key),
+            floor=floor,
+            ceiling=ceiling,
+            rate_per_minute=rate_per_minute,
+            created=created,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ValueError(f"invalid key entry: {problems}") from None
+    if entry.floor is not None and entry.ceiling is not None and entry.floor > entry.ceiling:
+        raise ValueError(f"floor {entry.floor.label} is above ceiling {entry.ceiling.label}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        entries = _read_entries(path, missing_ok=True)
+        _write_atomic(path, [*entries, entry])
+    return key
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def _level_arg(text: str) -> Level:
+    try:
+        return Level.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: list[str]) -> int:
+    """``sovereign keys create --caller NAME ...`` (the key alone on the last line) and ``sovereign keys list``."""
+    parser = argparse.ArgumentParser(prog="sovereign keys", description="Manage API keys (stored hashed).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a key; it is printed once, on the last line")
+    create.add_argument("--caller", required=True, help="caller name (letters, digits, _ . : @ + -)")
+    create.add_argument("--floor", type=_level_arg, help="every request of this key is at least this level")
+    create.add_argument("--ceiling", type=_level_arg, help="requests above this level are refused (403)")
+    create.add_argument("--rate", type=int, help="requests per minute (default: auth.default_rate_per_minute)")
+    create.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
+    listing = sub.add_parser("list", help="list callers and limits (never the keys)")
+    listing.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    if args.command == "list":
+        try:
+            entries = _read_entries(args.keys_file, missing_ok=False)
+        except KeyFileError as exc:
+            print(f"sovereign keys: {exc}", file=sys.stderr)
+            return 1
+        print(f"{'CALLER':<24} {'FLOOR':<18} {'CEILING':<18} {'RATE/MIN':>8}  {'CREATED':<20} KEY")
+        for e in entries:
+            print(
+                f"{e.caller:<24} {_label(e.floor):<18} {_label(e.ceiling):<18} "
+                f"{e.rate_per_minute or '-':>8}  {e.created:<20} sha256:{e.key_sha256[:8]}…"
+            )
+        return 0
+
+    try:
+        key = create_key(args.keys_file, args.caller, args.floor, args.ceiling, args.rate)
+    except (ValueError, OSError) as exc:
+        print(f"sovereign keys: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Created an API key for caller {args.caller!r} (floor {_label(args.floor)}, ceiling "
+        f"{_label(args.ceiling)}, rate {args.rate or 'default'}/min).\n"
+        f"Only its SHA-256 is stored, in {args.keys_file}. It is shown once, now; keep it secret:"
+    )
+    print(key)
+    return 0
+
+
+def _label(level: Level | None) -> str:
+    return level.label if level is not None else "-"
