@@ -181,6 +181,12 @@ def _resolve(future: asyncio.Future[str], result: str | BaseException) -> None:
         future.set_result(result)
 
 
+def _wake(pending: _Pending, result: str | BaseException) -> None:
+    """Hand the result to the waiter's loop; a loop closed meanwhile must not kill the writer thread."""
+    with contextlib.suppress(RuntimeError):
+        pending.loop.call_soon_threadsafe(_resolve, pending.future, result)
+
+
 class AuditLog:
     """Append-only, hash-chained, shared safely by coroutines, threads and processes on one host.
 
@@ -210,7 +216,7 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         pending = _Pending(record.model_dump(mode="json"), durable, loop, loop.create_future())
         with self._closing:
-            if self._closed:
+            if self._closed or not self._thread.is_alive():
                 raise AuditWriteError("audit log is closed")
             self._queue.put(pending)
         return await pending.future
@@ -262,11 +268,11 @@ class AuditLog:
             error = AuditWriteError(f"cannot write audit log {self.path}: {exc}")
             self._report(time.perf_counter() - started, ok=False)
             for p in batch:
-                p.loop.call_soon_threadsafe(_resolve, p.future, error)
+                _wake(p, error)
             return
         self._report(time.perf_counter() - started, ok=True)
         for p, digest in zip(batch, hashes, strict=True):
-            p.loop.call_soon_threadsafe(_resolve, p.future, digest)
+            _wake(p, digest)
 
     def _report(self, seconds: float, *, ok: bool) -> None:
         if self._on_write is not None:

@@ -193,6 +193,26 @@ def test_two_writers_alternating_continue_each_others_chain(tmp_path: Path) -> N
     assert result.ok and result.records == 10
 
 
+def test_a_closed_waiting_loop_does_not_stop_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    pending: list[asyncio.Future[str]] = []
+
+    async def abandon() -> None:  # the loop ends while its append is still in flight
+        pending.append(asyncio.ensure_future(log.append(make_record(1), durable=True)))
+        await asyncio.sleep(0)
+
+    for _ in range(20):
+        asyncio.run(abandon())
+
+    async def last() -> str:
+        return await asyncio.wait_for(log.append(make_record(2), durable=True), timeout=60)
+
+    assert len(asyncio.run(last())) == 64
+    log.close()
+    assert verify(path).ok and verify(path).records == 21
+
+
 def _append_from_process(path: str, name: str, n: int) -> None:
     async def go() -> None:
         log = AuditLog(Path(path))
