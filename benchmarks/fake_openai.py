@@ -168,9 +168,7 @@ def _message_text(message: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
     if isinstance(content, list):
-        return [
-            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
+        return [part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
     return []
 
 
@@ -404,13 +402,9 @@ def create_app(state: FakeState | None = None) -> Starlette:
         if fault.mode == "slow" and fault.delay_s > 0:
             await asyncio.sleep(fault.delay_s)
         if fault.mode == "status":
-            headers = (
-                {"retry-after": _fmt_seconds(fault.retry_after)} if fault.retry_after is not None else None
-            )
+            headers = {"retry-after": _fmt_seconds(fault.retry_after)} if fault.retry_after is not None else None
             err_type = "invalid_request_error" if fault.status < 500 else "server_error"
-            return _error(
-                fault.status, f"fake: injected status {fault.status}", err_type, "fake_fault", headers
-            )
+            return _error(fault.status, f"fake: injected status {fault.status}", err_type, "fake_fault", headers)
         if fault.mode == "garbage":
             if stream:
                 return StreamingResponse(_garbage_stream(), media_type="text/event-stream")
@@ -431,9 +425,7 @@ def create_app(state: FakeState | None = None) -> Starlette:
             model = str(body.get("model") or state.model)
             if stream:
                 broken = state.fault.mode == "broken_stream"
-                return StreamingResponse(
-                    _stream(build_stream(body, model), broken), media_type="text/event-stream"
-                )
+                return StreamingResponse(_stream(build_stream(body, model), broken), media_type="text/event-stream")
             return JSONResponse(build_response(body, model))
 
         return endpoint
@@ -497,9 +489,7 @@ def _fmt_seconds(value: float | int) -> str:
 class FakeOpenAIServer:
     """The fake on ``127.0.0.1`` and a free port, served by uvicorn in a daemon thread. A context manager."""
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, model: str = "fake", record: bool = True
-    ) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, model: str = "fake", record: bool = True) -> None:
         self.state = FakeState(model=model, record=record)
         self._host = host
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -574,9 +564,7 @@ class FakeOpenAIServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.fake_openai", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fake_openai", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="fake")

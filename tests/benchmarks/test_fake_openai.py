@@ -170,9 +170,7 @@ def test_fault_broken_stream(fake, client):
 def test_fault_garbage(fake, client):
     fake.set_fault("garbage")
     with httpx.Client() as http:
-        resp = http.post(
-            f"{fake.base_url}/chat/completions", json={"model": "m", "stream": True, "messages": []}
-        )
+        resp = http.post(f"{fake.base_url}/chat/completions", json={"model": "m", "stream": True, "messages": []})
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert "[DONE]" not in resp.text

@@ -1,0 +1,119 @@
+"""``sovereign bench overhead``: what the gateway adds in front of a fast fake upstream with no model.
+
+The same load goes to the fake directly and through the gateway (classification and audit on, the fake
+configured as a sovereign OpenAI-compatible backend). Added latency at concurrency 1 is the difference of the
+two end-to-end latency percentiles; the highest sustained rate is the closed-loop request throughput at a
+high concurrency with no failures. The direct figures double as the proof that the load generator is not the
+bottleneck: it drives the no-op fake at several times the gateway's rate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.compare import loadavg, machine_info, measure
+from benchmarks.datasets import random_prompts
+from benchmarks.targets import start_fake, start_gateway
+
+FAKE_KEY_ENV = "SOVEREIGN_BENCH_FAKE_KEY"
+
+
+def upstream_backend(base_url: str) -> dict[str, Any]:
+    """The fake as a sovereign OpenAI-compatible backend, so every level may route to it."""
+    return {
+        "name": "upstream",
+        "kind": "openai",
+        "sovereign": True,
+        "max_classification": "SECRET",
+        "base_url": base_url,
+        "api_key_env": FAKE_KEY_ENV,
+        "model": "fake",
+    }
+
+
+def overhead_figures(direct_c1: dict, gateway_c1: dict, direct_max: dict, gateway_max: dict) -> dict[str, Any]:
+    """The headline figures from the four runs (ms and req/s)."""
+    return {
+        "added_p50_ms_c1": gateway_c1["median_e2el_ms"] - direct_c1["median_e2el_ms"],
+        "added_p99_ms_c1": gateway_c1["p99_e2el_ms"] - direct_c1["p99_e2el_ms"],
+        "added_p50_ttft_ms_c1": gateway_c1["median_ttft_ms"] - direct_c1["median_ttft_ms"],
+        "gateway_rps": gateway_max["request_throughput"] if not gateway_max["failed"] else None,
+        "direct_rps": direct_max["request_throughput"],
+        "gateway_rps_with_failures": gateway_max["request_throughput"],
+        "gateway_failed": gateway_max["failed"],
+    }
+
+
+def run_overhead(
+    *,
+    requests_c1: int = 300,
+    requests_max: int = 2000,
+    max_concurrency: int = 64,
+    input_len: int = 64,
+    output_len: int = 8,
+    ready_timeout_s: float = 300.0,
+    workdir: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-overhead-"))
+    c1_prompts = random_prompts(requests_c1, input_len, output_len, seed=1)
+    max_prompts = random_prompts(requests_max, input_len, output_len, seed=2)
+    runs: dict[str, dict[str, Any]] = {}
+    conditions: dict[str, Any] = {"loadavg_before": loadavg()}
+    fake = start_fake(base / "fake")
+    try:
+        log(f"[direct] fake upstream at {fake.base_url}: concurrency 1, then {max_concurrency}")
+        runs["direct_c1"] = measure(fake, c1_prompts, 1, 20, ignore_eos=False, progress=progress)
+        runs["direct_max"] = measure(fake, max_prompts, max_concurrency, max_concurrency, ignore_eos=False,
+                                     progress=progress)  # fmt: skip
+        log("[gateway] starting in front of the fake (classification and audit on)")
+        gateway = start_gateway(
+            base / "gateway",
+            [upstream_backend(fake.base_url)],
+            ["upstream"],
+            ready_timeout_s,
+            env={FAKE_KEY_ENV: "fake-upstream-key"},
+        )
+        try:
+            runs["gateway_c1"] = measure(gateway, c1_prompts, 1, 20, ignore_eos=False, progress=progress)
+            runs["gateway_max"] = measure(gateway, max_prompts, max_concurrency, max_concurrency, ignore_eos=False,
+                                          progress=progress)  # fmt: skip
+        finally:
+            gateway.stop()
+    finally:
+        fake.stop()
+    conditions["loadavg_after"] = loadavg()
+    doc = overhead_figures(runs["direct_c1"], runs["gateway_c1"], runs["direct_max"], runs["gateway_max"])
+    return doc | {
+        "config": {
+            "requests_c1": requests_c1,
+            "requests_max": requests_max,
+            "max_concurrency": max_concurrency,
+            "input_len": input_len,
+            "output_len": output_len,
+            "streaming": True,
+            "note": "added = gateway percentile minus direct percentile of end-to-end latency; both sides, the "
+            "client and the fake share this machine",
+        },
+        "machine": machine_info(),
+        "conditions": conditions,
+        "runs": runs,
+    }
+
+
+def format_overhead(doc: dict[str, Any]) -> str:
+    def fmt(value: Any, unit: str) -> str:
+        return "n/a" if value is None else f"{value:.2f} {unit}"
+
+    return "\n".join(
+        [
+            f"added latency p50 at concurrency 1:  {fmt(doc['added_p50_ms_c1'], 'ms')}",
+            f"added latency p99 at concurrency 1:  {fmt(doc['added_p99_ms_c1'], 'ms')}",
+            f"gateway sustained rate:             {fmt(doc['gateway_rps'], 'req/s')}",
+            f"direct (fake only) rate:            {fmt(doc['direct_rps'], 'req/s')}",
+        ]
+    )

@@ -1,0 +1,310 @@
+"""Servers under test, each started as its own process and stopped cleanly: vLLM's OpenAI server, stock Ray
+Serve LLM, this gateway, and the fake upstream.
+
+Why processes: the load generator must not share an interpreter (or a GIL) with what it measures, and a
+server that fails to start must say why (its log tail) rather than hang the benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from serving.config import VLLMBackendConfig
+
+SERVED_MODEL = "default"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class TargetError(RuntimeError):
+    """A server under test did not start or answer; the message carries the tail of its log."""
+
+
+@dataclass
+class Target:
+    """A running server: where to send requests, and how to stop it."""
+
+    name: str
+    base_url: str
+    model: str
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, grace_s: float = 60.0) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, grace_s)
+            self.proc = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path | None, lines: int = 40) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session (so the whole tree can be signalled), output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60.0) -> None:
+    """SIGINT the process group (servers shut down cleanly on it), then SIGTERM, then SIGKILL."""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait_s)
+    # Stragglers in the group (engine workers) go with the leader.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path | None, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail fast, with the log tail, if the process exits first."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise TargetError(f"{url}: server exited with {proc.returncode}\n{log_tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return
+            time.sleep(1.0)
+    raise TargetError(f"{url}: not ready after {timeout_s:.0f} s\n{log_tail(log_path)}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Engine settings shared by every target.
+
+
+def engine_backend(
+    model_source: Path,
+    *,
+    dtype: str = "bfloat16",
+    max_model_len: int = 2048,
+    max_num_seqs: int = 64,
+    cpu_threads: int | None = None,
+    accelerator: str = "cpu",
+    tensor_parallel_size: int = 1,
+    extra: dict[str, Any] | None = None,
+) -> VLLMBackendConfig:
+    """The one engine description every target is started from, in the gateway's own schema."""
+    return VLLMBackendConfig(
+        name="local",
+        kind="vllm",
+        model_source=model_source,
+        served_model_name=SERVED_MODEL,
+        accelerator=accelerator,
+        cpu_threads=cpu_threads,
+        engine={
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "max_num_seqs": max_num_seqs,
+            "tensor_parallel_size": tensor_parallel_size,
+            "extra": extra or {},
+        },
+    )
+
+
+def engine_env(backend: VLLMBackendConfig) -> dict[str, str]:
+    """Environment the engine runs with, identical for every target (threads, CPU KV cache, offline)."""
+    env = dict(OFFLINE_ENV)
+    if backend.accelerator == "cpu":
+        env["OMP_NUM_THREADS"] = str(backend.cpu_threads or os.cpu_count() or 1)
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    return env
+
+
+def vllm_server_args(backend: VLLMBackendConfig) -> list[str]:
+    """vLLM CLI flags equal to the ``engine_kwargs`` the gateway passes to Ray Serve LLM."""
+    e = backend.engine
+    args = [
+        "--model", str(backend.model_source),
+        "--served-model-name", backend.served_model_name or SERVED_MODEL,
+        "--dtype", e.dtype,
+        "--max-model-len", str(e.max_model_len),
+        "--tensor-parallel-size", str(e.tensor_parallel_size),
+        "--pipeline-parallel-size", str(e.pipeline_parallel_size),
+    ]  # fmt: skip
+    if e.max_num_seqs:
+        args += ["--max-num-seqs", str(e.max_num_seqs)]
+    if e.enforce_eager:
+        args.append("--enforce-eager")
+    if backend.accelerator == "gpu":
+        args += ["--gpu-memory-utilization", str(e.gpu_memory_utilization)]
+    for key, value in e.extra.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The targets.
+
+
+def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0) -> Target:
+    """vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``; the console script is broken
+    under vllm-cpu)."""
+    port = free_port()
+    log = workdir / "vllm.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend))
+    target = Target("vllm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
+    _ready_or_stop(target, f"http://127.0.0.1:{port}/health", ready_timeout_s)
+    return target
+
+
+def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0) -> Target:
+    """Stock Ray Serve LLM (``build_openai_app``) with the gateway's own ``LLMConfig`` for this engine."""
+    port = free_port()
+    log = workdir / "ray_serve_llm.log"
+    spec = workdir / "ray_serve_llm_backend.yaml"
+    spec.write_text(yaml.safe_dump(backend.model_dump(mode="json")))
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.ray_serve_llm_target",
+        "--backend",
+        str(spec),
+        "--port",
+        str(port),
+    ]
+    proc = start_process(cmd, log, engine_env(backend))
+    target = Target("ray_serve_llm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
+    _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s)
+    return target
+
+
+def sovereign_command() -> list[str]:
+    return [sys.executable, "-m", "serving.cli"]
+
+
+def create_api_key(keys_file: Path, caller: str = "bench") -> str:
+    """A key for the bench via ``sovereign keys create`` (the key is the last line it prints)."""
+    out = subprocess.run(
+        [*sovereign_command(), "keys", "create", "--caller", caller, "--keys-file", str(keys_file)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise TargetError(f"sovereign keys create failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
+    return lines[-1].strip()
+
+
+def gateway_config(
+    workdir: Path,
+    port: int,
+    backends: list[dict[str, Any]],
+    route: list[str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the gateway's YAML (audit on, keys file, one public model ``default``) and return its path."""
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "audit": {"path": str(workdir / "audit.jsonl")},
+        "auth": {"keys_file": str(workdir / "keys.json")},
+        "backends": backends,
+        "models": [{"name": SERVED_MODEL, "route": route}],
+        **(extra or {}),
+    }
+    path = workdir / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def start_gateway(
+    workdir: Path,
+    backends: list[dict[str, Any]],
+    route: list[str],
+    ready_timeout_s: float = 900.0,
+    env: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Target:
+    """This gateway (classification and audit on) via ``sovereign serve --config``."""
+    port = free_port()
+    config = gateway_config(workdir, port, backends, route)
+    key = create_api_key(workdir / "keys.json")
+    log = workdir / "gateway.log"
+    proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env)
+    target = Target("gateway", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
+    _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
+    return target
+
+
+def start_fake(workdir: Path, ready_timeout_s: float = 60.0) -> Target:
+    """The fake OpenAI upstream in its own process, recording nothing (long runs)."""
+    port = free_port()
+    log = workdir / "fake.log"
+    cmd = [sys.executable, "-m", "benchmarks.fake_openai", "--port", str(port), "--no-record"]
+    proc = start_process(cmd, log)
+    target = Target("fake", f"http://127.0.0.1:{port}/v1", "fake", proc, log)
+    _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s)
+    return target
+
+
+def _ready_or_stop(target: Target, url: str, timeout_s: float) -> None:
+    try:
+        wait_ready(url, target.proc, target.log_path, timeout_s)
+    except BaseException:
+        target.stop(grace_s=20.0)
+        raise
+
+
+@contextlib.contextmanager
+def running(target: Target) -> Iterator[Target]:
+    try:
+        yield target
+    finally:
+        target.stop()
