@@ -1,0 +1,84 @@
+"""The comparison document, its CSV and plots, and the overhead figures, from synthetic run summaries."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.compare import format_comparison, machine_info, ratios, write_outputs
+from benchmarks.metrics import RequestResult, aggregate
+from benchmarks.overhead import overhead_figures, upstream_backend
+from benchmarks.targets import engine_backend, vllm_server_args
+from serving.config import load_settings
+
+
+def summary(tps: float, ttft_s: float, concurrency: int = 16, failed: int = 0) -> dict:
+    results = [RequestResult(True, 0.0, ttft_s, [0.01] * 63, ttft_s + 0.63, 100, 64, True) for _ in range(8)]
+    results += [RequestResult(False, error_kind="http_503") for _ in range(failed)]
+    s = aggregate(results, duration_s=8 * 64 / tps)
+    return s | {"max_concurrency": concurrency}
+
+
+def test_ratios():
+    r = ratios({"vllm": summary(200, 0.5), "ray_serve_llm": summary(150, 0.6), "gateway": summary(190, 0.505)})
+    assert r["gateway_vs_vllm_output_throughput"] == pytest.approx(0.95)
+    assert r["gateway_vs_ray_serve_llm_output_throughput"] == pytest.approx(190 / 150)
+    assert r["gateway_minus_vllm_median_ttft_ms"] == pytest.approx(5.0)
+    assert ratios({"gateway": summary(1, 1)})["gateway_vs_vllm_output_throughput"] is None
+
+
+def test_write_outputs_json_csv_plots(tmp_path: Path):
+    doc = {
+        "targets": {"vllm": summary(200, 0.5), "gateway": summary(190, 0.5)},
+        "sweeps": {
+            "vllm": [summary(60, 0.1, 1), summary(200, 0.5, 16)],
+            "gateway": [summary(58, 0.1, 1), summary(190, 0.5, 16)],
+        },
+        "machine": machine_info(),
+    }
+    doc["ratios"] = ratios(doc["targets"])
+    written = write_outputs(doc, tmp_path / "out.json")
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert set(data["targets"]) == {"vllm", "gateway"}
+    assert data["targets"]["vllm"]["output_throughput"] == pytest.approx(200)
+    with (tmp_path / "out.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["target"] for r in rows] == [
+        "vllm",
+        "gateway",
+        "vllm/sweep",
+        "vllm/sweep",
+        "gateway/sweep",
+        "gateway/sweep",
+    ]
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert len(pngs) == 3 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert "gateway_vs_vllm_output_throughput: 0.950" in format_comparison(doc)
+
+
+def test_overhead_figures():
+    direct, gateway = summary(1000, 0.001, 1), summary(900, 0.0025, 1)
+    figs = overhead_figures(direct, gateway, summary(5000, 0.01, 64), summary(1500, 0.02, 64, failed=0))
+    assert figs["added_p50_ms_c1"] == pytest.approx(1.5)
+    assert figs["gateway_rps"] == pytest.approx(summary(1500, 0.02, 64)["request_throughput"])
+    failing = overhead_figures(direct, gateway, summary(5000, 0.01), summary(1500, 0.02, failed=2))
+    assert failing["gateway_rps"] is None and failing["gateway_failed"] == 2
+
+
+def test_gateway_configs_are_valid(tmp_path: Path):
+    backend = engine_backend(tmp_path, max_model_len=1024, max_num_seqs=8, cpu_threads=2)
+    as_gateway = backend.model_dump(mode="json", exclude_none=True)
+    load_settings(data={"backends": [as_gateway], "models": [{"name": "default", "route": ["local"]}]})
+    load_settings(data={"backends": [upstream_backend("http://127.0.0.1:1/v1")],
+                        "models": [{"name": "default", "route": ["upstream"]}]})  # fmt: skip
+
+
+def test_vllm_args_mirror_engine_settings(tmp_path: Path):
+    backend = engine_backend(tmp_path, dtype="float32", max_model_len=1024, max_num_seqs=8, extra={"seed": 3})
+    args = vllm_server_args(backend)
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--dtype"] == "float32" and pairs["--max-model-len"] == "1024" and pairs["--max-num-seqs"] == "8"
+    assert pairs["--served-model-name"] == "default" and "--seed" in args
