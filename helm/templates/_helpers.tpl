@@ -1,0 +1,163 @@
+{{/* Names and labels. */}}
+{{- define "sovereign.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sovereign.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every object and pod of the release carries these; NetworkPolicies select on them. */}}
+{{- define "sovereign.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sovereign.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sovereign.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sovereign.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sovereign-inference
+{{- end -}}
+
+{{/* The head pod: the router (ingress replicas) and the only pod allowed egress outside the cluster. */}}
+{{- define "sovereign.routerSelectorLabels" -}}
+{{ include "sovereign.selectorLabels" . }}
+app.kubernetes.io/component: router
+{{- end -}}
+
+{{/* GPU/CPU worker pods: model hosts, no egress outside the release. */}}
+{{- define "sovereign.modelHostSelectorLabels" -}}
+{{ include "sovereign.selectorLabels" . }}
+app.kubernetes.io/component: model-host
+{{- end -}}
+
+{{- define "sovereign.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "sovereign.apiPort" -}}
+{{- dig "server" "port" 8000 .Values.config | int -}}
+{{- end -}}
+
+{{- define "sovereign.configPath" -}}/etc/sovereign/config/config.yaml{{- end -}}
+
+{{/*
+The effective sovereign configuration: .Values.config with the settings the chart owns, so that paths and
+resources agree with the pods it renders. Rendered into the ConfigMap and inline into serveConfigV2.
+*/}}
+{{- define "sovereign.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $server := deepCopy (default (dict) $cfg.server) -}}
+{{- $_ := set $server "host" "0.0.0.0" -}}
+{{- $_ := set $server "port" (include "sovereign.apiPort" . | int) -}}
+{{- $res := deepCopy (default (dict) $server.ingress_ray_resources) -}}
+{{- $_ := set $res .Values.router.rayResource 1 -}}
+{{- $_ := set $server "ingress_ray_resources" $res -}}
+{{- $_ := set $cfg "server" $server -}}
+{{- $audit := deepCopy (default (dict) $cfg.audit) -}}
+{{- $_ := set $audit "path" (printf "%s/%s" .Values.audit.mountPath .Values.audit.fileName) -}}
+{{- $_ := set $cfg "audit" $audit -}}
+{{- if .Values.auth.existingSecret -}}
+{{- $auth := deepCopy (default (dict) $cfg.auth) -}}
+{{- $_ := set $auth "keys_file" (printf "%s/%s" .Values.auth.mountPath .Values.auth.key) -}}
+{{- $_ := set $cfg "auth" $auth -}}
+{{- end -}}
+{{- $backends := list -}}
+{{- range $b := $cfg.backends -}}
+{{- $b = deepCopy $b -}}
+{{- if eq $b.kind "vllm" -}}
+{{- if not (hasPrefix (printf "%s/" (trimSuffix "/" $.Values.weights.mountPath)) (toString $b.model_source)) -}}
+{{- fail (printf "config.backends: model_source %q of backend %q must lie inside weights.mountPath %q (the read-only weights volume)" (toString $b.model_source) $b.name $.Values.weights.mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey $.Values.backendSecrets $b.name -}}
+{{- if ne $b.kind "openai" -}}
+{{- fail (printf "backendSecrets.%s: backend %q is not an openai backend" $b.name $b.name) -}}
+{{- end -}}
+{{- $ref := index $.Values.backendSecrets $b.name -}}
+{{- $_ := set $b "api_key_file" (printf "%s/%s/%s" $.Values.backendSecretsMountPath $b.name $ref.key) -}}
+{{- end -}}
+{{- $backends = append $backends $b -}}
+{{- end -}}
+{{- $_ := set $cfg "backends" $backends -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* The Ray Serve config; serving/serve_config.py:serve_config builds the same document (a test compares). */}}
+{{- define "sovereign.serveConfig" -}}
+{{- $cfg := include "sovereign.config" . | fromYaml -}}
+{{- $app := dict "name" .Values.serve.applicationName "route_prefix" "/" "import_path" "serving.app:build_app" "args" (dict "config" $cfg) -}}
+{{- with .Values.serve.runtimeEnv -}}
+{{- $_ := set $app "runtime_env" . -}}
+{{- end -}}
+{{- $http := dict "host" $cfg.server.host "port" $cfg.server.port -}}
+{{- toYaml (dict "proxy_location" .Values.serve.proxyLocation "http_options" $http "applications" (list $app)) -}}
+{{- end -}}
+
+{{/* Environment every Ray container gets: no phoning home, no model hub, caches on the writable /tmp. */}}
+{{- define "sovereign.commonEnv" -}}
+- name: RAY_USAGE_STATS_ENABLED
+  value: "0"
+- name: VLLM_NO_USAGE_STATS
+  value: "1"
+- name: DO_NOT_TRACK
+  value: "1"
+- name: HF_HUB_OFFLINE
+  value: "1"
+- name: TRANSFORMERS_OFFLINE
+  value: "1"
+- name: XDG_CACHE_HOME
+  value: /tmp/.cache
+- name: TRITON_CACHE_DIR
+  value: /tmp/.triton
+{{- end -}}
+
+{{/* Writable scratch (the root filesystem is read-only), shared memory for Ray's object store and NCCL. */}}
+{{- define "sovereign.scratchVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .tmpSize }}
+- name: dshm
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .shmSize }}
+{{- end -}}
+
+{{- define "sovereign.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: dshm
+  mountPath: /dev/shm
+{{- end -}}
+
+{{- define "sovereign.weightsVolume" -}}
+- name: weights
+{{- if .Values.weights.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.weights.existingClaim }}
+    readOnly: true
+{{- else }}
+{{ toYaml .Values.weights.volume | indent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "sovereign.weightsMount" -}}
+- name: weights
+  mountPath: {{ .Values.weights.mountPath }}
+  readOnly: true
+{{- end -}}
+
+{{- define "sovereign.auditClaim" -}}
+{{- default (printf "%s-audit" (include "sovereign.fullname" .)) .Values.audit.persistence.existingClaim -}}
+{{- end -}}

@@ -1,0 +1,55 @@
+"""Helpers for the deployment tests: rendering the chart with Helm's own engine, parsing what it renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VALUES_FILES = ["default", "values-h200-8b.yaml", "values-8gpu-70b.yaml", "values-cpu-dev.yaml"]
+
+
+def load_generate() -> ModuleType:
+    """deploy/generate.py (not a package): renders the chart and builds the generated files."""
+    spec = importlib.util.spec_from_file_location("sovereign_deploy_generate", ROOT / "deploy" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Rendered:
+    """One rendering of the chart: the values given, the raw files and the parsed objects."""
+
+    name: str
+    values: dict[str, Any]
+    files: dict[str, str]
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        (obj,) = self.of_kind(kind)
+        return obj
+
+
+def values_of(name: str) -> dict[str, Any]:
+    return {} if name == "default" else yaml.safe_load((ROOT / "deploy" / name).read_text())
+
+
+def render(generate: ModuleType, name: str, values: dict[str, Any]) -> Rendered:
+    files = generate.render_chart(values)
+    objects = [doc for path, text in files.items() if not path.endswith("NOTES.txt")
+               for doc in yaml.safe_load_all(text) if doc]
+    return Rendered(name=name, values=values, files=files, objects=objects)
+
+

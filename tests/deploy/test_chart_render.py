@@ -1,0 +1,133 @@
+"""The chart renders, lints clean, and every object is valid Kubernetes / KubeRay; the Serve config never drifts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from chart_support import ROOT, VALUES_FILES, Rendered, values_of
+
+from serving.config import load_settings
+from serving.serve_config import serve_config
+
+KUBE_VERSION = "1.30"
+
+
+def _pod(template: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template.get("metadata", {})},
+            "spec": template["spec"]}
+
+
+@pytest.mark.parametrize("name", VALUES_FILES)
+def test_lint_has_no_errors(generate, name: str) -> None:
+    import helm_python as helm
+
+    report = helm.lint(str(ROOT / "helm"), values=values_of(name), strict=False)
+    errors = [m for m in report["messages"] if m["severity"] >= 3] + report["errors"]
+    assert errors == []
+
+
+def test_native_objects_validate_against_kubernetes_schemas(rendered: Rendered) -> None:
+    import kubernetes_validate
+
+    for obj in rendered.objects:
+        if obj["apiVersion"].startswith(("ray.io/", "monitoring.coreos.com/")):
+            continue
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    service = rendered.one("RayService")
+    spec = service["spec"]["rayClusterConfig"]
+    # The pod templates and the API Service inside the RayService are checked as the objects KubeRay makes of them.
+    kubernetes_validate.validate(_pod(spec["headGroupSpec"]["template"], "head"), KUBE_VERSION, strict=True)
+    for group in spec["workerGroupSpecs"]:
+        kubernetes_validate.validate(_pod(group["template"], group["groupName"]), KUBE_VERSION, strict=True)
+    api = service["spec"]["serveService"]
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", **api}, KUBE_VERSION, strict=True)
+
+
+def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rendered, kuberay_schemas) -> None:
+    service = rendered.one("RayService")
+    assert service["apiVersion"] == "ray.io/v1"
+    jsonschema.validate(service, kuberay_schemas["RayService"])
+    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "check"},
+               "spec": service["spec"]["rayClusterConfig"]}
+    jsonschema.validate(cluster, kuberay_schemas["RayCluster"])
+
+
+def test_servicemonitor_is_well_formed(renders) -> None:
+    monitor = renders["values-h200-8b.yaml"].one("ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http-metrics", "ray-metrics"}
+    services = renders["values-h200-8b.yaml"].of_kind("Service")
+    metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")]
+    assert metrics and monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
+
+
+def _serve_v2(rendered: Rendered) -> dict[str, Any]:
+    return yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])
+
+
+def _configmap_config(rendered: Rendered) -> dict[str, Any]:
+    (cm,) = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-config")]
+    return yaml.safe_load(cm["data"]["config.yaml"])
+
+
+def test_serve_config_v2_is_what_serve_config_builds(rendered: Rendered) -> None:
+    config = _configmap_config(rendered)
+    runtime_env = (rendered.values.get("serve") or {}).get("runtimeEnv") or None
+    assert _serve_v2(rendered) == serve_config(config, runtime_env=runtime_env)
+
+
+def test_rendered_config_is_valid_and_points_at_the_mounts(rendered: Rendered) -> None:
+    config = _serve_v2(rendered)["applications"][0]["args"]["config"]
+    assert config == _configmap_config(rendered)
+    settings = load_settings(data=config)
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.ingress_ray_resources == {"sovereign-router": 1}
+    assert str(settings.audit.path).startswith("/var/lib/sovereign/audit/")
+    for backend in settings.backends:
+        if backend.kind == "vllm":
+            assert str(backend.model_source).startswith("/models/")
+            assert backend.verify_manifest
+
+
+def test_generated_files_are_up_to_date(generate) -> None:
+    """values.schema.json, deploy/serve/*.serve.yaml and the dashboard copy match their sources."""
+    assert [str(p.relative_to(ROOT)) for p in generate.stale_files()] == []
+
+
+def test_dashboard_copy_and_metrics(rendered: Rendered) -> None:
+    canonical = (ROOT / "helm" / "dashboards" / "sovereign-dashboard.json").read_text()
+    assert (ROOT / "deploy" / "grafana" / "sovereign-dashboard.json").read_text() == canonical
+    text = json.dumps(json.loads(canonical))
+    for metric in ("sovereign_requests_total", "sovereign_commercial_egress_total", "sovereign_fallbacks_total",
+                   "sovereign_overflows_total", "sovereign_classification_seconds", "sovereign_ttft_seconds",
+                   "sovereign_itl_seconds", "sovereign_request_seconds", "sovereign_local_queue_depth",
+                   "sovereign_audit_write_seconds", "sovereign_audit_failures_total"):
+        assert metric in text, metric
+    dashboards = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    if (rendered.values.get("dashboard") or {}).get("enabled"):
+        assert json.loads(dashboards[0]["data"]["sovereign-dashboard.json"]) == json.loads(canonical)
+    else:
+        assert dashboards == []
+
+
+def test_gpu_engines_fit_a_worker_group(rendered: Rendered) -> None:
+    """Each GPU engine's tensor x pipeline parallel size fits on one pod of some worker group."""
+    config = load_settings(data=_configmap_config(rendered))
+    service = rendered.one("RayService")["spec"]["rayClusterConfig"]
+    gpus = [int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
+            for g in service["workerGroupSpecs"]]
+    for backend in config.backends:
+        if backend.kind == "vllm" and backend.accelerator == "gpu":
+            need = backend.engine.tensor_parallel_size * backend.engine.pipeline_parallel_size
+            assert any(n >= need for n in gpus), (backend.name, need, gpus)
+
+
+def test_helm_test_pod_calls_ready(rendered: Rendered) -> None:
+    (pod,) = [p for p in rendered.of_kind("Pod") if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    script = pod["spec"]["containers"][0]["command"][-1]
+    api = rendered.one("RayService")["spec"]["serveService"]["metadata"]["name"]
+    assert f"http://{api}:" in script and "/ready" in script
