@@ -259,6 +259,7 @@ def gateway_config(
         "models": [{"name": SERVED_MODEL, "route": route}],
         **(extra or {}),
     }
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "gateway.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
