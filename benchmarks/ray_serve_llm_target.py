@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", type=Path, required=True, help="YAML of one vllm backend (gateway schema)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--ready-file", type=Path, help="created once every deployment is running")
     args = parser.parse_args(argv)
 
     import ray
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         app = build_openai_app({"llm_configs": [llm_config(backend)]})
         serve.run(app, name="stock", route_prefix="/", blocking=False)
         print(f"ray serve llm ready on http://{args.host}:{args.port}/v1", flush=True)
+        if args.ready_file is not None:
+            args.ready_file.touch()
         stop.wait()
     finally:
         serve.shutdown()

@@ -209,18 +209,14 @@ def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout
     log = workdir / "ray_serve_llm.log"
     spec = workdir / "ray_serve_llm_backend.yaml"
     spec.write_text(yaml.safe_dump(backend.model_dump(mode="json")))
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.ray_serve_llm_target",
-        "--backend",
-        str(spec),
-        "--port",
-        str(port),
-    ]
+    ready = workdir / "ray_serve_llm.ready"
+    ready.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.ray_serve_llm_target", "--backend", str(spec), "--port", str(port),
+           "--ready-file", str(ready)]  # fmt: skip
     proc = start_process(cmd, log, engine_env(backend))
     target = Target("ray_serve_llm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
-    _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s)
+    # Serve's proxy answers /v1/models before the engine replica is up; the script marks the real moment.
+    _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s, ready_file=ready)
     return target
 
 
@@ -295,9 +291,16 @@ def start_fake(workdir: Path, ready_timeout_s: float = 60.0) -> Target:
     return target
 
 
-def _ready_or_stop(target: Target, url: str, timeout_s: float) -> None:
+def _ready_or_stop(target: Target, url: str, timeout_s: float, ready_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
     try:
-        wait_ready(url, target.proc, target.log_path, timeout_s)
+        while ready_file is not None and not ready_file.exists():
+            if target.proc is not None and target.proc.poll() is not None:
+                raise TargetError(f"{target.name}: exited with {target.proc.returncode}\n{log_tail(target.log_path)}")
+            if time.monotonic() > deadline:
+                raise TargetError(f"{target.name}: not ready after {timeout_s:.0f} s\n{log_tail(target.log_path)}")
+            time.sleep(1.0)
+        wait_ready(url, target.proc, target.log_path, max(1.0, deadline - time.monotonic()))
     except BaseException:
         target.stop(grace_s=20.0)
         raise
