@@ -201,7 +201,7 @@ class Settings(BaseSettings):
             unknown = [r for r in m.route if r not in known]
             if unknown:
                 raise ValueError(f"models.{i}.route: unknown backend names {unknown} in model {m.name!r}")
-            tasks = {self.backend(r).kind == "vllm" and self.backend(r).task == "embed" for r in m.route}
+            tasks = {b.task for b in map(self.backend, m.route) if isinstance(b, VLLMBackendConfig)}
             if len(tasks) > 1:
                 raise ValueError(f"models.{i}.route: model {m.name!r} mixes embedding and generation backends")
         return self
@@ -210,10 +210,14 @@ class Settings(BaseSettings):
         return next(b for b in self.backends if b.name == name)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init holds the parsed YAML; the environment overrides it.
         return env_settings, init_settings
 
@@ -225,9 +229,9 @@ class ConfigError(Exception):
 def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc}: {msg}")
+        lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -1,0 +1,46 @@
+"""`sovereign models prepare [NAME] [--source DIR] [--dest DIR]` and `sovereign models verify DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.manifest import ManifestError, verify_manifest
+from models.registry import DEFAULT_MODEL, KNOWN_MODELS
+
+DEFAULT_ROOT = Path("var/models")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sovereign models", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    prep = sub.add_parser("prepare", help="convert or copy weights and write their SHA-256 manifest")
+    prep.add_argument("name", nargs="?", default=DEFAULT_MODEL,
+                      help=f"model name (known: {', '.join(KNOWN_MODELS)}); any name with --source")
+    prep.add_argument("--source", type=Path, help="local Hugging Face folder (e.g. from an approved UK mirror)")
+    prep.add_argument("--dest", type=Path, help="output folder (default var/models/NAME)")
+    prep.add_argument("--force", action="store_true", help="prepare again even if the folder verifies")
+    ver = sub.add_parser("verify", help="check a prepared folder against its manifest")
+    ver.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.action == "verify":
+        try:
+            count = verify_manifest(args.folder)
+        except ManifestError as exc:
+            print(f"sovereign models verify: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.folder}: {count} files match the manifest")
+        return 0
+
+    from models.prepare import prepare  # heavy imports (torch, transformers) only when preparing
+
+    dest = args.dest or DEFAULT_ROOT / args.name
+    try:
+        folder = prepare(args.name, dest, source=args.source, force=args.force)
+    except (KeyError, FileNotFoundError, ManifestError) as exc:
+        print(f"sovereign models prepare: {exc}", file=sys.stderr)
+        return 1
+    print(f"prepared {args.name} in {folder}")
+    return 0

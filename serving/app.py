@@ -1,0 +1,145 @@
+"""The Ray Serve application: one ``LLMServer`` deployment per local model, and the router ingress in front.
+
+``build_app`` is a Ray Serve application builder, so the same code runs under ``sovereign serve``, ``serve deploy``
+on a VM cluster, and KubeRay's ``serveConfigV2`` (``import_path: serving.app:build_app``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from models.manifest import verify_manifest
+from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
+
+log = logging.getLogger("sovereign.app")
+
+INGRESS_NAME = "ingress"
+
+
+def engine_deployment_name(backend: VLLMBackendConfig) -> str:
+    return f"engine-{backend.name}"
+
+
+def served_model_name(backend: VLLMBackendConfig) -> str:
+    return backend.served_model_name or backend.name
+
+
+def llm_config(backend: VLLMBackendConfig) -> Any:
+    """Translate one local backend into Ray Serve LLM's ``LLMConfig`` (engine arguments pass straight through)."""
+    from ray.serve.llm import LLMConfig
+
+    engine = backend.engine
+    engine_kwargs: dict[str, Any] = {
+        "dtype": engine.dtype,
+        "max_model_len": engine.max_model_len,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "pipeline_parallel_size": engine.pipeline_parallel_size,
+        "enforce_eager": engine.enforce_eager,
+        **({"max_num_seqs": engine.max_num_seqs} if engine.max_num_seqs else {}),
+        **({"gpu_memory_utilization": engine.gpu_memory_utilization} if backend.accelerator == "gpu" else {}),
+        **({"runner": "pooling"} if backend.task == "embed" else {}),
+        **engine.extra,
+    }
+    env_vars: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                                "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    if backend.accelerator == "cpu":
+        threads = str(backend.cpu_threads or os.cpu_count() or 1)
+        env_vars |= {"OMP_NUM_THREADS": threads,
+                     "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    autoscaling = backend.autoscaling
+    return LLMConfig(
+        model_loading_config={"model_id": served_model_name(backend), "model_source": str(backend.model_source)},
+        engine_kwargs=engine_kwargs,
+        accelerator_config={"kind": backend.accelerator},
+        runtime_env={"env_vars": env_vars},
+        deployment_config={
+            "name": engine_deployment_name(backend),
+            "autoscaling_config": {
+                "min_replicas": autoscaling.min_replicas,
+                "initial_replicas": max(1, autoscaling.min_replicas),
+                "max_replicas": autoscaling.max_replicas,
+                "target_ongoing_requests": autoscaling.target_ongoing_requests,
+            },
+            # Bounded queue: sensitive traffic waits here at most this deep, then gets a fast 503.
+            "max_queued_requests": max(backend.max_queue_depth * 4, 64),
+        },
+        log_engine_metrics=False,
+    )
+
+
+def verify_local_weights(settings: Settings) -> None:
+    """Refuse to start a model whose files do not match their manifest (raises ``ManifestError``)."""
+    for backend in settings.backends:
+        if isinstance(backend, VLLMBackendConfig) and backend.verify_manifest:
+            verify_manifest(Path(backend.model_source))
+
+
+@serve.deployment(name=INGRESS_NAME, max_ongoing_requests=1024)
+@serve.ingress()
+class Ingress:
+    """The router replica: holds the gateway (keys, audit writer, backends) and serves the FastAPI app."""
+
+    def __init__(self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle]) -> None:
+        from routing.audit import AuditLog
+        from routing.keys import KeyStore
+        from serving.backends.local import LocalBackend
+        from serving.backends.openai_http import OpenAIBackend
+        from serving.gateway import Gateway
+        from serving.metrics import Metrics
+        from serving.telemetry import configure_logging
+
+        settings = load_settings(data=settings_data)
+        configure_logging(settings.telemetry.log_level)
+        backends: dict[str, Any] = {}
+        for b in settings.backends:
+            if isinstance(b, VLLMBackendConfig):
+                backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
+            elif isinstance(b, OpenAIBackendConfig):
+                backends[b.name] = OpenAIBackend(b)
+        keys = KeyStore.load(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
+        metrics = Metrics()
+        audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
+        self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)
+
+    async def __del__(self) -> None:
+        """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
+        await self.gateway.close()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from serving.api import create_app
+
+        return create_app(self.gateway)
+
+
+def build_application(settings: Settings) -> Any:
+    """The bound Serve application for ``settings``."""
+    from ray.serve.llm import build_llm_deployment
+
+    verify_local_weights(settings)
+    engines = {}
+    for backend in settings.backends:
+        if isinstance(backend, VLLMBackendConfig):
+            engines[backend.name] = build_llm_deployment(
+                llm_config(backend), override_serve_options={"name": engine_deployment_name(backend)})
+    ingress_options: dict[str, Any] = {
+        "num_replicas": settings.server.ingress_replicas,
+        "max_ongoing_requests": settings.server.max_concurrency + 16,
+        "ray_actor_options": {"num_cpus": 0, **({"resources": dict(settings.server.ingress_ray_resources)}
+                                                if settings.server.ingress_ray_resources else {})},
+    }
+    return Ingress.options(**ingress_options).bind(dump_settings(settings), engines)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Ray Serve application builder: ``args`` is ``{"config_path": FILE}`` or ``{"config": {...}}``."""
+    if "config_path" in args:
+        settings = load_settings(path=args["config_path"])
+    else:
+        settings = load_settings(data=args.get("config") or {})
+    return build_application(settings)

@@ -1,0 +1,85 @@
+"""The backend protocol: one call, ``open``, that either fails before any byte or hands back a ready response.
+
+This is the convention the fallback loop relies on (after Ray Serve LLM's ``LLMEngine`` protocol):
+- ``open`` raises ``BackendFailure`` (connection, timeout, 429, 5xx, overload: the next candidate may be tried)
+  or ``BackendRefusal`` (a 4xx about the request itself: returned to the caller, never retried elsewhere);
+- otherwise it returns ``Opened`` holding the JSON body, or a stream of ready SSE strings (``data: ...\\n\\n``)
+  whose first chunk has already arrived. A stream that fails later raises ``BackendFailure`` mid-iteration;
+  by then bytes may have gone to the client, so the router ends the stream with an error event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from routing.levels import Level
+
+
+class Endpoint(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+    @property
+    def path(self) -> str:
+        return {"chat": "/v1/chat/completions", "completions": "/v1/completions",
+                "embeddings": "/v1/embeddings"}[self.value]
+
+
+class BackendFailure(Exception):
+    """The backend could not serve; ``reason`` is a short code (``connect``, ``timeout``, ``http_503``...)."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class BackendRefusal(Exception):
+    """The backend refused the request itself (4xx). ``envelope`` is an OpenAI error body safe to return."""
+
+    def __init__(self, status: int, envelope: dict[str, Any]) -> None:
+        super().__init__(f"http_{status}")
+        self.status = status
+        self.envelope = envelope
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def update(self, usage: dict[str, Any] | None) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+
+
+@dataclass
+class Opened:
+    """A response that has started: exactly one of ``body`` and ``chunks`` is set."""
+
+    body: dict[str, Any] | None = None
+    chunks: AsyncIterator[str] | None = None
+    usage: Usage = field(default_factory=Usage)   # filled as the response is read, for the audit record
+
+
+class Backend(Protocol):
+    name: str
+    sovereign: bool
+    max_classification: Level
+
+    def serves(self, endpoint: Endpoint) -> bool: ...
+
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def error_envelope(message: str, type_: str, code: str | int | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

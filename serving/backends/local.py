@@ -1,0 +1,175 @@
+"""A local vLLM model: Ray Serve LLM's ``LLMServer`` deployment, reached through a ``DeploymentHandle``.
+
+Requests are validated into vLLM's own protocol types in the ingress (a bad body is a 400 before anything is
+queued). Streams come back from ``LLMServer`` in batches (lists of ``data: ...`` strings); they are flattened here.
+The ingress always asks the engine for usage, so the audit record has token counts, and drops the usage-only
+chunk again when the caller did not ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from routing.levels import Level
+from serving.backends.base import BackendFailure, BackendRefusal, Endpoint, Opened, Usage
+from serving.backends.errors import sanitised_refusal
+from serving.config import VLLMBackendConfig
+
+
+def request_types() -> dict[Endpoint, Any]:
+    """vLLM's request models (through Ray Serve LLM), imported lazily: importing vLLM costs seconds."""
+    from pydantic import TypeAdapter
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+    return {
+        Endpoint.CHAT: TypeAdapter(ChatCompletionRequest),
+        Endpoint.COMPLETIONS: TypeAdapter(CompletionRequest),
+        Endpoint.EMBEDDINGS: TypeAdapter(EmbeddingRequest),
+    }
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    """A 400 message naming the field and the problem, never the offending value."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith(("function-", "tagged-union")))
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return f"invalid request: {loc or 'body'}: {msg}", loc or None
+
+
+class LocalBackend:
+    """Adapter from the backend protocol to an ``LLMServer`` handle."""
+
+    def __init__(self, config: VLLMBackendConfig, handle: Any, served_model_name: str) -> None:
+        self.name = config.name
+        self.sovereign = True
+        self.max_classification: Level = config.max_classification
+        self.task = config.task
+        self.max_queue_depth = config.max_queue_depth
+        self.served_model_name = served_model_name
+        self._handle = handle.options(stream=True)
+        self._plain_handle = handle
+        self._types = request_types()
+        self.in_flight = 0
+
+    def serves(self, endpoint: Endpoint) -> bool:
+        return (endpoint is Endpoint.EMBEDDINGS) == (self.task == "embed")
+
+    @property
+    def overloaded(self) -> bool:
+        return self.in_flight >= self.max_queue_depth
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self._plain_handle.check_health.remote(), timeout=5)
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        return None
+
+    def validate(self, endpoint: Endpoint, body: dict[str, Any]) -> BaseModel:
+        """Parse into vLLM's request model; raises ``ValidationError`` for a bad body."""
+        payload = dict(body)
+        payload["model"] = self.served_model_name
+        if payload.get("stream") and endpoint is not Endpoint.EMBEDDINGS:
+            options = payload.get("stream_options") if isinstance(payload.get("stream_options"), dict) else {}
+            payload["stream_options"] = {**options, "include_usage": True}
+        return self._types[endpoint].validate_python(payload)
+
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened:
+        request = self.validate(endpoint, body)
+        caller_wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if isinstance(
+            body.get("stream_options"), dict) else False
+        method = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}[endpoint.value]
+        self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+
+        try:
+            gen = getattr(self._handle, method).remote(request)
+            first = await anext(gen)
+        except StopAsyncIteration:
+            release()
+            raise BackendFailure("empty_response") from None
+        except BaseException as exc:
+            release()
+            raise _failure(exc) from None
+
+        items = first if isinstance(first, list) else [first]
+        if items and _is_error(items[0]):
+            release()
+            gen.cancel()
+            raise _error_response(items[0])
+        if len(items) == 1 and isinstance(items[0], BaseModel):
+            release()
+            data = items[0].model_dump(mode="json", exclude_none=False)
+            usage = Usage()
+            usage.update(data.get("usage"))
+            return Opened(body=data, usage=usage)
+
+        usage = Usage()
+
+        async def chunks() -> AsyncIterator[str]:
+            try:
+                batch: list[Any] = items
+                while True:
+                    for item in batch:
+                        if _is_error(item):
+                            raise BackendFailure("engine_error")
+                        text = str(item)
+                        if '"usage":{' in text:
+                            obj = json.loads(text[5:].strip())
+                            usage.update(obj.get("usage"))
+                            if not caller_wants_usage:
+                                if obj.get("choices"):
+                                    obj["usage"] = None
+                                    yield f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
+                                continue
+                        yield text
+                    try:
+                        nxt = await anext(gen)
+                    except StopAsyncIteration:
+                        return
+                    except BaseException as exc:
+                        raise _failure(exc) from None
+                    batch = nxt if isinstance(nxt, list) else [nxt]
+            finally:
+                release()
+                gen.cancel()  # a consumer that stops early (client gone) aborts the generation in the engine
+
+        return Opened(chunks=chunks(), usage=usage)
+
+
+def _is_error(item: Any) -> bool:
+    return type(item).__name__ == "ErrorResponse"
+
+
+def _error_response(item: Any) -> Exception:
+    error = item.error
+    status = int(error.code) if isinstance(error.code, int) else 500
+    if 400 <= status < 500 and status != 429:
+        return sanitised_refusal(status, {"message": error.message, "type": error.type, "param": error.param})
+    return BackendFailure(f"http_{status}")
+
+
+def _failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, asyncio.CancelledError):
+        return exc
+    if isinstance(exc, BackendFailure | BackendRefusal):
+        return exc
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(exc, BackPressureError):
+        return BackendFailure("overloaded")
+    return BackendFailure("unavailable")

@@ -1,0 +1,151 @@
+"""An OpenAI-compatible HTTP endpoint through the official ``openai`` SDK: OpenAI itself, or a UK-hosted one.
+
+What is sent is exactly what the caller sent for the model, with only ``model`` replaced: no internal headers, no
+caller identity. The SDK's own retries are off; retrying elsewhere is the router's decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+
+from routing.levels import Level
+from serving.backends.base import BackendFailure, Endpoint, Opened, Usage
+from serving.backends.errors import sanitised_refusal
+from serving.config import OpenAIBackendConfig
+
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def _failure_from(exc: Exception) -> Exception:
+    """Classify an SDK exception as fallback-eligible failure or a refusal to return to the caller."""
+    if isinstance(exc, openai.APITimeoutError):
+        return BackendFailure("timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendFailure("connect")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status in _RETRYABLE_STATUS:
+            retry_after = exc.response.headers.get("retry-after")
+            try:
+                seconds = float(retry_after) if retry_after else None
+            except ValueError:
+                seconds = None
+            return BackendFailure(f"http_{status}", retry_after=seconds)
+        body = exc.body if isinstance(exc.body, dict) else {}
+        return sanitised_refusal(status, body.get("error", body) if isinstance(body, dict) else {})
+    # Anything else (garbage instead of JSON/SSE, protocol errors) means this backend cannot serve now.
+    return BackendFailure("bad_response")
+
+
+class OpenAIBackend:
+    def __init__(self, config: OpenAIBackendConfig) -> None:
+        self.name = config.name
+        self.sovereign = config.sovereign
+        self.max_classification: Level = config.max_classification
+        self.model = config.model
+        self.embedding_model = config.embedding_model
+        self._client = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key() or "missing",
+            max_retries=0,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            default_headers={"User-Agent": "sovereign-inference"},
+        )
+        self._has_key = config.api_key() is not None
+
+    def serves(self, endpoint: Endpoint) -> bool:
+        return endpoint is not Endpoint.EMBEDDINGS or self.embedding_model is not None
+
+    async def ready(self) -> bool:
+        return self._has_key
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened:
+        payload = dict(body)
+        payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model
+        stream = bool(payload.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
+        try:
+            if not stream:
+                raw = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
+                                              cast_to=httpx.Response)
+                data = raw.json()
+                if not isinstance(data, dict):
+                    raise BackendFailure("bad_response")
+                usage = Usage()
+                usage.update(data.get("usage"))
+                return Opened(body=data, usage=usage)
+            response = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
+                                               cast_to=httpx.Response, stream=True)
+        except BackendFailure:
+            raise
+        except ValueError:
+            raise BackendFailure("bad_response") from None
+        except Exception as exc:
+            raise _failure_from(exc) from None
+        return await self._open_stream(response)
+
+    async def _open_stream(self, response: httpx.Response) -> Opened:
+        usage = Usage()
+        events = _sse_events(response, usage)
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            await response.aclose()
+            raise BackendFailure("empty_stream") from None
+        except BaseException:
+            await response.aclose()
+            raise
+
+        async def chunks() -> AsyncIterator[str]:
+            try:
+                yield first
+                async for event in events:
+                    yield event
+            finally:
+                await response.aclose()
+
+        return Opened(chunks=chunks(), usage=usage)
+
+
+async def _sse_events(response: httpx.Response, usage: Usage) -> AsyncIterator[str]:
+    """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` strings; refuse anything that is not SSE JSON.
+
+    Raises ``BackendFailure`` on garbage, on an upstream error event and on a stream that ends without ``[DONE]``.
+    """
+    import json
+
+    if "text/event-stream" not in response.headers.get("content-type", ""):
+        raise BackendFailure("bad_response")
+    done = False
+    try:
+        async for line in response.aiter_lines():
+            if not line or line.startswith(":"):
+                continue
+            if not line.startswith("data:"):
+                if line.startswith(("event:", "id:", "retry:")):
+                    continue
+                raise BackendFailure("bad_stream")
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                yield "data: [DONE]\n\n"
+                break
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                raise BackendFailure("bad_stream") from None
+            if not isinstance(obj, dict) or "error" in obj:
+                raise BackendFailure("upstream_stream_error")
+            if obj.get("usage"):
+                usage.update(obj["usage"])
+            yield f"data: {data}\n\n"
+    except (httpx.TransportError, httpx.StreamError):
+        raise BackendFailure("stream_broken") from None
+    if not done:
+        raise BackendFailure("stream_truncated")

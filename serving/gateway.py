@@ -1,0 +1,371 @@
+"""The router: authenticate, classify, decide, try candidates in order, audit. Transport-agnostic.
+
+``Gateway.handle`` is the whole life of a routed request. The fallback loop lives here and only here, and
+"has a byte gone to the client?" is decided by one thing: whether ``Backend.open`` has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from routing.classify import Classification, classify_request
+
+from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal, audit_name
+from routing.keys import Caller, KeyStore
+from routing.levels import Level
+from routing.policy import BackendPolicy, Refusal, decide, policy_digest
+from routing.ratelimit import RateLimiter
+from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened
+from serving.config import Settings
+from serving.errors import (
+    APIError,
+    BadRequest,
+    InternalError,
+    NotFound,
+    NotPermitted,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    error_sse,
+)
+from serving.metrics import Metrics
+
+log = logging.getLogger("sovereign.gateway")
+
+DECLARED_HEADER = "x-sovereign-classification"
+
+
+@dataclass
+class RequestState:
+    """What the audit record needs, accumulated as the request moves through the gateway. Never any content."""
+
+    endpoint: Endpoint
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    caller: str | None = None
+    model: str | None = None
+    declared: Level | None = None
+    classification: Classification | None = None
+    candidates: tuple[str, ...] = ()
+    attempts: list[Attempt] = field(default_factory=list)
+    backend: str | None = None
+    status: int = 500
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    echo_request_id: bool = True
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id} if self.echo_request_id else {}
+        if self.classification is not None:
+            headers["x-sovereign-classification"] = self.classification.level.label
+        if self.backend is not None:
+            headers["x-sovereign-backend"] = self.backend
+        return headers
+
+
+class Gateway:
+    def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog, keys: KeyStore,
+                 metrics: Metrics | None = None, limiter: RateLimiter | None = None,
+                 behind_serve_proxy: bool = False) -> None:
+        self.settings = settings
+        self.backends = dict(backends)
+        self.audit = audit
+        self.keys = keys
+        self.metrics = metrics or Metrics()
+        self.limiter = limiter or RateLimiter()
+        self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
+        self.policy = {name: BackendPolicy(b.name, b.sovereign, b.max_classification)
+                       for name, b in ((b.name, b) for b in settings.backends)}
+        self.policy_sha256 = policy_digest({
+            "backends": [{"name": b.name, "sovereign": b.sovereign, "max_classification": b.max_classification.label}
+                         for b in settings.backends],
+            "models": [{"name": m.name, "route": m.route} for m in settings.models],
+        })
+        self.in_flight = 0
+        # Ray Serve's proxy assigns `x-request-id` (or keeps the caller's) and adds it to every response itself.
+        self.behind_serve_proxy = behind_serve_proxy
+
+    # -- the routed endpoints -------------------------------------------------------------------------------
+
+    async def handle(self, endpoint: Endpoint, request: Request) -> Response:
+        state = RequestState(endpoint, echo_request_id=not self.behind_serve_proxy)
+        self.in_flight += 1
+        streaming = False
+        try:
+            state.request_id = _request_id(request, state.request_id)
+            response = await self._route(state, request)
+            streaming = isinstance(response, StreamingResponse)
+            return response
+        except APIError as err:
+            state.status = err.status
+            return err.response(state.headers())
+        except Exception:
+            log.exception("unexpected failure", extra={"request_id": state.request_id})
+            state.status = 500
+            return InternalError().response(state.headers())
+        finally:
+            self.in_flight -= 1
+            if not streaming:  # a stream writes its record when it ends
+                await self._finish(state)
+
+    async def _route(self, state: RequestState, request: Request) -> Response:
+        caller = self._authenticate(request)
+        state.caller = caller.name
+        if self.in_flight > self.settings.server.max_concurrency:
+            raise Unavailable("the server is at its concurrency limit; retry later", code="server_busy",
+                              headers={"retry-after": "1"})
+        body = await self._read_json(request)
+        state.declared = _declared_level(request)
+        state.model = audit_name(body.get("model")) if isinstance(body.get("model"), str) else None
+
+        started = time.perf_counter()
+        classification = classify_request(body, declared=state.declared, floor=caller.floor)
+        self.metrics.classification.observe(time.perf_counter() - started)
+        state.classification = classification
+
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("invalid request: model: a model name is required", param="model")
+        route = self.routes.get(model)
+        if route is None:
+            raise NotFound("the model does not exist or you do not have access to it", param="model")
+        route = [name for name in route if self.backends[name].serves(state.endpoint)]
+        if not route:
+            raise NotFound(f"the model does not support {state.endpoint.path}", param="model")
+        self._validate(state.endpoint, body, route)
+
+        level = classification.level
+        overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
+        plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded)
+        state.candidates = plan.candidates
+        for name in plan.overflowed:
+            self.metrics.overflows.labels(model, name).inc()
+        if plan.refusal is Refusal.CEILING:
+            raise NotPermitted(f"your key is not permitted to send {level.label} requests")
+        if plan.refusal is Refusal.NOT_CLEARED:
+            raise NotPermitted(f"no backend for this model is cleared for {level.label}")
+        return await self._dispatch(state, body, plan.candidates)
+
+    async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...]) -> Response:
+        assert state.classification is not None
+        level = state.classification.level
+        retry_after: float | None = None
+        for name in candidates:
+            backend = self.backends[name]
+            if not backend.sovereign:
+                if level > Level.OFFICIAL:  # unreachable through decide(); kept so no refactor can make it so
+                    raise NotPermitted("non-sovereign backends may only receive OFFICIAL requests")
+                await self._audit_egress(state, name)
+                self.metrics.egress.labels(level.label, name).inc()
+            started = time.perf_counter()
+            try:
+                opened = await backend.open(state.endpoint, body, request_id=state.request_id)
+            except BackendFailure as failure:
+                state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason,
+                                              ms=_ms(started)))
+                self.metrics.fallbacks.labels(state.model or "_", name, failure.reason).inc()
+                retry_after = failure.retry_after or retry_after
+                continue
+            except BackendRefusal as refusal:
+                state.attempts.append(Attempt(backend=name, outcome="refused", reason=f"http_{refusal.status}",
+                                              ms=_ms(started)))
+                state.backend = name
+                state.status = refusal.status
+                return JSONResponse(refusal.envelope, status_code=refusal.status, headers=state.headers())
+            state.backend = name
+            self.metrics.ttft.labels(name).observe(time.perf_counter() - started)
+            if opened.body is not None:
+                state.attempts.append(Attempt(backend=name, outcome="ok", ms=_ms(started)))
+                state.status = 200
+                state.prompt_tokens = opened.usage.prompt_tokens
+                state.completion_tokens = opened.usage.completion_tokens
+                return JSONResponse(opened.body, headers=state.headers())
+            return StreamingResponse(self._relay(state, opened, started), media_type="text/event-stream",
+                                     headers={**state.headers(), "cache-control": "no-cache"})
+        headers = {"retry-after": str(max(1, round(retry_after)))} if retry_after else None
+        raise Unavailable("no backend cleared for this request can serve it now; retry later", headers=headers)
+
+    async def _relay(self, state: RequestState, opened: Opened, started: float) -> AsyncIterator[str]:
+        """Pass a started stream through; a failure now ends it with an error event, never a clean finish."""
+        assert opened.chunks is not None
+        name = state.backend or "_"
+        outcome, reason, chunks, first_at = "ok", None, 0, time.perf_counter()
+        try:
+            async for chunk in opened.chunks:
+                chunks += 1
+                yield chunk
+            state.status = 200
+        except BackendFailure as failure:
+            outcome, reason, state.status = "failed_mid_stream", failure.reason, 502
+            yield error_sse(Unavailable("the backend failed while streaming; the response is incomplete",
+                                        code="stream_interrupted"))
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome, reason, state.status = "cancelled", "client_disconnected", 499
+            raise
+        except Exception:
+            log.exception("stream relay failed", extra={"request_id": state.request_id})
+            outcome, reason, state.status = "failed_mid_stream", "internal", 500
+            yield error_sse(InternalError())
+        finally:
+            await opened.chunks.aclose()  # type: ignore[attr-defined]
+            state.attempts.append(Attempt(backend=name, outcome=outcome, reason=reason, ms=_ms(started)))
+            state.prompt_tokens = opened.usage.prompt_tokens
+            state.completion_tokens = opened.usage.completion_tokens
+            if chunks > 1 and opened.usage.completion_tokens:
+                self.metrics.itl.labels(name).observe(
+                    (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1))
+            await self._finish(state)
+
+    # -- steps ----------------------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> Caller:
+        caller = self.keys.authenticate(request.headers.get("authorization"))
+        if caller is None:
+            raise Unauthorized("missing or unknown API key; send `Authorization: Bearer <key>`")
+        rate = caller.rate_per_minute or self.settings.auth.default_rate_per_minute
+        wait = self.limiter.check(caller.name, rate)
+        if wait is not None:
+            raise RateLimited(f"rate limit of {rate} requests per minute exceeded",
+                              headers={"retry-after": str(max(1, int(wait + 0.999)))})
+        return caller
+
+    async def _read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.settings.server.max_body_bytes
+        declared_length = request.headers.get("content-length")
+        if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError):
+            raise BadRequest("invalid request: the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("invalid request: the body must be a JSON object")
+        return body
+
+    def _validate(self, endpoint: Endpoint, body: dict[str, Any], route: list[str]) -> None:
+        """Reject a malformed body before any backend sees it, using vLLM's own request models when local."""
+        validator = next((b for b in (self.backends[n] for n in route) if hasattr(b, "validate")), None)
+        if validator is None:
+            _validate_minimal(endpoint, body)
+            return
+        from pydantic import ValidationError
+
+        from serving.backends.local import validation_message
+
+        try:
+            validator.validate(endpoint, body)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            message, param = validation_message(exc)
+            raise BadRequest(message, param=param) from None
+        except (ValueError, TypeError, RecursionError):
+            raise BadRequest("invalid request: the body does not match the API schema") from None
+
+    async def _audit_egress(self, state: RequestState, backend: str) -> None:
+        """Durable record before the first byte leaves the sovereign boundary; no record, no egress."""
+        try:
+            await self.audit.append(self._record(state, "egress", backend=backend), durable=True)
+        except AuditWriteError:
+            self.metrics.audit_failures.inc()
+            raise Unavailable("the audit log cannot be written; requests that leave the sovereign boundary are "
+                              "refused", code="audit_unavailable") from None
+
+    async def _finish(self, state: RequestState) -> None:
+        level = state.classification.level.label if state.classification else "_unclassified"
+        self.metrics.requests.labels(state.model if state.model in self.routes else "_other", level,
+                                     state.backend or "_none", str(state.status)).inc()
+        self.metrics.latency.labels(state.backend or "_none").observe(state.elapsed_ms() / 1000)
+        try:
+            await self.audit.append(self._record(state, "request", backend=state.backend), durable=False)
+        except AuditWriteError:
+            self.metrics.audit_failures.inc()
+            log.error("audit write failed", extra={"request_id": state.request_id})
+        log.info("request", extra={"request_id": state.request_id, "caller": state.caller, "model": state.model,
+                                   "level": level, "backend": state.backend, "status": state.status,
+                                   "latency_ms": round(state.elapsed_ms(), 2)})
+
+    def _record(self, state: RequestState, event: str, *, backend: str | None) -> AuditRecord:
+        c = state.classification
+        return AuditRecord(
+            event=event, request_id=state.request_id, caller=state.caller, endpoint=state.endpoint.path,
+            model=state.model, declared_level=state.declared, detected_level=c.detected_level if c else None,
+            level=c.level if c else None,
+            signals=tuple(Signal(type=s.type, count=s.count) for s in c.signals) if c else (),
+            policy_sha256=self.policy_sha256, candidates=state.candidates, attempts=tuple(state.attempts),
+            backend=backend, status=200 if event == "egress" else state.status,
+            prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens,
+            latency_ms=round(state.elapsed_ms(), 3),
+        )
+
+    async def close(self) -> None:
+        """Drain the audit writer and close backend clients (called when the replica stops)."""
+        await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+        await self.audit.aclose()
+
+    # -- the rest of the API ----------------------------------------------------------------------------------
+
+    def list_models(self, request: Request) -> dict[str, Any]:
+        self._authenticate(request)
+        return {"object": "list", "data": [
+            {"id": m.name, "object": "model", "created": 0, "owned_by": "sovereign"} for m in self.settings.models
+        ]}
+
+    async def readiness(self) -> tuple[bool, dict[str, bool]]:
+        names = list(self.backends)
+        results = await asyncio.gather(*(self.backends[n].ready() for n in names), return_exceptions=True)
+        status = {n: r is True for n, r in zip(names, results, strict=True)}
+        ready = any(any(status[b] for b in route) for route in self.routes.values())
+        return ready, status
+
+
+def _declared_level(request: Request) -> Level | None:
+    value = request.headers.get(DECLARED_HEADER)
+    if value is None:
+        return None
+    try:
+        return Level.parse(value)
+    except ValueError:
+        raise BadRequest("invalid X-Sovereign-Classification header: not a classification level",
+                         param=DECLARED_HEADER, code="invalid_classification") from None
+
+
+def _request_id(request: Request, generated: str) -> str:
+    """The id the proxy (or a correlating caller) put in ``x-request-id``, if it is a safe short name."""
+    value = request.headers.get("x-request-id")
+    if value is None:
+        return generated
+    if len(value) > 64 or audit_name(value) != value:
+        raise BadRequest("invalid x-request-id header: use up to 64 letters, digits and -_.:", param="x-request-id")
+    return value
+
+
+def _validate_minimal(endpoint: Endpoint, body: dict[str, Any]) -> None:
+    """Shape checks for routes with no local backend (the remote endpoint validates the rest)."""
+    if endpoint is Endpoint.CHAT and not (isinstance(body.get("messages"), list) and body["messages"]):
+        raise BadRequest("invalid request: messages: a non-empty list is required", param="messages")
+    if endpoint is Endpoint.COMPLETIONS and not isinstance(body.get("prompt"), str | list):
+        raise BadRequest("invalid request: prompt: a string or list is required", param="prompt")
+    if endpoint is Endpoint.EMBEDDINGS and not isinstance(body.get("input"), str | list):
+        raise BadRequest("invalid request: input: a string or list is required", param="input")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,40 @@
+"""Prometheus metrics of the router. Labels are bounded: configured names and levels only, never caller input."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("sovereign_requests", "Requests by public model, level, backend and HTTP status",
+                                ["model", "level", "backend", "status"], registry=r)
+        self.egress = Counter("sovereign_commercial_egress", "Requests sent to non-sovereign backends, by level",
+                              ["level", "backend"], registry=r)
+        self.fallbacks = Counter("sovereign_fallbacks", "Fallbacks to the next candidate, by reason",
+                                 ["model", "from_backend", "reason"], registry=r)
+        self.overflows = Counter("sovereign_overflows", "Requests moved off a full local queue",
+                                 ["model", "backend"], registry=r)
+        self.classification = Histogram("sovereign_classification_seconds", "Time to classify a request",
+                                        buckets=_FAST_BUCKETS, registry=r)
+        self.ttft = Histogram("sovereign_ttft_seconds", "Time to first token (streams) or response",
+                              ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.itl = Histogram("sovereign_itl_seconds", "Mean inter-token (inter-chunk) latency per stream",
+                             ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("sovereign_request_seconds", "End-to-end request latency",
+                                 ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("sovereign_local_queue_depth", "Requests in flight to a local backend from this "
+                                 "router replica", ["backend"], registry=r)
+        self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
+                                     buckets=_FAST_BUCKETS, registry=r)
+        self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
+
+    def on_audit_write(self, seconds: float, ok: bool) -> None:
+        self.audit_write.observe(seconds)
+        if not ok:
+            self.audit_failures.inc()

@@ -1,0 +1,137 @@
+"""`sovereign serve [--config FILE]`: start a local Ray instance and the Serve application; Ctrl-C stops both.
+
+With no --config this is local development mode: the embedded default models are prepared if needed, a fresh
+API key is created (stored hashed under var/) and printed, and the server listens on 127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from serving.config import ConfigError, Settings, load_settings
+
+READY_TIMEOUT_S = 900
+
+
+def _dev_settings() -> tuple[Settings, str]:
+    from models.prepare import prepare
+    from models.registry import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL
+    from routing.keys import create_key
+    from serving.defaults import VAR, default_config
+
+    for name in (DEFAULT_MODEL, DEFAULT_EMBEDDING_MODEL):
+        prepare(name, VAR / "models" / name)
+    data = default_config()
+    keys_file = VAR / "dev-keys.json"
+    keys_file.unlink(missing_ok=True)  # one key per development session; nothing but its hash is kept
+    key = create_key(keys_file, "developer")
+    data["auth"]["keys_file"] = str(keys_file)
+    return load_settings(data=data), key
+
+
+def _wait_ready(url: str, deadline: float, stop: threading.Event) -> bool:
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        stop.wait(1.0)
+    return False
+
+
+def _banner(settings: Settings, key: str | None) -> str:
+    host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else "127.0.0.1"
+    base = f"http://{host}:{settings.server.port}/v1"
+    model = settings.models[0].name
+    lines = [f"Sovereign inference server ready at {base}", f"models: {', '.join(m.name for m in settings.models)}"]
+    if key:
+        lines += [f"development API key (shown once, stored hashed in {settings.auth.keys_file}):", f"  {key}"]
+    lines += [
+        "call it with the openai SDK:",
+        "  from openai import OpenAI",
+        f"  client = OpenAI(base_url=\"{base}\", api_key=\"{key or '<your key>'}\")",
+        f"  client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hi\"}}])",
+        "Ctrl-C stops the server.",
+    ]
+    return "\n".join(lines)
+
+
+def _ray_env() -> dict[str, str]:
+    """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
+    env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def run(settings: Settings, key: str | None = None) -> int:
+    import ray
+    from ray import serve
+
+    from serving.app import build_application
+
+    os.environ.update(_ray_env())
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    from serving.app import verify_local_weights
+
+    verify_local_weights(settings)  # before anything starts
+    # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
+    ray.init(num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False, log_to_driver=False,
+             configure_logging=True, logging_level="WARNING")
+    try:
+        app = build_application(settings)
+        serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+        serve.run(app, name="sovereign", route_prefix="/", blocking=False)
+        ready_url = f"http://127.0.0.1:{settings.server.port}/ready"
+        if not _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop):
+            if stop.is_set():
+                return 130
+            print("sovereign serve: the application did not become ready in time", file=sys.stderr)
+            return 1
+        print(_banner(settings, key), flush=True)
+        stop.wait()
+        print("shutting down...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sovereign serve", description=__doc__)
+    parser.add_argument("--config", type=Path, default=os.environ.get("SOVEREIGN_CONFIG"),
+                        help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)")
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            settings, key = load_settings(path=args.config), None
+        else:
+            settings, key = _dev_settings()
+    except ConfigError as exc:
+        print(f"sovereign serve: {exc}", file=sys.stderr)
+        return 2
+    from models.manifest import ManifestError
+
+    try:
+        return run(settings, key)
+    except ManifestError as exc:
+        print(f"sovereign serve: refusing to start: {exc}", file=sys.stderr)
+        return 2

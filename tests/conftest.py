@@ -1,0 +1,98 @@
+"""Session-wide resources: one fake commercial API and one running application with real engines.
+
+The application is expensive (two vLLM engines under Ray Serve), so every test that needs it shares this one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.fake_openai import FakeOpenAIServer
+from tests.support.app import RunningApp, free_port, start_app, stop_app
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+CALLERS = {
+    "tester": {},
+    "ceiling-official": {"ceiling": "OFFICIAL"},
+    "floor-secret": {"floor": "SECRET"},
+    "slow-rate": {"rate_per_minute": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from models.manifest import write_manifest
+    from tests.support.tiny_model import build_tiny_llama
+
+    folder = build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    write_manifest(folder, "test fixture")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedding_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from models.prepare import prepare
+
+    return prepare("minilm", tmp_path_factory.mktemp("models") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def fake_commercial() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def commercial(fake_commercial: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The shared fake, reset to healthy and empty for each test."""
+    fake_commercial.reset()
+    fake_commercial.set_fault("ok")
+    return fake_commercial
+
+
+def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str) -> dict:
+    return {
+        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536},
+        "audit": {"path": str(workdir / "audit.jsonl")},
+        "auth": {"keys_file": str(workdir / "keys.json")},
+        "backends": [
+            {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
+             "max_classification": "SECRET", "cpu_threads": 1, "max_queue_depth": 4,
+             "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16}},
+            {"name": "embed", "kind": "vllm", "task": "embed", "model_source": str(embedding_model),
+             "max_classification": "SECRET", "cpu_threads": 1,
+             "engine": {"dtype": "float32", "max_model_len": 256}},
+            {"name": "commercial", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
+             "base_url": commercial_url, "api_key_env": "FAKE_COMMERCIAL_KEY", "model": "gpt-fake",
+             "embedding_model": "embed-fake", "timeout_s": 5, "connect_timeout_s": 2},
+        ],
+        "models": [
+            {"name": "default", "route": ["local", "commercial"]},
+            {"name": "commercial-first", "route": ["commercial", "local"]},
+            {"name": "local-only", "route": ["local"]},
+            {"name": "commercial-only", "route": ["commercial"]},
+            {"name": "embeddings", "route": ["embed"]},
+            {"name": "embeddings-commercial-first", "route": ["commercial", "embed"]},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_model: Path,
+        fake_commercial: FakeOpenAIServer) -> Iterator[RunningApp]:
+    from routing.keys import create_key
+
+    workdir = tmp_path_factory.mktemp("app")
+    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url)
+    keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
+    running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial"})
+    try:
+        yield running
+    finally:
+        stop_app(running.process)

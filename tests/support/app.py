@@ -1,0 +1,84 @@
+"""Run the real application (`sovereign serve --config`) as a subprocess, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    base_url: str          # http://127.0.0.1:PORT/v1
+    root: str              # http://127.0.0.1:PORT
+    keys: dict[str, str]   # caller name -> API key
+    audit_path: Path
+    log_path: Path
+    config: dict[str, Any]
+    process: subprocess.Popen[bytes]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, caller: str = "tester", **kwargs: Any) -> Any:
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.base_url, api_key=self.keys[caller], max_retries=0, **kwargs)
+
+    def headers(self, caller: str = "tester") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[caller]}"}
+
+
+def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
+              env: dict[str, str] | None = None) -> RunningApp:
+    """Write the config, start the server, wait for /ready (or fail with the server's log tail)."""
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / "server.log"
+    port = config["server"]["port"]
+    proc_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--config", str(config_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
+                                   start_new_session=True)
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{root}/ready", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    else:
+        stop_app(process)
+        raise RuntimeError(f"server not ready in {timeout_s}s:\n{log_path.read_text()[-4000:]}")
+    return RunningApp(f"{root}/v1", root, keys, Path(config["audit"]["path"]), log_path, config, process)
+
+
+def stop_app(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
+    """SIGINT (Ctrl-C), then wait; kill the whole process group if it does not go."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
