@@ -225,9 +225,20 @@ def sovereign_command() -> list[str]:
 
 
 def create_api_key(keys_file: Path, caller: str = "bench") -> str:
-    """A key for the bench via ``sovereign keys create`` (the key is the last line it prints)."""
+    """A key for the bench via ``sovereign keys create`` (the key is the last line it prints), with a rate limit
+    far above anything measurable: the benchmark measures the gateway, not its rate limiter."""
     out = subprocess.run(
-        [*sovereign_command(), "keys", "create", "--caller", caller, "--keys-file", str(keys_file)],
+        [
+            *sovereign_command(),
+            "keys",
+            "create",
+            "--caller",
+            caller,
+            "--keys-file",
+            str(keys_file),
+            "--rate",
+            "100000000",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
