@@ -1,0 +1,476 @@
+"""The detector table: UK personal and criminal-justice identifiers, and named people in justice context.
+
+One row per signal shape (see ``detectors_base.Detector``). Patterns only find candidates; a candidate
+counts when its validator accepts it, so "numbers that look right" do not: check digits are verified
+(``python-stdnum`` where it has the scheme, the PNC/CRO mod-23 letter here, as the Police National
+Computer defines it), allocation rules applied (NI number prefixes and letters), and identifiers whose
+shape alone is too common (probation CRN, old 9-digit passports, UTR, sort code + account) need a context
+word nearby. Fake ranges that can never identify anyone (NHS 999 test range, Ofcom drama phone numbers,
+published test card numbers, ``example.com``) do not count.
+"""
+
+from __future__ import annotations
+
+import datetime
+from functools import cache
+from typing import Any
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from stdnum import iban as _iban
+from stdnum import luhn as _luhn
+from stdnum.gb import nhs as _nhs
+from stdnum.gb import utr as _utr
+
+from routing import names
+from routing.detectors_base import Detector, Match, Scanner, near
+from routing.levels import Level
+from routing.markings import MARKING_DETECTORS
+
+OS = Level.OFFICIAL_SENSITIVE
+_NON_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
+_MOD23 = b"ZABCDEFGHJKLMNPQRTUVWXY"  # PNC and CRO check letters (no I, O, S)
+
+
+def _digits(raw: bytes) -> bytes:
+    return raw.translate(None, _NON_DIGITS)
+
+
+_RUNS = b"01234567890123456789", b"98765432109876543210"
+
+
+def _placeholder(d: bytes) -> bool:
+    """``0123456789``, ``9876543210``, ``0000000000``: form-filler placeholders, not anyone's number."""
+    return d.count(d[:1]) == len(d) or d in _RUNS[0] or d in _RUNS[1]
+
+
+def _mod23_ok(number: bytes, letter: int) -> bool:
+    return _MOD23[int(number) % 23] == letter
+
+
+# --- health, tax, national insurance ---------------------------------------------------------------------
+
+_UTR_CONTEXT = (
+    b"utr",
+    b"unique taxpayer",
+    b"taxpayer reference",
+    b"tax reference",
+    b"self assessment",
+    b"self-assessment",
+    b"hmrc",
+)
+_NHS_CONTEXT = (b"nhs", b"chi number", b"patient", b"health")
+
+
+def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()
+    d = _digits(raw)
+    if d.startswith(b"999") or _placeholder(d) or not _nhs.is_valid(d.decode()):
+        return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
+    start, end = m.span()
+    if near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
+        return None  # the UTR row counts it
+    if len(raw) == 10 and d[:1] in b"12" and not near(text, start, end, _NHS_CONTEXT):
+        return None  # bare 1xxxxxxxxx/2xxxxxxxxx: Unix timestamps and order numbers; NHS never issued these
+    return "nhs_number"
+
+
+def _utr_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    d = _digits(m.group())
+    if not _placeholder(d) and near(text, m.start(), m.end(), _UTR_CONTEXT) and _utr.is_valid(d.decode()):
+        return "utr"
+    return None
+
+
+_NINO_BAD_PREFIX = frozenset({b"BG", b"GB", b"KN", b"NK", b"NT", b"TN", b"ZZ"})
+# Lower-case "at 12 34 56 a" in prose is not a NI number unless the text says so.
+_NINO_WORDS = frozenset(
+    {
+        b"AT",
+        b"AN",
+        b"AS",
+        b"BE",
+        b"BY",
+        b"HE",
+        b"ME",
+        b"MY",
+        b"ON",
+        b"OR",
+        b"WE",
+        b"AM",
+        b"AH",
+        b"EH",
+        b"HA",
+        b"HM",
+        b"OH",
+        b"PA",
+        b"MA",
+        b"YA",
+        b"YE",
+        b"YO",
+        b"OW",
+        b"AW",
+        b"OK",
+        b"LA",
+    }
+)
+_NINO_CONTEXT = (b"insurance", b"nino", b"ni number", b"ni no", b"nin ")
+
+
+def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()
+    s = raw.upper().replace(b" ", b"").replace(b"\t", b"")
+    a, b = s[0:1], s[1:2]
+    if a in b"DFIQUV" or b in b"DFIQUVO" or s[:2] in _NINO_BAD_PREFIX:
+        return None
+    spaced_word = not raw[:2].isupper() and len(raw) > 9 and s[:2] in _NINO_WORDS
+    if spaced_word and not near(text, m.start(), m.end(), _NINO_CONTEXT):
+        return None
+    return "ni_number"
+
+
+# --- police and justice identifiers ----------------------------------------------------------------------
+
+_PNC_CONTEXT = (b"pnc", b"police national computer")
+_CRO_CONTEXT = (b"cro", b"criminal record")
+_PRISON_CONTEXT = (b"prison", b"noms", b"hmp", b"inmate", b"offender", b"custody", b"booking")
+_CRN_CONTEXT = (b"crn", b"case reference", b"case ref", b"probation", b"delius")
+
+
+def _pnc_long(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()  # YYYY/NNNNNNNC or YYYYNNNNNNNC; the check covers YY + 7-digit serial
+    d = _digits(raw)
+    return "pnc_id" if _mod23_ok(d[2:4] + d[4:11], raw[-1]) else None
+
+
+def _pnc_short(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()  # YY/N..NC, serial padded to 7
+    year, serial = raw[:-1].split(b"/")
+    if len(serial) < 2 and not near(text, m.start(), m.end(), _PNC_CONTEXT, 40):
+        return None
+    return "pnc_id" if _mod23_ok(year + serial.rjust(7, b"0"), raw[-1]) else None
+
+
+def _pnc_bare(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()  # YYN..NC without the slash: only where the text says PNC
+    if not near(text, m.start(), m.end(), _PNC_CONTEXT, 40):
+        return None
+    return "pnc_id" if _mod23_ok(raw[:2] + raw[2:-1].rjust(7, b"0"), raw[-1]) else None
+
+
+def _cro_standard(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()  # N..N/YYC, serial padded to 6, checked as YY + serial
+    serial, year = raw[:-1].split(b"/")
+    if len(serial) < 3 and not near(text, m.start(), m.end(), _CRO_CONTEXT, 40):
+        return None
+    return "cro_number" if _mod23_ok(year + serial.rjust(6, b"0"), raw[-1]) else None
+
+
+def _cro_search_file(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    raw = m.group()  # SFYY/N..NC: search-file numbers check YY + the serial padded to five digits
+    year, serial = raw[2:-1].split(b"/")
+    return "cro_number" if _mod23_ok(year + serial.rjust(5, b"0"), raw[-1]) else None
+
+
+def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if m.group()[:1] in b"AG" or near(text, m.start(), m.end(), _PRISON_CONTEXT):
+        return "prison_number"
+    return None
+
+
+def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return "probation_crn" if near(text, m.start(), m.end(), _CRN_CONTEXT) else None
+
+
+# --- travel and driving ----------------------------------------------------------------------------------
+
+
+def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return "uk_passport" if near(text, m.start(), m.end(), (b"passport",)) else None
+
+
+def _driving_licence(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    s = m.group().upper()  # SSSSS D MM DD Y II N CC
+    surname = s[:5].rstrip(b"9")
+    if not surname or not surname.isalpha():
+        return None
+    month, day = int(s[6:8]), int(s[8:10])
+    if month > 50:
+        month -= 50
+    if not (1 <= month <= 12 and 1 <= day <= 31) or not s[11:12].isalpha():
+        return None
+    return "driving_licence"
+
+
+# --- money -----------------------------------------------------------------------------------------------
+
+_BANK_CONTEXT = (b"sort", b"account", b"acc no", b"acct", b"a/c", b"bank")
+_TEST_CARDS = frozenset(
+    {
+        b"4111111111111111",
+        b"4242424242424242",
+        b"5555555555554444",
+        b"5105105105105100",
+        b"4012888888881881",
+        b"378282246310005",
+        b"371449635398431",
+        b"6011111111111117",
+        b"4000056655665556",
+        b"2223003122003222",
+        b"4000000000000002",
+        b"30569309025904",
+        b"3530111333300000",
+    }
+)
+
+
+def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
+
+
+def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    return "iban" if _iban.is_valid(m.group().decode()) else None
+
+
+def _card_brand_ok(d: bytes) -> bool:
+    n = len(d)
+    two, four = int(d[:2]), int(d[:4])
+    if d[:1] == b"4":
+        return n in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16
+    if two in (34, 37):
+        return n == 15
+    if d[:1] == b"6" or two in (36, 38, 39) or 300 <= int(d[:3]) <= 305 or 3528 <= four <= 3589:
+        return n >= 14
+    return two in (50, 56, 57, 58) and n >= 13  # Maestro
+
+
+def _payment_card(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    d = _digits(m.group())
+    if not 13 <= len(d) <= 19 or d in _TEST_CARDS or _placeholder(d):
+        return None
+    return "payment_card" if _card_brand_ok(d) and _luhn.is_valid(d.decode()) else None
+
+
+# --- contact details -------------------------------------------------------------------------------------
+
+_EXAMPLE_DOMAINS = (b"example.com", b"example.org", b"example.net", b"example.co.uk", b"example.gov.uk")
+_EXAMPLE_TLDS = (b".example", b".test", b".invalid", b".localhost", b".local")
+_ROBOT_LOCAL = frozenset({b"git", b"noreply", b"no-reply", b"donotreply", b"do-not-reply", b"mailer-daemon"})
+
+
+def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    local, _at, domain = m.group().lower().rpartition(b"@")
+    if domain in _EXAMPLE_DOMAINS or domain.endswith(_EXAMPLE_TLDS) or local in _ROBOT_LOCAL:
+        return None
+    return "email"
+
+
+# Ofcom's ranges reserved for TV, radio and examples (national significant number prefixes): never a person.
+_DRAMA_PREFIXES = (
+    "1134960",
+    "1144960",
+    "1154960",
+    "1164960",
+    "1174960",
+    "1184960",
+    "1214960",
+    "1314960",
+    "1414960",
+    "1514960",
+    "1614960",
+    "1914980",
+    "2079460",
+    "2890180",
+    "2920180",
+    "1632960",
+    "7700900",
+    "8081570",
+    "9098790",
+    "3069990",
+)
+_PERSONAL_PHONE = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        PhoneNumberType.PERSONAL_NUMBER,
+        PhoneNumberType.VOIP,
+    }
+)
+
+
+def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers or drama ranges."""
+    try:
+        number = phonenumbers.parse(m.group().decode(), "GB")
+    except phonenumbers.NumberParseException:
+        return None
+    if number.country_code != 44 or not phonenumbers.is_valid_number(number):
+        return None
+    national = str(number.national_number)
+    if national.startswith(_DRAMA_PREFIXES) or _placeholder(b"0" + national.encode()):
+        return None
+    return "uk_phone" if phonenumbers.number_type(number) in _PERSONAL_PHONE else None
+
+
+# --- dates of birth and named people ---------------------------------------------------------------------
+
+_MONTHS = rb"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE = (
+    rb"(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}\b|(?:19|20)\d{2}-\d{2}-\d{2}\b"
+    rb"|\d{1,2}(?:st|nd|rd|th)?[ \t]+(?i:" + _MONTHS + rb"),?[ \t]+(?:19|20)\d{2}\b"
+    rb"|(?i:" + _MONTHS + rb")[ \t]+\d{1,2}(?:st|nd|rd|th)?,?[ \t]+(?:19|20)\d{2}\b)"
+)
+_MONTH_NUMBERS = {
+    name: i
+    for i, name in enumerate(
+        (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"), 1
+    )
+}
+
+
+def _date_ok(raw: bytes, *, max_year: int) -> bool:
+    """A real calendar-ish date (day 1-31, month 1-12) in the past; two-digit years are accepted."""
+    s = raw.lower()
+    parts = s.replace(b",", b" ").replace(b".", b" ").replace(b"/", b" ").replace(b"-", b" ").split()
+    try:
+        if parts[0][:1].isdigit() and len(parts) == 3 and parts[1].isdigit():
+            if len(parts[0]) == 4:
+                year, month, day = int(parts[0]), int(parts[1]), int(parts[2])
+            else:
+                day, month, year = int(parts[0]), int(parts[1]), int(parts[2])
+        else:
+            words = [p for p in parts if p[:1].isalpha()]
+            nums = [int(p.rstrip(b"stndrh")) for p in parts if p[:1].isdigit()]
+            month = _MONTH_NUMBERS[words[0][:3]]
+            day, year = (nums[0], nums[1]) if nums[0] <= 31 else (nums[1], nums[0])
+    except (ValueError, IndexError, KeyError):
+        return False
+    return 1 <= day <= 31 and 1 <= month <= 12 and (year < 100 or 1900 <= year <= max_year)
+
+
+_THIS_YEAR = datetime.date.today().year
+
+
+def _dob_labelled(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    return "date_of_birth" if _date_ok(m.group(b"date"), max_year=_THIS_YEAR) else None
+
+
+def _dob_after_name(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    # "Jane Doe (12/03/1985)": a name with a date at least a few years old next to it.
+    date = m.group(b"date")  # the pattern ends with the date, so the name lies before m.end() - len(date)
+    if not _date_ok(date, max_year=_THIS_YEAR - 5):
+        return None
+    return "date_of_birth" if names.find_person(text, m.start(), m.end() - len(date)) else None
+
+
+_JUSTICE_WINDOW = 200
+
+
+def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    """A named person within a window of justice vocabulary; one count per cluster of nearby words."""
+    start, end = m.span()
+    if start < state.get("justice_done", -1):
+        return None
+    lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
+    hi = end + _JUSTICE_WINDOW
+    state["justice_searched"] = hi
+    if names.find_person(text, lo, hi):
+        state["justice_done"] = hi
+        return "justice_context_named_person"
+    return None
+
+
+_JUSTICE_WORDS = (
+    rb"convicted|convictions?|sentenced|sentencing|custodial|suspended[ \t]+sentence|prison|prisoners?"
+    rb"|hmp|hmyoi"
+    rb"|probation|parole|offences?|offenders?|offending|remanded|remand|bailed|custody|charged[ \t]+with"
+    rb"|arrested|arrest|victims?|witness(?:es)?|safeguarding|mappa|marac|domestic[ \t]+(?:abuse|violence)"
+    rb"|assault(?:ed)?|burglary|robbery|theft|stalking|harassment|criminal[ \t]+record|cautioned"
+    rb"|police[ \t]+caution|community[ \t]+order|curfew|tagged|youth[ \t]+offending|child[ \t]+protection"
+    rb"|pleaded[ \t]+(?:not[ \t]+)?guilty|pled[ \t]+guilty|found[ \t]+guilty|acquitted|defendant|accused"
+    rb"|suspect|perpetrator|crown[ \t]+court|magistrates|youth[ \t]+court|court[ \t]+hearing"
+    rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
+    rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
+    rb"|drug[ \t]+(?:dealing|supply)"
+    rb"|possession[ \t]+with[ \t]+intent|indecent|abuse|abused|at[ \t]+risk[ \t]+of[ \t]+harm"
+    rb"|looked[ \t]+after[ \t]+child"
+)
+_NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
+
+IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
+    Detector("nhs_number", OS, rb"\b\d{3}[ \-]?\d{3}[ \-]?\d{4}\b", _nhs_number),
+    Detector("utr", OS, rb"\b\d{5}[ ]?\d{5}K?\b", _utr_number),
+    Detector("ni_number", OS, rb"(?i)\b[A-Z]{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?[A-D]\b", _ni_number),
+    Detector("pnc_id", OS, rb"\b(?:19|20)\d{2}/?\d{7}[A-Z]\b", _pnc_long),
+    Detector("pnc_id", OS, rb"\b\d{2}/\d{1,7}[A-Z]\b", _pnc_short),
+    Detector("pnc_id", OS, rb"\b\d{3,9}[A-Z]\b", _pnc_bare),
+    Detector("cro_number", OS, rb"\b\d{1,6}/\d{2}[A-Z]\b", _cro_standard),
+    Detector("cro_number", OS, rb"\bSF\d{2}/\d{1,6}[A-Z]\b", _cro_search_file),
+    Detector("prison_number", OS, rb"\b[A-Z]\d{4}[A-Z]{2}\b", _prison_number),
+    Detector("probation_crn", OS, rb"\b[A-Z]\d{6}\b", _crn),
+    Detector("uk_passport", OS, rb"(?i)\b[A-Z]{2}\d{7}\b"),
+    Detector("uk_passport", OS, rb"\b\d{9}\b", _passport_digits),
+    Detector(
+        "driving_licence",
+        OS,
+        rb"(?i)\b[A-Z9]{5}\d[0156]\d[0-3]\d\d[A-Z9]{2}\d[A-Z0-9]{2}\b",
+        _driving_licence,
+    ),
+    Detector(
+        "sort_code_account",
+        OS,
+        rb"\b\d{2}[ \-]?\d{2}[ \-]?\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
+        rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}[ \-]?\d{2}[ \-]?\d{2}\b",
+        _sort_code_account,
+    ),
+    Detector("iban", OS, rb"(?i)\bGB\d{2}[ ]?[A-Z]{4}[ ]?\d{4}[ ]?\d{4}[ ]?\d{4}[ ]?\d{2}\b", _iban_gb),
+    Detector(
+        "payment_card",
+        OS,
+        rb"\b(?:\d{13,19}|\d{4}(?:[ \-]\d{4}){2,3}(?:[ \-]?\d{1,3})?|\d{4}[ \-]\d{6}[ \-]\d{5})\b",
+        _payment_card,
+    ),
+    Detector(
+        "email",
+        OS,
+        rb"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}\b",
+        _email,
+    ),
+    Detector(
+        "uk_phone",
+        OS,
+        rb"(?:(?:\+|\b00)[ \t]?44[ \t\-]?(?:\(0\)[ \t\-]?)?|\(?\b0)\(?[1-9](?:[ \t\-)]?\d){8,9}\b",
+        _uk_phone,
+    ),
+    Detector(
+        "uk_postcode",
+        OS,
+        rb"(?i)\b(?:GIR[ \t]?0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
+        rb"[ \t]?\d[ABD-HJLNP-UW-Z]{2})\b",
+    ),
+    Detector(
+        "date_of_birth",
+        OS,
+        rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t]+of[ \t]+birth|birth[ \t]*date|born(?:[ \t]+on)?))"
+        rb"[ \t]*[:\-,]?[ \t]*(?P<date>" + _DATE + rb")",
+        _dob_labelled,
+    ),
+    Detector(
+        "date_of_birth",
+        OS,
+        _NAME + rb"[ \t]*(?:,|\()[ \t]*(?i:(?:b\.|born|dob|d\.o\.b\.?)[ \t:]*)?(?P<date>" + _DATE + rb")",
+        _dob_after_name,
+    ),
+    Detector("justice_context_named_person", OS, rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", _justice_person),
+)
+
+DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS
+
+
+@cache
+def scanner() -> Scanner:
+    """The compiled table (built once per process: compiling the set takes a few milliseconds)."""
+    return Scanner(DETECTORS)

@@ -1,0 +1,172 @@
+"""The classifier's contract: levels combine as DESIGN.md says, every part of a body is read, fails closed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing.classify import Classification, Signal, classify_request, classify_text
+from routing.levels import Level
+
+NHS = "943 476 5919"
+ESCAPED_ARGS = '{"nhs": "943\\u0020476\\u00205919"}'  # JSON escapes hide the digits from a raw scan
+
+
+def chat(*messages: dict) -> dict:
+    return {"model": "default", "messages": list(messages)}
+
+
+def test_plain_text_is_official_and_may_leave():
+    c = classify_text("Write a haiku about autumn leaves.")
+    assert c == Classification(Level.OFFICIAL, Level.OFFICIAL, None, ())
+    assert not c.local_only
+
+
+@pytest.mark.parametrize(
+    ("declared", "floor", "text", "level"),
+    [
+        (Level.SECRET, None, "hello", Level.SECRET),  # declared raises
+        (Level.OFFICIAL, None, "SECRET\nplan", Level.SECRET),  # ...never lowers
+        (None, Level.OFFICIAL_SENSITIVE, "hello", Level.OFFICIAL_SENSITIVE),  # the key's floor
+        (Level.OFFICIAL, Level.SECRET, f"NHS {NHS}", Level.SECRET),
+        (Level.TOP_SECRET, None, f"NHS {NHS}", Level.TOP_SECRET),
+    ],
+)
+def test_level_is_the_maximum_of_declared_detected_and_floor(declared, floor, text, level):
+    c = classify_text(text, declared=declared, floor=floor)
+    assert c.level == level
+    assert c.declared_level == declared
+    assert c.detected_level <= c.level
+
+
+def test_local_only_from_official_sensitive_up():
+    assert classify_text(f"NHS number {NHS}").local_only
+    assert classify_text("hello", declared=Level.OFFICIAL_SENSITIVE).local_only
+    assert not classify_text("hello", declared=Level.OFFICIAL).local_only
+
+
+def test_signals_are_sorted_counted_and_carry_no_text():
+    c = classify_text(f"OFFICIAL-SENSITIVE\nNHS {NHS}, again {NHS}; mail jane.doe@gmail.com")
+    assert c.signals == (Signal("email", 1), Signal("marking_official_sensitive", 1), Signal("nhs_number", 2))
+    assert "943" not in repr(c) and "jane" not in repr(c)
+
+
+BODIES = {
+    "system message": chat(
+        {"role": "system", "content": f"Patient NHS {NHS}"}, {"role": "user", "content": "hi"}
+    ),
+    "assistant message": chat(
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": f"NHS {NHS}"}
+    ),
+    "content parts": chat(
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": NHS}]}
+    ),
+    "tool call arguments": chat(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": json.dumps({"nhs": NHS})},
+                }
+            ],
+        }
+    ),
+    "escaped tool arguments": chat(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "f", "arguments": ESCAPED_ARGS}}
+            ],
+        }
+    ),
+    "tool result": chat({"role": "tool", "tool_call_id": "1", "content": f'{{"nhs": "{NHS}"}}'}),
+    "name field": chat({"role": "user", "name": "jane.doe@gmail.com", "content": "hi"}),
+    "legacy prompt": {"model": "m", "prompt": f"NHS {NHS}"},
+    "prompt list": {"model": "m", "prompt": ["a", f"NHS {NHS}"]},
+    "embeddings input": {"model": "e", "input": f"NHS {NHS}"},
+    "embeddings input list": {"model": "e", "input": ["a", f"NHS {NHS}"]},
+    "user field": chat({"role": "user", "content": "hi"}) | {"user": "jane.doe@gmail.com"},
+    "metadata key": chat({"role": "user", "content": "hi"}) | {"metadata": {"jane.doe@gmail.com": "x"}},
+}
+
+
+@pytest.mark.parametrize("where", sorted(BODIES))
+def test_every_part_of_the_body_is_scanned(where):
+    c = classify_request(BODIES[where])
+    assert c.local_only, where
+    assert c.signals and c.signals[0].type in {"nhs_number", "email"}
+
+
+def test_token_id_inputs_are_fine():
+    c = classify_request({"model": "e", "input": [[101, 2023, 102], [7, 8]]})
+    assert c.level == Level.OFFICIAL and c.signals == ()
+
+
+def test_cross_message_context_counts():
+    c = classify_request(
+        chat(
+            {"role": "system", "content": "Case notes for Ryan Cooper."},
+            {"role": "user", "content": "He was remanded in custody on Friday."},
+        )
+    )
+    assert Signal("justice_context_named_person", 1) in c.signals
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        "a string",
+        ["a", "list"],
+        {"messages": [{"role": "user", "content": b"bytes"}]},
+        {"messages": [{"role": "user", "content": object()}]},
+        {"messages": [{"role": "user", "content": {1, 2}}]},
+    ],
+    ids=["none", "str", "list", "bytes", "object", "set"],
+)
+def test_malformed_bodies_fail_closed(body):
+    c = classify_request(body)  # type: ignore[arg-type]
+    assert c.level == Level.TOP_SECRET
+    assert c.signals == (Signal("classification_error", 1),)
+
+
+def test_non_string_text_fails_closed():
+    assert classify_text(None).signals == (Signal("classification_error", 1),)  # type: ignore[arg-type]
+
+
+def test_running_past_the_deadline_fails_closed():
+    body = chat({"role": "user", "content": " ".join([NHS] * 5000)})
+    c = classify_request(body, deadline_s=0.0, declared=Level.OFFICIAL)
+    assert c.level == Level.TOP_SECRET and c.detected_level == Level.TOP_SECRET
+    assert c.declared_level == Level.OFFICIAL
+    assert c.signals == (Signal("classification_timeout", 1),)
+
+
+def test_full_width_digits_are_normalised():
+    assert classify_text("NHS ９４３ ４７６ ５９１９").local_only
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+levels = st.none() | st.sampled_from(list(Level))
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.dictionaries(st.text(max_size=10), json_values, max_size=5), declared=levels, floor=levels)
+def test_never_raises_and_never_lowers(body, declared, floor):
+    c = classify_request(body, declared=declared, floor=floor, deadline_s=5)
+    assert isinstance(c, Classification)
+    assert c.level >= max((lv for lv in (declared, floor) if lv is not None), default=Level.OFFICIAL)
+    assert c.level >= c.detected_level
+    assert list(c.signals) == sorted(c.signals, key=lambda s: s.type)
+    assert all(s.count > 0 for s in c.signals)

@@ -1,0 +1,78 @@
+"""``sovereign classify``: DESIGN.md's CLI contract."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+from routing.classify_cli import main
+
+
+def run(argv: list[str], stdin: str = "") -> tuple[int, list[dict]]:
+    out = io.StringIO()
+    status = main(argv, stdin=io.StringIO(stdin), stdout=out)
+    return status, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_text_arguments_are_one_text():
+    status, results = run(["Patient", "NHS", "943", "476", "5919"])
+    assert status == 0
+    assert results == [
+        {
+            "id": None,
+            "level": "OFFICIAL-SENSITIVE",
+            "local_only": True,
+            "signals": [{"type": "nhs_number", "count": 1}],
+        }
+    ]
+
+
+def test_jsonl_file_ids_copied_through(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        json.dumps({"id": "a", "input": {"text": "SECRET\nplan"}})
+        + "\n\n"
+        + json.dumps({"id": 7, "input": {"request": {"messages": [{"role": "user", "content": "hello"}]}}})
+        + "\n"
+    )
+    status, results = run(["--jsonl", str(path)])
+    assert status == 0
+    assert [(r["id"], r["level"], r["local_only"]) for r in results] == [
+        ("a", "SECRET", True),
+        (7, "OFFICIAL", False),
+    ]
+    assert results[1]["signals"] == []
+
+
+def test_stdin_by_default_and_with_dash():
+    line = json.dumps({"id": 1, "input": {"text": "jane.doe@gmail.com"}}) + "\n"
+    for argv in ([], ["--jsonl", "-"]):
+        status, results = run(argv, stdin=line)
+        assert status == 0 and results[0]["signals"] == [{"type": "email", "count": 1}]
+
+
+def test_bad_lines_fail_closed_and_set_the_status():
+    lines = "not json\n[1]\n" + json.dumps({"id": "x", "input": {"text": 3}}) + "\n"
+    status, results = run([], stdin=lines)
+    assert status == 1
+    assert [r["id"] for r in results] == [None, None, "x"]
+    assert all(r["level"] == "TOP SECRET" and r["local_only"] for r in results)
+    assert all("not json" not in r["error"] for r in results)  # errors never echo content
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["--jsonl", str(tmp_path / "nope.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_console_script_dispatch():
+    proc = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "classify", "TOP SECRET"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(proc.stdout)["level"] == "TOP SECRET"
