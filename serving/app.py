@@ -109,7 +109,9 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
-        await self.gateway.close()
+        gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
+        if gateway is not None:
+            await gateway.close()
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app
