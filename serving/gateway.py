@@ -17,9 +17,11 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from routing.classify import Classification, classify_request
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal, audit_name
+from routing.classify import Classification, classify_request
 from routing.keys import Caller, KeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
@@ -41,6 +43,7 @@ from serving.errors import (
 from serving.metrics import Metrics
 
 log = logging.getLogger("sovereign.gateway")
+tracer = trace.get_tracer("sovereign.gateway")
 
 DECLARED_HEADER = "x-sovereign-classification"
 
@@ -63,6 +66,7 @@ class RequestState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     echo_request_id: bool = True
+    span: Span = trace.INVALID_SPAN  # the request's root span (set in handle)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -102,11 +106,15 @@ class Gateway:
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         state = RequestState(endpoint, echo_request_id=not self.behind_serve_proxy)
+        # The caller's W3C trace context is the parent; the span ends with the request (streams: in _relay).
+        state.span = tracer.start_span("sovereign.request", context=propagate.extract(request.headers),
+                                       kind=SpanKind.SERVER, attributes={"sovereign.endpoint": endpoint.path})
         self.in_flight += 1
         streaming = False
         try:
             state.request_id = _request_id(request, state.request_id)
-            response = await self._route(state, request)
+            with trace.use_span(state.span, end_on_exit=False):
+                response = await self._route(state, request)
             streaming = isinstance(response, StreamingResponse)
             return response
         except APIError as err:
@@ -129,10 +137,16 @@ class Gateway:
                               headers={"retry-after": "1"})
         body = await self._read_json(request)
         state.declared = _declared_level(request)
-        state.model = audit_name(body.get("model")) if isinstance(body.get("model"), str) else None
+        # Only configured names are recorded: a caller-chosen model string could itself carry content.
+        state.model = body["model"] if body.get("model") in self.routes else "_unknown"
 
         started = time.perf_counter()
-        classification = classify_request(body, declared=state.declared, floor=caller.floor)
+        with tracer.start_as_current_span("sovereign.classify") as span:
+            classification = classify_request(body, declared=state.declared, floor=caller.floor)
+            span.set_attributes({"sovereign.level": classification.level.label,
+                                 "sovereign.detected_level": classification.detected_level.label,
+                                 "sovereign.signal_types": [s.type for s in classification.signals],
+                                 "sovereign.local_only": classification.local_only})
         self.metrics.classification.observe(time.perf_counter() - started)
         state.classification = classification
 
@@ -149,7 +163,11 @@ class Gateway:
 
         level = classification.level
         overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
-        plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded)
+        with tracer.start_as_current_span("sovereign.policy") as span:
+            plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded)
+            span.set_attributes({"sovereign.candidates": list(plan.candidates),
+                                 "sovereign.overflowed": list(plan.overflowed),
+                                 "sovereign.refusal": plan.refusal.value if plan.refusal else ""})
         state.candidates = plan.candidates
         for name in plan.overflowed:
             self.metrics.overflows.labels(model, name).inc()
@@ -172,7 +190,16 @@ class Gateway:
                 self.metrics.egress.labels(level.label, name).inc()
             started = time.perf_counter()
             try:
-                opened = await backend.open(state.endpoint, body, request_id=state.request_id)
+                with tracer.start_as_current_span("sovereign.backend_attempt", kind=SpanKind.CLIENT, attributes={
+                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign}) as span:
+                    try:
+                        opened = await backend.open(state.endpoint, body, request_id=state.request_id,
+                                                    trace_headers=_trace_headers() if backend.sovereign else {})
+                    except (BackendFailure, BackendRefusal) as exc:
+                        span.set_attribute("sovereign.outcome", exc.__class__.__name__)
+                        span.set_attribute("sovereign.reason", str(exc))
+                        raise
+                    span.set_attribute("sovereign.outcome", "ok")
             except BackendFailure as failure:
                 state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason,
                                               ms=_ms(started)))
@@ -203,6 +230,9 @@ class Gateway:
         assert opened.chunks is not None
         name = state.backend or "_"
         outcome, reason, chunks, first_at = "ok", None, 0, time.perf_counter()
+        span = tracer.start_span("sovereign.stream", context=trace.set_span_in_context(state.span),
+                                 attributes={"sovereign.backend": name,
+                                             "sovereign.ttft_ms": round((first_at - started) * 1000, 3)})
         try:
             async for chunk in opened.chunks:
                 chunks += 1
@@ -227,6 +257,11 @@ class Gateway:
             if chunks > 1 and opened.usage.completion_tokens:
                 self.metrics.itl.labels(name).observe(
                     (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1))
+            span.set_attributes({"sovereign.outcome": outcome, "sovereign.chunks": chunks,
+                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0})
+            if outcome != "ok":
+                span.set_status(StatusCode.ERROR, reason or outcome)
+            span.end()
             await self._finish(state)
 
     # -- steps ----------------------------------------------------------------------------------------------
@@ -301,6 +336,15 @@ class Gateway:
         log.info("request", extra={"request_id": state.request_id, "caller": state.caller, "model": state.model,
                                    "level": level, "backend": state.backend, "status": state.status,
                                    "latency_ms": round(state.elapsed_ms(), 2)})
+        span = state.span
+        span.set_attributes({"sovereign.request_id": state.request_id, "sovereign.level": level,
+                             "sovereign.backend": state.backend or "", "sovereign.model": state.model or "",
+                             "http.response.status_code": state.status,
+                             "sovereign.prompt_tokens": state.prompt_tokens or 0,
+                             "sovereign.completion_tokens": state.completion_tokens or 0})
+        if state.status >= 500:
+            span.set_status(StatusCode.ERROR)
+        span.end()
 
     def _record(self, state: RequestState, event: str, *, backend: str | None) -> AuditRecord:
         c = state.classification
@@ -345,6 +389,13 @@ def _declared_level(request: Request) -> Level | None:
     except ValueError:
         raise BadRequest("invalid X-Sovereign-Classification header: not a classification level",
                          param=DECLARED_HEADER, code="invalid_classification") from None
+
+
+def _trace_headers() -> dict[str, str]:
+    """W3C trace context of the current span, for sovereign backends only (vLLM joins the same trace)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 def _request_id(request: Request, generated: str) -> str:

@@ -10,7 +10,7 @@ This is the convention the fallback loop relies on (after Ray Serve LLM's ``LLME
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -74,11 +74,41 @@ class Backend(Protocol):
 
     def serves(self, endpoint: Endpoint) -> bool: ...
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened: ...
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
+                   trace_headers: Mapping[str, str]) -> Opened:
+        """``trace_headers``: W3C trace context to propagate (empty for non-sovereign backends)."""
+        ...
 
     async def ready(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def with_usage(body: dict[str, Any]) -> dict[str, Any]:
+    """The body asking for a final usage chunk, so the audit record gets token counts for every stream."""
+    options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    return {**body, "stream_options": {**options, "include_usage": True}}
+
+
+def take_usage(event: str, usage: Usage, forward_usage: bool) -> str | None:
+    """Record usage from an SSE event; return the event to forward (without a usage the caller didn't ask for)."""
+    if '"usage":{' not in event:
+        return event
+    import json
+
+    obj = json.loads(event[5:].strip())
+    usage.update(obj.get("usage"))
+    if forward_usage:
+        return event
+    if not obj.get("choices"):
+        return None  # the usage-only chunk
+    obj["usage"] = None
+    return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
 
 
 def error_envelope(message: str, type_: str, code: str | int | None, param: str | None = None) -> dict[str, Any]:

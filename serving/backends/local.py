@@ -9,14 +9,22 @@ chunk again when the caller did not ask for it.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from routing.levels import Level
-from serving.backends.base import BackendFailure, BackendRefusal, Endpoint, Opened, Usage
+from serving.backends.base import (
+    BackendFailure,
+    BackendRefusal,
+    Endpoint,
+    Opened,
+    Usage,
+    take_usage,
+    wants_usage,
+    with_usage,
+)
 from serving.backends.errors import sanitised_refusal
 from serving.config import VLLMBackendConfig
 
@@ -75,17 +83,19 @@ class LocalBackend:
 
     def validate(self, endpoint: Endpoint, body: dict[str, Any]) -> BaseModel:
         """Parse into vLLM's request model; raises ``ValidationError`` for a bad body."""
-        payload = dict(body)
-        payload["model"] = self.served_model_name
+        payload = {**body, "model": self.served_model_name}
         if payload.get("stream") and endpoint is not Endpoint.EMBEDDINGS:
-            options = payload.get("stream_options") if isinstance(payload.get("stream_options"), dict) else {}
-            payload["stream_options"] = {**options, "include_usage": True}
+            payload = with_usage(payload)
         return self._types[endpoint].validate_python(payload)
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened:
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
+                   trace_headers: Mapping[str, str]) -> Opened:
+        from ray.llm._internal.serve.core.protocol import RawRequestInfo
+
         request = self.validate(endpoint, body)
-        caller_wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if isinstance(
-            body.get("stream_options"), dict) else False
+        # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
+        raw_info = RawRequestInfo(headers={"x-request-id": request_id, **trace_headers})
+        caller_wants_usage = wants_usage(body)
         method = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}[endpoint.value]
         self.in_flight += 1
         released = False
@@ -97,7 +107,7 @@ class LocalBackend:
                 self.in_flight -= 1
 
         try:
-            gen = getattr(self._handle, method).remote(request)
+            gen = getattr(self._handle, method).remote(request, raw_info)
             first = await anext(gen)
         except StopAsyncIteration:
             release()
@@ -127,16 +137,9 @@ class LocalBackend:
                     for item in batch:
                         if _is_error(item):
                             raise BackendFailure("engine_error")
-                        text = str(item)
-                        if '"usage":{' in text:
-                            obj = json.loads(text[5:].strip())
-                            usage.update(obj.get("usage"))
-                            if not caller_wants_usage:
-                                if obj.get("choices"):
-                                    obj["usage"] = None
-                                    yield f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
-                                continue
-                        yield text
+                        event = take_usage(str(item), usage, caller_wants_usage)
+                        if event is not None:
+                            yield event
                     try:
                         nxt = await anext(gen)
                     except StopAsyncIteration:

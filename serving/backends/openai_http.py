@@ -6,14 +6,22 @@ caller identity. The SDK's own retries are off; retrying elsewhere is the router
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import openai
 
 from routing.levels import Level
-from serving.backends.base import BackendFailure, Endpoint, Opened, Usage
+from serving.backends.base import (
+    BackendFailure,
+    Endpoint,
+    Opened,
+    Usage,
+    take_usage,
+    wants_usage,
+    with_usage,
+)
 from serving.backends.errors import sanitised_refusal
 from serving.config import OpenAIBackendConfig
 
@@ -52,7 +60,7 @@ class OpenAIBackend:
             base_url=config.base_url,
             api_key=config.api_key() or "missing",
             max_retries=0,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
             default_headers={"User-Agent": "sovereign-inference"},
         )
         self._has_key = config.api_key() is not None
@@ -66,14 +74,20 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Opened:
+    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
+                   trace_headers: Mapping[str, str]) -> Opened:
         payload = dict(body)
+        options = {"headers": dict(trace_headers)} if trace_headers else {}
         payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model
         stream = bool(payload.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
+        forward_usage = True
+        if stream and self.sovereign:
+            # Inside the boundary we may ask for usage (for the audit record); a commercial request stays as sent.
+            forward_usage, payload = wants_usage(payload), with_usage(payload)
         try:
             if not stream:
                 raw = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
-                                              cast_to=httpx.Response)
+                                              cast_to=httpx.Response, options=options)
                 data = raw.json()
                 if not isinstance(data, dict):
                     raise BackendFailure("bad_response")
@@ -81,18 +95,18 @@ class OpenAIBackend:
                 usage.update(data.get("usage"))
                 return Opened(body=data, usage=usage)
             response = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
-                                               cast_to=httpx.Response, stream=True)
+                                               cast_to=httpx.Response, stream=True, options=options)
         except BackendFailure:
             raise
         except ValueError:
             raise BackendFailure("bad_response") from None
         except Exception as exc:
             raise _failure_from(exc) from None
-        return await self._open_stream(response)
+        return await self._open_stream(response, forward_usage)
 
-    async def _open_stream(self, response: httpx.Response) -> Opened:
+    async def _open_stream(self, response: httpx.Response, forward_usage: bool) -> Opened:
         usage = Usage()
-        events = _sse_events(response, usage)
+        events = _sse_events(response, usage, forward_usage)
         try:
             first = await anext(events)
         except StopAsyncIteration:
@@ -113,7 +127,7 @@ class OpenAIBackend:
         return Opened(chunks=chunks(), usage=usage)
 
 
-async def _sse_events(response: httpx.Response, usage: Usage) -> AsyncIterator[str]:
+async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
     """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` strings; refuse anything that is not SSE JSON.
 
     Raises ``BackendFailure`` on garbage, on an upstream error event and on a stream that ends without ``[DONE]``.
@@ -142,10 +156,12 @@ async def _sse_events(response: httpx.Response, usage: Usage) -> AsyncIterator[s
                 raise BackendFailure("bad_stream") from None
             if not isinstance(obj, dict) or "error" in obj:
                 raise BackendFailure("upstream_stream_error")
-            if obj.get("usage"):
-                usage.update(obj["usage"])
-            yield f"data: {data}\n\n"
-    except (httpx.TransportError, httpx.StreamError):
+            event = take_usage(f"data: {data}\n\n", usage, forward_usage)
+            if event is not None:
+                yield event
+    except BackendFailure:
+        raise
+    except Exception:  # the SDK's transport (httpx2) raises its own types; any read failure is a broken stream
         raise BackendFailure("stream_broken") from None
     if not done:
         raise BackendFailure("stream_truncated")

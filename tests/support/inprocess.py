@@ -1,0 +1,86 @@
+"""The gateway in this process, without Ray: both backends are loopback fakes, so faults are fully controllable.
+
+The "uk" fake stands for a sovereign OpenAI-compatible endpoint (say, a vLLM server in a UK data centre), the
+"commercial" fake for OpenAI. Used for the fault-schedule property test, tracing and metrics tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from benchmarks.fake_openai import FakeOpenAIServer
+from routing.audit import AuditLog
+from routing.keys import KeyStore, create_key
+from serving.api import create_app
+from serving.backends.openai_http import OpenAIBackend
+from serving.config import OpenAIBackendConfig, load_settings
+from serving.gateway import Gateway
+
+
+@dataclass
+class InProcessGateway:
+    base_url: str
+    key: str
+    gateway: Gateway
+    uk: FakeOpenAIServer
+    commercial: FakeOpenAIServer
+    audit_path: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def gateway_config(workdir: Path, uk_url: str, commercial_url: str) -> dict[str, Any]:
+    fake = {"kind": "openai", "api_key_env": "FAKE_KEY", "model": "fake", "embedding_model": "fake-embed",
+            "timeout_s": 2, "connect_timeout_s": 1}
+    return {
+        "server": {"max_body_bytes": 65536},
+        "audit": {"path": str(workdir / "audit.jsonl")},
+        "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 100000},
+        "backends": [
+            {"name": "uk", "sovereign": True, "max_classification": "SECRET", "base_url": uk_url, **fake},
+            {"name": "commercial", "sovereign": False, "max_classification": "OFFICIAL", "base_url": commercial_url,
+             **fake},
+        ],
+        "models": [{"name": "default", "route": ["uk", "commercial"]},
+                   {"name": "commercial-first", "route": ["commercial", "uk"]}],
+    }
+
+
+@contextmanager
+def running_gateway(workdir: Path) -> Iterator[InProcessGateway]:
+    import os
+
+    os.environ.setdefault("FAKE_KEY", "sk-fake")
+    with FakeOpenAIServer() as uk, FakeOpenAIServer() as commercial:
+        settings = load_settings(data=gateway_config(workdir, uk.base_url, commercial.base_url))
+        key = create_key(settings.auth.keys_file, "tester")
+        backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
+        gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
+                          keys=KeyStore.load(settings.auth.keys_file))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(gateway), log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        try:
+            yield InProcessGateway(f"http://127.0.0.1:{port}/v1", key, gateway, uk, commercial,
+                                   settings.audit.path)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            gateway.audit.close()
+            sock.close()
