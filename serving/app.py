@@ -46,8 +46,13 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         **({"runner": "pooling"} if backend.task == "embed" else {}),
         **engine.extra,
     }
-    env_vars: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                                "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    env_vars: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                                "DO_NOT_TRACK": "1", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL",
+                                                                                          "WARNING")}
+    otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if otlp:  # vLLM's request spans join the router's trace (it reads `traceparent` from the forwarded headers)
+        env_vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+        engine_kwargs.setdefault("otlp_traces_endpoint", otlp.rstrip("/") + "/v1/traces")
     if backend.accelerator == "cpu":
         threads = str(backend.cpu_threads or os.cpu_count() or 1)
         env_vars |= {"OMP_NUM_THREADS": threads,
@@ -92,10 +97,11 @@ class Ingress:
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
         from serving.metrics import Metrics
-        from serving.telemetry import configure_logging
+        from serving.telemetry import configure_logging, configure_tracing
 
         settings = load_settings(data=settings_data)
         configure_logging(settings.telemetry.log_level)
+        configure_tracing(settings.telemetry.service_name)
         backends: dict[str, Any] = {}
         for b in settings.backends:
             if isinstance(b, VLLMBackendConfig):

@@ -40,3 +40,24 @@ def configure_logging(level: str = "INFO") -> None:
         handler.setFormatter(JSONFormatter())
         logger.addHandler(handler)
     logger.propagate = False
+
+
+def configure_tracing(service_name: str) -> bool:
+    """Export spans over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; otherwise export nothing.
+
+    Returns whether an exporter was installed. Without one, the API's no-op tracer keeps the cost near zero.
+    """
+    import os
+
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
