@@ -125,16 +125,31 @@ class Ingress:
         return create_app(self.gateway)
 
 
+def verified_server_cls() -> type:
+    """``LLMServer`` that checks the weights against their manifest in the replica, before the engine loads them.
+
+    The check runs where the weights are mounted (a GPU worker pod, say), not where the application is built.
+    """
+    from ray.serve.llm import LLMServer
+
+    class VerifiedLLMServer(LLMServer):
+        async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+            verify_manifest(Path(llm_config.model_loading_config.model_source))
+            await super().__init__(llm_config, **kwargs)
+
+    return VerifiedLLMServer
+
+
 def build_application(settings: Settings) -> Any:
     """The bound Serve application for ``settings``."""
     from ray.serve.llm import build_llm_deployment
 
-    verify_local_weights(settings)
     engines = {}
     for backend in settings.backends:
         if isinstance(backend, VLLMBackendConfig):
             engines[backend.name] = build_llm_deployment(
-                llm_config(backend), override_serve_options={"name": engine_deployment_name(backend)})
+                llm_config(backend), override_serve_options={"name": engine_deployment_name(backend)},
+                deployment_cls=verified_server_cls() if backend.verify_manifest else None)
     ingress_options: dict[str, Any] = {
         "num_replicas": settings.server.ingress_replicas,
         "max_ongoing_requests": settings.server.max_concurrency + 16,
