@@ -16,6 +16,7 @@ from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
 from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
+from serving.engine import VERIFY_KEY, sovereign_server_cls
 
 log = logging.getLogger("sovereign.app")
 
@@ -75,6 +76,8 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             "max_queued_requests": max(backend.max_queue_depth * 4, 64),
         },
         log_engine_metrics=False,
+        experimental_configs={VERIFY_KEY: backend.verify_manifest,
+                              "stream_batching_interval_ms": backend.stream_batching_ms},
     )
 
 
@@ -125,21 +128,6 @@ class Ingress:
         return create_app(self.gateway)
 
 
-def verified_server_cls() -> type:
-    """``LLMServer`` that checks the weights against their manifest in the replica, before the engine loads them.
-
-    The check runs where the weights are mounted (a GPU worker pod, say), not where the application is built.
-    """
-    from ray.serve.llm import LLMServer
-
-    class VerifiedLLMServer(LLMServer):
-        async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
-            verify_manifest(Path(llm_config.model_loading_config.model_source))
-            await super().__init__(llm_config, **kwargs)
-
-    return VerifiedLLMServer
-
-
 def build_application(settings: Settings) -> Any:
     """The bound Serve application for ``settings``."""
     from ray.serve.llm import build_llm_deployment
@@ -149,7 +137,7 @@ def build_application(settings: Settings) -> Any:
         if isinstance(backend, VLLMBackendConfig):
             engines[backend.name] = build_llm_deployment(
                 llm_config(backend), override_serve_options={"name": engine_deployment_name(backend)},
-                deployment_cls=verified_server_cls() if backend.verify_manifest else None)
+                deployment_cls=sovereign_server_cls())
     ingress_options: dict[str, Any] = {
         "num_replicas": settings.server.ingress_replicas,
         "max_ongoing_requests": settings.server.max_concurrency + 16,

@@ -130,6 +130,8 @@ class VLLMBackendConfig(_BackendBase):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
     verify_manifest: bool = True
+    stream_batching_ms: float = Field(
+        50.0, ge=0, description="stream chunks closer together than this travel from the engine as one message")
 
     @field_validator("sovereign")
     @classmethod
