@@ -76,6 +76,19 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
+def _drain(serve: Any) -> None:
+    """Stop routing new requests to the application and let those in flight finish before the proxies go.
+
+    Deleting the application first removes its route (new requests are refused at the proxy) while every replica
+    waits for its own ongoing requests, up to its ``graceful_shutdown_timeout_s`` (Ray Serve's default: 20 s).
+    ``serve.shutdown()`` alone stops the proxies at once and cuts streams off mid-way.
+    """
+    try:
+        serve.delete("sovereign", _blocking=True)
+    except Exception as exc:  # nothing deployed yet, or Serve already gone: shutdown() still follows
+        print(f"sovereign serve: drain skipped ({type(exc).__name__})", file=sys.stderr, flush=True)
+
+
 def run(settings: Settings, key: str | None = None) -> int:
     os.environ.update(_ray_env(settings))  # before Ray is imported: Serve reads some of these at import time
     import ray
@@ -95,6 +108,10 @@ def run(settings: Settings, key: str | None = None) -> int:
     # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
     ray.init(num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="WARNING")
+    # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
+    # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
+    for s in previous:
+        signal.signal(s, _stop)
     try:
         app = build_application(settings)
         serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
@@ -111,6 +128,7 @@ def run(settings: Settings, key: str | None = None) -> int:
         return 0
     finally:
         try:
+            _drain(serve)
             serve.shutdown()
         finally:
             ray.shutdown()
