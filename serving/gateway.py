@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -26,6 +25,7 @@ from routing.keys import Caller, KeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter
+from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened
 from serving.config import Settings
 from serving.errors import (
@@ -138,7 +138,8 @@ class Gateway:
         body = await self._read_json(request)
         state.declared = _declared_level(request)
         # Only configured names are recorded: a caller-chosen model string could itself carry content.
-        state.model = body["model"] if body.get("model") in self.routes else "_unknown"
+        model_name = body.get("model")
+        state.model = model_name if isinstance(model_name, str) and model_name in self.routes else "_unknown"
 
         started = time.perf_counter()
         with tracer.start_as_current_span("sovereign.classify") as span:
@@ -289,7 +290,7 @@ class Gateway:
                 raise PayloadTooLarge(f"request body exceeds {limit} bytes")
             chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks))
+            body = strict.loads(b"".join(chunks))  # no NaN/Infinity: they hung the engine
         except (ValueError, RecursionError):
             raise BadRequest("invalid request: the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -381,11 +382,11 @@ class Gateway:
 
 
 def _declared_level(request: Request) -> Level | None:
-    value = request.headers.get(DECLARED_HEADER)
-    if value is None:
+    values = request.headers.getlist(DECLARED_HEADER)
+    if not values:
         return None
-    try:
-        return Level.parse(value)
+    try:  # repeated headers: the highest wins, so a second, lower one can never lower the level
+        return max(Level.parse(value) for value in values)
     except ValueError:
         raise BadRequest("invalid X-Sovereign-Classification header: not a classification level",
                          param=DECLARED_HEADER, code="invalid_classification") from None

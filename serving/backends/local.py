@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from routing.levels import Level
+from serving import strict
 from serving.backends.base import (
     BackendFailure,
     BackendRefusal,
@@ -86,7 +87,7 @@ class LocalBackend:
         payload = {**body, "model": self.served_model_name}
         if payload.get("stream") and endpoint is not Endpoint.EMBEDDINGS:
             payload = with_usage(payload)
-        return self._types[endpoint].validate_python(payload)
+        return strict.validate(self._types[endpoint], payload)
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
                    trace_headers: Mapping[str, str]) -> Opened:
