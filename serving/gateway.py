@@ -99,6 +99,9 @@ class Gateway:
             "models": [{"name": m.name, "route": m.route} for m in settings.models],
         })
         self.in_flight = 0
+        for name, backend in self.backends.items():
+            if hasattr(backend, "in_flight"):  # local backends: the depth that decides overflow, read at scrape
+                self.metrics.queue_depth.labels(name).set_function(lambda b=backend: b.in_flight)
         # Ray Serve's proxy assigns `x-request-id` (or keeps the caller's) and adds it to every response itself.
         self.behind_serve_proxy = behind_serve_proxy
 

@@ -135,12 +135,19 @@ class LocalBackend:
             try:
                 batch: list[Any] = items
                 while True:
+                    # One body chunk per engine batch: every chunk is a message through Serve's proxy, so
+                    # re-splitting the batch would multiply the per-message cost on the hot path.
+                    events = []
                     for item in batch:
                         if _is_error(item):
+                            if events:
+                                yield "".join(events)
                             raise BackendFailure("engine_error")
                         event = take_usage(str(item), usage, caller_wants_usage)
                         if event is not None:
-                            yield event
+                            events.append(event)
+                    if events:
+                        yield "".join(events)
                     try:
                         nxt = await anext(gen)
                     except StopAsyncIteration:
