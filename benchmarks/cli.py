@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-model-len", type=int, default=2048)
     c.add_argument("--max-num-seqs", type=int, default=64)
     c.add_argument("--dtype", default="bfloat16")
-    c.add_argument("--warmup", type=int, default=None, help="default: max(concurrency, 4)")
+    c.add_argument("--warmup", type=int, default=None, help="default: max(4 * concurrency, 32)")
     c.add_argument("--ready-timeout", type=float, default=900.0)
     c.add_argument("--workdir", type=Path, help="logs and configs (default: a new temp dir)")
     c.add_argument("--plots-dir", type=Path, help="default: beside --json")

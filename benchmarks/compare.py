@@ -185,7 +185,9 @@ def run_compare(
         before = loadavg()
         target = start[name](wd)
         try:
-            warm = warmup if warmup is not None else max(concurrency, 4)
+            # vLLM's CPU backend is still slow for its first few dozen batches after start-up (measured: the first
+            # 64 requests at concurrency 16 ran at ~0.7x the later rate), so warm up well past one wave.
+            warm = warmup if warmup is not None else max(4 * concurrency, 32)
             log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}")
             doc["targets"][name] = measure(target, prompts, concurrency, warm, progress=progress)
             points = []

@@ -25,11 +25,13 @@ T = TypeVar("T")
 VERIFY_KEY = "sovereign_verify_manifest"
 
 
-async def leading_edge_batches(source: AsyncIterator[T], interval_s: float) -> AsyncGenerator[list[T], None]:
-    """Group items from ``source`` into lists, at most one list per ``interval_s``, the first without delay.
+async def leading_edge_batches(source: AsyncIterator[T], interval_s: float,
+                               burst: int = 2) -> AsyncGenerator[list[T], None]:
+    """Group items from ``source`` into lists: up to ``burst`` lists at once, then one per ``interval_s``.
 
-    A reader task drains ``source`` into a queue; the consumer sends what has accumulated whenever at least
-    ``interval_s`` has passed since its last send, waiting only for the remainder of the interval otherwise.
+    A token bucket (``burst`` tokens, one more per ``interval_s``) paces the sends: an item that finds a token
+    goes out at once with whatever queued behind it; otherwise it waits for the next token. A burst of two lets
+    a chat stream's role-only first chunk and its first token both go without delay.
     """
     queue: asyncio.Queue[T] = asyncio.Queue()
     done = asyncio.Event()
@@ -42,7 +44,15 @@ async def leading_edge_batches(source: AsyncIterator[T], interval_s: float) -> A
             done.set()
 
     reader = asyncio.create_task(read())
-    last_sent = float("-inf")
+    tokens, refilled = float(burst), time.monotonic()
+
+    def refill() -> float:
+        nonlocal tokens, refilled
+        now = time.monotonic()
+        tokens = min(float(burst), tokens + (now - refilled) / interval_s) if interval_s > 0 else float(burst)
+        refilled = now
+        return tokens
+
     try:
         while True:
             batch: list[T] = []
@@ -55,14 +65,15 @@ async def leading_edge_batches(source: AsyncIterator[T], interval_s: float) -> A
                     batch.append(getter.result())
                 else:
                     getter.cancel()
-            wait = last_sent + interval_s - time.monotonic()
+            wait = (1 - refill()) * interval_s
             if wait > 0 and not done.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), timeout=wait)
             while not queue.empty():
                 batch.append(queue.get_nowait())
             if batch:
-                last_sent = time.monotonic()
+                refill()
+                tokens -= 1
                 yield batch
             if done.is_set() and queue.empty():
                 reader.result()  # re-raise the source's error, if any

