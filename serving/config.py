@@ -131,7 +131,10 @@ class VLLMBackendConfig(_BackendBase):
     max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
     verify_manifest: bool = True
     stream_batching_ms: float = Field(
-        50.0, ge=0, description="stream chunks closer together than this travel from the engine as one message")
+        150.0, ge=0,
+        description="after the first two, stream chunks travel from the engine at most one message per this many "
+        "ms (each message costs CPU in three processes; 150 ms measured ~10% more tokens/s than Ray's 50 ms on a "
+        "2-core host, see benchmarks/RESULTS.md); 0 sends every chunk at once")
 
     @field_validator("sovereign")
     @classmethod
