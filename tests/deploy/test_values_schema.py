@@ -36,7 +36,7 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
     ("no models", lambda v: v["config"].__setitem__("models", []), ["/config/models"]),
     ("root user", lambda v: v.setdefault("podSecurityContext", {}).update(runAsNonRoot=False),
      ["/podSecurityContext/runAsNonRoot"]),
-    ("bad egress CIDR", lambda v: v["networkPolicy"]["routerEgress"].append({"cidr": "api.openai.com"}),
+    ("bad egress CIDR", lambda v: v["networkPolicy"]["routerEgress"].append({"cidr": "llm.example.com"}),
      ["/networkPolicy/routerEgress/1/cidr"]),
 ]
 
