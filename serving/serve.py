@@ -74,6 +74,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_range(width: int) -> int:
+    """A random base port in 20000-59999 whose ``width`` ports are all free now."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - width)
+        try:
+            socks = []
+            for port in range(base, base + width):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("0.0.0.0", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no free range of {width} ports for Serve's direct ingress")
+
+
 def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
@@ -86,6 +108,13 @@ def _ray_env(settings: Settings) -> dict[str, str]:
         # host would fail to start. Unless the operator chose ports, take free ones.
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+        # Each Ray instance hands out replica ports from 30000 up: a second server on this host would get the same
+        # port, and its HAProxy would forward to the FIRST server's router (measured: another server's keys and
+        # policy answered). Give this instance its own free range.
+        for kind, width in (("HTTP", 64), ("GRPC", 64)):
+            base = _free_range(width)
+            env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)
+            env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"] = str(base + width - 1)
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
