@@ -108,6 +108,10 @@ def _ray_env(settings: Settings) -> dict[str, str]:
         # host would fail to start. Unless the operator chose ports, take free ones.
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+        # HAProxy's backup route is Serve's Python proxy on a fixed port (8500): on a shared host it would be the
+        # OTHER server's proxy while this one's router is starting or down.
+        env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(_free_port())
+        env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(_free_port())
         # Each Ray instance hands out replica ports from 30000 up: a second server on this host would get the same
         # port, and its HAProxy would forward to the FIRST server's router (measured: another server's keys and
         # policy answered). Give this instance its own free range.
@@ -148,7 +152,9 @@ def run(settings: Settings, key: str | None = None) -> int:
 
     verify_local_weights(settings)  # before anything starts
     # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
-    ray.init(num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False, log_to_driver=False,
+    # address="local": always a new Ray instance. Without it a second server on this host joins the first one's
+    # cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
+    ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="WARNING")
     # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
