@@ -7,6 +7,7 @@ API key is created (stored hashed under var/) and printed, and the server listen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -64,6 +65,16 @@ def _banner(settings: Settings, key: str | None) -> str:
         "Ctrl-C stops the server.",
     ]
     return "\n".join(lines)
+
+
+def _haproxy_descendants() -> list[Any]:
+    """HAProxy processes started under this server (found before shutdown, killed if they survive it)."""
+    import psutil
+
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if "haproxy" in p.name()]
+    except psutil.Error:
+        return []
 
 
 def _free_port() -> int:
@@ -175,11 +186,15 @@ def run(settings: Settings, key: str | None = None) -> int:
         print("shutting down...", file=sys.stderr, flush=True)
         return 0
     finally:
+        helpers = _haproxy_descendants()
         try:
             _drain(serve)
             serve.shutdown()
         finally:
             ray.shutdown()
+            for proc in helpers + _haproxy_descendants():  # a reloaded HAProxy can outlive Ray's shutdown
+                with contextlib.suppress(Exception):
+                    proc.kill()
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
