@@ -10,6 +10,7 @@ This is the convention the fallback loop relies on (after Ray Serve LLM's ``LLME
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -99,8 +100,6 @@ def take_usage(event: str, usage: Usage, forward_usage: bool) -> str | None:
     """Record usage from an SSE event; return the event to forward (without a usage the caller didn't ask for)."""
     if '"usage":{' not in event:
         return event
-    import json
-
     obj = json.loads(event[5:].strip())
     usage.update(obj.get("usage"))
     if forward_usage:
