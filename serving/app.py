@@ -53,6 +53,9 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if otlp:  # vLLM's request spans join the router's trace (it reads `traceparent` from the forwarded headers)
         env_vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+        # vLLM's exporter speaks gRPC unless told otherwise; the router and Serve speak OTLP/HTTP to the same URL.
+        env_vars["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                                                                        "http/protobuf")
         engine_kwargs.setdefault("otlp_traces_endpoint", otlp.rstrip("/") + "/v1/traces")
     if backend.accelerator == "cpu":
         threads = str(backend.cpu_threads or os.cpu_count() or 1)
@@ -104,7 +107,7 @@ class Ingress:
 
         settings = load_settings(data=settings_data)
         configure_logging(settings.telemetry.log_level)
-        configure_tracing(settings.telemetry.service_name)
+        configure_tracing(settings.telemetry.service_name, settings.telemetry.trace_sampling_ratio)
         backends: dict[str, Any] = {}
         for b in settings.backends:
             if isinstance(b, VLLMBackendConfig):

@@ -80,8 +80,12 @@ class AuthConfig(_Strict):
 
 
 class TelemetryConfig(_Strict):
+    """Spans are exported only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the server's environment."""
+
     service_name: str = "sovereign-inference"
     log_level: str = "INFO"
+    # Share of traces kept when the caller sends no sampled ``traceparent`` (a caller's decision always wins).
+    trace_sampling_ratio: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class EngineConfig(_Strict):

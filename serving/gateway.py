@@ -16,7 +16,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal, audit_name
@@ -109,8 +110,9 @@ class Gateway:
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         state = RequestState(endpoint, echo_request_id=not self.behind_serve_proxy)
-        # The caller's W3C trace context is the parent; the span ends with the request (streams: in _relay).
-        state.span = tracer.start_span("sovereign.request", context=propagate.extract(request.headers),
+        # The parent is Ray Serve's replica span when Serve's tracing is on (itself a child of the caller's
+        # `traceparent`), else the caller's context itself. The span ends with the request (streams: in _relay).
+        state.span = tracer.start_span("sovereign.request", context=_parent_context(request),
                                        kind=SpanKind.SERVER, attributes={"sovereign.endpoint": endpoint.path})
         self.in_flight += 1
         streaming = False
@@ -393,6 +395,12 @@ def _declared_level(request: Request) -> Level | None:
     except ValueError:
         raise BadRequest("invalid X-Sovereign-Classification header: not a classification level",
                          param=DECLARED_HEADER, code="invalid_classification") from None
+
+
+def _parent_context(request: Request) -> Context:
+    if trace.get_current_span().get_span_context().is_valid:
+        return context.get_current()
+    return propagate.extract(request.headers)
 
 
 def _trace_headers() -> dict[str, str]:

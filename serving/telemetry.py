@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from typing import Any
 
 _FIELDS = ("request_id", "caller", "model", "level", "backend", "status", "latency_ms")
 
@@ -42,22 +44,53 @@ def configure_logging(level: str = "INFO") -> None:
     logger.propagate = False
 
 
-def configure_tracing(service_name: str) -> bool:
+# Ray Serve imports this (``TracingConfig.exporter_import_path``) in its proxy and every replica.
+RAY_SPAN_PROCESSORS = "serving.telemetry:ray_serve_span_processors"
+
+
+def otlp_configured() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def ray_tracing_config(sampling_ratio: float) -> dict[str, object]:
+    """Ray Serve's own tracing (proxy, replica and handle spans), exported where the router's spans go.
+
+    With it, one trace runs caller -> Serve replica -> ``sovereign.request`` -> handle call -> engine replica ->
+    vLLM's request span. Sampling is parent-based: a caller's sampled ``traceparent`` is always honoured.
+    """
+    return {"enabled": True, "exporter_import_path": RAY_SPAN_PROCESSORS, "sampling_ratio": sampling_ratio}
+
+
+def ray_serve_span_processors() -> list[Any]:
+    """Span processors for Ray Serve's tracer provider: the same OTLP/HTTP export as the router's own spans."""
+    if not otlp_configured():
+        return []
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    return [BatchSpanProcessor(OTLPSpanExporter())]
+
+
+def configure_tracing(service_name: str, sampling_ratio: float = 1.0) -> bool:
     """Export spans over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; otherwise export nothing.
 
-    Returns whether an exporter was installed. Without one, the API's no-op tracer keeps the cost near zero.
+    Inside a Ray Serve replica with Serve's tracing on, Serve has already installed a provider exporting to the
+    same endpoint (``ray_serve_span_processors``): it is kept, so the router's spans and Serve's share one
+    pipeline. Returns whether spans are exported. Without an exporter the API's no-op tracer costs next to nothing.
     """
-    import os
-
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if not otlp_configured():
         return False
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return True
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                              sampler=ParentBasedTraceIdRatio(sampling_ratio))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return True

@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.support.app import RunningApp, free_port, start_app, stop_app
+from tests.support.otlp import OTLPCollector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,6 +47,16 @@ def embedding_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fake_commercial() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[OTLPCollector]:
+    """Where the shared app's processes (Serve, router, vLLM) export their spans."""
+    collector = OTLPCollector()
+    try:
+        yield collector
+    finally:
+        collector.close()
 
 
 @pytest.fixture
@@ -85,13 +96,14 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_model: Path,
-        fake_commercial: FakeOpenAIServer) -> Iterator[RunningApp]:
+        fake_commercial: FakeOpenAIServer, otlp_collector: OTLPCollector) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("app")
     config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url)
     keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
-    running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial"})
+    running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial",
+                                                    "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
     try:
         yield running
     finally:

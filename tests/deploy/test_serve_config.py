@@ -57,3 +57,13 @@ def test_check_subcommand(tmp_path: Path, capsys) -> None:
     config.write_text(yaml.safe_dump(CONFIG))
     assert main(["check", "--config", str(config)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_tracing_config_only_when_asked() -> None:
+    assert "tracing_config" not in serve_config(CONFIG)
+    tracing = serve_config(CONFIG, tracing=True)["tracing_config"]
+    assert tracing == {"enabled": True, "exporter_import_path": "serving.telemetry:ray_serve_span_processors",
+                       "sampling_ratio": 1.0}
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(serve_config(CONFIG, tracing=True))  # Ray accepts it as a deploy config
