@@ -102,10 +102,23 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
 {{- $_ := set $app "runtime_env" . -}}
 {{- end -}}
 {{- $http := dict "host" $cfg.server.host "port" $cfg.server.port -}}
-{{- toYaml (dict "proxy_location" .Values.serve.proxyLocation "http_options" $http "applications" (list $app)) -}}
+{{- $serve := dict "proxy_location" .Values.serve.proxyLocation "http_options" $http "applications" (list $app) -}}
+{{- if .Values.tracing.otlpEndpoint -}}
+{{- /* serving.telemetry.ray_tracing_config; hasKey, not default: a sampling ratio of 0 stays 0 */ -}}
+{{- $telemetry := default (dict) $cfg.telemetry -}}
+{{- $ratio := 1.0 -}}
+{{- if hasKey $telemetry "trace_sampling_ratio" -}}
+{{- $ratio = index $telemetry "trace_sampling_ratio" -}}
+{{- end -}}
+{{- $_ := set $serve "tracing_config" (dict "enabled" true "exporter_import_path" "serving.telemetry:ray_serve_span_processors" "sampling_ratio" $ratio) -}}
+{{- end -}}
+{{- toYaml $serve -}}
 {{- end -}}
 
-{{/* Environment every Ray container gets: no phoning home, no model hub, caches on the writable /tmp. */}}
+{{/*
+Environment every Ray container gets: no phoning home, no model hub, caches on the writable /tmp; with
+tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
+*/}}
 {{- define "sovereign.commonEnv" -}}
 - name: RAY_USAGE_STATS_ENABLED
   value: "0"
@@ -121,6 +134,12 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
   value: /tmp/.cache
 - name: TRITON_CACHE_DIR
   value: /tmp/.triton
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ dig "telemetry" "service_name" "sovereign-inference" $.Values.config | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Writable scratch (the root filesystem is read-only), shared memory for Ray's object store and NCCL. */}}

@@ -77,7 +77,8 @@ def _configmap_config(rendered: Rendered) -> dict[str, Any]:
 def test_serve_config_v2_is_what_serve_config_builds(rendered: Rendered) -> None:
     config = _configmap_config(rendered)
     runtime_env = (rendered.values.get("serve") or {}).get("runtimeEnv") or None
-    assert _serve_v2(rendered) == serve_config(config, runtime_env=runtime_env)
+    tracing = bool((rendered.values.get("tracing") or {}).get("otlpEndpoint"))
+    assert _serve_v2(rendered) == serve_config(config, runtime_env=runtime_env, tracing=tracing)
 
 
 def test_rendered_config_is_valid_and_points_at_the_mounts(rendered: Rendered) -> None:

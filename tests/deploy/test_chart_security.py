@@ -25,7 +25,11 @@ def _pod_specs(rendered: Rendered) -> dict[str, dict[str, Any]]:
 
 def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     selector = policy["spec"]["podSelector"]
-    assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are used"
+    assert set(selector) <= {"matchLabels", "matchExpressions"}
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only matchLabels and `In` expressions are used"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
     return selector.get("matchLabels", {}).items() <= labels.items()
 
 
@@ -47,14 +51,22 @@ def test_default_deny_selects_every_pod(rendered: Rendered) -> None:
 
 
 def test_model_hosts_have_no_egress_outside_the_release(rendered: Rendered) -> None:
-    """Worker pods (local models) may reach only pods of the release and cluster DNS on port 53."""
+    """Worker pods (local models) may reach only pods of the release, cluster DNS on port 53 and, with tracing, the
+    OpenTelemetry collector's peers on its port."""
     release = _release_labels(rendered)
+    tracing = rendered.values.get("tracing") or {}
     workers = {k: v for k, v in _pod_specs(rendered).items() if k.startswith("worker:")}
     assert workers, "every example has at least one worker group (model host)"
     for role, pod in workers.items():
         policies = _policies_for(rendered, pod["metadata"]["labels"])
         assert any(p["metadata"]["name"].endswith("-default-deny") for p in policies), role
         for policy in policies:
+            if policy["metadata"]["name"].endswith("-tracing-egress"):
+                assert tracing.get("otlpEndpoint"), role
+                (rule,) = policy["spec"]["egress"]
+                assert rule["to"] == tracing["collectorPeers"], role
+                assert rule["ports"] == [{"protocol": "TCP", "port": tracing.get("collectorPort", 4318)}], role
+                continue
             for rule in policy["spec"].get("egress", []):
                 for peer in rule["to"]:
                     assert "ipBlock" not in peer, (role, policy["metadata"]["name"])

@@ -38,6 +38,9 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
      ["/podSecurityContext/runAsNonRoot"]),
     ("bad egress CIDR", lambda v: v["networkPolicy"]["routerEgress"].append({"cidr": "llm.example.com"}),
      ["/networkPolicy/routerEgress/1/cidr"]),
+    ("tracing endpoint not a URL", lambda v: v["tracing"].update(otlpEndpoint="otel-collector:4318"),
+     ["/tracing/otlpEndpoint"]),
+    ("typo in a tracing key", lambda v: v["tracing"].__setitem__("collectorPeer", []), ["collectorPeer"]),
 ]
 
 
