@@ -133,11 +133,26 @@ def _join(texts: Iterable[str]) -> bytes:
     return _SEPARATOR.join(pieces)
 
 
+# The verdict when nothing is found, built once for every (declared, floor) pair: it is the common case, and
+# building a frozen dataclass costs about as much as scanning a kilobyte. Classification is frozen, so sharing is safe.
+_NOTHING_FOUND = {
+    (declared, floor): Classification(_combine(declared, Level.OFFICIAL, floor), Level.OFFICIAL, declared, ())
+    for declared in (None, *Level)
+    for floor in (None, *Level)
+}
+
+
+def _nothing_found(declared: Level | None, floor: Level | None) -> Classification:
+    if (declared is None or type(declared) is Level) and (floor is None or type(floor) is Level):
+        return _NOTHING_FOUND[declared, floor]
+    return Classification(_combine(declared, Level.OFFICIAL, floor), Level.OFFICIAL, declared, ())
+
+
 def _classify(buf: bytes, declared: Level | None, floor: Level | None, deadline: float) -> Classification:
     table = scanner()
     counts = table.scan(buf, deadline)
     if not counts:  # the common case: nothing found
-        return Classification(_combine(declared, Level.OFFICIAL, floor), Level.OFFICIAL, declared, ())
+        return _nothing_found(declared, floor)
     detected = max(table.levels[signal] for signal in counts)
     signals = tuple(Signal(signal, count) for signal, count in sorted(counts.items()))
     return Classification(_combine(declared, detected, floor), detected, declared, signals)
