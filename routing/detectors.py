@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import datetime
 from functools import cache
+from operator import mul
 from typing import Any
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 from stdnum import iban as _iban
 from stdnum import luhn as _luhn
-from stdnum.gb import nhs as _nhs
 from stdnum.gb import utr as _utr
 
 from routing import names
 from routing.detectors_base import Detector, Match, Scanner, near
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
+from routing.phones import uk_number_type
 
 OS = Level.OFFICIAL_SENSITIVE
 _NON_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
@@ -62,10 +63,20 @@ _UTR_CONTEXT = (
 _NHS_CONTEXT = (b"nhs", b"chi number", b"patient", b"health")
 
 
+_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
+
+
+def _nhs_mod11(d: bytes) -> bool:
+    """``stdnum.gb.nhs.is_valid`` for exactly ten ASCII digits, without its string handling: the weighted
+    sum of the digits is 0 mod 11. Summing the byte values instead of the digits adds 48 * (10 + ... + 1) =
+    48 * 55, a multiple of 11, so the remainder is the same."""
+    return sum(map(mul, d, _NHS_WEIGHTS)) % 11 == 0
+
+
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
-    d = _digits(raw)
-    if d.startswith(b"999") or _placeholder(d) or not _nhs.is_valid(d.decode()):
+    d = _digits(raw)  # exactly ten digits: the pattern allows only spaces and hyphens between them
+    if d.startswith(b"999") or _placeholder(d) or not _nhs_mod11(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
     if near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
@@ -269,26 +280,26 @@ def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 # Ofcom's ranges reserved for TV, radio and examples (national significant number prefixes): never a person.
 _DRAMA_PREFIXES = (
-    "1134960",
-    "1144960",
-    "1154960",
-    "1164960",
-    "1174960",
-    "1184960",
-    "1214960",
-    "1314960",
-    "1414960",
-    "1514960",
-    "1614960",
-    "1914980",
-    "2079460",
-    "2890180",
-    "2920180",
-    "1632960",
-    "7700900",
-    "8081570",
-    "9098790",
-    "3069990",
+    b"1134960",
+    b"1144960",
+    b"1154960",
+    b"1164960",
+    b"1174960",
+    b"1184960",
+    b"1214960",
+    b"1314960",
+    b"1414960",
+    b"1514960",
+    b"1614960",
+    b"1914980",
+    b"2079460",
+    b"2890180",
+    b"2920180",
+    b"1632960",
+    b"7700900",
+    b"8081570",
+    b"9098790",
+    b"3069990",
 )
 _PERSONAL_PHONE = frozenset(
     {
@@ -301,18 +312,53 @@ _PERSONAL_PHONE = frozenset(
 )
 
 
+def _uk_nsn(raw: bytes) -> bytes | None:
+    """The national significant number that ``phonenumbers.parse(raw, "GB")`` gives for a candidate of the
+    phone row, or None where only phonenumbers should say.
+
+    The row's shapes are ``0`` + 9-10 digits, or ``+44``/``0044`` and an optional ``(0)`` + 9-10 digits, the
+    first of them 1-9, with spaces, hyphens and parentheses between: phonenumbers strips exactly the trunk
+    ``0``, or the country code and the ``(0)``, from those. Tabs (which it does not take as punctuation, so it
+    rejects the candidate) and the 180020 text-relay prefix (which it may strip) go to phonenumbers itself.
+    """
+    if b"\t" in raw:
+        return None
+    d = _digits(raw)
+    if raw[:1] == b"+":
+        if d[:2] != b"44":
+            return None
+        d = d[2:]
+    elif raw[:2] == b"00":
+        if d[:4] != b"0044":
+            return None
+        d = d[4:]
+    if d[:1] == b"0":
+        d = d[1:]
+    if not 9 <= len(d) <= 10 or d[:1] == b"0" or d.startswith(b"180020"):
+        return None
+    return d
+
+
 def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers or drama ranges."""
-    try:
-        number = phonenumbers.parse(m.group().decode(), "GB")
-    except phonenumbers.NumberParseException:
+    raw = m.group()
+    national = _uk_nsn(raw)
+    if national is not None:  # the usual case: phonenumbers' verdict without its parser (see routing.phones)
+        kind = uk_number_type(national)
+    else:
+        try:
+            number = phonenumbers.parse(raw.decode(), "GB")
+        except phonenumbers.NumberParseException:
+            return None
+        if number.country_code != 44:
+            return None
+        national = str(number.national_number).encode()
+        kind = phonenumbers.number_type(number)
+    # number_type is UNKNOWN for every number that is_valid_number rejects (the same test on the same
+    # region's metadata), so every personal type below is a valid number: no separate validity check.
+    if national.startswith(_DRAMA_PREFIXES) or _placeholder(b"0" + national):
         return None
-    if number.country_code != 44 or not phonenumbers.is_valid_number(number):
-        return None
-    national = str(number.national_number)
-    if national.startswith(_DRAMA_PREFIXES) or _placeholder(b"0" + national.encode()):
-        return None
-    return "uk_phone" if phonenumbers.number_type(number) in _PERSONAL_PHONE else None
+    return "uk_phone" if kind in _PERSONAL_PHONE else None
 
 
 # --- dates of birth and named people ---------------------------------------------------------------------

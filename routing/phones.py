@@ -1,0 +1,116 @@
+"""``phonenumbers.number_type`` for +44 numbers, on phonenumbers' own metadata, in a few microseconds.
+
+The phone row validates every candidate, and ``number_type`` is most of what that costs (about 20 us: it
+matches each type's pattern with ``re`` in turn, for the number's region and again to find the region).
+This module answers the same question from the same metadata, loaded from the installed ``phonenumbers``
+at import: one RE2 full-match set per region gives every pattern that matches, and the two functions below
+read them in the order phonenumbers does (``_region_code_for_number_from_list``: GB, then the Crown
+dependencies GG, IM, JE, by leading digits where the metadata has them and by validity otherwise;
+``_number_type_helper``: premium rate, toll free, shared cost, VoIP, personal, pager, UAN, voicemail, then
+fixed line and mobile). ``tests/routing/test_phones.py`` checks it against ``phonenumbers.number_type``
+over every four-digit prefix of every length the phone row can produce.
+
+The input is a national significant number of ASCII digits, at most a dozen or so bytes: RE2 keeps even
+that linear.
+"""
+
+from __future__ import annotations
+
+import re2
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberType
+
+__all__ = ["uk_number_type"]
+
+# _number_type_helper's order; fixed line and mobile come last and are combined below.
+_ORDERED = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
+    ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST),
+    ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
+    ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN),
+    ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+_GENERAL, _FIXED, _MOBILE = len(_ORDERED), len(_ORDERED) + 1, len(_ORDERED) + 2
+_DESCS = (*(name for name, _ in _ORDERED), "general_desc", "fixed_line", "mobile")
+
+
+def _options() -> re2.Options:
+    opts = re2.Options()
+    opts.encoding = re2.Options.Encoding.LATIN1
+    opts.log_errors = False
+    return opts
+
+
+class _Region:
+    """One region's number-type patterns, as phonenumbers' ``_is_number_matching_desc`` reads them: the
+    length must be one of the desc's possible lengths (when it lists any) and the pattern must match all of
+    the number; a missing desc or an empty pattern never matches."""
+
+    def __init__(self, metadata: PhoneMetadata) -> None:
+        self.same_mobile_and_fixed = bool(metadata.same_mobile_and_fixed_line_pattern)
+        self._set = re2.Set.FullMatchSet(_options())
+        self._desc_of: list[int] = []  # set index -> index into _DESCS
+        self._lengths: list[tuple[int, ...]] = []
+        for i, name in enumerate(_DESCS):
+            desc = getattr(metadata, name)
+            if desc is None or not desc.national_number_pattern:
+                continue
+            self._set.Add(desc.national_number_pattern.encode("ascii"))
+            self._desc_of.append(i)
+            self._lengths.append(tuple(desc.possible_length or ()))
+        self._set.Compile()
+        leading = metadata.leading_digits
+        self.leading = None if leading is None else re2.compile(leading.encode("ascii"), _options())
+
+    def matching(self, nsn: bytes) -> set[int]:
+        """Indices into ``_DESCS`` of the descs that ``nsn`` matches."""
+        n = len(nsn)
+        return {
+            self._desc_of[i]
+            for i in self._set.Match(nsn) or ()
+            if not self._lengths[i] or n in self._lengths[i]
+        }
+
+    def number_type(self, nsn: bytes) -> PhoneNumberType:
+        """``phonenumbers.phonenumberutil._number_type_helper`` for this region."""
+        hits = self.matching(nsn)
+        if _GENERAL not in hits:
+            return PhoneNumberType.UNKNOWN
+        for i, (_, kind) in enumerate(_ORDERED):
+            if i in hits:
+                return kind
+        if _FIXED in hits:
+            if self.same_mobile_and_fixed or _MOBILE in hits:
+                return PhoneNumberType.FIXED_LINE_OR_MOBILE
+            return PhoneNumberType.FIXED_LINE
+        if not self.same_mobile_and_fixed and _MOBILE in hits:
+            return PhoneNumberType.MOBILE
+        return PhoneNumberType.UNKNOWN
+
+
+def _regions() -> tuple[_Region, ...]:
+    regions = []
+    for code in COUNTRY_CODE_TO_REGION_CODE[44]:
+        metadata = PhoneMetadata.metadata_for_region(code.upper(), None)
+        if metadata is not None:
+            regions.append(_Region(metadata))
+    return tuple(regions)
+
+
+_UK_REGIONS = _regions()
+
+
+def uk_number_type(nsn: bytes) -> PhoneNumberType:
+    """``phonenumbers.number_type`` of the +44 number whose national significant number is ``nsn`` (ASCII
+    digits, no leading zero)."""
+    for region in _UK_REGIONS:
+        if region.leading is not None:
+            if region.leading.match(nsn) is not None:
+                return region.number_type(nsn)
+        else:
+            kind = region.number_type(nsn)
+            if kind != PhoneNumberType.UNKNOWN:
+                return kind
+    return PhoneNumberType.UNKNOWN
