@@ -9,22 +9,25 @@ are ASCII, the text is encoded once, and RE2 never needs to map byte offsets bac
 RE2 guarantees time linear in the text for every pattern, so hostile input can make a scan slow but never
 catastrophic. Validation is Python, so the number of candidates is what costs; ``Scan`` checks the clock
 every few candidates and raises ``ScanTimeout`` past the deadline (the caller then fails closed).
+
+The two hot calls (the set, and each row's search for its next candidate) go to ``re2._re2``, the pybind11
+extension that the ``re2`` package's Python wrapper is itself built on, and candidates are small ``Candidate``
+objects: on a request-sized text the wrapper's generator and match objects cost more than RE2's scan. Same
+engine, same options, same matches. ``Regex`` is the whole of that dependency.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2
+from re2 import _re2
 
 from routing.levels import Level
-
-Match = Any  # re2._Match: no public type
-Validator = Callable[[Match, bytes, dict[str, Any]], "str | None"]
 
 
 def re2_options(max_mem: int = 64 << 20) -> re2.Options:
@@ -58,20 +61,83 @@ class ScanTimeout(Exception):
     """Validation ran past the caller's deadline."""
 
 
+class Candidate:
+    """One match: the subset of ``re.Match`` that validators use (``group``, ``span``, ``start``, ``end``)."""
+
+    __slots__ = ("_names", "_spans", "_text")
+
+    def __init__(self, text: bytes, spans: list[tuple[int, int]], names: dict[bytes, int]) -> None:
+        self._text = text
+        self._spans = spans
+        self._names = names
+
+    def group(self, group: int | bytes = 0) -> bytes | None:
+        """The text of ``group`` (an index or a name), None when it did not take part in the match."""
+        start, end = self._spans[group if type(group) is int else self._names[group]]
+        return None if start < 0 else self._text[start:end]
+
+    def span(self, group: int = 0) -> tuple[int, int]:
+        return self._spans[group]
+
+    def start(self) -> int:
+        return self._spans[0][0]
+
+    def end(self) -> int:
+        return self._spans[0][1]
+
+
+Match = Candidate
+Validator = Callable[[Candidate, bytes, dict[str, Any]], "str | None"]
+
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+
+
+class Regex:
+    """One compiled RE2 pattern over bytes, with ``finditer`` as ``re`` has it (no pattern here matches the
+    empty string, but an empty match would still move the search on by one byte)."""
+
+    __slots__ = ("_match", "groupindex")
+
+    def __init__(self, pattern: bytes, options: re2.Options) -> None:
+        regexp = _re2.RE2(pattern, options)
+        if not regexp.ok():
+            raise re2.error(regexp.error())
+        self._match = regexp.Match
+        self.groupindex: dict[bytes, int] = dict(regexp.NamedCapturingGroups())
+
+    def finditer(self, text: bytes, pos: int = 0, endpos: int | None = None) -> Iterator[Candidate]:
+        """Non-overlapping matches in ``text[pos:endpos]``, left to right; ``\\b``, ``^`` and ``$`` see the
+        bytes around the range, as in ``re``."""
+        size = len(text)
+        end = size if endpos is None else max(0, min(endpos, size))
+        pos = max(0, pos)
+        match, names = self._match, self.groupindex
+        while pos <= end:
+            spans = match(_UNANCHORED, text, pos, end)
+            start, stop = spans[0]
+            if start < 0:
+                return
+            yield Candidate(text, spans, names)
+            pos = stop if stop > start else stop + 1
+
+
 _CHECK_EVERY = 64
 
 
 class Scanner:
-    """A compiled detector table: one ``re2.Set`` for the first pass, one regex per row for the second."""
+    """A compiled detector table: one RE2 set for the first pass, one regex per row for the second."""
 
     def __init__(self, detectors: Sequence[Detector]) -> None:
         opts = re2_options()
         self.detectors = tuple(detectors)
-        self._set = re2.Set.SearchSet(opts)
-        for det in self.detectors:
-            self._set.Add(det.pattern)
-        self._set.Compile()
-        self._regexes = tuple(re2.compile(det.pattern, opts) for det in self.detectors)
+        rows = _re2.Set(_UNANCHORED, opts)
+        for i, det in enumerate(self.detectors):
+            if rows.Add(det.pattern) != i:
+                raise re2.error(f"row {det.signal!r}: pattern does not compile")
+        if not rows.Compile():
+            raise re2.error("the detector set does not compile")
+        self._set_match = rows.Match
+        self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self.levels: dict[str, Level] = {}
         for det in self.detectors:
             self.levels[det.signal] = det.level
@@ -80,21 +146,23 @@ class Scanner:
     def scan(self, text: bytes, deadline: float) -> Counter[str] | None:
         """The validated signals found in ``text`` (None when no pattern occurs at all, the common case);
         raise ``ScanTimeout`` past ``deadline``."""
-        hits = self._set.Match(text)
+        hits = self._set_match(text)
         if not hits:
             return None
         counts: Counter[str] = Counter()
         state: dict[str, Any] = {}
         clock = time.perf_counter
+        n = 0
         for index in sorted(hits):
             det = self.detectors[index]
-            validate = det.validate
-            for n, match in enumerate(self._regexes[index].finditer(text), 1):
+            signal, validate = det.signal, det.validate
+            for match in self._regexes[index].finditer(text):
+                n += 1
                 if n % _CHECK_EVERY == 0 and clock() > deadline:
                     raise ScanTimeout
-                signal = det.signal if validate is None else validate(match, text, state)
-                if signal is not None:
-                    counts[signal] += 1
+                found = signal if validate is None else validate(match, text, state)
+                if found is not None:
+                    counts[found] += 1
         if clock() > deadline:
             raise ScanTimeout
         return counts
@@ -103,4 +171,4 @@ class Scanner:
 def near(text: bytes, start: int, end: int, words: tuple[bytes, ...], window: int = 80) -> bool:
     """True when one of ``words`` (lower-case ASCII) occurs within ``window`` bytes of ``text[start:end]``."""
     around = text[max(0, start - window) : end + window].lower()
-    return any(w in around for w in words)
+    return any(word in around for word in words)

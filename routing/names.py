@@ -23,20 +23,16 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import re2
-
-_OPTS = re2.Options()
-_OPTS.encoding = re2.Options.Encoding.LATIN1
-_OPTS.max_mem = 8 << 20
+from routing.detectors_base import Regex, re2_options
 
 # Titles people are addressed by in case papers and police/probation notes.
 _TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr)"
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
-_NAME_RX = re2.compile(
+_NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+))\b",
-    _OPTS,
+    re2_options(8 << 20),
 )
 
 # Capitalised words that commonly follow a first-name-like word but are not surnames
