@@ -140,6 +140,7 @@ _NOTHING_FOUND = {
     for declared in (None, *Level)
     for floor in (None, *Level)
 }
+_OFFICIAL = _NOTHING_FOUND[None, None]
 
 
 def _nothing_found(declared: Level | None, floor: Level | None) -> Classification:
@@ -148,13 +149,33 @@ def _nothing_found(declared: Level | None, floor: Level | None) -> Classificatio
     return Classification(_combine(declared, Level.OFFICIAL, floor), Level.OFFICIAL, declared, ())
 
 
+# Signals with small counts, built once each (Signal is frozen): most findings are one or two of a kind.
+_SMALL_COUNT = 16
+_SIGNALS: dict[tuple[str, int], Signal] = {}
+
+
+def _signal(signal: str, count: int) -> Signal:
+    if count > _SMALL_COUNT:
+        return Signal(signal, count)
+    made = _SIGNALS.get((signal, count))
+    if made is None:
+        made = _SIGNALS[signal, count] = Signal(signal, count)  # signal types are the table's, so bounded
+    return made
+
+
 def _classify(buf: bytes, declared: Level | None, floor: Level | None, deadline: float) -> Classification:
     table = scanner()
-    counts = table.scan(buf, deadline)
+    rows = table.present(buf)
+    counts = table.validate(buf, rows, deadline) if rows else None
     if not counts:  # the common case: nothing found
-        return _nothing_found(declared, floor)
-    detected = max(table.levels[signal] for signal in counts)
-    signals = tuple(Signal(signal, count) for signal, count in sorted(counts.items()))
+        return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
+    if len(counts) == 1:  # the next most common: one kind of finding
+        ((signal, count),) = counts.items()
+        detected = table.levels[signal]
+        signals: tuple[Signal, ...] = (_signal(signal, count),)
+    else:
+        detected = max(map(table.levels.__getitem__, counts))
+        signals = tuple([_signal(signal, counts[signal]) for signal in sorted(counts)])
     return Classification(_combine(declared, detected, floor), detected, declared, signals)
 
 
@@ -186,7 +207,7 @@ def classify_text(
     try:
         if not isinstance(text, str):
             raise _Unscannable
-        buf = _encode(text)
+        buf = text.encode() if text.isascii() else _encode(text)
         if len(buf) > MAX_TEXT_BYTES:
             raise _Unscannable
         return _classify(buf, declared, floor, deadline)

@@ -111,6 +111,11 @@ def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
     return before.endswith((b"v ", b"v. ")) or after.startswith((b" v ", b" v."))
 
 
+_TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
+    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst")
+)
+
+
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
     """True when ``buf[lo:hi]`` names a person by the rules in the module docstring."""
     firsts, sur = first_names(), surnames()
@@ -118,21 +123,21 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         start, end = m.span()
         if _is_case_citation(buf, start, end):
             continue
-        tsur = m.group(b"tsur")
+        tsur = m.group(_TSUR)
         if tsur is not None:
             if tsur.lower().decode("latin-1") not in _NOT_SURNAMES:
                 return True
             continue
-        first = m.group(b"first")
+        first = m.group(_FIRST)
         if first is not None:
             f = first.decode("latin-1").lower()
-            last = m.group(b"last").decode("latin-1").lower()
+            last = m.group(_LAST).decode("latin-1").lower()
             if last in _NOT_SURNAMES:
                 continue
             if f in firsts or (last in sur and f not in _NOT_SURNAMES):
                 return True
             continue
-        usur, ufirst = m.group(b"usur"), m.group(b"ufirst")
+        usur, ufirst = m.group(_USUR), m.group(_UFIRST)
         if len(usur) >= 3 and usur not in _ACRONYMS and ufirst.decode("latin-1").lower() in firsts:
             return True
     return False
