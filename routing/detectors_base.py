@@ -19,7 +19,7 @@ engine, same options, same matches. ``Regex`` is the whole of that dependency.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,9 @@ class Regex:
 
 
 _CHECK_EVERY = 64
+LOCALIZE_ABOVE = 16 << 10  # bytes of text above which the second pass searches each row only where it occurs
+LOCALIZE_BLOCK = 2 << 10  # about how much text one block of lines holds
+_MAX_RANGES = 64  # per row; a range may also cover blocks without candidates, which finds nothing more
 
 
 class Scanner:
@@ -159,27 +162,58 @@ class Scanner:
         counts: dict[str, int] = {}
         state: dict[str, Any] = {}
         clock = time.perf_counter
-        size = len(text)
         n = 0
-        for index in rows:  # any order: only the justice row keeps state, and counts are sorted later
+        for index, ranges in self._where(text, rows):  # rows in any order: only the justice row keeps state
             signal, validate, regex = self._rows[index]
             match, names = regex._match, regex.groupindex
-            pos = 0
-            while pos <= size:  # Regex.finditer, inline: this loop runs for every candidate
-                spans = match(_UNANCHORED, text, pos, size)
-                start, stop = spans[0]
-                if start < 0:
-                    break
-                pos = stop if stop > start else stop + 1
-                n += 1
-                if n % _CHECK_EVERY == 0 and clock() > deadline:
-                    raise ScanTimeout
-                found = signal if validate is None else validate(Candidate(text, spans, names), text, state)
-                if found is not None:
-                    counts[found] = counts.get(found, 0) + 1
+            for pos, end in ranges:
+                while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
+                    spans = match(_UNANCHORED, text, pos, end)
+                    start, stop = spans[0]
+                    if start < 0:
+                        break
+                    pos = stop if stop > start else stop + 1
+                    n += 1
+                    if n % _CHECK_EVERY == 0 and clock() > deadline:
+                        raise ScanTimeout
+                    found = signal if validate is None else validate(Candidate(text, spans, names), text, state)
+                    if found is not None:
+                        counts[found] = counts.get(found, 0) + 1
         if clock() > deadline:
             raise ScanTimeout
         return counts
+
+    def _where(self, text: bytes, rows: list[int]) -> Iterable[tuple[int, list[list[int]]]]:
+        """Each present row with the ranges of ``text`` its candidates lie in, in order.
+
+        Below ``LOCALIZE_ABOVE`` bytes, or for one row, that is the whole text: one more pass would cost
+        more than it saves. Above, ``present`` runs again on blocks of lines (about ``LOCALIZE_BLOCK``
+        bytes, each ending just after a newline), and a row is searched only in the blocks where it
+        occurs: in a 128 KB chat request with a few identifiers that is a few kilobytes per row instead of
+        the whole body each. The result is the same because no row can match a newline or the empty
+        string, and ``^``/``$`` are multi-line (``tests/routing/test_classify_detectors.py`` checks all
+        three on every row): every match lies inside one line, so inside one block, and at a block's
+        edges a block read on its own looks exactly as it does inside the whole text (after or before a
+        newline). The search inside a block sees the whole text around it, as before."""
+        size = len(text)
+        if size <= LOCALIZE_ABOVE or len(rows) < 2:
+            return [(index, [[0, size]]) for index in rows]
+        where: dict[int, list[list[int]]] = {}
+        view = memoryview(text)  # no copies of the blocks
+        lo = 0
+        while lo < size:
+            newline = text.find(b"\n", lo + LOCALIZE_BLOCK)
+            hi = size if newline < 0 else newline + 1
+            for index in self.present(view[lo:hi]):
+                ranges = where.get(index)
+                if ranges is None:
+                    where[index] = [[lo, hi]]
+                elif ranges[-1][1] == lo or len(ranges) >= _MAX_RANGES:
+                    ranges[-1][1] = hi  # adjacent blocks, or enough ranges kept (bounded memory): stretch the last
+                else:
+                    ranges.append([lo, hi])
+            lo = hi
+        return where.items()
 
 
 def near(text: bytes, start: int, end: int, words: tuple[bytes, ...], window: int = 80) -> bool:

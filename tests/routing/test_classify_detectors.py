@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+from re import _constants as _c
+from re import _parser
 
 import pytest
 from stdnum.gb import nhs
 
+from routing import detectors_base
 from routing.classify import classify_text
 from routing.detectors import DETECTORS, _nhs_mod11, scanner
+from tests.routing.test_classify_corpus import ITEMS
 
 
 def signals(text: str) -> set[str]:
@@ -162,3 +166,78 @@ def test_nhs_check_is_stdnums():
     assert sum(map(nhs.is_valid, numbers)) > 1_000  # both outcomes are exercised
     for number in numbers:
         assert _nhs_mod11(number.encode()) == nhs.is_valid(number), number
+
+
+# --- what the second pass's localisation relies on (detectors_base.Scanner._where) -------------------------
+
+_NL = ord("\n")
+_CATEGORIES_WITH_NEWLINE = {_c.CATEGORY_SPACE, _c.CATEGORY_NOT_DIGIT, _c.CATEGORY_NOT_WORD}
+
+
+def _class_has_newline(items) -> bool:
+    negate = bool(items) and items[0][0] is _c.NEGATE
+    found = False
+    for op, av in items[1:] if negate else items:
+        assert op in (_c.LITERAL, _c.RANGE, _c.CATEGORY), f"class item {op} not understood"
+        found = found or (
+            (op is _c.LITERAL and av == _NL)
+            or (op is _c.RANGE and av[0] <= _NL <= av[1])
+            or (op is _c.CATEGORY and av in _CATEGORIES_WITH_NEWLINE)
+        )
+    return found != negate
+
+
+def _problems(subpattern, flags: int) -> list[str]:
+    """What in a parsed pattern could match a newline, or anchor other than at line starts and ends."""
+    found = []
+    for op, av in subpattern:
+        if op is _c.LITERAL:
+            found += ["literal newline"] if av == _NL else []
+        elif op is _c.NOT_LITERAL:
+            found += [] if av == _NL else ["negated literal (matches newline)"]
+        elif op is _c.ANY:
+            found += ["dot-all ."] if flags & _c.SRE_FLAG_DOTALL else []
+        elif op is _c.IN:
+            found += ["class with newline"] if _class_has_newline(av) else []
+        elif op is _c.BRANCH:
+            for branch in av[1]:
+                found += _problems(branch, flags)
+        elif op is _c.SUBPATTERN:
+            _group, add, delete, inner = av
+            found += _problems(inner, (flags | add) & ~delete)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            found += _problems(av[2], flags)
+        elif op is _c.AT:
+            if av in (_c.AT_BEGINNING, _c.AT_END) and not flags & _c.SRE_FLAG_MULTILINE:
+                found.append("^ or $ outside multi-line mode")
+            elif av not in (_c.AT_BEGINNING, _c.AT_END, _c.AT_BOUNDARY, _c.AT_NON_BOUNDARY):
+                found.append(f"anchor {av}")
+        else:
+            found.append(f"construct {op}")
+    return found
+
+
+@pytest.mark.parametrize("row", range(len(DETECTORS)))
+def test_rows_match_within_one_line_and_never_nothing(row):
+    """Each row's matches lie inside one line (no construct can match a newline, ``^``/``$`` only in
+    multi-line mode, no \\A or \\Z) and are never empty: the second pass may then search a row only in the
+    blocks of lines where the set finds it."""
+    parsed = _parser.parse(DETECTORS[row].pattern.decode("latin-1"))
+    assert _problems(parsed, parsed.state.flags) == []
+    assert parsed.getwidth()[0] > 0
+
+
+def test_localised_second_pass_finds_what_the_whole_text_pass_finds(monkeypatch):
+    rng = random.Random(8)
+    pieces = [item["text"] for item in ITEMS if "text" in item]
+    table = scanner()
+    texts = []
+    for _ in range(40):
+        chosen = rng.choices(pieces, k=600)
+        texts.append(rng.choice(["\n", "\n\n", " ", "\r\n"]).join(chosen).encode())
+    assert all(len(t) > detectors_base.LOCALIZE_ABOVE for t in texts)
+    localised = [table.validate(t, table.present(t), float("inf")) for t in texts]
+    monkeypatch.setattr(detectors_base, "LOCALIZE_ABOVE", 1 << 40)
+    whole = [table.validate(t, table.present(t), float("inf")) for t in texts]
+    assert localised == whole
+    assert sum(len(counts) > 3 for counts in whole) > 30  # many rows present, so most texts were localised
