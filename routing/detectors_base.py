@@ -60,35 +60,35 @@ class ScanTimeout(Exception):
     """Validation ran past the caller's deadline."""
 
 
-class Candidate:
-    """One match: the subset of ``re.Match`` that validators use (``group``, ``span``, ``start``, ``end``)."""
+class Candidate(tuple):
+    """One match: the subset of ``re.Match`` that validators use (``group``, ``span``, ``start``, ``end``).
 
-    __slots__ = ("_names", "_spans", "_text")
+    A tuple ``(text, spans, group names)`` underneath, built with ``_new(Candidate, (text, spans, names))``
+    (``tuple.__new__``): one C call, which matters because one is built for every candidate a validator
+    looks at."""
 
-    def __init__(self, text: bytes, spans: list[tuple[int, int]], names: dict[bytes, int]) -> None:
-        self._text = text
-        self._spans = spans
-        self._names = names
+    __slots__ = ()
 
     def group(self, group: int | bytes = 0) -> bytes | None:
         """The text of ``group`` (an index or a name), None when it did not take part in the match."""
-        start, end = self._spans[group if type(group) is int else self._names[group]]
-        return None if start < 0 else self._text[start:end]
+        start, end = self[1][group if type(group) is int else self[2][group]]
+        return None if start < 0 else self[0][start:end]
 
     def span(self, group: int = 0) -> tuple[int, int]:
-        return self._spans[group]
+        return self[1][group]
 
     def start(self) -> int:
-        return self._spans[0][0]
+        return self[1][0][0]
 
     def end(self) -> int:
-        return self._spans[0][1]
+        return self[1][0][1]
 
 
 Match = Candidate
 Validator = Callable[[Candidate, bytes, dict[str, Any]], "str | None"]
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_new = tuple.__new__
 
 
 class Regex:
@@ -116,7 +116,7 @@ class Regex:
             start, stop = spans[0]
             if start < 0:
                 return
-            yield Candidate(text, spans, names)
+            yield _new(Candidate, (text, spans, names))
             pos = stop if stop > start else stop + 1
 
 
@@ -176,7 +176,7 @@ class Scanner:
                     n += 1
                     if n % _CHECK_EVERY == 0 and clock() > deadline:
                         raise ScanTimeout
-                    found = signal if validate is None else validate(Candidate(text, spans, names), text, state)
+                    found = signal if validate is None else validate(_new(Candidate, (text, spans, names)), text, state)
                     if found is not None:
                         counts[found] = counts.get(found, 0) + 1
         if clock() > deadline:
