@@ -183,7 +183,7 @@ class Scanner:
             raise ScanTimeout
         return counts
 
-    def _where(self, text: bytes, rows: list[int]) -> Iterable[tuple[int, list[list[int]]]]:
+    def _where(self, text: bytes, rows: list[int]) -> Iterable[tuple[int, Sequence[Sequence[int]]]]:
         """Each present row with the ranges of ``text`` its candidates lie in, in order.
 
         Below ``LOCALIZE_ABOVE`` bytes, or for one row, that is the whole text: one more pass would cost
@@ -197,7 +197,8 @@ class Scanner:
         newline). The search inside a block sees the whole text around it, as before."""
         size = len(text)
         if size <= LOCALIZE_ABOVE or len(rows) < 2:
-            return [(index, [[0, size]]) for index in rows]
+            whole = ((0, size),)
+            return [(index, whole) for index in rows]
         where: dict[int, list[list[int]]] = {}
         view = memoryview(text)  # no copies of the blocks
         lo = 0
