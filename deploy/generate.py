@@ -89,7 +89,8 @@ def chart_schema() -> dict[str, Any]:
         "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
         "serve": {"type": "object", "additionalProperties": False, "properties": {
             "applicationName": _K8S_NAME, "proxyLocation": {"enum": ["HeadOnly", "EveryNode"]},
-            "haproxy": {"type": "boolean"}, "runtimeEnv": _OBJ}},
+            "haproxy": {"type": "boolean"}, "throughputOptimized": {"type": "boolean"},
+            "runtimeEnv": _OBJ}},
         "tracing": {"type": "object", "additionalProperties": False, "properties": {
             "otlpEndpoint": {"type": "string", "pattern": r"^(https?://[^\s/]+(/\S*)?)?$",
                              "description": "OTLP/HTTP base URL of the OpenTelemetry collector; empty: no export"},

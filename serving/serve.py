@@ -111,6 +111,10 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
+           # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
+           # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments, buffered
+           # request-path logs. Measured in benchmarks/RESULTS.md ("Ray Serve settings").
+           "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
            "OTEL_SERVICE_NAME": settings.telemetry.service_name}
     if settings.server.proxy == "haproxy":

@@ -134,6 +134,10 @@ tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
   value: /tmp/.cache
 - name: TRITON_CACHE_DIR
   value: /tmp/.triton
+{{- if .Values.serve.throughputOptimized }}
+- name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+  value: "1"
+{{- end }}
 {{- with .Values.tracing.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}

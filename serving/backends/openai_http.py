@@ -6,6 +6,7 @@ caller identity. The SDK's own retries are off; retrying elsewhere is the router
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -131,15 +132,15 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
     """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` strings; refuse anything that is not SSE JSON.
 
     Raises ``BackendFailure`` on garbage, on an upstream error event and on a stream that ends without ``[DONE]``.
+    The body is read to its end after ``[DONE]`` (nothing more is forwarded): a response closed before its last
+    chunk cannot go back to the connection pool, and every request would pay for a new TCP connection.
     """
-    import json
-
     if "text/event-stream" not in response.headers.get("content-type", ""):
         raise BackendFailure("bad_response")
     done = False
     try:
         async for line in response.aiter_lines():
-            if not line or line.startswith(":"):
+            if done or not line or line.startswith(":"):
                 continue
             if not line.startswith("data:"):
                 if line.startswith(("event:", "id:", "retry:")):
@@ -149,7 +150,7 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
             if data == "[DONE]":
                 done = True
                 yield "data: [DONE]\n\n"
-                break
+                continue
             try:
                 obj = json.loads(data)
             except ValueError:

@@ -129,3 +129,10 @@ def test_endpoint_without_collector_peers_fails_readably(generate) -> None:
     with pytest.raises(helm.HelmError, match=r"tracing\.collectorPeers is empty") as caught:
         generate.render_chart(values)
     assert values["tracing"]["otlpEndpoint"] in str(caught.value)
+
+
+def test_every_ray_container_runs_serve_throughput_optimized(rendered: Rendered) -> None:
+    """The same Ray Serve mode as `sovereign serve` (measured there); on by default, and in every pod alike."""
+    expected = "1" if (rendered.values.get("serve") or {}).get("throughputOptimized", True) else None
+    for role, container in _containers(rendered).items():
+        assert _env(container).get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == expected, role
