@@ -115,6 +115,9 @@ def _ray_env(settings: Settings) -> dict[str, str]:
            # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments, buffered
            # request-path logs. Measured in benchmarks/RESULTS.md ("Ray Serve settings").
            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+           # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
+           # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
+           "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
            "OTEL_SERVICE_NAME": settings.telemetry.service_name}
     if settings.server.proxy == "haproxy":

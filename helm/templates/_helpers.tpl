@@ -137,6 +137,8 @@ tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
 {{- if .Values.serve.throughputOptimized }}
 - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
   value: "1"
+- name: RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE
+  value: "1"
 {{- end }}
 {{- with .Values.tracing.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT

@@ -136,3 +136,5 @@ def test_every_ray_container_runs_serve_throughput_optimized(rendered: Rendered)
     expected = "1" if (rendered.values.get("serve") or {}).get("throughputOptimized", True) else None
     for role, container in _containers(rendered).items():
         assert _env(container).get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == expected, role
+        # ...with request logs unbuffered (that mode would hold 1,000 lines in memory)
+        assert _env(container).get("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE") == expected, role

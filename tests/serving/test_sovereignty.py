@@ -9,13 +9,11 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.support.app import RunningApp
@@ -175,43 +173,42 @@ def test_overflow_sends_low_risk_to_commercial_but_keeps_sensitive_local(app: Ru
                                                                          commercial: FakeOpenAIServer) -> None:
     """With the local queue over its depth (4), low-risk traffic overflows; sensitive traffic never does.
 
-    The sensitive burst goes first and the low-risk one only once the router reports the local queue full, so
-    the outcome does not depend on how fast the engine happens to be.
+    Bursts of 8 sensitive and 8 low-risk requests start together (a barrier); whether a burst really overlaps
+    on this 2-core machine varies (a warm tiny engine finishes 600 tokens in about a second, and arrivals have
+    been seen to spread out), so up to four bursts are sent until one overflows. Sensitive requests must stay
+    local in every burst.
     """
     commercial.set_fault("slow", delay_s=0.5)  # keep commercial requests open while the burst arrives
-    results: dict[int, str] = {}
+    sensitive_backends: set[str] = set()
+    low_risk: list[str] = []
 
-    def call(i: int, sensitive: bool) -> None:
-        content = f"NHS {NHS} request {i}" if sensitive else f"Tell me a story {i}"
-        response = httpx.post(f"{app.base_url}/chat/completions", headers=app.headers(), timeout=180, json={
-            "model": "default", "max_tokens": 600, "messages": [{"role": "user", "content": content}],
-            "ignore_eos": True})
-        results[i] = response.headers.get("x-sovereign-backend") or f"status {response.status_code}"
+    def burst() -> None:
+        barrier = threading.Barrier(16)
+        results: dict[int, str] = {}
 
-    def local_depth() -> float:
-        for family in text_string_to_metric_families(httpx.get(f"{app.root}/metrics").text):
-            for sample in family.samples:
-                if sample.name == "sovereign_local_queue_depth" and sample.labels.get("backend") == "local":
-                    return sample.value
-        return 0.0
+        def call(i: int, sensitive: bool) -> None:
+            content = f"NHS {NHS} request {i}" if sensitive else f"Tell me a story {i}"
+            with httpx.Client(timeout=180) as client:
+                barrier.wait()
+                response = client.post(f"{app.base_url}/chat/completions", headers=app.headers(), json={
+                    "model": "default", "max_tokens": 600, "messages": [{"role": "user", "content": content}],
+                    "ignore_eos": True})
+            results[i] = response.headers.get("x-sovereign-backend") or f"status {response.status_code}"
 
-    sensitive_threads = [threading.Thread(target=call, args=(i, True)) for i in range(0, 16, 2)]
-    for t in sensitive_threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while local_depth() < 4:
-        assert time.monotonic() < deadline and any(t.is_alive() for t in sensitive_threads), \
-            f"the local queue never filled: {results}"
-        time.sleep(0.05)
-    low_risk_threads = [threading.Thread(target=call, args=(i, False)) for i in range(1, 16, 2)]
-    for t in low_risk_threads:
-        t.start()
-    for t in sensitive_threads + low_risk_threads:
-        t.join()
-    sensitive = {results[i] for i in range(0, 16, 2)}
-    low_risk = [results[i] for i in range(1, 16, 2)]
-    assert sensitive == {"local"}
-    assert "commercial" in low_risk
+        threads = [threading.Thread(target=call, args=(i, i % 2 == 0)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sensitive_backends.update(results[i] for i in range(0, 16, 2))
+        low_risk.extend(results[i] for i in range(1, 16, 2))
+
+    for _ in range(4):
+        burst()
+        if "commercial" in low_risk:
+            break
+    assert sensitive_backends == {"local"}
+    assert "commercial" in low_risk, low_risk
     assert NHS not in json.dumps(commercial.received)
     metrics = httpx.get(f"{app.root}/metrics").text
     assert 'sovereign_overflows_total{backend="local",model="default"}' in metrics
