@@ -111,12 +111,10 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
-           # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
-           # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments, buffered
-           # request-path logs. Measured in benchmarks/RESULTS.md ("Ray Serve settings").
-           "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-           # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
-           # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
+           # Ray Serve's high-throughput mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, measured 0.94-0.98x vLLM at c16
+           # in benchmarks/RESULTS.md runs C/D) is opt-in: set it in the environment. Not the default, because
+           # with it a client's disconnect was once seen not to abort the engine's generation (issue #8's note).
+           # Request logs are written as they happen either way (that mode would buffer 1,000 lines in memory).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
            "OTEL_SERVICE_NAME": settings.telemetry.service_name}
