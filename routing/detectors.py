@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime
 from functools import cache
-from operator import mul
 from typing import Any
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 from stdnum import iban as _iban
 from stdnum import luhn as _luhn
+from stdnum.gb import nhs as _nhs
 from stdnum.gb import utr as _utr
 
 from routing import names
@@ -63,20 +63,10 @@ _UTR_CONTEXT = (
 _NHS_CONTEXT = (b"nhs", b"chi number", b"patient", b"health")
 
 
-_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
-
-
-def _nhs_mod11(d: bytes) -> bool:
-    """``stdnum.gb.nhs.is_valid`` for exactly ten ASCII digits, without its string handling: the weighted
-    sum of the digits is 0 mod 11. Summing the byte values instead of the digits adds 48 * (10 + ... + 1) =
-    48 * 55, a multiple of 11, so the remainder is the same."""
-    return sum(map(mul, d, _NHS_WEIGHTS)) % 11 == 0
-
-
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
-    d = _digits(raw)  # exactly ten digits: the pattern allows only spaces and hyphens between them
-    if d.startswith(b"999") or _placeholder(d) or not _nhs_mod11(d):
+    d = _digits(raw)
+    if d.startswith(b"999") or _placeholder(d) or not _nhs.is_valid(d.decode()):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
     if near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):

@@ -7,11 +7,10 @@ from re import _constants as _c
 from re import _parser
 
 import pytest
-from stdnum.gb import nhs
 
 from routing import detectors_base
 from routing.classify import classify_text
-from routing.detectors import DETECTORS, _nhs_mod11, scanner
+from routing.detectors import DETECTORS, scanner
 from tests.routing.test_classify_corpus import ITEMS
 
 
@@ -158,14 +157,6 @@ def test_every_row_compiles_into_the_set():
     table = scanner()
     assert len(table.detectors) == len(DETECTORS)
     assert all(signal in table.levels for signal in {d.signal for d in DETECTORS})
-
-
-def test_nhs_check_is_stdnums():
-    rng = random.Random(4)
-    numbers = ["".join(rng.choice("0123456789") for _ in range(10)) for _ in range(20_000)]
-    assert sum(map(nhs.is_valid, numbers)) > 1_000  # both outcomes are exercised
-    for number in numbers:
-        assert _nhs_mod11(number.encode()) == nhs.is_valid(number), number
 
 
 # --- what the second pass's localisation relies on (detectors_base.Scanner._where) -------------------------
