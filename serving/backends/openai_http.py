@@ -128,19 +128,28 @@ class OpenAIBackend:
         return Opened(chunks=chunks(), usage=usage)
 
 
+_LINES_AFTER_DONE = 4  # a well-behaved stream has at most a blank line after [DONE]
+
+
 async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
     """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` strings; refuse anything that is not SSE JSON.
 
     Raises ``BackendFailure`` on garbage, on an upstream error event and on a stream that ends without ``[DONE]``.
-    The body is read to its end after ``[DONE]`` (nothing more is forwarded): a response closed before its last
-    chunk cannot go back to the connection pool, and every request would pay for a new TCP connection.
+    After ``[DONE]`` the body is read on to its end (nothing more is forwarded), but only a few lines: a response
+    closed before its last chunk cannot go back to the connection pool, so every request would pay for a new TCP
+    connection; an upstream that keeps sending after ``[DONE]`` is cut off instead of holding the stream open.
     """
     if "text/event-stream" not in response.headers.get("content-type", ""):
         raise BackendFailure("bad_response")
-    done = False
+    done, after_done = False, 0
     try:
         async for line in response.aiter_lines():
-            if done or not line or line.startswith(":"):
+            if done:
+                after_done += 1
+                if after_done > _LINES_AFTER_DONE:
+                    break
+                continue
+            if not line or line.startswith(":"):
                 continue
             if not line.startswith("data:"):
                 if line.startswith(("event:", "id:", "retry:")):
@@ -163,6 +172,8 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
     except BackendFailure:
         raise
     except Exception:  # the SDK's transport (httpx2) raises its own types; any read failure is a broken stream
+        if done:  # the caller has the whole answer; only the connection's reuse is lost
+            return
         raise BackendFailure("stream_broken") from None
     if not done:
         raise BackendFailure("stream_truncated")
