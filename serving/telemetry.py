@@ -62,7 +62,7 @@ def ray_tracing_config(sampling_ratio: float) -> dict[str, object]:
 
 
 def ray_serve_span_processors() -> list[Any]:
-    """Span processors for Ray Serve's tracer provider: the same OTLP/HTTP export as the router's own spans."""
+    """The OTLP/HTTP span export, for Ray Serve's tracer provider and the router's own alike."""
     if not otlp_configured():
         return []
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -81,16 +81,15 @@ def configure_tracing(service_name: str, sampling_ratio: float = 1.0) -> bool:
     if not otlp_configured():
         return False
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return True
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
                               sampler=ParentBasedTraceIdRatio(sampling_ratio))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    for processor in ray_serve_span_processors():
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return True
