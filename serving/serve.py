@@ -112,8 +112,9 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
            # Ray Serve's high-throughput mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, measured 0.94-0.98x vLLM at c16
-           # in benchmarks/RESULTS.md runs C/D) is opt-in: set it in the environment. Not the default, because
-           # with it a client's disconnect was once seen not to abort the engine's generation (issue #8's note).
+           # in benchmarks/RESULTS.md runs C/D) is opt-in: set it in the environment. It was made opt-in when a
+           # client's disconnect was seen not to abort the engine's generation with it; the same failure was later
+           # seen with Ray's defaults too (issue #8's note), so it is not the cause, but it was not re-verified.
            # Request logs are written as they happen either way (that mode would buffer 1,000 lines in memory).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
