@@ -37,7 +37,7 @@ from tests.support.app import RunningApp, free_port, start_app, stop_app
 pytestmark = pytest.mark.engine
 
 NHS = "943 476 5919"
-LONG_TOKENS = 15000  # far more than the engine produces in the seconds each test watches
+LONG_TOKENS = 15000  # far more than the engine produces in the seconds each test watches; fits max_model_len
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
         "models": [{"name": "default", "route": ["local", "commercial"]}, {"name": "local-only", "route": ["local"]}],
     }
     keys = {"tester": create_key(workdir / "keys.json", "tester")}
-    env = {"FAKE_COMMERCIAL_KEY": "sk-fake-commercial", "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+    env = {"FAKE_COMMERCIAL_KEY": "sk-fake-commercial"}
     running = start_app(config, workdir, keys, env=env)
     try:
         yield running

@@ -19,6 +19,11 @@ _CORPUS = [
 ] * 50
 
 
+# Positions the model supports. The fault tests stream up to 15,000 tokens from one request; past this length vLLM's
+# rotary cache is indexed out of bounds and the engine core dies (it once looked like a lost client disconnect).
+MAX_POSITIONS = 16384
+
+
 def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -39,7 +44,7 @@ def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(fast), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=2048,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=MAX_POSITIONS,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
