@@ -111,11 +111,13 @@ def _ray_env(settings: Settings) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
-           # Ray Serve's high-throughput mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, measured 0.94-0.98x vLLM at c16
-           # in benchmarks/RESULTS.md runs C/D) is opt-in: set it in the environment. It was made opt-in when a
-           # client's disconnect was seen not to abort the engine's generation with it; the same failure was later
-           # seen with Ray's defaults too (issue #8's note), so it is not the cause, but it was not re-verified.
-           # Request logs are written as they happen either way (that mode would buffer 1,000 lines in memory).
+           # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
+           # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
+           # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults (benchmarks/RESULTS.md). Opt out with
+           # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
+           "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+           # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
+           # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
            "OTEL_SERVICE_NAME": settings.telemetry.service_name}
