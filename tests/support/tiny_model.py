@@ -44,7 +44,8 @@ def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(fast), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=MAX_POSITIONS,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                         max_position_embeddings=MAX_POSITIONS,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
