@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output-len", type=int, default=64)
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
     c.add_argument("--targets", type=lambda t: t.split(","), default=["vllm", "ray_serve_llm", "gateway"])
+    c.add_argument("--rounds", type=int, default=3,
+                   help="headline load this many times per target; the median round counts (default 3)")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
     c.add_argument("--max-model-len", type=int, default=2048)
     c.add_argument("--max-num-seqs", type=int, default=64)
@@ -170,6 +172,9 @@ def _compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.rounds < 1:
+        print("sovereign bench compare: --rounds must be at least 1", file=sys.stderr)
+        return 2
     if not (args.model_source / "config.json").exists():
         print(
             f"sovereign bench compare: no model at {args.model_source} (run `sovereign models prepare`)",
@@ -192,6 +197,7 @@ def _compare(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             ready_timeout_s=args.ready_timeout,
             workdir=args.workdir,
+            rounds=args.rounds,
             progress=not args.no_progress,
         )
     except TargetError as exc:

@@ -3,7 +3,9 @@ identical engine settings and the same load, into one JSON (and CSV, and plots f
 
 The targets run sequentially so they never compete for the machine; each is warmed up before it is measured
 (Ray Serve LLM's first request triggers a long compile), and the machine's load average is recorded before
-and after each target so a figure taken while something else was running is visible as such.
+and after each target so a figure taken while something else was running is visible as such. Each target's
+headline load runs ``rounds`` times and the round with the median output throughput is its figure (all rounds
+are kept in ``rounds``): on a shared or small machine one round can land anywhere in a +-10% spread.
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
+def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose output throughput is the median (the lower middle one for an even count): a whole
+    measured round, so its TTFT, TPOT and throughput belong together."""
+    if not rounds:
+        raise ValueError("no rounds")
+    ordered = sorted(rounds, key=lambda r: r["output_throughput"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def starters(backend: VLLMBackendConfig, ready_timeout_s: float) -> dict[str, Callable[[Path], Target]]:
     gateway_backend = backend.model_dump(mode="json", exclude_none=True)
     return {
@@ -142,6 +153,7 @@ def run_compare(
     ready_timeout_s: float = 900.0,
     workdir: Path | None = None,
     seed: int = 0,
+    rounds: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -160,6 +172,7 @@ def run_compare(
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
     doc: dict[str, Any] = {
         "targets": {},
+        "rounds": {},
         "sweeps": {},
         "config": {
             "model_source": str(model_source),
@@ -171,6 +184,7 @@ def run_compare(
             "output_len": output_len,
             "sweep": list(sweep),
             "seed": seed,
+            "rounds": rounds,
             "dataset": "random",
             "ignore_eos": True,
             "streaming": True,
@@ -188,8 +202,12 @@ def run_compare(
             # vLLM's CPU backend is still slow for its first few dozen batches after start-up (measured: the first
             # 64 requests at concurrency 16 ran at ~0.7x the later rate), so warm up well past one wave.
             warm = warmup if warmup is not None else max(4 * concurrency, 32)
-            log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}")
-            doc["targets"][name] = measure(target, prompts, concurrency, warm, progress=progress)
+            log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
+                f"{rounds} round(s)")
+            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
+                        for i in range(rounds)]
+            doc["rounds"][name] = measured
+            doc["targets"][name] = median_round(measured)
             points = []
             for c in sweep:
                 log(f"[{name}] sweep: concurrency {c}")
@@ -204,7 +222,8 @@ def run_compare(
 
 
 def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None = None) -> list[Path]:
-    """The JSON, a summary CSV beside it (one row per target and concurrency), and plots for sweeps."""
+    """The JSON, a summary CSV beside it (one row per target, per round when there were several, and per sweep
+    point), and plots for sweeps."""
     write_json(json_path, doc)
     written = [json_path]
     csv_path = json_path.with_suffix(".csv")
@@ -213,6 +232,9 @@ def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None =
         writer.writeheader()
         for name, summary in doc["targets"].items():
             writer.writerow({"target": name, **summary})
+        for name, measured in doc.get("rounds", {}).items():
+            for r in measured if len(measured) > 1 else ():
+                writer.writerow({"target": f"{name}/round", **r})
         for name, points in doc.get("sweeps", {}).items():
             for p in points:
                 writer.writerow({"target": f"{name}/sweep", **p})
@@ -240,6 +262,10 @@ def format_comparison(doc: dict[str, Any]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    for name, measured in doc.get("rounds", {}).items():
+        if len(measured) > 1:
+            spread = " / ".join(f"{r['output_throughput']:.1f}" for r in measured)
+            lines.append(f"{name} rounds (out tok/s, the median one counts): {spread}")
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=8192)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--targets", default="vllm,ray_serve_llm,gateway")
+    p.add_argument("--rounds", type=int, default=3, help="headline rounds per target; the median one counts")
     p.add_argument("--check-only", action="store_true", help="run the prerequisite checks and stop")
     return p
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         accelerator="gpu",
         tensor_parallel_size=args.tensor_parallel_size,
         workdir=args.out / "logs",
+        rounds=args.rounds,
         progress=False,
     )
     for path in write_outputs(doc, args.out / "compare.json", args.out):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare import format_comparison, machine_info, ratios, write_outputs
+from benchmarks.compare import format_comparison, machine_info, median_round, ratios, write_outputs
 from benchmarks.metrics import RequestResult, aggregate
 from benchmarks.overhead import overhead_figures, upstream_backend
 from benchmarks.targets import engine_backend, vllm_server_args
@@ -82,3 +82,21 @@ def test_vllm_args_mirror_engine_settings(tmp_path: Path):
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--dtype"] == "float32" and pairs["--max-model-len"] == "1024" and pairs["--max-num-seqs"] == "8"
     assert pairs["--served-model-name"] == "default" and "--seed" in args
+
+
+def test_the_median_round_counts_and_every_round_is_reported(tmp_path: Path):
+    rounds = [summary(215, 0.8), summary(252, 0.68), summary(238, 0.7)]
+    assert median_round(rounds)["output_throughput"] == pytest.approx(238)
+    assert median_round(rounds[:2])["output_throughput"] == pytest.approx(215)  # even count: the lower middle
+    assert median_round(rounds[:1]) is rounds[0]
+    with pytest.raises(ValueError):
+        median_round([])
+    doc = {"targets": {"gateway": median_round(rounds)}, "rounds": {"gateway": rounds}}
+    assert "gateway rounds (out tok/s, the median one counts): 215.0 / 252.0 / 238.0" in format_comparison(doc)
+
+
+def test_compare_refuses_zero_rounds(capsys: pytest.CaptureFixture[str]):
+    from benchmarks.cli import main
+
+    assert main(["compare", "--rounds", "0", "--json", "/nonexistent/out.json"]) == 2
+    assert "--rounds must be at least 1" in capsys.readouterr().err
