@@ -4,6 +4,9 @@ Keys are ``sk-sov-`` + 32 random bytes (URL-safe base64). Because they are high-
 passwords, a fast hash (SHA-256) is the right tool: a slow password hash adds nothing against guessing 256
 bits and would cost every request milliseconds. The keys file is a JSON list of
 ``{"caller", "key_sha256", "floor", "ceiling", "rate_per_minute", "created"}``, written atomically, mode 0600.
+
+A running server re-reads the file when it changes (``ReloadingKeyStore``), so ``sovereign keys revoke`` takes
+effect within about a second, without a restart.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +38,9 @@ DEFAULT_KEYS_FILE = Path("var/keys.json")
 CALLER_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
 """Caller names appear in audit records and metrics, so they are short identifiers, not free text."""
 _MAX_TOKEN_CHARS = 512
+_MIN_REVOKE_PREFIX = 8  # hex characters of a key's SHA-256, as `sovereign keys list` shows them
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,57 @@ class KeyStore:
             if hmac.compare_digest(digest, stored):
                 found = caller
         return found
+
+
+FileStamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    """What changes when the file is rewritten: inode (an atomic replace, a Kubernetes secret's symlink swap),
+    modification time and size. None when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class ReloadingKeyStore:
+    """The keys file as a running server sees it: checked at most every ``check_every_s`` seconds (one
+    ``stat``, on the request path) and re-read when it changed, so a created key works and a revoked key stops
+    working without a restart. A file that cannot be read or is malformed after a change fails closed: no key
+    is accepted until it is fixed (and an error is logged, without any key material)."""
+
+    def __init__(self, path: Path | str, *, check_every_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._path = Path(path)
+        self._stamp = _stamp(self._path)
+        self._store = KeyStore.load(self._path)  # at start-up a bad file is an error the operator sees at once
+        self._every = check_every_s
+        self._clock = clock
+        self._next_check = clock() + check_every_s
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def authenticate(self, authorization_header: str | None) -> Caller | None:
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self._every
+            self.refresh()
+        return self._store.authenticate(authorization_header)
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed since it was last read."""
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return
+        try:
+            store = KeyStore.load(self._path)
+        except KeyFileError as exc:
+            log.error("keys file changed and cannot be used; every key is refused until it is fixed: %s", exc)
+            store = KeyStore.empty()
+        self._store, self._stamp = store, stamp
 
 
 def _bearer_token(header: str | None) -> str | None:
@@ -234,6 +293,32 @@ def create_key(
     return key
 
 
+def revoke_keys(path: Path | str, *, caller: str | None = None, sha256_prefix: str | None = None) -> list[KeyEntry]:
+    """Remove every key of ``caller``, or the one key whose SHA-256 starts with ``sha256_prefix`` (at least 8
+    hex characters, as `sovereign keys list` shows them, and matching exactly one key). Returns the removed
+    entries; raises ``ValueError`` when nothing (or, for a prefix, more than one key) matches."""
+    if (caller is None) == (sha256_prefix is None):
+        raise ValueError("name either a caller or a key's sha256 prefix")
+    prefix = (sha256_prefix or "").removeprefix("sha256:").rstrip("…").lower()
+    if sha256_prefix is not None and (len(prefix) < _MIN_REVOKE_PREFIX
+                                      or any(c not in "0123456789abcdef" for c in prefix)):
+        raise ValueError(f"a key's sha256 prefix is at least {_MIN_REVOKE_PREFIX} hex characters")
+    path = Path(path)
+    with _locked(path):
+        entries = _read_entries(path, missing_ok=False)
+        if caller is not None:
+            removed = [e for e in entries if e.caller == caller]
+            if not removed:
+                raise ValueError(f"no key for caller {caller!r} in {path}")
+        else:
+            removed = [e for e in entries if e.key_sha256.startswith(prefix)]
+            if len(removed) != 1:
+                raise ValueError(f"{len(removed)} keys match sha256:{prefix} in {path}; give a longer prefix"
+                                 if removed else f"no key matches sha256:{prefix} in {path}")
+        _write_atomic(path, [e for e in entries if e not in removed])
+    return removed
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 
@@ -245,7 +330,8 @@ def _level_arg(text: str) -> Level:
 
 
 def main(argv: list[str]) -> int:
-    """``sovereign keys create --caller NAME ...`` (the key alone on the last line) and ``sovereign keys list``."""
+    """``sovereign keys create --caller NAME ...`` (the key alone on the last line), ``sovereign keys list`` and
+    ``sovereign keys revoke --caller NAME | --sha256 PREFIX``."""
     parser = argparse.ArgumentParser(prog="sovereign keys", description="Manage API keys (stored hashed).")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a key; it is printed once, on the last line")
@@ -256,10 +342,25 @@ def main(argv: list[str]) -> int:
     create.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
     listing = sub.add_parser("list", help="list callers and limits (never the keys)")
     listing.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
+    revoke = sub.add_parser("revoke", help="remove keys; a running server stops accepting them within ~1 s")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--caller", help="every key of this caller")
+    which.add_argument("--sha256", help="the one key whose SHA-256 starts with this (from `keys list`)")
+    revoke.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+
+    if args.command == "revoke":
+        try:
+            removed = revoke_keys(args.keys_file, caller=args.caller, sha256_prefix=args.sha256)
+        except (ValueError, OSError) as exc:
+            print(f"sovereign keys: {exc}", file=sys.stderr)
+            return 1
+        for e in removed:
+            print(f"revoked caller {e.caller!r} key sha256:{e.key_sha256[:8]}… (created {e.created})")
+        return 0
 
     if args.command == "list":
         try:

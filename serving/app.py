@@ -98,7 +98,7 @@ class Ingress:
 
     def __init__(self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle]) -> None:
         from routing.audit import AuditLog
-        from routing.keys import KeyStore
+        from routing.keys import KeyStore, ReloadingKeyStore
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
@@ -114,7 +114,7 @@ class Ingress:
                 backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
-        keys = KeyStore.load(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
+        keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)

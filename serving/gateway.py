@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal, audit_name
 from routing.classify import Classification, classify_request
-from routing.keys import Caller, KeyStore
+from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter
@@ -82,8 +82,8 @@ class RequestState:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog, keys: KeyStore,
-                 metrics: Metrics | None = None, limiter: RateLimiter | None = None,
+    def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog,
+                 keys: KeyStore | ReloadingKeyStore, metrics: Metrics | None = None, limiter: RateLimiter | None = None,
                  behind_serve_proxy: bool = False) -> None:
         self.settings = settings
         self.backends = dict(backends)

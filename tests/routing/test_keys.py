@@ -159,3 +159,82 @@ def test_cli_default_keys_file_is_under_var(tmp_path: Path, monkeypatch: pytest.
     assert keys.main(["create", "--caller", "dev"]) == 0
     key = capsys.readouterr().out.splitlines()[-1]
     assert KeyStore.load(tmp_path / "var" / "keys.json").authenticate(f"Bearer {key}") is not None
+
+
+def test_revoke_by_caller_or_by_sha256_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "keys.json"
+    a1, a2 = create_key(path, "analytics"), create_key(path, "analytics")
+    b = create_key(path, "batch")
+    c = create_key(path, "chat")
+
+    assert keys.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("revoked caller 'analytics'") == 2 and a1 not in out and hash_key(a1) not in out
+    store = KeyStore.load(path)
+    assert store.authenticate(f"Bearer {a1}") is None and store.authenticate(f"Bearer {a2}") is None
+    assert store.authenticate(f"Bearer {b}") is not None
+
+    shown = f"sha256:{hash_key(b)[:8]}…"  # as `keys list` shows it
+    assert keys.main(["revoke", "--sha256", shown, "--keys-file", str(path)]) == 0
+    store = KeyStore.load(path)
+    assert store.authenticate(f"Bearer {b}") is None and store.authenticate(f"Bearer {c}") is not None
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+    # Nothing matches, too short a prefix, both or neither selector: an error, and the file is unchanged.
+    before = path.read_bytes()
+    assert keys.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 1
+    assert keys.main(["revoke", "--sha256", hash_key(c)[:6], "--keys-file", str(path)]) == 1
+    assert keys.main(["revoke", "--sha256", "zz" * 8, "--keys-file", str(path)]) == 1
+    assert keys.main(["revoke", "--keys-file", str(path)]) == 2
+    assert keys.main(["revoke", "--caller", "chat", "--sha256", hash_key(c), "--keys-file", str(path)]) == 2
+    assert keys.main(["revoke", "--caller", "x", "--keys-file", str(tmp_path / "none.json")]) == 1
+    assert "no key for caller 'analytics'" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_revoke_refuses_an_ambiguous_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    entries = [{"caller": name, "key_sha256": digest, "created": "2026-11-29T00:00:00Z"}
+               for name, digest in (("a", "ab" * 32), ("b", "ab" * 31 + "cd"))]
+    path.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match="2 keys match"):
+        keys.revoke_keys(path, sha256_prefix="abababab")
+    assert [e.caller for e in keys.revoke_keys(path, sha256_prefix="ab" * 31 + "c")] == ["b"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_running_store_follows_the_file_and_fails_closed_on_a_bad_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "keys.json"
+    old = create_key(path, "old")
+    clock = FakeClock()
+    store = keys.ReloadingKeyStore(path, check_every_s=1.0, clock=clock)
+    assert store.authenticate(f"Bearer {old}") is not None
+
+    new = create_key(path, "new")
+    keys.revoke_keys(path, caller="old")
+    clock.now = 0.5  # within the check interval: one stat per second at most, so the change is not seen yet
+    assert store.authenticate(f"Bearer {new}") is None
+    clock.now = 1.0
+    assert store.authenticate(f"Bearer {new}") == Caller("new", None, None, None)
+    assert store.authenticate(f"Bearer {old}") is None
+
+    path.write_text("[{not json")  # a broken edit: no key at all is accepted until it is fixed
+    clock.now = 2.0
+    assert store.authenticate(f"Bearer {new}") is None
+    assert "every key is refused" in caplog.text and new not in caplog.text
+    path.unlink()
+    clock.now = 3.0
+    assert store.authenticate(f"Bearer {new}") is None
+
+    fixed = create_key(path, "fixed")
+    clock.now = 4.0
+    assert store.authenticate(f"Bearer {fixed}") is not None and len(store) == 1

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import httpx
@@ -260,3 +261,24 @@ def test_zz_audit_chain_is_intact_and_complete(app: RunningApp) -> None:
         assert records.index(r) < final_index
     text = app.audit_path.read_text()
     assert "canary" not in text and NHS not in text
+
+
+def test_keys_created_and_revoked_take_effect_without_a_restart(app: RunningApp) -> None:
+    from routing.keys import create_key
+    from routing.keys import main as keys_main
+
+    keys_file = app.config["auth"]["keys_file"]
+    key = create_key(keys_file, "short-lived")
+
+    def status_within(expected: int, seconds: float = 10) -> int:
+        deadline = time.monotonic() + seconds
+        while True:
+            status = httpx.get(f"{app.base_url}/models", headers={"Authorization": f"Bearer {key}"}).status_code
+            if status == expected or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+    assert status_within(200) == 200  # picked up from the file by the running router
+    assert keys_main(["revoke", "--caller", "short-lived", "--keys-file", keys_file]) == 0
+    assert status_within(401) == 401
+    assert httpx.get(f"{app.base_url}/models", headers=app.headers()).status_code == 200  # the others still work
