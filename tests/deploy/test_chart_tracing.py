@@ -138,3 +138,24 @@ def test_every_ray_container_runs_serve_throughput_optimized(rendered: Rendered)
         assert _env(container).get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == expected, role
         # ...with request logs unbuffered (that mode would hold 1,000 lines in memory)
         assert _env(container).get("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE") == expected, role
+
+
+@pytest.mark.parametrize(("endpoint", "port", "ok"), [
+    ("http://otel-collector.observability:4318", 4318, True),
+    ("http://otel-collector.observability:4318", 4317, False),
+    ("http://otel-collector.observability", 80, True),
+    ("https://otel-collector.observability", 443, True),
+    ("https://otel-collector.observability", 4318, False),
+])
+def test_collector_port_must_be_the_endpoints_port(generate, endpoint: str, port: int, ok: bool) -> None:
+    """The egress policy opens collectorPort; a different port in the endpoint would drop every span silently."""
+    import helm_python as helm
+
+    values = _traced_values()
+    values["tracing"].update(otlpEndpoint=endpoint, collectorPort=port)
+    if ok:
+        (policy,) = _tracing_policies(render(generate, "port", values))
+        assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": port}]
+    else:
+        with pytest.raises(helm.HelmError, match=r"tracing\.collectorPort is \d+ but tracing\.otlpEndpoint"):
+            generate.render_chart(values)
