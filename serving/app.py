@@ -139,11 +139,13 @@ def build_application(settings: Settings) -> Any:
     for backend in settings.backends:
         if isinstance(backend, VLLMBackendConfig):
             engines[backend.name] = build_llm_deployment(
-                llm_config(backend), override_serve_options={"name": engine_deployment_name(backend)},
-                deployment_cls=sovereign_server_cls())
+                llm_config(backend), deployment_cls=sovereign_server_cls(),
+                override_serve_options={"name": engine_deployment_name(backend),
+                                        "graceful_shutdown_timeout_s": settings.server.drain_timeout_s})
     ingress_options: dict[str, Any] = {
         "num_replicas": settings.server.ingress_replicas,
         "max_ongoing_requests": settings.server.max_concurrency + 16,
+        "graceful_shutdown_timeout_s": settings.server.drain_timeout_s,
         "ray_actor_options": {"num_cpus": 0, **({"resources": dict(settings.server.ingress_ray_resources)}
                                                 if settings.server.ingress_ray_resources else {})},
     }

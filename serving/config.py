@@ -63,6 +63,12 @@ class ServerConfig(_Strict):
         "per-request overhead, see benchmarks/RESULTS.md) or `serve` (the Python proxy actor)",
     )
     request_timeout_s: float = Field(600.0, gt=0)
+    drain_timeout_s: float = Field(
+        20.0, gt=0, le=3600,
+        description="when the server stops or a replica is replaced, how long requests in flight (streams "
+        "included) may take to finish before they are cut off: Ray Serve's graceful_shutdown_timeout_s for the "
+        "router and engine replicas (Ray's default is 20 s; long generations want more)",
+    )
     ingress_ray_resources: dict[str, float] = Field(
         default_factory=dict,
         description="custom Ray resources the ingress (router) replicas require, e.g. to pin them to the only "

@@ -147,7 +147,7 @@ def _drain(serve: Any) -> None:
     """Stop routing new requests to the application and let those in flight finish before the proxies go.
 
     Deleting the application first removes its route (new requests are refused at the proxy) while every replica
-    waits for its own ongoing requests, up to its ``graceful_shutdown_timeout_s`` (Ray Serve's default: 20 s).
+    waits for its own ongoing requests, up to its ``graceful_shutdown_timeout_s`` (``server.drain_timeout_s``).
     ``serve.shutdown()`` alone stops the proxies at once and cuts streams off mid-way.
     """
     try:

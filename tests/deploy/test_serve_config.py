@@ -67,3 +67,18 @@ def test_tracing_config_only_when_asked() -> None:
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(serve_config(CONFIG, tracing=True))  # Ray accepts it as a deploy config
+
+
+def test_drain_timeout_reaches_the_router_and_engine_deployments(tmp_path: Path) -> None:
+    """``server.drain_timeout_s`` is how long Serve lets requests in flight finish when a replica stops; the
+    application that `serve deploy` and the chart build from the config carries it on every deployment."""
+    from serving.app import build_application
+    from serving.config import load_settings
+
+    backend = {"name": "local", "kind": "vllm", "model_source": str(tmp_path), "served_model_name": "m"}
+    for data, expected in (({}, 20.0), ({"server": {"drain_timeout_s": 300}}, 300.0)):
+        settings = load_settings(data={**data, "backends": [backend], "models": [{"name": "d", "route": ["local"]}]})
+        ingress = build_application(settings)._bound_deployment
+        engine = ingress.init_args[1]["local"]._bound_deployment
+        assert ingress._deployment_config.graceful_shutdown_timeout_s == expected
+        assert engine._deployment_config.graceful_shutdown_timeout_s == expected
