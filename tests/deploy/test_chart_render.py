@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chart_support import ROOT, VALUES_FILES, Rendered, values_of
+from chart_support import ROOT, VALUES_FILES, Rendered, render, values_of
 
 from serving.config import load_settings
 from serving.serve_config import serve_config
@@ -132,3 +132,17 @@ def test_helm_test_pod_calls_ready(rendered: Rendered) -> None:
     script = pod["spec"]["containers"][0]["command"][-1]
     api = rendered.one("RayService")["spec"]["serveService"]["metadata"]["name"]
     assert f"http://{api}:" in script and "/ready" in script
+
+
+def test_old_cluster_outlives_the_drain_timeout_after_an_upgrade(generate, renders) -> None:
+    """KubeRay deletes the old cluster 60 s after traffic moves to the new one; a longer drain_timeout_s must keep
+    it up until streams in flight can have finished (only then, so the default needs no newer KubeRay)."""
+    assert "rayClusterDeletionDelaySeconds" not in renders["default"].one("RayService")["spec"]
+    h200 = renders["values-h200-8b.yaml"]
+    assert h200.values["config"]["server"]["drain_timeout_s"] == 120
+    assert h200.one("RayService")["spec"]["rayClusterDeletionDelaySeconds"] == 130
+    values = values_of("default")
+    values.setdefault("config", {}).setdefault("server", {})["drain_timeout_s"] = 50
+    assert "rayClusterDeletionDelaySeconds" not in render(generate, "d50", values).one("RayService")["spec"]
+    values["config"]["server"]["drain_timeout_s"] = 90.5
+    assert render(generate, "d90", values).one("RayService")["spec"]["rayClusterDeletionDelaySeconds"] == 101
