@@ -304,6 +304,7 @@ class Gateway:
 
     def _validate(self, endpoint: Endpoint, body: dict[str, Any], route: list[str]) -> None:
         """Reject a malformed body before any backend sees it, using vLLM's own request models when local."""
+        strict.check_json_types(body)
         validator = next((b for b in (self.backends[n] for n in route) if hasattr(b, "validate")), None)
         if validator is None:
             _validate_minimal(endpoint, body)

@@ -6,6 +6,9 @@
   came back as a 503. They are a 400.
 - vLLM's request validators raise their own ``VLLMClientError`` (not a ``ValueError``) for some bad values, such as
   an empty prompt, which escaped as a 500. They are a 400 naming the parameter.
+- vLLM's request models coerce types (pydantic's lax mode): ``"stream": "yes"`` was streamed, ``"max_tokens":
+  true`` meant 1 token, ``"temperature": "0.5"`` was 0.5. The OpenAI API refuses these; the top-level fields whose
+  JSON type it fixes must have that type (``null`` is still "not set"), or it is a 400 naming the field.
 - vLLM's request models accept unknown fields and ignore them (``extra="allow"``). The OpenAI API refuses them
   ("Unrecognized request argument"), and silently ignoring a misspelt safety or sampling field is worse than an
   error, so they are a 400 too. The field is named only when it looks like a field name: keys are caller text.
@@ -71,6 +74,37 @@ def validate(adapter: TypeAdapter[Any], payload: dict[str, Any]) -> Any:
         raise BadRequest(f"invalid request: {where}the value is not accepted by the model", param=param) from None
     reject_unknown_fields(request)
     return request
+
+
+# The JSON type of each top-level field whose type is the same in every endpoint that has it (``logprobs`` is not:
+# a boolean in chat, an integer in completions). Integers may be written 5.0, as JSON Schema allows.
+_JSON_TYPES: dict[str, str] = {
+    "stream": "boolean", "echo": "boolean", "ignore_eos": "boolean", "parallel_tool_calls": "boolean",
+    "max_tokens": "integer", "max_completion_tokens": "integer", "n": "integer", "seed": "integer",
+    "top_logprobs": "integer", "best_of": "integer", "top_k": "integer", "dimensions": "integer",
+    "temperature": "number", "top_p": "number", "frequency_penalty": "number", "presence_penalty": "number",
+    "min_p": "number", "repetition_penalty": "number",
+    "model": "string", "user": "string", "encoding_format": "string",
+}  # fmt: skip
+
+
+def _has_json_type(value: Any, kind: str) -> bool:
+    if kind == "boolean":
+        return type(value) is bool
+    if kind == "string":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return kind == "number" or isinstance(value, int) or value.is_integer()
+
+
+def check_json_types(body: dict[str, Any]) -> None:
+    """Raise ``BadRequest`` when a well-known top-level field has the wrong JSON type (see the module docstring)."""
+    for name, kind in _JSON_TYPES.items():
+        value = body.get(name)
+        if value is not None and not _has_json_type(value, kind):
+            article = "an" if kind[0] == "i" else "a"
+            raise BadRequest(f"invalid request: {name}: must be {article} {kind}", param=name)
 
 
 def reject_unknown_fields(request: BaseModel) -> None:

@@ -86,6 +86,12 @@ JSON_CASES: list[tuple[str, str, dict]] = [
     ("logprobs_absurd", "chat/completions",
      {"model": "local-only", "messages": _msg(), "logprobs": True, "top_logprobs": 10**6}),
     ("stream_not_bool", "chat/completions", {"model": "local-only", "messages": _msg(), "stream": [1]}),
+    # Each of these was coerced by vLLM's models (and served): the OpenAI API refuses them.
+    ("stream_yes", "chat/completions", {"model": "local-only", "messages": _msg(), "stream": "yes"}),
+    ("max_tokens_bool", "chat/completions", {"model": "local-only", "messages": _msg(), "max_tokens": True}),
+    ("temperature_string", "chat/completions", {"model": "local-only", "messages": _msg(), "temperature": "0.5"}),
+    ("stream_yes_commercial_only", "chat/completions",
+     {"model": "commercial-only", "messages": _msg(), "stream": "yes"}),
     ("unknown_field", "chat/completions", {"model": "local-only", "messages": _msg(), "frobnicate": True}),
     ("unknown_field_odd_name", "chat/completions",
      {"model": "local-only", "messages": _msg(), f"{CANARY} free text as a key": 1}),
