@@ -98,16 +98,11 @@ def test_client_disconnect_aborts_the_generation_in_the_engine(fragile: RunningA
             if time.monotonic() - started > 3:
                 break
         rate = tokens / (time.monotonic() - started)
-    # Leaving the block closed the connection mid-stream. The engine's only slot must soon be free: until the
-    # router has seen the disconnect, the slot still counts and a new request gets the fast 503 (retry-after).
+    # Leaving the block closed the connection mid-stream. The engine's only slot must now be free. (The 503s once
+    # seen here were the engine core dying past the test model's position limit, not the router: 78352df.)
     remaining_s = (LONG_TOKENS - tokens) / max(rate, 1.0)
     began = time.monotonic()
-    while True:
-        after = httpx.post(f"{fragile.base_url}/chat/completions", json=short, headers=fragile.headers(),
-                           timeout=300)
-        if after.status_code != 503 or time.monotonic() - began > remaining_s:
-            break
-        time.sleep(0.1)
+    after = httpx.post(f"{fragile.base_url}/chat/completions", json=short, headers=fragile.headers(), timeout=300)
     waited = time.monotonic() - began
     print(f"\nabort: ~{rate:.0f} tokens/s, the abandoned request still needed ~{remaining_s:.0f}s; "
           f"the next request (one engine slot) answered in {waited:.1f}s")
