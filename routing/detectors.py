@@ -23,7 +23,7 @@ from stdnum.gb import nhs as _nhs
 from stdnum.gb import utr as _utr
 
 from routing import names
-from routing.detectors_base import Detector, Match, Scanner, near
+from routing.detectors_base import Detector, Match, Scanner, Words, near
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
 from routing.phones import uk_number_type
@@ -38,11 +38,16 @@ def _digits(raw: bytes) -> bytes:
 
 
 _RUNS = b"01234567890123456789", b"98765432109876543210"
+# Every run of one digit and every stretch of the two sequences, up to 20 digits: one set lookup per candidate.
+_PLACEHOLDERS = frozenset(
+    {bytes([digit]) * n for digit in b"0123456789" for n in range(1, 21)}
+    | {run[i : i + n] for run in _RUNS for n in range(1, 21) for i in range(len(run) - n + 1)}
+)
 
 
 def _placeholder(d: bytes) -> bool:
     """``0123456789``, ``9876543210``, ``0000000000``: form-filler placeholders, not anyone's number."""
-    return d.count(d[:1]) == len(d) or d in _RUNS[0] or d in _RUNS[1]
+    return d in _PLACEHOLDERS
 
 
 def _mod23_ok(number: bytes, letter: int) -> bool:
@@ -51,7 +56,7 @@ def _mod23_ok(number: bytes, letter: int) -> bool:
 
 # --- health, tax, national insurance ---------------------------------------------------------------------
 
-_UTR_CONTEXT = (
+_UTR_CONTEXT = Words(
     b"utr",
     b"unique taxpayer",
     b"taxpayer reference",
@@ -60,13 +65,13 @@ _UTR_CONTEXT = (
     b"self-assessment",
     b"hmrc",
 )
-_NHS_CONTEXT = (b"nhs", b"chi number", b"patient", b"health")
+_NHS_CONTEXT = Words(b"nhs", b"chi number", b"patient", b"health")
 
 
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
-    d = _digits(raw)
-    if d.startswith(b"999") or _placeholder(d) or not _nhs.is_valid(d.decode()):
+    d = _digits(raw)  # ten digits, as the pattern has them: stdnum's checksum alone is its whole test
+    if d.startswith(b"999") or _nhs.checksum(d.decode()) != 0 or _placeholder(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
     if near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
@@ -115,7 +120,7 @@ _NINO_WORDS = frozenset(
         b"LA",
     }
 )
-_NINO_CONTEXT = (b"insurance", b"nino", b"ni number", b"ni no", b"nin ")
+_NINO_CONTEXT = Words(b"insurance", b"nino", b"ni number", b"ni no", b"nin ")
 
 
 def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
@@ -132,10 +137,10 @@ def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 # --- police and justice identifiers ----------------------------------------------------------------------
 
-_PNC_CONTEXT = (b"pnc", b"police national computer")
-_CRO_CONTEXT = (b"cro", b"criminal record")
-_PRISON_CONTEXT = (b"prison", b"noms", b"hmp", b"inmate", b"offender", b"custody", b"booking")
-_CRN_CONTEXT = (b"crn", b"case reference", b"case ref", b"probation", b"delius")
+_PNC_CONTEXT = Words(b"pnc", b"police national computer")
+_CRO_CONTEXT = Words(b"cro", b"criminal record")
+_PRISON_CONTEXT = Words(b"prison", b"noms", b"hmp", b"inmate", b"offender", b"custody", b"booking")
+_CRN_CONTEXT = Words(b"crn", b"case reference", b"case ref", b"probation", b"delius")
 
 
 def _pnc_long(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
@@ -186,8 +191,11 @@ def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 # --- travel and driving ----------------------------------------------------------------------------------
 
 
+_PASSPORT_CONTEXT = Words(b"passport")
+
+
 def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    return "uk_passport" if near(text, m.start(), m.end(), (b"passport",)) else None
+    return "uk_passport" if near(text, m.start(), m.end(), _PASSPORT_CONTEXT) else None
 
 
 def _driving_licence(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
@@ -205,7 +213,7 @@ def _driving_licence(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 # --- money -----------------------------------------------------------------------------------------------
 
-_BANK_CONTEXT = (b"sort", b"account", b"acc no", b"acct", b"a/c", b"bank")
+_BANK_CONTEXT = Words(b"sort", b"account", b"acc no", b"acct", b"a/c", b"bank")
 _TEST_CARDS = frozenset(
     {
         b"4111111111111111",
@@ -435,6 +443,9 @@ _JUSTICE_WORDS = (
     rb"|looked[ \t]+after[ \t]+child"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
+# What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
+# capitalised word pair costs the set's DFA more than the dates it then finds.
+_DATE_AFTER_NAME = rb"[ \t]*(?:,|\()[ \t]*(?i:(?:b\.|born|dob|d\.o\.b\.?)[ \t:]*)?(?P<date>" + _DATE + rb")"
 
 IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector("nhs_number", OS, rb"\b\d{3}[ \-]?\d{3}[ \-]?\d{4}\b", _nhs_number),
@@ -474,6 +485,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         OS,
         rb"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}\b",
         _email,
+        trigger=rb"[A-Za-z0-9._%+\-]@[A-Za-z0-9\-]",  # not every word as a possible local part
     ),
     Detector(
         "uk_phone",
@@ -494,13 +506,14 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         rb"[ \t]*[:\-,]?[ \t]*(?P<date>" + _DATE + rb")",
         _dob_labelled,
     ),
+    Detector("date_of_birth", OS, _NAME + _DATE_AFTER_NAME, _dob_after_name, trigger=_DATE_AFTER_NAME),
     Detector(
-        "date_of_birth",
+        "justice_context_named_person",
         OS,
-        _NAME + rb"[ \t]*(?:,|\()[ \t]*(?i:(?:b\.|born|dob|d\.o\.b\.?)[ \t:]*)?(?P<date>" + _DATE + rb")",
-        _dob_after_name,
+        rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b",
+        _justice_person,
+        trigger=rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")",
     ),
-    Detector("justice_context_named_person", OS, rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", _justice_person),
 )
 
 DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS

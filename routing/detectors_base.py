@@ -18,6 +18,7 @@ engine, same options, same matches. ``Regex`` is the whole of that dependency.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,12 @@ class Detector:
     ``validate(match, text, state)`` returns the signal type to count (usually ``signal``) or None to
     drop the candidate; ``state`` is a per-scan dict for rows that need to remember what they have seen.
     No validator means every match counts.
+
+    ``trigger``, when given, stands in for ``pattern`` in the first pass: a cheaper pattern that matches
+    inside every match of ``pattern`` (a part of it, such as the date after a name). The set's DFA runs
+    over every byte of every request and its cost grows with how many partial matches it has to track at
+    once, so a row whose pattern starts with something common (any capitalised word, any word before an
+    ``@``) is cheaper to find by its rarer part; the second pass still searches with ``pattern``.
     """
 
     signal: str
@@ -54,6 +61,7 @@ class Detector:
     validate: Validator | None = None
     # Extra signal types this row may return, with their levels (e.g. a 10-digit row that can say "utr").
     also: tuple[tuple[str, Level], ...] = field(default=())
+    trigger: bytes | None = None
 
 
 class ScanTimeout(Exception):
@@ -134,16 +142,17 @@ class Scanner:
         self.detectors = tuple(detectors)
         rows = _re2.Set(_UNANCHORED, opts)
         for i, det in enumerate(self.detectors):
-            if rows.Add(det.pattern) != i:
+            if rows.Add(det.pattern if det.trigger is None else det.trigger) != i:
                 raise re2.error(f"row {det.signal!r}: pattern does not compile")
         if not rows.Compile():
             raise re2.error("the detector set does not compile")
-        # present(text): indices of the rows whose pattern occurs anywhere in text (one linear pass). The
-        # extension's own method, so the common no-finding case runs no Python frame here at all.
+        # present(text): indices of the rows whose pattern (or trigger) occurs anywhere in text (one linear
+        # pass). The extension's own method, so the common no-finding case runs no Python frame here at all.
         self.present = rows.Match
         self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self._rows = tuple(
-            (det.signal, det.validate, regex) for det, regex in zip(self.detectors, self._regexes, strict=True)
+            (det.signal, det.validate, regex._match, regex.groupindex)
+            for det, regex in zip(self.detectors, self._regexes, strict=True)
         )
         self.levels: dict[str, Level] = {}
         for det in self.detectors:
@@ -163,9 +172,13 @@ class Scanner:
         state: dict[str, Any] = {}
         clock = time.perf_counter
         n = 0
-        for index, ranges in self._where(text, rows):  # rows in any order: only the justice row keeps state
-            signal, validate, regex = self._rows[index]
-            match, names = regex._match, regex.groupindex
+        size = len(text)
+        if size <= LOCALIZE_ABOVE or len(rows) < 2:
+            where: Iterable[tuple[int, Sequence[Sequence[int]]]] = [(index, ((0, size),)) for index in rows]
+        else:
+            where = self._where(text, rows)
+        for index, ranges in where:  # rows in any order: only the justice row keeps state
+            signal, validate, match, names = self._rows[index]
             for pos, end in ranges:
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     spans = match(_UNANCHORED, text, pos, end)
@@ -186,19 +199,17 @@ class Scanner:
     def _where(self, text: bytes, rows: list[int]) -> Iterable[tuple[int, Sequence[Sequence[int]]]]:
         """Each present row with the ranges of ``text`` its candidates lie in, in order.
 
-        Below ``LOCALIZE_ABOVE`` bytes, or for one row, that is the whole text: one more pass would cost
-        more than it saves. Above, ``present`` runs again on blocks of lines (about ``LOCALIZE_BLOCK``
-        bytes, each ending just after a newline), and a row is searched only in the blocks where it
-        occurs: in a 128 KB chat request with a few identifiers that is a few kilobytes per row instead of
-        the whole body each. The result is the same because no row can match a newline or the empty
-        string, and ``^``/``$`` are multi-line (``tests/routing/test_classify_detectors.py`` checks all
-        three on every row): every match lies inside one line, so inside one block, and at a block's
-        edges a block read on its own looks exactly as it does inside the whole text (after or before a
-        newline). The search inside a block sees the whole text around it, as before."""
+        ``validate`` calls this above ``LOCALIZE_ABOVE`` bytes and for two rows or more; below, or for one
+        row, it searches the whole text: one more pass would cost more than it saves. Here ``present`` runs
+        again on blocks of lines (about ``LOCALIZE_BLOCK`` bytes, each ending just after a newline), and a
+        row is searched only in the blocks where it occurs: in a 128 KB chat request with a few identifiers
+        that is a few kilobytes per row instead of the whole body each. The result is the same because no
+        row (nor trigger) can match a newline or the empty string, and ``^``/``$`` are multi-line
+        (``tests/routing/test_classify_detectors.py`` checks all three on every row): every match lies
+        inside one line, so inside one block, and at a block's edges a block read on its own looks exactly
+        as it does inside the whole text (after or before a newline). The search inside a block sees the
+        whole text around it, as before."""
         size = len(text)
-        if size <= LOCALIZE_ABOVE or len(rows) < 2:
-            whole = ((0, size),)
-            return [(index, whole) for index in rows]
         where: dict[int, list[list[int]]] = {}
         view = memoryview(text)  # no copies of the blocks
         lo = 0
@@ -217,7 +228,18 @@ class Scanner:
         return where.items()
 
 
-def near(text: bytes, start: int, end: int, words: tuple[bytes, ...], window: int = 80) -> bool:
-    """True when one of ``words`` (lower-case ASCII) occurs within ``window`` bytes of ``text[start:end]``."""
-    around = text[max(0, start - window) : end + window].lower()
-    return any(map(around.__contains__, words))
+class Words:
+    """Context words (ASCII, matched in any case) that a validator looks for around a candidate: one RE2
+    search of the window, where lower-casing a slice and testing each word in turn cost several times more
+    (validators run on every candidate of every request with findings)."""
+
+    __slots__ = ("_match", "words")
+
+    def __init__(self, *words: bytes) -> None:
+        self.words = words
+        self._match = Regex(rb"(?i)(?:" + b"|".join(map(re.escape, words)) + rb")", re2_options(1 << 20))._match
+
+
+def near(text: bytes, start: int, end: int, words: Words, window: int = 80) -> bool:
+    """True when one of ``words`` occurs within ``window`` bytes of ``text[start:end]``."""
+    return words._match(_UNANCHORED, text, max(0, start - window), min(len(text), end + window))[0][0] >= 0

@@ -208,14 +208,52 @@ def _problems(subpattern, flags: int) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("row", range(len(DETECTORS)))
-def test_rows_match_within_one_line_and_never_nothing(row):
-    """Each row's matches lie inside one line (no construct can match a newline, ``^``/``$`` only in
-    multi-line mode, no \\A or \\Z) and are never empty: the second pass may then search a row only in the
-    blocks of lines where the set finds it."""
-    parsed = _parser.parse(DETECTORS[row].pattern.decode("latin-1"))
+_PATTERNS = [(row, "pattern") for row in range(len(DETECTORS))] + [
+    (row, "trigger") for row, det in enumerate(DETECTORS) if det.trigger is not None
+]
+
+
+@pytest.mark.parametrize(("row", "which"), _PATTERNS)
+def test_rows_match_within_one_line_and_never_nothing(row, which):
+    """Each row's matches (and its trigger's) lie inside one line (no construct can match a newline,
+    ``^``/``$`` only in multi-line mode, no \\A or \\Z) and are never empty: the second pass may then search a
+    row only in the blocks of lines where the set finds it."""
+    parsed = _parser.parse(getattr(DETECTORS[row], which).decode("latin-1"))
     assert _problems(parsed, parsed.state.flags) == []
     assert parsed.getwidth()[0] > 0
+
+
+def test_some_rows_have_a_cheaper_trigger():
+    assert {DETECTORS[row].signal for row, which in _PATTERNS if which == "trigger"} >= {
+        "email",
+        "date_of_birth",
+        "justice_context_named_person",
+    }
+
+
+def _texts_with_every_row() -> list[bytes]:
+    rng = random.Random(9)
+    pieces = [item["text"] for item in ITEMS if "text" in item]
+    texts = [piece.encode() for piece in pieces]
+    texts += [rng.choice(["\n", " ", ", ", "; "]).join(rng.choices(pieces, k=20)).encode() for _ in range(200)]
+    return texts
+
+
+@pytest.mark.parametrize("row", [row for row, which in _PATTERNS if which == "trigger"])
+def test_a_trigger_matches_inside_every_match_of_its_row(row):
+    """The first pass looks for the trigger instead of the pattern, so a text where the pattern matches must
+    contain the trigger, and (for the localised second pass) inside that match: checked on every corpus
+    item and on runs of them joined, with the whole text around each match as context."""
+    det = DETECTORS[row]
+    pattern = detectors_base.Regex(det.pattern, detectors_base.re2_options())
+    trigger = detectors_base.Regex(det.trigger, detectors_base.re2_options())
+    matches = 0
+    for text in _texts_with_every_row():
+        for m in pattern.finditer(text):
+            matches += 1
+            inside = next(trigger.finditer(text, m.start(), m.end()), None)
+            assert inside is not None and inside.end() <= m.end(), (det.signal, m.span())
+    assert matches >= 20
 
 
 def test_localised_second_pass_finds_what_the_whole_text_pass_finds(monkeypatch):
@@ -232,3 +270,20 @@ def test_localised_second_pass_finds_what_the_whole_text_pass_finds(monkeypatch)
     whole = [table.validate(t, table.present(t), float("inf")) for t in texts]
     assert localised == whole
     assert sum(len(counts) > 3 for counts in whole) > 30  # many rows present, so most texts were localised
+
+
+def test_near_finds_context_words_in_any_case_inside_the_window_only():
+    words = detectors_base.Words(b"nhs", b"a/c", b"nin ")
+    text = b"x" * 100 + b"123" + b"y" * 100
+    start, end = 100, 103
+    for word, at, found in [
+        (b"NHS", 20, True),  # ends 80 bytes before the candidate: inside
+        (b"Nhs", 19, False),  # its last byte is 81 bytes before
+        (b"a/c", 103 + 77, True),
+        (b"a/c", 103 + 78, False),
+        (b"nin ", 60, True),
+        (b"nin", 60, False),
+    ]:
+        probe = text[:at] + word + text[at + len(word) :]
+        assert detectors_base.near(probe, start, end, words) is found, (word, at)
+    assert detectors_base.near(b"nhs 123", 4, 7, words)  # the window runs past both ends of the text
