@@ -172,9 +172,19 @@ def _classify(buf: bytes, declared: Level | None, floor: Level | None, deadline:
     return _verdict(table, table.validate(buf, rows, deadline), declared, floor)
 
 
+# Verdicts with findings, by (findings, declared, floor): the same few kinds and counts recur, and a verdict
+# costs a microsecond or two to build. Bounded, and Classification is frozen, so sharing is safe.
+_VERDICTS: dict[tuple[Any, ...], Classification] = {}
+_MAX_VERDICTS = 4096
+
+
 def _verdict(table: Scanner, counts: dict[str, int], declared: Level | None, floor: Level | None) -> Classification:
     if not counts:  # candidates, none of them valid
         return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
+    key = (*counts.items(), declared, floor)
+    made = _VERDICTS.get(key)
+    if made is not None:
+        return made
     if len(counts) == 1:  # the next most common: one kind of finding
         ((signal, count),) = counts.items()
         detected = table.levels[signal]
@@ -182,7 +192,10 @@ def _verdict(table: Scanner, counts: dict[str, int], declared: Level | None, flo
     else:
         detected = max(map(table.levels.__getitem__, counts))
         signals = tuple([_signal(signal, counts[signal]) for signal in sorted(counts)])
-    return Classification(_combine(declared, detected, floor), detected, declared, signals)
+    made = Classification(_combine(declared, detected, floor), detected, declared, signals)
+    if len(_VERDICTS) < _MAX_VERDICTS:
+        _VERDICTS[key] = made
+    return made
 
 
 def classify_request(
