@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -107,8 +108,9 @@ def _free_range(width: int) -> int:
     raise RuntimeError(f"no free range of {width} ports for Serve's direct ingress")
 
 
-def _ray_env(settings: Settings) -> dict[str, str]:
-    """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it)."""
+def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
+    """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it); ``private``
+    is a folder only this user can enter, for files that others must not reach."""
     env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
            # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
@@ -133,6 +135,16 @@ def _ray_env(settings: Settings) -> dict[str, str]:
         # OTHER server's proxy while this one's router is starting or down.
         env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(_free_port())
         env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(_free_port())
+        # Ray's HAProxy template opens its admin socket "mode 666 level admin", by default in
+        # /tmp/haproxy-serve/<node id>/, which any local user can enter: they could re-point HAProxy's backend at
+        # a process of their own and receive every request, prompts and API keys included. All of HAProxy's files
+        # go under the private folder instead (it also keeps two servers on one host apart).
+        # Ray adds a 56-character node id folder; HAProxy takes socket paths of at most 97 bytes.
+        env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] = str(private / "haproxy.cfg")
+        env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(private / "admin.sock")
+        env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"] = str(private / "metrics.sock")
+        env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(private)
+        env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(private / "server-state")
         # Each Ray instance hands out replica ports from 30000 up: a second server on this host would get the same
         # port, and its HAProxy would forward to the FIRST server's router (measured: another server's keys and
         # policy answered). Give this instance its own free range.
@@ -157,7 +169,15 @@ def _drain(serve: Any) -> None:
 
 
 def run(settings: Settings, key: str | None = None) -> int:
-    os.environ.update(_ray_env(settings))  # before Ray is imported: Serve reads some of these at import time
+    # mkdtemp: mode 0700, so only this user can reach what is inside; removed when the server stops. Under /tmp
+    # (as Ray's own default) rather than a possibly long $TMPDIR: UNIX socket paths go inside it.
+    tmp = "/tmp" if os.path.isdir("/tmp") else None
+    with tempfile.TemporaryDirectory(prefix="sov-", dir=tmp, ignore_cleanup_errors=True) as private:
+        return _run(settings, key, Path(private))
+
+
+def _run(settings: Settings, key: str | None, private: Path) -> int:
+    os.environ.update(_ray_env(settings, private))  # before Ray is imported: Serve reads some at import time
     import ray
     from ray import serve
 

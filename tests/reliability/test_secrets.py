@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
-from tests.reliability.procs import files_containing, ray_session_dir
+from tests.reliability.procs import descendants, files_containing, ray_session_dir
 from tests.support.app import RunningApp
 
 pytestmark = pytest.mark.engine
@@ -93,3 +95,18 @@ def test_keys_at_rest_are_hashes(app: RunningApp) -> None:
         assert key not in text
         assert hashlib.sha256(key.encode()).hexdigest() in stored
     assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_haproxy_admin_socket_is_out_of_other_users_reach(app: RunningApp) -> None:
+    """Ray's HAProxy opens its admin socket mode 666; the folder holding it must be closed to other users (else
+    any local user could re-point the backend and receive every request)."""
+    haproxy = [p for p in descendants(app.process.pid) if "haproxy" in p.name()]
+    assert haproxy, "the app runs in HAProxy mode: where is HAProxy?"
+    cmdline = haproxy[0].cmdline()
+    config = Path(cmdline[cmdline.index("-f") + 1])
+    sockets = [line.split()[2] for line in config.read_text().splitlines() if line.strip().startswith("stats socket")]
+    assert sockets
+    for sock in map(Path, sockets):
+        assert not str(sock).startswith("/tmp/haproxy-serve/")
+        closed = [d for d in sock.parents if d.is_dir() and d.stat().st_mode & 0o077 == 0]
+        assert closed and closed[0].stat().st_uid == os.getuid(), f"{sock}: every folder above it is open to others"
