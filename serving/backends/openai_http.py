@@ -129,10 +129,15 @@ class OpenAIBackend:
 
 
 _LINES_AFTER_DONE = 4  # a well-behaved stream has at most a blank line after [DONE]
+MAX_SSE_LINE_BYTES = 1 << 20  # far above any chunk of a completion; an upstream that never ends a line is cut off
 
 
 async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
-    """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` strings; refuse anything that is not SSE JSON.
+    """Re-frame the upstream SSE stream as ``data: ...\n\n`` events; refuse anything that is not SSE JSON.
+
+    The events that one read of the body brings are passed on together, as one string: one write to the client
+    instead of one per event (a socket write per event was the router's largest single cost per streamed
+    request), and nothing is held back to wait for more. Lines end in LF, CRLF or CR, as SSE allows.
 
     Raises ``BackendFailure`` on garbage, on an upstream error event and on a stream that ends without ``[DONE]``.
     After ``[DONE]`` the body is read on to its end (nothing more is forwarded), but only a few lines: a response
@@ -141,33 +146,31 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
     """
     if "text/event-stream" not in response.headers.get("content-type", ""):
         raise BackendFailure("bad_response")
-    done, after_done = False, 0
+    done, after_done, partial = False, 0, b""
     try:
-        async for line in response.aiter_lines():
-            if done:
-                after_done += 1
-                if after_done > _LINES_AFTER_DONE:
-                    break
-                continue
-            if not line or line.startswith(":"):
-                continue
-            if not line.startswith("data:"):
-                if line.startswith(("event:", "id:", "retry:")):
-                    continue
+        async for data in response.aiter_bytes():
+            lines = (partial + data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            partial = lines.pop()  # the line still being received ("" after a complete line)
+            if len(partial) > MAX_SSE_LINE_BYTES:
                 raise BackendFailure("bad_stream")
-            data = line[5:].strip()
-            if data == "[DONE]":
-                done = True
-                yield "data: [DONE]\n\n"
-                continue
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                raise BackendFailure("bad_stream") from None
-            if not isinstance(obj, dict) or "error" in obj:
-                raise BackendFailure("upstream_stream_error")
-            event = take_usage(f"data: {data}\n\n", usage, forward_usage)
-            if event is not None:
+            events: list[str] = []
+            for line in lines:
+                if done:
+                    after_done += 1
+                    continue
+                event = _event(line, usage, forward_usage)
+                if event is _DONE:
+                    done = True
+                if event:
+                    events.append(event)
+            if events:
+                yield "".join(events)
+            if after_done > _LINES_AFTER_DONE:
+                break
+        if partial and not done:
+            event = _event(partial, usage, forward_usage)  # a last line without its line end
+            done = event is _DONE
+            if event:
                 yield event
     except BackendFailure:
         raise
@@ -177,3 +180,27 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
         raise BackendFailure("stream_broken") from None
     if not done:
         raise BackendFailure("stream_truncated")
+
+
+_DONE = "data: [DONE]\n\n"
+
+
+def _event(line: bytes, usage: Usage, forward_usage: bool) -> str | None:
+    """The event to forward for one SSE line (``_DONE`` for the end), None for a line that forwards nothing;
+    raise ``BackendFailure`` for anything that is not SSE JSON or is an upstream error."""
+    if not line or line.startswith(b":"):
+        return None  # event separator or comment
+    if not line.startswith(b"data:"):
+        if line.startswith((b"event:", b"id:", b"retry:")):
+            return None
+        raise BackendFailure("bad_stream")
+    try:
+        data = line[5:].strip().decode()
+        if data == "[DONE]":
+            return _DONE
+        obj = json.loads(data)
+    except ValueError:  # includes invalid UTF-8
+        raise BackendFailure("bad_stream") from None
+    if not isinstance(obj, dict) or "error" in obj:
+        raise BackendFailure("upstream_stream_error")
+    return take_usage(f"data: {data}\n\n", usage, forward_usage)

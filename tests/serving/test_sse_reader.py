@@ -1,5 +1,7 @@
-"""The upstream SSE reader after ``[DONE]``: it reads on a little (so the connection can be pooled), never
-forwards what follows, never lets an upstream hold the stream open, and a failure there is not a failure."""
+"""The upstream SSE reader: events re-framed and passed on as they arrive (those of one read together), lines
+split across reads put back together, any SSE line ending; after ``[DONE]`` it reads on a little (so the
+connection can be pooled), never forwards what follows, never lets an upstream hold the stream open, and a
+failure there is not a failure."""
 
 from __future__ import annotations
 
@@ -7,11 +9,18 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
-from serving.backends.base import Usage
+from serving.backends.base import BackendFailure, Usage
 from serving.backends.openai_http import _sse_events
 
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+DONE = "data: [DONE]\n\n"
+
+
+async def _reads(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 def _events(body: AsyncIterator[bytes]) -> list[str]:
@@ -33,7 +42,7 @@ def test_an_upstream_that_keeps_sending_after_done_is_cut_off() -> None:
             yield CHUNK
 
     events = _events(body())
-    assert events[-1] == "data: [DONE]\n\n" and len(events) == 2
+    assert events == [CHUNK.decode() + DONE]  # what one read brought, as one string
     assert sent < 10
 
 
@@ -42,4 +51,31 @@ def test_a_read_failure_after_done_is_not_a_broken_stream() -> None:
         yield CHUNK + b"data: [DONE]\n\n"
         raise httpx.ReadError("connection reset after the answer")
 
-    assert _events(body())[-1] == "data: [DONE]\n\n"
+    assert _events(body())[-1].endswith(DONE)
+
+
+def test_events_of_one_read_go_on_together_and_each_read_goes_on_at_once() -> None:
+    events = _events(_reads(CHUNK * 3, CHUNK, CHUNK + DONE.encode()))
+    assert events == [CHUNK.decode() * 3, CHUNK.decode(), CHUNK.decode() + DONE]
+
+
+def test_lines_split_across_reads_and_any_line_ending() -> None:
+    crlf, cr = CHUNK.replace(b"\n", b"\r\n"), CHUNK.replace(b"\n", b"\r")
+    body = CHUNK[:7], CHUNK[7:30], CHUNK[30:] + crlf[:-1], crlf[-1:] + cr + b": comment\nevent: x\ndata: [DONE]"
+    assert "".join(_events(_reads(*body))) == CHUNK.decode() * 3 + DONE
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ((CHUNK, b"data: " + b"x" * (2 << 20)), "bad_stream"),  # a line that never ends
+        ((b"data: {\"a\": \"\xff\"}\n\n",), "bad_stream"),  # not UTF-8
+        ((CHUNK, b"<html>\n"), "bad_stream"),
+        ((CHUNK, b'data: {"error": {"message": "x"}}\n\n'), "upstream_stream_error"),
+        ((CHUNK,), "stream_truncated"),
+    ],
+)
+def test_garbage_and_truncation_are_failures(body: tuple[bytes, ...], reason: str) -> None:
+    with pytest.raises(BackendFailure) as failure:
+        _events(_reads(*body))
+    assert failure.value.reason == reason
