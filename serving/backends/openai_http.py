@@ -133,7 +133,7 @@ MAX_SSE_LINE_BYTES = 1 << 20  # far above any chunk of a completion; an upstream
 
 
 async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
-    """Re-frame the upstream SSE stream as ``data: ...\n\n`` events; refuse anything that is not SSE JSON.
+    """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` events; refuse anything that is not SSE JSON.
 
     The events that one read of the body brings are passed on together, as one string: one write to the client
     instead of one per event (a socket write per event was the router's largest single cost per streamed
@@ -146,12 +146,25 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
     """
     if "text/event-stream" not in response.headers.get("content-type", ""):
         raise BackendFailure("bad_response")
-    done, after_done, partial = False, 0, b""
+    done, after_done = False, 0
+    partial: list[bytes] = []  # the line still being received, in pieces (joined once: no quadratic copying)
+    partial_size = 0
     try:
         async for data in response.aiter_bytes():
-            lines = (partial + data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-            partial = lines.pop()  # the line still being received ("" after a complete line)
-            if len(partial) > MAX_SSE_LINE_BYTES:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # a CR LF split across reads: one blank line
+            if b"\n" in data:
+                lines = data.split(b"\n")
+                if partial:
+                    lines[0] = b"".join(partial) + lines[0]
+                last = lines.pop()  # the next line's beginning ("" when the read ended with a line)
+                partial, partial_size = ([last], len(last)) if last else ([], 0)
+            else:
+                lines = []
+                partial.append(data)
+                partial_size += len(data)
+            if partial_size > MAX_SSE_LINE_BYTES:
+                if done:
+                    break  # the answer is complete: stop reading, as for too many lines after [DONE]
                 raise BackendFailure("bad_stream")
             events: list[str] = []
             for line in lines:
@@ -168,7 +181,7 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
             if after_done > _LINES_AFTER_DONE:
                 break
         if partial and not done:
-            event = _event(partial, usage, forward_usage)  # a last line without its line end
+            event = _event(b"".join(partial), usage, forward_usage)  # a last line without its line end
             done = event is _DONE
             if event:
                 yield event

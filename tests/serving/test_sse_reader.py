@@ -6,6 +6,7 @@ failure there is not a failure."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -63,6 +64,19 @@ def test_lines_split_across_reads_and_any_line_ending() -> None:
     crlf, cr = CHUNK.replace(b"\n", b"\r\n"), CHUNK.replace(b"\n", b"\r")
     body = CHUNK[:7], CHUNK[7:30], CHUNK[30:] + crlf[:-1], crlf[-1:] + cr + b": comment\nevent: x\ndata: [DONE]"
     assert "".join(_events(_reads(*body))) == CHUNK.decode() * 3 + DONE
+
+
+def test_lines_sent_in_small_pieces_are_put_together_and_bounded() -> None:
+    started = time.perf_counter()
+    events = _events(_reads(*[bytes([c]) for c in CHUNK * 2000], DONE.encode()))
+    assert "".join(events) == CHUNK.decode() * 2000 + DONE
+    with pytest.raises(BackendFailure):
+        _events(_reads(b"data: ", *[b"x" * 100] * 20_000))  # 2 MB of one line
+    assert time.perf_counter() - started < 30  # generous (a busy machine): it takes well under a second
+
+
+def test_a_line_that_never_ends_after_done_ends_the_stream_cleanly() -> None:
+    assert _events(_reads(CHUNK + DONE.encode(), *[b"x" * 100_000] * 40)) == [CHUNK.decode() + DONE]
 
 
 @pytest.mark.parametrize(
