@@ -3,7 +3,8 @@ identical engine settings and the same load, into one JSON (and CSV, and plots f
 
 The targets run sequentially so they never compete for the machine; each is warmed up before it is measured
 (Ray Serve LLM's first request triggers a long compile), and the machine's load average is recorded before
-and after each target so a figure taken while something else was running is visible as such. Each target's
+and after each target so a figure taken while something else was running is visible as such, as is each
+process's CPU time over the target's warm-up and rounds (``conditions.<target>.cpu``). Each target's
 headline load runs ``rounds`` times and the round with the median output throughput is its figure (all rounds
 are kept in ``rounds``): on a shared or small machine one round can land anywhere in a +-10% spread.
 """
@@ -16,12 +17,14 @@ import math
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cpu as cpu_usage
 from benchmarks.datasets import Prompt, random_prompts
 from benchmarks.loadgen import LoadConfig, run_load, summarize, write_json
 from benchmarks.targets import (
@@ -204,8 +207,12 @@ def run_compare(
             warm = warmup if warmup is not None else max(4 * concurrency, 32)
             log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
                 f"{rounds} round(s)")
+            cpu_before, clock = cpu_usage.snapshot(), time.monotonic()
             measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
                         for i in range(rounds)]
+            # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
+            cpu_spent = {"wall_s": round(time.monotonic() - clock, 2),
+                         "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot())}
             doc["rounds"][name] = measured
             doc["targets"][name] = median_round(measured)
             points = []
@@ -216,7 +223,8 @@ def run_compare(
                 doc["sweeps"][name] = points
         finally:
             target.stop()
-        doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg()}
+        doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg(),
+                                   "cpu": cpu_spent}
     doc["ratios"] = ratios(doc["targets"])
     return doc
 

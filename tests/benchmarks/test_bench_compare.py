@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import cpu as cpu_usage
 from benchmarks.compare import format_comparison, machine_info, median_round, ratios, write_outputs
 from benchmarks.metrics import RequestResult, aggregate
 from benchmarks.overhead import overhead_figures, upstream_backend
@@ -100,3 +101,21 @@ def test_compare_refuses_zero_rounds(capsys: pytest.CaptureFixture[str]):
 
     assert main(["compare", "--rounds", "0", "--json", "/nonexistent/out.json"]) == 2
     assert "--rounds must be at least 1" in capsys.readouterr().err
+
+
+def test_cpu_time_is_grouped_by_what_each_process_is():
+    before = {1: ("ray::ServeController", 10.0), 2: ("VLLM::EngineCore", 5.0), 3: ("haproxy", 1.0), 9: ("x", 0.0)}
+    after = {
+        1: ("ray::ServeController", 11.0),
+        2: ("VLLM::EngineCore", 25.0),
+        3: ("haproxy", 1.1),  # under 1% of the total: "other"
+        4: ("VLLM::EngineCore", 3.0),  # started in between: counted from zero, with its group
+        5: ("python", 0.05),
+    }
+    assert cpu_usage.spent(before, after) == {"VLLM::EngineCore": 23.0, "ray::ServeController": 1.0, "other": 0.15}
+
+
+def test_a_cpu_snapshot_sees_this_process_as_the_load_generator():
+    sum(range(2_000_000))
+    groups = {group for group, _ in cpu_usage.snapshot().values()}
+    assert cpu_usage.LOAD_GENERATOR in groups
