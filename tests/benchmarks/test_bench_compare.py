@@ -104,15 +104,25 @@ def test_compare_refuses_zero_rounds(capsys: pytest.CaptureFixture[str]):
 
 
 def test_cpu_time_is_grouped_by_what_each_process_is():
-    before = {1: ("ray::ServeController", 10.0), 2: ("VLLM::EngineCore", 5.0), 3: ("haproxy", 1.0), 9: ("x", 0.0)}
+    before = {(1, 0.0): ("ray::ServeController", 10.0), (2, 0.0): ("VLLM::EngineCore", 5.0),
+              (3, 0.0): ("haproxy", 1.0), (9, 0.0): ("x", 0.0), (7, 0.0): ("ray::IDLE", 50.0)}  # fmt: skip
     after = {
-        1: ("ray::ServeController", 11.0),
-        2: ("VLLM::EngineCore", 25.0),
-        3: ("haproxy", 1.1),  # under 1% of the total: "other"
-        4: ("VLLM::EngineCore", 3.0),  # started in between: counted from zero, with its group
-        5: ("python", 0.05),
+        (1, 0.0): ("ray::ServeController", 11.0),
+        (2, 0.0): ("VLLM::EngineCore", 25.0),
+        (3, 0.0): ("haproxy", 1.1),  # under 1% of the total: "other"
+        (4, 0.0): ("VLLM::EngineCore", 3.0),  # started in between: counted from zero, with its group
+        (5, 0.0): ("python", 0.05),
+        (7, 9.0): ("ray::IDLE", 1.0),  # pid 7 again, but a new process: from zero
     }
-    assert cpu_usage.spent(before, after) == {"VLLM::EngineCore": 23.0, "ray::ServeController": 1.0, "other": 0.15}
+    assert cpu_usage.spent(before, after) == {
+        "VLLM::EngineCore": 23.0, "ray::ServeController": 1.0, "ray::IDLE": 1.0, "other": 0.15}  # fmt: skip
+
+
+def test_a_process_keeps_its_group_whatever_it_is_doing():
+    assert cpu_usage._group(10, "python", ["ray::ServeController.listen_for_change", ""]) == "ray::ServeController"
+    assert cpu_usage._group(10, "python", ["ray::ServeReplica:sovereign:engine-local"]) == (
+        "ray::ServeReplica:sovereign:engine-local")
+    assert cpu_usage._group(10, "kworker/1:2-events", []) == cpu_usage._group(10, "kworker/u8:0-writeback", [])
 
 
 def test_a_cpu_snapshot_sees_this_process_as_the_load_generator():
