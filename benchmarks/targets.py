@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import yaml
 
 from serving.config import VLLMBackendConfig
+from serving.ports import free_port
 
 SERVED_MODEL = "default"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,12 +54,6 @@ class Target:
         if self.proc is not None:
             stop_process(self.proc, grace_s)
             self.proc = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log_tail(path: Path | None, lines: int = 40) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.config import ConfigError, Settings, load_settings
+from serving.ports import free_port, free_range
 
 READY_TIMEOUT_S = 900
 
@@ -78,36 +79,6 @@ def _haproxy_descendants() -> list[Any]:
         return []
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_range(width: int) -> int:
-    """A random base port in 20000-59999 whose ``width`` ports are all free now."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - width)
-        try:
-            socks = []
-            for port in range(base, base + width):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("0.0.0.0", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no free range of {width} ports for Serve's direct ingress")
-
-
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it); ``private``
     is a folder only this user can enter, for files that others must not reach."""
@@ -129,12 +100,12 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"  # its exporter binds all interfaces; /metrics is ours
         # HAProxy's stats and exporter listeners have fixed default ports (8404, 9101): a second server on the same
         # host would fail to start. Unless the operator chose ports, take free ones.
-        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
-        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
         # HAProxy's backup route is Serve's Python proxy on a fixed port (8500): on a shared host it would be the
         # OTHER server's proxy while this one's router is starting or down.
-        env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(_free_port())
-        env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(_free_port())
+        env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(free_port())
+        env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(free_port())
         # Ray's HAProxy template opens its admin socket "mode 666 level admin", by default in
         # /tmp/haproxy-serve/<node id>/, which any local user can enter: they could re-point HAProxy's backend at
         # a process of their own and receive every request, prompts and API keys included. All of HAProxy's files
@@ -149,7 +120,7 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         # port, and its HAProxy would forward to the FIRST server's router (measured: another server's keys and
         # policy answered). Give this instance its own free range.
         for kind, width in (("HTTP", 64), ("GRPC", 64)):
-            base = _free_range(width)
+            base = free_range(width)
             env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)
             env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"] = str(base + width - 1)
     return {k: v for k, v in env.items() if k not in os.environ}

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
-from tests.support.app import RunningApp, free_port, start_app, stop_app
+from serving.ports import free_port
+from tests.support.app import RunningApp, start_app, stop_app
 from tests.support.otlp import OTLPCollector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -31,8 +31,9 @@ import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import verify
+from serving.ports import free_port
 from tests.reliability.procs import descendants, engine_title, find_replica
-from tests.support.app import RunningApp, free_port, start_app, stop_app
+from tests.support.app import RunningApp, start_app, stop_app
 
 pytestmark = pytest.mark.engine
 

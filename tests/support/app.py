@@ -15,14 +15,6 @@ import httpx
 import yaml
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RunningApp:
     base_url: str          # http://127.0.0.1:PORT/v1
