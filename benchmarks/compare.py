@@ -161,6 +161,8 @@ def run_compare(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     backend = engine_backend(
         model_source,
         dtype=dtype,

@@ -167,9 +167,9 @@ def _signal(signal: str, count: int) -> Signal:
 def _classify(buf: bytes, declared: Level | None, floor: Level | None, deadline: float) -> Classification:
     table = scanner()
     rows = table.present(buf)
-    if not rows:  # the common case: no pattern occurs at all
-        return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
-    return _verdict(table, table.validate(buf, rows, deadline), declared, floor)
+    if not rows and declared is None and floor is None:  # the common case: no pattern occurs at all
+        return _OFFICIAL
+    return _verdict(table, table.validate(buf, rows, deadline) if rows else {}, declared, floor)
 
 
 # Verdicts with findings, by (findings, declared, floor): the same few kinds and counts recur, and a verdict
@@ -221,20 +221,13 @@ def classify_request(
 def classify_text(
     text: str, *, declared: Level | None = None, floor: Level | None = None, deadline_s: float = 0.25
 ) -> Classification:
-    """Classify one text (the CLI and tests); same rules and fail-closed behaviour as ``classify_request``.
-
-    Written for speed, as it is what ``sovereign bench classify`` times per document: no more calls than
-    the scan needs when nothing is found."""
+    """Classify one text (the CLI and tests); same rules and fail-closed behaviour as ``classify_request``."""
     deadline = _clock() + deadline_s
     try:
         buf = text.encode() if text.isascii() else _encode(text)  # not a str: AttributeError, failed below
         if len(buf) > MAX_TEXT_BYTES:
             raise _Unscannable
-        table = scanner()
-        rows = table.present(buf)
-        if not rows and declared is None and floor is None:
-            return _OFFICIAL
-        return _verdict(table, table.validate(buf, rows, deadline) if rows else {}, declared, floor)
+        return _classify(buf, declared, floor, deadline)
     except ScanTimeout:
         return _failed(TIMEOUT_SIGNAL, declared)
     except Exception:

@@ -233,10 +233,9 @@ class Words:
     search of the window, where lower-casing a slice and testing each word in turn cost several times more
     (validators run on every candidate of every request with findings)."""
 
-    __slots__ = ("_match", "words")
+    __slots__ = ("_match",)
 
     def __init__(self, *words: bytes) -> None:
-        self.words = words
         self._match = Regex(rb"(?i)(?:" + b"|".join(map(re.escape, words)) + rb")", re2_options(1 << 20))._match
 
 

@@ -13,7 +13,7 @@ import random
 import socket
 from pathlib import Path
 
-LOWEST = 10000  # below this, well-known and registered services
+LOWEST = 20000  # below: registered services, and Ray's worker ports under `ray start` (10002-19999 by default)
 _EPHEMERAL_DEFAULT = (32768, 60999)  # Linux's default, when /proc cannot say
 
 

@@ -101,6 +101,10 @@ def test_compare_refuses_zero_rounds(capsys: pytest.CaptureFixture[str]):
 
     assert main(["compare", "--rounds", "0", "--json", "/nonexistent/out.json"]) == 2
     assert "--rounds must be at least 1" in capsys.readouterr().err
+    from benchmarks.compare import run_compare  # the GPU script calls it directly: it refuses too, before starting
+
+    with pytest.raises(ValueError, match="rounds"):
+        run_compare(Path("/nonexistent"), concurrency=1, num_prompts=1, input_len=1, output_len=1, rounds=0)
 
 
 def test_cpu_time_is_grouped_by_what_each_process_is():
