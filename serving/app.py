@@ -21,10 +21,11 @@ from serving.engine import VERIFY_KEY, sovereign_server_cls
 log = logging.getLogger("sovereign.app")
 
 INGRESS_NAME = "ingress"
+ENGINE_PREFIX = "engine-"
 
 
 def engine_deployment_name(backend: VLLMBackendConfig) -> str:
-    return f"engine-{backend.name}"
+    return f"{ENGINE_PREFIX}{backend.name}"
 
 
 def served_model_name(backend: VLLMBackendConfig) -> str:

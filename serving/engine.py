@@ -1,4 +1,4 @@
-"""The engine deployment: Ray Serve LLM's ``LLMServer``, with two changes that matter for a sovereign server.
+"""The engine deployment: Ray Serve LLM's ``LLMServer``, with the changes that matter for a sovereign server.
 
 1. Weights are checked against their SHA-256 manifest inside the replica, before the engine loads them: that is
    where the weights are mounted (a GPU worker pod, say), not where the application is built.
@@ -7,6 +7,8 @@
    late by up to the interval (50 ms by default). Here a chunk that arrives after a quiet interval goes out at
    once, and only chunks that follow it closely wait to be sent together: the same message rate under load,
    without the added time to first token.
+3. Under ``sovereign serve`` with CPU engines, the replica spreads itself over the host's CPUs before the engine
+   starts, so that vLLM can bind its worker where it chooses (serving/placement.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from models.manifest import verify_manifest
+from serving.placement import spread_for_engine
 
 T = TypeVar("T")
 
@@ -92,6 +95,7 @@ def sovereign_server_cls() -> type:
         async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
             if llm_config.experimental_configs.get(VERIFY_KEY, True):
                 verify_manifest(Path(llm_config.model_loading_config.model_source))
+            spread_for_engine()  # under `sovereign serve` with CPU engines; see serving/placement.py
             await super().__init__(llm_config, **kwargs)
 
         def _batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:

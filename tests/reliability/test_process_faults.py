@@ -9,7 +9,8 @@
   here and export engine metrics only through Ray's metrics agent.)
 - The engine replica killed (SIGKILL) mid-stream: the client gets an error event, not a clean finish; the request
   is audited as failed; nothing sensitive goes to the commercial fake while the replica is down; Ray Serve
-  starts a new replica and requests succeed again.
+  starts a new replica and requests succeed again, its new vLLM worker bound to its own cores with everything
+  else kept off them (serving/placement.py).
 - SIGTERM: new requests are refused, the stream in flight is drained to its end, the server exits, the audit
   chain verifies, and every Ray and engine process of the app is gone.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
@@ -32,12 +34,13 @@ import pytest
 from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import verify
 from serving.ports import free_port
-from tests.reliability.procs import descendants, engine_title, find_replica
+from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
 from tests.support.app import RunningApp, start_app, stop_app
 
 pytestmark = pytest.mark.engine
 
 NHS = "943 476 5919"
+HOST = frozenset(os.sched_getaffinity(0))
 LONG_TOKENS = 15000  # far more than the engine produces in the seconds each test watches; fits max_model_len
 
 
@@ -172,6 +175,12 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
     replacement = find_replica(fragile.process.pid, engine_title("local"))
     assert replacement is not None and replacement.pid != victim.pid
     assert "replicadown" not in json.dumps(commercial.received)
+
+    # The new replica was started by a raylet already moved off the engine's cores (serving/placement.py): it
+    # spread itself again before its engine started, so vLLM could bind the new worker, and the rest moved after.
+    if len(HOST) > 1:
+        workers, _ = assert_isolated(fragile.process.pid, HOST)
+        assert set(workers) <= {p.pid for p in replacement.children(recursive=True)}
 
 
 def test_zz_sigterm_drains_in_flight_then_exits_cleanly(fragile: RunningApp) -> None:

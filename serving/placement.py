@@ -1,0 +1,172 @@
+"""CPU engines: keep the rest of the server off the cores vLLM computes on.
+
+vLLM's CPU backend binds its worker's OpenMP threads to cores (``VLLM_CPU_OMP_THREADS_BIND=auto``: one logical CPU
+per physical core of a NUMA node, less the "reserved" ones it leaves for everything else), but nothing keeps
+everything else off the worker's cores. Plain vLLM has one light front-end process; this server also runs Ray's
+GCS and raylet, Serve's controller, the router and engine replicas, HAProxy. The kernel puts some of them on the
+worker's cores, and every time one runs there the worker's threads stall. Measured on the 2-core CPU machine,
+concurrency 16, three rounds each: the gateway's output throughput 238-259 tok/s as things were, 272-274 with
+everything but the worker kept on the reserved core; plain vLLM 275-281 tok/s, and 273-276 treated the same way
+(its front end is too light for it to matter). See benchmarks/RESULTS.md.
+
+So under ``sovereign serve`` (one host; ``server.isolate_cpu_engines``):
+
+* the server records the CPUs it may use in ``SOVEREIGN_HOST_CPUS`` before Ray starts (every Ray process inherits
+  it), and runs a ``Placer`` that, every few seconds, moves each of its descendants except vLLM's workers onto
+  the CPUs no worker is bound to;
+* an engine replica, before it starts its engine, spreads itself back over all of those CPUs
+  (``spread_for_engine``): it may have been started by a raylet already moved, and GNU OpenMP in the worker it
+  spawns would drop every core not in the worker's initial mask, leaving it unbound. The ``Placer`` leaves an
+  engine replica's processes alone until its worker is bound, so it cannot move one mid-start.
+
+Nothing here is needed on a GPU node (the engine does not compute on the CPU), under ``serve deploy`` or KubeRay
+(no ``SOVEREIGN_HOST_CPUS``: nothing happens), or where vLLM binds nothing (no worker narrower than the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+
+import psutil
+
+log = logging.getLogger("sovereign.placement")
+
+HOST_CPUS_ENV = "SOVEREIGN_HOST_CPUS"
+WORKER_TITLE = "VLLM::Worker"  # vLLM's title for its worker processes ("VLLM::Worker_TP1" with tensor parallelism)
+
+
+def format_cpus(cpus: Iterable[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def host_cpus() -> frozenset[int] | None:
+    """The CPUs ``sovereign serve`` recorded for this server, or None when it recorded none (or garbage)."""
+    raw = os.environ.get(HOST_CPUS_ENV, "")
+    try:
+        cpus = frozenset(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        return None
+    return cpus or None
+
+
+def reserved_cpus(host: frozenset[int], workers: Iterable[frozenset[int]]) -> frozenset[int]:
+    """The CPUs for everything but the engines' workers: the host's, less those any worker is bound to. Empty (do
+    nothing) when no worker is bound to fewer CPUs than the host has, or the workers are bound to all of them."""
+    bound = frozenset().union(*(w for w in workers if w < host))
+    rest = host - bound
+    return rest if bound and rest else frozenset()
+
+
+def _title(proc: psutil.Process) -> str:
+    cmdline = proc.cmdline()
+    return cmdline[0].split(" ")[0] if cmdline else proc.name()
+
+
+def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:
+    """Move every thread of ``proc`` onto ``cpus`` (a thread inherits its creator's mask, so threads matter, not
+    only the process). Returns whether anything changed."""
+    changed = False
+    for thread in proc.threads():
+        try:
+            if os.sched_getaffinity(thread.id) != cpus:
+                os.sched_setaffinity(thread.id, cpus)
+                changed = True
+        except OSError:  # the thread ended meanwhile
+            continue
+    return changed
+
+
+def spread_for_engine() -> None:
+    """In an engine replica before its engine starts: all of this process's threads onto the host's CPUs, so the
+    engine's worker starts with the whole host in its mask and vLLM can bind it where it chooses."""
+    host = host_cpus()
+    if host is None:
+        return
+    try:
+        _set_threads(psutil.Process(), host)
+    except (psutil.Error, OSError) as exc:
+        log.warning("could not spread the engine replica over CPUs %s: %s", format_cpus(host), type(exc).__name__)
+
+
+def place(root: psutil.Process, host: frozenset[int], engine_title: str) -> frozenset[int]:
+    """One pass: every process under ``root`` (and ``root``) except vLLM workers onto the reserved CPUs, leaving
+    alone the processes of any engine replica (title starting with ``engine_title``) whose worker is not bound yet.
+    Returns the reserved CPUs (empty: nothing was done)."""
+    procs = [root, *root.children(recursive=True)]
+    titles: dict[int, str] = {}
+    for proc in procs:
+        try:
+            titles[proc.pid] = _title(proc)
+        except psutil.Error:
+            continue
+    workers = {pid for pid, title in titles.items() if title.startswith(WORKER_TITLE)}
+    bound: dict[int, frozenset[int]] = {}
+    for proc in procs:
+        if proc.pid in workers:
+            try:
+                bound[proc.pid] = frozenset(proc.cpu_affinity())
+            except psutil.Error:
+                continue
+    reserved = reserved_cpus(host, bound.values())
+    if not reserved:
+        return reserved
+    starting: set[int] = set()  # engine replicas (and what they spawned) whose worker is not bound yet
+    for proc in procs:
+        if titles.get(proc.pid, "").startswith(engine_title):
+            try:
+                tree = {proc.pid, *(c.pid for c in proc.children(recursive=True))}
+            except psutil.Error:
+                continue
+            if not any(pid in bound and bound[pid] < host for pid in tree):
+                starting |= tree
+    for proc in procs:
+        if proc.pid in workers or proc.pid in starting or proc.pid not in titles:
+            continue
+        try:
+            # An idle Ray worker that became an engine replica since this pass began is left to the next pass:
+            # the replica spreads itself only after checking its weights, well after it takes its title.
+            if _title(proc).startswith(engine_title) and not titles[proc.pid].startswith(engine_title):
+                continue
+            if _set_threads(proc, reserved):
+                log.debug("moved %s (%d) onto CPUs %s", titles[proc.pid], proc.pid, format_cpus(reserved))
+        except (psutil.Error, OSError):
+            continue  # it ended meanwhile
+    return reserved
+
+
+class Placer:
+    """Runs ``place`` over this process's descendants every ``interval_s`` seconds in a daemon thread (replicas
+    restart, Ray starts workers; most inherit a moved parent's mask, the rest are caught on the next pass)."""
+
+    def __init__(self, host: frozenset[int], engine_title: str, interval_s: float = 5.0) -> None:
+        self.host = host
+        self.engine_title = engine_title
+        self.interval_s = interval_s
+        self.reserved: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-placer", daemon=True)
+
+    def start(self) -> Placer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        root = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                reserved = place(root, self.host, self.engine_title)
+            except Exception as exc:  # never take the server down over a placement
+                log.warning("CPU placement pass failed: %s", type(exc).__name__)
+            else:
+                if reserved and reserved != self.reserved:
+                    log.info("CPU engines: everything but vLLM's workers now runs on CPUs %s",
+                             format_cpus(reserved))
+                self.reserved = reserved
+            self._stop.wait(self.interval_s)

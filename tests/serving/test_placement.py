@@ -1,0 +1,128 @@
+"""CPU placement (serving/placement.py): the rest of the server kept off the cores vLLM binds its worker to.
+
+The rules on real process trees (``exec -a`` gives a process the title the placer looks for, the test binds the
+"worker" as vLLM would), and the running session app: every process but vLLM's workers on the other cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from serving.placement import HOST_CPUS_ENV, host_cpus, place, reserved_cpus
+from tests.reliability.procs import assert_isolated
+from tests.support.app import RunningApp
+
+HOST = frozenset(os.sched_getaffinity(0))
+needs_two_cpus = pytest.mark.skipif(len(HOST) < 2, reason="placement needs at least two CPUs")
+ENGINE = "ray::ServeReplica:app:engine-"
+
+
+def test_reserved_cpus() -> None:
+    host = frozenset({0, 1, 2, 3})
+    assert reserved_cpus(host, [frozenset({0, 1, 2})]) == {3}
+    assert reserved_cpus(host, [frozenset({0}), frozenset({1})]) == {2, 3}
+    assert reserved_cpus(host, []) == frozenset()  # no worker: nothing to do
+    assert reserved_cpus(host, [host]) == frozenset()  # vLLM bound nothing
+    assert reserved_cpus(host, [frozenset({0, 1}), frozenset({2, 3})]) == frozenset()  # no CPU left over
+
+
+def test_host_cpus_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(HOST_CPUS_ENV, "0,1,3")
+    assert host_cpus() == {0, 1, 3}
+    for bad in ("", "0,x", " , "):
+        monkeypatch.setenv(HOST_CPUS_ENV, bad)
+        assert host_cpus() is None
+    monkeypatch.delenv(HOST_CPUS_ENV)
+    assert host_cpus() is None
+
+
+def _titled(title: str, command: str = "sleep 120") -> str:
+    return f"(exec -a '{title}' {command}) &"
+
+
+@pytest.fixture
+def tree() -> Iterator[psutil.Process]:
+    """A root with: a bound worker, a plain helper, a starting engine replica (no worker yet), and an engine
+    replica whose worker is bound."""
+    script = " ".join([
+        _titled("VLLM::Worker"),
+        _titled("helper"),
+        _titled(ENGINE + "starting"),
+        _titled(ENGINE + "started", "bash -c \"(exec -a VLLM::Worker_TP0 sleep 120) & wait\""),
+        "wait",
+    ])  # fmt: skip
+    proc = subprocess.Popen(["bash", "-c", script])
+    root = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 10
+    while len(root.children(recursive=True)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield root
+    finally:
+        for p in [*root.children(recursive=True), root]:
+            p.kill()
+        proc.wait()
+
+
+def _by_title(root: psutil.Process) -> dict[str, frozenset[int]]:
+    return {p.cmdline()[0]: frozenset(p.cpu_affinity()) for p in [root, *root.children(recursive=True)]}
+
+
+@needs_two_cpus
+def test_place_moves_all_but_workers_and_starting_engines(tree: psutil.Process) -> None:
+    engine_core = frozenset({min(HOST)})
+    for p in tree.children(recursive=True):
+        if p.cmdline()[0].startswith("VLLM::Worker"):
+            p.cpu_affinity(sorted(engine_core))  # what vLLM's OpenMP binding does
+    reserved = place(tree, HOST, ENGINE)
+    assert reserved == HOST - engine_core
+    seen = _by_title(tree)
+    assert seen["VLLM::Worker"] == engine_core
+    assert seen["VLLM::Worker_TP0"] == engine_core
+    assert seen["helper"] == reserved
+    assert seen["bash"] == reserved  # the root itself
+    assert seen[ENGINE + "started"] == reserved  # its worker is bound: it is safe to move
+    assert seen[ENGINE + "starting"] == HOST  # no worker yet: moving it now would leave its worker unbound
+
+
+@needs_two_cpus
+def test_place_does_nothing_until_a_worker_is_bound(tree: psutil.Process) -> None:
+    assert place(tree, HOST, ENGINE) == frozenset()
+    assert set(_by_title(tree).values()) == {HOST}
+
+
+@needs_two_cpus
+def test_an_engine_replica_spreads_over_the_host_before_its_engine_starts() -> None:
+    """A replica started by a raylet already moved to the reserved CPUs must give its worker the whole host."""
+    code = ("import os, threading; from serving.placement import spread_for_engine; spread_for_engine(); "
+            "print(sorted(os.sched_getaffinity(0)), sorted(os.sched_getaffinity(threading.get_native_id())))")
+    narrow = str(max(HOST))
+    env = {**os.environ, HOST_CPUS_ENV: ",".join(map(str, sorted(HOST)))}
+    out = subprocess.run(["taskset", "-c", narrow, sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == f"{sorted(HOST)} {sorted(HOST)}"
+    env.pop(HOST_CPUS_ENV)  # not under `sovereign serve`: a replica leaves its mask as it is
+    out = subprocess.run(["taskset", "-c", narrow, sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == f"[{narrow}] [{narrow}]"
+
+
+@pytest.mark.engine
+@needs_two_cpus
+def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningApp) -> None:
+    deadline = time.monotonic() + 600  # the app is ready once any route is; the engines may still be compiling
+    while not all(httpx.get(f"{app.root}/ready", timeout=30).json()["backends"].values()):
+        assert time.monotonic() < deadline, "the engines did not become ready"
+        time.sleep(2)
+    workers, rest = assert_isolated(app.process.pid, HOST)
+    assert len(workers) == 2  # the chat and the embedding engines
+    assert any("ServeReplica:sovereign:ingress" in title for title in rest)
+    assert any("VLLM::EngineCore" in title for title in rest)
