@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-len", type=int, default=128)
     c.add_argument("--output-len", type=int, default=64)
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
-    c.add_argument("--targets", type=lambda t: t.split(","), default=["vllm", "ray_serve_llm", "gateway"])
+    c.add_argument("--targets", type=lambda t: t.split(","), default=["vllm", "ray_serve_llm", "gateway"],
+                   help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway, gateway_unplaced (the "
+                   "gateway without CPU placement; not run unless named)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")

@@ -4,9 +4,10 @@ identical engine settings and the same load, into one JSON (and CSV, and plots f
 The targets run sequentially so they never compete for the machine; each is warmed up before it is measured
 (Ray Serve LLM's first request triggers a long compile), and the machine's load average is recorded before
 and after each target so a figure taken while something else was running is visible as such, as is each
-process's CPU time over the target's warm-up and rounds (``conditions.<target>.cpu``). Each target's
-headline load runs ``rounds`` times and the round with the median output throughput is its figure (all rounds
-are kept in ``rounds``): on a shared or small machine one round can land anywhere in a +-10% spread.
+process's CPU time over the target's warm-up and rounds, and the time the hypervisor gave to other guests
+(``conditions.<target>.cpu``). Each target's headline load runs ``rounds`` times and the round with the median
+output throughput is its figure (all rounds are kept in ``rounds``): on a shared or small machine one round can
+land anywhere in a +-10% spread.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from benchmarks.targets import (
 )
 from serving.config import VLLMBackendConfig
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway")
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced")
+# gateway_unplaced: the gateway with `server.isolate_cpu_engines: false` (serving/placement.py), on request only.
+DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
     "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "median_itl_ms",
@@ -83,10 +86,11 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         value = targets.get(name, {}).get(key)
         return value if isinstance(value, int | float) and not math.isnan(value) else None
 
-    gw, vl, rs = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm"))
+    gw, vl, rs, un = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm", "gateway_unplaced"))
     gw_ttft, vl_ttft = get("gateway", "median_ttft_ms"), get("vllm", "median_ttft_ms")
     return {
         "gateway_vs_vllm_output_throughput": gw / vl if gw is not None and vl else None,
+        **({"gateway_unplaced_vs_vllm_output_throughput": un / vl if vl else None} if un is not None else {}),
         "gateway_vs_ray_serve_llm_output_throughput": gw / rs if gw is not None and rs else None,
         "ray_serve_llm_vs_vllm_output_throughput": rs / vl if rs is not None and vl else None,
         "gateway_minus_vllm_median_ttft_ms": gw_ttft - vl_ttft if gw_ttft is not None and vl_ttft is not None else None,
@@ -108,6 +112,9 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float) -> dict[str, Ca
         "vllm": lambda wd: start_vllm(backend, wd, ready_timeout_s),
         "ray_serve_llm": lambda wd: start_ray_serve_llm(backend, wd, ready_timeout_s),
         "gateway": lambda wd: start_gateway(wd, [gateway_backend], [gateway_backend["name"]], ready_timeout_s),
+        "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], [gateway_backend["name"]],
+                                                     ready_timeout_s, server={"isolate_cpu_engines": False},
+                                                     name="gateway_unplaced"),
     }
 
 
@@ -145,7 +152,7 @@ def run_compare(
     input_len: int,
     output_len: int,
     sweep: Sequence[int] = (),
-    targets: Sequence[str] = TARGET_ORDER,
+    targets: Sequence[str] = DEFAULT_TARGETS,
     cpu_threads: int | None = None,
     max_model_len: int = 2048,
     max_num_seqs: int = 64,
@@ -209,12 +216,13 @@ def run_compare(
             warm = warmup if warmup is not None else max(4 * concurrency, 32)
             log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
                 f"{rounds} round(s)")
-            cpu_before, clock = cpu_usage.snapshot(), time.monotonic()
+            cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
             measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
                         for i in range(rounds)]
             # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
             cpu_spent = {"wall_s": round(time.monotonic() - clock, 2),
-                         "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot())}
+                         "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot()),
+                         "stolen_s": round(cpu_usage.stolen_seconds() - stolen, 2)}
             doc["rounds"][name] = measured
             doc["targets"][name] = median_round(measured)
             points = []

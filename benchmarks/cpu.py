@@ -72,3 +72,9 @@ def spent(before: Snapshot, after: Snapshot, min_share: float = 0.01) -> dict[st
     if other:
         result["other"] = round(other, 2)
     return result
+
+
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to other guests, all CPUs together, since boot (0 where not reported): a run
+    that lost much of it was measured on a noisy host, whatever this machine's own processes did."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))

@@ -250,10 +250,11 @@ def gateway_config(
     backends: list[dict[str, Any]],
     route: list[str],
     extra: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> Path:
     """Write the gateway's YAML (audit on, keys file, one public model ``default``) and return its path."""
     data: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": port},
+        "server": {"host": "127.0.0.1", "port": port, **(server or {})},
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": backends,
@@ -273,14 +274,17 @@ def start_gateway(
     ready_timeout_s: float = 900.0,
     env: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    server: dict[str, Any] | None = None,
+    name: str = "gateway",
 ) -> Target:
-    """This gateway (classification and audit on) via ``sovereign serve --config``."""
+    """This gateway (classification and audit on) via ``sovereign serve --config``; ``server`` adds settings to
+    its ``server`` section."""
     port = free_port()
-    config = gateway_config(workdir, port, backends, route)
+    config = gateway_config(workdir, port, backends, route, server=server)
     key = create_api_key(workdir / "keys.json")
     log = workdir / "gateway.log"
     proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env)
-    target = Target("gateway", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
+    target = Target(name, f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
     _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
     return target
 

@@ -76,8 +76,8 @@ class ServerConfig(_Strict):
     )
     isolate_cpu_engines: bool = Field(
         True,
-        description="under `sovereign serve` with a CPU engine: keep Ray, the router and the engines' schedulers "
-        "off the cores vLLM binds its worker to (serving/placement.py; ~10% more throughput on 2 cores)",
+        description="under `sovereign serve` with CPU engines only: keep Ray, the router and the engines' "
+        "schedulers off the cores vLLM binds its workers to (serving/placement.py, benchmarks/RESULTS.md)",
     )
 
 

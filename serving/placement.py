@@ -4,12 +4,14 @@ vLLM's CPU backend binds its worker's OpenMP threads to cores (``VLLM_CPU_OMP_TH
 per physical core of a NUMA node, less the "reserved" ones it leaves for everything else), but nothing keeps
 everything else off the worker's cores. Plain vLLM has one light front-end process; this server also runs Ray's
 GCS and raylet, Serve's controller, the router and engine replicas, HAProxy. The kernel puts some of them on the
-worker's cores, and every time one runs there the worker's threads stall. Measured on the 2-core CPU machine,
-concurrency 16, three rounds each: the gateway's output throughput 238-259 tok/s as things were, 272-274 with
-everything but the worker kept on the reserved core; plain vLLM 275-281 tok/s, and 273-276 treated the same way
-(its front end is too light for it to matter). See benchmarks/RESULTS.md.
+worker's cores, and every time one runs there the worker stalls (Ray runs its workers at nice 15, and the
+engine's processes are Ray workers' children, so GCS, raylet and the like win every contest for that core).
+Measured on the 2-core CPU machine at concurrency 16 (benchmarks/RESULTS.md, "CPU placement"): the gateway went
+from 0.89x plain vLLM's output throughput (runs G, H) to 0.98-0.99x (runs J, K; run I, 0.89x, is unexplained);
+side by side in one script, 234-259 tok/s without placement against 259-279 with it, plain vLLM 275-281 (and
+273-276 with its front end moved the same way: too light for it to matter).
 
-So under ``sovereign serve`` (one host; ``server.isolate_cpu_engines``):
+So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_cpu_engines``, on by default):
 
 * the server records the CPUs it may use in ``SOVEREIGN_HOST_CPUS`` before Ray starts (every Ray process inherits
   it), and runs a ``Placer`` that, every few seconds, moves each of its descendants except vLLM's workers onto
@@ -19,8 +21,9 @@ So under ``sovereign serve`` (one host; ``server.isolate_cpu_engines``):
   spawns would drop every core not in the worker's initial mask, leaving it unbound. The ``Placer`` leaves an
   engine replica's processes alone until its worker is bound, so it cannot move one mid-start.
 
-Nothing here is needed on a GPU node (the engine does not compute on the CPU), under ``serve deploy`` or KubeRay
-(no ``SOVEREIGN_HOST_CPUS``: nothing happens), or where vLLM binds nothing (no worker narrower than the host).
+Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
+engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
+worker narrower than the host, e.g. ``VLLM_CPU_OMP_THREADS_BIND=nobind``).
 """
 
 from __future__ import annotations

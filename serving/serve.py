@@ -70,14 +70,24 @@ def _banner(settings: Settings, key: str | None) -> str:
     return "\n".join(lines)
 
 
-def _haproxy_descendants() -> list[Any]:
-    """HAProxy processes started under this server (found before shutdown, killed if they survive it)."""
+def _haproxy_processes(private: Path) -> list[Any]:
+    """HAProxy processes of this server: under it, or anywhere with their config in its private folder. Ray
+    reloads HAProxy when the application is deleted at shutdown; the new process outlives the manager that
+    started it, is adopted by init, and would keep the server's port open (measured: one left listening after a
+    test run). Found before and after shutdown, killed if they survive it."""
     import psutil
 
-    try:
-        return [p for p in psutil.Process().children(recursive=True) if "haproxy" in p.name()]
-    except psutil.Error:
-        return []
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if "haproxy" not in (proc.info["name"] or ""):
+            continue
+        try:
+            if str(private) in " ".join(proc.info["cmdline"] or []) or os.getpid() in {
+                    p.pid for p in proc.parents()}:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
 
 
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
@@ -132,8 +142,10 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
 
 
 def _isolates_cpu_engines(settings: Settings) -> bool:
-    return (settings.server.isolate_cpu_engines and hasattr(os, "sched_getaffinity")
-            and any(isinstance(b, VLLMBackendConfig) and b.accelerator == "cpu" for b in settings.backends))
+    """On a CPU-only host (every local engine on the CPU); with a GPU engine too, its processes would be squeezed
+    onto the cores a CPU engine leaves, so nothing is moved there."""
+    accelerators = {b.accelerator for b in settings.backends if isinstance(b, VLLMBackendConfig)}
+    return settings.server.isolate_cpu_engines and hasattr(os, "sched_getaffinity") and accelerators == {"cpu"}
 
 
 def _start_placer() -> Any:
@@ -212,13 +224,13 @@ def _run(settings: Settings, key: str | None, private: Path) -> int:
     finally:
         if placer is not None:
             placer.stop()
-        helpers = _haproxy_descendants()
+        helpers = _haproxy_processes(private)
         try:
             _drain(serve)
             serve.shutdown()
         finally:
             ray.shutdown()
-            for proc in helpers + _haproxy_descendants():  # a reloaded HAProxy can outlive Ray's shutdown
+            for proc in helpers + _haproxy_processes(private):
                 with contextlib.suppress(Exception):
                     proc.kill()
             for s, handler in previous.items():

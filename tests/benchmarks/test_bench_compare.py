@@ -29,6 +29,19 @@ def test_ratios():
     assert r["gateway_vs_ray_serve_llm_output_throughput"] == pytest.approx(190 / 150)
     assert r["gateway_minus_vllm_median_ttft_ms"] == pytest.approx(5.0)
     assert ratios({"gateway": summary(1, 1)})["gateway_vs_vllm_output_throughput"] is None
+    assert "gateway_unplaced_vs_vllm_output_throughput" not in r  # only when that target ran
+    r = ratios({"vllm": summary(200, 0.5), "gateway": summary(190, 0.5), "gateway_unplaced": summary(170, 0.5)})
+    assert r["gateway_unplaced_vs_vllm_output_throughput"] == pytest.approx(0.85)
+
+
+def test_the_unplaced_gateway_is_the_gateway_without_cpu_placement(tmp_path: Path):
+    import yaml
+
+    from benchmarks.targets import gateway_config
+
+    path = gateway_config(tmp_path, 1234, [], ["local"], server={"isolate_cpu_engines": False})
+    assert yaml.safe_load(path.read_text())["server"] == {"host": "127.0.0.1", "port": 1234,
+                                                         "isolate_cpu_engines": False}
 
 
 def test_write_outputs_json_csv_plots(tmp_path: Path):
@@ -133,3 +146,8 @@ def test_a_cpu_snapshot_sees_this_process_as_the_load_generator():
     sum(range(2_000_000))
     groups = {group for group, _ in cpu_usage.snapshot().values()}
     assert cpu_usage.LOAD_GENERATOR in groups
+
+
+def test_stolen_time_is_a_count_since_boot():
+    first = cpu_usage.stolen_seconds()
+    assert 0.0 <= first <= cpu_usage.stolen_seconds()

@@ -188,6 +188,10 @@ def test_zz_sigterm_drains_in_flight_then_exits_cleanly(fragile: RunningApp) -> 
     family = [p.pid for p in descendants(fragile.process.pid)]
     assert any(engine_title("local") in " ".join(psutil.Process(p).cmdline()) for p in family
                if psutil.pid_exists(p))
+    # The server's private folder (HAProxy's config is in it): a HAProxy that Ray reloads during shutdown is
+    # adopted by init, outside the family, and must be gone too.
+    private = next(Path(arg).parent.parent for p in descendants(fragile.process.pid) if "haproxy" in p.name()
+                   for arg in p.cmdline() if arg.endswith("haproxy.cfg"))
     events: list[str] = []
     status: dict[str, Any] = {}
 
@@ -232,3 +236,5 @@ def test_zz_sigterm_drains_in_flight_then_exits_cleanly(fragile: RunningApp) -> 
         time.sleep(0.5)
     left = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not left, f"processes left behind: {left}"
+    strays = [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]
+    assert not strays, f"processes of this server's private folder {private} left behind: {strays}"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -126,3 +127,27 @@ def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningAp
     assert len(workers) == 2  # the chat and the embedding engines
     assert any("ServeReplica:sovereign:ingress" in title for title in rest)
     assert any("VLLM::EngineCore" in title for title in rest)
+
+
+@pytest.mark.parametrize(("accelerators", "isolate", "expected"), [
+    (["cpu"], True, True),
+    (["cpu", "cpu"], True, True),
+    (["cpu", "gpu"], True, False),  # a GPU engine's processes would be squeezed onto the cores left over
+    (["gpu"], True, False),
+    (["cpu"], False, False),
+])  # fmt: skip
+def test_sovereign_serve_isolates_cpu_engines_on_cpu_only_hosts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accelerators: list[str], isolate: bool,
+        expected: bool) -> None:
+    from serving.config import load_settings
+    from serving.serve import _ray_env
+
+    monkeypatch.delenv(HOST_CPUS_ENV, raising=False)
+    backends = [{"name": f"m{i}", "kind": "vllm", "model_source": str(tmp_path), "accelerator": a}
+                for i, a in enumerate(accelerators)]
+    settings = load_settings(data={"server": {"isolate_cpu_engines": isolate}, "backends": backends,
+                                   "models": [{"name": "default", "route": ["m0"]}]})
+    env = _ray_env(settings, tmp_path)
+    assert (HOST_CPUS_ENV in env) is expected
+    if expected:
+        assert {int(c) for c in env[HOST_CPUS_ENV].split(",")} == HOST
