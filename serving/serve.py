@@ -97,8 +97,8 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
            # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
            # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
-           # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults (benchmarks/RESULTS.md). Opt out with
-           # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
+           # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults in single rounds (runs C-D vs B). Opt
+           # out with RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
            # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
            # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
