@@ -7,7 +7,7 @@ GCS and raylet, Serve's controller, the router and engine replicas, HAProxy. The
 worker's cores, and every time one runs there the worker stalls (Ray runs its workers at nice 15, and the
 engine's processes are Ray workers' children, so GCS, raylet and the like win every contest for that core).
 Measured on the 2-core CPU machine at concurrency 16 (benchmarks/RESULTS.md, "CPU placement"): the gateway went
-from 0.89x plain vLLM's output throughput (runs G, H) to 0.98-0.99x (runs J, K; run I, 0.89x, is unexplained);
+from 0.89x plain vLLM's output throughput (runs G, H) to 0.97-0.99x (runs J-L, A/B; run I, 0.89x, unexplained);
 side by side in one script, 234-259 tok/s without placement against 259-279 with it, plain vLLM 275-281 (and
 273-276 with its front end moved the same way: too light for it to matter).
 
