@@ -17,6 +17,8 @@ from collections import Counter
 
 import psutil
 
+from serving.placement import process_title
+
 LOAD_GENERATOR = "load generator (this process)"
 
 
@@ -27,7 +29,7 @@ def _group(pid: int, name: str, cmdline: list[str]) -> str:
     """A name that stays the same for the life of the process (titles change with what a worker is doing)."""
     if pid == os.getpid():
         return LOAD_GENERATOR
-    title = cmdline[0].split(" ")[0] if cmdline else ""
+    title = process_title(cmdline, name)
     if title.startswith("ray::"):
         return _RAY_METHOD.sub("", title)
     if title.startswith("VLLM::"):

@@ -7,9 +7,9 @@ GCS and raylet, Serve's controller, the router and engine replicas, HAProxy. The
 worker's cores, and every time one runs there the worker stalls (Ray runs its workers at nice 15, and the
 engine's processes are Ray workers' children, so GCS, raylet and the like win every contest for that core).
 Measured on the 2-core CPU machine at concurrency 16 (benchmarks/RESULTS.md, "CPU placement"): the gateway went
-from 0.89x plain vLLM's output throughput (runs G, H) to 0.97-0.99x (runs J-L, A/B; run I, 0.89x, unexplained);
-side by side in one script, 234-259 tok/s without placement against 259-279 with it, plain vLLM 275-281 (and
-273-276 with its front end moved the same way: too light for it to matter).
+from 0.89x plain vLLM's output throughput (runs G, H) to 0.97-0.99x (runs J-L; run I, 0.89x, unexplained); in one
+run of ``bench compare --targets vllm,gateway_unplaced,gateway``, 247.6 tok/s without placement, 273.3 with it,
+277.5 for plain vLLM.
 
 So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_cpu_engines``, on by default):
 
@@ -63,9 +63,13 @@ def reserved_cpus(host: frozenset[int], workers: Iterable[frozenset[int]]) -> fr
     return rest if bound and rest else frozenset()
 
 
+def process_title(cmdline: list[str], name: str) -> str:
+    """What Ray and vLLM set as a process's title (``ray::ServeController``, ``VLLM::Worker``), else its name."""
+    return cmdline[0].split(" ")[0] if cmdline else name
+
+
 def _title(proc: psutil.Process) -> str:
-    cmdline = proc.cmdline()
-    return cmdline[0].split(" ")[0] if cmdline else proc.name()
+    return process_title(proc.cmdline(), proc.name())
 
 
 def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:

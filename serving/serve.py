@@ -77,13 +77,13 @@ def _haproxy_processes(private: Path) -> list[Any]:
     test run). Found before and after shutdown, killed if they survive it."""
     import psutil
 
+    inside = str(private) + os.sep  # files in the folder, never in another whose name merely begins the same
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         if "haproxy" not in (proc.info["name"] or ""):
             continue
         try:
-            if str(private) in " ".join(proc.info["cmdline"] or []) or os.getpid() in {
-                    p.pid for p in proc.parents()}:
+            if inside in " ".join(proc.info["cmdline"] or []) or os.getpid() in {p.pid for p in proc.parents()}:
                 found.append(proc)
         except psutil.Error:
             continue
