@@ -89,19 +89,42 @@ def _final(app: RunningApp, request_id: str, timeout_s: float = 15) -> dict[str,
     raise AssertionError(f"no request record for {request_id}")
 
 
-def test_client_disconnect_aborts_the_generation_in_the_engine(fragile: RunningApp) -> None:
-    short = {"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
-    httpx.post(f"{fragile.base_url}/chat/completions", json=short, headers=fragile.headers(), timeout=300)  # warm
-    with httpx.stream("POST", f"{fragile.base_url}/chat/completions", json=_long_stream(fragile),
-                      headers=fragile.headers(), timeout=120) as response:
+def _read_then_abandon(app: RunningApp, watch_s: float = 3) -> tuple[str, int, float, bool]:
+    """Read a long stream for ``watch_s`` seconds from its first event, then drop the connection. Returns the
+    request id, the events read, their rate, and whether the stream had already ended (nothing left to abort)."""
+    with httpx.stream("POST", f"{app.base_url}/chat/completions", json=_long_stream(app),
+                      headers=app.headers(), timeout=120) as response:
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
-        tokens, started = 0, time.monotonic()
-        for line in response.iter_lines():  # read a few seconds: this measures the engine's token rate
-            tokens += line.startswith("data:")
-            if time.monotonic() - started > 3:
+        events, started = 0, None
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                events += 1
+                started = started or time.monotonic()
+            if started is not None and time.monotonic() - started > watch_s:
                 break
-        rate = tokens / (time.monotonic() - started)
+        else:
+            return request_id, events, 0.0, True
+        return request_id, events, events / (time.monotonic() - started), False
+
+
+def test_client_disconnect_aborts_the_generation_in_the_engine(fragile: RunningApp) -> None:
+    short = {"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    # With the commercial route ready, /ready does not wait for the engine; this request does.
+    warm = httpx.post(f"{fragile.base_url}/chat/completions", json=short, headers=fragile.headers(), timeout=300)
+    assert warm.status_code == 200
+    for attempt in range(2):
+        began = time.monotonic()
+        request_id, tokens, rate, ended = _read_then_abandon(fragile)
+        if not ended:
+            break
+        # Seen once, in CI on 2026-11-29: the response headers came after 37 s and all 15,000 tokens within the
+        # next 20 ms, so the stream ended before it could be abandoned. Unexplained (the engine itself kept its
+        # pace, the stall was between it and the client); it proves nothing about aborts either way, so try again.
+        print(f"\nattempt {attempt}: all {tokens} events came at once, {time.monotonic() - began:.1f}s after the "
+              "request; nothing was left to abort")
+    else:
+        pytest.fail("twice the whole stream was delivered in one burst at its end: streaming stalled")
     # Leaving the block closed the connection mid-stream. The engine's only slot must now be free. (The 503s once
     # seen here were the engine core dying past the test model's position limit, not the router: 78352df.)
     remaining_s = (LONG_TOKENS - tokens) / max(rate, 1.0)
