@@ -75,11 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-len", type=int, default=128)
     c.add_argument("--output-len", type=int, default=64)
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
-    c.add_argument("--targets", type=lambda t: t.split(","), default=["vllm", "ray_serve_llm", "gateway"],
-                   help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway, gateway_unplaced (the "
-                   "gateway without CPU placement; not run unless named)")
+    c.add_argument("--targets", type=lambda t: t.split(","), default=None,
+                   help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
+                   "only when named, "
+                   "gateway_unplaced (no CPU placement) and gateway_nice15 (placement, Ray's workers at nice 15)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
+    c.add_argument("--cpu-hog", action="store_true",
+                   help="measure each target with a busy process in its session on the CPUs its engine leaves free")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
     c.add_argument("--max-model-len", type=int, default=2048)
     c.add_argument("--max-num-seqs", type=int, default=64)
@@ -164,9 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from benchmarks.compare import TARGET_ORDER, format_comparison, run_compare, write_outputs
+    from benchmarks.compare import DEFAULT_TARGETS, TARGET_ORDER, format_comparison, run_compare, write_outputs
     from benchmarks.targets import TargetError
 
+    args.targets = args.targets or list(DEFAULT_TARGETS)
     unknown = [t for t in args.targets if t not in TARGET_ORDER]
     if unknown:
         print(
@@ -200,6 +204,7 @@ def _compare(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
             workdir=args.workdir,
             rounds=args.rounds,
+            cpu_hog=args.cpu_hog,
             progress=not args.no_progress,
         )
     except TargetError as exc:

@@ -8,6 +8,10 @@ process's CPU time over the target's warm-up and rounds, and the time the hyperv
 (``conditions.<target>.cpu``). Each target's headline load runs ``rounds`` times and the round with the median
 output throughput is its figure (all rounds are kept in ``rounds``): on a shared or small machine one round can
 land anywhere in a +-10% spread.
+
+``--cpu-hog`` measures each target with a busy process in its own session on the CPUs its engine leaves free
+(benchmarks/hog.py): how the request path fares when something else wants those CPUs (on a CPU engine host,
+Ray's daemons run there too).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from benchmarks import cpu as cpu_usage
 from benchmarks.datasets import Prompt, random_prompts
 from benchmarks.loadgen import LoadConfig, run_load, summarize, write_json
@@ -36,9 +42,11 @@ from benchmarks.targets import (
     start_vllm,
 )
 from serving.config import VLLMBackendConfig
+from serving.placement import WORKER_TITLE, format_cpus, process_title, reserved_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced")
-# gateway_unplaced: the gateway with `server.isolate_cpu_engines: false` (serving/placement.py), on request only.
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15")
+# On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15, placement
+# with Ray's workers at Ray's default nice 15 (serving/placement.py, serving/serve.py).
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
@@ -86,11 +94,13 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         value = targets.get(name, {}).get(key)
         return value if isinstance(value, int | float) and not math.isnan(value) else None
 
-    gw, vl, rs, un = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm", "gateway_unplaced"))
+    gw, vl, rs = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm"))
     gw_ttft, vl_ttft = get("gateway", "median_ttft_ms"), get("vllm", "median_ttft_ms")
+    variants = {f"{name}_vs_vllm_output_throughput": get(name, "output_throughput")
+                for name in TARGET_ORDER[3:] if name in targets}  # the gateway's A/B variants, when run
     return {
         "gateway_vs_vllm_output_throughput": gw / vl if gw is not None and vl else None,
-        **({"gateway_unplaced_vs_vllm_output_throughput": un / vl if vl else None} if un is not None else {}),
+        **{key: value / vl if value is not None and vl else None for key, value in variants.items()},
         "gateway_vs_ray_serve_llm_output_throughput": gw / rs if gw is not None and rs else None,
         "ray_serve_llm_vs_vllm_output_throughput": rs / vl if rs is not None and vl else None,
         "gateway_minus_vllm_median_ttft_ms": gw_ttft - vl_ttft if gw_ttft is not None and vl_ttft is not None else None,
@@ -106,16 +116,43 @@ def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def starters(backend: VLLMBackendConfig, ready_timeout_s: float) -> dict[str, Callable[[Path], Target]]:
+HOG_FILE = "hog-cpus"
+
+
+def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
+             cpu_hog: bool = False) -> dict[str, Callable[[Path], Target]]:
     gateway_backend = backend.model_dump(mode="json", exclude_none=True)
+    route = [gateway_backend["name"]]
+
+    def hog(wd: Path) -> Path | None:
+        return wd / HOG_FILE if cpu_hog else None
+
     return {
-        "vllm": lambda wd: start_vllm(backend, wd, ready_timeout_s),
-        "ray_serve_llm": lambda wd: start_ray_serve_llm(backend, wd, ready_timeout_s),
-        "gateway": lambda wd: start_gateway(wd, [gateway_backend], [gateway_backend["name"]], ready_timeout_s),
-        "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], [gateway_backend["name"]],
-                                                     ready_timeout_s, server={"isolate_cpu_engines": False},
-                                                     name="gateway_unplaced"),
+        "vllm": lambda wd: start_vllm(backend, wd, ready_timeout_s, hog(wd)),
+        "ray_serve_llm": lambda wd: start_ray_serve_llm(backend, wd, ready_timeout_s, hog(wd)),
+        "gateway": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s, hog=hog(wd)),
+        # CPU placement off: every process free to run on the engine's cores (serving/placement.py).
+        "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
+                                                     server={"isolate_cpu_engines": False},
+                                                     name="gateway_unplaced", hog=hog(wd)),
+        # Placement on, but Ray's workers (the request path) at Ray's default nice 15, below its daemons.
+        "gateway_nice15": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
+                                                   env={"RAY_worker_niceness": "15"}, name="gateway_nice15",
+                                                   hog=hog(wd)),
     }
+
+
+def hog_cpus(target: Target) -> frozenset[int]:
+    """Where the CPU hog spins: the CPUs vLLM's workers leave to everything else (where the placer puts the rest
+    of the server), found from the target's process tree; the host's last CPU when no worker is bound."""
+    host = frozenset(os.sched_getaffinity(0))
+    workers = []
+    if target.proc is not None:
+        for proc in psutil.Process(target.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if process_title(proc.cmdline(), proc.name()).startswith(WORKER_TITLE):
+                    workers.append(frozenset(proc.cpu_affinity()))
+    return reserved_cpus(host, workers) or frozenset({max(host)})
 
 
 def measure(
@@ -164,10 +201,12 @@ def run_compare(
     workdir: Path | None = None,
     seed: int = 0,
     rounds: int = 1,
+    cpu_hog: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Start each target in turn, measure it, stop it. Returns the OUT document."""
+    """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
+    process in each target's session spins on the CPUs its engine leaves free while it is measured."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     backend = engine_backend(
@@ -180,7 +219,7 @@ def run_compare(
         tensor_parallel_size=tensor_parallel_size,
     )
     prompts = random_prompts(num_prompts, input_len, output_len, seed=seed)
-    start = starters(backend, ready_timeout_s)
+    start = starters(backend, ready_timeout_s, cpu_hog)
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
     doc: dict[str, Any] = {
         "targets": {},
@@ -197,6 +236,7 @@ def run_compare(
             "sweep": list(sweep),
             "seed": seed,
             "rounds": rounds,
+            "cpu_hog": cpu_hog,
             "dataset": "random",
             "ignore_eos": True,
             "streaming": True,
@@ -216,6 +256,10 @@ def run_compare(
             warm = warmup if warmup is not None else max(4 * concurrency, 32)
             log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
                 f"{rounds} round(s)")
+            hog = hog_cpus(target) if cpu_hog else frozenset()
+            if hog:
+                log(f"[{name}] CPU hog on CPUs {format_cpus(hog)}")
+                (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
             measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
                         for i in range(rounds)]
@@ -232,9 +276,10 @@ def run_compare(
             if points:
                 doc["sweeps"][name] = points
         finally:
+            (wd / HOG_FILE).unlink(missing_ok=True)
             target.stop()
         doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg(),
-                                   "cpu": cpu_spent}
+                                   "cpu": cpu_spent, "hog_cpus": sorted(hog)}
     doc["ratios"] = ratios(doc["targets"])
     return doc
 

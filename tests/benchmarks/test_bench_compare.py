@@ -32,6 +32,42 @@ def test_ratios():
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r  # only when that target ran
     r = ratios({"vllm": summary(200, 0.5), "gateway": summary(190, 0.5), "gateway_unplaced": summary(170, 0.5)})
     assert r["gateway_unplaced_vs_vllm_output_throughput"] == pytest.approx(0.85)
+    r = ratios({"vllm": summary(200, 0.5), "gateway_nice15": summary(20, 0.5)})
+    assert r["gateway_nice15_vs_vllm_output_throughput"] == pytest.approx(0.1)
+    assert "gateway_unplaced_vs_vllm_output_throughput" not in r
+
+
+def test_the_cpu_hog_shares_its_targets_session_spins_only_when_switched_on_and_ends_with_it(tmp_path: Path):
+    """benchmarks/hog.py on a real process: the hog is in the target's session, idle until the switch file names
+    CPUs, then busy on those CPUs, and gone once the target exits."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from benchmarks.targets import start_process
+
+    switch = tmp_path / "hog-cpus"
+    target = start_process([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "t.log", hog=switch)
+    try:
+        deadline = time.monotonic() + 20
+        while not (hogs := psutil.Process(target.pid).children()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (hog,) = hogs
+        assert os.getsid(hog.pid) == os.getsid(target.pid) == target.pid
+        assert hog.cpu_percent(interval=1.0) < 20  # no switch file: asleep
+        cpu = max(os.sched_getaffinity(0))
+        switch.write_text(str(cpu))
+        time.sleep(0.5)
+        assert hog.cpu_percent(interval=1.0) > 50
+        assert hog.cpu_affinity() == [cpu]
+    finally:
+        target.kill()
+        target.wait()
+    hog.wait(timeout=5)  # its parent went: it ends
+    assert subprocess.run([sys.executable, "-m", "benchmarks.hog"], capture_output=True).returncode == 2
 
 
 def test_the_unplaced_gateway_is_the_gateway_without_cpu_placement(tmp_path: Path):

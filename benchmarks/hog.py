@@ -1,0 +1,54 @@
+"""A CPU hog inside a benchmark target's own session: ``python -m benchmarks.hog SWITCH -- COMMAND...``.
+
+Forks a child that busy-loops at nice 0 on the CPUs listed in the file SWITCH while it exists (and sleeps while it
+does not), then becomes COMMAND. The hog shares the target's session and so, with the kernel's autogroup
+scheduling, its scheduling group: the kind of load the target's own nice-0 processes (Ray's GCS, raylet, agents)
+put on it. A hog in another session would only compete group against group and show little.
+The child exits when the target does (its parent changes).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+SLICE_S = 0.2
+
+
+def parse_cpus(text: str) -> set[int]:
+    return {int(part) for part in text.split(",") if part.strip()}
+
+
+def spin(switch: Path, parent: int) -> None:
+    while os.getppid() == parent:
+        try:
+            cpus = parse_cpus(switch.read_text())
+        except (FileNotFoundError, ValueError):
+            time.sleep(SLICE_S)
+            continue
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        deadline = time.monotonic() + SLICE_S
+        while time.monotonic() < deadline:
+            pass
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m benchmarks.hog SWITCH -- COMMAND...", file=sys.stderr)
+        return 2
+    switch, command = Path(argv[0]), argv[2:]
+    parent = os.getpid()
+    if os.fork() == 0:
+        try:
+            spin(switch, parent)
+        finally:
+            os._exit(0)
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
