@@ -57,11 +57,11 @@ def test_the_cpu_hog_shares_its_targets_session_spins_only_when_switched_on_and_
             time.sleep(0.1)
         (hog,) = hogs
         assert os.getsid(hog.pid) == os.getsid(target.pid) == target.pid
-        assert hog.cpu_percent(interval=1.0) < 20  # no switch file: asleep
+        assert hog.cpu_percent(interval=1.0) < 10  # no switch file: asleep
         cpu = max(os.sched_getaffinity(0))
         switch.write_text(str(cpu))
         time.sleep(0.5)
-        assert hog.cpu_percent(interval=1.0) > 50
+        assert hog.cpu_percent(interval=1.0) > 30  # busy (a share of a core the test suite may be using too)
         assert hog.cpu_affinity() == [cpu]
     finally:
         target.kill()
