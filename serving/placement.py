@@ -25,7 +25,8 @@ Contention. The placer puts the whole request path (router, engine front-ends, v
 leftover CPUs, beside Ray's daemons; at Ray's default worker nice 15, any nice-0 load there starves it. So
 ``sovereign serve`` also starts Ray with its workers at nice 0 (``RAY_worker_niceness``; serving/serve.py). With a
 nice-0 busy loop in the server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16):
-plain vLLM 194 tok/s; the gateway unplaced 0.87x of that, placed at nice 15 0.47x, placed at nice 0 1.02x.
+plain vLLM 194 tok/s; the gateway unplaced 0.86x of that, placed at nice 15 0.47x, placed at nice 0 1.02x (run N in
+benchmarks/RESULTS.md).
 
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no

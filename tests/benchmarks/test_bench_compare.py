@@ -37,6 +37,35 @@ def test_ratios():
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r
 
 
+def test_the_cpu_hog_spins_where_the_targets_vllm_worker_is_not(tmp_path: Path):
+    """On a real process tree: a "worker" (titled as vLLM titles it, bound to the first CPU) under the target."""
+    import os
+    import subprocess
+    import time
+
+    import psutil
+
+    from benchmarks.compare import hog_cpus
+    from benchmarks.targets import Target
+
+    host = sorted(os.sched_getaffinity(0))
+    if len(host) < 2:
+        pytest.skip("needs two CPUs")
+    tree = subprocess.Popen(["bash", "-c", f"taskset -c {host[0]} bash -c 'exec -a VLLM::Worker sleep 60' & wait"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                p.cmdline()[:1] == ["VLLM::Worker"] for p in psutil.Process(tree.pid).children(recursive=True)):
+            time.sleep(0.1)
+        assert hog_cpus(Target("t", "", "", tree)) == frozenset(host[1:])
+        assert hog_cpus(Target("t", "", "")) == frozenset({host[-1]})  # no worker found: the last CPU
+    finally:
+        for child in psutil.Process(tree.pid).children(recursive=True):
+            child.kill()
+        tree.kill()
+        tree.wait()
+
+
 def test_the_cpu_hog_shares_its_targets_session_spins_only_when_switched_on_and_ends_with_it(tmp_path: Path):
     """benchmarks/hog.py on a real process: the hog is in the target's session, idle until the switch file names
     CPUs, then busy on those CPUs, and gone once the target exits."""
