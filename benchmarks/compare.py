@@ -42,11 +42,11 @@ from benchmarks.targets import (
     start_vllm,
 )
 from serving.config import VLLMBackendConfig
-from serving.placement import WORKER_TITLE, format_cpus, process_title, reserved_cpus
+from serving.placement import format_cpus, reserved_cpus, worker_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15")
-# On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15, placement
-# with Ray's workers at Ray's default nice 15 (serving/placement.py, serving/serve.py).
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice0")
+# On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice0, placement
+# with Ray's workers at nice 0 instead of Ray's 15 (serving/placement.py, serving/serve.py).
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
@@ -135,10 +135,10 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
                                                      server={"isolate_cpu_engines": False},
                                                      name="gateway_unplaced", hog=hog(wd)),
-        # Placement on, but Ray's workers (the request path) at Ray's default nice 15, below its daemons.
-        "gateway_nice15": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
-                                                   env={"RAY_worker_niceness": "15"}, name="gateway_nice15",
-                                                   hog=hog(wd)),
+        # Placement on, and Ray's workers (the request path) at nice 0 like its daemons, not Ray's 15.
+        "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
+                                                  env={"RAY_worker_niceness": "0"}, name="gateway_nice0",
+                                                  hog=hog(wd)),
     }
 
 
@@ -146,13 +146,8 @@ def hog_cpus(target: Target) -> frozenset[int]:
     """Where the CPU hog spins: the CPUs vLLM's workers leave to everything else (where the placer puts the rest
     of the server), found from the target's process tree; the host's last CPU when no worker is bound."""
     host = frozenset(os.sched_getaffinity(0))
-    workers = []
-    if target.proc is not None:
-        for proc in psutil.Process(target.proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if process_title(proc.cmdline(), proc.name()).startswith(WORKER_TITLE):
-                    workers.append(frozenset(proc.cpu_affinity()))
-    return reserved_cpus(host, workers) or frozenset({max(host)})
+    tree = psutil.Process(target.proc.pid).children(recursive=True) if target.proc is not None else []
+    return reserved_cpus(host, worker_cpus(tree).values()) or frozenset({max(host)})
 
 
 def measure(

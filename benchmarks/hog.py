@@ -14,11 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from serving.placement import parse_cpus
+
 SLICE_S = 0.2
-
-
-def parse_cpus(text: str) -> set[int]:
-    return {int(part) for part in text.split(",") if part.strip()}
 
 
 def spin(switch: Path, parent: int) -> None:

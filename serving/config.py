@@ -77,8 +77,7 @@ class ServerConfig(_Strict):
     isolate_cpu_engines: bool = Field(
         True,
         description="under `sovereign serve` with CPU engines only: keep Ray, the router and the engines' "
-        "schedulers off the cores vLLM binds its workers to, and run Ray's workers at nice 0 like Ray's daemons "
-        "beside them (serving/placement.py, benchmarks/RESULTS.md)",
+        "schedulers off the cores vLLM binds its workers to (serving/placement.py, benchmarks/RESULTS.md)",
     )
 
 

@@ -22,11 +22,11 @@ So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_c
   engine replica's processes alone until its worker is bound, so it cannot move one mid-start.
 
 Contention. The placer puts the whole request path (router, engine front-ends, vLLM's schedulers, HAProxy) on the
-leftover CPUs, beside Ray's daemons; at Ray's default worker nice 15, any nice-0 load there starves it. So
-``sovereign serve`` also starts Ray with its workers at nice 0 (``RAY_worker_niceness``; serving/serve.py). With a
-nice-0 busy loop in the server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16):
-plain vLLM 194 tok/s; the gateway unplaced 0.86x of that, placed at nice 15 0.47x, placed at nice 0 1.02x (run N in
-benchmarks/RESULTS.md).
+leftover CPUs beside Ray's daemons, and Ray runs its workers at nice 15, below them: with a nice-0 busy loop in the
+server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16, run N in
+benchmarks/RESULTS.md) the gateway read 0.47x plain vLLM, 1.02x with Ray's workers at nice 0, 0.86x unplaced. Nice
+0 is not the default: with it, client disconnects often went unnoticed and abandoned streams ran to their end
+(serving/serve.py).
 
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
@@ -52,11 +52,15 @@ def format_cpus(cpus: Iterable[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
+def parse_cpus(text: str) -> frozenset[int]:
+    """The CPUs in ``format_cpus``'s form; raises ``ValueError`` for anything else."""
+    return frozenset(int(part) for part in text.split(",") if part.strip())
+
+
 def host_cpus() -> frozenset[int] | None:
     """The CPUs ``sovereign serve`` recorded for this server, or None when it recorded none (or garbage)."""
-    raw = os.environ.get(HOST_CPUS_ENV, "")
     try:
-        cpus = frozenset(int(part) for part in raw.split(",") if part.strip())
+        cpus = parse_cpus(os.environ.get(HOST_CPUS_ENV, ""))
     except ValueError:
         return None
     return cpus or None
@@ -77,6 +81,18 @@ def process_title(cmdline: list[str], name: str) -> str:
 
 def _title(proc: psutil.Process) -> str:
     return process_title(proc.cmdline(), proc.name())
+
+
+def worker_cpus(procs: Iterable[psutil.Process]) -> dict[int, frozenset[int]]:
+    """{pid: the CPUs it is bound to} for vLLM's workers among ``procs``."""
+    bound: dict[int, frozenset[int]] = {}
+    for proc in procs:
+        try:
+            if _title(proc).startswith(WORKER_TITLE):
+                bound[proc.pid] = frozenset(proc.cpu_affinity())
+        except psutil.Error:
+            continue  # it ended meanwhile
+    return bound
 
 
 def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:
@@ -117,13 +133,7 @@ def place(root: psutil.Process, host: frozenset[int], engine_title: str) -> froz
         except psutil.Error:
             continue
     workers = {pid for pid, title in titles.items() if title.startswith(WORKER_TITLE)}
-    bound: dict[int, frozenset[int]] = {}
-    for proc in procs:
-        if proc.pid in workers:
-            try:
-                bound[proc.pid] = frozenset(proc.cpu_affinity())
-            except psutil.Error:
-                continue
+    bound = worker_cpus(proc for proc in procs if proc.pid in workers)
     reserved = reserved_cpus(host, bound.values())
     if not reserved:
         return reserved

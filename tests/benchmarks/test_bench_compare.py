@@ -32,8 +32,8 @@ def test_ratios():
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r  # only when that target ran
     r = ratios({"vllm": summary(200, 0.5), "gateway": summary(190, 0.5), "gateway_unplaced": summary(170, 0.5)})
     assert r["gateway_unplaced_vs_vllm_output_throughput"] == pytest.approx(0.85)
-    r = ratios({"vllm": summary(200, 0.5), "gateway_nice15": summary(20, 0.5)})
-    assert r["gateway_nice15_vs_vllm_output_throughput"] == pytest.approx(0.1)
+    r = ratios({"vllm": summary(200, 0.5), "gateway_nice0": summary(20, 0.5)})
+    assert r["gateway_nice0_vs_vllm_output_throughput"] == pytest.approx(0.1)
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r
 
 
