@@ -1,9 +1,10 @@
-"""A CPU hog inside a benchmark target's own session: ``python -m benchmarks.hog SWITCH -- COMMAND...``.
+"""A CPU hog beside a benchmark target: ``python -m benchmarks.hog SWITCH -- COMMAND...``.
 
 Forks a child that busy-loops at nice 0 on the CPUs listed in the file SWITCH while it exists (and sleeps while it
 does not), then becomes COMMAND. The hog shares the target's session and so, with the kernel's autogroup
 scheduling, its scheduling group: the kind of load the target's own nice-0 processes (Ray's GCS, raylet, agents)
-put on it. A hog in another session would only compete group against group and show little.
+put on it. (Targets run in the benchmark's session since run Q, see ``targets.start_process``; before, each had
+a session of its own, and the hog shared that.)
 The child exits when the target does (its parent changes).
 """
 

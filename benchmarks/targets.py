@@ -64,8 +64,13 @@ def log_tail(path: Path | None, lines: int = 40) -> str:
 
 def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None,
                   hog: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own session (so the whole tree can be signalled), output to ``log_path``; with
-    ``hog``, a CPU hog in the same session that spins while that file names CPUs (benchmarks/hog.py)."""
+    """Start ``cmd`` in its own process group (so the whole tree can be signalled), output to ``log_path``; with
+    ``hog``, a CPU hog in the same group that spins while that file names CPUs (benchmarks/hog.py).
+
+    The target stays in the benchmark's session. With the kernel's autogroup on, each session is scheduled as
+    one group; a target in a session of its own starved the load generator (and any other session) of CPU for
+    up to 26 s at a time on a 2-vCPU host while it streamed, so what was measured was partly the client. In one
+    session, nice decides, as it does for servers in a cgroup of their own and clients on other machines."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if hog is not None:
         cmd = [sys.executable, "-m", "benchmarks.hog", str(hog), "--", *cmd]
@@ -77,7 +82,7 @@ def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = N
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             cwd=REPO_ROOT,
-            start_new_session=True,
+            process_group=0,
         )
 
 

@@ -25,8 +25,8 @@ Contention. The placer puts the whole request path (router, engine front-ends, v
 leftover CPUs beside Ray's daemons, and Ray runs its workers at nice 15, below them: with a nice-0 busy loop in the
 server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16, run N in
 benchmarks/RESULTS.md) the gateway read 0.47x plain vLLM, 1.02x with Ray's workers at nice 0, 0.86x unplaced. Nice
-0 is not the default: with it, client disconnects often went unnoticed and abandoned streams ran to their end
-(serving/serve.py).
+0 is not the default: with the kernel's autogroup on, the server then starved processes in other sessions on the
+host of CPU for seconds at a time (serving/serve.py).
 
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
