@@ -1,0 +1,127 @@
+"""Does a running server starve the rest of the host of CPU? A diagnostic probe, not part of the suite.
+
+    python -m benchmarks.probes.session_starvation --nice 0 --streams 6 --json OUT
+
+Starts the server on the test suite's tiny model (tests/support: the same harness and model the suite uses; one
+engine slot), streams ``--streams`` long completions one after another and reads each as fast as it arrives, while
+a second process in a session of its own sleeps 0.1 s in a loop. Reports, per stream, the time to the response
+headers and the longest pause between lines at the client, and the longest the sleeper overslept. With the kernel's
+autogroup on (``/proc/sys/kernel/sched_autogroup_enabled``), each session is scheduled as one group; the server
+runs in a session of its own unless ``--same-session``. ``--nice`` sets Ray's worker niceness (``RAY_worker_niceness``;
+Ray's default is 15). Figures: benchmarks/RESULTS.md, run Q.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SLEEPER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+last, worst = time.monotonic(), 0.0
+try:
+    while True:
+        time.sleep(0.1)
+        now = time.monotonic(); worst = max(worst, now - last - 0.1); last = now
+finally:
+    print(round(worst, 3), flush=True)
+"""
+
+
+def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str, float]:
+    body = {"model": "local-only", "stream": True, "max_tokens": tokens, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "go"}]}
+    sent = time.monotonic()
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, headers=headers, timeout=600) as response:
+        response.raise_for_status()
+        headers_s = time.monotonic() - sent
+        last, longest_pause = time.monotonic(), 0.0
+        for _ in response.iter_lines():
+            now = time.monotonic()
+            longest_pause, last = max(longest_pause, now - last), now
+    return {"headers_s": round(headers_s, 3), "longest_pause_s": round(longest_pause, 3),
+            "total_s": round(time.monotonic() - sent, 3)}
+
+
+def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import tests.support.app as harness
+    from models.manifest import write_manifest
+    from routing.keys import create_key
+    from serving.ports import free_port
+    from tests.support.tiny_model import build_tiny_llama
+
+    work = Path(tempfile.mkdtemp(prefix="starvation-"))
+    try:
+        model = build_tiny_llama(work / "tiny")
+        write_manifest(model, "probe")
+        config = {"server": {"host": "127.0.0.1", "port": free_port()},
+                  "audit": {"path": str(work / "audit.jsonl")}, "auth": {"keys_file": str(work / "keys.json")},
+                  "backends": [{"name": "local", "kind": "vllm", "model_source": str(model),
+                                "served_model_name": "tiny", "max_classification": "SECRET", "cpu_threads": 1,
+                                "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1}}],
+                  "models": [{"name": "local-only", "route": ["local"]}]}
+        keys = {"probe": create_key(work / "keys.json", "probe")}
+        env = {} if nice == "ray" else {"RAY_worker_niceness": nice}
+        real_popen = subprocess.Popen
+
+        def own_session(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("process_group", None)
+            return real_popen(*args, start_new_session=True, **kwargs)
+
+        # The harness keeps the server in the caller's session (tests/support/app.py); unless asked, this probe
+        # puts it in a session of its own, as a server started from another terminal would be.
+        subprocess.Popen = real_popen if same_session else own_session  # type: ignore[misc]
+        try:
+            app = harness.start_app(config, work, keys, env=env)
+        finally:
+            subprocess.Popen = real_popen  # type: ignore[misc]
+        try:
+            auth = app.headers("probe")
+            httpx.post(f"{app.base_url}/chat/completions", headers=auth, timeout=600,
+                       json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+            sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True,
+                                       start_new_session=True)
+            results = [stream_once(app.base_url, auth, tokens) for _ in range(streams)]
+            sleeper.terminate()
+            overslept = float(sleeper.communicate(timeout=30)[0].strip() or "nan")
+        finally:
+            harness.stop_app(app.process)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    return {"nice": nice, "same_session": same_session, "tokens": tokens,
+            "autogroup": autogroup.read_text().strip() if autogroup.exists() else None,
+            "streams": results, "sleeper_longest_overslept_s": overslept,
+            "client_longest_wait_s": max(max(r["headers_s"], r["longest_pause_s"]) for r in results)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nice", default="0", help="Ray's worker niceness, or 'ray' for Ray's own default")
+    parser.add_argument("--same-session", action="store_true", help="run the server in this probe's session")
+    parser.add_argument("--streams", type=int, default=6)
+    parser.add_argument("--tokens", type=int, default=8000)
+    parser.add_argument("--json", type=Path, help="write the result here as well")
+    args = parser.parse_args(argv)
+    result = run(args.nice, args.same_session, args.streams, args.tokens)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
