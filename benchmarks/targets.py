@@ -69,7 +69,7 @@ def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = N
 
     The target stays in the benchmark's session. With the kernel's autogroup on, each session is scheduled as
     one group; a target in a session of its own starved the load generator (and any other session) of CPU for
-    up to 26 s at a time on a 2-vCPU host while it streamed, so what was measured was partly the client. In one
+    seconds at a time on a 2-vCPU host while it streamed (run Q), so what was measured was partly the client. In one
     session, nice decides, as it does for servers in a cgroup of their own and clients on other machines."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if hog is not None:

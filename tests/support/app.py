@@ -46,7 +46,7 @@ def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeo
     with log_path.open("wb") as log:
         # Its own process group (so the whole tree can be signalled) but the test's session: with the kernel's
         # autogroup on (as here), each session is scheduled as one group, and a server in a session of its own
-        # starved the test's client of CPU for up to 30 s while it streamed (streams then arrived in one burst
+        # starved the test's client of CPU for up to 37 s while it streamed (streams then arrived in one burst
         # at their end, and a client could not disconnect in time). In one session, nice decides.
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--config", str(config_path)],
                                    stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
