@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
     c.add_argument("--cpu-hog", action="store_true",
-                   help="measure each target with a busy process in its session on the CPUs its engine leaves free")
+                   help="measure each target with a busy process beside it on the CPUs its engine leaves free")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
     c.add_argument("--max-model-len", type=int, default=2048)
     c.add_argument("--max-num-seqs", type=int, default=64)

@@ -9,7 +9,7 @@ process's CPU time over the target's warm-up and rounds, and the time the hyperv
 output throughput is its figure (all rounds are kept in ``rounds``): on a shared or small machine one round can
 land anywhere in a +-10% spread.
 
-``--cpu-hog`` measures each target with a busy process in its own session on the CPUs its engine leaves free
+``--cpu-hog`` measures each target with a busy process in its process group on the CPUs its engine leaves free
 (benchmarks/hog.py): how the request path fares when something else wants those CPUs (on a CPU engine host,
 Ray's daemons run there too).
 """
@@ -201,7 +201,7 @@ def run_compare(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
-    process in each target's session spins on the CPUs its engine leaves free while it is measured."""
+    process in each target's process group spins on the CPUs its engine leaves free while it is measured."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     backend = engine_backend(

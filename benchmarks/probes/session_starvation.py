@@ -73,19 +73,7 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
                   "models": [{"name": "local-only", "route": ["local"]}]}
         keys = {"probe": create_key(work / "keys.json", "probe")}
         env = {} if nice == "ray" else {"RAY_worker_niceness": nice}
-        real_popen = subprocess.Popen
-
-        def own_session(*args: Any, **kwargs: Any) -> Any:
-            kwargs.pop("process_group", None)
-            return real_popen(*args, start_new_session=True, **kwargs)
-
-        # The harness keeps the server in the caller's session (tests/support/app.py); unless asked, this probe
-        # puts it in a session of its own, as a server started from another terminal would be.
-        subprocess.Popen = real_popen if same_session else own_session  # type: ignore[misc]
-        try:
-            app = harness.start_app(config, work, keys, env=env)
-        finally:
-            subprocess.Popen = real_popen  # type: ignore[misc]
+        app = harness.start_app(config, work, keys, env=env, own_session=not same_session)
         try:
             auth = app.headers("probe")
             httpx.post(f"{app.base_url}/chat/completions", headers=auth, timeout=600,

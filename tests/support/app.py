@@ -36,21 +36,22 @@ class RunningApp:
 
 
 def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
-              env: dict[str, str] | None = None) -> RunningApp:
-    """Write the config, start the server, wait for /ready (or fail with the server's log tail)."""
+              env: dict[str, str] | None = None, own_session: bool = False) -> RunningApp:
+    """Write the config, start the server, wait for /ready (or fail with the server's log tail). ``own_session``:
+    in a session of its own, as a server started from another terminal is (benchmarks/probes)."""
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "server.log"
     port = config["server"]["port"]
     proc_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("wb") as log:
-        # Its own process group (so the whole tree can be signalled) but the test's session: with the kernel's
-        # autogroup on (as here), each session is scheduled as one group, and a server in a session of its own
-        # starved the test's client of CPU for up to 37 s while it streamed (streams then arrived in one burst
-        # at their end, and a client could not disconnect in time). In one session, nice decides.
+        # Its own process group (so the whole tree can be signalled) but, by default, the test's session: with
+        # the kernel's autogroup on (as here), each session is scheduled as one group, and a server in a session of
+        # its own starved the test's client of CPU for up to 37 s while it streamed (streams then arrived in one
+        # burst at their end, and a client could not disconnect in time). In one session, nice decides.
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--config", str(config_path)],
                                    stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
-                                   process_group=0)
+                                   start_new_session=own_session, process_group=None if own_session else 0)
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
