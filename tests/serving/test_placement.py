@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from serving.placement import HOST_CPUS_ENV, host_cpus, place, reserved_cpus
+from serving.placement import ENGINE_NICE_ENV, HOST_CPUS_ENV, engine_nice, host_cpus, place, reserved_cpus
 from tests.reliability.procs import assert_isolated
 from tests.support.app import RunningApp
 
@@ -94,6 +94,31 @@ def test_place_moves_all_but_workers_and_starting_engines(tree: psutil.Process) 
     assert seen[ENGINE + "starting"] == HOST  # no worker yet: moving it now would leave its worker unbound
 
 
+def _nices(proc: psutil.Process) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, t.id) for t in proc.threads()}
+
+
+@needs_two_cpus
+def test_place_lowers_only_the_workers_priority(tree: psutil.Process) -> None:
+    """vLLM's CPU workers at nice 15, below the request path: the engine's compute yields (serving/placement.py)."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    nice = max(base, 15)
+    by_title = {p.cmdline()[0]: p for p in [tree, *tree.children(recursive=True)]}
+    assert place(tree, HOST, ENGINE, worker_nice=nice) == frozenset()  # nothing bound: nothing moved, but...
+    assert _nices(by_title["VLLM::Worker"]) == _nices(by_title["VLLM::Worker_TP0"]) == {nice}
+    assert all(_nices(p) == {base} for t, p in by_title.items() if not t.startswith("VLLM::Worker"))
+    place(tree, HOST, ENGINE, worker_nice=base)  # never lowers the nice value back (that needs privilege)
+    assert _nices(by_title["VLLM::Worker"]) == {nice}
+
+
+def test_engine_nice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENGINE_NICE_ENV, raising=False)
+    assert engine_nice() == 15
+    for text, expected in (("0", 0), (" 7 ", 7), ("40", 19), ("-30", -20), ("off", None), ("", None)):
+        monkeypatch.setenv(ENGINE_NICE_ENV, text)
+        assert engine_nice() == expected
+
+
 @needs_two_cpus
 def test_place_does_nothing_until_a_worker_is_bound(tree: psutil.Process) -> None:
     assert place(tree, HOST, ENGINE) == frozenset()
@@ -127,6 +152,15 @@ def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningAp
     assert len(workers) == 2  # the chat and the embedding engines
     assert any("ServeReplica:sovereign:ingress" in title for title in rest)
     assert any("VLLM::EngineCore" in title for title in rest)
+    # ...and the engines' compute below the request path: vLLM's workers at nice 15, the router at the app's own.
+    app_nice = os.getpriority(os.PRIO_PROCESS, app.process.pid)
+    deadline = time.monotonic() + 30
+    while any(_nices(psutil.Process(pid)) != {max(app_nice, 15)} for pid in workers):
+        assert time.monotonic() < deadline, "vLLM's workers were not put at nice 15"
+        time.sleep(1)
+    ingress = [p for p in psutil.Process(app.process.pid).children(recursive=True)
+               if "ServeReplica:sovereign:ingress" in " ".join(p.cmdline())]
+    assert ingress and all(_nices(p) == {app_nice} for p in ingress)
 
 
 @pytest.mark.parametrize(("accelerators", "isolate", "expected"), [
@@ -149,6 +183,7 @@ def test_sovereign_serve_isolates_cpu_engines_on_cpu_only_hosts(
                                    "models": [{"name": "default", "route": ["m0"]}]})
     env = _ray_env(settings, tmp_path)
     assert (HOST_CPUS_ENV in env) is expected
-    assert "RAY_worker_niceness" not in env  # nice 0 lost client disconnects (serving/serve.py)
+    # Under placement the request path at nice 0 and vLLM's workers at 15 (the placer); else Ray's own 15.
+    assert env.get("RAY_worker_niceness") == ("0" if expected else None)
     if expected:
         assert {int(c) for c in env[HOST_CPUS_ENV].split(",")} == HOST
