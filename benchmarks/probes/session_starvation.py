@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.loadgen import write_json
+
 SLEEPER = """
 import signal, sys, time
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -111,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the result here as well")
     args = parser.parse_args(argv)
     result = run(args.nice, args.same_session, args.streams, args.tokens)
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        write_json(args.json, result)
     return 0
 
 

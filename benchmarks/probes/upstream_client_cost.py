@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from benchmarks.compare import machine_info
+from benchmarks.loadgen import write_json
 from benchmarks.targets import start_fake
 from serving.backends.base import Endpoint, Usage
 from serving.backends.openai_http import OpenAIBackend, _sse_events
@@ -101,11 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-block", type=int, default=400)
     parser.add_argument("--json", type=Path, help="write the result here as well")
     args = parser.parse_args(argv)
-    text = json.dumps(run(args.blocks, args.per_block), indent=2)
-    print(text)
+    result = run(args.blocks, args.per_block)
+    print(json.dumps(result, indent=2))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        write_json(args.json, result)
     return 0
 
 
