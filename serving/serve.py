@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -105,12 +104,7 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
-           "OTEL_SERVICE_NAME": settings.telemetry.service_name,
-           # Ray's ports (GCS, raylet, every worker, Serve's replica-to-replica gRPC) listen on every interface and
-           # run what a caller sends (docs.ray.io, "Security"). Ray 2.59+ requires a token on them for a local
-           # cluster, by default one per user for all their clusters, in ~/.ray/auth_token, created mode 0644. This
-           # server has its own instead: readable only by this user, gone when it stops.
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(_write_ray_token(private))}
+           "OTEL_SERVICE_NAME": settings.telemetry.service_name}
     if _isolates_cpu_engines(settings):
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
@@ -154,15 +148,6 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
             env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)
             env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"] = str(base + width - 1)
     return {k: v for k, v in env.items() if k not in os.environ}
-
-
-def _write_ray_token(private: Path) -> Path:
-    """A fresh token for this server's Ray cluster (as ``ray get-auth-token --generate`` makes one), mode 0600."""
-    path = private / "ray-auth-token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32))
-    return path
 
 
 def _isolates_cpu_engines(settings: Settings) -> bool:

@@ -14,9 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 import httpx
-import psutil
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
@@ -112,38 +110,3 @@ def test_haproxy_admin_socket_is_out_of_other_users_reach(app: RunningApp) -> No
         assert not str(sock).startswith("/tmp/haproxy-serve/")
         closed = [d for d in sock.parents if d.is_dir() and d.stat().st_mode & 0o077 == 0]
         assert closed and closed[0].stat().st_uid == os.getuid(), f"{sock}: every folder above it is open to others"
-
-
-def _grpc_status(port: int, token: str | None) -> grpc.StatusCode:
-    """What a gRPC call to ``port`` gets, with ``token`` as Ray's bearer token (or none)."""
-    metadata = (("authorization", f"Bearer {token}"),) if token else None
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary("/ray.serve.ASGIService/HandleRequest", request_serializer=lambda b: b,
-                                   response_deserializer=lambda b: b)
-        try:
-            call(b"", timeout=10, metadata=metadata)
-        except grpc.RpcError as err:
-            return err.code()
-    return grpc.StatusCode.OK
-
-
-def test_ray_ports_take_only_this_servers_own_token(app: RunningApp) -> None:
-    """Ray's ports listen on every interface and run what a caller sends; this server's cluster has a token of its
-    own (serving/serve.py), in a file only this user can read: not Ray's per-user ~/.ray/auth_token."""
-    ingress = next(p for p in descendants(app.process.pid) if "ServeReplica:sovereign:ingress" in p.cmdline()[0])
-    env = ingress.environ()
-    assert env.get("RAY_AUTH_MODE") == "token"
-    token_file = Path(env["RAY_AUTH_TOKEN_PATH"])
-    assert token_file.parent != Path.home() / ".ray"
-    assert token_file.stat().st_mode & 0o077 == 0 and token_file.parent.stat().st_mode & 0o077 == 0
-    token = token_file.read_text().strip()
-    # Serve's replica-to-replica gRPC server is one of the replica's listening ports (Ray's core worker the other).
-    ports = [c.laddr.port for c in ingress.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
-    refused = [port for port in ports if _grpc_status(port, None) is grpc.StatusCode.UNAUTHENTICATED]
-    assert refused, f"no port of the ingress replica ({ports}) asked for Ray's token"
-    for port in refused:
-        assert _grpc_status(port, "0" * 64) is grpc.StatusCode.UNAUTHENTICATED
-        user_token = Path.home() / ".ray" / "auth_token"
-        if user_token.exists():
-            assert _grpc_status(port, user_token.read_text().strip()) is grpc.StatusCode.UNAUTHENTICATED
-        assert _grpc_status(port, token) is not grpc.StatusCode.UNAUTHENTICATED
