@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from benchmarks.loadgen import write_json
+from serving.placement import ENGINE_NICE_ENV
 
 SLEEPER = """
 import signal, sys, time
@@ -44,7 +45,7 @@ finally:
 # What each --nice runs: the server's own default (Ray's workers, the request path, at nice 0 and vLLM's CPU
 # workers at 15; serving/placement.py), everything at Ray's 15 (the default before), everything at 0.
 NICE_ENV = {"default": {}, "15": {"RAY_worker_niceness": "15"},
-            "0": {"RAY_worker_niceness": "0", "SOVEREIGN_ENGINE_NICE": "0"}}
+            "0": {"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"}}
 
 
 def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str, float]:
