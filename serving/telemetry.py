@@ -9,7 +9,8 @@ import sys
 import time
 from typing import Any
 
-_FIELDS = ("request_id", "caller", "model", "level", "backend", "status", "latency_ms")
+# "classification", not "level": that key is the record's severity.
+_FIELDS = ("request_id", "caller", "model", "classification", "backend", "status", "latency_ms")
 
 
 class JSONFormatter(logging.Formatter):

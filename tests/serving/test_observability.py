@@ -155,3 +155,14 @@ def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporte
     assert CANARY not in gw.audit_path.read_text()
     assert gw.key not in logs.getvalue() + span_dump + gw.audit_path.read_text()
     assert '"request_id"' in logs.getvalue()  # one structured line per request
+
+
+def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InProcessGateway,
+                                                                        logs: io.StringIO) -> None:
+    gw.uk.set_fault("ok")
+    response = _post(gw, {"model": "default", "messages": [{"role": "user", "content": "hello"}]})
+    request_id = response.headers["x-request-id"]
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if request_id in line]
+    assert [(line["event"], line["level"], line["classification"]) for line in lines] == [
+        ("request", "INFO", "OFFICIAL")]
