@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--requests-max", type=int, default=2000)
     o.add_argument("--concurrency", type=int, default=64, help="for the highest sustained rate")
     o.add_argument("--ready-timeout", type=float, default=300.0)
+    o.add_argument("--http-client", choices=["aiohttp", "httpx"],
+                   help="the gateway's transport to the upstream (default: the server's own default)")
     o.add_argument("--workdir", type=Path)
     o.add_argument("--no-progress", action="store_true")
 
@@ -227,6 +229,7 @@ def _overhead(args: argparse.Namespace) -> int:
             requests_max=args.requests_max,
             max_concurrency=args.concurrency,
             ready_timeout_s=args.ready_timeout,
+            http_client=args.http_client,
             workdir=args.workdir,
             progress=not args.no_progress,
         )

@@ -17,12 +17,14 @@ from typing import Any
 from benchmarks.compare import loadavg, machine_info, measure
 from benchmarks.datasets import random_prompts
 from benchmarks.targets import start_fake, start_gateway
+from serving.config import OpenAIBackendConfig
 
 FAKE_KEY_ENV = "SOVEREIGN_BENCH_FAKE_KEY"
 
 
-def upstream_backend(base_url: str) -> dict[str, Any]:
-    """The fake as a sovereign OpenAI-compatible backend, so every level may route to it."""
+def upstream_backend(base_url: str, http_client: str | None = None) -> dict[str, Any]:
+    """The fake as a sovereign OpenAI-compatible backend, so every level may route to it; ``http_client``: the
+    SDK transport (``OpenAIBackendConfig.http_client``), the server's default when None."""
     return {
         "name": "upstream",
         "kind": "openai",
@@ -31,6 +33,7 @@ def upstream_backend(base_url: str) -> dict[str, Any]:
         "base_url": base_url,
         "api_key_env": FAKE_KEY_ENV,
         "model": "fake",
+        **({"http_client": http_client} if http_client else {}),
     }
 
 
@@ -55,6 +58,7 @@ def run_overhead(
     input_len: int = 64,
     output_len: int = 8,
     ready_timeout_s: float = 300.0,
+    http_client: str | None = None,
     workdir: Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -73,7 +77,7 @@ def run_overhead(
         log("[gateway] starting in front of the fake (classification and audit on)")
         gateway = start_gateway(
             base / "gateway",
-            [upstream_backend(fake.base_url)],
+            [upstream_backend(fake.base_url, http_client)],
             ["upstream"],
             ready_timeout_s,
             env={FAKE_KEY_ENV: "fake-upstream-key"},
@@ -96,6 +100,7 @@ def run_overhead(
             "input_len": input_len,
             "output_len": output_len,
             "streaming": True,
+            "http_client": http_client or OpenAIBackendConfig.model_fields["http_client"].default,
             "note": "added = gateway percentile minus direct percentile of end-to-end latency; both sides, the "
             "client and the fake share this machine",
         },

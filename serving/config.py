@@ -172,6 +172,12 @@ class OpenAIBackendConfig(_BackendBase):
     embedding_model: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
+    http_client: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description="the openai SDK's HTTP transport to this endpoint: aiohttp (the SDK's DefaultAioHttpClient, "
+        "less of the router's CPU per request: benchmarks/RESULTS.md, 'Gateway overhead') or httpx (the SDK's "
+        "default)",
+    )
 
     def api_key(self) -> str | None:
         """Read the key at start from the mounted file or the environment; never from the YAML."""

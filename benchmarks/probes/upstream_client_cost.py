@@ -1,13 +1,14 @@
-"""What the ``openai`` SDK costs the router per streamed request, against httpx directly. A probe, not the suite.
+"""What the ``openai`` SDK costs the router per streamed request, by transport, and against httpx directly. A
+probe, not the suite.
 
     python -m benchmarks.probes.upstream_client_cost --json OUT
 
 ``bench overhead`` reaches its upstream through ``serving/backends/openai_http.py``, which sends with the SDK's
-``AsyncOpenAI.post`` (DESIGN.md names the SDK for the commercial side). Dropping the SDK for httpx was the one
-untried idea for the router's overhead (benchmarks/RESULTS.md, "Gateway overhead"). This measures it in one
-process: the backend's own ``open`` and SSE reader, against the same request built and sent with a bare
-``httpx.AsyncClient`` and read with the same reader, against the fake upstream in its own process, one request at
-a time, in alternating blocks. CPU time is this process's (the fake's is not counted).
+``AsyncOpenAI.post`` (DESIGN.md names the SDK for the commercial side). This measures, in one process, the
+backend's own ``open`` and SSE reader with each of the SDK's transports (``http_client``: aiohttp, the default,
+and httpx), against the same request built and sent with a bare ``httpx.AsyncClient`` and read with the same
+reader: against the fake upstream in its own process, one request at a time, in alternating blocks, on uvloop (as
+in a Ray Serve replica). CPU time is this process's (the fake's is not counted).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop  # Ray's workers run on it (ray[serve] brings uvicorn[standard])
 
 from benchmarks.compare import machine_info
 from benchmarks.loadgen import write_json
@@ -38,18 +40,21 @@ BODY = {"model": "default", "stream": True, "max_tokens": 8, "messages": [{"role
 
 async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list[tuple[float, float]]]:
     os.environ[KEY_ENV] = "fake-upstream-key"
-    backend = OpenAIBackend(OpenAIBackendConfig(name="upstream", kind="openai", sovereign=True,
-                                                max_classification="SECRET", base_url=base_url,
-                                                api_key_env=KEY_ENV, model="fake"))
+    backends = {transport: OpenAIBackend(OpenAIBackendConfig(
+        name="upstream", kind="openai", sovereign=True, max_classification="SECRET", base_url=base_url,
+        api_key_env=KEY_ENV, model="fake", http_client=transport)) for transport in ("aiohttp", "httpx")}
     raw = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(600, connect=5))
     headers = {"authorization": "Bearer fake-upstream-key", "user-agent": "sovereign-inference",
                "content-type": "application/json"}
 
-    async def via_sdk() -> None:
-        opened = await backend.open(Endpoint.CHAT, BODY, request_id="probe", trace_headers={})
-        assert opened.chunks is not None
-        async for _ in opened.chunks:
-            pass
+    def via_sdk(backend: OpenAIBackend) -> Callable[[], Awaitable[None]]:
+        async def send() -> None:
+            opened = await backend.open(Endpoint.CHAT, BODY, request_id="probe", trace_headers={})
+            assert opened.chunks is not None
+            async for _ in opened.chunks:
+                pass
+
+        return send
 
     async def via_httpx() -> None:
         payload = {**BODY, "model": "fake", "stream_options": {"include_usage": True}}
@@ -62,7 +67,8 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
         finally:
             await response.aclose()
 
-    ways: dict[str, Callable[[], Awaitable[None]]] = {"sdk": via_sdk, "httpx": via_httpx}
+    ways: dict[str, Callable[[], Awaitable[None]]] = {
+        "sdk_aiohttp": via_sdk(backends["aiohttp"]), "sdk_httpx": via_sdk(backends["httpx"]), "httpx": via_httpx}
     try:
         for way in ways.values():  # warm both connection pools and code paths
             for _ in range(100):
@@ -77,14 +83,16 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
                                       (time.perf_counter() - wall) / per_block * 1000))
         return samples
     finally:
-        await backend.close()
+        for backend in backends.values():
+            await backend.close()
         await raw.aclose()
 
 
 def run(blocks: int = 5, per_block: int = 400) -> dict[str, Any]:
     fake = start_fake(Path(tempfile.mkdtemp(prefix="upstream-cost-")))
     try:
-        samples = asyncio.run(_measure(blocks, per_block, fake.base_url))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            samples = runner.run(_measure(blocks, per_block, fake.base_url))
     finally:
         fake.stop()
     result: dict[str, Any] = {"blocks": blocks, "requests_per_block": per_block, "machine": machine_info()}
@@ -92,7 +100,9 @@ def run(blocks: int = 5, per_block: int = 400) -> dict[str, Any]:
         result[name] = {"cpu_ms_per_request": [round(c, 4) for c, _ in rows],
                         "wall_ms_per_request": [round(w, 4) for _, w in rows],
                         "median_cpu_ms": round(statistics.median(c for c, _ in rows), 4)}
-    result["sdk_minus_httpx_cpu_ms"] = round(result["sdk"]["median_cpu_ms"] - result["httpx"]["median_cpu_ms"], 4)
+    bare = result["httpx"]["median_cpu_ms"]
+    for name in ("sdk_aiohttp", "sdk_httpx"):
+        result[f"{name}_minus_httpx_cpu_ms"] = round(result[name]["median_cpu_ms"] - bare, 4)
     return result
 
 

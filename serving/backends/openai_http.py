@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
 
@@ -29,12 +30,23 @@ from serving.config import OpenAIBackendConfig
 _RETRYABLE_STATUS = {408, 409, 429}
 
 
+def _timed_out(exc: openai.APIConnectionError) -> bool:
+    """Whether a transport failure was a timeout. The SDK's aiohttp transport reports every aiohttp connection
+    error (a refused connection, a server hanging up) as a connect *timeout*, so aiohttp's own error decides."""
+    if not isinstance(exc, openai.APITimeoutError):
+        return False
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientError):
+            return isinstance(cause, aiohttp.ServerTimeoutError)
+        cause = cause.__cause__
+    return True
+
+
 def _failure_from(exc: Exception) -> Exception:
     """Classify an SDK exception as fallback-eligible failure or a refusal to return to the caller."""
-    if isinstance(exc, openai.APITimeoutError):
-        return BackendFailure("timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return BackendFailure("connect")
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return BackendFailure("timeout" if _timed_out(exc) else "connect")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if status >= 500 or status in _RETRYABLE_STATUS:
@@ -57,12 +69,16 @@ class OpenAIBackend:
         self.max_classification: Level = config.max_classification
         self.model = config.model
         self.embedding_model = config.embedding_model
+        timeout = openai.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        # The aiohttp transport opens its session on first use, inside the serving event loop.
+        http_client = openai.DefaultAioHttpClient(timeout=timeout) if config.http_client == "aiohttp" else None
         self._client = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key() or "missing",
             max_retries=0,
-            timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            timeout=timeout,
             default_headers={"User-Agent": "sovereign-inference"},
+            http_client=http_client,
         )
         self._has_key = config.api_key() is not None
 

@@ -6,6 +6,7 @@ The "uk" fake stands for a sovereign OpenAI-compatible endpoint (say, a vLLM ser
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -72,7 +73,12 @@ def running_gateway(workdir: Path) -> Iterator[InProcessGateway]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(create_app(gateway), log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+        async def serve() -> None:
+            await server.serve(sockets=[sock])
+            await gateway.close()  # in the loop that used the backends' clients, as a replica's shutdown does
+
+        thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
         thread.start()
         while not server.started:
             time.sleep(0.01)
@@ -82,5 +88,5 @@ def running_gateway(workdir: Path) -> Iterator[InProcessGateway]:
         finally:
             server.should_exit = True
             thread.join(timeout=10)
-            gateway.audit.close()
+            gateway.audit.close()  # idempotent: done already unless the server thread hung
             sock.close()
