@@ -102,7 +102,11 @@ async def send_one(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
 ) -> RequestResult:
     """One streamed request. TTFT is the first chunk that carries generated text; every later such chunk
-    adds an inter-token latency. A failure is classified by kind; no response text is kept."""
+    adds an inter-token latency. A failure is classified by kind; no response text is kept.
+
+    After ``[DONE]`` the body is read to its end, as the openai SDK's async client and vLLM's own benchmark do:
+    a response left unread closes its connection, so every request would pay for a new one (behind a proxy,
+    two), which is not what a keep-alive client sees."""
     result = RequestResult()
     start = time.perf_counter()
     result.start_time = start
@@ -117,15 +121,15 @@ async def send_one(
                 return result
             async for raw in resp.content:
                 line = raw.strip()
-                if not line or line.startswith(b":"):
-                    continue
+                if done or not line or line.startswith(b":"):
+                    continue  # after [DONE], read on to the end of the body, so the connection is reused
                 if not line.startswith(b"data:"):
                     result.error_kind = "invalid_response"
                     return result
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
                     done = True
-                    break
+                    continue
                 data = json.loads(payload)
                 if "error" in data:
                     result.error_kind = "stream_error"

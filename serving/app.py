@@ -103,9 +103,11 @@ class Ingress:
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
+        from serving.http_edge import release_reset_connections
         from serving.metrics import Metrics
         from serving.telemetry import configure_logging, configure_tracing
 
+        release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
         settings = load_settings(data=settings_data)
         configure_logging(settings.telemetry.log_level)
         configure_tracing(settings.telemetry.service_name, settings.telemetry.trace_sampling_ratio)

@@ -41,6 +41,7 @@ from serving.errors import (
     Unavailable,
     error_sse,
 )
+from serving.http_edge import EventStreamResponse
 from serving.metrics import Metrics
 
 log = logging.getLogger("sovereign.gateway")
@@ -226,8 +227,8 @@ class Gateway:
                 state.prompt_tokens = opened.usage.prompt_tokens
                 state.completion_tokens = opened.usage.completion_tokens
                 return JSONResponse(opened.body, headers=state.headers())
-            return StreamingResponse(self._relay(state, opened, started), media_type="text/event-stream",
-                                     headers={**state.headers(), "cache-control": "no-cache"})
+            return EventStreamResponse(self._relay(state, opened, started), media_type="text/event-stream",
+                                       headers={**state.headers(), "cache-control": "no-cache"})
         headers = {"retry-after": str(max(1, round(retry_after)))} if retry_after else None
         raise Unavailable("no backend cleared for this request can serve it now; retry later", headers=headers)
 
@@ -341,7 +342,7 @@ class Gateway:
             self.metrics.audit_failures.inc()
             log.error("audit write failed", extra={"request_id": state.request_id})
         log.info("request", extra={"request_id": state.request_id, "caller": state.caller, "model": state.model,
-                                   "level": level, "backend": state.backend, "status": state.status,
+                                   "classification": level, "backend": state.backend, "status": state.status,
                                    "latency_ms": round(state.elapsed_ms(), 2)})
         span = state.span
         span.set_attributes({"sovereign.request_id": state.request_id, "sovereign.level": level,

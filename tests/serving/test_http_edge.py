@@ -1,0 +1,147 @@
+"""The serving edge: an event stream's ``[DONE]`` travels with the end of its body (so a client that stops at
+``[DONE]`` keeps its connection), and uvicorn lets go of a connection closed by a reset (HAProxy's way)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from serving.http_edge import DONE_EVENT, EventStreamResponse, release_reset_connections
+
+TOKEN = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+DONE = DONE_EVENT.decode()
+
+
+def _messages(*chunks: str) -> list[dict[str, Any]]:
+    async def body() -> AsyncIterator[str]:
+        for chunk in chunks:
+            yield chunk
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(EventStreamResponse(body(), media_type="text/event-stream").stream_response(send))
+    return [{k: v for k, v in m.items() if k in ("body", "more_body")} for m in sent[1:]]
+
+
+def test_done_goes_out_with_the_end_of_the_body_and_nothing_before_it_waits() -> None:
+    assert _messages(TOKEN, TOKEN + DONE) == [
+        {"body": TOKEN.encode(), "more_body": True},
+        {"body": TOKEN.encode(), "more_body": True},  # the last tokens at once, without [DONE]
+        {"body": DONE_EVENT, "more_body": False},
+    ]
+    assert _messages(DONE) == [{"body": DONE_EVENT, "more_body": False}]
+
+
+def test_a_stream_without_done_ends_as_before_and_order_is_kept_after_done() -> None:
+    error = 'data: {"error": {"code": "stream_interrupted"}}\n\n'
+    assert _messages(TOKEN, error) == [
+        {"body": TOKEN.encode(), "more_body": True},
+        {"body": error.encode(), "more_body": True},
+        {"body": b"", "more_body": False},
+    ]
+    assert _messages(DONE, TOKEN) == [  # never expected; if it happens, the order stays
+        {"body": DONE_EVENT, "more_body": True},
+        {"body": TOKEN.encode(), "more_body": True},
+        {"body": b"", "more_body": False},
+    ]
+
+
+@contextmanager
+def _server(app: FastAPI) -> Iterator[tuple[int, uvicorn.Server]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    # httptools and a long keep-alive, as in a Ray Serve replica (90 s there).
+    server = uvicorn.Server(uvicorn.Config(app, http="httptools", timeout_keep_alive=90, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1], server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _stream_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/stream")
+    async def stream() -> EventStreamResponse:
+        async def events() -> AsyncIterator[str]:
+            yield TOKEN
+            await asyncio.sleep(0.01)
+            yield TOKEN + DONE
+
+        return EventStreamResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def _request(conn: socket.socket) -> bytes:
+    """Send one request and read until ``[DONE]`` has arrived, as a client that stops there does."""
+    conn.sendall(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
+    received = b""
+    while DONE_EVENT not in received:
+        data = conn.recv(65536)
+        assert data, received
+        received += data
+    return received
+
+
+def test_a_client_that_stops_at_done_has_the_whole_response_and_keeps_its_connection() -> None:
+    with _server(_stream_app()) as (port, _), socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for _ in range(3):  # the same connection serves again: nothing of the last response was left unread
+            received = _request(conn)
+            assert received.startswith(b"HTTP/1.1 200")
+            assert received.endswith(DONE_EVENT + b"\r\n0\r\n\r\n")  # [DONE], then the body's end, one write
+
+
+def _protocols() -> int:
+    gc.collect()
+    return sum(isinstance(o, HttpToolsProtocol) for o in gc.get_objects())
+
+
+def test_uvicorn_releases_a_connection_closed_by_a_reset() -> None:
+    release_reset_connections()
+    release_reset_connections()  # idempotent
+    with _server(_stream_app()) as (port, server):
+        before = _protocols()
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                _request(conn)
+                time.sleep(0.02)  # the response has completed: the keep-alive timer is armed
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        deadline = time.monotonic() + 5
+        while server.server_state.connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not server.server_state.connections
+        assert _protocols() <= before  # nothing held for the 90 s keep-alive
+
+
+@pytest.mark.parametrize("module", ["httptools_impl", "h11_impl"])
+def test_the_fix_wraps_the_protocols_uvicorn_has(module: str) -> None:
+    import importlib
+
+    release_reset_connections()
+    protocol = importlib.import_module(f"uvicorn.protocols.http.{module}")
+    cls = protocol.HttpToolsProtocol if module == "httptools_impl" else protocol.H11Protocol
+    assert getattr(cls.connection_lost, "_releases_on_reset", False)
+    assert hasattr(cls, "_unset_keepalive_if_required")  # what the fix calls: still there in this uvicorn
