@@ -59,7 +59,9 @@ CLIENTS: dict[str, Callable[[httpx.Response], None]] = {
     "read_to_end": _read_to_end, "stop_at_done": _stop_at_done, "hang_up_after_first_event": _hang_up_after_first_event}
 
 
-def _haproxy_counters(admin_socket: str) -> dict[str, int]:
+def haproxy_counters(admin_socket: str) -> dict[str, int]:
+    """HAProxy's ``connect`` (new connections) and ``reuse`` counters for the router replica, from its admin
+    socket (``show stat``)."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(admin_socket)
         sock.sendall(b"show stat\n")
@@ -109,9 +111,9 @@ def run(rounds: int = 3, requests: int = 500) -> dict[str, Any]:
             for name, read in CLIENTS.items():
                 rows = []
                 for _ in range(rounds):
-                    counters, rss = _haproxy_counters(admin), _rss_anon_kib(replica)
+                    counters, rss = haproxy_counters(admin), _rss_anon_kib(replica)
                     _round(gateway, read, requests)
-                    after = _haproxy_counters(admin)
+                    after = haproxy_counters(admin)
                     rows.append({"requests": requests,
                                  "new_connections": after["connect"] - counters["connect"],
                                  "reused_connections": after["reuse"] - counters["reuse"],
