@@ -15,10 +15,8 @@ held by uvicorn until its keep-alive timer ran out (serving/http_edge.py). Figur
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import socket
 import subprocess
 import tempfile
@@ -30,8 +28,8 @@ import httpx
 import psutil
 
 from benchmarks.compare import machine_info
-from benchmarks.loadgen import write_json
 from benchmarks.overhead import FAKE_KEY_ENV, upstream_backend
+from benchmarks.probes import probe_parser, report
 from benchmarks.targets import Target, start_fake, start_gateway
 
 INGRESS_TITLE = "ServeReplica:sovereign:ingress"
@@ -127,16 +125,11 @@ def run(rounds: int = 3, requests: int = 500) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = probe_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=500, help="per round")
-    parser.add_argument("--json", type=Path, help="write the result here as well")
     args = parser.parse_args(argv)
-    result = run(args.rounds, args.requests)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return report(run(args.rounds, args.requests), args.json)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ benchmarks/RESULTS.md, runs Q and S.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.loadgen import write_json
+from benchmarks.probes import probe_parser, report
 from serving.placement import ENGINE_NICE_ENV
 
 SLEEPER = """
@@ -105,19 +103,14 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = probe_parser(__doc__)
     parser.add_argument("--nice", choices=sorted(NICE_ENV), default="default",
                         help="default: the server's own; 15 or 0: Ray's workers and vLLM's at that niceness")
     parser.add_argument("--same-session", action="store_true", help="run the server in this probe's session")
     parser.add_argument("--streams", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=8000)
-    parser.add_argument("--json", type=Path, help="write the result here as well")
     args = parser.parse_args(argv)
-    result = run(args.nice, args.same_session, args.streams, args.tokens)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return report(run(args.nice, args.same_session, args.streams, args.tokens), args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ in a Ray Serve replica). CPU time is this process's (the fake's is not counted).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -28,7 +27,7 @@ import httpx
 import uvloop  # Ray's workers run on it (ray[serve] brings uvicorn[standard])
 
 from benchmarks.compare import machine_info
-from benchmarks.loadgen import write_json
+from benchmarks.probes import probe_parser, report
 from benchmarks.targets import start_fake
 from serving.backends.base import Endpoint, Usage
 from serving.backends.openai_http import OpenAIBackend, _sse_events
@@ -107,16 +106,11 @@ def run(blocks: int = 5, per_block: int = 400) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = probe_parser(__doc__)
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--per-block", type=int, default=400)
-    parser.add_argument("--json", type=Path, help="write the result here as well")
     args = parser.parse_args(argv)
-    result = run(args.blocks, args.per_block)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return report(run(args.blocks, args.per_block), args.json)
 
 
 if __name__ == "__main__":
