@@ -114,12 +114,17 @@ def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:
 
 
 def engine_nice() -> int | None:
-    """The niceness for vLLM's CPU workers (``SOVEREIGN_ENGINE_NICE``, default 15), or None to leave theirs."""
+    """The niceness for vLLM's CPU workers (``SOVEREIGN_ENGINE_NICE``: a number, clamped to -20..19, default 15), or
+    None to leave theirs (``off`` or empty). Anything else is a mistake: said, and the default kept, since leaving
+    the workers at nice 0 starves the rest of the host (benchmarks/RESULTS.md, runs Q and S)."""
     text = os.environ.get(ENGINE_NICE_ENV, str(ENGINE_NICE)).strip()
+    if text.lower() in ("", "off"):
+        return None
     try:
         return max(-20, min(19, int(text)))
     except ValueError:
-        return None
+        log.warning("%s=%r is not a number or 'off'; using %d", ENGINE_NICE_ENV, text, ENGINE_NICE)
+        return ENGINE_NICE
 
 
 def _lower_priority(proc: psutil.Process, nice: int) -> bool:

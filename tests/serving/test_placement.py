@@ -6,6 +6,7 @@ The rules on real process trees (``exec -a`` gives a process the title the place
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -114,9 +115,21 @@ def test_place_lowers_only_the_workers_priority(tree: psutil.Process) -> None:
 def test_engine_nice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENGINE_NICE_ENV, raising=False)
     assert engine_nice() == 15
-    for text, expected in (("0", 0), (" 7 ", 7), ("40", 19), ("-30", -20), ("off", None), ("", None)):
+    for text, expected in (("0", 0), (" 7 ", 7), ("40", 19), ("-30", -20), ("off", None), ("OFF", None), ("", None)):
         monkeypatch.setenv(ENGINE_NICE_ENV, text)
         assert engine_nice() == expected
+
+
+def test_engine_nice_mistyped_keeps_the_default_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(ENGINE_NICE_ENV, "fifteen")
+    logger = logging.getLogger("sovereign.placement")
+    logger.addHandler(caplog.handler)  # directly: the "sovereign" loggers may not propagate to the root
+    try:
+        assert engine_nice() == 15
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert ENGINE_NICE_ENV in caplog.text and "fifteen" in caplog.text
 
 
 @needs_two_cpus
