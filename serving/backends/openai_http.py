@@ -26,6 +26,7 @@ from serving.backends.base import (
 )
 from serving.backends.errors import sanitised_refusal
 from serving.config import OpenAIBackendConfig
+from serving.http_edge import DONE_EVENT
 
 _RETRYABLE_STATUS = {408, 409, 429}
 
@@ -211,7 +212,7 @@ async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: boo
         raise BackendFailure("stream_truncated")
 
 
-_DONE = "data: [DONE]\n\n"
+_DONE = DONE_EVENT.decode()  # the very event the edge sends last, with the end of the body
 
 
 def _event(line: bytes, usage: Usage, forward_usage: bool) -> str | None:
