@@ -126,6 +126,9 @@ class AuditRecord(_Frozen):
     level: LevelLabel | None
     signals: tuple[Signal, ...] = ()
     policy_sha256: Hex64
+    # The classifier that took the decision (routing.classify.classifier_digest); absent in records written
+    # before it was recorded, which still verify.
+    classifier_sha256: Hex64 | None = None
     candidates: tuple[Name, ...] = ()
     attempts: tuple[Attempt, ...] = ()
     backend: Name | None
@@ -137,6 +140,8 @@ class AuditRecord(_Frozen):
 
 RECORD_FIELDS: frozenset[str] = frozenset(AuditRecord.model_fields)
 LINE_FIELDS: frozenset[str] = RECORD_FIELDS | {"prev", "hash"}
+# Fields added after the first records were written: a line without them is still well formed.
+_LATER_FIELDS = frozenset({"classifier_sha256"})
 
 
 class AuditWriteError(RuntimeError):
@@ -433,7 +438,7 @@ def _check_line(raw: bytes, prev: str) -> tuple[str | None, str]:
         return "not a JSON object", ""
     if unknown := sorted(obj.keys() - LINE_FIELDS):
         return f"unknown field(s): {', '.join(_safe_field(k) for k in unknown)}", ""
-    if missing := sorted(LINE_FIELDS - obj.keys()):
+    if missing := sorted(LINE_FIELDS - _LATER_FIELDS - obj.keys()):
         return f"missing field(s): {', '.join(missing)}", ""
     digest = obj.pop("hash")
     try:

@@ -172,6 +172,13 @@ class OpenAIBackendConfig(_BackendBase):
     embedding_model: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
+    accept_unscanned: list[Literal["image", "audio", "video", "file", "token_ids"]] = Field(
+        default_factory=list,
+        description="kinds of content the classifier cannot read (images, audio, video, files, token ids) that "
+        "this backend may still receive when the readable rest of the request is cleared for it. Empty by "
+        "default: such content is OFFICIAL-SENSITIVE and never leaves the sovereign boundary. Allowing a kind to "
+        "a non-sovereign backend is a decision for the department's information risk owner",
+    )
     http_client: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
         description="the openai SDK's HTTP transport to this endpoint: aiohttp (the SDK's DefaultAioHttpClient, "

@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal, audit_name
-from routing.classify import Classification, classify_request
+from routing.classify import Classification, classifier_digest, classify_request
 from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
@@ -93,13 +93,17 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter()
         self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
-        self.policy = {name: BackendPolicy(b.name, b.sovereign, b.max_classification)
-                       for name, b in ((b.name, b) for b in settings.backends)}
+        self.policy = {b.name: BackendPolicy(b.name, b.sovereign, b.max_classification,
+                                             frozenset(getattr(b, "accept_unscanned", ())))
+                       for b in settings.backends}
         self.policy_sha256 = policy_digest({
-            "backends": [{"name": b.name, "sovereign": b.sovereign, "max_classification": b.max_classification.label}
+            "backends": [{"name": b.name, "sovereign": b.sovereign, "max_classification": b.max_classification.label,
+                          **({"accept_unscanned": sorted(p.accepts_unscanned)} if (p := self.policy[b.name])
+                             .accepts_unscanned else {})}
                          for b in settings.backends],
             "models": [{"name": m.name, "route": m.route} for m in settings.models],
         })
+        self.classifier_sha256 = classifier_digest()
         self.in_flight = 0
         for name, backend in self.backends.items():
             if hasattr(backend, "in_flight"):  # local backends: the depth that decides overflow, read at scrape
@@ -171,7 +175,8 @@ class Gateway:
         level = classification.level
         overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
         with tracer.start_as_current_span("sovereign.policy") as span:
-            plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded)
+            plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded,
+                          unscanned=classification.unscanned, readable=classification.readable_level)
             span.set_attributes({"sovereign.candidates": list(plan.candidates),
                                  "sovereign.overflowed": list(plan.overflowed),
                                  "sovereign.refusal": plan.refusal.value if plan.refusal else ""})
@@ -186,10 +191,10 @@ class Gateway:
 
     async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...]) -> Response:
         assert state.classification is not None
-        level = state.classification.level
         retry_after: float | None = None
         for name in candidates:
             backend = self.backends[name]
+            level = state.classification.level_for(self.policy[name].accepts_unscanned)
             if not backend.sovereign:
                 if level > Level.OFFICIAL:  # unreachable through decide(); kept so no refactor can make it so
                     raise NotPermitted("non-sovereign backends may only receive OFFICIAL requests")
@@ -361,7 +366,8 @@ class Gateway:
             model=state.model, declared_level=state.declared, detected_level=c.detected_level if c else None,
             level=c.level if c else None,
             signals=tuple(Signal(type=s.type, count=s.count) for s in c.signals) if c else (),
-            policy_sha256=self.policy_sha256, candidates=state.candidates, attempts=tuple(state.attempts),
+            policy_sha256=self.policy_sha256, classifier_sha256=self.classifier_sha256,
+            candidates=state.candidates, attempts=tuple(state.attempts),
             backend=backend, status=200 if event == "egress" else state.status,
             prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens,
             latency_ms=round(state.elapsed_ms(), 3),
