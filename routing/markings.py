@@ -18,7 +18,8 @@ a marking counts only in these positions (text is normalised first: every line b
   written in prose, YAML, JSON (``"classification": "SECRET"``), XML attributes or code (``data_classification``,
   ``securityClassification``); label and marking in any case. Also an e-mail ``Subject: SECRET ...``;
 - in brackets anywhere (``[SECRET]``, ``(OFFICIAL-SENSITIVE)``);
-- a field of a CSV, TSV or pipe-separated row (``1,SECRET,Estates``): no space around it, as in data;
+- a field of a CSV, TSV or pipe-separated row (``1,SECRET,Estates``): no space around it, as in data (not
+  semicolons: HTML entities end with one);
 - a handling instruction or a statement that this text is marked: "treat as SECRET", "this document is
   OFFICIAL-SENSITIVE", "This note is marked SECRET", "the report is classified as TOP SECRET", "the attached
   OFFICIAL-SENSITIVE briefing". Statements about documents in general ("a document marked SECRET must...",
@@ -40,7 +41,7 @@ from routing.levels import Level
 
 _DASH = rb"-"  # en and em dashes are "-" once normalised
 _LEAD = rb"(?m:^)[ \t*#=_~\-\[(<|>\"'.]*"
-_TRAIL = rb"[ \t*#=_~\-\])>|\"'.]*(?m:$)"
+_TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
 _SEP = rb"[ \t]*(?:[:/|,]+|" + _DASH + rb"+)?[ \t]*"
 _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
 # Upper-case descriptors, caveats and codewords after a marking on a banner line.
@@ -56,8 +57,13 @@ _HANDLING = (
     rb"|\bthis[ \t]+(?:document|email|e-mail|message|note|report|information|material)[ \t]+is)[ \t]+"
 )
 _SUBJECT = rb"(?i:\bsubject)[ \t]*:[ \t]*\[?[ \t]*"
-_FIELD_START = rb"(?m:^|[,;\t|])[\"']?"
-_FIELD_END = rb"[\"']?(?:[,;\t|]|(?m:$))"
+# A document pasted as a quoted value whose first line is its banner: a JSON string ("note": "SECRET\n...",
+# its line breaks still escaped) or a quoted CSV field (4411,"SECRET\n..."). Only when a line break follows, so
+# that a list of levels in a schema ("enum": ["OFFICIAL","SECRET"]) is not a banner.
+_VALUE_START = rb"(?:[:=][ \t]*\"|,\")[ \t*#=_~\-\[(<|>'.]*"
+_VALUE_LINE_END = rb"[ \t*#=_~\-\])>|'.]*(?:\\[nr]|(?m:$))"
+_FIELD_START = rb"(?m:^|[,\t|])[\"']?"
+_FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
     rb"(?i:\b(?:is|are|was|were|been|be|remains?)[ \t]+(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
@@ -94,13 +100,15 @@ def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_wo
     forms = [
         banner,
         line_start,
+        _VALUE_START + word + _UPPER_TAIL + _VALUE_LINE_END,
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
         _HANDLING + word,
         _FIELD_START + word + _FIELD_END,
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
-        rb"[.!?][ \t]+" + word + rb"[ \t.]*$",
+        # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
+        rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
     ]
     stated_word = any_case if not single_word else rb"(?:" + upper + rb"|" + (title or upper) + rb")"
     stated = rb"(?:" + _STATED + stated_word + rb"|" + _CLASSIFIED_AS + upper + rb")\b"

@@ -33,13 +33,12 @@ from re2 import _re2
 from routing.detectors_base import Regex, re2_options
 
 # Titles people are addressed by in case papers and police/probation notes.
-_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr)"
+_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
 _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<last>[A-Z][A-Za-z'\-]+)"
-    rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
-    rb"|(?P<cfirst>[A-Z]{2,})[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<clast>[A-Z][A-Z'\-]+))\b",
+    rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+))\b",
     re2_options(8 << 20),
 )
 # A capitalised pair that names someone whatever the lists say, because of the words around it: a role before
@@ -54,12 +53,16 @@ _ROLE_BEFORE = Regex(
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
-    rb"(?:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
+    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated)\b))",
     re2_options(1 << 20),
 )
-_PAIR = Regex(rb"\b[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?\b", re2_options(1 << 20))
+_PAIR = Regex(
+    rb"\b(?:[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
+    rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?)\b",
+    re2_options(1 << 20),
+)
 
 # Capitalised words that commonly follow a first-name-like word but are not surnames
 # ("Grace Period", "Victoria Street", "Crown Court"). Lower-cased.
@@ -155,9 +158,12 @@ def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
     return before.endswith((b"v ", b"v. ")) or after.startswith((b" v ", b" v."))
 
 
-_TSUR, _FIRST, _LAST, _USUR, _UFIRST, _CFIRST, _CLAST = (
-    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst", b"cfirst", b"clast")
+_TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
+    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst")
 )
+# Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
+# neighbours is tried, which one regex's non-overlapping matches would not do.
+_CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 
@@ -189,14 +195,27 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
                 return True
             continue
         usur = m.group(_USUR)
-        if usur is not None:
-            if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST)) in firsts:
+        if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST)) in firsts:
+            return True
+    return _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi)
+
+
+def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    """JOHN SMITH (a known first name, then a word that can be a surname) or SMITH, JOHN."""
+    previous: tuple[bytes, int] | None = None
+    for m in _CAPS_WORD.finditer(buf, lo, hi):
+        word, start = m.group(), m.start()
+        if previous is not None:
+            before, end = previous
+            gap = buf[end:start]
+            if gap.strip(b" \t") == b"" and before not in _ACRONYMS and _word(before) in firsts \
+                    and _word(word) not in _NOT_SURNAMES and word not in _ACRONYMS:
                 return True
-            continue
-        cfirst, clast = m.group(_CFIRST), m.group(_CLAST)
-        if cfirst not in _ACRONYMS and _word(cfirst) in firsts and _word(clast) not in _NOT_SURNAMES:
-            return True  # JOHN SMITH, as court lists and headings write names
-    return _named_by_context(buf, lo, hi)
+            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS \
+                    and _word(word) in firsts:
+                return True
+        previous = (word, m.end())
+    return False
 
 
 def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
@@ -207,7 +226,8 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
         words = m.group().split()
         if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
             continue
-        before = _ROLE_BEFORE._match(_UNANCHORED, buf, max(0, start - 40), start)[0][0] >= 0
+        window = buf[max(0, start - 40) : start]  # a copy, so that "$" is the name's start
+        before = _ROLE_BEFORE._match(_UNANCHORED, window, 0, len(window))[0][0] >= 0
         if before or _SAID_AFTER._match(_ANCHOR_START, buf, end, min(len(buf), end + 40))[0][0] >= 0:
             return True
     return False

@@ -89,6 +89,8 @@ def _unicode_table() -> dict[int, str | None]:
             table[cp] = '"' if ch in "\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033\uff02" else "'"
         elif category in ("Zl", "Zp") or ch in _LINE_BREAKS:
             table[cp] = "\n"
+        elif 0x300 <= cp < 0x370:  # a combining diacritic that NFKC could not compose with its letter: noise
+            table[cp] = None
     table.update(_confusables())
     return table
 
@@ -109,7 +111,9 @@ def _confusables() -> dict[int, str]:
         letters = [c for c in latin if c.isalpha()]
         if letters:  # prefer a letter of the same case
             same_case = [c for c in letters if c.isupper() == char.isupper()]
-            mapping[ord(char)] = (same_case or letters)[0]
+            latin_letter = (same_case or letters)[0]
+            # TR39's prototype for the I/l/1 family is "l"; a capital that looks like it reads as "I".
+            mapping[ord(char)] = "I" if latin_letter == "l" and char.isupper() else latin_letter
         elif latin:
             mapping[ord(char)] = latin[0]
     return mapping
@@ -193,7 +197,7 @@ DECODE_MARKER = (
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])"
     rb"|(?i:base64)"
-    rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|\\[nrt][ \t*#\[(=\-]*[A-Z]{2}"
+    rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|\\[nrt][ \t*#\[(=\-]*[A-Za-z]"
     rb"|(?i:quoted-printable)"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
@@ -207,12 +211,11 @@ _INLINE_TAGS = frozenset(
 )
 _ENTITY = _regex(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
 _PERCENT = _regex(rb"%[0-9A-Fa-f]{2}")
+_QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
 _ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
-# A base64 run: 24 or more characters of the alphabet (standard or URL-safe), or consecutive lines of at least
-# 16 (MIME parts wrap at 76), optionally padded.
-_BASE64 = _regex(
-    rb"(?:[A-Za-z0-9+/_\-]{16,}={0,2}[ \t]*\n)+(?:[A-Za-z0-9+/_\-]{4,}={0,2})?|[A-Za-z0-9+/_\-]{24,}={0,2}"
-)
+# A base64 run: 8 or more characters of the alphabet (standard or URL-safe), and the lines that continue it
+# (MIME parts wrap at 76). Only regions marked for decoding are searched, so a long word costs one failed decode.
+_BASE64 = _regex(rb"[A-Za-z0-9+/_\-]{8,}={0,2}(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*")
 _QP = _regex(rb"(?i)quoted-printable")
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
@@ -273,20 +276,22 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         data = _sub(_TAG, data, _tag_replacement)
     if b"&" in data and _found(_ENTITY, data):
         data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
+        if b"<" in data:  # markup that was itself escaped (XML pasted into an HTML e-mail)
+            data = _sub(_TAG, data, _tag_replacement)
     if b"%" in data and _found(_PERCENT, data):
-        data = urllib.parse.unquote_to_bytes(data)
+        # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
+        data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, lambda _m: b"\n"))
     if _found(_QP, data):
         data = quopri.decodestring(data)
-    if b"\\" in data and _found(_ESCAPE, data):
-        data = _unescape(data)
-    pieces.append(data.decode("utf-8", "replace"))
+    plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
+    pieces.append(plain.decode("utf-8", "replace"))
     check()
     if depth + 1 >= _MAX_DEPTH:
         return
-    for inner in _base64_texts(data):
+    for inner in _base64_texts(plain):
         check()
         _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
-    for inner in _json_texts(data, check):
+    for inner in _json_texts(data, check):  # before its escapes were decoded: JSON strings hold \n, not newlines
         _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
 
 
@@ -342,15 +347,15 @@ def _base64_texts(data: bytes) -> Iterator[str]:
 
 def _b64(run: bytes) -> str | None:
     run = run.rstrip(b"=")
-    if len(run) < 12:
+    if len(run) < 6:
         return None
     altchars = b"-_" if (b"-" in run or b"_" in run) else None
     try:
         raw = base64.b64decode(run + b"=" * (-len(run) % 4), altchars=altchars, validate=True)
-        decoded = raw.decode("utf-8")
+        decoded = normalise(raw.decode("utf-8"))
     except (binascii.Error, ValueError):
         return None
-    readable = decoded and decoded.replace("\n", "").replace("\t", "").replace("\r", "").isprintable()
+    readable = decoded and decoded.replace("\n", "").replace("\t", "").isprintable()
     return decoded if readable else None
 
 
@@ -391,4 +396,9 @@ def _json_lines(value: Any, key: str | None, lines: list[str], depth: int) -> No
         return
     else:
         text = str(value)
-        lines.append(f"{key}: {text}" if key is not None else text)
+        # A short value reads with its key ("classification: SECRET" is a label; "enum: SECRET" is not); a
+        # long or multi-line one is a document of its own, whose first line may be its banner.
+        if key is None or "\n" in text or len(text) > 80:
+            lines.append(text)
+        else:
+            lines.append(f"{key}: {text}")
