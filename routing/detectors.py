@@ -442,7 +442,7 @@ _JUSTICE_WORDS = (
     rb"|assault(?:ed)?|burglary|robbery|theft|stalking|harassment|criminal[ \t]+record|cautioned"
     rb"|police[ \t]+caution|community[ \t]+order|curfew|tagged|youth[ \t]+offending|child[ \t]+protection"
     rb"|pleaded[ \t]+(?:not[ \t]+)?guilty|pled[ \t]+guilty|found[ \t]+guilty|acquitted|defendant|accused"
-    rb"|suspect|perpetrator|crown[ \t]+court|magistrates|youth[ \t]+court|court[ \t]+hearing"
+    rb"|suspect|perpetrator|complainants?|g[ia]ve[ \t]+evidence|crown[ \t]+court|magistrates|youth[ \t]+court|court[ \t]+hearing"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"

@@ -30,7 +30,6 @@ attempts at JSON. ``check`` is called between steps with the caller's deadline.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import html
 import json
@@ -184,10 +183,11 @@ def _fold_table() -> dict[int, str | None]:
 # pass of its own. CONTROL: ASCII control characters and line breaks other than \n, which ``normalise_ascii``
 # removes or turns into \n. DECODE: markup, escapes and base64, which the decoded view reads. The marker is
 # stricter than the decoders themselves so that ordinary prose and source code rarely pay for decoding: a
-# closing tag or a whole well-known one; the word base64, which a MIME part's header and a data: URL carry
-# (a pattern for base64 runs themselves makes the first pass's DFA blow up on random text); \u escapes, which
-# can hide any letter; an escaped quote after JSON punctuation (JSON inside a string); an escaped line break next to an
-# upper-case word (a banner in a pasted JSON string: only line-anchored rules need the line break). JSON
+# closing tag or a whole well-known one; a MIME part's base64 header or a data: URL's ";base64," (a pattern for
+# base64 runs themselves makes the first pass's DFA blow up on random text); \u escapes, which can hide any
+# letter; an escaped quote after JSON punctuation (JSON inside a string); an escaped line break between a word
+# and a capital (pasted JSON: "...Allen\\nDate of birth" glues two words that the rules read apart; source
+# code's "\\n" is mostly followed by lower case or a quote). JSON
 # itself is no marker: the rules read ``"classification": "SECRET"`` as it stands, identifiers in it are plain
 # text, and JSON inside a region decoded for another reason is parsed there.
 CONTROL_MARKER = rb"[\x00-\x08\x0b-\x1f\x7f]"
@@ -196,8 +196,8 @@ DECODE_MARKER = (
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])"
-    rb"|(?i:base64)"
-    rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|\\[nrt][ \t*#\[(=\-]*[A-Za-z]"
+    rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
+    rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
     rb"|(?i:quoted-printable)"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
@@ -213,15 +213,21 @@ _ENTITY = _regex(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,
 _PERCENT = _regex(rb"%[0-9A-Fa-f]{2}")
 _QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
 _ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
-# A base64 run: 8 or more characters of the alphabet (standard or URL-safe), and the lines that continue it
-# (MIME parts wrap at 76). Only regions marked for decoding are searched, so a long word costs one failed decode.
-_BASE64 = _regex(rb"[A-Za-z0-9+/_\-]{8,}={0,2}(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*")
+# A base64 run (standard or URL-safe alphabet) and the lines that continue it (MIME parts wrap at 76): 16 or more
+# characters, or fewer with a digit, "+", "/" or "=" padding, or a whole line (a shorter run of letters inside a
+# line is a word).
+_BASE64 = _regex(
+    rb"(?:[A-Za-z0-9+/_\-]{16,}|[A-Za-z0-9+/_\-]*[0-9+/][A-Za-z0-9+/_\-]*)={0,2}"
+    rb"(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
+)
+_BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
 MAX_DECODED_BYTES = 8 << 20  # what one decoded view may hold
 _WINDOW_BEFORE = 1 << 10  # what is decoded around each marker (then widened to whole lines)
-_WINDOW_AFTER = 64 << 10  # a MIME part's body follows its header
+_WINDOW_AFTER = 4 << 10
+_MAX_BASE64_BODY = 8 << 20  # how far a region may stretch to take in a MIME part's body
 _MAX_BASE64_RUNS = 256
 _MAX_JSON_ATTEMPTS = 64
 _MAX_DEPTH = 3  # decoded text is decoded again (base64 holding HTML, JSON holding base64...), this many times
@@ -262,6 +268,10 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
         lo = data.rfind(b"\n", 0, max(0, start - _WINDOW_BEFORE)) + 1
         hi = data.find(b"\n", min(size, end + _WINDOW_AFTER))
         hi = size if hi < 0 else hi
+        if data[end - 7 : end].lower().endswith((b"base64", b"base64,")):  # the encoded body that follows, whole
+            body = _BASE64._match(_UNANCHORED, data, end, min(size, end + _MAX_BASE64_BODY))[0]
+            if body[0] >= 0 and body[0] - end < _WINDOW_AFTER:
+                hi = max(hi, body[1])
         if regions and lo <= regions[-1][1]:
             regions[-1] = (regions[-1][0], hi)
         else:
@@ -271,7 +281,9 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
 
 
 def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], depth: int) -> None:
-    """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold."""
+    """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
+    ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
+    original = data if depth == 0 else None
     if b"<" in data:
         data = _sub(_TAG, data, _tag_replacement)
     if b"&" in data and _found(_ENTITY, data):
@@ -284,11 +296,12 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if _found(_QP, data):
         data = quopri.decodestring(data)
     plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
-    pieces.append(plain.decode("utf-8", "replace"))
+    if plain != original:  # what decoding left unchanged, the normalised view has scanned already
+        pieces.append(plain.decode("utf-8", "replace"))
     check()
     if depth + 1 >= _MAX_DEPTH:
         return
-    for inner in _base64_texts(plain):
+    for inner in _base64_texts(plain) if _found(_BASE64_CONTEXT, plain) else ():
         check()
         _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
     for inner in _json_texts(data, check):  # before its escapes were decoded: JSON strings hold \n, not newlines
@@ -337,10 +350,15 @@ def _escape_replacement(match: Any) -> bytes:
 
 def _base64_texts(data: bytes) -> Iterator[str]:
     """The runs of ``data`` that decode from base64 to readable UTF-8 text."""
-    for n, match in enumerate(_BASE64.finditer(data)):
-        if n >= _MAX_BASE64_RUNS:
+    tried = 0
+    for match in _BASE64.finditer(data):
+        run = b"".join(match.group().split())
+        if len(run) < 6:
+            continue
+        tried += 1
+        if tried > _MAX_BASE64_RUNS:
             return
-        decoded = _b64(b"".join(match.group().split()))
+        decoded = _b64(run)
         if decoded is not None:
             yield decoded
 
@@ -349,9 +367,10 @@ def _b64(run: bytes) -> str | None:
     run = run.rstrip(b"=")
     if len(run) < 6:
         return None
-    altchars = b"-_" if (b"-" in run or b"_" in run) else None
+    if b"-" in run or b"_" in run:
+        run = run.translate(_URLSAFE)
     try:
-        raw = base64.b64decode(run + b"=" * (-len(run) % 4), altchars=altchars, validate=True)
+        raw = binascii.a2b_base64(run + b"=" * (-len(run) % 4), strict_mode=True)
         decoded = normalise(raw.decode("utf-8"))
     except (binascii.Error, ValueError):
         return None
@@ -359,6 +378,7 @@ def _b64(run: bytes) -> str | None:
     return decoded if readable else None
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _DECODER = json.JSONDecoder()
 
 
