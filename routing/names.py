@@ -86,7 +86,20 @@ _NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
 
 # Capitalised words that start phrases which are not people ("Operation Sunrise was launched", "Victim Support
 # said"): a pair with one of these is no name unless the lists say so.
-_NOT_NAME_WORDS = _NOT_SURNAMES | frozenset(["operation", "project", "support", "services", "agency", "unit", "squad", "trust", "foundation", "charity", "network", "partnership", "programme", "scheme", "policy", "strategy", "plan", "action", "training", "guidance", "framework", "assessment", "panel", "meeting", "conference", "hearing", "trial", "inquest", "case", "file", "note", "notes", "record", "records", "report", "summary", "update", "briefing", "sentencing", "licence", "license", "order", "orders", "bail", "remand", "custody", "prison", "prisoner", "victim", "witness", "defendant", "offender", "suspect", "police", "constabulary", "force", "probation", "youth", "adult", "child", "children", "family", "families", "social", "health", "mental", "care", "safeguarding", "domestic", "abuse", "violence", "serious", "organised", "crime", "criminal", "justice", "legal", "aid", "law", "legislation", "statute", "regulation", "regulations", "rule", "rules", "standard", "standards", "section", "paragraph", "clause", "annex", "appendix", "table", "figure", "page", "chapter", "volume", "issue", "version", "draft", "final", "dear", "yours", "regards", "kind", "best", "thanks", "thank", "please", "hello", "hi", "good", "morning", "afternoon", "evening", "today", "tomorrow", "yesterday", "chief", "inspector", "superintendent", "sergeant", "constable", "detective", "officer", "judge", "magistrate", "recorder", "clerk", "governor", "director", "manager", "head", "lead", "senior", "junior", "deputy", "assistant", "acting", "interim", "principal"])
+_NOT_NAME_WORDS_TEXT = """
+    operation project support services agency unit squad trust foundation charity network partnership programme
+    scheme policy strategy plan action training guidance framework assessment panel meeting conference hearing
+    trial inquest case file note notes record records report summary update briefing sentencing licence license
+    order orders bail remand custody prison prisoner victim witness defendant offender suspect police
+    constabulary force probation youth adult child children family families social health mental care
+    safeguarding domestic abuse violence serious organised crime criminal justice legal aid law legislation
+    statute regulation regulations rule rules standard standards section paragraph clause annex appendix table
+    figure page chapter volume issue version draft final dear yours regards kind best thanks thank please hello
+    hi good morning afternoon evening today tomorrow yesterday chief inspector superintendent sergeant
+    constable detective officer judge magistrate recorder clerk governor director manager head lead senior
+    junior deputy assistant acting interim principal
+"""
+_NOT_NAME_WORDS = _NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
 # First names that are more often ordinary capitalised words at the start of a sentence or in titles.
 _NOT_FIRST_NAMES_TEXT = """
