@@ -225,8 +225,8 @@ _QP = _regex(rb"(?i)quoted-printable")
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
 MAX_DECODED_BYTES = 8 << 20  # what one decoded view may hold
-_WINDOW_BEFORE = 1 << 10  # what is decoded around each marker (then widened to whole lines)
-_WINDOW_AFTER = 4 << 10
+_WINDOW_BEFORE = 256  # what is decoded around each marker (then widened to whole lines)
+_WINDOW_AFTER = 1 << 10
 _MAX_BASE64_BODY = 8 << 20  # how far a region may stretch to take in a MIME part's body
 _MAX_BASE64_RUNS = 256
 _MAX_JSON_ATTEMPTS = 64
