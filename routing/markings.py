@@ -50,12 +50,16 @@ _LABEL = (
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
     rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling[ \t_\-]*caveat)"
-    rb"[\"']?[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(]?[ \t]*"
+    rb"[\"']{0,2}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(]{0,2}[ \t]*"
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
-    rb"|\bthis[ \t]+(?:document|email|e-mail|message|note|report|information|material)[ \t]+is)[ \t]+"
+    rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|email|e-mail|message|note|report"
+    rb"|information|material|minute|minutes|letter|paper|annex|file|attachment)[ \t]+(?:is|are)"
+    rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are))[ \t]+"
 )
+# Descriptors after a marking written in any case ("Official - Sensitive: Personal").
+_ANY_CASE_TAIL = rb"(?:[ \t]*(?:[:/|,]+|-+)[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only|staff))?"
 _SUBJECT = rb"(?i:\bsubject)[ \t]*:[ \t]*\[?[ \t]*"
 # A document pasted as a quoted value whose first line is its banner: a JSON string ("note": "SECRET\n...",
 # its line breaks still escaped) or a quoted CSV field (4411,"SECRET\n..."). Only when a line break follows, so
@@ -96,15 +100,18 @@ def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_wo
         banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
     else:
         line_start = _LEAD + word + rb"[ \t]*(?:[:|/\])>]|" + _DASH + rb")"
-        banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b)" + _PAGE + _TRAIL
+        banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
     forms = [
         banner,
         line_start,
-        _VALUE_START + word + _UPPER_TAIL + _VALUE_LINE_END,
+        _VALUE_START + word + rb"(?:" + _UPPER_TAIL + _VALUE_LINE_END
+        + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
-        _HANDLING + word,
+        # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
+        # lower case: "this is top secret lol" is banter
+        _HANDLING + (word if single_word else _capitalised(any_case) + rb"\b"),
         _FIELD_START + word + _FIELD_END,
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
         # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
@@ -116,6 +123,12 @@ def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_wo
         Detector(signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")"),
         Detector(signal=signal, level=level, pattern=stated, validate=_said_of_this_text(signal)),
     )
+
+
+def _capitalised(any_case: bytes) -> bytes:
+    """``(?i:official...)`` as ``O(?i:fficial...)``: the same words with a capital first letter."""
+    assert any_case.startswith(rb"(?i:") and any_case[4:5].isalpha()
+    return any_case[4:5].upper() + rb"(?i:" + any_case[5:]
 
 
 # --- statements that a text is marked: about this text, or about documents in general? ----------------------

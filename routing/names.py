@@ -53,7 +53,7 @@ _ROLE_BEFORE = Regex(
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
-    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
+    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated)\b))",
     re2_options(1 << 20),

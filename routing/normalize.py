@@ -187,7 +187,8 @@ def _fold_table() -> dict[int, str | None]:
 # base64 runs themselves makes the first pass's DFA blow up on random text); \u escapes, which can hide any
 # letter; an escaped quote after JSON punctuation (JSON inside a string); an escaped line break between a word
 # and a capital (pasted JSON: "...Allen\\nDate of birth" glues two words that the rules read apart; source
-# code's "\\n" is mostly followed by lower case or a quote). JSON
+# code's "\\n" is mostly followed by lower case or a quote); RTF; capitals spaced out letter by letter (a
+# PDF's letter-spaced banner: "S E C R E T"); a capitalised word hyphenated across a line break. JSON
 # itself is no marker: the rules read ``"classification": "SECRET"`` as it stands, identifiers in it are plain
 # text, and JSON inside a region decoded for another reason is parsed there.
 CONTROL_MARKER = rb"[\x00-\x08\x0b-\x1f\x7f]"
@@ -198,13 +199,13 @@ DECODE_MARKER = (
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])"
     rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)"
+    rb"|(?i:quoted-printable)|\{\\rtf|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
 CONTROL, DECODE = range(len(MARKERS))
 
 _DECODE = _regex(DECODE_MARKER)
-_TAG = _regex(rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:[ \t\n/][^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>")
+_TAG = _regex(rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>")
 _INLINE_TAGS = frozenset(
     b"a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark nobr q s samp small span strike strong "
     b"sub sup time tt u var wbr".split()
@@ -220,6 +221,10 @@ _BASE64 = _regex(
     rb"(?:[A-Za-z0-9+/_\-]{16,}|[A-Za-z0-9+/_\-]*[0-9+/][A-Za-z0-9+/_\-]*)={0,2}"
     rb"(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
 )
+# RTF groups that hold no text (font and colour tables, styles, document info, \\* destinations), one level deep.
+_RTF_DESTINATION = _regex(rb"\{\\(?:fonttbl|colortbl|stylesheet|info|listtable|\*)(?:[^{}]|\{[^{}]*\})*\}")
+_RTF = _regex(rb"\\([a-z]{1,32})-?[0-9]{0,10} ?|\\[^a-z]|[{}]")
+_SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
@@ -284,17 +289,24 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
     ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
     original = data if depth == 0 else None
-    if b"<" in data:
-        data = _sub(_TAG, data, _tag_replacement)
-    if b"&" in data and _found(_ENTITY, data):
-        data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
-        if b"<" in data:  # markup that was itself escaped (XML pasted into an HTML e-mail)
-            data = _sub(_TAG, data, _tag_replacement)
     if b"%" in data and _found(_PERCENT, data):
         # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
         data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, lambda _m: b"\n"))
     if _found(_QP, data):
         data = quopri.decodestring(data)
+    for _ in range(2):  # twice: markup that was itself escaped (XML pasted into an HTML e-mail)
+        if b"<" in data:
+            data = _sub(_TAG, data, _tag_replacement)
+        if b"&" in data and _found(_ENTITY, data):
+            data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
+        else:
+            break
+    if b"<" in data:
+        data = _sub(_TAG, data, _tag_replacement)
+    if b"\\rtf" in data:
+        data = _sub(_RTF, _sub(_RTF_DESTINATION, data, lambda _m: b""), _rtf_replacement)
+    if _found(_SPACED_OR_BROKEN, data):
+        data = _sub(_SPACED_OR_BROKEN, data, _join_letters)
     plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
     if plain != original:  # what decoding left unchanged, the normalised view has scanned already
         pieces.append(plain.decode("utf-8", "replace"))
@@ -321,6 +333,18 @@ def _sub(regex: Regex, data: bytes, replacement: Callable[[Any], bytes]) -> byte
         pos = match.end()
     out.append(data[pos:])
     return b"".join(out)
+
+
+def _rtf_replacement(match: Any) -> bytes:
+    word = match.group(1)
+    if word is None:
+        return b""  # a brace
+    return b"\n" if word in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
+
+
+def _join_letters(match: Any) -> bytes:
+    """"S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
+    return match.group().replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
 
 
 def _tag_replacement(match: Any) -> bytes:

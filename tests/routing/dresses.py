@@ -107,6 +107,12 @@ def mime_base64(text: str, _rng: random.Random) -> str:
             "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + "\n".join(lines))
 
 
+def rich_text(text: str, _rng: random.Random) -> str:
+    """Word's RTF on the clipboard: control words, groups, \\par for each paragraph."""
+    body = text.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}").replace("\n", "\\par\n")
+    return "{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Arial;}}\\f0\\fs22 " + body + "}"
+
+
 def percent_encoded(text: str, _rng: random.Random) -> str:
     from urllib.parse import quote
 
@@ -141,6 +147,7 @@ NEUTRAL: dict[str, Dress] = {
     "csv_row": csv_row,
     "mime_base64": mime_base64,
     "percent_encoded": percent_encoded,
+    "rich_text": rich_text,
     "split_parts": split_parts,
 }
 # Dresses for sensitive items only: capitals change what a benign text's words look like (a recipe's "Secret:"
