@@ -100,7 +100,9 @@ def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_wo
         banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
     else:
         line_start = _LEAD + word + rb"[ \t]*(?:[:|/\])>]|" + _DASH + rb")"
-        banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
+        banner = (
+            _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
+        )
     forms = [
         banner,
         line_start,

@@ -205,7 +205,9 @@ MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
 CONTROL, DECODE = range(len(MARKERS))
 
 _DECODE = _regex(DECODE_MARKER)
-_TAG = _regex(rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>")
+_TAG = _regex(  # a tag's name ends at a space, tab, line break, "/", or a no-break space (UTF-8 C2 A0)
+    rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>"
+)
 _INLINE_TAGS = frozenset(
     b"a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark nobr q s samp small span strike strong "
     b"sub sup time tt u var wbr".split()
