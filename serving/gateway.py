@@ -241,11 +241,13 @@ class Gateway:
                 self.metrics.fallbacks.labels(state.model or "_", name, failure.reason).inc()
                 retry_after = failure.retry_after or retry_after
                 continue
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # handle() answers a timeout (504); a client that left gets nothing
                 timed_out = asyncio.get_running_loop().time() >= state.deadline
                 state.attempts.append(Attempt(backend=name, outcome="timeout" if timed_out else "cancelled",
                                               reason="request_timeout" if timed_out else "client_disconnected",
                                               ms=_ms(started)))
+                if not timed_out:
+                    state.status = 499
                 raise
             except BackendRefusal as refusal:
                 state.attempts.append(Attempt(backend=name, outcome="refused", reason=f"http_{refusal.status}",
