@@ -72,8 +72,8 @@ class ServerConfig(_Strict):
     classification_deadline_ms: float = Field(
         250.0, gt=0, le=60_000,
         description="the classifier's time limit per request; past it the request is TOP SECRET (fail closed). "
-        "Every body under max_body_bytes classifies well inside the default on one core (`sovereign bench "
-        "classify --worst`)",
+        "`sovereign bench classify-worst` measures the costliest bodies of a given size against it (on a 2-vCPU VM "
+        "the default covers every shape up to about 350 KB: benchmarks/RESULTS.md)",
     )
     metrics_host: str = Field(
         "127.0.0.1",
