@@ -78,3 +78,15 @@ def test_unknown_fields_message_suggests_schema_names_only() -> None:
         "invalid request: 1 unrecognized request argument (did you mean temperature?)")
     assert openai_fields.unknown_fields_message(2, ["Jo Bloggs", "9434765919"], known) == (
         "invalid request: 2 unrecognized request arguments")
+
+
+def test_an_upstream_refusal_keeps_only_a_schema_param_and_a_code_like_code() -> None:
+    from serving.backends.errors import sanitised_refusal
+
+    leaky = sanitised_refusal(400, {"message": "Jo Bloggs is not a token", "param": "logit_bias.Jo Bloggs",
+                                    "code": "Jo Bloggs 943 476 5919"})
+    assert leaky.envelope["error"] == {"message": "the model backend rejected the request",
+                                       "type": "invalid_request_error", "param": None, "code": "backend_refused"}
+    plain = sanitised_refusal(400, {"message": "x", "param": "messages[0].content", "code": "invalid_value"})
+    assert (plain.envelope["error"]["param"], plain.envelope["error"]["code"]) == ("messages[0].content",
+                                                                                  "invalid_value")
