@@ -103,8 +103,8 @@ class Ingress:
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
-        from serving.http_edge import release_reset_connections
-        from serving.metrics import Metrics
+        from serving.http_edge import RAY_HTTP_CALLBACK, release_reset_connections
+        from serving.metrics import Metrics, serve_metrics
         from serving.telemetry import configure_logging, configure_tracing
 
         release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
@@ -121,12 +121,27 @@ class Ingress:
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)
+        server = settings.server
+        self._metrics_server = None
+        if server.metrics_port is not None:
+            started = serve_metrics(metrics.registry, server.metrics_host, server.metrics_port,
+                                    tries=server.ingress_replicas)
+            self._metrics_server = started[0] if started else None
+        if os.environ.get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") != RAY_HTTP_CALLBACK:
+            log.warning("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH is not %s: Ray Serve keeps and echoes any "
+                        "x-request-id a caller sends (set it on every Ray node before `ray start`)", RAY_HTTP_CALLBACK)
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
         gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
         if gateway is not None:
             await gateway.close()
+        metrics_server = getattr(self, "_metrics_server", None)
+        if metrics_server is not None:
+            import asyncio
+
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

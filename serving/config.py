@@ -62,7 +62,33 @@ class ServerConfig(_Strict):
         description="HTTP front of Ray Serve: `haproxy` (Ray 2.60's HAProxy mode with direct ingress; far less "
         "per-request overhead, see benchmarks/RESULTS.md) or `serve` (the Python proxy actor)",
     )
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(
+        600.0, gt=0,
+        description="the longest a request may take, from its first byte in to its last byte out (streams "
+        "included), local and commercial alike: past it the caller gets a 504 `request_timeout` (or, mid-stream, "
+        "an error event), the backend's work is cancelled and the audit record says so. A model may set a "
+        "shorter one (models[].request_timeout_s)",
+    )
+    classification_deadline_ms: float = Field(
+        250.0, gt=0, le=60_000,
+        description="the classifier's time limit per request; past it the request is TOP SECRET (fail closed). "
+        "`sovereign bench classify-worst` measures the costliest bodies of a given size against it (on a 2-vCPU VM "
+        "the default covers every shape up to about 350 KB: benchmarks/RESULTS.md)",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="address of the Prometheus metrics listener, kept off the API port (the chart sets the pod's)",
+    )
+    metrics_port: int | None = Field(
+        9464, ge=1, le=65535,
+        description="port of the Prometheus metrics listener (GET /metrics); with several router replicas on one "
+        "host each takes the next free one up to metrics_port + ingress_replicas - 1. null: no listener",
+    )
+    api_docs: Literal["off", "authenticated", "public"] = Field(
+        "authenticated",
+        description="the OpenAPI document at /openapi.json: `authenticated` (an API key is needed), `off`, or "
+        "`public` (also the interactive /docs and /redoc pages; development only)",
+    )
     drain_timeout_s: float = Field(
         20.0, gt=0, le=3600,
         description="when the server stops or a replica is replaced, how long requests in flight (streams "
@@ -202,6 +228,8 @@ class ModelRouteConfig(_Strict):
     name: str = Field(min_length=1, max_length=128)
     route: list[str] = Field(min_length=1)
     description: str | None = None
+    request_timeout_s: float | None = Field(
+        None, gt=0, description="a shorter time limit than server.request_timeout_s for this model's requests")
 
 
 class Settings(BaseSettings):

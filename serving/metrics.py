@@ -1,8 +1,17 @@
-"""Prometheus metrics of the router. Labels are bounded: configured names and levels only, never caller input."""
+"""Prometheus metrics of the router. Labels are bounded: configured names and levels only, never caller input.
+
+They are served on a listener of their own (``server.metrics_host``/``metrics_port``), never on the API port: they
+show traffic by level and how much goes to commercial backends, which is for the operator's Prometheus alone.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("sovereign.metrics")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -38,3 +47,19 @@ class Metrics:
         self.audit_write.observe(seconds)
         if not ok:
             self.audit_failures.inc()
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int, *, tries: int = 1) -> tuple[Any, int] | None:
+    """Serve ``registry`` at ``http://host:PORT/metrics`` on the first free port of ``port .. port + tries - 1``
+    (one per router replica on a host) from a daemon thread. Returns ``(server, port)``; ``None``, with a warning
+    in the log, when none is free: the API keeps serving without metrics rather than failing to start."""
+    from prometheus_client import start_http_server
+
+    for candidate in range(port, port + max(1, tries)):
+        try:
+            server, _thread = start_http_server(candidate, addr=host, registry=registry)
+        except OSError:
+            continue
+        return server, server.server_port  # port 0: the one the kernel chose
+    log.warning("metrics listener not started: no free port")
+    return None

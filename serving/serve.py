@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
+from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
 from serving.serve_config import APP_NAME
 
@@ -104,7 +105,10 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
-           "OTEL_SERVICE_NAME": settings.telemetry.service_name}
+           "OTEL_SERVICE_NAME": settings.telemetry.service_name,
+           # Serve's proxy and direct-ingress replicas keep a caller's x-request-id only if it is a UUID or a hex
+           # token, and drop the headers that steer Serve itself (serving/http_edge.py, RequestIdGuard).
+           "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK}
     if _isolates_cpu_engines(settings):
         from serving.placement import HOST_CPUS_ENV, format_cpus
 

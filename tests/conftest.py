@@ -70,7 +70,7 @@ def commercial(fake_commercial: FakeOpenAIServer) -> FakeOpenAIServer:
 
 def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str) -> dict:
     return {
-        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536},
+        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port()},
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": [
@@ -91,6 +91,9 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
             {"name": "commercial-only", "route": ["commercial"]},
             {"name": "embeddings", "route": ["embed"]},
             {"name": "embeddings-commercial-first", "route": ["commercial", "embed"]},
+            # Short time limits (server.request_timeout_s stays at its default for everything else).
+            {"name": "local-deadline", "route": ["local"], "request_timeout_s": 1.5},
+            {"name": "commercial-deadline", "route": ["commercial"], "request_timeout_s": 1.5},
         ],
     }
 

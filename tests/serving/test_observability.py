@@ -114,7 +114,7 @@ def test_metrics_parse_and_move(gw: InProcessGateway) -> None:
                     return s.value
         return 0.0
 
-    metrics_url = gw.base_url.removesuffix("/v1") + "/metrics"
+    metrics_url = gw.metrics_url
     before = httpx.get(metrics_url).text
     gw.commercial.set_fault("ok")
     gw.uk.set_fault("status", status=503)
@@ -148,7 +148,7 @@ def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporte
                headers=gw.headers)
     time.sleep(0.2)
     span_dump = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
-    metrics = httpx.get(gw.base_url.removesuffix("/v1") + "/metrics").text
+    metrics = httpx.get(gw.metrics_url).text
     assert CANARY not in span_dump
     assert CANARY not in metrics
     assert CANARY not in logs.getvalue()

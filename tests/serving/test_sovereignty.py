@@ -211,7 +211,7 @@ def test_overflow_sends_low_risk_to_commercial_but_keeps_sensitive_local(app: Ru
     assert sensitive_backends == {"local"}
     assert "commercial" in low_risk, low_risk
     assert NHS not in json.dumps(commercial.received)
-    metrics = httpx.get(f"{app.root}/metrics").text
+    metrics = httpx.get(app.metrics_url).text
     assert 'sovereign_overflows_total{backend="local",model="default"}' in metrics
 
 

@@ -34,6 +34,11 @@ class RunningApp:
     def headers(self, caller: str = "tester") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[caller]}"}
 
+    @property
+    def metrics_url(self) -> str:
+        """The router's Prometheus listener (config server.metrics_port), off the API port."""
+        return f"http://127.0.0.1:{self.config['server']['metrics_port']}/metrics"
+
 
 def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
               env: dict[str, str] | None = None, own_session: bool = False) -> RunningApp:

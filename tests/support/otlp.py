@@ -20,6 +20,9 @@ class CollectedSpan:
     name: str
     service: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()  # event names ("exception" when an exception was recorded)
+    status_code: int = 0  # 0 unset, 1 ok, 2 error
+    status_message: str = ""
 
 
 def _value(any_value: Any) -> Any:
@@ -65,7 +68,9 @@ class OTLPCollector:
                         trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
                         parent_span_id=span.parent_span_id.hex(), name=span.name,
                         service=str(resource.get("service.name", "")),
-                        attributes={a.key: _value(a.value) for a in span.attributes}))
+                        attributes={a.key: _value(a.value) for a in span.attributes},
+                        events=tuple(e.name for e in span.events), status_code=span.status.code,
+                        status_message=span.status.message))
         with self._lock:
             self.raw.append(body)
             self.spans.extend(spans)
