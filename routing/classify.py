@@ -41,6 +41,7 @@ MAX_TEXT_BYTES = 64 << 20  # far above the server's body limit; bounds what one 
 _CHECK_NODES = 4096  # the walk looks at the clock every this many nodes
 _clock = time.perf_counter
 _SEPARATOR = b"\n\n"  # each string starts a new "document": banners at its start are at a line start
+_SEPARATOR_TEXT = _SEPARATOR.decode()
 
 ERROR_SIGNAL = "classification_error"
 TIMEOUT_SIGNAL = "classification_timeout"
@@ -54,6 +55,7 @@ _PART_KINDS = {
     "file": "file", "input_file": "file", "document": "file",
 }
 _PART_KEYS = {"image_url": "image", "input_audio": "audio", "video_url": "video", "file_data": "file"}
+_PART_KEY_SET = frozenset(_PART_KEYS)
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 # Top-level fields that hold token ids rather than text.
 _TOKEN_FIELDS = ("prompt", "input")
@@ -134,11 +136,18 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
     """Every string of ``body`` (keys too), long integers as text, joined text parts, unreadable parts."""
     found = _Body()
     texts = found.texts
+    unread: set[str] = set()  # top-level fields that hold no text: not walked
     for key in _TOKEN_FIELDS:
         if _holds_token_ids(body.get(key)):
             found.cannot_read("token_ids")
-    if body.get("logit_bias") or body.get("prompt_embeds"):
-        found.cannot_read("token_ids")
+            unread.add(key)
+    for key in ("logit_bias", "prompt_embeds"):
+        if body.get(key):
+            found.cannot_read("token_ids")
+            unread.add(key)
+    if unread:
+        texts.extend(unread)  # the keys themselves, as every key is scanned
+        body = {key: value for key, value in body.items() if key not in unread}
     stack: list[tuple[Any, int]] = [(body, 0)]
     nodes = 0
     while stack:
@@ -148,38 +157,47 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
             raise _Unscannable
         if nodes % _CHECK_NODES == 0:
             deadline.check()
-        if isinstance(node, str):
+        kind_of_node = type(node)
+        if kind_of_node is str:
             texts.append(node)
             if "base64," in node:
                 _data_urls(node, found)
-        elif isinstance(node, Mapping):
+        elif kind_of_node is dict or (kind_of_node is not list and isinstance(node, Mapping)):
             kind = node.get("type")
-            if isinstance(kind, str) and kind in _PART_KINDS:
+            if type(kind) is str and kind in _PART_KINDS:
                 found.cannot_read(_PART_KINDS[kind])
-            else:
+            elif not _PART_KEY_SET.isdisjoint(node.keys()):
                 for key, part in _PART_KEYS.items():
                     if node.get(key):
                         found.cannot_read(part)
                         break
             # Keys too: clients put data in metadata keys as readily as in values.
-            for key, value in reversed(list(node.items())):
-                if depth == 0 and type(value) is int:
-                    pass  # top-level numbers are parameters (seed, max_tokens), not content
-                else:
-                    stack.append((value, depth + 1))
-                if isinstance(key, str):
-                    stack.append((key, depth + 1))
-        elif isinstance(node, list | tuple):
+            below = depth + 1
+            for key, value in reversed(node.items()):
+                if depth or type(value) is not int:  # top-level numbers are parameters (seed, max_tokens)
+                    stack.append((value, below))
+                if type(key) is str:
+                    stack.append((key, below))
+        elif kind_of_node is list or isinstance(node, tuple):
             if len(node) > 1:
+                if all(type(item) is str for item in node):  # a list of strings (input, stop): no stack
+                    nodes += len(node)
+                    texts.extend(node)
+                    continue
                 joined = _joined_text_parts(node)
                 if joined is not None:
                     texts.append(joined)
             stack.extend((item, depth + 1) for item in reversed(node))
-        elif isinstance(node, bool) or node is None or isinstance(node, float):
-            continue
-        elif isinstance(node, int):
+        elif kind_of_node is int:
             if abs(node) >= _MIN_IDENTIFIER_INT:
                 texts.append(str(node))
+        elif node is None or kind_of_node is bool or kind_of_node is float:
+            continue
+        elif isinstance(node, str):  # a str subclass
+            texts.append(str(node))
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if abs(node) >= _MIN_IDENTIFIER_INT:
+                texts.append(str(int(node)))
         else:
             raise _Unscannable
     for kind in found.data_urls - found.unscanned.keys():
@@ -268,6 +286,11 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
 
     ASCII strings go in as they are: their line breaks and control characters are normalised only when the
     first pass finds any (``_scan``), which saves a pass over the common text that has none."""
+    joined = _SEPARATOR_TEXT.join(texts)
+    if len(joined) > MAX_TEXT_BYTES:
+        raise _Unscannable
+    if joined.isascii():  # the usual case: one C pass, however many strings
+        return joined.encode(), []
     pieces: list[bytes] = []
     folded: list[str] = []
     size = 0

@@ -479,7 +479,7 @@ _SP = rb"[ \t]{0,3}"  # optional spaces between the groups of an alphanumeric id
 IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector("nhs_number", OS, _digit_id(rb"\d{3}" + _SEP + rb"\d{3}" + _SEP + rb"\d{4}"), _nhs_number,
              also=(("utr", OS),)),
-    Detector("utr", OS, _digit_id(rb"\d{5}" + _SP + rb"\d{5}K?"), _utr_number),
+    Detector("utr", OS, _digit_id(rb"\d{5}" + _SP + rb"\d{5}K?"), _utr_number, requires=_UTR_CONTEXT),
     Detector(
         "ni_number",
         OS,
@@ -488,13 +488,13 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     ),
     Detector("pnc_id", OS, _alnum_id(rb"(?:19|20)\d{2}/?\d{7}[A-Z]"), _pnc_long),
     Detector("pnc_id", OS, _alnum_id(rb"\d{2}/\d{1,7}[A-Z]"), _pnc_short),
-    Detector("pnc_id", OS, _alnum_id(rb"\d{3,9}[A-Z]"), _pnc_bare),
+    Detector("pnc_id", OS, _alnum_id(rb"\d{3,9}[A-Z]"), _pnc_bare, requires=_PNC_CONTEXT),
     Detector("cro_number", OS, _alnum_id(rb"\d{1,6}/\d{2}[A-Z]"), _cro_standard),
     Detector("cro_number", OS, _alnum_id(rb"SF\d{2}/\d{1,6}[A-Z]"), _cro_search_file),
     Detector("prison_number", OS, _alnum_id(rb"[A-Z]\d{4}[A-Z]{2}"), _prison_number),
-    Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn),
+    Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn, requires=_CRN_CONTEXT),
     Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}")),
-    Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits),
+    Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits, requires=_PASSPORT_CONTEXT),
     Detector(
         "driving_licence",
         OS,
@@ -507,6 +507,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         rb"\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
         rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b",
         _sort_code_account,
+        requires=_BANK_CONTEXT,
     ),
     Detector(
         "iban",

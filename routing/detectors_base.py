@@ -62,6 +62,9 @@ class Detector:
     # Extra signal types this row may return, with their levels (e.g. a 10-digit row that can say "utr").
     also: tuple[tuple[str, Level], ...] = field(default=())
     trigger: bytes | None = None
+    # Context words without which the validator accepts no candidate: when none occurs anywhere in the text, the
+    # row is not searched at all (one RE2 pass instead of a validator call for every 10-digit number of a dump).
+    requires: Words | None = None
 
 
 class ScanTimeout(Exception):
@@ -129,6 +132,12 @@ class Regex:
 
 
 _CHECK_EVERY = 64
+MAX_COUNT = 64  # a row stops looking in a range once it has counted this many of its own signal
+# Candidates validated in one scan, at most. Past it the text is a dump of identifier-shaped data (tens of
+# thousands of numbers): the scan stops with FLOOD_SIGNAL (OFFICIAL-SENSITIVE) instead of running past the
+# deadline, which would make the request TOP SECRET.
+MAX_CANDIDATES = 20_000
+FLOOD_SIGNAL = "identifier_flood"
 LOCALIZE_ABOVE = 16 << 10  # bytes of text above which the second pass searches each row only where it occurs
 LOCALIZE_BLOCK = 2 << 10  # about how much text one block of lines holds
 _MAX_RANGES = 64  # per row; a range may also cover blocks without candidates, which finds nothing more
@@ -157,10 +166,11 @@ class Scanner:
         self.present = rows.Match
         self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self._rows = tuple(
-            (det.signal, det.validate, regex._match, regex.groupindex, regex.groupindex.get(b"v", 0))
+            (det.signal, det.validate, regex._match, regex.groupindex, regex.groupindex.get(b"v", 0),
+             det.requires._match if det.requires is not None else None)
             for det, regex in zip(self.detectors, self._regexes, strict=True)
         )
-        self.levels: dict[str, Level] = {}
+        self.levels: dict[str, Level] = {FLOOD_SIGNAL: Level.OFFICIAL_SENSITIVE}
         for det in self.detectors:
             self.levels[det.signal] = det.level
             self.levels.update(det.also)
@@ -186,8 +196,12 @@ class Scanner:
         else:
             where = self._where(text, rows)
         for index, ranges in where:  # rows in any order: only the justice row keeps state
-            signal, validate, match, names, value = self._rows[index]
+            signal, validate, match, names, value, requires = self._rows[index]
+            if requires is not None and requires(_UNANCHORED, text, 0, size)[0][0] < 0:
+                continue
             for pos, end in ranges:
+                if counts.get(signal, 0) >= MAX_COUNT:
+                    break
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     spans = match(_UNANCHORED, text, pos, end)
                     start, stop = spans[0]
@@ -197,11 +211,17 @@ class Scanner:
                         spans = (spans[value], *spans[1:])
                         start, stop = spans[0]
                     n += 1
-                    if n % _CHECK_EVERY == 0 and clock() > deadline:
-                        raise ScanTimeout
+                    if n % _CHECK_EVERY == 0:
+                        if clock() > deadline:
+                            raise ScanTimeout
+                        if n >= MAX_CANDIDATES:  # a dump of identifier-shaped data: certainly not for export
+                            counts[FLOOD_SIGNAL] = 1
+                            return counts
                     found = signal if validate is None else validate(_new(Candidate, (text, spans, names)), text, state)
                     if found is not None:
-                        counts[found] = counts.get(found, 0) + 1
+                        counts[found] = count = counts.get(found, 0) + 1
+                        if count >= MAX_COUNT and found == signal:
+                            break  # the signal is certain; more of them would only cost time (a dump of them)
                         pos = stop if stop > start else stop + 1
                     else:
                         # A rejected candidate may overlap a valid one that starts inside it: search on from
