@@ -33,6 +33,13 @@ class Metrics:
         self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
                                      buckets=_FAST_BUCKETS, registry=r)
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
+        self.audit_ship_backlog = Gauge("sovereign_audit_ship_backlog_records", "Audit records written locally and "
+                                        "not yet accepted by the shipping sink (SIEM)", registry=r)
+        self.audit_ship_failures = Counter("sovereign_audit_ship_failures", "Failed sends to the audit shipping "
+                                           "sink (what: ship) or the anchor sink (what: anchor)", ["what"],
+                                           registry=r)
+        self.audit_anchor_time = Gauge("sovereign_audit_anchor_last_timestamp_seconds",
+                                       "Unix time of the last anchor of the audit chain's head", registry=r)
 
     def on_audit_write(self, seconds: float, ok: bool) -> None:
         self.audit_write.observe(seconds)
