@@ -298,6 +298,38 @@ def make_sink(config: ShippingConfig, service_name: str = "sovereign-inference")
     return SyslogSink(config) if config.kind == "syslog" else OTLPSink(config, service_name)
 
 
+def load_anchors(source: Path | str, log_name: str) -> tuple[dict[int, str], str | None]:
+    """{line: head} of the anchors of ``log_name`` in ``source``, and the time of the latest.
+
+    ``source`` holds one anchor per line: the anchor file itself, or an export of the shipping sink's anchor
+    messages (a syslog file: the JSON object is found after the header). Other lines are skipped. Two anchors
+    naming the same line with different heads raise ``ValueError`` (the log was rewritten between them, or two
+    logs share a name). Raises ``OSError`` when the source cannot be read.
+    """
+    anchors: dict[int, str] = {}
+    latest: str | None = None
+    with open(source, "rb") as fh:
+        for raw in fh:
+            start = raw.find(b"{")
+            if start < 0:
+                continue
+            try:
+                obj = json.loads(raw[start:])
+            except ValueError:
+                continue
+            if not isinstance(obj, dict) or obj.get("type") != ANCHOR_TYPE or obj.get("log") != log_name:
+                continue
+            lines, head = obj.get("lines"), obj.get("head")
+            if not isinstance(lines, int) or lines < 1 or not isinstance(head, str) or len(head) != 64:
+                continue
+            if anchors.setdefault(lines, head) != head:
+                raise ValueError(f"two anchors name line {lines} with different heads")
+            ts = obj.get("ts")
+            if isinstance(ts, str) and (latest is None or ts > latest):
+                latest = ts
+    return anchors, latest
+
+
 # --------------------------------------------------------------------------------------------- cursor
 
 
