@@ -497,7 +497,7 @@ def _fast_line(raw: bytes) -> tuple[str, str] | None:
         line = _Line.model_validate_json(raw)
     except ValidationError:
         return None
-    if not _REQUIRED_LINE_FIELDS <= line.model_fields_set:
+    if not line.model_fields_set >= _REQUIRED_LINE_FIELDS:
         return None
     member = b'"hash":"' + line.hash.encode() + b'",'  # never first or last in sorted keys
     at = raw.find(member)
