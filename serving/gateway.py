@@ -26,8 +26,9 @@ from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter
+from serving import genai_semconv as genai
 from serving import strict
-from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened
+from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
 from serving.config import Settings
 from serving.errors import (
     APIError,
@@ -203,7 +204,8 @@ class Gateway:
             started = time.perf_counter()
             try:
                 with tracer.start_as_current_span("sovereign.backend_attempt", kind=SpanKind.CLIENT, attributes={
-                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign}) as span:
+                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign,
+                        **genai.attempt_attributes(self.settings, name, state.endpoint)}) as span:
                     try:
                         opened = await backend.open(state.endpoint, body, request_id=state.request_id,
                                                     trace_headers=_trace_headers() if backend.sovereign else {})
@@ -212,6 +214,8 @@ class Gateway:
                         span.set_attribute("sovereign.reason", str(exc))
                         raise
                     span.set_attribute("sovereign.outcome", "ok")
+                    span.set_attributes(genai.response_attributes(opened))
+                    opened = genai.observed(opened)
             except BackendFailure as failure:
                 state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason,
                                               ms=_ms(started)))
@@ -270,7 +274,8 @@ class Gateway:
                 self.metrics.itl.labels(name).observe(
                     (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1))
             span.set_attributes({"sovereign.outcome": outcome, "sovereign.chunks": chunks,
-                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0})
+                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0,
+                                 **genai.response_attributes(opened)})
             if outcome != "ok":
                 span.set_status(StatusCode.ERROR, reason or outcome)
             span.end()
@@ -354,7 +359,9 @@ class Gateway:
                              "sovereign.backend": state.backend or "", "sovereign.model": state.model or "",
                              "http.response.status_code": state.status,
                              "sovereign.prompt_tokens": state.prompt_tokens or 0,
-                             "sovereign.completion_tokens": state.completion_tokens or 0})
+                             "sovereign.completion_tokens": state.completion_tokens or 0,
+                             **genai.request_attributes(state.endpoint, state.model,
+                                                        Usage(state.prompt_tokens, state.completion_tokens))})
         if state.status >= 500:
             span.set_status(StatusCode.ERROR)
         span.end()
