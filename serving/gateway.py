@@ -160,6 +160,7 @@ class Gateway:
                                  "sovereign.signal_types": [s.type for s in classification.signals],
                                  "sovereign.local_only": classification.local_only})
         self.metrics.classification.observe(time.perf_counter() - started)
+        self.metrics.on_classification(s.type for s in classification.signals)
         state.classification = classification
 
         model = body.get("model")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -33,6 +35,9 @@ class Metrics:
         self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
                                      buckets=_FAST_BUCKETS, registry=r)
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
+        self.classification_failures = Counter(
+            "sovereign_classification_failures", "Requests the classifier could not finish (reason: error or timeout); "
+            "they were treated as TOP SECRET (fail closed)", ["reason"], registry=r)
         self.audit_ship_backlog = Gauge("sovereign_audit_ship_backlog_records", "Audit records written locally and "
                                         "not yet accepted by the shipping sink (SIEM)", registry=r)
         self.audit_ship_failures = Counter("sovereign_audit_ship_failures", "Failed sends to the audit shipping "
@@ -40,6 +45,12 @@ class Metrics:
                                            registry=r)
         self.audit_anchor_time = Gauge("sovereign_audit_anchor_last_timestamp_seconds",
                                        "Unix time of the last anchor of the audit chain's head", registry=r)
+
+    def on_classification(self, signal_types: Iterable[str]) -> None:
+        """Count a classification that failed closed (its ``classification_error``/``_timeout`` signal)."""
+        for signal in signal_types:
+            if signal in ("classification_error", "classification_timeout"):
+                self.classification_failures.labels(signal.removeprefix("classification_")).inc()
 
     def on_audit_write(self, seconds: float, ok: bool) -> None:
         self.audit_write.observe(seconds)
