@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import ssl
+import stat
 import struct
 import termios
 import threading
@@ -371,13 +372,14 @@ def save_cursor(path: Path, position: Position) -> None:
         os.close(dfd)
 
 
-def read_items(fh, position: Position, limit: int) -> tuple[list[Item], Position]:
-    """Up to ``limit`` complete lines after ``position`` (a line still being written is left for later)."""
+def read_items(fh, position: Position, limit: int, end: int) -> tuple[list[Item], Position]:
+    """Up to ``limit`` complete lines between ``position`` and byte ``end`` (a line still being written is left
+    for later)."""
     fh.seek(position.offset)
     items: list[Item] = []
     offset, lines, head = position.offset, position.lines, position.head
-    while len(items) < limit:
-        raw = fh.readline()
+    while len(items) < limit and offset < end:
+        raw = fh.readline(end - offset)
         if not raw.endswith(b"\n"):
             break
         offset += len(raw)
@@ -524,12 +526,15 @@ class AuditShipper:
             return False, False
         progressed = failed = False
         with fh:
-            size = os.fstat(fh.fileno()).st_size
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):  # e.g. /dev/full: nothing to tail (the writer refuses egress)
+                return False, True
+            size = info.st_size
             if size < self.position.offset or size < self._tail.offset:
                 log.error("audit log %s is shorter than already shipped: it was truncated or replaced", self.path)
                 self.position = self._tail = Position()  # ship what is there now; anchors will show the loss
             if self.sink is not None:
-                items, after = read_items(fh, self.position, self.config.batch_records)
+                items, after = read_items(fh, self.position, self.config.batch_records, size)
                 if items or after != self.position:
                     try:
                         if items:
