@@ -460,6 +460,7 @@ class AuditShipper:
         self._lock_fd: int | None = None
         self.position = Position()  # shipped so far (sink only)
         self._tail = Position()  # counted so far (anchors)
+        self._counted = (0, 0)  # (offset, lines) counted so far (backlog)
         self._anchored: tuple[int, str] | None = None
         self._next_anchor = time.monotonic() + (anchors.interval_s if anchors else 0)
         self._thread = threading.Thread(target=self._run, name=f"audit-shipper:{self.path.name}", daemon=True)
@@ -574,17 +575,21 @@ class AuditShipper:
         return True
 
     def _backlog(self, fh, size: int) -> None:
+        """Lines written but not yet shipped; new bytes are counted once (a long outage is not re-read each try)."""
         if self._on_backlog is None:
             return
-        fh.seek(self.position.offset)
-        remaining, count = size - self.position.offset, 0
-        while remaining > 0:
-            chunk = fh.read(min(remaining, 1 << 20))
+        offset, lines = self._counted
+        if not self.position.offset <= offset <= size:
+            offset, lines = self.position.offset, self.position.lines
+        fh.seek(offset)
+        while offset < size:
+            chunk = fh.read(min(size - offset, 1 << 20))
             if not chunk:
                 break
-            count += chunk.count(b"\n")
-            remaining -= len(chunk)
-        self._on_backlog(count)
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+        self._counted = (offset, lines)
+        self._on_backlog(lines - self.position.lines)
 
     def _failure(self, what: str) -> None:
         if self._on_failure is not None:
