@@ -451,6 +451,7 @@ class AuditShipper:
                  on_anchor: Callable[[float], None] | None = None) -> None:
         self.path = Path(audit_path)
         self.sink, self.anchor_sink = sink, anchor_sink
+        # Anchors only (no sink): the default timings (poll, retry, cursor beside the log) still apply.
         self.config = shipping or ShippingConfig(kind="syslog", endpoint="-:0")
         self.anchors = anchors
         self.cursor_path = Path(self.config.cursor_path or f"{self.path}.cursor")
