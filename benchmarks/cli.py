@@ -1,4 +1,4 @@
-"""``sovereign bench serve|compare|overhead|classify|classify-worst``: the benchmark suite's command line."""
+"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify``: the benchmark suite's command line."""
 
 from __future__ import annotations
 
@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("classify", help="classifier throughput (see `sovereign bench classify --help`)", add_help=False)
     sub.add_parser("classify-worst", help="classifier time on the costliest bodies under the size limit "
                    "(see `sovereign bench classify-worst --help`)", add_help=False)
+    sub.add_parser("audit-verify", help="`audit verify` on a generated log of N records (default ten million)",
+                   add_help=False)
     return parser
 
 
@@ -253,6 +255,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.classify_worst import main as worst_main
 
         return worst_main(argv[1:])
+    if argv[:1] == ["audit-verify"]:
+        from benchmarks.audit_verify import main as audit_verify_main
+
+        return audit_verify_main(argv[1:])
     args = _parser().parse_args(argv)
     return {"serve": _serve, "compare": _compare, "overhead": _overhead}[args.command](args)
 

@@ -6,6 +6,7 @@ on a VM cluster, and KubeRay's ``serveConfigV2`` (``import_path: serving.app:bui
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -99,6 +100,7 @@ class Ingress:
 
     def __init__(self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle]) -> None:
         from routing.audit import AuditLog
+        from routing.audit_ship import start_shipper
         from routing.keys import KeyStore, ReloadingKeyStore
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
@@ -120,6 +122,12 @@ class Ingress:
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
+        # Ships the records to the SIEM and anchors the head (when configured); never blocks a request.
+        self.audit_shipper = start_shipper(
+            settings.audit.path, settings.audit.shipping, settings.audit.anchors,
+            service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
+            on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
+            on_anchor=metrics.audit_anchor_time.set)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)
         server = settings.server
         self._metrics_server = None
@@ -136,10 +144,11 @@ class Ingress:
         gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
         if gateway is not None:
             await gateway.close()
+        shipper = getattr(self, "audit_shipper", None)
+        if shipper is not None:  # after the audit log is drained: ship its last records, write a last anchor
+            await asyncio.to_thread(shipper.close)
         metrics_server = getattr(self, "_metrics_server", None)
         if metrics_server is not None:
-            import asyncio
-
             await asyncio.to_thread(metrics_server.shutdown)
             metrics_server.server_close()
 

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("routing.keys", "API keys: `keys create --caller NAME`"),
     "models": ("models.cli", "prepare and verify model weights: `models prepare [NAME]`"),
     "config": ("serving.serve_config", "render the Ray Serve config for `serve deploy` from a config file"),
+    "transparency": ("serving.transparency", "an Algorithmic Transparency Recording Standard record of the config"),
     "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify`"),
 }
 

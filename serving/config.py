@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from routing.audit_ship import AnchorConfig, ShippingConfig
 from routing.levels import LEVEL_LABELS, Level
 
 ENV_PREFIX = "SOVEREIGN_"
@@ -108,7 +109,22 @@ class ServerConfig(_Strict):
 
 
 class AuditConfig(_Strict):
+    """The local hash-chained log (always), and where its records and head also go (routing/audit_ship.py)."""
+
     path: Path = Path("var/audit.jsonl")
+    shipping: ShippingConfig | None = Field(
+        None, description="every record also goes, in order and without loss, to the SIEM (OTLP logs or syslog)")
+    anchors: AnchorConfig | None = Field(
+        None, description="the chain's head written at an interval to a second place (`audit verify --anchors`)")
+
+    @model_validator(mode="after")
+    def _anchor_sink(self) -> AuditConfig:
+        if self.anchors is not None:
+            if self.anchors.sink == "shipping" and self.shipping is None:
+                raise ValueError("audit.anchors.sink is 'shipping' but audit.shipping is not set")
+            if self.anchors.sink == "file" and self.anchors.path is None:
+                raise ValueError("audit.anchors.path is required when audit.anchors.sink is 'file'")
+        return self
 
 
 class AuthConfig(_Strict):

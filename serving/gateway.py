@@ -27,8 +27,9 @@ from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter
+from serving import genai_semconv as genai
 from serving import strict
-from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened
+from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
 from serving.config import Settings
 from serving.errors import (
     APIError,
@@ -110,6 +111,9 @@ class Gateway:
             "models": [{"name": m.name, "route": m.route} for m in settings.models],
         })
         self.classifier_sha256 = classifier_digest()
+        # Compile the detector table and build the normalisation tables now, not inside the first request's
+        # classification deadline (a cold first request on a busy host timed out and was refused as TOP SECRET).
+        classify_request({"messages": [{"role": "user", "content": "warm-up"}]}, deadline_s=60)
         self.timeouts = {m.name: m.request_timeout_s for m in settings.models if m.request_timeout_s is not None}
         self.classification_deadline_s = settings.server.classification_deadline_ms / 1000
         self.in_flight = 0
@@ -185,6 +189,7 @@ class Gateway:
                                  "sovereign.signal_types": [s.type for s in classification.signals],
                                  "sovereign.local_only": classification.local_only})
         self.metrics.classification.observe(time.perf_counter() - started)
+        self.metrics.on_classification(s.type for s in classification.signals)
         state.classification = classification
 
         model = body.get("model")
@@ -229,7 +234,8 @@ class Gateway:
             started = time.perf_counter()
             try:
                 with tracer.start_as_current_span("sovereign.backend_attempt", kind=SpanKind.CLIENT, attributes={
-                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign},
+                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign,
+                        **genai.attempt_attributes(self.settings, name, state.endpoint)},
                         **_NO_EXCEPTION_TEXT) as span:
                     try:
                         opened = await backend.open(state.endpoint, body, request_id=state.request_id,
@@ -242,6 +248,8 @@ class Gateway:
                         span.set_attribute("sovereign.outcome", "cancelled")
                         raise
                     span.set_attribute("sovereign.outcome", "ok")
+                    span.set_attributes(genai.response_attributes(opened))
+                    opened = genai.observed(opened)
             except BackendFailure as failure:
                 state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason,
                                               ms=_ms(started)))
@@ -325,7 +333,8 @@ class Gateway:
                 self.metrics.itl.labels(name).observe(
                     (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1))
             span.set_attributes({"sovereign.outcome": outcome, "sovereign.chunks": chunks,
-                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0})
+                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0,
+                                 **genai.response_attributes(opened)})
             if outcome != "ok":
                 span.set_status(StatusCode.ERROR, reason or outcome)
             span.end()
@@ -419,7 +428,9 @@ class Gateway:
                              "sovereign.backend": state.backend or "", "sovereign.model": state.model or "",
                              "http.response.status_code": state.status,
                              "sovereign.prompt_tokens": state.prompt_tokens or 0,
-                             "sovereign.completion_tokens": state.completion_tokens or 0})
+                             "sovereign.completion_tokens": state.completion_tokens or 0,
+                             **genai.request_attributes(state.endpoint, state.model,
+                                                        Usage(state.prompt_tokens, state.completion_tokens))})
         if state.error_code is not None:  # the code and type of a failure; never its message
             span.set_attribute("error.type", state.error_code)
         if state.status >= 500:

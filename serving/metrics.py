@@ -7,6 +7,7 @@ show traffic by level and how much goes to commercial backends, which is for the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +43,22 @@ class Metrics:
         self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
                                      buckets=_FAST_BUCKETS, registry=r)
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
+        self.classification_failures = Counter(
+            "sovereign_classification_failures", "Requests the classifier could not finish (reason: error or timeout); "
+            "they were treated as TOP SECRET (fail closed)", ["reason"], registry=r)
+        self.audit_ship_backlog = Gauge("sovereign_audit_ship_backlog_records", "Audit records written locally and "
+                                        "not yet accepted by the shipping sink (SIEM)", registry=r)
+        self.audit_ship_failures = Counter("sovereign_audit_ship_failures", "Failed sends to the audit shipping "
+                                           "sink (what: ship) or the anchor sink (what: anchor)", ["what"],
+                                           registry=r)
+        self.audit_anchor_time = Gauge("sovereign_audit_anchor_last_timestamp_seconds",
+                                       "Unix time of the last anchor of the audit chain's head", registry=r)
+
+    def on_classification(self, signal_types: Iterable[str]) -> None:
+        """Count a classification that failed closed (its ``classification_error``/``_timeout`` signal)."""
+        for signal in signal_types:
+            if signal in ("classification_error", "classification_timeout"):
+                self.classification_failures.labels(signal.removeprefix("classification_")).inc()
 
     def on_audit_write(self, seconds: float, ok: bool) -> None:
         self.audit_write.observe(seconds)

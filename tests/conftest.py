@@ -68,10 +68,15 @@ def commercial(fake_commercial: FakeOpenAIServer) -> FakeOpenAIServer:
     return fake_commercial
 
 
-def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str) -> dict:
+def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str,
+               otlp_endpoint: str | None = None) -> dict:
+    audit: dict = {"path": str(workdir / "audit.jsonl")}
+    if otlp_endpoint:  # the audit records and anchors also go to the loopback collector, as OTLP logs
+        audit["shipping"] = {"kind": "otlp", "endpoint": f"{otlp_endpoint}/v1/logs", "poll_s": 0.1}
+        audit["anchors"] = {"sink": "shipping", "interval_s": 5}
     return {
         "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port()},
-        "audit": {"path": str(workdir / "audit.jsonl")},
+        "audit": audit,
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": [
             {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
@@ -104,7 +109,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("app")
-    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url)
+    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint)
     keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
     running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial",
                                                     "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
