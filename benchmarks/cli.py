@@ -1,4 +1,4 @@
-"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify``: the benchmark suite's command line."""
+"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify``: the benchmarks command line."""
 
 from __future__ import annotations
 
