@@ -210,22 +210,24 @@ def _status(proc: psutil.Process) -> str:
         return psutil.STATUS_DEAD
 
 
-def remove_folder(path: str | Path, timeout_s: float = 3.0) -> bool:
+def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | None = None) -> bool:
     """Remove ``path`` in a helper process, waiting at most ``timeout_s``. A separate process because removing the
     folder has been seen to spin in the kernel (``shrink_dcache_parent``) right after the processes that held files
     in it were killed; a process stuck there cannot finish exiting, so it must not be the one whose exit matters.
-    Returns whether the folder is gone."""
+    Returns whether the folder is gone; ``helpers`` collects the helper's pid (it is not an orphan to kill)."""
     path = Path(path)
     if not path.exists():
         return True
     helper = subprocess.Popen([sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], True)",
                                str(path)], stdin=subprocess.DEVNULL, start_new_session=True)
+    if helpers is not None:
+        helpers.add(helper.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
         helper.wait(timeout=timeout_s)
     return not path.exists()
 
 
-def clear_stale(state: Path, reap: Callable[[], object] | None = None) -> list[str]:
+def clear_stale(state: Path, reap: Callable[[], object] | None = None, helpers: set[int] | None = None) -> list[str]:
     """Clear what servers recorded in ``state`` left behind when both their supervisor and their server are gone:
     their tagged processes, private folder and record. Servers still running are left alone. Returns one line per
     server cleared, saying what was killed."""
@@ -237,7 +239,7 @@ def clear_stale(state: Path, reap: Callable[[], object] | None = None) -> list[s
         if record is not None:
             killed = kill_all(lambda r=record: tagged(r.server_id, r.private) + recorded(r.members), timeout_s=10,
                               reap=reap)
-            remove_folder(record.private)
+            remove_folder(record.private, helpers=helpers)
             said.append(f"cleared an earlier server of this folder (pid {record.supervisor_pid}, port "
                         f"{record.port}): " + (f"killed {', '.join(killed)}" if killed else "nothing left running"))
         with contextlib.suppress(OSError):

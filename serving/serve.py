@@ -84,7 +84,9 @@ def _deployment_states(serve: Any) -> str:
     return ", ".join(parts)
 
 
-def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Callable[[], None]) -> bool:
+def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Callable[[], None],
+                progress_every_s: float = 3.0) -> bool:
+    next_progress = time.monotonic()
     while time.monotonic() < deadline and not stop.is_set():
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -92,7 +94,9 @@ def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Call
                     return True
         except OSError:
             pass
-        progress()
+        if time.monotonic() >= next_progress:
+            progress()
+            next_progress = time.monotonic() + progress_every_s
         stop.wait(1.0)
     return False
 

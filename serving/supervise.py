@@ -200,7 +200,7 @@ class Supervisor:
 
     def _run(self) -> int:
         lifeline.become_subreaper()
-        for line in lifeline.clear_stale(self.state, reap=self.reap):
+        for line in lifeline.clear_stale(self.state, reap=self.reap, helpers=self.helpers):
             self.terminal.note(line)
         host, port = self.settings.server.host, self.settings.server.port
         if lifeline.port_in_use(host, port):
@@ -277,7 +277,7 @@ class Supervisor:
         if killed:
             self._log_or_note(f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None)
         if not stuck:
-            if not lifeline.remove_folder(private, timeout_s=1.0):
+            if not lifeline.remove_folder(private, timeout_s=1.0, helpers=self.helpers):
                 self.terminal.note(f"{private} is left for the next start to remove")
             else:
                 record.unlink(missing_ok=True)
