@@ -146,10 +146,6 @@ def title(proc: psutil.Process) -> str:
     return f"{name} {script}" if name.startswith("python") and script else name
 
 
-def describe(procs: Iterable[psutil.Process]) -> str:
-    return ", ".join(f"{title(p)} ({p.pid})" for p in procs)
-
-
 def tagged(server_id: str, private: str | None = None, exclude: Iterable[int] = ()) -> list[psutil.Process]:
     """This user's live processes that belong to server ``server_id``: its tag in their environment, or its private
     folder in their command line. Zombies are left out (they hold nothing but a pid; their parent reaps them)."""

@@ -101,11 +101,12 @@ def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Call
     return False
 
 
-def _banner(settings: Settings, key: str | None) -> str:
+def _banner(settings: Settings, key: str | None, seconds: float) -> str:
     host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else "127.0.0.1"
     base = f"http://{host}:{settings.server.port}/v1"
     model = settings.models[0].name
-    lines = [f"Sovereign inference server ready at {base}", f"models: {', '.join(m.name for m in settings.models)}"]
+    lines = [f"Sovereign inference server ready at {base} (started in {seconds:.0f} s)",
+             f"models: {', '.join(m.name for m in settings.models)}"]
     if key:
         lines += [f"development API key (shown once, stored hashed in {settings.auth.keys_file}):", f"  {key}"]
     lines += [
@@ -248,8 +249,11 @@ def _ray_daemons_alive() -> bool:
     return all(name in names for name in RAY_DAEMONS)
 
 
-def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began: float) -> None:
-    """Drain, then stop Serve and Ray, within ``drain_timeout_s`` + ``STOP_MARGIN_S`` of ``began``."""
+def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began: float,
+              own_cluster: bool = True) -> None:
+    """Drain, then stop Serve and Ray, within ``drain_timeout_s`` + ``STOP_MARGIN_S`` of ``began``. On a cluster
+    this server did not start (``own_cluster`` False: joining one with an address) only this application goes:
+    Serve stays up for the cluster's other applications, and ``ray.shutdown()`` only disconnects."""
     drain = settings.server.drain_timeout_s
     deadline = began + drain + STOP_MARGIN_S
 
@@ -275,7 +279,7 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         else:  # nothing deployed yet, or Serve already gone
             report.note(f"drain skipped ({outcome})")
         # Serve's proxies and controller: Ray's shutdown stops them anyway, so only with time to spare for it.
-        if _ray_daemons_alive() and left(RAY_STOP_S + 2.0) > RAY_STOP_S:
+        if own_cluster and _ray_daemons_alive() and left(RAY_STOP_S + 2.0) > RAY_STOP_S:
             outcome = bounded(serve.shutdown, left(RAY_STOP_S + 2.0) - RAY_STOP_S,
                               abort=lambda: not _ray_daemons_alive())
             if outcome != "done":
@@ -289,7 +293,8 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
 
 
 def run(settings: Settings, key: str | None, private: Path, report: Reporter, stop: threading.Event,
-        supervisor: int | None) -> int:
+        supervisor: int | None, started: float) -> int:
+    """The server's life; ``started``: when this process started (monotonic), for the banner."""
     os.environ.update(_ray_env(settings, private))  # before Ray is imported: Serve reads some at import time
     import ray
     from ray import serve
@@ -334,7 +339,7 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
             report.fail(f"the application did not become ready in {READY_TIMEOUT_S} s; see the log")
             return 1
         report.end("application ready")
-        report.say(_banner(settings, key))
+        report.say(_banner(settings, key, time.monotonic() - started))
         stop.wait()
         stop_began = time.monotonic()
         return 0
@@ -375,6 +380,7 @@ def _server_main(args: argparse.Namespace) -> int:
     that could hang (os._exit once the stop is done)."""
     from serving import lifeline
 
+    started = time.monotonic()
     report = Reporter(args.channel)
     stop = threading.Event()
     _on_stop_signals(stop)
@@ -388,7 +394,7 @@ def _server_main(args: argparse.Namespace) -> int:
             report.begin("preparing the default models")
             settings, key = _dev_settings()
             report.end("default models ready")
-        code = run(settings, key, Path(args.private), report, stop, args.supervisor)
+        code = run(settings, key, Path(args.private), report, stop, args.supervisor, started)
     except ConfigError as exc:
         report.fail(str(exc))
         code = 2

@@ -146,13 +146,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         left = _leftovers()
     if not left:
         return
-    from serving.lifeline import describe
-
-    names = describe(left)
+    names = []
     for proc in left:
         with contextlib.suppress(psutil.Error):
+            names.append(f"{' '.join(proc.cmdline())[:80]} ({proc.pid})")
             proc.kill()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"the test session left processes running (now killed): {names}", red=True)
+        reporter.ensure_newline()
+        reporter.write_line(f"the test session left processes running (now killed): {'; '.join(names)}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
