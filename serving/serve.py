@@ -256,11 +256,13 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
     Serve stays up for the cluster's other applications, and ``ray.shutdown()`` only disconnects."""
     drain = settings.server.drain_timeout_s
     deadline = began + drain + STOP_MARGIN_S
+    # Only the daemons this process started can be watched; a cluster's own are its operator's business.
+    ray_alive = _ray_daemons_alive if own_cluster else lambda: True
 
     def left(cap: float) -> float:
         return min(cap, deadline - time.monotonic())
 
-    if not _ray_daemons_alive():
+    if not ray_alive():
         report.note("Ray's GCS or raylet had already exited (did they get the stop signal too?): requests in "
                     "flight were cut off; skipping the drain and Serve's shutdown")
     else:
@@ -268,7 +270,7 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         # Serve's controller force-stops a replica at drain_timeout_s and then removes the application: a little
         # more than drain_timeout_s in all when a request runs to the limit.
         outcome = bounded(lambda: serve.delete(APP_NAME, _blocking=True), left(drain + DRAIN_SLACK_S),
-                          abort=lambda: not _ray_daemons_alive())
+                          abort=lambda: not ray_alive())
         if outcome == "done":
             report.end("requests in flight finished, application removed")
         elif outcome == "timeout":
@@ -279,9 +281,8 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         else:  # nothing deployed yet, or Serve already gone
             report.note(f"drain skipped ({outcome})")
         # Serve's proxies and controller: Ray's shutdown stops them anyway, so only with time to spare for it.
-        if own_cluster and _ray_daemons_alive() and left(RAY_STOP_S + 2.0) > RAY_STOP_S:
-            outcome = bounded(serve.shutdown, left(RAY_STOP_S + 2.0) - RAY_STOP_S,
-                              abort=lambda: not _ray_daemons_alive())
+        if own_cluster and ray_alive() and left(RAY_STOP_S + 2.0) > RAY_STOP_S:
+            outcome = bounded(serve.shutdown, left(RAY_STOP_S + 2.0) - RAY_STOP_S, abort=lambda: not ray_alive())
             if outcome != "done":
                 report.note(f"Serve's shutdown cut short ({outcome})")
     report.begin("stopping Ray")

@@ -268,3 +268,69 @@ def test_progress_events_round_trip_and_render(tmp_path: Path) -> None:
         terminal.show(Event(kind="note", text="drain cut short"))
     text = (tmp_path / "term.txt").read_text()
     assert "starting Ray..." in text and "✓ Ray started" in text and "! drain cut short" in text
+
+
+class _FakeServe:
+    def __init__(self, delete_s: float) -> None:
+        self.delete_s = delete_s
+        self.calls: list[str] = []
+
+    def delete(self, name: str, _blocking: bool) -> None:
+        self.calls.append("delete")
+        time.sleep(self.delete_s)
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+class _FakeRay:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float,
+                 daemons_alive: bool = True) -> tuple[list[Event], _FakeServe, _FakeRay, float]:
+    from serving import serve as serve_module
+    from serving.config import load_settings
+
+    monkeypatch.setattr(serve_module, "_ray_daemons_alive", lambda: daemons_alive)
+    settings = load_settings(data={
+        "server": {"drain_timeout_s": drain},
+        "backends": [{"name": "remote", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
+                      "base_url": "http://127.0.0.1:9/v1", "api_key_env": "UNUSED_KEY", "model": "m"}],
+        "models": [{"name": "default", "route": ["remote"]}]})
+    read_fd, write_fd = os.pipe()
+    serve, ray = _FakeServe(delete_s), _FakeRay()
+    began = time.monotonic()
+    serve_module._stop_all(serve, ray, settings, Reporter(write_fd), began)
+    took = time.monotonic() - began
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        events = [e for e in map(parse, pipe.read().splitlines()) if e is not None]
+    return events, serve, ray, took
+
+
+def test_stop_drains_then_stops_serve_and_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    events, serve, ray, _ = _stop_events(monkeypatch, delete_s=0.1, drain=5)
+    assert serve.calls == ["delete", "shutdown"] and ray.calls == ["shutdown"]
+    assert [e.text for e in events if e.kind == "end"] == ["requests in flight finished, application removed",
+                                                          "Ray stopped"]
+    assert not [e for e in events if e.kind == "note"]
+
+
+def test_a_drain_that_runs_out_of_time_is_cut_short_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.serve import STOP_MARGIN_S
+
+    events, _, ray, took = _stop_events(monkeypatch, delete_s=60, drain=1)
+    assert took <= 1 + STOP_MARGIN_S
+    assert ray.calls == ["shutdown"]
+    assert any(e.kind == "note" and e.text.startswith("drain cut short") for e in events)
+
+
+def test_without_rays_daemons_the_drain_is_skipped_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    events, serve, ray, took = _stop_events(monkeypatch, delete_s=60, drain=20, daemons_alive=False)
+    assert serve.calls == [] and ray.calls == ["shutdown"] and took < 2
+    assert any(e.kind == "note" and "already exited" in e.text for e in events)
