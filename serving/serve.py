@@ -35,7 +35,8 @@ from serving.progress import Reporter
 from serving.serve_config import APP_NAME
 
 READY_TIMEOUT_S = 900
-STOP_MARGIN_S = 7.0  # beyond drain_timeout_s, for Serve's and Ray's own shutdown (supervise.FORCE_AFTER_S is 8)
+STOP_MARGIN_S = 6.0  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
+SWEEP_S = 1.5  # killing what Ray's shutdown left
 DRAIN_SLACK_S = 3.0  # beyond drain_timeout_s, for Serve to remove the application once its replicas stopped
 RAY_STOP_S = 3.0  # kept for Ray's shutdown (it stops its daemons one by one, up to a second each)
 RAY_DAEMONS = ("gcs_server", "raylet")
@@ -369,7 +370,7 @@ def _sweep(report: Reporter, private: Path | None, supervisor: int) -> None:
     if not server_id:
         return
     me = os.getpid()
-    killed = lifeline.kill_all(lambda: lifeline.tagged(server_id, exclude=[me]), timeout_s=2.0)
+    killed = lifeline.kill_all(lambda: lifeline.tagged(server_id, exclude=[me]), timeout_s=SWEEP_S)
     if killed:
         report.note(f"killed what Ray left running: {', '.join(killed)}")
     if os.getppid() != supervisor and private is not None and lifeline.remove_folder(private, timeout_s=1.0):

@@ -41,7 +41,7 @@ from serving.config import Settings
 from serving.progress import Event, Terminal, parse
 
 STOP_LIMIT_S = 10.0
-FORCE_AFTER_S = 8.0
+FORCE_AFTER_S = 8.0  # the server ends its stop by drain + serve.STOP_MARGIN_S + serve.SWEEP_S (7.5 s)
 EXIT_GRACE_S = 3.0  # the server said it is exiting: how long that may take before it is no longer waited for
 ORPHAN_CHECK_S = 2.0
 TICK_S = 0.25
@@ -107,7 +107,7 @@ class Supervisor:
         return found
 
     def _kill_orphans(self) -> None:
-        killed = lifeline.kill_all(self.orphans, timeout_s=5, reap=self.reap)
+        killed = lifeline.kill_all(self.orphans, timeout_s=1.0, reap=self.reap)
         if killed:
             # While the server stops, Ray's daemons go before their workers: expected, so only logged.
             self._log_or_note(f"killed {', '.join(killed)}: its parent in the server had died",
@@ -270,14 +270,17 @@ class Supervisor:
         if stuck:
             self.terminal.note(f"the server process ({server}) has not exited after its shutdown (stuck in the "
                                "kernel?); not waiting for it")
-        budget = 5.0 if self.stop_at is None else max(1.0, self.stop_at + self.settings.server.drain_timeout_s
-                                                       + STOP_LIMIT_S - 1.5 - time.monotonic())
+        # After a stop signal, what is left of the bound (less a little for this process's own exit) is shared by
+        # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty.
+        end = (time.monotonic() + 6.0 if self.stop_at is None
+               else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 0.3)
         killed = lifeline.kill_all(lambda: [p for p in lifeline.tagged(self.server_id, private) if p.pid != server]
-                                   + self.orphans(), timeout_s=min(5.0, budget), reap=self.reap)
+                                   + self.orphans(), timeout_s=max(0.5, end - time.monotonic() - 1.0), reap=self.reap)
         if killed:
             self._log_or_note(f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None)
         if not stuck:
-            if not lifeline.remove_folder(private, timeout_s=1.0, helpers=self.helpers):
+            if not lifeline.remove_folder(private, timeout_s=min(1.0, max(0.2, end - time.monotonic())),
+                                          helpers=self.helpers):
                 self.terminal.note(f"{private} is left for the next start to remove")
             else:
                 record.unlink(missing_ok=True)
