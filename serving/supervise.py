@@ -207,24 +207,30 @@ class Supervisor:
             self.terminal.fail(f"port {port} on {host} is in use by another program; stop it, or choose another "
                                "port (server.port, or SOVEREIGN_SERVER__PORT)")
             return 2
-        private = _private_folder()
         log_path = self.state / "log" / f"serve-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = log_path.open("ab")
+        except OSError as exc:
+            self.terminal.fail(f"cannot write the log under {self.state}: {exc}; start from a folder you can write to")
+            return 2
         self.log_path = log_path
+        private = _private_folder()
+        me = psutil.Process()
+        self.record = lifeline.ServerRecord(server_id=self.server_id, supervisor_pid=me.pid,
+                                            supervisor_started=me.create_time(), private=private, host=host, port=port)
+        record = lifeline.write_record(self.state, self.record)  # before the server starts: it may die at once
         self.terminal.say(f"sovereign serve: starting (log: {log_path})")
         read_fd, write_fd = os.pipe()
         command = [*self.command, "--supervisor", str(os.getpid()), "--private", private, "--channel", str(write_fd)]
-        with log_path.open("ab") as log:
+        with log:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          pass_fds=(write_fd,), process_group=0,
                                          env={**os.environ, lifeline.SERVER_ID_ENV: self.server_id})
         os.close(write_fd)
-        me = psutil.Process()
-        self.record = lifeline.ServerRecord(
-            server_id=self.server_id, supervisor_pid=me.pid, supervisor_started=me.create_time(),
-            server_pid=self.proc.pid, server_started=lifeline.started_at(self.proc.pid) or 0.0, private=private,
-            host=host, port=port)
-        record = lifeline.write_record(self.state, self.record)
+        self.record = self.record.model_copy(update={
+            "server_pid": self.proc.pid, "server_started": lifeline.started_at(self.proc.pid) or 0.0})
+        lifeline.write_record(self.state, self.record)
         stuck = self._wait(read_fd)
         with contextlib.suppress(OSError):
             while self._read_channel(read_fd, 0):

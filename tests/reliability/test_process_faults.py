@@ -332,7 +332,7 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
     streams: list[dict[str, Any]] = [{"events": []} for _ in range(3)]
 
     def read(state: dict[str, Any]) -> None:
-        body = {"model": "default", "stream": True, "max_tokens": 300, "ignore_eos": True,
+        body = {"model": "default", "stream": True, "max_tokens": 200, "ignore_eos": True,
                 "messages": [{"role": "user", "content": "Tell me everything"}]}
         with httpx.stream("POST", f"{successor.base_url}/chat/completions", headers=successor.headers("developer"),
                           json=body, timeout=120) as response:
