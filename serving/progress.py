@@ -91,16 +91,19 @@ def parse(line: bytes) -> Event | None:
 class Terminal:
     """The supervisor's side. Nothing here may stop the supervisor: a terminal that went away is ignored."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
+        self.errors = errors or (Console(stderr=True, highlight=False, soft_wrap=True) if console is None
+                                 else console)
+        self.failed = False  # a reason for the failure has been shown
         self._status: Status | None = None
         self._step = ""
         self._detail = ""
         self._began = 0.0
 
-    def _print(self, text: str, style: str | None = None) -> None:
+    def _print(self, text: str, style: str | None = None, console: Console | None = None) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.console.print(text, style=style, markup=False)
+            (console or self.console).print(text, style=style, markup=False)
 
     def _stop_spinner(self) -> None:
         if self._status is not None:
@@ -138,9 +141,10 @@ class Terminal:
             self._print(event.text)
         elif event.kind == "note":
             self._print(f"! {event.text}", style="yellow")
-        elif event.kind == "fail":
+        elif event.kind == "fail":  # on stderr, where scripts look for the reason
             self._stop_spinner()
-            self._print(f"✗ {event.text}", style="bold red")
+            self.failed = True
+            self._print(f"✗ {event.text}", style="bold red", console=self.errors)
 
     def tick(self) -> None:
         """Called a few times a second: keeps the elapsed time on the spinner current."""

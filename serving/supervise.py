@@ -291,7 +291,7 @@ class Supervisor:
             else:
                 record.unlink(missing_ok=True)
         code = self._exit_code(status)
-        if code != 0 and self.stop_at is None:
+        if code != 0 and self.stop_at is None and not self.terminal.failed:  # no reason given: the log's end
             self._show_log_tail(log_path)
         if self.stop_at is not None:
             self.terminal.say(f"stopped in {time.monotonic() - self.stop_at:.1f} s (exit status {code})")
@@ -305,7 +305,7 @@ class Supervisor:
         sig = os.WTERMSIG(status)
         if self.forced:
             return 1
-        self.terminal.fail(f"the server process was killed by {lifeline.SIGNAL_NAMES.get(sig, sig)}")
+        self.terminal.note(f"the server process was killed by {lifeline.SIGNAL_NAMES.get(sig, sig)}")
         return 128 + sig
 
     def _show_log_tail(self, log_path: Path) -> None:
