@@ -250,7 +250,7 @@ def _assert_nothing_left(family: list[psutil.Process], ports: set[int], private:
         return [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]
 
     deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline and (running() or listening() or strays()):
+    while time.monotonic() < deadline and (running() or listening() or strays() or private.exists()):
         time.sleep(0.5)
     assert not running(), f"processes of the server left running: {running()}"
     assert not listening(), f"ports of the server still listened on: {listening()}"

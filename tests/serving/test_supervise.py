@@ -85,10 +85,11 @@ def start(tmp_path: Path) -> Iterator:
         return fake
 
     yield _start
-    for fake in started:  # whatever a failed test left
+    for fake in started:  # whatever a test left: a supervisor killed leaves its folder and record to the next start
         if fake.proc.poll() is None:
             fake.proc.kill()
             fake.proc.wait()
+        lifeline.clear_stale(fake.state)
         with_record = fake.state / "fake.json"
         if with_record.exists():
             record = json.loads(with_record.read_text())
