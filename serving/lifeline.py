@@ -14,7 +14,7 @@ the *server* under it, which runs Ray, Serve and the engines. The pieces here:
   HAProxy whose manager died) while the server runs, and everything left once the server has gone.
 * **A record** per running server under the state folder (``var/run/server-<id>.json``): its pids, private folder
   and port. A new start clears the processes of any server recorded there whose supervisor and server are both
-  gone (``clear_stale``): what a SIGKILL of both, or a power cut of the supervisor's tree, left running.
+  gone (``clear_stale``): what a SIGKILL of both left running.
 
 With ``--address`` (an existing cluster) only this server's own processes carry the tag: the cluster's raylets,
 which start the application's replicas there, were not started by it, so nothing of the cluster is ever swept.
@@ -54,10 +54,10 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def die_with_parent(sig: int, parent: int) -> bool:
-    """Ask for ``sig`` when ``parent`` (this process's parent) dies. False when it cannot be set, or when the parent
-    is already gone (the request would never fire): the caller then acts as if the signal had come."""
-    return _prctl(_PR_SET_PDEATHSIG, sig) and os.getppid() == parent
+def die_with_parent(sig: int) -> bool:
+    """Ask the kernel for ``sig`` when this process's parent dies (False where it cannot). The parent may have died
+    already, before the request: check ``os.getppid()`` after it."""
+    return _prctl(_PR_SET_PDEATHSIG, sig)
 
 
 def become_subreaper() -> bool:

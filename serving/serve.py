@@ -386,8 +386,9 @@ def _server_main(args: argparse.Namespace) -> int:
     report = Reporter(args.channel)
     stop = threading.Event()
     _on_stop_signals(stop)
-    if not lifeline.die_with_parent(signal.SIGTERM, args.supervisor):
-        stop.set()  # the supervisor is gone already (or the kernel cannot tell us when it goes)
+    lifeline.die_with_parent(signal.SIGTERM)  # Linux; elsewhere the server outlives a killed supervisor
+    if os.getppid() != args.supervisor:
+        stop.set()  # the supervisor is gone already
     code = 1
     try:
         if args.config:

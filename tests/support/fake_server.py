@@ -68,7 +68,7 @@ def serve(mode: str, state: str, *internal: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    lifeline.die_with_parent(signal.SIGTERM, int(args["--supervisor"]))
+    lifeline.die_with_parent(signal.SIGTERM)
     report.begin("starting the fake")
     print("============== Deployment Options ==============  (noise for the log file)", flush=True)
     children = [subprocess.Popen(SLEEPER).pid for _ in range(2)]
