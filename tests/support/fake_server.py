@@ -53,6 +53,13 @@ def supervise(state: str, port: str, drain: str, mode: str) -> int:
     return Supervisor([], _settings(int(port), float(drain)), Path(state), Terminal(), command=command).run()
 
 
+def _write(path: Path, record: dict) -> None:
+    """Atomically: the test reads the file while this process may be rewriting it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
 def serve(mode: str, state: str, *internal: str) -> int:
     from serving import lifeline
 
@@ -77,14 +84,14 @@ def serve(mode: str, state: str, *internal: str) -> int:
     report.end("fake started")
     report.say(f"Sovereign inference server ready at http://127.0.0.1:{os.environ.get('FAKE_PORT', '0')}/v1")
     record = {"pid": os.getpid(), "children": children, "private": args["--private"]}
-    Path(state, "fake.json").write_text(json.dumps(record))
+    _write(Path(state, "fake.json"), record)
     while not stopped.wait(0.1):
         pass
     report.begin("draining")
     time.sleep(0.2)
     report.end("drained")
     record["stopped_by"] = reason.get("signal", "?")
-    Path(state, "fake.json").write_text(json.dumps(record))
+    _write(Path(state, "fake.json"), record)
     report.exit(0)
     return 0  # leaves its children running: the supervisor must clear them
 
