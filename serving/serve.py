@@ -10,9 +10,10 @@ engines, writes its output and Ray's to the log file under ``var/log/``, and rep
 
 Stopping (SIGTERM, SIGINT; or SIGTERM from the kernel when the supervisor dies): the application is deleted first,
 so its route goes and every replica finishes its requests in flight for up to ``server.drain_timeout_s``; then Serve
-and Ray stop. Every wait is bounded: the whole stop takes at most ``drain_timeout_s`` + ``STOP_MARGIN_S``, and
-what was cut short (a drain that ran out of time, a Ray whose daemons had already gone) is said in the log and on
-the terminal. The exit status is 0 for a requested stop.
+and Ray stop. Every wait is bounded: this process's stop takes at most ``drain_timeout_s`` + ``STOP_MARGIN_S`` +
+``SWEEP_S`` (the supervisor's own part keeps the whole within ``drain_timeout_s`` + 10 s), and what was cut short (a
+drain that ran out of time, a Ray whose daemons had already gone) is said in the log and on the terminal. The exit
+status is 0 for a requested stop.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from serving.progress import Reporter
 from serving.serve_config import APP_NAME
 
 READY_TIMEOUT_S = 900
-STOP_MARGIN_S = 6.0  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
-SWEEP_S = 1.5  # killing what Ray's shutdown left
+STOP_MARGIN_S = 5.5  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
+SWEEP_S = 1.0  # killing what Ray's shutdown left
 DRAIN_SLACK_S = 3.0  # beyond drain_timeout_s, for Serve to remove the application once its replicas stopped
 RAY_STOP_S = 3.0  # kept for Ray's shutdown (it stops its daemons one by one, up to a second each)
 RAY_DAEMONS = ("gcs_server", "raylet")

@@ -41,7 +41,7 @@ from serving.config import Settings
 from serving.progress import Event, Terminal, parse
 
 STOP_LIMIT_S = 10.0
-FORCE_AFTER_S = 8.0  # the server ends its stop by drain + serve.STOP_MARGIN_S + serve.SWEEP_S (7.5 s)
+FORCE_AFTER_S = 7.0  # the server ends its stop by drain + serve.STOP_MARGIN_S + serve.SWEEP_S (6.5 s)
 EXIT_GRACE_S = 3.0  # the server said it is exiting: how long that may take before it is no longer waited for
 ORPHAN_CHECK_S = 2.0
 TICK_S = 0.25
@@ -276,10 +276,10 @@ class Supervisor:
         if stuck:
             self.terminal.note(f"the server process ({server}) has not exited after its shutdown (stuck in the "
                                "kernel?); not waiting for it")
-        # After a stop signal, what is left of the bound (less a little for this process's own exit) is shared by
+        # After a stop signal, what is left of the bound (less a second for this process's own exit) is shared by
         # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty.
         end = (time.monotonic() + 6.0 if self.stop_at is None
-               else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 0.3)
+               else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0)
         killed = lifeline.kill_all(lambda: [p for p in lifeline.tagged(self.server_id, private) if p.pid != server]
                                    + self.orphans(), timeout_s=max(0.5, end - time.monotonic() - 1.0), reap=self.reap)
         if killed:

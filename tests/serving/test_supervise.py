@@ -161,11 +161,11 @@ def test_the_server_stops_cleanly_when_the_supervisor_is_killed(start) -> None:
     record = fake.record()
     os.kill(fake.proc.pid, signal.SIGKILL)  # the server gets SIGTERM from the kernel (parent-death signal)
     fake.proc.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: a loaded host (waits, not timings)
     while time.monotonic() < deadline and "stopped_by" not in json.loads((fake.state / "fake.json").read_text()):
         time.sleep(0.1)
-    assert json.loads((fake.state / "fake.json").read_text()).get("stopped_by") == "SIGTERM"
-    assert _wait_gone([record["pid"]], 5) == []
+    assert json.loads((fake.state / "fake.json").read_text()).get("stopped_by") == "SIGTERM", fake.output()
+    assert _wait_gone([record["pid"]], 15) == []
 
 
 def test_an_orphan_is_killed_while_the_server_runs(start) -> None:
