@@ -5,10 +5,14 @@ The application is expensive (two vLLM engines under Ray Serve), so every test t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
@@ -18,6 +22,11 @@ from tests.support.otlp import OTLPCollector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Every process this test session starts inherits this (servers, Ray, engines, HAProxy), so that the check at the
+# end finds what the session left running, and only that: other sessions may run servers on the same host.
+TEST_SESSION_ENV = "SOVEREIGN_TEST_SESSION"
+os.environ[TEST_SESSION_ENV] = uuid.uuid4().hex
+LEFTOVER_TITLES = ("VLLM::", "haproxy", "ray::", "raylet", "gcs_server", "serving.cli serve")
 
 CALLERS = {
     "tester": {},
@@ -117,3 +126,41 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
         yield running
     finally:
         stop_app(running.process)
+
+
+def _leftovers() -> list[psutil.Process]:
+    """Engine, HAProxy, Ray and server processes started by this test session that still run."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.environ().get(TEST_SESSION_ENV) != os.environ[
+                    TEST_SESSION_ENV]:
+                continue
+            command = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if any(title in command for title in LEFTOVER_TITLES):
+            found.append(proc)
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if it leaves an engine, HAProxy or Ray process running (after a grace for servers still
+    stopping); what it left is named and killed."""
+    deadline = time.monotonic() + 30
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = _leftovers()
+    if not left:
+        return
+    names = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{' '.join(proc.cmdline())[:80]} ({proc.pid})")
+            proc.kill()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"the test session left processes running (now killed): {'; '.join(names)}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
