@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
     c.add_argument("--targets", type=lambda t: t.split(","), default=None,
                    help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
-                   "only when named, gateway_unplaced (no CPU placement), gateway_nice15 and gateway_nice0 "
-                   "(placement, every worker at that nice)")
+                   "only when named, gateway_unplaced (no CPU placement), gateway_smooth (no stream pacing), "
+                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
     c.add_argument("--cpu-hog", action="store_true",

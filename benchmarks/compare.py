@@ -44,15 +44,17 @@ from benchmarks.targets import (
 from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0")
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0",
+                "gateway_smooth")
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
-# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py).
+# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_smooth, every stream chunk sent at
+# once at any load (`stream_batching_ms: 0`), the smoothest streams and the most messages.
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
     "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "median_itl_ms",
-    "p99_itl_ms", "median_e2el_ms", "p99_e2el_ms",
+    "p90_itl_ms", "p99_itl_ms", "multi_token_event_share", "mean_tokens_per_event", "median_e2el_ms", "p99_e2el_ms",
 )  # fmt: skip
 
 
@@ -97,6 +99,8 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
     gw, vl, rs = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm"))
     gw_ttft, vl_ttft = get("gateway", "median_ttft_ms"), get("vllm", "median_ttft_ms")
+    itl = {f"gateway_minus_vllm_{key}": _difference(get("gateway", key), get("vllm", key))
+           for key in ("median_itl_ms", "p90_itl_ms", "p99_itl_ms")}  # smoothness beside every throughput ratio
     variants = {f"{name}_vs_vllm_output_throughput": get(name, "output_throughput")
                 for name in TARGET_ORDER[3:] if name in targets}  # the gateway's A/B variants, when run
     return {
@@ -104,8 +108,13 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         **{key: value / vl if value is not None and vl else None for key, value in variants.items()},
         "gateway_vs_ray_serve_llm_output_throughput": gw / rs if gw is not None and rs else None,
         "ray_serve_llm_vs_vllm_output_throughput": rs / vl if rs is not None and vl else None,
-        "gateway_minus_vllm_median_ttft_ms": gw_ttft - vl_ttft if gw_ttft is not None and vl_ttft is not None else None,
+        "gateway_minus_vllm_median_ttft_ms": _difference(gw_ttft, vl_ttft),
+        **itl,
     }
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
 
 
 def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +152,8 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
                                                   env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
                                                   name="gateway_nice0", hog=hog(wd)),
+        "gateway_smooth": lambda wd: start_gateway(wd, [gateway_backend | {"stream_batching_ms": 0}], route,
+                                                   ready_timeout_s, name="gateway_smooth", hog=hog(wd)),
     }
 
 
@@ -280,7 +291,17 @@ def run_compare(
         doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg(),
                                    "cpu": cpu_spent, "hog_cpus": sorted(hog)}
     doc["ratios"] = ratios(doc["targets"])
+    doc["sweep_ratios"] = sweep_ratios(doc["sweeps"])
     return doc
+
+
+def sweep_ratios(sweeps: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """``ratios`` at each concurrency of the sweep (every target ran the same sweep, in the same order)."""
+    by_concurrency: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, points in sweeps.items():
+        for point in points:
+            by_concurrency.setdefault(str(point.get("max_concurrency")), {})[name] = point
+    return {c: ratios(targets) for c, targets in by_concurrency.items()}
 
 
 def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None = None) -> list[Path]:
@@ -309,8 +330,11 @@ def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None =
 
 
 def format_comparison(doc: dict[str, Any]) -> str:
-    rows = [("target", "out tok/s", "req/s", "median TTFT ms", "p99 TTFT ms", "median TPOT ms", "failed")]
-    for name, s in doc["targets"].items():
+    rows = [("target", "out tok/s", "req/s", "median TTFT ms", "p99 TTFT ms", "median TPOT ms",
+             "ITL ms p50/p90/p99", ">1 token", "failed")]
+    points = [(name, s) for name, s in doc["targets"].items()]
+    points += [(f"{name}@c{p.get('max_concurrency')}", p) for name, ps in doc.get("sweeps", {}).items() for p in ps]
+    for name, s in points:
         rows.append(
             (
                 name,
@@ -319,6 +343,8 @@ def format_comparison(doc: dict[str, Any]) -> str:
                 f"{s['median_ttft_ms']:.1f}",
                 f"{s['p99_ttft_ms']:.1f}",
                 f"{s['median_tpot_ms']:.1f}",
+                f"{s['median_itl_ms']:.1f}/{s.get('p90_itl_ms', math.nan):.1f}/{s['p99_itl_ms']:.1f}",
+                f"{s.get('multi_token_event_share', math.nan):.2f}",
                 str(s["failed"]),
             )
         )
@@ -330,4 +356,7 @@ def format_comparison(doc: dict[str, Any]) -> str:
             lines.append(f"{name} rounds (out tok/s, the median one counts): {spread}")
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
+    for c, values in doc.get("sweep_ratios", {}).items():
+        for key, value in values.items():
+            lines.append(f"c{c} {key}: {'n/a' if value is None else f'{value:.3f}'}")
     return "\n".join(lines)
