@@ -24,6 +24,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -41,15 +42,16 @@ from benchmarks.targets import (
     start_ray_serve_llm,
     start_vllm,
 )
+from benchmarks.vllm_client import measure_with_vllm
 from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
 TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0",
-                "gateway_smooth")
+                "gateway_paced")
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
-# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_smooth, every stream chunk sent at
-# once at any load (`stream_batching_ms: 0`), the smoothest streams and the most messages.
+# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_paced, the stream pacing used before
+# it adapted to load (every stream paced to one message per 150 ms after its first two, at any load).
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
@@ -127,6 +129,7 @@ def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 HOG_FILE = "hog-cpus"
+PACED_150 = {"stream_smooth_streams": 0, "stream_batching_ms": 150.0}  # the gateway_paced target's pacing
 
 
 def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
@@ -152,8 +155,8 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
                                                   env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
                                                   name="gateway_nice0", hog=hog(wd)),
-        "gateway_smooth": lambda wd: start_gateway(wd, [gateway_backend | {"stream_batching_ms": 0}], route,
-                                                   ready_timeout_s, name="gateway_smooth", hog=hog(wd)),
+        "gateway_paced": lambda wd: start_gateway(wd, [gateway_backend | PACED_150], route, ready_timeout_s,
+                                                  name="gateway_paced", hog=hog(wd)),
     }
 
 
@@ -175,8 +178,17 @@ def measure(
     ignore_eos: bool = True,
     goodput: dict[str, float] | None = None,
     progress: bool = True,
+    vllm_client: VLLMClient | None = None,
 ) -> dict[str, Any]:
-    """One closed-loop run (all requests queued, ``concurrency`` in flight) against a running target."""
+    """One closed-loop run (all requests queued, ``concurrency`` in flight) against a running target, by this
+    suite's load generator or, given ``vllm_client``, by ``vllm bench serve`` (benchmarks/vllm_client.py)."""
+    if vllm_client is not None:
+        vllm_client.runs += 1
+        return measure_with_vllm(base_url=target.base_url, model=target.model, api_key=target.api_key,
+                                 tokenizer=vllm_client.tokenizer, concurrency=concurrency, num_prompts=len(prompts),
+                                 input_len=vllm_client.input_len, output_len=vllm_client.output_len,
+                                 workdir=vllm_client.workdir, label=f"{target.name}-{vllm_client.runs}",
+                                 warmups=warmup, seed=vllm_client.seed)
     cfg = LoadConfig(
         base_url=target.base_url,
         model=target.model,
@@ -189,6 +201,18 @@ def measure(
     )
     outcome = run_load(cfg, prompts, progress=progress)
     return summarize(cfg, outcome, goodput, label=target.name)
+
+
+@dataclass
+class VLLMClient:
+    """Where ``vllm bench serve`` finds its tokenizer and writes its results, and the load's shape."""
+
+    tokenizer: Path
+    workdir: Path
+    input_len: int
+    output_len: int
+    seed: int = 0
+    runs: int = 0
 
 
 def run_compare(
@@ -213,6 +237,7 @@ def run_compare(
     rounds: int = 1,
     cpu_hog: bool = False,
     progress: bool = True,
+    client: str = "sovereign",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
@@ -231,6 +256,10 @@ def run_compare(
     prompts = random_prompts(num_prompts, input_len, output_len, seed=seed)
     start = starters(backend, ready_timeout_s, cpu_hog)
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
+    if client not in ("sovereign", "vllm"):
+        raise ValueError("client must be sovereign or vllm")
+    vllm_client = (VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed)
+                   if client == "vllm" else None)
     doc: dict[str, Any] = {
         "targets": {},
         "rounds": {},
@@ -250,6 +279,7 @@ def run_compare(
             "dataset": "random",
             "ignore_eos": True,
             "streaming": True,
+            "client": "vllm bench serve" if vllm_client else "sovereign bench",
         },
         "machine": machine_info(),
         "conditions": {},
@@ -271,8 +301,8 @@ def run_compare(
                 log(f"[{name}] CPU hog on CPUs {format_cpus(hog)}")
                 (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
-            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
-                        for i in range(rounds)]
+            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress,
+                                vllm_client=vllm_client) for i in range(rounds)]
             # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
             cpu_spent = {"wall_s": round(time.monotonic() - clock, 2),
                          "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot()),
@@ -282,7 +312,7 @@ def run_compare(
             points = []
             for c in sweep:
                 log(f"[{name}] sweep: concurrency {c}")
-                points.append(measure(target, prompts, c, 0, progress=progress))
+                points.append(measure(target, prompts, c, 0, progress=progress, vllm_client=vllm_client))
             if points:
                 doc["sweeps"][name] = points
         finally:
