@@ -57,11 +57,13 @@ class StreamPacer:
         return pacing_interval(self.active, self.smooth_streams, self.max_interval_s)
 
     async def batches(self, source: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
-        """``leading_edge_batches`` of ``source``, counted as open from the first read to the last."""
+        """``leading_edge_batches`` of ``source``, counted as open from the first read to the last. Closing this
+        closes the batches at once, which cancels their reader (a client gone: the engine's generation is aborted)."""
         self.active += 1
         try:
-            async for batch in leading_edge_batches(source, self.interval):
-                yield batch
+            async with contextlib.aclosing(leading_edge_batches(source, self.interval)) as batches:
+                async for batch in batches:
+                    yield batch
         finally:
             self.active -= 1
 

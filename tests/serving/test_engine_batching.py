@@ -145,3 +145,29 @@ def test_interval_read_at_every_send() -> None:
         return [batch async for batch in leading_edge_batches(source(), lambda: load["interval"])]
 
     assert asyncio.run(run()) == [[0], [1], [2], [3], [4, 5, 6, 7]]
+
+
+def test_closing_a_paced_stream_stops_reading_its_source_at_once() -> None:
+    """A consumer that goes away (client disconnected) closes the stream: its reader is cancelled, so the source
+    is closed on the loop's next turn (the engine's generation is aborted), and the stream no longer counts."""
+
+    async def run() -> tuple[bool, int]:
+        closed = False
+
+        async def source() -> AsyncIterator[int]:
+            nonlocal closed
+            try:
+                for i in range(1000):
+                    await asyncio.sleep(0.01)
+                    yield i
+            finally:
+                closed = True
+
+        pacer = StreamPacer(smooth_streams=0, max_interval_s=5.0)
+        stream = pacer.batches(source())
+        await anext(stream)
+        await stream.aclose()
+        await asyncio.sleep(0.005)  # well before the source's next item (10 ms), let alone its end (10 s)
+        return closed, pacer.active
+
+    assert asyncio.run(run()) == (True, 0)
