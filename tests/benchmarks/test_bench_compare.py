@@ -250,3 +250,11 @@ def test_the_comparison_quotes_itl_beside_throughput_at_every_concurrency():
     assert "gateway@c1" in text
     assert "gateway_minus_vllm_p99_itl_ms: 0.000" in text
     assert "c1 gateway_minus_vllm_p99_itl_ms: 0.000" in text
+
+
+def test_compare_refuses_an_unknown_client_before_starting_anything(tmp_path: Path):
+    from benchmarks.compare import run_compare
+
+    with pytest.raises(ValueError, match="client"):
+        run_compare(tmp_path, concurrency=1, num_prompts=1, input_len=8, output_len=8, client="wrk",
+                    targets=(), workdir=tmp_path)
