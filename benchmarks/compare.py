@@ -326,7 +326,7 @@ def run_compare(
 
 
 def sweep_ratios(sweeps: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
-    """``ratios`` at each concurrency of the sweep (every target ran the same sweep, in the same order)."""
+    """``ratios`` at each concurrency of the sweep, between the targets measured at it."""
     by_concurrency: dict[str, dict[str, dict[str, Any]]] = {}
     for name, points in sweeps.items():
         for point in points:
