@@ -77,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
     c.add_argument("--targets", type=lambda t: t.split(","), default=None,
                    help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
-                   "only when named, gateway_unplaced (no CPU placement), gateway_nice15 and gateway_nice0 "
-                   "(placement, every worker at that nice)")
+                   "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
+                   "pacing at any load, as before), "
+                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
+    c.add_argument("--client", choices=["sovereign", "vllm"], default="sovereign",
+                   help="the load generator: this suite's (default) or vLLM's own `vllm bench serve`, run as "
+                   "`python -m benchmarks.vllm_client` (the tokenizer comes from --model-source)")
     c.add_argument("--cpu-hog", action="store_true",
                    help="measure each target with a busy process beside it on the CPUs its engine leaves free")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
@@ -212,6 +216,7 @@ def _compare(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             cpu_hog=args.cpu_hog,
             progress=not args.no_progress,
+            client=args.client,
         )
     except TargetError as exc:
         print(f"sovereign bench compare: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
 from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
-from serving.engine import VERIFY_KEY, sovereign_server_cls
+from serving.engine import SMOOTH_STREAMS_KEY, VERIFY_KEY, sovereign_server_cls
 
 log = logging.getLogger("sovereign.app")
 
@@ -82,6 +82,7 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         },
         log_engine_metrics=False,
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
+                              SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
                               "stream_batching_interval_ms": backend.stream_batching_ms},
     )
 

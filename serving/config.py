@@ -187,11 +187,17 @@ class VLLMBackendConfig(_BackendBase):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
     verify_manifest: bool = True
+    stream_smooth_streams: int = Field(
+        8, ge=0,
+        description="while at most this many streams are open in an engine replica, every stream chunk travels "
+        "from the engine at once; beyond, chunks that follow each other closely are sent together, the pacing "
+        "interval growing with the streams open (serving/engine.py: pacing_interval)")
     stream_batching_ms: float = Field(
-        150.0, ge=0,
-        description="after the first two, stream chunks travel from the engine at most one message per this many "
-        "ms (each message costs CPU in three processes; 150 ms measured ~10% more tokens/s than Ray's 50 ms on a "
-        "2-core host, see benchmarks/RESULTS.md); 0 sends every chunk at once")
+        25.0, ge=0,
+        description="the longest pacing interval (reached at twice stream_smooth_streams open streams), so the "
+        "most a chunk waits to travel with the next: each message costs CPU in the engine replica, the ingress "
+        "and the proxy, and where tokens come faster than this (a GPU) pacing halves the messages or more; "
+        "0 sends every chunk at once at any load")
 
     @field_validator("sovereign")
     @classmethod
