@@ -119,5 +119,8 @@ def stop_app(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | N
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            try:  # bounded: a process stuck in the kernel (reaping a child: see SECURITY.md) takes SIGKILL late
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                return None
     return process.returncode
