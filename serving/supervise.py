@@ -80,15 +80,24 @@ class Supervisor:
     # -- children -------------------------------------------------------------------------------------------------
 
     def reap(self) -> None:
-        """Collect every dead child: the server, and orphans adopted as subreaper."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.exited[pid] = status
+        """Notice the server's exit, without collecting it. Collecting a dead child (``waitpid``) runs the kernel's
+        release of its task, which on this project's VM kernel has spun for minutes in ``shrink_dcache_parent``
+        (invalidating the dead task's /proc entries) after a large process tree died: the collector cannot exit
+        meanwhile. So nothing is collected here: ``waitid(..., WNOWAIT)`` reads the server's status and leaves it a
+        zombie, orphans adopted as subreaper stay zombies too (dead, so ``kill_all`` and the sweeps skip them), and
+        when this process exits they pass to init, which collects them in its own time."""
+        if self.proc is None or self.proc.pid in self.exited:
+            return
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None:
+            return
+        if info.si_code == os.CLD_EXITED:
+            self.exited[self.proc.pid] = (info.si_status & 0xFF) << 8
+        else:  # killed or dumped: the signal, as a wait status
+            self.exited[self.proc.pid] = info.si_status & 0x7F
 
     def _server_status(self) -> int | None:
         return self.exited.get(self.proc.pid) if self.proc is not None else None
@@ -253,7 +262,7 @@ class Supervisor:
             self._handle_signals()
             self.reap()
             if self._server_status() is not None:
-                self.proc.returncode = 0  # reaped here; keeps Popen from waiting on it again
+                self.proc.returncode = 0  # noticed here; keeps Popen from collecting it (see reap)
                 return False
             now = time.monotonic()
             if now >= next_orphan_check:
