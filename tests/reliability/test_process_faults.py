@@ -220,15 +220,29 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
         assert set(workers) <= {p.pid for p in replacement.children(recursive=True)}
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:  # gone, or a zombie, since the family was listed
+        return []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _family(app: RunningApp) -> tuple[list[psutil.Process], set[int], Path]:
     """Everything under the app's supervisor (engine processes included), the TCP ports they listen on, and the
     server's private folder (HAProxy's configuration is in it)."""
-    family = descendants(app.process.pid)
-    titles = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
+    family = [p for p in descendants(app.process.pid) if _alive(p)]  # not zombies: the supervisor collects none
+    titles = " ".join(" ".join(_cmdline(p)) for p in family)
     assert engine_title("local") in titles and "VLLM::EngineCore" in titles and "haproxy" in titles
     ports = {port for ports in lifeline.listeners(p.pid for p in family).values() for port in ports}
     assert int(app.root.rsplit(":", 1)[1]) in ports
-    private = next(Path(arg).parent.parent for p in family if "haproxy" in p.name() for arg in p.cmdline()
+    private = next(Path(arg).parent.parent for p in family if "haproxy" in p.name() for arg in _cmdline(p)
                    if arg.endswith("haproxy.cfg"))
     return family, ports, private
 
