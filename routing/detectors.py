@@ -543,7 +543,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         "uk_postcode",
         OS,
         _alnum_id(
-            rb"(?i:GIR[ \t]?0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
+            rb"(?i:GIR[ \t]{0,3}0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
             rb"[ \t]{0,3}\d[ABD-HJLNP-UW-Z]{2})"
         ),
     ),

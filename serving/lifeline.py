@@ -9,9 +9,10 @@ the *server* under it, which runs Ray, Serve and the engines. The pieces here:
   server's private folder in their command line (HAProxy's configuration is in it).
 * **Parent-death signals.** The server asks the kernel for SIGTERM when the supervisor dies (``die_with_parent``),
   and stops as it does on Ctrl-C; Ray asks for SIGKILL for its own daemons when the server dies.
-* **A subreaper.** The supervisor is the child subreaper of its tree (``become_subreaper``): a process whose parent
-  dies is re-parented to it rather than to init, so it can reap and kill orphans (an engine whose replica died, a
-  HAProxy whose manager died) while the server runs, and everything left once the server has gone.
+* **A tag.** Every process the server starts inherits ``SOVEREIGN_SERVER_ID``: the supervisor finds orphans (an
+  engine whose replica died, a HAProxy whose manager died) by it while the server runs, and everything left once
+  the server has gone. (``become_subreaper`` is not used: collecting a large dead process tree spins for minutes in
+  this project's VM kernel, and a subreaper collects what it adopted when it exits.)
 * **A record** per running server under the state folder (``var/run/server-<id>.json``): its pids, private folder
   and port. A new start clears the processes of any server recorded there whose supervisor and server are both
   gone (``clear_stale``): what a SIGKILL of both left running.

@@ -10,8 +10,9 @@ engine running (issue 28). So:
   passes it on to the server once: the server then drains with Ray intact;
 * the server gets SIGTERM from the kernel if this process dies (``lifeline.die_with_parent``), so a SIGKILL here
   still ends in a clean stop;
-* this process is the subreaper of the tree: an orphan (an engine whose replica died, a HAProxy whose manager died)
-  is re-parented here and killed within ``ORPHAN_CHECK_S``; once the server has exited, whatever carries its tag or
+* an orphan (an engine whose replica died, a HAProxy whose manager died) is found by the server's tag in its
+  environment and killed within ``ORPHAN_CHECK_S``; this process collects no child (``Supervisor.reap`` says why);
+  once the server has exited, whatever carries its tag or
   names its private folder is killed, the folder removed, and the record under ``var/run/`` deleted;
 * what the server and Ray print goes to a log file under ``var/log/``; the terminal shows the steps
   (serving/progress.py), the URL, the key and how to call it.
@@ -84,8 +85,7 @@ class Supervisor:
         release of its task, which on this project's VM kernel has spun for minutes in ``shrink_dcache_parent``
         (invalidating the dead task's /proc entries) after a large process tree died: the collector cannot exit
         meanwhile. So nothing is collected here: ``waitid(..., WNOWAIT)`` reads the server's status and leaves it a
-        zombie, orphans adopted as subreaper stay zombies too (dead, so ``kill_all`` and the sweeps skip them), and
-        when this process exits they pass to init, which collects them in its own time."""
+        zombie, which passes to init when this process exits."""
         if self.proc is None or self.proc.pid in self.exited:
             return
         try:
@@ -103,17 +103,15 @@ class Supervisor:
         return self.exited.get(self.proc.pid) if self.proc is not None else None
 
     def orphans(self) -> list[psutil.Process]:
-        """Processes re-parented here because their parent died, and everything under them."""
-        keep = {self.proc.pid if self.proc else -1, *self.helpers}
-        found: list[psutil.Process] = []
+        """This server's processes (by its tag) that are no longer under the server: their parent in it died.
+        (Not found by adopting them as subreaper: whoever collects a large dead process tree can spin for minutes
+        in this project's VM kernel, and a subreaper that exits with zombies collects them in its own exit.)"""
+        if self.proc is None:
+            return []
+        keep = {self.proc.pid, *self.helpers}
         with contextlib.suppress(psutil.Error):
-            for child in psutil.Process().children():
-                if child.pid in keep:
-                    continue
-                with contextlib.suppress(psutil.Error):
-                    if child.status() != psutil.STATUS_ZOMBIE:
-                        found += [child, *child.children(recursive=True)]
-        return found
+            keep.update(p.pid for p in psutil.Process(self.proc.pid).children(recursive=True))
+        return lifeline.tagged(self.server_id, exclude=keep)
 
     def _kill_orphans(self) -> None:
         killed = lifeline.kill_all(self.orphans, timeout_s=1.0, reap=self.reap)
@@ -208,7 +206,6 @@ class Supervisor:
             self.terminal.close()
 
     def _run(self) -> int:
-        lifeline.become_subreaper()
         for line in lifeline.clear_stale(self.state, reap=self.reap, helpers=self.helpers):
             self.terminal.note(line)
         host, port = self.settings.server.host, self.settings.server.port
@@ -289,8 +286,13 @@ class Supervisor:
         # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty.
         end = (time.monotonic() + 6.0 if self.stop_at is None
                else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0)
-        killed = lifeline.kill_all(lambda: [p for p in lifeline.tagged(self.server_id, private) if p.pid != server]
-                                   + self.orphans(), timeout_s=max(0.5, end - time.monotonic() - 1.0), reap=self.reap)
+        members = self.record.members if self.record is not None else []
+
+        def left() -> list[psutil.Process]:  # by tag, by folder, and as recorded (Ray's agents clear their tag)
+            found = {p.pid: p for p in [*lifeline.tagged(self.server_id, private), *lifeline.recorded(members)]}
+            return [p for pid, p in found.items() if pid != server and lifeline._status(p) != psutil.STATUS_ZOMBIE]
+
+        killed = lifeline.kill_all(left, timeout_s=max(0.5, end - time.monotonic() - 1.0), reap=self.reap)
         if killed:
             self._log_or_note(f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None)
         if not stuck:

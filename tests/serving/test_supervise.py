@@ -171,14 +171,11 @@ def test_the_server_stops_cleanly_when_the_supervisor_is_killed(start) -> None:
 def test_an_orphan_is_killed_while_the_server_runs(start) -> None:
     fake = start("orphan")
     record = fake.record()
-    deadline = time.monotonic() + 10
-    orphans: list[int] = [0]
-    while time.monotonic() < deadline and orphans:
-        children = psutil.Process(fake.proc.pid).children()
-        orphans = [c.pid for c in children if c.pid != record["pid"] and _running(c.pid)]
+    # The orphan is re-parented to init (the supervisor adopts nothing: see Supervisor.reap) and found by its tag.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "its parent in the server had died" not in fake.output():
         time.sleep(0.2)
-    assert orphans == [], "the orphan adopted by the supervisor was not killed"
-    assert "its parent in the server had died" in fake.output()
+    assert "its parent in the server had died" in fake.output(), "the orphan was not killed"
     assert fake.proc.poll() is None and all(_running(p) for p in [record["pid"], *record["children"]])
     os.killpg(fake.proc.pid, signal.SIGTERM)
     assert fake.proc.wait(timeout=15) == 0
