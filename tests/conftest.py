@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -144,9 +145,44 @@ def _leftovers() -> list[psutil.Process]:
     return found
 
 
+def _describe(proc: psutil.Process) -> str:
+    """Enough to tell which test started a leftover: its command, age, parent and the server tag it inherited."""
+    command = " ".join(proc.cmdline())
+    session = next((part for part in proc.cmdline() if "session_" in part), "")
+    return (f"{command[:80]} (pid {proc.pid}, parent {proc.ppid()}, started {time.time() - proc.create_time():.0f} s "
+            f"ago, server {proc.environ().get('SOVEREIGN_SERVER_ID', '-')}, cwd {proc.cwd()}, {session[:160]})")
+
+
+_RAY_STARTED_BY: list[str] = []  # the test after which Ray was first found running inside this process
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Notice a test that started Ray in the test process itself (a Ray or Serve call outside a Ray worker connects
+    a local cluster implicitly), so the session can stop that cluster and name the test."""
+    ray = sys.modules.get("ray")
+    if not _RAY_STARTED_BY and ray is not None and ray.is_initialized():
+        _RAY_STARTED_BY.append(item.nodeid)
+
+
+def _stop_in_process_ray(session: pytest.Session) -> None:
+    """Stop a Ray cluster a test started inside this process: its daemons would otherwise run until the
+    interpreter exits, after the leftover check below (Ray's own atexit hook stops them only then)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"Ray was started inside the test process (first seen after "
+                            f"{_RAY_STARTED_BY[0] if _RAY_STARTED_BY else 'collection'}); stopping it", yellow=True)
+    ray.shutdown()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite fails if it leaves an engine, HAProxy or Ray process running (after a grace for servers still
     stopping); what it left is named and killed."""
+    _stop_in_process_ray(session)
     deadline = time.monotonic() + 30
     left = _leftovers()
     while left and time.monotonic() < deadline:
@@ -157,7 +193,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     names = []
     for proc in left:
         with contextlib.suppress(psutil.Error):
-            names.append(f"{' '.join(proc.cmdline())[:80]} ({proc.pid})")
+            names.append(_describe(proc))
             proc.kill()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from serving.serve_config import main, serve_config
@@ -69,7 +71,18 @@ def test_tracing_config_only_when_asked() -> None:
     ServeDeploySchema.model_validate(serve_config(CONFIG, tracing=True))  # Ray accepts it as a deploy config
 
 
-def test_drain_timeout_reaches_the_router_and_engine_deployments(tmp_path: Path) -> None:
+@pytest.fixture
+def in_process_ray() -> Iterator[None]:
+    """Building the application connects a local Ray cluster inside the test process (Ray Serve LLM's builder calls
+    into Ray, which starts one when none is connected); stop it afterwards, or its daemons outlive the test."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_drain_timeout_reaches_the_router_and_engine_deployments(tmp_path: Path, in_process_ray: None) -> None:
     """``server.drain_timeout_s`` is how long Serve lets requests in flight finish when a replica stops; the
     application that `serve deploy` and the chart build from the config carries it on every deployment."""
     from serving.app import build_application
