@@ -141,26 +141,59 @@ def normalise_utf8(data: bytes) -> bytes:
     """``normalise`` on UTF-8 bytes. NFKC and str.translate with a dict cost tens of nanoseconds a character, so
     only the runs of non-ASCII characters (each with the character before it, which a combining mark composes
     with) go through them; RE2 finds the runs."""
-    return normalise_ascii(_sub(_NON_ASCII_RUN, data, _normalise_run))
+    return normalise_ascii(_map_runs(data, _normalise_runs))
 
 
-def _normalise_run(data: bytes, spans: Spans) -> bytes:
-    start, end = spans[0]
-    run = data[start:end].decode("utf-8", "replace")
-    return unicodedata.normalize("NFKC", run).translate(_unicode_table()).encode("utf-8", "replace")
+def _normalise_runs(runs: str) -> str:
+    return unicodedata.normalize("NFKC", runs).translate(_unicode_table())
 
 
 def fold(text: str) -> str:
     """Normalised text with Latin letters' diacritics removed (``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``,
     ``ß`` is ``ss``), the transliterations of ``anyascii`` applied by ``str.translate`` to the non-ASCII runs;
     other scripts stay as they are (no detector reads them)."""
-    return _sub(_NON_ASCII_RUN, text.encode("utf-8", "replace"), _fold_run).decode("utf-8", "replace")
+    return _map_runs(text.encode("utf-8", "replace"), _fold_runs).decode("utf-8", "replace")
 
 
-def _fold_run(data: bytes, spans: Spans) -> bytes:
-    start, end = spans[0]
-    run = data[start:end].decode("utf-8", "replace")
-    return unicodedata.normalize("NFC", run).translate(_fold_table()).encode("utf-8", "replace")
+def _fold_runs(runs: str) -> str:
+    return unicodedata.normalize("NFC", runs).translate(_fold_table())
+
+
+def _map_runs(data: bytes, convert: Callable[[str], str]) -> bytes:
+    """``data`` with each non-ASCII run (and the character before it) replaced by ``convert`` of it.
+
+    The runs go through ``convert`` together, joined by NUL, in one call: a text of short runs (a table of
+    accented letters, Greek from ``\\u`` escapes) would otherwise pay a decode, NFKC, translate and encode per
+    run. That is the same as converting each run alone: NUL is ASCII, and Unicode normalisation never composes
+    across an ASCII character (none is a combining mark, nor the second of a composition pair); translate maps
+    one character at a time, and neither it nor NFKC/NFC makes a NUL. A text that holds NUL already (a run
+    may start with one) has its runs converted one at a time."""
+    match = _NON_ASCII_RUN._match
+    size = len(data)
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while at < size:
+        start, end = match(_UNANCHORED, data, at, size)[0]
+        if start < 0:
+            break
+        spans.append((start, end))
+        at = end
+    if not spans:
+        return data
+    if b"\0" in data:
+        converted = [convert(data[start:end].decode("utf-8", "replace")).encode("utf-8", "replace")
+                     for start, end in spans]
+    else:
+        joined = b"\0".join([data[start:end] for start, end in spans]).decode("utf-8", "replace")
+        converted = convert(joined).encode("utf-8", "replace").split(b"\0")
+    out: list[bytes] = []
+    copied = 0
+    for (start, end), run in zip(spans, converted, strict=True):
+        out.append(data[copied:start])
+        out.append(run)
+        copied = end
+    out.append(data[copied:])
+    return b"".join(out)
 
 
 # Latin-1 Supplement, Latin Extended-A/B, IPA, Latin Extended Additional and -C/-D/-E, and the combining marks.
