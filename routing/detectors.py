@@ -12,6 +12,7 @@ anyone (NHS 999 test range, Ofcom drama phone numbers, published test card numbe
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from functools import cache
 from operator import mul
 from typing import Any
@@ -566,6 +567,15 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         _justice_person,
         trigger=rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")",
     ),
+)
+
+# What every match of a row holds (Detector.needs): a digit for each identifier and date row, "@" for an e-mail
+# address; the justice row is words. tests/routing/test_classify_detectors.py checks it on the parsed patterns.
+_DIGITS = b"0123456789"
+IDENTIFIER_DETECTORS = tuple(
+    det if det.signal == "justice_context_named_person"
+    else replace(det, needs=b"@" if det.signal == "email" else _DIGITS)
+    for det in IDENTIFIER_DETECTORS
 )
 
 DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS
