@@ -436,19 +436,18 @@ def classify_text(
             raise _Unscannable
         if text.isascii():  # the common case first, with nothing else to do when no pattern occurs at all
             buf = text.encode()
-            found = _present(buf)
+            table = scanner()
+            found = table.present(buf)
             if not found:
                 return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
+            if max(found) < table.rows:  # findings, and nothing for another view: one view, one second pass
+                return _verdict(table.validate(buf, found, _clock() + deadline_s), declared, floor)
             return _classify([text], {}, declared, floor, _Deadline(deadline_s), buf, found)
         return _classify([text], {}, declared, floor, _Deadline(deadline_s))
     except ScanTimeout:
         return _failed(TIMEOUT_SIGNAL, declared)
     except Exception:  # not a str, or anything else: fail closed
         return _failed(ERROR_SIGNAL, declared)
-
-
-def _present(buf: bytes) -> list[int]:
-    return scanner().present(buf)
 
 
 _DIGEST_MODULES = ("classify.py", "normalize.py", "detectors.py", "detectors_base.py", "markings.py", "names.py",

@@ -65,6 +65,11 @@ class Detector:
     # Context words without which the validator accepts no candidate: when none occurs anywhere in the text, the
     # row is not searched at all (one RE2 pass instead of a validator call for every 10-digit number of a dump).
     requires: Words | None = None
+    # Bytes of which every match holds at least one: the digits for an identifier, "@" for an e-mail address.
+    # The second pass then starts each search at the line of the next such byte (no match spans a line, so
+    # none starts earlier) and stops when none is left, where RE2 would scan on to the end: one memchr over
+    # the page of prose before an identifier instead of a DFA pass per row, and no search after the last one.
+    needs: bytes | None = None
 
 
 class ScanTimeout(Exception):
@@ -167,9 +172,15 @@ class Scanner:
         self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self._rows = tuple(
             (det.signal, det.validate, regex._match, regex.groupindex, regex.groupindex.get(b"v", 0),
-             det.requires._match if det.requires is not None else None)
+             det.requires._match if det.requires is not None else None, det.needs or None)
             for det, regex in zip(self.detectors, self._regexes, strict=True)
         )
+        # For rows that need one of several bytes: a translation that makes each of them NUL and NUL itself
+        # \x01, so that the next needed byte is one bytes.find of NUL in the translated text.
+        self._needs_tables = {
+            det.needs: bytes(0 if c in det.needs else 1 if c == 0 else c for c in range(256))
+            for det in self.detectors if det.needs and len(det.needs) > 1
+        }
         self.levels: dict[str, Level] = {FLOOD_SIGNAL: Level.OFFICIAL_SENSITIVE}
         for det in self.detectors:
             self.levels[det.signal] = det.level
@@ -195,14 +206,31 @@ class Scanner:
             ]
         else:
             where = self._where(text, rows)
+        marked: dict[bytes, bytes] = {}  # needed bytes -> the text translated so that they are NUL
+        mark, probe = text, b""
         for index, ranges in where:  # rows in any order: only the justice row keeps state
-            signal, validate, match, names, value, requires = self._rows[index]
+            signal, validate, match, names, value, requires, needs = self._rows[index]
             if requires is not None and requires(_UNANCHORED, text, 0, size)[0][0] < 0:
                 continue
+            if needs is not None:
+                if len(needs) == 1:
+                    mark, probe = text, needs
+                else:
+                    mark = marked.get(needs)  # type: ignore[assignment]
+                    if mark is None:
+                        mark = marked[needs] = text.translate(self._needs_tables[needs])
+                    probe = b"\0"
             for pos, end in ranges:
                 if counts.get(signal, 0) >= MAX_COUNT:
                     break
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
+                    if needs is not None:  # no match starts before the line of the next needed byte
+                        ahead = mark.find(probe, pos, end)
+                        if ahead < 0:
+                            break
+                        line = text.rfind(b"\n", pos, ahead) + 1
+                        if line > pos:
+                            pos = line
                     spans = match(_UNANCHORED, text, pos, end)
                     start, stop = spans[0]
                     if start < 0:

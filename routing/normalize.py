@@ -37,7 +37,7 @@ import quopri
 import unicodedata
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -59,6 +59,7 @@ _ASCII_TABLE = bytes(range(256)).translate(bytes.maketrans(b"\r\x0b\x0c", b"\n\n
 _ASCII_DELETE = bytes(c for c in range(32) if c not in (9, 10, 11, 12, 13)) + b"\x7f"
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+Spans = Sequence[tuple[int, int]]  # what RE2 gives for a match: (start, end) per group
 
 
 def _regex(pattern: bytes) -> Regex:
@@ -140,24 +141,59 @@ def normalise_utf8(data: bytes) -> bytes:
     """``normalise`` on UTF-8 bytes. NFKC and str.translate with a dict cost tens of nanoseconds a character, so
     only the runs of non-ASCII characters (each with the character before it, which a combining mark composes
     with) go through them; RE2 finds the runs."""
-    return normalise_ascii(_sub(_NON_ASCII_RUN, data, _normalise_run))
+    return normalise_ascii(_map_runs(data, _normalise_runs))
 
 
-def _normalise_run(match: Any) -> bytes:
-    run = match.group().decode("utf-8", "replace")
-    return unicodedata.normalize("NFKC", run).translate(_unicode_table()).encode("utf-8", "replace")
+def _normalise_runs(runs: str) -> str:
+    return unicodedata.normalize("NFKC", runs).translate(_unicode_table())
 
 
 def fold(text: str) -> str:
     """Normalised text with Latin letters' diacritics removed (``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``,
     ``ß`` is ``ss``), the transliterations of ``anyascii`` applied by ``str.translate`` to the non-ASCII runs;
     other scripts stay as they are (no detector reads them)."""
-    return _sub(_NON_ASCII_RUN, text.encode("utf-8", "replace"), _fold_run).decode("utf-8", "replace")
+    return _map_runs(text.encode("utf-8", "replace"), _fold_runs).decode("utf-8", "replace")
 
 
-def _fold_run(match: Any) -> bytes:
-    run = match.group().decode("utf-8", "replace")
-    return unicodedata.normalize("NFC", run).translate(_fold_table()).encode("utf-8", "replace")
+def _fold_runs(runs: str) -> str:
+    return unicodedata.normalize("NFC", runs).translate(_fold_table())
+
+
+def _map_runs(data: bytes, convert: Callable[[str], str]) -> bytes:
+    """``data`` with each non-ASCII run (and the character before it) replaced by ``convert`` of it.
+
+    The runs go through ``convert`` together, joined by NUL, in one call: a text of short runs (a table of
+    accented letters, Greek from ``\\u`` escapes) would otherwise pay a decode, NFKC, translate and encode per
+    run. That is the same as converting each run alone: NUL is ASCII, and Unicode normalisation never composes
+    across an ASCII character (none is a combining mark, nor the second of a composition pair); translate maps
+    one character at a time, and neither it nor NFKC/NFC makes a NUL. A text that holds NUL already (a run
+    may start with one) has its runs converted one at a time."""
+    match = _NON_ASCII_RUN._match
+    size = len(data)
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while at < size:
+        start, end = match(_UNANCHORED, data, at, size)[0]
+        if start < 0:
+            break
+        spans.append((start, end))
+        at = end
+    if not spans:
+        return data
+    if b"\0" in data:
+        converted = [convert(data[start:end].decode("utf-8", "replace")).encode("utf-8", "replace")
+                     for start, end in spans]
+    else:
+        joined = b"\0".join([data[start:end] for start, end in spans]).decode("utf-8", "replace")
+        converted = convert(joined).encode("utf-8", "replace").split(b"\0")
+    out: list[bytes] = []
+    copied = 0
+    for (start, end), run in zip(spans, converted, strict=True):
+        out.append(data[copied:start])
+        out.append(run)
+        copied = end
+    out.append(data[copied:])
+    return b"".join(out)
 
 
 # Latin-1 Supplement, Latin Extended-A/B, IPA, Latin Extended Additional and -C/-D/-E, and the combining marks.
@@ -293,7 +329,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     original = data if depth == 0 else None
     if b"%" in data and _found(_PERCENT, data):
         # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
-        data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, lambda _m: b"\n"))
+        data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, b"\n"))
     if _found(_QP, data):
         data = quopri.decodestring(data)
     for _ in range(2):  # twice: markup that was itself escaped (XML pasted into an HTML e-mail)
@@ -306,7 +342,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if b"<" in data:
         data = _sub(_TAG, data, _tag_replacement)
     if b"\\rtf" in data:
-        data = _sub(_RTF, _sub(_RTF_DESTINATION, data, lambda _m: b""), _rtf_replacement)
+        data = _sub(_RTF, _sub(_RTF_DESTINATION, data, b""), _rtf_replacement)
     if _found(_SPACED_OR_BROKEN, data):
         data = _sub(_SPACED_OR_BROKEN, data, _join_letters)
     plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
@@ -326,32 +362,46 @@ def _found(regex: Regex, data: bytes) -> bool:
     return regex._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
 
 
-def _sub(regex: Regex, data: bytes, replacement: Callable[[Any], bytes]) -> bytes:
+def _sub(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans], bytes]) -> bytes:
+    """``data`` with every match of ``regex`` replaced by ``replacement`` (bytes, or a function of the data and the
+    match's spans, as RE2 gives them: ``(start, end)`` per group, ``(-1, -1)`` for one that did not take part).
+    The search runs inline rather than through ``Regex.finditer``: a page of markup has hundreds of matches."""
+    match = regex._match
+    constant = type(replacement) is bytes
     out: list[bytes] = []
-    pos = 0
-    for match in regex.finditer(data):
-        out.append(data[pos : match.start()])
-        out.append(replacement(match))
-        pos = match.end()
-    out.append(data[pos:])
+    size = len(data)
+    copied = at = 0  # the text before ``copied`` is in ``out``; the next search starts at ``at``
+    while at <= size:
+        spans = match(_UNANCHORED, data, at, size)
+        start, end = spans[0]
+        if start < 0:
+            break
+        out.append(data[copied:start])
+        out.append(replacement if constant else replacement(data, spans))  # type: ignore[operator]
+        copied = end
+        at = end if end > start else end + 1
+    if not out:
+        return data
+    out.append(data[copied:])
     return b"".join(out)
 
 
-def _rtf_replacement(match: Any) -> bytes:
-    word = match.group(1)
-    if word is None:
+def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
+    start, end = spans[1]
+    if start < 0:
         return b""  # a brace
-    return b"\n" if word in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
+    return b"\n" if data[start:end] in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
 
 
-def _join_letters(match: Any) -> bytes:
+def _join_letters(data: bytes, spans: Spans) -> bytes:
     """"S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
-    return match.group().replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
+    start, end = spans[0]
+    return data[start:end].replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
 
 
-def _tag_replacement(match: Any) -> bytes:
-    name = match.group(2)
-    return b"" if name is not None and name.lower() in _INLINE_TAGS else b"\n"
+def _tag_replacement(data: bytes, spans: Spans) -> bytes:
+    start, end = spans[2]
+    return b"" if start >= 0 and data[start:end].lower() in _INLINE_TAGS else b"\n"
 
 
 def _unescape(data: bytes) -> bytes:
@@ -366,8 +416,9 @@ def _unescape(data: bytes) -> bytes:
     return _sub(_ESCAPE, data, _escape_replacement)
 
 
-def _escape_replacement(match: Any) -> bytes:
-    escape = match.group()
+def _escape_replacement(data: bytes, spans: Spans) -> bytes:
+    start, end = spans[0]
+    escape = data[start:end]
     kind = escape[1:2]
     if kind in b"ux":
         return chr(int(escape[2:], 16)).encode("utf-8", "replace")

@@ -272,6 +272,80 @@ def test_localised_second_pass_finds_what_the_whole_text_pass_finds(monkeypatch)
     assert sum(len(counts) > 3 for counts in whole) > 30  # many rows present, so most texts were localised
 
 
+# --- what the second pass's skip to the next needed byte relies on (Detector.needs) -----------------------
+
+
+def _class_within(items, needs: bytes) -> bool:
+    """True when every character of a parsed class is one of ``needs``."""
+    if items and items[0][0] is _c.NEGATE:
+        return False
+    for op, av in items:
+        if op is _c.LITERAL:
+            ok = av in needs
+        elif op is _c.RANGE:
+            ok = all(c in needs for c in range(av[0], av[1] + 1))
+        elif op is _c.CATEGORY:
+            ok = av is _c.CATEGORY_DIGIT and all(c in needs for c in b"0123456789")
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def _always_holds(subpattern, needs: bytes) -> bool:
+    """True when every match of a parsed pattern holds at least one byte of ``needs`` (``needs`` has no letters,
+    so case-insensitive flags change nothing)."""
+    for op, av in subpattern:
+        if op is _c.LITERAL and av in needs:
+            return True
+        if op is _c.IN and _class_within(av, needs):
+            return True
+        if op is _c.BRANCH and all(_always_holds(branch, needs) for branch in av[1]):
+            return True
+        if op is _c.SUBPATTERN and _always_holds(av[3], needs):
+            return True
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and av[0] >= 1 and _always_holds(av[2], needs):
+            return True
+    return False
+
+
+_NEEDING = [row for row, det in enumerate(DETECTORS) if det.needs]
+
+
+def test_identifier_rows_need_a_digit_or_an_at_sign():
+    assert {DETECTORS[row].signal for row in _NEEDING} >= {
+        "nhs_number", "ni_number", "uk_phone", "payment_card", "uk_postcode", "date_of_birth", "email"
+    }
+    assert all(not any(chr(c).isalpha() for c in DETECTORS[row].needs) for row in _NEEDING)
+
+
+@pytest.mark.parametrize("row", _NEEDING)
+def test_every_match_holds_a_needed_byte(row):
+    """The second pass starts a row's search at the line of the next byte of ``needs`` and stops where none is
+    left: every match must hold one. Checked on the parsed pattern (some part that every path goes through
+    matches only those bytes) and on the corpus; that matches lie within one line is checked above."""
+    det = DETECTORS[row]
+    parsed = _parser.parse(det.pattern.decode("latin-1"))
+    assert _always_holds(parsed, det.needs), det.signal
+    pattern = detectors_base.Regex(det.pattern, detectors_base.re2_options())
+    for text in _texts_with_every_row()[:300]:
+        for m in pattern.finditer(text):
+            assert any(byte in det.needs for byte in m.group()), (det.signal, m.span())
+
+
+def test_skipping_to_the_needed_byte_finds_what_the_whole_search_finds(monkeypatch):
+    table = scanner()
+    texts = _texts_with_every_row()
+    rng = random.Random(18)
+    texts += [b"lorem ipsum dolor\n" * rng.randint(1, 200) + text + b"\0 tail 12" for text in texts[:100]]
+    skipping = [table.validate(t, table.present(t), float("inf")) for t in texts]
+    monkeypatch.setattr(table, "_rows", tuple((*row[:-1], None) for row in table._rows))
+    whole = [table.validate(t, table.present(t), float("inf")) for t in texts]
+    assert skipping == whole
+    assert sum(bool(counts) for counts in whole) > 100
+
+
 def test_near_finds_context_words_in_any_case_inside_the_window_only():
     words = detectors_base.Words(b"nhs", b"a/c", b"nin ")
     text = b"x" * 100 + b"123" + b"y" * 100

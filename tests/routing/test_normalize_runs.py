@@ -1,0 +1,31 @@
+"""The non-ASCII runs of a text converted together give what converting each run alone gives."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing import normalize
+
+# ASCII around runs of accented letters, combining marks, dashes, spaces, look-alikes, ligatures, full-width
+# forms, Hangul jamo, invisibles and noncharacters; bytes that are not UTF-8 too.
+_CHARS = st.sampled_from(
+    list("aeE s0\n\t\x00-'\"") + list("éëÉßŁłøØ\u0301\u0308\u0327\u2013\u2014\u00a0\u2009\u200b\u00ad\ufeff")
+    + list("СсΑοＳＥＣ\ufb01\u2460\u1100\u1161\u11a8가\U0001d400\u00bd\u212b\u0041\u030a\ufffe")
+)
+_TEXTS = st.lists(_CHARS, max_size=40).map("".join)
+
+
+def _per_run(data: bytes, convert) -> bytes:
+    return normalize._sub(
+        normalize._NON_ASCII_RUN, data,
+        lambda d, spans: convert(d[spans[0][0]:spans[0][1]].decode("utf-8", "replace")).encode("utf-8", "replace"),
+    )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXTS, st.binary(max_size=6))
+def test_runs_converted_together_as_one_at_a_time(text, junk):
+    for data in (text.encode(), text.encode() + junk + text[::-1].encode(), text.replace("\x00", "").encode()):
+        assert normalize._map_runs(data, normalize._normalise_runs) == _per_run(data, normalize._normalise_runs)
+        assert normalize._map_runs(data, normalize._fold_runs) == _per_run(data, normalize._fold_runs)
