@@ -1,4 +1,4 @@
-"""``sovereign bench serve|compare|overhead|classify``: the benchmark suite's command line."""
+"""``sovereign bench serve|compare|overhead|classify|egress-review``: the benchmark suite's command line."""
 
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("classify", help="classifier throughput (see `sovereign bench classify --help`)", add_help=False)
+    sub.add_parser("egress-review", help="latency the egress review adds (see `sovereign bench egress-review --help`)",
+                   add_help=False)
     return parser
 
 
@@ -247,6 +249,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.classify_bench import main as classify_main
 
         return classify_main(argv[1:])
+    if argv[:1] == ["egress-review"]:
+        from benchmarks.egress_review_bench import main as egress_main
+
+        return egress_main(argv[1:])
     args = _parser().parse_args(argv)
     return {"serve": _serve, "compare": _compare, "overhead": _overhead}[args.command](args)
 

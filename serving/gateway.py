@@ -29,6 +29,7 @@ from routing.ratelimit import RateLimiter
 from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened
 from serving.config import Settings
+from serving.egress_gate import EgressGate, raise_level
 from serving.errors import (
     APIError,
     BadRequest,
@@ -68,6 +69,7 @@ class RequestState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     echo_request_id: bool = True
+    egress_reviewed: bool = False  # the semantic second opinion has run (once per request)
     span: Span = trace.INVALID_SPAN  # the request's root span (set in handle)
 
     def elapsed_ms(self) -> float:
@@ -93,12 +95,16 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter()
         self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
+        self.egress = EgressGate(settings)
         self.policy = {name: BackendPolicy(b.name, b.sovereign, b.max_classification)
                        for name, b in ((b.name, b) for b in settings.backends)}
         self.policy_sha256 = policy_digest({
             "backends": [{"name": b.name, "sovereign": b.sovereign, "max_classification": b.max_classification.label}
                          for b in settings.backends],
             "models": [{"name": m.name, "route": m.route} for m in settings.models],
+            **({"egress_review": {"artefact_sha256": self.egress.digest,
+                                  "threshold": self.egress.reviewer.threshold if self.egress.reviewer else None}}
+               if self.egress.enabled else {}),
         })
         self.in_flight = 0
         for name, backend in self.backends.items():
@@ -191,6 +197,8 @@ class Gateway:
         for name in candidates:
             backend = self.backends[name]
             if not backend.sovereign:
+                if await self._egress_review(state, body):
+                    continue  # the second opinion keeps it local (or could not answer): no non-sovereign backend
                 if level > Level.OFFICIAL:  # unreachable through decide(); kept so no refactor can make it so
                     raise NotPermitted("non-sovereign backends may only receive OFFICIAL requests")
                 await self._audit_egress(state, name)
@@ -322,6 +330,25 @@ class Gateway:
         except (ValueError, TypeError, RecursionError):
             raise BadRequest("invalid request: the body does not match the API schema") from None
 
+    async def _egress_review(self, state: RequestState, body: dict[str, Any]) -> bool:
+        """Before the first non-sovereign attempt: the semantic second opinion. True means keep the request local.
+
+        Runs once per request, only when the request is about to leave (local-only routes never pay for it). A flag,
+        or no answer in time, raises the level to OFFICIAL-SENSITIVE with its ``semantic_*`` signals (audited)."""
+        assert state.classification is not None
+        if state.classification.level > Level.OFFICIAL:
+            return True
+        if not self.egress.enabled or state.egress_reviewed:
+            return False
+        state.egress_reviewed = True
+        with tracer.start_as_current_span("sovereign.egress_review") as span:
+            signals = await self.egress.check(body)
+            span.set_attribute("sovereign.egress_review", list(signals) if signals else ["pass"])
+        if signals is None:
+            return False
+        state.classification = raise_level(state.classification, signals)
+        return True
+
     async def _audit_egress(self, state: RequestState, backend: str) -> None:
         """Durable record before the first byte leaves the sovereign boundary; no record, no egress."""
         try:
@@ -370,6 +397,7 @@ class Gateway:
     async def close(self) -> None:
         """Drain the audit writer and close backend clients (called when the replica stops)."""
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+        self.egress.close()
         await self.audit.aclose()
 
     # -- the rest of the API ----------------------------------------------------------------------------------

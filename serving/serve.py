@@ -203,8 +203,10 @@ def _run(settings: Settings, key: str | None, private: Path) -> int:
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     from serving.app import verify_local_weights
+    from serving.egress_gate import verify_egress_review
 
     verify_local_weights(settings)  # before anything starts
+    verify_egress_review(settings)
     # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
     # address="local": always a new Ray instance. Without it a second server on this host joins the first one's
     # cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
@@ -261,9 +263,10 @@ def main(argv: list[str]) -> int:
         print(f"sovereign serve: {exc}", file=sys.stderr)
         return 2
     from models.manifest import ManifestError
+    from routing.egress_review import ArtefactError
 
     try:
         return run(settings, key)
-    except ManifestError as exc:
+    except (ManifestError, ArtefactError) as exc:
         print(f"sovereign serve: refusing to start: {exc}", file=sys.stderr)
         return 2

@@ -92,6 +92,8 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
             {"name": "embeddings", "route": ["embed"]},
             {"name": "embeddings-commercial-first", "route": ["commercial", "embed"]},
         ],
+        # The egress review is on by default (a non-sovereign backend is configured): MiniLM as prepared for the app.
+        "egress_review": {"model": str(embedding_model)},
     }
 
 

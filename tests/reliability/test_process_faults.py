@@ -36,6 +36,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import verify
 from serving.ports import free_port
 from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
+from tests.support import wheel_minilm
 from tests.support.app import RunningApp, start_app, stop_app
 
 pytestmark = pytest.mark.engine
@@ -64,6 +65,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
              "timeout_s": 5, "connect_timeout_s": 2},
         ],
         "models": [{"name": "default", "route": ["local", "commercial"]}, {"name": "local-only", "route": ["local"]}],
+        "egress_review": {"model": wheel_minilm()},
     }
     keys = {"tester": create_key(workdir / "keys.json", "tester")}
     env = {"FAKE_COMMERCIAL_KEY": "sk-fake-commercial"}
