@@ -199,6 +199,40 @@ def _latency(body: dict[str, Any], runs: int) -> dict[str, float]:
     return {"p50_ms": p50, "p99_ms": p99, "cpu_p50_ms": cpu50, "cpu_p99_ms": cpu99}
 
 
+# What each view of routing.normalize costs: the same corpus delivered so that one more view is needed. CRLF
+# (the CONTROL marker: the buffer is normalised and scanned again), Word punctuation and diacritics (non-ASCII:
+# the normalised view's Unicode step and the folded view), HTML (the decoded view over the whole document) and
+# base64 MIME parts (decoded view, base64). MB/s of the undressed text, so that the ratios read as cost.
+_VIEW_DRESSES: dict[str, Callable[[str], str]] = {
+    "crlf (normalised again)": lambda d: d.replace("\n", "\r\n"),
+    "word punctuation and diacritics (unicode + folded)": lambda d: d.replace(" - ", " \u2013 ").replace(
+        "'", "\u2019").replace("e", "\u00e9", 3).replace(" ", "\u00a0", 5),
+    "html page (decoded)": lambda d: "<html><body>" + "".join(
+        f"<p>{line.replace('&', '&amp;').replace('<', '&lt;')}</p>" for line in d.split("\n")) + "</body></html>",
+    "base64 mime part (decoded)": lambda d: "Content-Transfer-Encoding: base64\n\n" + "\n".join(
+        _b64_lines(d)),
+}
+
+
+def _b64_lines(text: str) -> list[str]:
+    import base64
+
+    encoded = base64.b64encode(text.encode()).decode()
+    return [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+
+
+def _view_costs(docs: list[str], plain: float, repeat: int, min_pass_s: float) -> dict[str, dict[str, float]]:
+    """MB/s (of the undressed text) of ``classify_text`` on the corpus in each dress, and its ratio to plain."""
+    size = sum(len(d.encode()) for d in docs)
+    out: dict[str, dict[str, float]] = {"plain": {"mb_per_s": round(plain, 2), "ratio_to_plain": 1.0}}
+    for name, dress in _VIEW_DRESSES.items():
+        dressed = [dress(d) for d in docs]
+        rate, _seconds, _cpu = _throughput(dressed, classify_text, repeat, min_pass_s)
+        rate *= size / sum(len(d.encode()) for d in dressed)  # per byte of content, not of markup
+        out[name] = {"mb_per_s": round(rate, 2), "ratio_to_plain": round(rate / plain, 3)}
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign bench classify", description=__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="OUT", required=True, help="write the figures here as JSON")
@@ -228,6 +262,8 @@ def main(argv: list[str]) -> int:
     presidio(docs[0])
     theirs, theirs_s, theirs_cpu = _throughput(docs, presidio, args.repeat, args.min_pass_s)
 
+    views = _view_costs(docs, ours, args.repeat, args.min_pass_s)
+
     body = chat_request(args.chat_tokens, docs)
     chat_bytes = sum(len(m["content"].encode()) for m in body["messages"])
     latency = _latency(body, args.runs)
@@ -250,6 +286,7 @@ def main(argv: list[str]) -> int:
         "chat_p99_ms": round(latency["p99_ms"], 3),
         "chat_cpu_p50_ms": round(latency["cpu_p50_ms"], 3),
         "chat_cpu_p99_ms": round(latency["cpu_p99_ms"], 3),
+        "views": views,
         "runs": args.runs,
         "repeat": args.repeat,
         "min_pass_s": args.min_pass_s,

@@ -1,4 +1,4 @@
-"""``sovereign bench serve|compare|overhead|classify|egress-review``: the benchmark suite's command line."""
+"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify|egress-review``: benchmarks."""
 
 from __future__ import annotations
 
@@ -77,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
     c.add_argument("--targets", type=lambda t: t.split(","), default=None,
                    help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
-                   "only when named, gateway_unplaced (no CPU placement), gateway_nice15 and gateway_nice0 "
-                   "(placement, every worker at that nice)")
+                   "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
+                   "pacing at any load, as before), "
+                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
+    c.add_argument("--client", choices=["sovereign", "vllm"], default="sovereign",
+                   help="the load generator: this suite's (default) or vLLM's own `vllm bench serve`, run as "
+                   "`python -m benchmarks.vllm_client` (the tokenizer comes from --model-source)")
     c.add_argument("--cpu-hog", action="store_true",
                    help="measure each target with a busy process beside it on the CPUs its engine leaves free")
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
@@ -107,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("classify", help="classifier throughput (see `sovereign bench classify --help`)", add_help=False)
     sub.add_parser("egress-review", help="latency the egress review adds (see `sovereign bench egress-review --help`)",
+                   add_help=False)
+    sub.add_parser("classify-worst", help="classifier time on the costliest bodies under the size limit "
+                   "(see `sovereign bench classify-worst --help`)", add_help=False)
+    sub.add_parser("audit-verify", help="`audit verify` on a generated log of N records (default ten million)",
                    add_help=False)
     return parser
 
@@ -210,6 +218,7 @@ def _compare(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             cpu_hog=args.cpu_hog,
             progress=not args.no_progress,
+            client=args.client,
         )
     except TargetError as exc:
         print(f"sovereign bench compare: {exc}", file=sys.stderr)
@@ -253,6 +262,14 @@ def main(argv: list[str]) -> int:
         from benchmarks.egress_review_bench import main as egress_main
 
         return egress_main(argv[1:])
+    if argv[:1] == ["classify-worst"]:
+        from benchmarks.classify_worst import main as worst_main
+
+        return worst_main(argv[1:])
+    if argv[:1] == ["audit-verify"]:
+        from benchmarks.audit_verify import main as audit_verify_main
+
+        return audit_verify_main(argv[1:])
     args = _parser().parse_args(argv)
     return {"serve": _serve, "compare": _compare, "overhead": _overhead}[args.command](args)
 

@@ -24,6 +24,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -41,18 +42,21 @@ from benchmarks.targets import (
     start_ray_serve_llm,
     start_vllm,
 )
+from benchmarks.vllm_client import measure_with_vllm
 from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0")
+TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0",
+                "gateway_paced")
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
-# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py).
+# at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_paced, the stream pacing used before
+# it adapted to load (every stream paced to one message per 150 ms after its first two, at any load).
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
     "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "median_itl_ms",
-    "p99_itl_ms", "median_e2el_ms", "p99_e2el_ms",
+    "p90_itl_ms", "p99_itl_ms", "multi_token_event_share", "mean_tokens_per_event", "median_e2el_ms", "p99_e2el_ms",
 )  # fmt: skip
 
 
@@ -97,6 +101,8 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
     gw, vl, rs = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm"))
     gw_ttft, vl_ttft = get("gateway", "median_ttft_ms"), get("vllm", "median_ttft_ms")
+    itl = {f"gateway_minus_vllm_{key}": _difference(get("gateway", key), get("vllm", key))
+           for key in ("median_itl_ms", "p90_itl_ms", "p99_itl_ms")}  # smoothness beside every throughput ratio
     variants = {f"{name}_vs_vllm_output_throughput": get(name, "output_throughput")
                 for name in TARGET_ORDER[3:] if name in targets}  # the gateway's A/B variants, when run
     return {
@@ -104,8 +110,13 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         **{key: value / vl if value is not None and vl else None for key, value in variants.items()},
         "gateway_vs_ray_serve_llm_output_throughput": gw / rs if gw is not None and rs else None,
         "ray_serve_llm_vs_vllm_output_throughput": rs / vl if rs is not None and vl else None,
-        "gateway_minus_vllm_median_ttft_ms": gw_ttft - vl_ttft if gw_ttft is not None and vl_ttft is not None else None,
+        "gateway_minus_vllm_median_ttft_ms": _difference(gw_ttft, vl_ttft),
+        **itl,
     }
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
 
 
 def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -118,6 +129,7 @@ def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 HOG_FILE = "hog-cpus"
+PACED_150 = {"stream_smooth_streams": 0, "stream_batching_ms": 150.0}  # the gateway_paced target's pacing
 
 
 def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
@@ -143,6 +155,8 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
                                                   env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
                                                   name="gateway_nice0", hog=hog(wd)),
+        "gateway_paced": lambda wd: start_gateway(wd, [gateway_backend | PACED_150], route, ready_timeout_s,
+                                                  name="gateway_paced", hog=hog(wd)),
     }
 
 
@@ -164,8 +178,17 @@ def measure(
     ignore_eos: bool = True,
     goodput: dict[str, float] | None = None,
     progress: bool = True,
+    vllm_client: VLLMClient | None = None,
 ) -> dict[str, Any]:
-    """One closed-loop run (all requests queued, ``concurrency`` in flight) against a running target."""
+    """One closed-loop run (all requests queued, ``concurrency`` in flight) against a running target, by this
+    suite's load generator or, given ``vllm_client``, by ``vllm bench serve`` (benchmarks/vllm_client.py)."""
+    if vllm_client is not None:
+        vllm_client.runs += 1
+        return measure_with_vllm(base_url=target.base_url, model=target.model, api_key=target.api_key,
+                                 tokenizer=vllm_client.tokenizer, concurrency=concurrency, num_prompts=len(prompts),
+                                 input_len=vllm_client.input_len, output_len=vllm_client.output_len,
+                                 workdir=vllm_client.workdir, label=f"{target.name}-{vllm_client.runs}",
+                                 warmups=warmup, seed=vllm_client.seed)
     cfg = LoadConfig(
         base_url=target.base_url,
         model=target.model,
@@ -178,6 +201,18 @@ def measure(
     )
     outcome = run_load(cfg, prompts, progress=progress)
     return summarize(cfg, outcome, goodput, label=target.name)
+
+
+@dataclass
+class VLLMClient:
+    """Where ``vllm bench serve`` finds its tokenizer and writes its results, and the load's shape."""
+
+    tokenizer: Path
+    workdir: Path
+    input_len: int
+    output_len: int
+    seed: int = 0
+    runs: int = 0
 
 
 def run_compare(
@@ -202,6 +237,7 @@ def run_compare(
     rounds: int = 1,
     cpu_hog: bool = False,
     progress: bool = True,
+    client: str = "sovereign",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
@@ -220,6 +256,10 @@ def run_compare(
     prompts = random_prompts(num_prompts, input_len, output_len, seed=seed)
     start = starters(backend, ready_timeout_s, cpu_hog)
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
+    if client not in ("sovereign", "vllm"):
+        raise ValueError("client must be sovereign or vllm")
+    vllm_client = (VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed)
+                   if client == "vllm" else None)
     doc: dict[str, Any] = {
         "targets": {},
         "rounds": {},
@@ -239,6 +279,7 @@ def run_compare(
             "dataset": "random",
             "ignore_eos": True,
             "streaming": True,
+            "client": "vllm bench serve" if vllm_client else "sovereign bench",
         },
         "machine": machine_info(),
         "conditions": {},
@@ -260,8 +301,8 @@ def run_compare(
                 log(f"[{name}] CPU hog on CPUs {format_cpus(hog)}")
                 (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
-            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress)
-                        for i in range(rounds)]
+            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress,
+                                vllm_client=vllm_client) for i in range(rounds)]
             # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
             cpu_spent = {"wall_s": round(time.monotonic() - clock, 2),
                          "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot()),
@@ -271,7 +312,7 @@ def run_compare(
             points = []
             for c in sweep:
                 log(f"[{name}] sweep: concurrency {c}")
-                points.append(measure(target, prompts, c, 0, progress=progress))
+                points.append(measure(target, prompts, c, 0, progress=progress, vllm_client=vllm_client))
             if points:
                 doc["sweeps"][name] = points
         finally:
@@ -280,7 +321,17 @@ def run_compare(
         doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg(),
                                    "cpu": cpu_spent, "hog_cpus": sorted(hog)}
     doc["ratios"] = ratios(doc["targets"])
+    doc["sweep_ratios"] = sweep_ratios(doc["sweeps"])
     return doc
+
+
+def sweep_ratios(sweeps: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """``ratios`` at each concurrency of the sweep, between the targets measured at it."""
+    by_concurrency: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, points in sweeps.items():
+        for point in points:
+            by_concurrency.setdefault(str(point.get("max_concurrency")), {})[name] = point
+    return {c: ratios(targets) for c, targets in by_concurrency.items()}
 
 
 def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None = None) -> list[Path]:
@@ -309,8 +360,11 @@ def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None =
 
 
 def format_comparison(doc: dict[str, Any]) -> str:
-    rows = [("target", "out tok/s", "req/s", "median TTFT ms", "p99 TTFT ms", "median TPOT ms", "failed")]
-    for name, s in doc["targets"].items():
+    rows = [("target", "out tok/s", "req/s", "median TTFT ms", "p99 TTFT ms", "median TPOT ms",
+             "ITL ms p50/p90/p99", ">1 token", "failed")]
+    points = [(name, s) for name, s in doc["targets"].items()]
+    points += [(f"{name}@c{p.get('max_concurrency')}", p) for name, ps in doc.get("sweeps", {}).items() for p in ps]
+    for name, s in points:
         rows.append(
             (
                 name,
@@ -319,6 +373,8 @@ def format_comparison(doc: dict[str, Any]) -> str:
                 f"{s['median_ttft_ms']:.1f}",
                 f"{s['p99_ttft_ms']:.1f}",
                 f"{s['median_tpot_ms']:.1f}",
+                f"{s['median_itl_ms']:.1f}/{s.get('p90_itl_ms', math.nan):.1f}/{s['p99_itl_ms']:.1f}",
+                f"{s.get('multi_token_event_share', math.nan):.2f}",
                 str(s["failed"]),
             )
         )
@@ -330,4 +386,7 @@ def format_comparison(doc: dict[str, Any]) -> str:
             lines.append(f"{name} rounds (out tok/s, the median one counts): {spread}")
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
+    for c, values in doc.get("sweep_ratios", {}).items():
+        for key, value in values.items():
+            lines.append(f"c{c} {key}: {'n/a' if value is None else f'{value:.3f}'}")
     return "\n".join(lines)

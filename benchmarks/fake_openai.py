@@ -9,7 +9,8 @@ Faults (``POST /_fake/fault`` or :meth:`FakeOpenAIServer.set_fault`) apply to ev
 until changed:
 
 - ``ok``: normal answers.
-- ``slow``: sleep ``delay_s`` before the first byte, then answer normally.
+- ``slow``: sleep ``delay_s`` before the first byte, then answer normally; streams also wait ``chunk_delay_s``
+  before each chunk after the first (a model that generates slowly).
 - ``status``: answer ``status`` (e.g. 500, 503, 400, 429) with an OpenAI error envelope, plus a
   ``retry-after`` header when ``retry_after`` is given.
 - ``broken_stream``: streams send a few chunks, then the connection is dropped without ``[DONE]``;
@@ -78,6 +79,7 @@ class Fault:
 
     mode: FaultMode = "ok"
     delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
     status: int = 500
     retry_after: float | int | None = None
 
@@ -93,6 +95,7 @@ class Fault:
         return cls(
             mode=mode,
             delay_s=float(data.get("delay_s") or 0.0),
+            chunk_delay_s=float(data.get("chunk_delay_s") or 0.0),
             status=status,
             retry_after=retry_after if retry_after is None else float(retry_after),
         )
@@ -347,10 +350,12 @@ def _embeddings_response(body: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
-async def _stream(chunks: list[dict[str, Any]], broken: bool) -> AsyncIterator[bytes]:
+async def _stream(chunks: list[dict[str, Any]], broken: bool, chunk_delay_s: float = 0.0) -> AsyncIterator[bytes]:
     for i, chunk in enumerate(chunks):
         if broken and i >= BROKEN_STREAM_CHUNKS:
             raise InjectedStreamAbort("fake: broken_stream fault")
+        if chunk_delay_s and i:
+            await asyncio.sleep(chunk_delay_s)
         yield _sse(chunk)
     yield b"data: [DONE]\n\n"
 
@@ -424,8 +429,10 @@ def create_app(state: FakeState | None = None) -> Starlette:
                 return faulted
             model = str(body.get("model") or state.model)
             if stream:
-                broken = state.fault.mode == "broken_stream"
-                return StreamingResponse(_stream(build_stream(body, model), broken), media_type="text/event-stream")
+                fault = state.fault
+                delay = fault.chunk_delay_s if fault.mode == "slow" else 0.0
+                return StreamingResponse(_stream(build_stream(body, model), fault.mode == "broken_stream", delay),
+                                         media_type="text/event-stream")
             return JSONResponse(build_response(body, model))
 
         return endpoint

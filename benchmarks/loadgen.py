@@ -339,5 +339,9 @@ def format_table(summary: dict[str, Any], percentiles: Sequence[float] = (50, 90
         for p in percentiles:
             word = str(int(p)) if int(p) == p else str(p)
             lines.append(f"{f'P{word} {label} (ms):':<44}{summary[f'p{word}_{name}_ms']:.2f}")
+    if summary.get("deliveries"):
+        lines.append("{s:{c}^{n}}".format(s="Stream Smoothness", n=56, c="-"))
+        lines.append(f"{'Deliveries with >1 token event (share):':<44}{summary['multi_token_event_share']:.3f}")
+        lines.append(f"{'Mean tokens per delivery:':<44}{summary['mean_tokens_per_event']:.2f}")
     lines.append("=" * 56)
     return "\n".join(lines)

@@ -15,6 +15,9 @@ from typing import Any
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 99)
 GOODPUT_METRICS = ("ttft", "tpot", "e2el")
+# Token-bearing events that reach the client less than this apart came in one delivery (one network write, as a
+# batching server sends them); a client shows them at once, as one event carrying several tokens.
+BURST_GAP_S = 0.001
 
 
 @dataclass
@@ -83,6 +86,31 @@ def is_good(result: RequestResult, slos: dict[str, float]) -> bool:
     return all(observed[name] * 1000.0 <= limit for name, limit in slos.items())
 
 
+def delivery_sizes(itl: Sequence[float], burst_gap_s: float = BURST_GAP_S) -> list[int]:
+    """Token events per delivery for one stream, from its inter-token gaps (the first event opens the first
+    delivery; a gap under ``burst_gap_s`` joins the event to the one before). ``[]`` for a stream without tokens
+    is the caller's case: a stream with one token event has ``itl == []`` and one delivery of one."""
+    sizes = [1]
+    for gap in itl:
+        if gap < burst_gap_s:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    return sizes
+
+
+def burst_fields(results: Sequence[RequestResult]) -> dict[str, float]:
+    """How bunched the streams were: the share of deliveries that carried more than one token event, and the
+    mean tokens per delivery (from ``usage``, so an event whose text holds several tokens counts them all)."""
+    sizes = [n for r in results for n in delivery_sizes(r.itl)]
+    tokens = sum(r.output_tokens for r in results)
+    return {
+        "deliveries": len(sizes),
+        "multi_token_event_share": sum(n > 1 for n in sizes) / len(sizes) if sizes else 0.0,
+        "mean_tokens_per_event": tokens / len(sizes) if sizes else 0.0,
+    }
+
+
 def _metric_fields(name: str, values_s: Sequence[float], percentiles: Sequence[float]) -> dict[str, float]:
     ms = [v * 1000.0 for v in values_s]
     out = {f"mean_{name}_ms": _mean(ms), f"median_{name}_ms": percentile(ms, 50), f"std_{name}_ms": _std(ms)}
@@ -121,6 +149,7 @@ def aggregate(
     summary |= _metric_fields("tpot", [r.tpot for r in ok if r.output_tokens > 1], percentiles)
     summary |= _metric_fields("itl", [x for r in ok for x in r.itl], percentiles)
     summary |= _metric_fields("e2el", [r.latency for r in ok], percentiles)
+    summary |= burst_fields(ok)
     return summary
 
 

@@ -157,6 +157,17 @@ def chart_schema() -> dict[str, Any]:
             "enabled": {"type": "boolean"}, "minAvailable": {"type": ["integer", "string"]}}},
         "serviceMonitor": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _STR_MAP}},
+        "alerts": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "labels": _STR_MAP,
+            "auditShipBacklogRecords": {"type": "integer", "minimum": 0},
+            "auditShipBacklogFor": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+            "auditAnchorMaxAgeSeconds": {"type": "integer", "minimum": 1},
+            "classificationFailures": {"type": "integer", "minimum": 0},
+            "commercialEgressPerMinute": {"type": "number", "minimum": 0},
+            "errorRatio": {"type": "number", "minimum": 0, "maximum": 1}}},
+        "transparency": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "record": {"type": "string"}, "labels": _STR_MAP,
+            "fileName": {"type": "string", "pattern": "^[-._a-zA-Z0-9]+$"}}},
         "dashboard": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "labels": _STR_MAP}},
         "podSecurityContext": {"type": "object", "required": ["runAsNonRoot"], "properties": {

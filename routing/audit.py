@@ -126,6 +126,9 @@ class AuditRecord(_Frozen):
     level: LevelLabel | None
     signals: tuple[Signal, ...] = ()
     policy_sha256: Hex64
+    # The classifier that took the decision (routing.classify.classifier_digest); absent in records written
+    # before it was recorded, which still verify.
+    classifier_sha256: Hex64 | None = None
     candidates: tuple[Name, ...] = ()
     attempts: tuple[Attempt, ...] = ()
     backend: Name | None
@@ -137,6 +140,8 @@ class AuditRecord(_Frozen):
 
 RECORD_FIELDS: frozenset[str] = frozenset(AuditRecord.model_fields)
 LINE_FIELDS: frozenset[str] = RECORD_FIELDS | {"prev", "hash"}
+# Fields added after the first records were written: a line without them is still well formed.
+_LATER_FIELDS = frozenset({"classifier_sha256"})
 
 
 class AuditWriteError(RuntimeError):
@@ -393,36 +398,118 @@ class VerifyResult:
     first_bad_line: int | None
     reason: str
     head: str = GENESIS
+    anchors_checked: int = 0
 
 
-def verify(path: Path | str, *, expect_head: str | None = None) -> VerifyResult:
+def verify(path: Path | str, *, expect_head: str | None = None, anchors: dict[int, str] | None = None,
+           progress: bool = False) -> VerifyResult:
     """Check the whole chain in ``path``: every line well formed, every hash right, every ``prev`` linked.
 
     ``expect_head``: a head hash recorded earlier; it must still be in the chain, which detects records
-    removed from the end. Reasons never quote record content. Raises ``OSError`` when the file cannot be read.
+    removed from the end. ``anchors``: {line number: hash} written elsewhere while the log grew
+    (``routing.audit_ship``); every anchored line must still be there with that hash, which detects records
+    altered, removed or truncated away even when the whole chain was recomputed. ``progress``: a progress bar
+    on stderr (when it is a terminal). Reasons never quote record content. Raises ``OSError`` when the file
+    cannot be read.
     """
-    with open(path, "rb") as fh:
-        return verify_lines(fh, expect_head=expect_head)
+    with open(path, "rb", buffering=1 << 20) as fh:
+        if not progress:
+            return verify_lines(fh, expect_head=expect_head, anchors=anchors)
+        from tqdm import tqdm
+
+        with tqdm(total=os.fstat(fh.fileno()).st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc="verify", file=sys.stderr, disable=None, mininterval=0.5) as bar:
+            return verify_lines(_counted(fh, bar.update), expect_head=expect_head, anchors=anchors)
 
 
-def verify_lines(lines: Iterable[bytes], *, expect_head: str | None = None) -> VerifyResult:
+def _counted(lines: Iterable[bytes], advance: Callable[[int], object], every: int = 65536) -> Iterator[bytes]:
+    """``lines`` unchanged, reporting the bytes read to ``advance`` every ``every`` lines (cheap per line)."""
+    pending = 0
+    for number, line in enumerate(lines, start=1):
+        pending += len(line)
+        if number % every == 0:
+            advance(pending)
+            pending = 0
+        yield line
+    advance(pending)
+
+
+def verify_lines(lines: Iterable[bytes], *, expect_head: str | None = None,
+                 anchors: dict[int, str] | None = None) -> VerifyResult:
     """:func:`verify` over lines (each with its ``\n``), streamed: memory does not grow with the log."""
     prev, records = GENESIS, 0
     seen_head = expect_head is None
+    anchors = anchors or {}
+    checked = 0
     for number, raw in enumerate(lines, start=1):
         problem, digest = _check_line(raw, prev)
         if problem is not None:
-            return VerifyResult(False, records, number, problem, prev)
+            return VerifyResult(False, records, number, problem, prev, checked)
         prev, records = digest, records + 1
         seen_head = seen_head or prev == expect_head
+        anchored = anchors.get(number)
+        if anchored is not None:
+            if anchored != digest:
+                reason = "record differs from the anchored head: records up to it were altered, removed or added"
+                return VerifyResult(False, records, number, reason, prev, checked)
+            checked += 1
     if not seen_head:
         reason = "expected head hash not found: records were removed from the end (or this is another log)"
-        return VerifyResult(False, records, records + 1, reason, prev)
-    return VerifyResult(True, records, None, "chain intact", prev)
+        return VerifyResult(False, records, records + 1, reason, prev, checked)
+    if anchors and max(anchors) > records:
+        reason = f"an anchor names line {max(anchors)}: anchored records were truncated away"
+        return VerifyResult(False, records, records + 1, reason, prev, checked)
+    return VerifyResult(True, records, None, "chain intact", prev, checked)
+
+
+class _Line(AuditRecord):
+    """A whole line as written: the record with its chain fields."""
+
+    prev: Hex64
+    hash: Hex64
+
+
+_REQUIRED_LINE_FIELDS = LINE_FIELDS - _LATER_FIELDS
 
 
 def _check_line(raw: bytes, prev: str) -> tuple[str | None, str]:
-    """(why this line is bad or None, its hash) for one line that should be chained after ``prev``."""
+    """(why this line is bad or None, its hash) for one line that should be chained after ``prev``.
+
+    The fast path parses and validates the line in one step (pydantic's JSON parser) and hashes its bytes
+    without the ``"hash":"…",`` member: equal to the stored hash only when those bytes are the canonical JSON
+    the writer hashed (a preimage). Anything else (an altered or re-serialised line) takes the slow path, which
+    re-serialises canonically and names what is wrong. Both accept exactly the lines the writer produced.
+    """
+    fast = _fast_line(raw)
+    if fast is not None:
+        line_prev, digest = fast
+        if line_prev != prev:
+            return "prev does not match the previous record's hash: a record was removed, added or reordered", ""
+        return None, digest
+    return _check_line_slow(raw, prev)
+
+
+def _fast_line(raw: bytes) -> tuple[str, str] | None:
+    """(prev, hash) of a well-formed line whose bytes are exactly what its hash covers; None: ask the slow path."""
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        line = _Line.model_validate_json(raw)
+    except ValidationError:
+        return None
+    if not line.model_fields_set >= _REQUIRED_LINE_FIELDS:
+        return None
+    member = b'"hash":"' + line.hash.encode() + b'",'  # never first or last in sorted keys
+    at = raw.find(member)
+    if at < 0:
+        return None
+    body = raw[:at] + raw[at + len(member):-1]
+    if hashlib.sha256(body).hexdigest() != line.hash:
+        return None
+    return line.prev, line.hash
+
+
+def _check_line_slow(raw: bytes, prev: str) -> tuple[str | None, str]:
     if not raw.endswith(b"\n"):
         return "truncated line (no newline at the end of the file)", ""
     try:
@@ -433,7 +520,7 @@ def _check_line(raw: bytes, prev: str) -> tuple[str | None, str]:
         return "not a JSON object", ""
     if unknown := sorted(obj.keys() - LINE_FIELDS):
         return f"unknown field(s): {', '.join(_safe_field(k) for k in unknown)}", ""
-    if missing := sorted(LINE_FIELDS - obj.keys()):
+    if missing := sorted(LINE_FIELDS - _LATER_FIELDS - obj.keys()):
         return f"missing field(s): {', '.join(missing)}", ""
     digest = obj.pop("hash")
     try:
@@ -462,12 +549,17 @@ def _safe_field(key: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``sovereign audit verify PATH [--head HASH]``: 0 intact, 1 broken (names the line), 2 usage/missing."""
+    """``sovereign audit verify PATH [--head HASH] [--anchors SOURCE]``: 0 intact, 1 broken, 2 usage/missing."""
     parser = argparse.ArgumentParser(prog="sovereign audit", description="Tamper-evident audit log tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("verify", help="check the hash chain of an audit log")
     check.add_argument("path", type=Path)
     check.add_argument("--head", help="a head hash recorded earlier; it must still be in the chain")
+    check.add_argument("--anchors", type=Path, metavar="SOURCE",
+                       help="anchors written while the log grew (the anchor file, or an export of the SIEM's anchor "
+                            "messages): every anchored record must still be in the log, unchanged")
+    check.add_argument("--anchor-log", metavar="NAME",
+                       help="the log's name in the anchors (default: the file name of PATH)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -475,13 +567,31 @@ def main(argv: list[str]) -> int:
     if args.head is not None and (len(args.head) != 64 or set(args.head) - set("0123456789abcdef")):
         print("sovereign audit verify: --head must be 64 lowercase hex digits", file=sys.stderr)
         return 2
+    anchors: dict[int, str] | None = None
+    latest: str | None = None
+    if args.anchors is not None:
+        from routing.audit_ship import load_anchors
+
+        name = args.anchor_log or args.path.name
+        try:
+            anchors, latest = load_anchors(args.anchors, name)
+        except OSError as exc:
+            print(f"sovereign audit verify: cannot read {args.anchors}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"FAILED: {args.anchors}: {exc}")
+            return 1
+        if not anchors:
+            print(f"FAILED: {args.anchors}: no anchors for {name!r}: nothing proves this log against them")
+            return 1
     try:
-        result = verify(args.path, expect_head=args.head)
+        result = verify(args.path, expect_head=args.head, anchors=anchors, progress=True)
     except OSError as exc:
         print(f"sovereign audit verify: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if result.ok:
-        print(f"OK: {args.path}: {result.records} records, chain intact, head {result.head}")
+        proof = f"; {result.anchors_checked} anchors match (latest {latest})" if anchors else ""
+        print(f"OK: {args.path}: {result.records} records, chain intact, head {result.head}{proof}")
         return 0
     print(f"FAILED: {args.path}: line {result.first_bad_line}: {result.reason}")
     return 1

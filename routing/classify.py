@@ -1,39 +1,73 @@
 """Sensitivity classification of an OpenAI request body: a pure, synchronous function that fails closed.
 
-``classify_request`` walks every string in the body (all messages and roles, string or list ``content``,
-tool-call arguments, ``name`` fields, ``prompt``, embeddings ``input``, and anything else a client sent),
-scans them once with the detector table (``routing.detectors``) and returns the level:
+``classify_request`` walks the whole body (every message and role, string or list ``content``, tool calls and
+their arguments, ``name`` fields, tool schemas, ``prompt``, ``input``, ``instructions``, metadata, keys as well as
+values, and numbers long enough to be identifiers), brings every string to one normalised form and scans the
+views of ``routing.normalize`` with the detector table (``routing.detectors``): normalised, folded to ASCII
+(non-ASCII text only), decoded (text carrying markup, escapes, base64 or JSON only), and each message's text
+parts joined the way the model reads them. A signal's count is the most any one view found. The level is
 ``max(declared, detected, floor)``. Signals carry a type and a count, never the matched text.
 
+Content the classifier cannot read (images, audio, video, files, token-id prompts and inputs, ``logit_bias``
+token ids, prompt embeddings) makes the request at least OFFICIAL-SENSITIVE with an ``unscanned_<kind>`` signal;
+``Classification.level_for`` gives the level for a backend whose configuration accepts some of those kinds.
+
 Fail closed: anything unexpected (a type that is not JSON, nesting deeper than any real request, more text
-than any body the server accepts, an exception, running past ``deadline_s``) gives TOP SECRET with a
-``classification_error`` or ``classification_timeout`` signal, so the router can only keep such a request
-local or refuse it.
+than any body the server accepts, an exception, running past ``deadline_s`` while walking, decoding or
+scanning) gives TOP SECRET with a ``classification_error`` or ``classification_timeout`` signal, so the router
+can only keep such a request local or refuse it.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
-import unicodedata
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata, resources
 from typing import Any
 
+from routing import normalize
 from routing.detectors import scanner
 from routing.detectors_base import Scanner, ScanTimeout
 from routing.levels import Level
 
-__all__ = ["Classification", "Signal", "classify_request", "classify_text"]
+__all__ = ["Classification", "Signal", "classifier_digest", "classify_request", "classify_text"]
 
 MAX_DEPTH = 64  # OpenAI bodies nest about 6 deep; anything far deeper is not a real request
 MAX_NODES = 1_000_000
 MAX_TEXT_BYTES = 64 << 20  # far above the server's body limit; bounds what one classification holds
+_CHECK_NODES = 4096  # the walk looks at the clock every this many nodes
 _clock = time.perf_counter
 _SEPARATOR = b"\n\n"  # each string starts a new "document": banners at its start are at a line start
+_SEPARATOR_TEXT = _SEPARATOR.decode()
 
 ERROR_SIGNAL = "classification_error"
 TIMEOUT_SIGNAL = "classification_timeout"
+
+# Kinds of content the classifier cannot read, and the signal each raises (OFFICIAL-SENSITIVE).
+UNSCANNED_KINDS: tuple[str, ...] = ("image", "audio", "video", "file", "token_ids")
+_PART_KINDS = {
+    "image_url": "image", "input_image": "image", "image": "image", "image_file": "image",
+    "input_audio": "audio", "audio": "audio", "audio_url": "audio",
+    "video_url": "video", "input_video": "video", "video": "video",
+    "file": "file", "input_file": "file", "document": "file",
+}
+_PART_KEYS = {"image_url": "image", "input_audio": "audio", "video_url": "video", "file_data": "file"}
+_PART_KEY_SET = frozenset(_PART_KEYS)
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+# Top-level fields that hold token ids rather than text.
+_TOKEN_FIELDS = ("prompt", "input")
+_DATA_URL_KINDS = {"image": "image", "audio": "audio", "video": "video", "application": "file", "font": "file"}
+_MIN_IDENTIFIER_INT = 100_000  # integers of six digits or more are scanned as text (identifiers in JSON numbers)
+
+
+def unscanned_signal(kind: str) -> str:
+    return f"unscanned_{kind}"
+
+
+_UNSCANNED_LEVELS = {unscanned_signal(kind): Level.OFFICIAL_SENSITIVE for kind in UNSCANNED_KINDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +86,68 @@ class Classification:
     detected_level: Level  # from content alone
     declared_level: Level | None  # from the X-Sovereign-Classification header, already parsed
     signals: tuple[Signal, ...]  # sorted by type
+    # Kinds of content that could not be read, and the level without them (declared and floor included).
+    unscanned: frozenset[str] = field(default=frozenset())
+    readable_level: Level | None = None
 
     @property
     def local_only(self) -> bool:
         """True when the default policy keeps the request off commercial backends."""
         return self.level >= Level.OFFICIAL_SENSITIVE
 
+    def level_for(self, accepts_unscanned: frozenset[str]) -> Level:
+        """The level for a backend whose configuration accepts these unscanned kinds: the readable content's
+        level when every unscanned kind is accepted, else ``level``."""
+        if self.unscanned and self.readable_level is not None and self.unscanned <= accepts_unscanned:
+            return self.readable_level
+        return self.level
+
 
 class _Unscannable(Exception):
     """The body cannot be walked safely (foreign types, too deep, too large)."""
 
 
-def _strings(body: Any) -> Iterable[str]:
-    """Every string value in ``body``, in document order; JSON inside strings (tool arguments) decoded too."""
+class _Deadline:
+    """The caller's deadline, checked between steps; raises ``ScanTimeout`` once it has passed."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float) -> None:
+        self.at = _clock() + seconds
+
+    def check(self) -> None:
+        if _clock() > self.at:
+            raise ScanTimeout
+
+
+@dataclass
+class _Body:
+    """What the walk found: the strings to scan (in document order) and the kinds it could not read."""
+
+    texts: list[str] = field(default_factory=list)
+    unscanned: dict[str, int] = field(default_factory=dict)  # kind -> parts of that kind
+    data_urls: set[str] = field(default_factory=set)  # kinds of data: URLs seen in strings (often inside a part)
+
+    def cannot_read(self, kind: str) -> None:
+        self.unscanned[kind] = self.unscanned.get(kind, 0) + 1
+
+
+def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
+    """Every string of ``body`` (keys too), long integers as text, joined text parts, unreadable parts."""
+    found = _Body()
+    texts = found.texts
+    unread: set[str] = set()  # top-level fields that hold no text: not walked
+    for key in _TOKEN_FIELDS:
+        if _holds_token_ids(body.get(key)):
+            found.cannot_read("token_ids")
+            unread.add(key)
+    for key in ("logit_bias", "prompt_embeds"):
+        if body.get(key):
+            found.cannot_read("token_ids")
+            unread.add(key)
+    if unread:
+        texts.extend(unread)  # the keys themselves, as every key is scanned
+        body = {key: value for key, value in body.items() if key not in unread}
     stack: list[tuple[Any, int]] = [(body, 0)]
     nodes = 0
     while stack:
@@ -72,36 +155,82 @@ def _strings(body: Any) -> Iterable[str]:
         nodes += 1
         if nodes > MAX_NODES or depth > MAX_DEPTH:
             raise _Unscannable
-        if isinstance(node, str):
-            yield node
-            stripped = node.lstrip()
-            if "\\" in node and stripped[:1] in ("{", "["):
-                # Escapes such as \u0040 can hide an identifier from the raw scan; scan the decoded form too.
-                try:
-                    stack.append((json.loads(node), depth + 1))
-                except ValueError:
-                    pass
-                except RecursionError:
-                    raise _Unscannable from None
-        elif isinstance(node, Mapping):
+        if nodes % _CHECK_NODES == 0:
+            deadline.check()
+        kind_of_node = type(node)
+        if kind_of_node is str:
+            texts.append(node)
+            if "base64," in node:
+                _data_urls(node, found)
+        elif kind_of_node is dict or (kind_of_node is not list and isinstance(node, Mapping)):
+            kind = node.get("type")
+            if type(kind) is str and kind in _PART_KINDS:
+                found.cannot_read(_PART_KINDS[kind])
+            elif not _PART_KEY_SET.isdisjoint(node.keys()):
+                for key, part in _PART_KEYS.items():
+                    if node.get(key):
+                        found.cannot_read(part)
+                        break
             # Keys too: clients put data in metadata keys as readily as in values.
-            for key, value in reversed(list(node.items())):
-                stack.append((value, depth + 1))
-                if isinstance(key, str):
-                    stack.append((key, depth + 1))
-        elif isinstance(node, list | tuple):
+            below = depth + 1
+            for key, value in reversed(node.items()):
+                if depth or type(value) is not int:  # top-level numbers are parameters (seed, max_tokens)
+                    stack.append((value, below))
+                if type(key) is str:
+                    stack.append((key, below))
+        elif kind_of_node is list or isinstance(node, tuple):
+            if len(node) > 1:
+                if all(type(item) is str for item in node):  # a list of strings (input, stop): no stack
+                    nodes += len(node)
+                    texts.extend(node)
+                    continue
+                joined = _joined_text_parts(node)
+                if joined is not None:
+                    texts.append(joined)
             stack.extend((item, depth + 1) for item in reversed(node))
-        elif node is None or isinstance(node, bool | int | float):
-            continue  # token ids, temperatures, flags: nothing to read
+        elif kind_of_node is int:
+            if abs(node) >= _MIN_IDENTIFIER_INT:
+                texts.append(str(node))
+        elif node is None or kind_of_node is bool or kind_of_node is float:
+            continue
+        elif isinstance(node, str):  # a str subclass
+            texts.append(str(node))
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if abs(node) >= _MIN_IDENTIFIER_INT:
+                texts.append(str(int(node)))
         else:
             raise _Unscannable
+    for kind in found.data_urls - found.unscanned.keys():
+        found.cannot_read(kind)
+    return found
 
 
-def _encode(text: str) -> bytes:
-    """UTF-8 bytes for RE2; NFKC first so full-width digits and letters match like ASCII ones."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    return text.encode("utf-8", "replace")  # lone surrogates become "?"
+def _holds_token_ids(value: Any) -> bool:
+    """``prompt`` or ``input`` given as token ids: a list of integers, or a list of such lists."""
+    if not isinstance(value, list) or not value:
+        return False
+    first = value[0]
+    if isinstance(first, list):
+        return any(isinstance(item, list) and any(type(t) is int for t in item) for item in value)
+    return any(type(t) is int for t in value)
+
+
+def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> str | None:
+    """A message's text parts as the model reads them (concatenated), when it has two or more."""
+    texts = [p["text"] for p in parts if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS
+             and isinstance(p.get("text"), str)]
+    return "".join(texts) if len(texts) > 1 else None
+
+
+def _data_urls(text: str, found: _Body) -> None:
+    """``data:image/png;base64,...`` inside a string: an image (or audio, video, file) the model would see."""
+    pos = text.find("data:")
+    while pos >= 0:
+        media = text[pos + 5 : pos + 5 + 64].split(";", 1)[0].split("/", 1)[0].lower()
+        kind = _DATA_URL_KINDS.get(media)
+        if kind is not None:
+            found.data_urls.add(kind)
+        pos = text.find("data:", pos + 5)
 
 
 def _combine(declared: Level | None, detected: Level, floor: Level | None) -> Level:
@@ -120,18 +249,6 @@ def _failed(signal: str, declared: Level | None) -> Classification:
         declared_level=declared,
         signals=(Signal(signal, 1),),
     )
-
-
-def _join(texts: Iterable[str]) -> bytes:
-    pieces: list[bytes] = []
-    size = 0
-    for text in texts:
-        piece = _encode(text)
-        size += len(piece) + len(_SEPARATOR)
-        if size > MAX_TEXT_BYTES:
-            raise _Unscannable
-        pieces.append(piece)
-    return _SEPARATOR.join(pieces)
 
 
 # The verdict when nothing is found, built once for every (declared, floor) pair: it is the common case, and
@@ -164,12 +281,101 @@ def _signal(signal: str, count: int) -> Signal:
     return made
 
 
-def _classify(buf: bytes, declared: Level | None, floor: Level | None, deadline: float) -> Classification:
+def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
+    """The normalised view of ``texts`` as one buffer (UTF-8), and the folded view of its non-ASCII ones.
+
+    ASCII strings go in as they are: their line breaks and control characters are normalised only when the
+    first pass finds any (``_scan``), which saves a pass over the common text that has none."""
+    joined = _SEPARATOR_TEXT.join(texts)
+    if len(joined) > MAX_TEXT_BYTES:
+        raise _Unscannable
+    if joined.isascii():  # the usual case: one C pass, however many strings
+        return joined.encode(), []
+    pieces: list[bytes] = []
+    folded: list[str] = []
+    size = 0
+    for text in texts:
+        if text.isascii():
+            piece = text.encode()
+        else:
+            piece = normalize.normalise_utf8(text.encode("utf-8", "replace"))  # lone surrogates become "?"
+            if not piece.isascii():
+                folded.append(normalize.fold(piece.decode()))
+        size += len(piece) + len(_SEPARATOR)
+        if size > MAX_TEXT_BYTES:
+            raise _Unscannable
+        pieces.append(piece)
+    return _SEPARATOR.join(pieces), folded
+
+
+_CONTROL = normalize.CONTROL
+_DECODE = normalize.DECODE
+
+
+def _scan(table: Scanner, buf: bytes, deadline: _Deadline, found: list[int] | None = None
+          ) -> tuple[dict[str, int], bytes | None]:
+    """The signals in ``buf`` (normalising its line breaks and control characters first if it has any), and
+    the normalised buffer again when it carries something for the decoded view to read (else None).
+    ``found``: what ``table.present(buf)`` returned, when the caller has it already."""
+    if found is None:
+        found = table.present(buf)
+    if not found:
+        return {}, None
+    rows = table.rows
+    if max(found) < rows:  # no marker: the usual case of a text with findings
+        return table.validate(buf, found, deadline.at), None
+    if rows + _CONTROL in found:  # \r, \f, NUL...: normalise (safe on UTF-8: no byte of a sequence is < 0x80)
+        buf = normalize.normalise_ascii(buf)
+        found = table.present(buf)
+    return table.validate(buf, found, deadline.at), (buf if rows + _DECODE in found else None)
+
+
+def _scan_views(table: Scanner, buf: bytes, folded: list[str], deadline: _Deadline,
+                found: list[int] | None = None) -> dict[str, int]:
+    """Scan every view of the text in ``buf`` (normalised, UTF-8) and ``folded`` (its non-ASCII strings folded
+    to ASCII); each signal counts as often as the view that found it most often."""
+    counts, encoded = _scan(table, buf, deadline, found)
+    if folded:
+        deadline.check()
+        more, folded_encoded = _scan(table, "\n\n".join(folded).encode(), deadline)
+        _merge(counts, more)
+        encoded = encoded if folded_encoded is None else (encoded or b"") + _SEPARATOR + folded_encoded
+    if encoded is not None:
+        deadline.check()
+        decoded = normalize.decode(encoded, deadline.check)
+        deadline.check()
+        more, _ = _scan(table, decoded.encode("utf-8", "replace"), deadline)
+        _merge(counts, more)
+        if not decoded.isascii():
+            more, _ = _scan(table, normalize.fold(decoded).encode(), deadline)
+            _merge(counts, more)
+    return counts
+
+
+def _merge(into: dict[str, int], more: dict[str, int]) -> None:
+    for signal, count in more.items():
+        if count > into.get(signal, 0):
+            into[signal] = count
+
+
+def _classify(texts: list[str], unscanned: Mapping[str, int], declared: Level | None, floor: Level | None,
+              deadline: _Deadline, buf: bytes | None = None, found: list[int] | None = None) -> Classification:
+    """``buf`` and ``found``: the normalised buffer of ``texts`` and what the first pass found in it, when the
+    caller has them already (``classify_text``'s ASCII path)."""
     table = scanner()
-    rows = table.present(buf)
-    if not rows and declared is None and floor is None:  # the common case: no pattern occurs at all
-        return _OFFICIAL
-    return _verdict(table, table.validate(buf, rows, deadline) if rows else {}, declared, floor)
+    if buf is None:
+        buf, folded = _encode(texts)
+    else:
+        folded = []
+    counts = _scan_views(table, buf, folded, deadline, found)
+    if not unscanned:
+        return _verdict(counts, declared, floor)
+    readable = _verdict(counts, declared, floor)
+    for kind, n in unscanned.items():
+        counts[unscanned_signal(kind)] = n
+    verdict = _verdict(counts, declared, floor)
+    return Classification(verdict.level, verdict.detected_level, declared, verdict.signals,
+                          unscanned=frozenset(unscanned), readable_level=readable.level)
 
 
 # Verdicts with findings, by (findings, declared, floor): the same few kinds and counts recur, and a verdict
@@ -178,20 +384,21 @@ _VERDICTS: dict[tuple[Any, ...], Classification] = {}
 _MAX_VERDICTS = 4096
 
 
-def _verdict(table: Scanner, counts: dict[str, int], declared: Level | None, floor: Level | None) -> Classification:
+@cache
+def _levels() -> dict[str, Level]:
+    """Every signal's level: the detector table's and the unscanned kinds'."""
+    return {**scanner().levels, **_UNSCANNED_LEVELS}
+
+
+def _verdict(counts: dict[str, int], declared: Level | None, floor: Level | None) -> Classification:
     if not counts:  # candidates, none of them valid
         return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
     key = (*counts.items(), declared, floor)
     made = _VERDICTS.get(key)
     if made is not None:
         return made
-    if len(counts) == 1:  # the next most common: one kind of finding
-        ((signal, count),) = counts.items()
-        detected = table.levels[signal]
-        signals: tuple[Signal, ...] = (_signal(signal, count),)
-    else:
-        detected = max(map(table.levels.__getitem__, counts))
-        signals = tuple([_signal(signal, counts[signal]) for signal in sorted(counts)])
+    detected = max(map(_levels().__getitem__, counts))
+    signals = tuple([_signal(signal, counts[signal]) for signal in sorted(counts)])
     made = Classification(_combine(declared, detected, floor), detected, declared, signals)
     if len(_VERDICTS) < _MAX_VERDICTS:
         _VERDICTS[key] = made
@@ -207,11 +414,13 @@ def classify_request(
 ) -> Classification:
     """Never raises. Any exception, or running past deadline_s, gives TOP_SECRET with signal
     "classification_error" / "classification_timeout" (fail closed)."""
-    deadline = _clock() + deadline_s
+    deadline = _Deadline(deadline_s)
     try:
         if not isinstance(body, Mapping):
             raise _Unscannable  # every OpenAI request body is a JSON object
-        return _classify(_join(_strings(body)), declared, floor, deadline)
+        found = _walk(body, deadline)
+        deadline.check()
+        return _classify(found.texts, found.unscanned, declared, floor, deadline)
     except ScanTimeout:
         return _failed(TIMEOUT_SIGNAL, declared)
     except Exception:  # fail closed on anything at all; the message may hold prompt text, so it is dropped
@@ -221,14 +430,43 @@ def classify_request(
 def classify_text(
     text: str, *, declared: Level | None = None, floor: Level | None = None, deadline_s: float = 0.25
 ) -> Classification:
-    """Classify one text (the CLI and tests); same rules and fail-closed behaviour as ``classify_request``."""
-    deadline = _clock() + deadline_s
+    """Classify one text (the CLI and tests); same views, rules and fail-closed behaviour as ``classify_request``."""
     try:
-        buf = text.encode() if text.isascii() else _encode(text)  # not a str: AttributeError, failed below
-        if len(buf) > MAX_TEXT_BYTES:
+        if len(text) > MAX_TEXT_BYTES:
             raise _Unscannable
-        return _classify(buf, declared, floor, deadline)
+        if text.isascii():  # the common case first, with nothing else to do when no pattern occurs at all
+            buf = text.encode()
+            found = _present(buf)
+            if not found:
+                return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
+            return _classify([text], {}, declared, floor, _Deadline(deadline_s), buf, found)
+        return _classify([text], {}, declared, floor, _Deadline(deadline_s))
     except ScanTimeout:
         return _failed(TIMEOUT_SIGNAL, declared)
-    except Exception:
+    except Exception:  # not a str, or anything else: fail closed
         return _failed(ERROR_SIGNAL, declared)
+
+
+def _present(buf: bytes) -> list[int]:
+    return scanner().present(buf)
+
+
+_DIGEST_MODULES = ("classify.py", "normalize.py", "detectors.py", "detectors_base.py", "markings.py", "names.py",
+                   "phones.py", "levels.py")
+_DIGEST_DATA = ("first_names.txt", "surnames.txt")
+_DIGEST_PACKAGES = ("google-re2", "python-stdnum", "phonenumbers", "anyascii", "confusable-homoglyphs")
+
+
+@cache
+def classifier_digest() -> str:
+    """SHA-256 naming the classifier that takes a decision: the detector table's and normalisation's source,
+    the shipped name lists, the normalisation version and the versions of the libraries they call."""
+    digest = hashlib.sha256(normalize.NORMALISATION_VERSION.encode())
+    package = resources.files("routing")
+    for name in _DIGEST_MODULES:
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
+    for name in _DIGEST_DATA:
+        digest.update(name.encode() + b"\0" + package.joinpath("data", name).read_bytes())
+    for dist in _DIGEST_PACKAGES:
+        digest.update(f"{dist}=={metadata.version(dist)}".encode())
+    return digest.hexdigest()

@@ -22,7 +22,7 @@ from stdnum import luhn as _luhn
 from stdnum.gb import nhs as _nhs
 from stdnum.gb import utr as _utr
 
-from routing import names
+from routing import names, normalize
 from routing.detectors_base import Detector, Match, Scanner, Words, near
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
@@ -74,9 +74,10 @@ def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if d.startswith(b"999") or _nhs.checksum(d.decode()) != 0 or _placeholder(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
-    if near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
-        return None  # the UTR row counts it
-    if len(raw) == 10 and d[:1] in b"12" and not near(text, start, end, _NHS_CONTEXT):
+    health = near(text, start, end, _NHS_CONTEXT)
+    if not health and near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
+        return "utr"  # a valid UTR among tax words, and nothing says health: counted as what it most likely is
+    if len(raw) == 10 and d[:1] in b"12" and not health:
         return None  # bare 1xxxxxxxxx/2xxxxxxxxx: Unix timestamps and order numbers; NHS never issued these
     return "nhs_number"
 
@@ -238,7 +239,7 @@ def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 
 def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    return "iban" if _iban.is_valid(m.group().decode()) else None
+    return "iban" if _iban.is_valid(b"".join(m.group().split()).decode()) else None
 
 
 def _card_brand_ok(d: bytes) -> bool:
@@ -256,10 +257,18 @@ def _card_brand_ok(d: bytes) -> bool:
 
 
 def _payment_card(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    d = _digits(m.group())
-    if not 13 <= len(d) <= 19 or d in _TEST_CARDS or _placeholder(d):
-        return None
-    return "payment_card" if _card_brand_ok(d) and _luhn.is_valid(d.decode()) else None
+    # A card number followed by more digits in the same run ("4539 1488 0343 6467 123": a CVV, an amount) is
+    # a candidate that fails as a whole; its groups are tried again without the trailing ones.
+    groups = m.group().replace(b"-", b" ").replace(b".", b" ").split()
+    while groups:
+        d = b"".join(groups)
+        if (13 <= len(d) <= 19 and d not in _TEST_CARDS and not _placeholder(d) and _card_brand_ok(d)
+                and _luhn.is_valid(d.decode())):
+            return "payment_card"
+        if len(groups) == 1:
+            return None
+        groups.pop()
+    return None
 
 
 # --- contact details -------------------------------------------------------------------------------------
@@ -315,12 +324,10 @@ def _uk_nsn(raw: bytes) -> bytes | None:
     phone row, or None where only phonenumbers should say.
 
     The row's shapes are ``0`` + 9-10 digits, or ``+44``/``0044`` and an optional ``(0)`` + 9-10 digits, the
-    first of them 1-9, with spaces, hyphens and parentheses between: phonenumbers strips exactly the trunk
-    ``0``, or the country code and the ``(0)``, from those. Tabs (which it does not take as punctuation, so it
-    rejects the candidate) and the 180020 text-relay prefix (which it may strip) go to phonenumbers itself.
+    first of them 1-9, with spaces, dots, hyphens and parentheses between (tabs are made spaces first):
+    phonenumbers strips exactly the trunk ``0``, or the country code and the ``(0)``, from those. The 180020
+    text-relay prefix (which it may strip) goes to phonenumbers itself.
     """
-    if b"\t" in raw:
-        return None
     d = _digits(raw)
     if raw[:1] == b"+":
         if d[:2] != b"44":
@@ -339,7 +346,7 @@ def _uk_nsn(raw: bytes) -> bytes | None:
 
 def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers or drama ranges."""
-    raw = m.group()
+    raw = m.group().replace(b"\t", b" ")  # phonenumbers takes spaces, not tabs, as punctuation
     national = _uk_nsn(raw)
     if national is not None:  # the usual case: phonenumbers' verdict without its parser (see routing.phones)
         kind = uk_number_type(national)
@@ -435,7 +442,8 @@ _JUSTICE_WORDS = (
     rb"|assault(?:ed)?|burglary|robbery|theft|stalking|harassment|criminal[ \t]+record|cautioned"
     rb"|police[ \t]+caution|community[ \t]+order|curfew|tagged|youth[ \t]+offending|child[ \t]+protection"
     rb"|pleaded[ \t]+(?:not[ \t]+)?guilty|pled[ \t]+guilty|found[ \t]+guilty|acquitted|defendant|accused"
-    rb"|suspect|perpetrator|crown[ \t]+court|magistrates|youth[ \t]+court|court[ \t]+hearing"
+    rb"|suspect|perpetrator|complainants?|g[ia]ve[ \t]+evidence|crown[ \t]+court|magistrates|youth[ \t]+court"
+    rb"|court[ \t]+hearing"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"
@@ -447,37 +455,73 @@ _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # capitalised word pair costs the set's DFA more than the dates it then finds.
 _DATE_AFTER_NAME = rb"[ \t]*(?:,|\()[ \t]*(?i:(?:b\.|born|dob|d\.o\.b\.?)[ \t:]*)?(?P<date>" + _DATE + rb")"
 
+# Identifier boundaries. An identifier is often glued to what surrounds it ("referral_9434765919.pdf",
+# "NHS9434765919", "ref:AB123456C"), where ``\b`` sees no boundary: a digit identifier needs only no digit on
+# either side, an alphanumeric one no letter or digit. The identifier itself is the group ``v`` (the scanner
+# treats it as the match); the character before and after is part of the match but never a newline.
+_DB = rb"(?:(?m:^)|[^0-9\n])"
+_DE = rb"(?:[^0-9\n]|(?m:$))"
+_AB = rb"(?:(?m:^)|[^A-Za-z0-9\n])"
+_AE = rb"(?:[^A-Za-z0-9\n]|(?m:$))"
+
+
+def _digit_id(core: bytes) -> bytes:
+    return _DB + rb"(?P<v>" + core + rb")" + _DE
+
+
+def _alnum_id(core: bytes) -> bytes:
+    return _AB + rb"(?P<v>" + core + rb")" + _AE
+
+
+_SEP = rb"[ \t.\-]{0,3}"  # between a number's groups: spaces, tabs, dots or hyphens (dashes are "-" once normalised)
+_SP = rb"[ \t]{0,3}"  # optional spaces between the groups of an alphanumeric identifier
+
 IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
-    Detector("nhs_number", OS, rb"\b\d{3}[ \-]?\d{3}[ \-]?\d{4}\b", _nhs_number),
-    Detector("utr", OS, rb"\b\d{5}[ ]?\d{5}K?\b", _utr_number),
-    Detector("ni_number", OS, rb"(?i)\b[A-Z]{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?[A-D]\b", _ni_number),
-    Detector("pnc_id", OS, rb"\b(?:19|20)\d{2}/?\d{7}[A-Z]\b", _pnc_long),
-    Detector("pnc_id", OS, rb"\b\d{2}/\d{1,7}[A-Z]\b", _pnc_short),
-    Detector("pnc_id", OS, rb"\b\d{3,9}[A-Z]\b", _pnc_bare),
-    Detector("cro_number", OS, rb"\b\d{1,6}/\d{2}[A-Z]\b", _cro_standard),
-    Detector("cro_number", OS, rb"\bSF\d{2}/\d{1,6}[A-Z]\b", _cro_search_file),
-    Detector("prison_number", OS, rb"\b[A-Z]\d{4}[A-Z]{2}\b", _prison_number),
-    Detector("probation_crn", OS, rb"\b[A-Z]\d{6}\b", _crn),
-    Detector("uk_passport", OS, rb"(?i)\b[A-Z]{2}\d{7}\b"),
-    Detector("uk_passport", OS, rb"\b\d{9}\b", _passport_digits),
+    Detector("nhs_number", OS, _digit_id(rb"\d{3}" + _SEP + rb"\d{3}" + _SEP + rb"\d{4}"), _nhs_number,
+             also=(("utr", OS),)),
+    Detector("utr", OS, _digit_id(rb"\d{5}" + _SP + rb"\d{5}K?"), _utr_number, requires=_UTR_CONTEXT),
+    Detector(
+        "ni_number",
+        OS,
+        _alnum_id(rb"(?i:[A-Z]{2}" + _SP + rb"\d{2}" + _SP + rb"\d{2}" + _SP + rb"\d{2}" + _SP + rb"[A-D])"),
+        _ni_number,
+    ),
+    Detector("pnc_id", OS, _alnum_id(rb"(?:19|20)\d{2}/?\d{7}[A-Z]"), _pnc_long),
+    Detector("pnc_id", OS, _alnum_id(rb"\d{2}/\d{1,7}[A-Z]"), _pnc_short),
+    Detector("pnc_id", OS, _alnum_id(rb"\d{3,9}[A-Z]"), _pnc_bare, requires=_PNC_CONTEXT),
+    Detector("cro_number", OS, _alnum_id(rb"\d{1,6}/\d{2}[A-Z]"), _cro_standard),
+    Detector("cro_number", OS, _alnum_id(rb"SF\d{2}/\d{1,6}[A-Z]"), _cro_search_file),
+    Detector("prison_number", OS, _alnum_id(rb"[A-Z]\d{4}[A-Z]{2}"), _prison_number),
+    Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn, requires=_CRN_CONTEXT),
+    Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}")),
+    Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits, requires=_PASSPORT_CONTEXT),
     Detector(
         "driving_licence",
         OS,
-        rb"(?i)\b[A-Z9]{5}\d[0156]\d[0-3]\d\d[A-Z9]{2}\d[A-Z0-9]{2}\b",
+        _alnum_id(rb"(?i:[A-Z9]{5}\d[0156]\d[0-3]\d\d[A-Z9]{2}\d[A-Z0-9]{2})"),
         _driving_licence,
     ),
     Detector(
         "sort_code_account",
         OS,
-        rb"\b\d{2}[ \-]?\d{2}[ \-]?\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
-        rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}[ \-]?\d{2}[ \-]?\d{2}\b",
+        rb"\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
+        rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b",
         _sort_code_account,
+        requires=_BANK_CONTEXT,
     ),
-    Detector("iban", OS, rb"(?i)\bGB\d{2}[ ]?[A-Z]{4}[ ]?\d{4}[ ]?\d{4}[ ]?\d{4}[ ]?\d{2}\b", _iban_gb),
+    Detector(
+        "iban",
+        OS,
+        _alnum_id(rb"(?i:GB\d{2}" + _SP + rb"[A-Z]{4}" + (_SP + rb"\d{4}") * 3 + _SP + rb"\d{2})"),
+        _iban_gb,
+    ),
     Detector(
         "payment_card",
         OS,
-        rb"\b(?:\d{13,19}|\d{4}(?:[ \-]\d{4}){2,3}(?:[ \-]?\d{1,3})?|\d{4}[ \-]\d{6}[ \-]\d{5})\b",
+        _digit_id(
+            rb"\d{13,19}|\d{4}(?:[ \t\-.]{1,3}\d{4}){2,3}(?:[ \t\-.]{0,3}\d{1,3})?"
+            rb"|\d{4}[ \t\-.]{1,3}\d{6}[ \t\-.]{1,3}\d{5}"
+        ),
         _payment_card,
     ),
     Detector(
@@ -490,14 +534,18 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "uk_phone",
         OS,
-        rb"(?:(?:\+|\b00)[ \t]?44[ \t\-]?(?:\(0\)[ \t\-]?)?|\(?\b0)\(?[1-9](?:[ \t\-)]?\d){8,9}\b",
+        _digit_id(
+            rb"(?:(?:\+|00)[ \t]{0,3}44[ \t\-.]{0,3}(?:\(0\)[ \t\-.]{0,3})?|\(?0)\(?[1-9](?:[ \t\-.)]{0,3}\d){8,9}"
+        ),
         _uk_phone,
     ),
     Detector(
         "uk_postcode",
         OS,
-        rb"(?i)\b(?:GIR[ \t]?0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
-        rb"[ \t]?\d[ABD-HJLNP-UW-Z]{2})\b",
+        _alnum_id(
+            rb"(?i:GIR[ \t]{0,3}0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
+            rb"[ \t]{0,3}\d[ABD-HJLNP-UW-Z]{2})"
+        ),
     ),
     Detector(
         "date_of_birth",
@@ -521,5 +569,7 @@ DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS
 
 @cache
 def scanner() -> Scanner:
-    """The compiled table (built once per process: compiling the set takes a few milliseconds)."""
-    return Scanner(DETECTORS)
+    """The compiled table with the normalisation's markers (built once per process: compiling the set takes a
+    few milliseconds)."""
+    normalize.warm()
+    return Scanner(DETECTORS, normalize.MARKERS)

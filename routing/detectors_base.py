@@ -62,6 +62,9 @@ class Detector:
     # Extra signal types this row may return, with their levels (e.g. a 10-digit row that can say "utr").
     also: tuple[tuple[str, Level], ...] = field(default=())
     trigger: bytes | None = None
+    # Context words without which the validator accepts no candidate: when none occurs anywhere in the text, the
+    # row is not searched at all (one RE2 pass instead of a validator call for every 10-digit number of a dump).
+    requires: Words | None = None
 
 
 class ScanTimeout(Exception):
@@ -129,6 +132,12 @@ class Regex:
 
 
 _CHECK_EVERY = 64
+MAX_COUNT = 64  # a row stops looking in a range once it has counted this many of its own signal
+# Candidates validated in one scan, at most. Past it the text is a dump of identifier-shaped data (tens of
+# thousands of numbers): the scan stops with FLOOD_SIGNAL (OFFICIAL-SENSITIVE) instead of running past the
+# deadline, which would make the request TOP SECRET.
+MAX_CANDIDATES = 20_000
+FLOOD_SIGNAL = "identifier_flood"
 LOCALIZE_ABOVE = 16 << 10  # bytes of text above which the second pass searches each row only where it occurs
 LOCALIZE_BLOCK = 2 << 10  # about how much text one block of lines holds
 _MAX_RANGES = 64  # per row; a range may also cover blocks without candidates, which finds nothing more
@@ -137,24 +146,31 @@ _MAX_RANGES = 64  # per row; a range may also cover blocks without candidates, w
 class Scanner:
     """A compiled detector table: one RE2 set for the first pass, one regex per row for the second."""
 
-    def __init__(self, detectors: Sequence[Detector]) -> None:
+    def __init__(self, detectors: Sequence[Detector], markers: Sequence[bytes] = ()) -> None:
+        """``markers``: patterns that find no signal but tell the caller something about the text (that it
+        needs normalising or decoding). They share the first pass: ``present`` returns their indices after the
+        rows', ``len(detectors) + i`` for ``markers[i]``, so noticing them costs no pass of its own."""
         opts = re2_options()
         self.detectors = tuple(detectors)
+        self.rows = len(self.detectors)
         rows = _re2.Set(_UNANCHORED, opts)
-        for i, det in enumerate(self.detectors):
-            if rows.Add(det.pattern if det.trigger is None else det.trigger) != i:
-                raise re2.error(f"row {det.signal!r}: pattern does not compile")
+        for i, pattern in enumerate([*(d.pattern if d.trigger is None else d.trigger for d in self.detectors),
+                                     *markers]):
+            if rows.Add(pattern) != i:
+                raise re2.error(f"row {i}: pattern does not compile")
         if not rows.Compile():
             raise re2.error("the detector set does not compile")
-        # present(text): indices of the rows whose pattern (or trigger) occurs anywhere in text (one linear
-        # pass). The extension's own method, so the common no-finding case runs no Python frame here at all.
+        # present(text): indices of the rows whose pattern (or trigger) and of the markers that occur anywhere
+        # in text (one linear pass). The extension's own method, so the common no-finding case runs no Python
+        # frame here at all.
         self.present = rows.Match
         self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self._rows = tuple(
-            (det.signal, det.validate, regex._match, regex.groupindex)
+            (det.signal, det.validate, regex._match, regex.groupindex, regex.groupindex.get(b"v", 0),
+             det.requires._match if det.requires is not None else None)
             for det, regex in zip(self.detectors, self._regexes, strict=True)
         )
-        self.levels: dict[str, Level] = {}
+        self.levels: dict[str, Level] = {FLOOD_SIGNAL: Level.OFFICIAL_SENSITIVE}
         for det in self.detectors:
             self.levels[det.signal] = det.level
             self.levels.update(det.also)
@@ -162,36 +178,55 @@ class Scanner:
     def scan(self, text: bytes, deadline: float) -> dict[str, int] | None:
         """The validated signals found in ``text`` and their counts (None when no pattern occurs at all, the
         common case); raise ``ScanTimeout`` past ``deadline``."""
-        rows = self.present(text)
+        rows = [i for i in self.present(text) if i < self.rows]
         return self.validate(text, rows, deadline) if rows else None
 
     def validate(self, text: bytes, rows: list[int], deadline: float) -> dict[str, int]:
-        """The second pass over the ``rows`` that ``present`` found: each row's candidates, validated and
-        counted by signal; raise ``ScanTimeout`` past ``deadline``."""
+        """The second pass over the ``rows`` that ``present`` found (markers among them are skipped): each
+        row's candidates, validated and counted by signal; raise ``ScanTimeout`` past ``deadline``."""
         counts: dict[str, int] = {}
         state: dict[str, Any] = {}
         clock = time.perf_counter
         n = 0
         size = len(text)
         if size <= LOCALIZE_ABOVE or len(rows) < 2:
-            where: Iterable[tuple[int, Sequence[Sequence[int]]]] = [(index, ((0, size),)) for index in rows]
+            where: Iterable[tuple[int, Sequence[Sequence[int]]]] = [
+                (index, ((0, size),)) for index in rows if index < self.rows  # markers have no candidates
+            ]
         else:
             where = self._where(text, rows)
         for index, ranges in where:  # rows in any order: only the justice row keeps state
-            signal, validate, match, names = self._rows[index]
+            signal, validate, match, names, value, requires = self._rows[index]
+            if requires is not None and requires(_UNANCHORED, text, 0, size)[0][0] < 0:
+                continue
             for pos, end in ranges:
+                if counts.get(signal, 0) >= MAX_COUNT:
+                    break
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     spans = match(_UNANCHORED, text, pos, end)
                     start, stop = spans[0]
                     if start < 0:
                         break
-                    pos = stop if stop > start else stop + 1
+                    if value:  # the identifier is group "v"; the match also holds the characters around it
+                        spans = (spans[value], *spans[1:])
+                        start, stop = spans[0]
                     n += 1
-                    if n % _CHECK_EVERY == 0 and clock() > deadline:
-                        raise ScanTimeout
+                    if n % _CHECK_EVERY == 0:
+                        if clock() > deadline:
+                            raise ScanTimeout
+                        if n >= MAX_CANDIDATES:  # a dump of identifier-shaped data: certainly not for export
+                            counts[FLOOD_SIGNAL] = 1
+                            return counts
                     found = signal if validate is None else validate(_new(Candidate, (text, spans, names)), text, state)
                     if found is not None:
-                        counts[found] = counts.get(found, 0) + 1
+                        counts[found] = count = counts.get(found, 0) + 1
+                        if count >= MAX_COUNT and found == signal:
+                            break  # the signal is certain; more of them would only cost time (a dump of them)
+                        pos = stop if stop > start else stop + 1
+                    else:
+                        # A rejected candidate may overlap a valid one that starts inside it: search on from
+                        # its second byte, not from its end.
+                        pos = start + 1
         if clock() > deadline:
             raise ScanTimeout
         return counts
@@ -217,6 +252,8 @@ class Scanner:
             newline = text.find(b"\n", lo + LOCALIZE_BLOCK)
             hi = size if newline < 0 else newline + 1
             for index in self.present(view[lo:hi]):
+                if index >= self.rows:
+                    continue  # a marker
                 ranges = where.get(index)
                 if ranges is None:
                     where[index] = [[lo, hi]]

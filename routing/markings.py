@@ -1,109 +1,225 @@
-"""UK protective markings as detector rows: a marking counts only where it stands as a banner or label.
+"""UK protective markings as detector rows: a marking counts where a document carries it, not where a text
+only talks about the scheme.
 
 GSC 2014 markings (``OFFICIAL-SENSITIVE``, ``SECRET``, ``TOP SECRET``), the ``UK EYES ONLY`` national caveat
-and the pre-2014 ``RESTRICTED``/``CONFIDENTIAL``/``PROTECT`` banners. "The secret to good bread" and
-"see the official documentation" are prose, not markings, so a marking counts only in these positions:
+and the pre-2014 ``RESTRICTED``/``CONFIDENTIAL``/``PROTECT`` banners. "The secret to good bread", "see the
+official documentation" and "explain what OFFICIAL-SENSITIVE means" are prose about things, not markings, so
+a marking counts only in these positions (text is normalised first: every line break is ``\n``, dashes are
+``-``, look-alike letters Latin; see ``routing.normalize``):
 
 - a banner line: the marking at the start of a line (after decoration such as ``***``, ``#``, ``[``),
-  optionally followed by upper-case descriptors or caveats, and nothing else on the line;
+  optionally followed by upper-case descriptors or caveats, or a page number, and nothing else on the line.
+  Upper case, or for the multi-word markings any case (``Official Sensitive``, ``Top Secret`` as Word's title
+  case writes them); a single word in title case too when it is the whole line (``Secret``);
 - a line that starts with the marking and a separator (``SECRET - UK EYES ONLY - ...``,
-  ``OFFICIAL-SENSITIVE: PERSONAL``, ``TOP SECRET//...``). A bare ``SECRET:`` must be followed by upper-case
-  text without ``=`` so that code and config (``SECRET: str = ...``, ``SECRET_KEY``) do not count;
-- a label: ``Classification:``, ``Protective marking:``, ``Security classification -`` (label and
-  marking in any case), or an e-mail ``Subject: SECRET ...``;
+  ``OFFICIAL-SENSITIVE: PERSONAL``, ``TOP SECRET//...``, ``SECRET: the plan``). A bare ``SECRET:`` must be
+  followed by text without ``=`` so that code and config (``SECRET: str = ...``, ``SECRET_KEY``) do not count;
+- a label: ``Classification:``, ``Protective marking:``, ``Security classification -``, ``sensitivity:``, as
+  written in prose, YAML, JSON (``"classification": "SECRET"``), XML attributes or code (``data_classification``,
+  ``securityClassification``); label and marking in any case. Also an e-mail ``Subject: SECRET ...``;
 - in brackets anywhere (``[SECRET]``, ``(OFFICIAL-SENSITIVE)``);
-- a handling instruction: "treat as SECRET", "this document is OFFICIAL-SENSITIVE";
+- a field of a CSV, TSV or pipe-separated row (``1,SECRET,Estates``): no space around it, as in data (not
+  semicolons: HTML entities end with one);
+- a handling instruction or a statement that this text is marked: "treat as SECRET", "this document is
+  OFFICIAL-SENSITIVE", "This note is marked SECRET", "the report is classified as TOP SECRET", "the attached
+  OFFICIAL-SENSITIVE briefing". Statements about documents in general ("a document marked SECRET must...",
+  questions, "if", "when") are checked by ``_said_of_this_text`` and do not count;
 - the last words of a line after a full stop (a footer): ``... end of note. OFFICIAL-SENSITIVE``.
 
-Outside labels, markings must be upper case, as the GSC writes them. Legacy banners and caveats raise to
-OFFICIAL-SENSITIVE (keeps them off commercial backends; a human re-marks them), SECRET and TOP SECRET
-to themselves.
+Legacy banners and caveats raise to OFFICIAL-SENSITIVE (keeps them off commercial backends; a human re-marks
+them), SECRET and TOP SECRET to themselves.
 """
 
 from __future__ import annotations
 
-from routing.detectors_base import Detector
+from typing import Any
+
+from re2 import _re2
+
+from routing.detectors_base import Detector, Match, Regex, Validator, re2_options
 from routing.levels import Level
 
-_DASH = rb"(?:-|\xe2\x80\x93|\xe2\x80\x94)"  # hyphen, en dash, em dash (UTF-8 bytes)
+_DASH = rb"-"  # en and em dashes are "-" once normalised
 _LEAD = rb"(?m:^)[ \t*#=_~\-\[(<|>\"'.]*"
-_TRAIL = rb"[ \t*#=_~\-\])>|\"'.]*(?m:$)"
+_TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
 _SEP = rb"[ \t]*(?:[:/|,]+|" + _DASH + rb"+)?[ \t]*"
+_PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
 # Upper-case descriptors, caveats and codewords after a marking on a banner line.
 _UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9][A-Z0-9 \t/:|,()\-]*)?"
 _LABEL = (
-    rb"(?i:\b(?:classification|security[ \t]+classification|protective[ \t]+marking|security[ \t]+marking"
-    rb"|marking|handling[ \t]+caveat|caveat)(?:[ \t]+level)?)[ \t]*(?::|=|\||"
-    + _DASH
-    + rb")[ \t]*[\"'\[(]?[ \t]*"
+    rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
+    rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
+    rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling[ \t_\-]*caveat)"
+    rb"[\"']{0,2}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(]{0,2}[ \t]*"
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
-    rb"|\bthis[ \t]+(?:document|email|e-mail|message|note|report|information|material)[ \t]+is)[ \t]+"
+    rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|email|e-mail|message|note|report"
+    rb"|information|material|minute|minutes|letter|paper|annex|file|attachment)[ \t]+(?:is|are)"
+    rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are))[ \t]+"
 )
+# Descriptors after a marking written in any case ("Official - Sensitive: Personal").
+_ANY_CASE_TAIL = rb"(?:[ \t]*(?:[:/|,]+|-+)[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only|staff))?"
 _SUBJECT = rb"(?i:\bsubject)[ \t]*:[ \t]*\[?[ \t]*"
+# A document pasted as a quoted value whose first line is its banner: a JSON string ("note": "SECRET\n...",
+# its line breaks still escaped) or a quoted CSV field (4411,"SECRET\n..."). Only when a line break follows, so
+# that a list of levels in a schema ("enum": ["OFFICIAL","SECRET"]) is not a banner.
+_VALUE_START = rb"(?:[:=][ \t]*\"|,\")[ \t*#=_~\-\[(<|>'.]*"
+_VALUE_LINE_END = rb"[ \t*#=_~\-\])>|'.]*(?:\\[nr]|(?m:$))"
+_FIELD_START = rb"(?m:^|[,\t|])[\"']?"
+_FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
+# "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
+_STATED = (
+    rb"(?i:\b(?:is|are|was|were|been|be|remains?)[ \t]+(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
+    rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated)(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
+)
+_CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
+# "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
+_DEIXIS = (
+    rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
+)
+_DOCUMENT = (
+    rb"[ \t]+(?:[A-Za-z]+[ \t]+)?(?i:document|report|briefing|brief|note|notes|email|e-mail|annex|annexe|appendix"
+    rb"|paper|papers|material|information|submission|minute|minutes|letter|file|files|attachment|record|records"
+    rb"|case|assessment|summary|memo|draft|spreadsheet|data)s?\b"
+)
 
 
-def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_word: bool) -> Detector:
-    """One row matching ``upper`` (and ``any_case`` after a label) in the positions listed above."""
+def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_word: bool,
+          title: bytes | None = None) -> tuple[Detector, ...]:
+    """The rows for one marking: ``upper`` as the GSC writes it, ``any_case`` after labels and in multi-word
+    banners, ``title`` (single words) alone on a banner line."""
     word = upper + rb"\b"
     if single_word:
-        # "SECRET - ...", "SECRET // ...", "SECRET | ...", "SECRET: Operation X" but not "SECRET: str = ..."
+        # "SECRET - ...", "SECRET // ...", "SECRET | ...", "SECRET: Operation X", "SECRET: the plan" but not
+        # "SECRET: str = ..."
         line_start = (
-            _LEAD + word + rb"(?:[ \t]*(?:[|/\])>]|" + _DASH + rb"[ \t]*[A-Z \t])|:[ \t]+[A-Z0-9\"'][^=\n]*$)"
+            _LEAD + word + rb"(?:[ \t]*(?:[|/\])>]|" + _DASH + rb"[ \t]*[A-Za-z \t])|:[ \t]+[A-Za-z0-9\"'][^=\n]*$)"
         )
+        banner_word = rb"(?:" + upper + rb"|" + (title or upper) + rb")\b"
+        banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
     else:
         line_start = _LEAD + word + rb"[ \t]*(?:[:|/\])>]|" + _DASH + rb")"
+        banner = (
+            _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
+        )
     forms = [
-        _LEAD + word + _UPPER_TAIL + _TRAIL,  # banner line
+        banner,
         line_start,
+        _VALUE_START + word + rb"(?:" + _UPPER_TAIL + _VALUE_LINE_END
+        + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
-        _HANDLING + word,
-        rb"[.!?][ \t]+" + word + rb"[ \t.]*$",
+        # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
+        # lower case: "this is top secret lol" is banter
+        _HANDLING + (word if single_word else _capitalised(any_case) + rb"\b"),
+        _FIELD_START + word + _FIELD_END,
+        _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
+        # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
+        rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
     ]
-    pattern = rb"(?m)(?:" + rb"|".join(forms) + rb")"
-    return Detector(signal=signal, level=level, pattern=pattern)
+    stated_word = any_case if not single_word else rb"(?:" + upper + rb"|" + (title or upper) + rb")"
+    stated = rb"(?:" + _STATED + stated_word + rb"|" + _CLASSIFIED_AS + upper + rb")\b"
+    return (
+        Detector(signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")"),
+        Detector(signal=signal, level=level, pattern=stated, validate=_said_of_this_text(signal)),
+    )
+
+
+def _capitalised(any_case: bytes) -> bytes:
+    """``(?i:official...)`` as ``O(?i:fficial...)``: the same words with a capital first letter."""
+    assert any_case.startswith(rb"(?i:") and any_case[4:5].isalpha()
+    return any_case[4:5].upper() + rb"(?i:" + any_case[5:]
+
+
+# --- statements that a text is marked: about this text, or about documents in general? ----------------------
+
+_SENTENCE_BREAK = Regex(rb"[.!?\n]", re2_options(1 << 20))
+# A sentence that opens as a question or an instruction to write about the scheme.
+_ASKING = Regex(
+    rb"(?i)[ \t\"'*#\-]*(?:what|how|why|when|where|which|who|whom|whose|explain|describe|define|tell|list|compare"
+    rb"|give|write|draft|summari[sz]e[ \t]+(?:the[ \t]+)?(?:rules|guidance|policy)|can|could|should|would|does|do|did"
+    rb"|is[ \t]+(?:it|there)|are[ \t]+there|if|whether|suppose|imagine|say|e\.g|for[ \t]+example)\b",
+    re2_options(1 << 20),
+)
+# Documents in general, or a condition, before the statement: "a document ...", "any file ...", "files ...",
+# "if/when/once ...".
+_GENERAL = Regex(
+    rb"(?i)\b(?:a|an|any|every|each|all|some|such|no)[ \t]+(?:[a-z\-]+[ \t]+){0,2}?(?:document|file|material"
+    rb"|information|asset|email|e-mail|message|record|report|note|paper|item|data|thing)s?\b"
+    rb"|\b(?:documents|files|materials|assets|emails|messages|records|reports|notes|papers|items)\b"
+    rb"|\b(?:if|when|whenever|whether|unless|once|until|must|should|may|might|would|could)\b",
+    re2_options(1 << 20),
+)
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
+_LOOK = 400  # bytes either side of the match that make up its sentence, at most
+
+
+def _said_of_this_text(signal: str) -> Validator:
+    """A validator that accepts "This note is marked SECRET" and rejects the same words in a question, a rule
+    or a hypothesis about documents in general ("How should a document marked SECRET be stored?", "If a file
+    is classified as SECRET, ..."): the sentence before the match, and a question mark after it, decide."""
+
+    def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+        start, end = m.span()
+        lo = max(0, start - _LOOK)
+        cut = max(text.rfind(b".", lo, start), text.rfind(b"!", lo, start), text.rfind(b"?", lo, start),
+                  text.rfind(b"\n", lo, start))
+        lo = cut + 1 if cut >= 0 else lo
+        found = _SENTENCE_BREAK._match(_UNANCHORED, text, end, min(len(text), end + _LOOK))[0][0]
+        if found >= 0 and text[found : found + 1] == b"?":
+            return None
+        if _ASKING._match(_ANCHOR_START, text, lo, start)[0][0] >= 0:
+            return None
+        if _GENERAL._match(_UNANCHORED, text, lo, start)[0][0] >= 0:
+            return None
+        return signal
+
+    return validate
+
 
 
 _OS_UPPER = rb"OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIVE"
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive)"
 
 MARKING_DETECTORS: tuple[Detector, ...] = (
-    _rows(
+    *_rows(
         "marking_top_secret",
         Level.TOP_SECRET,
-        rb"TOP[ \t\-]SECRET",
-        rb"(?i:top[ \t\-]secret)",
+        rb"TOP(?:[ \t]+|[ \t]*-[ \t]*)SECRET",
+        rb"(?i:top(?:[ \t]+|[ \t]*-[ \t]*)secret)",
         single_word=False,
     ),
-    # (?:\A|[^P ]...) is not needed: "TOP SECRET" never matches these SECRET forms, because every form
-    # anchors what comes before the word (line start, label, bracket, handling phrase, sentence end).
-    _rows("marking_secret", Level.SECRET, rb"SECRET", rb"(?i:secret)", single_word=True),
-    _rows("marking_official_sensitive", Level.OFFICIAL_SENSITIVE, _OS_UPPER, _OS_ANY, single_word=False),
-    _rows(
+    # "TOP SECRET" never matches these SECRET forms as SECRET alone: every form anchors what comes before the
+    # word (line start, label, bracket, field separator, handling phrase, sentence end, deixis).
+    *_rows("marking_secret", Level.SECRET, rb"SECRET", rb"(?i:secret)", single_word=True, title=rb"Secret"),
+    *_rows("marking_official_sensitive", Level.OFFICIAL_SENSITIVE, _OS_UPPER, _OS_ANY, single_word=False),
+    *_rows(
         "marking_caveat",
         Level.OFFICIAL_SENSITIVE,
         rb"UK(?:[ \t]*/[ \t]*US)?[ \t]+EYES[ \t]+ONLY",
         rb"(?i:uk(?:[ \t]*/[ \t]*us)?[ \t]+eyes[ \t]+only)",
         single_word=False,
     ),
-    _rows(
+    *_rows(
         "marking_legacy_restricted",
         Level.OFFICIAL_SENSITIVE,
         rb"RESTRICTED",
         rb"(?i:restricted)",
         single_word=True,
+        title=rb"Restricted",
     ),
-    _rows(
+    *_rows(
         "marking_legacy_confidential",
         Level.OFFICIAL_SENSITIVE,
         rb"CONFIDENTIAL",
         rb"(?i:confidential)",
         single_word=True,
+        title=rb"Confidential",
     ),
-    _rows(
+    *_rows(
         "marking_legacy_protect",
         Level.OFFICIAL_SENSITIVE,
         rb"PROTECT[ \t]*(?::|" + _DASH + rb")[ \t]*(?:PERSONAL|COMMERCIAL|STAFF|APPOINTMENTS|PERSONNEL)",

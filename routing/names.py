@@ -11,8 +11,13 @@ around such words, and a cheap, explainable rule is enough:
 - a known first name followed by a capitalised word that is not a common non-name word
   (``Jane Doe``, ``Priya PATEL``), or ``SURNAME, Firstname`` as court lists write it.
 
-The first-name and surname lists are derived from ``faker``'s person data (en_GB, en_US, en_IE, en_IN,
-en_PK, en_NG, pl_PL, ro_RO; ASCII spellings only) and shipped in ``routing/data`` so that ``faker`` stays a
+- a capitalised pair outside the lists when the words around it say it is a person: a role before it
+  (``the victim, Tomasz Wozniak``) or what is said of it after it (``Ayo Bankole, 16,``, ``... was remanded``,
+  ``Ayo Bankole's licence``); ``JOHN SMITH`` in capitals when the first name is known.
+
+Names with diacritics are matched in the folded view (``routing.normalize.fold``: ``Siobhán`` is ``Siobhan``).
+The first-name and surname lists are derived from ``faker``'s person data for the Latin-script locales in
+``_LOCALES``, folded to ASCII with ``anyascii``, and shipped in ``routing/data`` so that ``faker`` stays a
 development dependency. Rebuild them with ``python -m routing.names`` (needs ``faker``).
 """
 
@@ -23,16 +28,40 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from re2 import _re2
+
 from routing.detectors_base import Regex, re2_options
 
 # Titles people are addressed by in case papers and police/probation notes.
-_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr)"
+_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
 _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+))\b",
     re2_options(8 << 20),
+)
+# A capitalised pair that names someone whatever the lists say, because of the words around it: a role before
+# it ("the victim, Tomasz Wozniak", "defendant: Kwame Mensah") or what is said of it after it ("Ayo Bankole,
+# 16, ...", "Ayo Bankole (16)", "Ayo Bankole was remanded", "Ayo Bankole's licence").
+_ROLE_BEFORE = Regex(
+    rb"(?i:\b(?:victim|witness|defendant|offender|prisoner|suspect|accused|complainant|perpetrator|claimant"
+    rb"|appellant|respondent|inmate|detainee|resident|tenant|child|pupil|patient|client|service[ \t]+user"
+    rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
+    rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
+    rb"|officer|informant|source|person)s?)[ \t]*[:,\-]?[ \t]+$",
+    re2_options(1 << 20),
+)
+_SAID_AFTER = Regex(
+    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
+    rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
+    rb"|absconded|breached|failed|attended|received|remains|stated)\b))",
+    re2_options(1 << 20),
+)
+_PAIR = Regex(
+    rb"\b(?:[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
+    rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?)\b",
+    re2_options(1 << 20),
 )
 
 # Capitalised words that commonly follow a first-name-like word but are not surnames
@@ -55,6 +84,23 @@ _NOT_SURNAMES_TEXT = """
 """
 _NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
 
+# Capitalised words that start phrases which are not people ("Operation Sunrise was launched", "Victim Support
+# said"): a pair with one of these is no name unless the lists say so.
+_NOT_NAME_WORDS_TEXT = """
+    operation project support services agency unit squad trust foundation charity network partnership programme
+    scheme policy strategy plan action training guidance framework assessment panel meeting conference hearing
+    trial inquest case file note notes record records report summary update briefing sentencing licence license
+    order orders bail remand custody prison prisoner victim witness defendant offender suspect police
+    constabulary force probation youth adult child children family families social health mental care
+    safeguarding domestic abuse violence serious organised crime criminal justice legal aid law legislation
+    statute regulation regulations rule rules standard standards section paragraph clause annex appendix table
+    figure page chapter volume issue version draft final dear yours regards kind best thanks thank please hello
+    hi good morning afternoon evening today tomorrow yesterday chief inspector superintendent sergeant
+    constable detective officer judge magistrate recorder clerk governor director manager head lead senior
+    junior deputy assistant acting interim principal
+"""
+_NOT_NAME_WORDS = _NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
+
 # First names that are more often ordinary capitalised words at the start of a sentence or in titles.
 _NOT_FIRST_NAMES_TEXT = """
     will may mark bill grace hope faith joy rose april june august summer autumn dawn amber crystal ruby
@@ -63,6 +109,8 @@ _NOT_FIRST_NAMES_TEXT = """
     miles norman victoria carol christian earl baron duke marshall marshal sunny cash price rice baker
     young long brown white green black gray grey page bishop sergeant judge constable temple chapel
     unity liberty harmony destiny trinity nova gay precious given blessing marvel favour favor goodness
+    among made man over said side us mad sad job toy tea lot kin kit jet tan van pal sol gal bog rem ion tri
+    el om tu vi vu bo jo don fem ale cal mar sep mac maj kis ris lut
 """
 _NOT_FIRST_NAMES = frozenset(_NOT_FIRST_NAMES_TEXT.split())
 
@@ -114,6 +162,17 @@ def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
 _TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
     _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst")
 )
+# Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
+# neighbours is tried, which one regex's non-overlapping matches would not do.
+_CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
+
+
+def _word(raw: bytes) -> str:
+    """A name word as the lists hold it: lower case, without a possessive ("Smith's", "Jones'")."""
+    word = raw.decode("latin-1").lower()
+    return word[:-2] if word.endswith("'s") else word.rstrip("'")
 
 
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
@@ -125,20 +184,52 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
-            if tsur.lower().decode("latin-1") not in _NOT_SURNAMES:
+            if _word(tsur) not in _NOT_SURNAMES:
                 return True
             continue
         first = m.group(_FIRST)
         if first is not None:
-            f = first.decode("latin-1").lower()
-            last = m.group(_LAST).decode("latin-1").lower()
+            f, last = _word(first), _word(m.group(_LAST))
             if last in _NOT_SURNAMES:
                 continue
             if f in firsts or (last in sur and f not in _NOT_SURNAMES):
                 return True
             continue
-        usur, ufirst = m.group(_USUR), m.group(_UFIRST)
-        if len(usur) >= 3 and usur not in _ACRONYMS and ufirst.decode("latin-1").lower() in firsts:
+        usur = m.group(_USUR)
+        if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST)) in firsts:
+            return True
+    return _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi)
+
+
+def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    """JOHN SMITH (a known first name, then a word that can be a surname) or SMITH, JOHN."""
+    previous: tuple[bytes, int] | None = None
+    for m in _CAPS_WORD.finditer(buf, lo, hi):
+        word, start = m.group(), m.start()
+        if previous is not None:
+            before, end = previous
+            gap = buf[end:start]
+            if gap.strip(b" \t") == b"" and before not in _ACRONYMS and _word(before) in firsts \
+                    and _word(word) not in _NOT_SURNAMES and word not in _ACRONYMS:
+                return True
+            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS \
+                    and _word(word) in firsts:
+                return True
+        previous = (word, m.end())
+    return False
+
+
+def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
+    """A capitalised pair outside the lists that the words around it say is a person (``_ROLE_BEFORE``,
+    ``_SAID_AFTER``), unless either word is one that starts phrases which are not people."""
+    for m in _PAIR.finditer(buf, lo, hi):
+        start, end = m.span()
+        words = m.group().split()
+        if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
+            continue
+        window = buf[max(0, start - 40) : start]  # a copy, so that "$" is the name's start
+        before = _ROLE_BEFORE._match(_UNANCHORED, window, 0, len(window))[0][0] >= 0
+        if before or _SAID_AFTER._match(_ANCHOR_START, buf, end, min(len(buf), end + 40))[0][0] >= 0:
             return True
     return False
 
@@ -146,22 +237,34 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 # Rebuilding the shipped lists (development only: needs faker).
 
-_LOCALES = ("en_GB", "en_US", "en_IE", "en_IN", "en_PK", "en_NG", "pl_PL", "ro_RO")
+# Latin-script locales of the people a UK department deals with; names in other scripts are romanised in
+# English documents, and the English-speaking locales carry the common romanisations.
+_LOCALES = (
+    "en_GB", "en_US", "en_IE", "en_IN", "en_PK", "en_NG", "en_KE", "en_NZ", "ga_IE", "pl_PL", "ro_RO", "lt_LT",
+    "lv_LV", "cs_CZ", "sk_SK", "hu_HU", "hr_HR", "sl_SI", "bg_BG", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_PT",
+    "pt_BR", "nl_NL", "tr_TR", "sw", "yo_NG", "ig_NG", "ha_NG", "tw_GH", "zu_ZA", "vi_VN", "id_ID", "sq_AL",
+)
 
 
 def _names_from_faker() -> tuple[set[str], set[str]]:
     import importlib
 
+    from anyascii import anyascii
+
     firsts: set[str] = set()
     lasts: set[str] = set()
     for loc in _LOCALES:
-        provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        except ModuleNotFoundError:
+            continue
         for attr in ("first_names", "first_names_male", "first_names_female"):
             firsts.update(getattr(provider, attr, ()) or ())
         lasts.update(getattr(provider, "last_names", ()) or ())
 
     def clean(names: set[str]) -> set[str]:
-        return {n for n in names if n.isascii() and n.isalpha() and 2 <= len(n) <= 20 and n[0].isupper()}
+        folded = {anyascii(n) for n in names}  # Zoë -> Zoe, Łukasz -> Lukasz: the folded view's spelling
+        return {n for n in folded if n.isascii() and n.isalpha() and 2 <= len(n) <= 20 and n[0].isupper()}
 
     return clean(firsts), clean(lasts)
 

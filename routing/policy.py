@@ -28,6 +28,8 @@ class BackendPolicy:
     name: str
     sovereign: bool
     max_classification: Level
+    # Unreadable kinds (routing.classify.UNSCANNED_KINDS) this backend may receive; see Classification.level_for.
+    accepts_unscanned: frozenset[str] = frozenset()
 
 
 class Refusal(StrEnum):
@@ -52,6 +54,14 @@ def is_cleared(backend: BackendPolicy, level: Level) -> bool:
     return level <= backend.max_classification
 
 
+def level_for(backend: BackendPolicy, level: Level, unscanned: frozenset[str], readable: Level | None) -> Level:
+    """The request's level as ``backend`` sees it: the readable content's level when the request's only
+    unreadable kinds are ones this backend accepts, else the whole request's level."""
+    if unscanned and readable is not None and unscanned <= backend.accepts_unscanned:
+        return readable
+    return level
+
+
 def decide(
     level: Level,
     route: Sequence[BackendPolicy],
@@ -59,11 +69,14 @@ def decide(
     ceiling: Level | None = None,
     overloaded: Iterable[str] = (),
     unavailable: Iterable[str] = (),
+    unscanned: frozenset[str] = frozenset(),
+    readable: Level | None = None,
 ) -> Plan:
-    """Filter ``route`` by clearance and current state, keeping the configured preference order."""
+    """Filter ``route`` by clearance and current state, keeping the configured preference order. ``unscanned``
+    and ``readable``: the kinds of content the classifier could not read and the level of the rest."""
     if ceiling is not None and level > ceiling:
         return Plan(candidates=(), refusal=Refusal.CEILING)
-    cleared = [b for b in route if is_cleared(b, level)]
+    cleared = [b for b in route if is_cleared(b, level_for(b, level, unscanned, readable))]
     if not cleared:
         return Plan(candidates=(), refusal=Refusal.NOT_CLEARED)
     down = set(unavailable)

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.backends.base import Endpoint
@@ -21,8 +20,14 @@ def _envelope(status: int, message: str, type_: str, code: str) -> JSONResponse:
 
 
 def create_app(gateway: Gateway) -> FastAPI:
+    """The API. Prometheus metrics are not on it (``serving.metrics.serve_metrics``); the OpenAPI document needs an
+    API key unless ``server.api_docs`` says otherwise, and the interactive pages exist only when it is ``public``."""
+    docs = gateway.settings.server.api_docs
+    public = docs == "public"
     app = FastAPI(title="Sovereign inference server", version="0.1.0",
-                  description="OpenAI-compatible API; requests are classified and routed to cleared backends.")
+                  description="OpenAI-compatible API; requests are classified and routed to cleared backends.",
+                  openapi_url="/openapi.json" if public else None, docs_url="/docs" if public else None,
+                  redoc_url="/redoc" if public else None)
     app.state.gateway = gateway
 
     @app.exception_handler(APIError)
@@ -66,9 +71,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         ok, backends = await gateway.readiness()
         return JSONResponse({"ready": ok, "backends": backends}, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if docs == "authenticated":
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(request: Request) -> JSONResponse:
+            gateway.authenticate(request)
+            return JSONResponse(app.openapi())
 
     return app
 

@@ -6,6 +6,7 @@ on a VM cluster, and KubeRay's ``serveConfigV2`` (``import_path: serving.app:bui
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
 from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
-from serving.engine import VERIFY_KEY, sovereign_server_cls
+from serving.engine import SMOOTH_STREAMS_KEY, VERIFY_KEY, sovereign_server_cls
 
 log = logging.getLogger("sovereign.app")
 
@@ -81,6 +82,7 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         },
         log_engine_metrics=False,
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
+                              SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
                               "stream_batching_interval_ms": backend.stream_batching_ms},
     )
 
@@ -99,12 +101,13 @@ class Ingress:
 
     def __init__(self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle]) -> None:
         from routing.audit import AuditLog
+        from routing.audit_ship import start_shipper
         from routing.keys import KeyStore, ReloadingKeyStore
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
-        from serving.http_edge import release_reset_connections
-        from serving.metrics import Metrics
+        from serving.http_edge import RAY_HTTP_CALLBACK, release_reset_connections
+        from serving.metrics import Metrics, serve_metrics
         from serving.telemetry import configure_logging, configure_tracing
 
         release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
@@ -120,13 +123,35 @@ class Ingress:
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
+        # Ships the records to the SIEM and anchors the head (when configured); never blocks a request.
+        self.audit_shipper = start_shipper(
+            settings.audit.path, settings.audit.shipping, settings.audit.anchors,
+            service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
+            on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
+            on_anchor=metrics.audit_anchor_time.set)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)
+        server = settings.server
+        self._metrics_server = None
+        if server.metrics_port is not None:
+            started = serve_metrics(metrics.registry, server.metrics_host, server.metrics_port,
+                                    tries=server.ingress_replicas)
+            self._metrics_server = started[0] if started else None
+        if os.environ.get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") != RAY_HTTP_CALLBACK:
+            log.warning("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH is not %s: Ray Serve keeps and echoes any "
+                        "x-request-id a caller sends (set it on every Ray node before `ray start`)", RAY_HTTP_CALLBACK)
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
         gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
         if gateway is not None:
             await gateway.close()
+        shipper = getattr(self, "audit_shipper", None)
+        if shipper is not None:  # after the audit log is drained: ship its last records, write a last anchor
+            await asyncio.to_thread(shipper.close)
+        metrics_server = getattr(self, "_metrics_server", None)
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

@@ -13,7 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("routing.keys", "API keys: `keys create --caller NAME`"),
     "models": ("models.cli", "model weights: `models prepare [NAME]`, `models train-egress-review`"),
     "config": ("serving.serve_config", "render the Ray Serve config for `serve deploy` from a config file"),
-    "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify|egress-review`"),
+    "transparency": ("serving.transparency", "an Algorithmic Transparency Recording Standard record of the config"),
+    "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify|...` (`bench --help`)"),
 }
 
 

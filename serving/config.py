@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from routing.audit_ship import AnchorConfig, ShippingConfig
 from routing.levels import LEVEL_LABELS, Level
 
 ENV_PREFIX = "SOVEREIGN_"
@@ -62,7 +63,33 @@ class ServerConfig(_Strict):
         description="HTTP front of Ray Serve: `haproxy` (Ray 2.60's HAProxy mode with direct ingress; far less "
         "per-request overhead, see benchmarks/RESULTS.md) or `serve` (the Python proxy actor)",
     )
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(
+        600.0, gt=0,
+        description="the longest a request may take, from its first byte in to its last byte out (streams "
+        "included), local and commercial alike: past it the caller gets a 504 `request_timeout` (or, mid-stream, "
+        "an error event), the backend's work is cancelled and the audit record says so. A model may set a "
+        "shorter one (models[].request_timeout_s)",
+    )
+    classification_deadline_ms: float = Field(
+        250.0, gt=0, le=60_000,
+        description="the classifier's time limit per request; past it the request is TOP SECRET (fail closed). "
+        "`sovereign bench classify-worst` measures the costliest bodies of a given size against it (on a 2-vCPU VM "
+        "the default covers every shape up to about 350 KB: benchmarks/RESULTS.md)",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="address of the Prometheus metrics listener, kept off the API port (the chart sets the pod's)",
+    )
+    metrics_port: int | None = Field(
+        9464, ge=1, le=65535,
+        description="port of the Prometheus metrics listener (GET /metrics); with several router replicas on one "
+        "host each takes the next free one up to metrics_port + ingress_replicas - 1. null: no listener",
+    )
+    api_docs: Literal["off", "authenticated", "public"] = Field(
+        "authenticated",
+        description="the OpenAPI document at /openapi.json: `authenticated` (an API key is needed), `off`, or "
+        "`public` (also the interactive /docs and /redoc pages; development only)",
+    )
     drain_timeout_s: float = Field(
         20.0, gt=0, le=3600,
         description="when the server stops or a replica is replaced, how long requests in flight (streams "
@@ -82,7 +109,22 @@ class ServerConfig(_Strict):
 
 
 class AuditConfig(_Strict):
+    """The local hash-chained log (always), and where its records and head also go (routing/audit_ship.py)."""
+
     path: Path = Path("var/audit.jsonl")
+    shipping: ShippingConfig | None = Field(
+        None, description="every record also goes, in order and without loss, to the SIEM (OTLP logs or syslog)")
+    anchors: AnchorConfig | None = Field(
+        None, description="the chain's head written at an interval to a second place (`audit verify --anchors`)")
+
+    @model_validator(mode="after")
+    def _anchor_sink(self) -> AuditConfig:
+        if self.anchors is not None:
+            if self.anchors.sink == "shipping" and self.shipping is None:
+                raise ValueError("audit.anchors.sink is 'shipping' but audit.shipping is not set")
+            if self.anchors.sink == "file" and self.anchors.path is None:
+                raise ValueError("audit.anchors.path is required when audit.anchors.sink is 'file'")
+        return self
 
 
 class AuthConfig(_Strict):
@@ -145,11 +187,17 @@ class VLLMBackendConfig(_BackendBase):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
     verify_manifest: bool = True
+    stream_smooth_streams: int = Field(
+        8, ge=0,
+        description="while at most this many streams are open in an engine replica, every stream chunk travels "
+        "from the engine at once; beyond, chunks that follow each other closely are sent together, the pacing "
+        "interval growing with the streams open (serving/engine.py: pacing_interval)")
     stream_batching_ms: float = Field(
-        150.0, ge=0,
-        description="after the first two, stream chunks travel from the engine at most one message per this many "
-        "ms (each message costs CPU in three processes; 150 ms measured ~10% more tokens/s than Ray's 50 ms on a "
-        "2-core host, see benchmarks/RESULTS.md); 0 sends every chunk at once")
+        25.0, ge=0,
+        description="the longest pacing interval (reached at twice stream_smooth_streams open streams), so the "
+        "most a chunk waits to travel with the next: each message costs CPU in the engine replica, the ingress "
+        "and the proxy, and where tokens come faster than this (a GPU) pacing halves the messages or more; "
+        "0 sends every chunk at once at any load")
 
     @field_validator("sovereign")
     @classmethod
@@ -172,6 +220,13 @@ class OpenAIBackendConfig(_BackendBase):
     embedding_model: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
+    accept_unscanned: list[Literal["image", "audio", "video", "file", "token_ids"]] = Field(
+        default_factory=list,
+        description="kinds of content the classifier cannot read (images, audio, video, files, token ids) that "
+        "this backend may still receive when the readable rest of the request is cleared for it. Empty by "
+        "default: such content is OFFICIAL-SENSITIVE and never leaves the sovereign boundary. Allowing a kind to "
+        "a non-sovereign backend is a decision for the department's information risk owner",
+    )
     http_client: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
         description="the openai SDK's HTTP transport to this endpoint: aiohttp (the SDK's DefaultAioHttpClient, "
@@ -224,6 +279,8 @@ class ModelRouteConfig(_Strict):
     name: str = Field(min_length=1, max_length=128)
     route: list[str] = Field(min_length=1)
     description: str | None = None
+    request_timeout_s: float | None = Field(
+        None, gt=0, description="a shorter time limit than server.request_timeout_s for this model's requests")
 
 
 class Settings(BaseSettings):

@@ -2,11 +2,13 @@
 
 1. Weights are checked against their SHA-256 manifest inside the replica, before the engine loads them: that is
    where the weights are mounted (a GPU worker pod, say), not where the application is built.
-2. Stream batching is leading-edge. ``LLMServer`` batches a stream's chunks to cut per-message cost between
-   replicas, but its batcher waits a whole interval before sending anything, so every stream's first token is
-   late by up to the interval (50 ms by default). Here a chunk that arrives after a quiet interval goes out at
-   once, and only chunks that follow it closely wait to be sent together: the same message rate under load,
-   without the added time to first token.
+2. Stream pacing adapts to load. ``LLMServer`` batches a stream's chunks to cut per-message cost between
+   replicas (every message costs CPU in the engine replica, the ingress and the proxy), but its batcher waits a
+   whole interval before sending anything, at any load. Here each stream's pacing interval follows the number
+   of streams open in this replica (``pacing_interval``): while few are open every chunk goes straight through,
+   so a chat window sees tokens as the engine makes them; as more open, chunks that follow each other closely
+   are sent together, up to one message per ``stream_batching_ms``. The pacing is leading-edge: a chunk that
+   finds the interval elapsed goes out at once, so time to first token never waits for it.
 3. Under ``sovereign serve`` with CPU engines, the replica spreads itself over the host's CPUs before the engine
    starts, so that vLLM can bind its worker where it chooses (serving/placement.py).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,14 +30,55 @@ T = TypeVar("T")
 VERIFY_KEY = "sovereign_verify_manifest"
 
 
-async def leading_edge_batches(source: AsyncIterator[T], interval_s: float,
+SMOOTH_STREAMS_KEY = "sovereign_stream_smooth_streams"
+
+
+def pacing_interval(active_streams: int, smooth_streams: int, max_interval_s: float) -> float:
+    """Seconds between a stream's messages when ``active_streams`` are open in the replica.
+
+    0 (every chunk at once) up to ``smooth_streams``; beyond, it grows linearly with the streams over that number,
+    reaching ``max_interval_s`` at twice ``smooth_streams`` (at once when ``smooth_streams`` is 0).
+    """
+    excess = active_streams - smooth_streams
+    if excess <= 0 or max_interval_s <= 0:
+        return 0.0
+    return max_interval_s * min(1.0, excess / max(1, smooth_streams))
+
+
+class StreamPacer:
+    """The replica's open streams, and the pacing interval they imply (``pacing_interval``)."""
+
+    def __init__(self, smooth_streams: int, max_interval_s: float) -> None:
+        self.smooth_streams = smooth_streams
+        self.max_interval_s = max_interval_s
+        self.active = 0
+
+    def interval(self) -> float:
+        return pacing_interval(self.active, self.smooth_streams, self.max_interval_s)
+
+    async def batches(self, source: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
+        """``leading_edge_batches`` of ``source``, counted as open from the first read to the last. Closing this
+        closes the batches at once, which cancels their reader (a client gone: the engine's generation is aborted)."""
+        self.active += 1
+        try:
+            async with contextlib.aclosing(leading_edge_batches(source, self.interval)) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            self.active -= 1
+
+
+async def leading_edge_batches(source: AsyncIterator[T], interval_s: float | Callable[[], float],
                                burst: int = 2) -> AsyncGenerator[list[T], None]:
     """Group items from ``source`` into lists: up to ``burst`` lists at once, then one per ``interval_s``.
 
     A token bucket (``burst`` tokens, one more per ``interval_s``) paces the sends: an item that finds a token
     goes out at once with whatever queued behind it; otherwise it waits for the next token. A burst of two lets
-    a chat stream's role-only first chunk and its first token both go without delay.
+    a chat stream's role-only first chunk and its first token both go without delay. ``interval_s`` may be a
+    function, read at every refill: the interval then follows the load (``StreamPacer``); 0 sends every item
+    as soon as it is read.
     """
+    current_interval = interval_s if callable(interval_s) else (lambda: interval_s)
     queue: asyncio.Queue[T] = asyncio.Queue()
     done = asyncio.Event()
 
@@ -51,8 +94,8 @@ async def leading_edge_batches(source: AsyncIterator[T], interval_s: float,
 
     def refill() -> float:
         nonlocal tokens, refilled
-        now = time.monotonic()
-        tokens = min(float(burst), tokens + (now - refilled) / interval_s) if interval_s > 0 else float(burst)
+        now, interval = time.monotonic(), current_interval()
+        tokens = min(float(burst), tokens + (now - refilled) / interval) if interval > 0 else float(burst)
         refilled = now
         return tokens
 
@@ -68,7 +111,7 @@ async def leading_edge_batches(source: AsyncIterator[T], interval_s: float,
                     batch.append(getter.result())
                 else:
                     getter.cancel()
-            wait = (1 - refill()) * interval_s
+            wait = (1 - refill()) * current_interval()
             if wait > 0 and not done.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), timeout=wait)
@@ -96,11 +139,13 @@ def sovereign_server_cls() -> type:
             if llm_config.experimental_configs.get(VERIFY_KEY, True):
                 verify_manifest(Path(llm_config.model_loading_config.model_source))
             spread_for_engine()  # under `sovereign serve` with CPU engines; see serving/placement.py
+            experimental = llm_config.experimental_configs
+            self._pacer = StreamPacer(
+                int(experimental.get(SMOOTH_STREAMS_KEY, 0)),
+                float(experimental.get("stream_batching_interval_ms", MODEL_RESPONSE_BATCH_TIMEOUT_MS)) / 1000)
             await super().__init__(llm_config, **kwargs)
 
         def _batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:
-            interval_ms = self._llm_config.experimental_configs.get("stream_batching_interval_ms",
-                                                                    MODEL_RESPONSE_BATCH_TIMEOUT_MS)
-            return leading_edge_batches(generator, interval_ms / 1000)
+            return self._pacer.batches(generator)
 
     return SovereignLLMServer

@@ -59,6 +59,16 @@ class Unavailable(APIError):
     status, type, code = 503, "service_unavailable", "no_cleared_backend_available"
 
 
+class GatewayTimeout(APIError):
+    """The request ran past its deadline (``server.request_timeout_s``, or its model's ``request_timeout_s``)."""
+
+    status, type, code = 504, "timeout_error", "request_timeout"
+
+    def __init__(self) -> None:
+        super().__init__("the request did not finish within the server's time limit; the response is incomplete or "
+                         "was not started")
+
+
 class InternalError(APIError):
     """An unexpected failure. The message is fixed: details go to the (content-free) log, not the client."""
 

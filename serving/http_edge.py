@@ -1,10 +1,13 @@
-"""HTTP details of the serving edge that the frameworks leave to us: how an event stream ends, and uvicorn's
-keep-alive timer on a reset connection."""
+"""HTTP details of the serving edge that the frameworks leave to us: how an event stream ends, uvicorn's keep-alive
+timer on a reset connection, and the request headers Ray Serve acts on before our code runs."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from fastapi.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -58,3 +61,60 @@ def release_reset_connections() -> None:
 
         connection_lost._releases_on_reset = True  # type: ignore[attr-defined]
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
+# A caller's request id is kept only if it is one of these: a UUID, or a hex token with at least one letter (a
+# string of digits alone could be an NHS, card or phone number). Anything else is replaced by a generated one.
+_REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                         r"|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,64}")
+REQUEST_ID_HEADER = b"x-request-id"
+# Headers with which a caller could steer Ray Serve itself: its per-request timeout (past ours), turning off the
+# cancellation of a request whose client has gone, model multiplexing and session affinity (both logged by Serve).
+RAY_CONTROL_HEADERS = frozenset({b"x-request-timeout-seconds", b"x-request-disconnect-disabled",
+                                 b"serve_multiplexed_model_id", b"serve-multiplexed-model-id", b"x-session-id"})
+
+
+def safe_request_id(value: str | None) -> str | None:
+    """``value`` if it may be kept as a request id (echoed, logged, traced, audited), else None."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
+class RequestIdGuard:
+    """ASGI middleware in front of Ray Serve's own: an ``x-request-id`` that is not a UUID or a hex token is removed
+    (Serve then generates one, uses it in its logs and echoes it, as for a request without one), and so are the
+    headers that control Serve itself (``RAY_CONTROL_HEADERS``). Requests that need neither pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if any(_drop(name, value, headers) for name, value in headers):
+                scope = dict(scope, headers=_guarded(headers))
+        await self.app(scope, receive, send)
+
+
+def _drop(name: bytes, value: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+    name = name.lower()
+    if name in RAY_CONTROL_HEADERS:
+        return True
+    if name != REQUEST_ID_HEADER:
+        return False
+    ids = [v for n, v in headers if n.lower() == REQUEST_ID_HEADER]
+    return len(ids) > 1 or safe_request_id(value.decode("latin-1")) is None
+
+
+def _guarded(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(n, v) for n, v in headers if not _drop(n, v, headers)]
+
+
+def serve_http_middlewares() -> list[Any]:
+    """Ray Serve's HTTP proxy callback (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH``): the middlewares its proxy
+    and every direct-ingress replica put in front of Serve's own request-id middleware."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(RequestIdGuard)]
+
+
+RAY_HTTP_CALLBACK = "serving.http_edge:serve_http_middlewares"

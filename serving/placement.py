@@ -205,11 +205,13 @@ def place(root: psutil.Process, host: frozenset[int], engine_title: str,
 
 
 class Placer:
-    """Runs ``place`` over this process's descendants every ``interval_s`` seconds in a daemon thread (replicas
-    restart, Ray starts workers; most inherit a moved parent's mask, the rest are caught on the next pass)."""
+    """Runs ``place`` over the descendants of ``root`` (default: this process) every ``interval_s`` seconds in a
+    daemon thread (replicas restart, Ray starts workers; most inherit a moved parent's mask, the rest are caught on
+    the next pass)."""
 
     def __init__(self, host: frozenset[int], engine_title: str, interval_s: float = 5.0,
-                 worker_nice: int | None = None) -> None:
+                 worker_nice: int | None = None, root: int | None = None) -> None:
+        self.root = root
         self.host = host
         self.engine_title = engine_title
         self.worker_nice = worker_nice
@@ -222,12 +224,15 @@ class Placer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
-        root = psutil.Process()
+        try:
+            root = psutil.Process(self.root) if self.root else psutil.Process()
+        except psutil.Error:  # the supervisor is gone: the server is stopping
+            root = psutil.Process()
         while not self._stop.is_set():
             try:
                 reserved = place(root, self.host, self.engine_title, self.worker_nice)

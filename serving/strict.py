@@ -11,7 +11,12 @@
   JSON type it fixes must have that type (``null`` is still "not set"), or it is a 400 naming the field.
 - vLLM's request models accept unknown fields and ignore them (``extra="allow"``). The OpenAI API refuses them
   ("Unrecognized request argument"), and silently ignoring a misspelt safety or sampling field is worse than an
-  error, so they are a 400 too. The field is named only when it looks like a field name: keys are caller text.
+  error, so they are a 400 too. The field is never named: its name is caller text (a schema field it is close to
+  may be suggested).
+- ``json.loads`` on bytes guesses UTF-16 and UTF-32 from the first bytes, and such a body skipped the surrogate
+  check. The OpenAI API takes UTF-8 only; so do we (a UTF-8 byte order mark is skipped, as ``json.loads`` does).
+- vLLM's validators fail on some bodies with errors of their own (a ``KeyError`` for a named ``tool_choice``
+  whose tool has no name): any failure to validate the caller's body is a 400, never a 500.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from serving.errors import BadRequest
+from serving.openai_fields import quotes_caller, safe_param, unknown_fields_message
 
 
 def _reject_constant(name: str) -> Any:
@@ -36,11 +42,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class NotUTF8(ValueError):
+    """The body is not UTF-8 (UTF-16 or UTF-32 by its first bytes, or not valid UTF-8 at all)."""
+
+
+def decode(data: bytes) -> str:
+    """The body as text: UTF-8 only, a leading UTF-8 byte order mark skipped (raises ``NotUTF8``)."""
+    if json.detect_encoding(data) not in {"utf-8", "utf-8-sig"}:
+        raise NotUTF8("UTF-16 or UTF-32")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotUTF8("invalid UTF-8") from None
+
+
 def loads(data: bytes | str) -> Any:
-    """``json.loads`` that refuses NaN, Infinity, overflowing numbers and lone surrogates (raises ``ValueError``)."""
-    value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
-    escaped = b"\\u" in data if isinstance(data, bytes) else "\\u" in data
-    if escaped:  # only escapes can produce a surrogate; UTF-8 input cannot
+    """``json.loads`` that refuses NaN, Infinity, overflowing numbers and lone surrogates (raises ``ValueError``),
+    and bytes that are not UTF-8 (``NotUTF8``, a ``ValueError``)."""
+    text = decode(data) if isinstance(data, bytes) else data
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    if "\\u" in text:  # only escapes can produce a surrogate; decoded UTF-8 cannot
         _check_text(value)
     return value
 
@@ -65,13 +86,17 @@ def validate(adapter: TypeAdapter[Any], payload: dict[str, Any]) -> Any:
     """
     try:
         request = adapter.validate_python(payload)
-    except Exception as exc:
+    except ValidationError:
+        raise
+    except Exception as exc:  # a validator of vLLM's failing on this body, in its own way: still the body's fault
         if not any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__):
-            raise
-        param = getattr(exc, "parameter", None)
-        param = param if isinstance(param, str) and param.isidentifier() and len(param) <= 64 else None
+            raise BadRequest("invalid request: the body does not match the API schema") from None
+        param = safe_param(getattr(exc, "parameter", None))
         where = f"{param}: " if param else ""
-        raise BadRequest(f"invalid request: {where}the value is not accepted by the model", param=param) from None
+        reason = str(exc.args[0] if exc.args else "").strip()  # the message alone (str() appends the value)
+        if not reason or len(reason) > 200 or quotes_caller(reason, payload):
+            reason = "the value is not accepted by the model"
+        raise BadRequest(f"invalid request: {where}{reason}", param=param) from None
     reject_unknown_fields(request)
     return request
 
@@ -110,11 +135,6 @@ def check_json_types(body: dict[str, Any]) -> None:
 def reject_unknown_fields(request: BaseModel) -> None:
     """Raise ``BadRequest`` when the parsed request carried top-level fields its model does not define."""
     extra = request.model_extra or {}
-    if not extra:
-        return
-    names = sorted(str(k) for k in extra)
-    shown = [n for n in names if len(n) <= 64 and n.replace("_", "").isalnum() and n.isascii()]
-    if len(shown) == len(names):
-        raise BadRequest(f"invalid request: unrecognized request argument(s): {', '.join(shown)}",
-                         param=shown[0], code="unknown_parameter")
-    raise BadRequest("invalid request: unrecognized request argument(s)", code="unknown_parameter")
+    if extra:
+        message = unknown_fields_message(len(extra), extra, type(request).model_fields)
+        raise BadRequest(message, code="unknown_parameter")

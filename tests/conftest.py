@@ -5,10 +5,14 @@ The application is expensive (two vLLM engines under Ray Serve), so every test t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
@@ -18,6 +22,11 @@ from tests.support.otlp import OTLPCollector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Every process this test session starts inherits this (servers, Ray, engines, HAProxy), so that the check at the
+# end finds what the session left running, and only that: other sessions may run servers on the same host.
+TEST_SESSION_ENV = "SOVEREIGN_TEST_SESSION"
+os.environ[TEST_SESSION_ENV] = uuid.uuid4().hex
+LEFTOVER_TITLES = ("VLLM::", "haproxy", "ray::", "raylet", "gcs_server", "serving.cli serve")
 
 CALLERS = {
     "tester": {},
@@ -68,10 +77,15 @@ def commercial(fake_commercial: FakeOpenAIServer) -> FakeOpenAIServer:
     return fake_commercial
 
 
-def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str) -> dict:
+def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str,
+               otlp_endpoint: str | None = None) -> dict:
+    audit: dict = {"path": str(workdir / "audit.jsonl")}
+    if otlp_endpoint:  # the audit records and anchors also go to the loopback collector, as OTLP logs
+        audit["shipping"] = {"kind": "otlp", "endpoint": f"{otlp_endpoint}/v1/logs", "poll_s": 0.1}
+        audit["anchors"] = {"sink": "shipping", "interval_s": 5}
     return {
-        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536},
-        "audit": {"path": str(workdir / "audit.jsonl")},
+        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port()},
+        "audit": audit,
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": [
             {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
@@ -91,6 +105,9 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
             {"name": "commercial-only", "route": ["commercial"]},
             {"name": "embeddings", "route": ["embed"]},
             {"name": "embeddings-commercial-first", "route": ["commercial", "embed"]},
+            # Short time limits (server.request_timeout_s stays at its default for everything else).
+            {"name": "local-deadline", "route": ["local"], "request_timeout_s": 1.5},
+            {"name": "commercial-deadline", "route": ["commercial"], "request_timeout_s": 1.5},
         ],
         # The egress review is on by default (a non-sovereign backend is configured): MiniLM as prepared for the app.
         "egress_review": {"model": str(embedding_model)},
@@ -103,7 +120,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("app")
-    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url)
+    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint)
     keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
     running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial",
                                                     "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
@@ -111,3 +128,41 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
         yield running
     finally:
         stop_app(running.process)
+
+
+def _leftovers() -> list[psutil.Process]:
+    """Engine, HAProxy, Ray and server processes started by this test session that still run."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.environ().get(TEST_SESSION_ENV) != os.environ[
+                    TEST_SESSION_ENV]:
+                continue
+            command = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if any(title in command for title in LEFTOVER_TITLES):
+            found.append(proc)
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if it leaves an engine, HAProxy or Ray process running (after a grace for servers still
+    stopping); what it left is named and killed."""
+    deadline = time.monotonic() + 30
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = _leftovers()
+    if not left:
+        return
+    names = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{' '.join(proc.cmdline())[:80]} ({proc.pid})")
+            proc.kill()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"the test session left processes running (now killed): {'; '.join(names)}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

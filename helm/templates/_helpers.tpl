@@ -50,6 +50,20 @@ app.kubernetes.io/component: model-host
 {{- dig "server" "port" 8000 .Values.config | int -}}
 {{- end -}}
 
+{{/* The router's Prometheus listener (config server.metrics_port; serving/config.py's default), off the API port.
+With several router replicas on the head each takes the next port: metricsPort .. metricsPort + replicas - 1. */}}
+{{- define "sovereign.metricsPort" -}}
+{{- dig "server" "metrics_port" 9464 .Values.config | int -}}
+{{- end -}}
+
+{{- define "sovereign.metricsPorts" -}}
+{{- $first := include "sovereign.metricsPort" . | int -}}
+{{- $replicas := dig "server" "ingress_replicas" 1 .Values.config | int -}}
+{{- range $i := until $replicas }}
+- {{ add $first $i }}
+{{- end -}}
+{{- end -}}
+
 {{- define "sovereign.configPath" -}}/etc/sovereign/config/config.yaml{{- end -}}
 
 {{/*
@@ -61,6 +75,9 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
 {{- $server := deepCopy (default (dict) $cfg.server) -}}
 {{- $_ := set $server "host" "0.0.0.0" -}}
 {{- $_ := set $server "port" (include "sovereign.apiPort" . | int) -}}
+{{- /* Prometheus reaches the router's metrics on the pod's address; the NetworkPolicy admits only its scrapers. */ -}}
+{{- $_ := set $server "metrics_host" "0.0.0.0" -}}
+{{- $_ := set $server "metrics_port" (include "sovereign.metricsPort" . | int) -}}
 {{- $res := deepCopy (default (dict) $server.ingress_ray_resources) -}}
 {{- $_ := set $res .Values.router.rayResource 1 -}}
 {{- $_ := set $server "ingress_ray_resources" $res -}}
@@ -134,6 +151,10 @@ tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
   value: /tmp/.cache
 - name: TRITON_CACHE_DIR
   value: /tmp/.triton
+# Serve's proxy and direct-ingress replicas keep a caller's x-request-id only if it is a UUID or a hex token, and
+# drop the headers that steer Serve itself (serving/http_edge.py).
+- name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+  value: serving.http_edge:serve_http_middlewares
 {{- if .Values.serve.throughputOptimized }}
 - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
   value: "1"

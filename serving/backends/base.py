@@ -66,6 +66,7 @@ class Opened:
     body: dict[str, Any] | None = None
     chunks: AsyncIterator[str] | None = None
     usage: Usage = field(default_factory=Usage)   # filled as the response is read, for the audit record
+    finish_reasons: list[str] = field(default_factory=list)  # codes, filled as a stream is read (for traces)
 
 
 class Backend(Protocol):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from serving.backends.base import BackendRefusal, error_envelope
+from serving.openai_fields import safe_param
+
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 
 # Known messages that carry no request content, mapped to our own wording.
 _SAFE_HINTS = (
@@ -27,6 +31,8 @@ def sanitised_refusal(status: int, error: dict[str, Any]) -> BackendRefusal:
     hint = next((ours for needle, ours in _SAFE_HINTS if needle in message or needle == code), None)
     text = f"the model backend rejected the request: {hint}" if hint else "the model backend rejected the request"
     type_ = _OPENAI_TYPES.get(status, "invalid_request_error")
-    safe_code = code if isinstance(code, str | int) and len(str(code)) < 64 else None
-    param = error.get("param") if isinstance(error.get("param"), str) and len(error["param"]) < 64 else None
+    # An upstream's code is a short identifier; its param is kept only as a path of API field names (an upstream
+    # may name a caller's logit_bias key or an unknown field there, and those are caller text).
+    safe_code = code if isinstance(code, int) or (isinstance(code, str) and _CODE.fullmatch(code)) else None
+    param = safe_param(error.get("param"))
     return BackendRefusal(status, error_envelope(text, type_, safe_code or "backend_refused", param))

@@ -9,45 +9,63 @@ chunk again when the caller did not ask for it.
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from routing.levels import Level
-from serving import strict
+from serving import openai_fields, strict
 from serving.backends.base import (
     BackendFailure,
     BackendRefusal,
     Endpoint,
     Opened,
     Usage,
+    error_envelope,
     take_usage,
     wants_usage,
     with_usage,
 )
 from serving.backends.errors import sanitised_refusal
 from serving.config import VLLMBackendConfig
+from serving.errors import BadRequest
+
+
+def request_models() -> dict[Endpoint, Any]:
+    """vLLM's request models (through Ray Serve LLM), imported lazily: importing vLLM costs seconds."""
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+    return {Endpoint.CHAT: ChatCompletionRequest, Endpoint.COMPLETIONS: CompletionRequest,
+            Endpoint.EMBEDDINGS: EmbeddingRequest}
 
 
 def request_types() -> dict[Endpoint, Any]:
-    """vLLM's request models (through Ray Serve LLM), imported lazily: importing vLLM costs seconds."""
+    """A validator per endpoint for vLLM's request models. Their field names become names an error may show
+    (``serving.openai_fields``)."""
     from pydantic import TypeAdapter
-    from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
-    return {
-        Endpoint.CHAT: TypeAdapter(ChatCompletionRequest),
-        Endpoint.COMPLETIONS: TypeAdapter(CompletionRequest),
-        Endpoint.EMBEDDINGS: TypeAdapter(EmbeddingRequest),
-    }
+    types = {endpoint: TypeAdapter(model) for endpoint, model in request_models().items()}
+    for adapter in types.values():
+        openai_fields.register_schema(adapter)
+    return types
 
 
-def validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    """A 400 message naming the field and the problem, never the offending value."""
+def model_fields(model: Any) -> frozenset[str]:
+    """The top-level fields a request model defines (every member's, for a union such as vLLM's embeddings)."""
+    members = typing.get_args(model) or (model,)
+    return frozenset(name for member in members for name in getattr(member, "model_fields", {}))
+
+
+def validation_message(exc: ValidationError, body: Any) -> tuple[str, str | None]:
+    """A 400 message naming the field and the problem, never the offending value nor a key the caller chose."""
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith(("function-", "tagged-union")))
-    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
-    return f"invalid request: {loc or 'body'}: {msg}", loc or None
+    path, param = openai_fields.field_path(first.get("loc", ()), body)
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if len(msg) > 200 or openai_fields.quotes_caller(msg, body):
+        msg = "the value is not accepted"
+    return f"invalid request: {path or 'body'}: {msg}", param
 
 
 class LocalBackend:
@@ -63,6 +81,9 @@ class LocalBackend:
         self._handle = handle.options(stream=True)
         self._plain_handle = handle
         self._types = request_types()
+        # The OpenAI API's fields per endpoint that vLLM's request model does not define.
+        self._openai_only = {endpoint: frozenset(openai_fields.openai_field_types(endpoint)) - model_fields(model)
+                             for endpoint, model in request_models().items()}
         self.in_flight = 0
 
     def serves(self, endpoint: Endpoint) -> bool:
@@ -83,16 +104,36 @@ class LocalBackend:
         return None
 
     def validate(self, endpoint: Endpoint, body: dict[str, Any]) -> BaseModel:
-        """Parse into vLLM's request model; raises ``ValidationError`` for a bad body."""
+        """Parse into vLLM's request model; raises ``ValidationError`` or ``BadRequest`` for a bad body.
+
+        The OpenAI API's fields that vLLM does not know are checked against the API's types and left out: those in
+        ``IGNORED_LOCALLY`` mean nothing here; any other (``functions``, ``audio``...) is refused by ``open`` when
+        this backend is the one to serve the request, so that a route whose first choice is OpenAI still takes it.
+        """
         payload = {**body, "model": self.served_model_name}
+        for name in self._openai_only[endpoint] & body.keys():
+            if not openai_fields.check_type(endpoint, name, body[name]):
+                raise BadRequest(f"invalid request: {name}: the value does not have the type the API gives it",
+                                 param=name)
+            del payload[name]
         if payload.get("stream") and endpoint is not Endpoint.EMBEDDINGS:
             payload = with_usage(payload)
         return strict.validate(self._types[endpoint], payload)
+
+    def unsupported(self, endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
+        """The OpenAI fields in ``body`` that ask for something a local model cannot do (a non-default value)."""
+        return sorted(name for name in (self._openai_only[endpoint] - openai_fields.IGNORED_LOCALLY) & body.keys()
+                      if body[name] is not None and body[name] not in openai_fields.DEFAULT_VALUES.get(name, ()))
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
                    trace_headers: Mapping[str, str]) -> Opened:
         from ray.llm._internal.serve.core.protocol import RawRequestInfo
 
+        unsupported = self.unsupported(endpoint, body)
+        if unsupported:
+            raise BackendRefusal(400, error_envelope(
+                f"invalid request: {unsupported[0]}: not supported by the local model this request is routed to",
+                "invalid_request_error", "unsupported_parameter", unsupported[0]))
         request = self.validate(endpoint, body)
         # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
         raw_info = RawRequestInfo(headers={"x-request-id": request_id, **trace_headers})
@@ -107,6 +148,7 @@ class LocalBackend:
                 released = True
                 self.in_flight -= 1
 
+        gen = None
         try:
             gen = getattr(self._handle, method).remote(request, raw_info)
             first = await anext(gen)
@@ -115,6 +157,8 @@ class LocalBackend:
             raise BackendFailure("empty_response") from None
         except BaseException as exc:
             release()
+            if gen is not None:  # cancelled (the request's deadline, a client gone): abort it in the engine too
+                gen.cancel()
             raise _failure(exc) from None
 
         items = first if isinstance(first, list) else [first]

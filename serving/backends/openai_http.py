@@ -1,7 +1,9 @@
 """An OpenAI-compatible HTTP endpoint through the official ``openai`` SDK: OpenAI itself, or a UK-hosted one.
 
 What is sent is exactly what the caller sent for the model, with only ``model`` replaced: no internal headers, no
-caller identity. The SDK's own retries are off; retrying elsewhere is the router's decision.
+caller identity, and none of the SDK's ``x-stainless-*`` headers (the SDK's version, the host's OS, architecture and
+Python runtime, its retry count and read timeout: a fingerprint of the deployment the request does not need). The
+SDK's own retries are off; retrying elsewhere is the router's decision.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ def _failure_from(exc: Exception) -> Exception:
     return BackendFailure("bad_response")
 
 
+class _Client(openai.AsyncOpenAI):
+    """The SDK's client without its ``x-stainless-*`` headers."""
+
+    def _build_headers(self, options: Any, *, retries_taken: int = 0) -> Any:
+        headers = super()._build_headers(options, retries_taken=retries_taken)
+        for name in [name for name in headers if name.lower().startswith("x-stainless-")]:
+            del headers[name]
+        return headers
+
+
 class OpenAIBackend:
     def __init__(self, config: OpenAIBackendConfig) -> None:
         self.name = config.name
@@ -73,7 +85,7 @@ class OpenAIBackend:
         timeout = openai.Timeout(config.timeout_s, connect=config.connect_timeout_s)
         # The aiohttp transport opens its session on first use, inside the serving event loop.
         http_client = openai.DefaultAioHttpClient(timeout=timeout) if config.http_client == "aiohttp" else None
-        self._client = openai.AsyncOpenAI(
+        self._client = _Client(
             base_url=config.base_url,
             api_key=config.api_key() or "missing",
             max_retries=0,

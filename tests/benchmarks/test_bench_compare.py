@@ -32,6 +32,12 @@ def test_ratios():
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r  # only when that target ran
     r = ratios({"vllm": summary(200, 0.5), "gateway": summary(190, 0.5), "gateway_unplaced": summary(170, 0.5)})
     assert r["gateway_unplaced_vs_vllm_output_throughput"] == pytest.approx(0.85)
+    r = ratios({"vllm": summary(200, 0.5) | {"p99_itl_ms": 43.0, "median_itl_ms": 35.0, "p90_itl_ms": 38.0},
+                "gateway": summary(190, 0.5) | {"p99_itl_ms": 152.0, "median_itl_ms": 0.01, "p90_itl_ms": 150.0}})
+    assert r["gateway_minus_vllm_p99_itl_ms"] == pytest.approx(109.0)
+    assert r["gateway_minus_vllm_median_itl_ms"] == pytest.approx(-34.99)
+    assert r["gateway_minus_vllm_p90_itl_ms"] == pytest.approx(112.0)
+    assert ratios({"gateway": summary(1, 1)})["gateway_minus_vllm_p99_itl_ms"] is None
     r = ratios({"vllm": summary(200, 0.5), "gateway_nice0": summary(20, 0.5)})
     assert r["gateway_nice0_vs_vllm_output_throughput"] == pytest.approx(0.1)
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r
@@ -218,3 +224,37 @@ def test_a_cpu_snapshot_sees_this_process_as_the_load_generator():
 def test_stolen_time_is_a_count_since_boot():
     first = cpu_usage.stolen_seconds()
     assert 0.0 <= first <= cpu_usage.stolen_seconds()
+
+
+def test_sweep_ratios_compare_targets_at_each_concurrency():
+    from benchmarks.compare import sweep_ratios
+
+    sweeps = {"vllm": [summary(30, 0.06, concurrency=1), summary(250, 0.7, concurrency=16)],
+              "gateway": [summary(29, 0.065, concurrency=1), summary(245, 0.7, concurrency=16)]}
+    r = sweep_ratios(sweeps)
+    assert set(r) == {"1", "16"}
+    assert r["1"]["gateway_vs_vllm_output_throughput"] == pytest.approx(29 / 30)
+    assert r["1"]["gateway_minus_vllm_median_ttft_ms"] == pytest.approx(5.0)
+    assert r["16"]["gateway_vs_vllm_output_throughput"] == pytest.approx(0.98)
+    assert r["16"]["gateway_minus_vllm_p99_itl_ms"] == pytest.approx(0.0)
+
+
+def test_the_comparison_quotes_itl_beside_throughput_at_every_concurrency():
+    from benchmarks.compare import sweep_ratios
+
+    targets = {"vllm": summary(250, 0.7), "gateway": summary(245, 0.7)}
+    sweeps = {name: [summary(30, 0.06, concurrency=1)] for name in targets}
+    text = format_comparison({"targets": targets, "sweeps": sweeps, "ratios": ratios(targets),
+                              "sweep_ratios": sweep_ratios(sweeps)})
+    assert "ITL ms p50/p90/p99" in text and "10.0/10.0/10.0" in text
+    assert "gateway@c1" in text
+    assert "gateway_minus_vllm_p99_itl_ms: 0.000" in text
+    assert "c1 gateway_minus_vllm_p99_itl_ms: 0.000" in text
+
+
+def test_compare_refuses_an_unknown_client_before_starting_anything(tmp_path: Path):
+    from benchmarks.compare import run_compare
+
+    with pytest.raises(ValueError, match="client"):
+        run_compare(tmp_path, concurrency=1, num_prompts=1, input_len=8, output_len=8, client="wrk",
+                    targets=(), workdir=tmp_path)

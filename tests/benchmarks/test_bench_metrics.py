@@ -83,3 +83,37 @@ def test_rows_hold_no_text_and_round_trip_times():
     assert row["ttft_ms"] == 250.0 and row["e2el_ms"] == 1000.0 and row["tpot_ms"] == 250.0
     assert not math.isnan(row["mean_itl_ms"])
     assert set(row) >= {"success", "output_tokens", "error_kind"}
+
+
+def test_deliveries_group_events_that_arrive_together():
+    from benchmarks.metrics import delivery_sizes
+
+    assert delivery_sizes([]) == [1]  # one token event
+    assert delivery_sizes([0.035] * 3) == [1, 1, 1, 1]  # a smooth stream: every token its own delivery
+    # a batching server: 2 events, then bursts of 4 every 150 ms (gaps between events of one write are ~10 us)
+    assert delivery_sizes([0.03, 0.15, 1e-5, 1e-5, 1e-5, 0.15, 2e-5]) == [1, 1, 4, 2]
+
+
+def test_smoothness_figures_in_the_summary():
+    smooth = [ok(0.1, 0.1 + 3 * 0.035, 4, [0.035] * 3) for _ in range(2)]
+    s = aggregate(smooth, duration_s=1.0)
+    assert s["deliveries"] == 8
+    assert s["multi_token_event_share"] == 0.0
+    assert s["mean_tokens_per_event"] == 1.0
+    assert s["p90_itl_ms"] == pytest.approx(35.0)
+    bursty = [ok(0.1, 0.4, 8, [0.03, 0.15, 1e-5, 1e-5, 1e-5, 0.15, 2e-5])]
+    s = aggregate(bursty, duration_s=1.0)
+    assert s["multi_token_event_share"] == pytest.approx(0.5)  # 2 of its 4 deliveries carried several tokens
+    assert s["mean_tokens_per_event"] == pytest.approx(2.0)
+    # one event whose text holds several tokens (usage says 8, the client saw 4 events, all apart)
+    assert aggregate([ok(0.1, 0.4, 8, [0.1] * 3)], 1.0)["mean_tokens_per_event"] == pytest.approx(2.0)
+    assert aggregate([], 1.0)["multi_token_event_share"] == 0.0
+
+
+def test_the_table_shows_smoothness():
+    from benchmarks.loadgen import format_table
+
+    table = format_table(aggregate([ok(0.1, 0.4, 8, [0.03, 0.15, 1e-5, 1e-5, 1e-5, 0.15, 2e-5])], 1.0))
+    assert "P90 ITL (ms):" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("Deliveries with >1 token event (share):"))
+    assert line.endswith(" 0.500")

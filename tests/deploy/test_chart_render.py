@@ -57,12 +57,33 @@ def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rende
 
 
 def test_servicemonitor_is_well_formed(renders) -> None:
-    monitor = renders["values-h200-8b.yaml"].one("ServiceMonitor")
+    """Prometheus scrapes the router's own metrics listener (one port per router replica: the example runs two)
+    and Ray's, never the API port."""
+    rendered = renders["values-h200-8b.yaml"]
+    monitor = rendered.one("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http-metrics", "ray-metrics"}
-    services = renders["values-h200-8b.yaml"].of_kind("Service")
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"router-metrics-0", "router-metrics-1",
+                                                                 "ray-metrics"}
+    services = rendered.of_kind("Service")
     metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")]
     assert metrics and monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
+    ports = {p["name"]: p for p in metrics[0]["spec"]["ports"]}
+    assert ports["router-metrics-0"]["targetPort"] == 9464 and ports["router-metrics-1"]["targetPort"] == 9465
+    api_port = _configmap_config(rendered)["server"]["port"]
+    assert api_port not in {p["port"] for p in ports.values()} | {p["targetPort"] for p in ports.values()}
+    assert "serve" not in {p["targetPort"] for p in ports.values()}
+
+
+def test_router_metrics_listen_on_the_pod_for_prometheus(rendered: Rendered) -> None:
+    """The chart sets the listener's address (loopback by default, which Prometheus could not reach)."""
+    server = load_settings(data=_configmap_config(rendered)).server
+    assert server.metrics_host == "0.0.0.0" and server.metrics_port == 9464
+    assert server.api_docs == "authenticated"
+    head = rendered.one("RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    container = head["containers"][0]
+    assert 9464 in {p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serving.http_edge:serve_http_middlewares"
 
 
 def _serve_v2(rendered: Rendered) -> dict[str, Any]:

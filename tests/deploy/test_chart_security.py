@@ -89,6 +89,17 @@ def test_only_the_router_reaches_the_commercial_endpoint(renders) -> None:
             assert not _selects(egress, pod["metadata"]["labels"]), role
 
 
+def test_metrics_scrapers_reach_the_metrics_ports_not_the_api(renders) -> None:
+    """Prometheus may reach the router's metrics listeners and Ray's metrics; it is not an API client."""
+    rendered = renders["values-h200-8b.yaml"]
+    scrapers = rendered.values["networkPolicy"]["metricsScrapers"]
+    (router,) = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-router-ingress")]
+    (rule,) = [r for r in router["spec"]["ingress"] if r["from"] == scrapers]
+    assert {p["port"] for p in rule["ports"]} == {9464, 9465, 8080}  # two router replicas in this example
+    config = yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])["applications"][0]["args"]["config"]
+    assert config["server"]["port"] not in {p["port"] for p in rule["ports"]}
+
+
 def test_router_is_pinned_to_the_head(rendered: Rendered) -> None:
     """The ingress needs a Ray resource only the head advertises; the head has no GPUs for engines."""
     cluster = rendered.one("RayService")["spec"]["rayClusterConfig"]

@@ -30,6 +30,7 @@ from serving.api import create_app
 from serving.backends.openai_http import OpenAIBackend
 from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
+from serving.metrics import serve_metrics
 from tests.support import wheel_minilm
 
 COMMERCIAL_TIMEOUT_S = 1.0
@@ -75,6 +76,7 @@ class Harness:
     commercial: FakeOpenAIServer
     audit_path: Path
     loop: asyncio.AbstractEventLoop
+    metrics_url: str = ""  # the metrics listener, off the API port as in the app
     baseline_tasks: int = 0
 
     @property
@@ -124,6 +126,8 @@ def running_harness(workdir: Path, audit_path: Path | None = None) -> Iterator[H
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(create_app(gateway), log_level="warning", lifespan="off"))
+        metrics = serve_metrics(gateway.metrics.registry, "127.0.0.1", 0)
+        assert metrics is not None
         loops: list[asyncio.AbstractEventLoop] = []
 
         async def serve() -> None:
@@ -137,8 +141,9 @@ def running_harness(workdir: Path, audit_path: Path | None = None) -> Iterator[H
             time.sleep(0.01)
         try:
             yield Harness(f"http://127.0.0.1:{port}/v1", key, gateway, uk, commercial,
-                          Path(settings.audit.path), loops[0])
+                          Path(settings.audit.path), loops[0], f"http://127.0.0.1:{metrics[1]}/metrics")
         finally:
+            metrics[0].shutdown()
             server.should_exit = True
             thread.join(timeout=15)
             sock.close()

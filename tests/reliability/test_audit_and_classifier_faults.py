@@ -53,7 +53,7 @@ def test_audit_failure_refuses_egress_and_sends_nothing(tmp_path: Path, where: s
         assert local.status_code == 200
         assert local.headers["x-sovereign-backend"] == "uk"
         assert h.commercial.received == []
-        metrics = httpx.get(h.base_url.removesuffix("/v1") + "/metrics").text
+        metrics = httpx.get(h.metrics_url).text
         failures = [line for line in metrics.splitlines() if line.startswith("sovereign_audit_failures_total")]
         assert failures and float(failures[0].split()[-1]) >= 3
 

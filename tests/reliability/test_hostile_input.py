@@ -58,6 +58,10 @@ RAW_CASES: list[tuple[str, str, bytes, int]] = [
     ("lone_surrogate_completions", "completions", b'{"model": "local-only", "prompt": "x \\udfff y"}', 400),
     ("deep_array_recursion", "chat/completions",
      b'{"model": "local-only", "messages": ' + _deep(20_000).encode() + b"}", 400),
+    # json.loads would guess these encodings (and skip the surrogate check): UTF-8 only, as the OpenAI API.
+    ("utf16", "chat/completions",
+     '{"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]}'.encode("utf-16"), 400),
+    ("utf32_le", "completions", '{"model": "local-only", "prompt": "x"}'.encode("utf-32-le"), 400),
 ]
 
 
@@ -106,6 +110,12 @@ JSON_CASES: list[tuple[str, str, dict]] = [
     ("embeddings_input_wrong_type", "embeddings", {"model": "embeddings", "input": {"text": "x"}}),
     ("embeddings_on_chat_model", "embeddings", {"model": "local-only", "input": "x"}),
     ("chat_on_embedding_model", "chat/completions", {"model": "embeddings", "messages": _msg()}),
+    # vLLM's validator raised KeyError (a 500) for a named tool_choice whose tool has no name.
+    ("tool_choice_named_tool_without_name", "chat/completions",
+     {"model": "local-only", "messages": _msg(), "tools": [{"type": "function", "function": {}}],
+      "tool_choice": {"type": "function", "function": {"name": "lookup"}}}),
+    ("metadata_not_strings", "chat/completions",
+     {"model": "local-only", "messages": _msg(), "metadata": {"k": {"nested": CANARY}}}),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Real processes, real failures, on this module's own small app (the only extra app start-up of this suite).
+"""Real processes, real failures, on this module's own small apps (the suite's only extra app start-ups: two).
 
 - A client that disconnects mid-stream: the generation is aborted in the engine and audited as cancelled (499);
   so is every one of several streams abandoned one after another.
@@ -12,8 +12,12 @@
   is audited as failed; nothing sensitive goes to the commercial fake while the replica is down; Ray Serve
   starts a new replica and requests succeed again, its new vLLM worker bound to its own cores with everything
   else kept off them (serving/placement.py).
-- SIGTERM: new requests are refused, the stream in flight is drained to its end, the server exits, the audit
-  chain verifies, and every Ray and engine process of the app is gone.
+- SIGKILL of the server (the process that runs Ray): within 30 s no process of its tree (engines and HAProxy
+  included) is left, and nothing listens on its ports.
+- A server in development mode then starts on the same port: its terminal output holds the URL and the key and
+  none of Ray's output, and it answers every request.
+- SIGTERM to that server's process group under streaming load: new requests are refused, the streams in flight
+  finish, each audited, the server exits 0 within drain_timeout_s + 10 s, and nothing of it is left.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import verify
+from serving import lifeline
 from serving.ports import free_port
 from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
 from tests.support import wheel_minilm
-from tests.support.app import RunningApp, start_app, stop_app
+from tests.support.app import RunningApp, start_app, start_dev_app, stop_app
 
 pytestmark = pytest.mark.engine
 
@@ -217,58 +222,178 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
         assert set(workers) <= {p.pid for p in replacement.children(recursive=True)}
 
 
-def test_zz_sigterm_drains_in_flight_then_exits_cleanly(fragile: RunningApp) -> None:
-    """Runs last in this module: it stops the app."""
-    family = [p.pid for p in descendants(fragile.process.pid)]
-    assert any(engine_title("local") in " ".join(psutil.Process(p).cmdline()) for p in family
-               if psutil.pid_exists(p))
-    # The server's private folder (HAProxy's config is in it): a HAProxy that Ray reloads during shutdown is
-    # adopted by init, outside the family, and must be gone too.
-    private = next(Path(arg).parent.parent for p in descendants(fragile.process.pid) if "haproxy" in p.name()
-                   for arg in p.cmdline() if arg.endswith("haproxy.cfg"))
-    events: list[str] = []
-    status: dict[str, Any] = {}
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:  # gone, or a zombie, since the family was listed
+        return []
 
-    def read() -> None:
-        with httpx.stream("POST", f"{fragile.base_url}/chat/completions", headers=fragile.headers(), timeout=120,
-                          json=_long_stream(fragile, max_tokens=3000)) as response:
-            status["code"] = response.status_code
-            status["id"] = response.headers["x-request-id"]
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _family(app: RunningApp) -> tuple[list[psutil.Process], set[int], Path]:
+    """Everything under the app's supervisor (engine processes included), the TCP ports they listen on, and the
+    server's private folder (HAProxy's configuration is in it)."""
+    family = [p for p in descendants(app.process.pid) if _alive(p)]  # not zombies: the supervisor collects none
+    titles = " ".join(" ".join(_cmdline(p)) for p in family)
+    assert engine_title("local") in titles and "VLLM::EngineCore" in titles and "haproxy" in titles
+    ports = {port for ports in lifeline.listeners(p.pid for p in family).values() for port in ports}
+    assert int(app.root.rsplit(":", 1)[1]) in ports
+    private = next(Path(arg).parent.parent for p in family if "haproxy" in p.name() for arg in _cmdline(p)
+                   if arg.endswith("haproxy.cfg"))
+    return family, ports, private
+
+
+def _assert_nothing_left(family: list[psutil.Process], ports: set[int], private: Path, within_s: float) -> None:
+    def running() -> list[str]:
+        left = []
+        for proc in family:
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(f"{proc.name()} ({proc.pid})")
+        return left
+
+    def listening() -> list[int]:
+        return sorted({c.laddr.port for c in psutil.net_connections("tcp")
+                       if c.status == psutil.CONN_LISTEN and c.laddr.port in ports})
+
+    def strays() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and (running() or listening() or strays() or private.exists()):
+        time.sleep(0.5)
+    assert not running(), f"processes of the server left running: {running()}"
+    assert not listening(), f"ports of the server still listened on: {listening()}"
+    assert not strays(), f"processes of this server's private folder {private} left running: {strays()}"
+    assert not private.exists()
+
+
+def test_zz_sigkill_of_the_server_leaves_nothing_running(fragile: RunningApp) -> None:
+    """The process that runs Ray killed outright (as the OOM killer or a crash would): its supervisor, the process
+    the operator started, kills everything the server had started, engines and HAProxy included. Stops this
+    module's first app."""
+    family, ports, private = _family(fragile)
+    server = next(p for p in psutil.Process(fragile.process.pid).children() if "serving.cli" in " ".join(p.cmdline()))
+    began = time.monotonic()
+    server.send_signal(signal.SIGKILL)
+    rc = fragile.process.wait(timeout=30)
+    _assert_nothing_left(family, ports, private, within_s=max(1.0, 30 - (time.monotonic() - began)))
+    took = time.monotonic() - began
+    print(f"\nsigkill of the server: supervisor exit status {rc}, {len(family)} processes and ports {sorted(ports)} "
+          f"gone in {took:.1f} s")
+    assert rc == 128 + signal.SIGKILL
+    assert "killed by SIGKILL" in fragile.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def successor(tmp_path_factory: pytest.TempPathFactory, fragile: RunningApp, tiny_model: Path,
+              embedding_model: Path) -> Iterator[RunningApp]:
+    """A server in development mode (no configuration: it prints its key) on the port the fragile app listened on.
+    Its default models' folders are the test models, and its backends are narrowed to the tiny one through the
+    environment, so it starts one small engine."""
+    if fragile.process.poll() is None:  # the test that stops it did not run or failed early
+        stop_app(fragile.process)
+    workdir = tmp_path_factory.mktemp("successor")
+    models = workdir / "var" / "models"
+    models.mkdir(parents=True)
+    (models / "smollm2").symlink_to(tiny_model)
+    (models / "minilm").symlink_to(embedding_model)
+    backend = {"name": "local", "kind": "vllm", "model_source": "var/models/smollm2", "served_model_name": "tiny",
+               "max_classification": "SECRET", "cpu_threads": 1,
+               "engine": {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 4}}
+    env = {"SOVEREIGN_BACKENDS": json.dumps([backend]),
+           "SOVEREIGN_MODELS": json.dumps([{"name": "default", "route": ["local"]}])}
+    running = start_dev_app(workdir, int(fragile.root.rsplit(":", 1)[1]), env=env)
+    try:
+        yield running
+    finally:
+        stop_app(running.process)
+
+
+def test_zz_a_development_start_on_the_same_port_shows_url_and_key_and_answers_every_request(
+        successor: RunningApp) -> None:
+    shown = successor.log_path.read_text()
+    print(f"\nterminal output of the development start:\n{shown}")
+    assert f"ready at {successor.base_url}" in shown
+    assert successor.keys["developer"] in shown and "OpenAI(base_url=" in shown
+    assert "✓ application ready" in shown
+    noise = [line for line in shown.splitlines()
+             if "Deployment Options" in line or line.lstrip().startswith(("{", "INFO", "WARNING", "[20"))]
+    assert not noise, f"Ray's output on the terminal: {noise[:5]}"
+    assert "var/log/serve-" in shown
+    client = successor.client("developer")
+    for i in range(6):
+        reply = client.chat.completions.create(model="default", max_tokens=4,
+                                               messages=[{"role": "user", "content": f"hello {i}"}])
+        assert reply.choices[0].message.content is not None
+        chunks = list(client.chat.completions.create(model="default", max_tokens=4, stream=True,
+                                                     messages=[{"role": "user", "content": f"stream {i}"}]))
+        assert chunks and chunks[-1].choices[0].finish_reason is not None
+
+
+def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bound(successor: RunningApp) -> None:
+    """SIGTERM to the whole process group, as a terminal or a process supervisor sends it, under streaming load:
+    new requests are refused, the streams in flight finish, every request is audited, the server exits 0 within
+    drain_timeout_s + 10 s, and nothing of it is left running or listening. Stops the second app."""
+    from serving.config import ServerConfig
+
+    bound_s = ServerConfig().drain_timeout_s + 10
+    family, ports, private = _family(successor)
+    streams: list[dict[str, Any]] = [{"events": []} for _ in range(3)]
+
+    def read(state: dict[str, Any]) -> None:
+        body = {"model": "default", "stream": True, "max_tokens": 200, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "Tell me everything"}]}
+        with httpx.stream("POST", f"{successor.base_url}/chat/completions", headers=successor.headers("developer"),
+                          json=body, timeout=120) as response:
+            state["code"] = response.status_code
+            state["id"] = response.headers["x-request-id"]
             try:
-                events.extend(line for line in response.iter_lines() if line.startswith("data:"))
+                state["events"].extend(line for line in response.iter_lines() if line.startswith("data:"))
             except httpx.HTTPError as exc:
-                status["transport_error"] = type(exc).__name__
+                state["transport_error"] = type(exc).__name__
 
-    reader = threading.Thread(target=read)
-    reader.start()
+    readers = [threading.Thread(target=read, args=(state,)) for state in streams]
+    for reader in readers:
+        reader.start()
     deadline = time.monotonic() + 60
-    while len(events) < 3 and time.monotonic() < deadline:
+    while any(len(state["events"]) < 3 for state in streams) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert events, "the stream never started"
-    fragile.process.send_signal(signal.SIGTERM)
+    assert all(state["events"] for state in streams), "the streams never started"
+    began = time.monotonic()
+    os.killpg(successor.process.pid, signal.SIGTERM)
     time.sleep(1.5)
     try:
-        late = httpx.post(f"{fragile.base_url}/chat/completions", headers=fragile.headers(), timeout=30, json={
-            "model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "too late"}]})
+        late = httpx.post(f"{successor.base_url}/chat/completions", headers=successor.headers("developer"),
+                          timeout=30, json={"model": "default", "max_tokens": 2,
+                                            "messages": [{"role": "user", "content": "too late"}]})
         late_status: int | str = late.status_code
     except httpx.HTTPError as exc:
         late_status = type(exc).__name__
-    reader.join(timeout=120)
-    rc = fragile.process.wait(timeout=120)
-
-    print(f"\nsigterm: in-flight stream {len(events)} events, ends {events[-1][:40] if events else None!r}; "
-          f"request after SIGTERM: {late_status}; exit code {rc}")
+    for reader in readers:
+        reader.join(timeout=120)
+    rc = successor.process.wait(timeout=bound_s + 30)
+    took = time.monotonic() - began
+    _assert_nothing_left(family, ports, private, within_s=5)
+    shown = successor.log_path.read_text()
+    print(f"\nsigterm to the group: {[len(s['events']) for s in streams]} events per stream, request after "
+          f"SIGTERM: {late_status}; exit status {rc} after {took:.1f} s (bound {bound_s:.0f} s)\n"
+          + "\n".join(shown.splitlines()[-8:]))
     assert late_status != 200, "a new request was accepted after SIGTERM"
-    assert status.get("code") == 200 and "transport_error" not in status
-    assert events[-1] == "data: [DONE]", "the in-flight stream was not drained"
+    for state in streams:
+        assert state.get("code") == 200 and "transport_error" not in state
+        assert state["events"][-1] == "data: [DONE]", "a stream in flight was not drained"
+        assert _final(successor, state["id"], timeout_s=1)["status"] == 200
     assert rc == 0
-    assert verify(fragile.audit_path).ok
-    assert _final(fragile, status["id"], timeout_s=1)["status"] == 200
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status()
-                                              != psutil.STATUS_ZOMBIE for p in family):
-        time.sleep(0.5)
-    left = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"processes left behind: {left}"
-    strays = [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]
-    assert not strays, f"processes of this server's private folder {private} left behind: {strays}"
+    assert took <= bound_s
+    assert verify(successor.audit_path).ok
+    # The drain is never cut short; Ray's own shutdown may be on a busy host (its step is bounded, the daemons are
+    # then killed, and the line says so: what the issue asks for).
+    assert [line for line in shown.splitlines() if "cut short" in line and "Ray's shutdown" not in line] == []
+    assert list((successor.log_path.parent / "var" / "run").glob("*.json")) == []

@@ -33,7 +33,7 @@ def _check(response: schemathesis.Response, seen: Counter[int]) -> None:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 def test_generated_requests(app: RunningApp, mode: GenerationMode) -> None:
-    schema = schemathesis.openapi.from_url(f"{app.root}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{app.root}/openapi.json", headers=app.headers())  # behind auth
     operations = [r.ok() for r in schema.get_all_operations()]
     operations = [op for op in operations if op.path.startswith("/v1/")
                   and (mode is GenerationMode.POSITIVE or op.method.lower() == "post")]  # GET has nothing to break

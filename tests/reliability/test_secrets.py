@@ -20,6 +20,7 @@ import pytest
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.reliability.procs import descendants, files_containing, ray_session_dir
 from tests.support.app import RunningApp
+from tests.support.otlp import OTLPCollector
 
 pytestmark = pytest.mark.engine
 
@@ -52,6 +53,28 @@ def _send_everything(app: RunningApp, canary: str) -> list[httpx.Response]:
         ("chat/completions", h, {"model": "local-only", "messages": [
             {"role": "user", "content": canary * (app.config["server"]["max_body_bytes"] // len(canary) + 1)}]}),
         ("completions", h, {"model": "local-only", "prompt": canary, "logit_bias": {canary: 5}}),
+        # keys and names the caller chose, in bodies that fail validation: described in errors, never quoted
+        ("completions", h, {"model": "local-only", "prompt": "x", "logit_bias": {f"{canary} {NHS}": "high"}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "logit_bias": {canary: [1]}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "vllm_xargs": {canary: {"a": 1}}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}], canary: 1}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "metadata": {canary: {"nested": canary}}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "response_format": {"type": canary}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "tools": [{"type": "function", "function": {"name": "f"}}],
+                                 "tool_choice": {"type": "function", "function": {"name": canary}}}),
+        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
+                                 "tools": [{"type": "function", "function": {}}],
+                                 "tool_choice": {"type": "function", "function": {"name": canary}}}),
+        # a request id that could carry data: replaced, so it reaches no log, span or audit record
+        ("chat/completions", {**h, "x-request-id": f"{canary}@example.com"},
+         {"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]}),
+        ("chat/completions", {**h, "x-request-id": f"{canary} {NHS}"},
+         {"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
     ]
     responses = [httpx.post(f"{url}/{path}", json=body, headers=headers, timeout=120)
                  for path, headers, body in calls]
@@ -64,7 +87,8 @@ def _send_everything(app: RunningApp, canary: str) -> list[httpx.Response]:
     return responses
 
 
-def test_canary_and_keys_appear_nowhere(app: RunningApp, commercial: FakeOpenAIServer) -> None:
+def test_canary_and_keys_appear_nowhere(app: RunningApp, commercial: FakeOpenAIServer,
+                                       otlp_collector: OTLPCollector) -> None:
     canary = f"canary{uuid.uuid4().hex}"
     responses = _send_everything(app, canary)
     statuses = sorted({r.status_code for r in responses})
@@ -74,9 +98,11 @@ def test_canary_and_keys_appear_nowhere(app: RunningApp, commercial: FakeOpenAIS
         assert response.status_code < 500, response.text[:300]
     assert commercial.received == []  # every canary request was sensitive, invalid or refused
 
-    metrics = httpx.get(f"{app.root}/metrics", timeout=30).text
+    metrics = httpx.get(app.metrics_url, timeout=30).text
     assert canary not in metrics
-    time.sleep(2)  # let the audit writer and Ray's log writers flush
+    time.sleep(7)  # let the audit writer and Ray's log writers flush, and the span exporters' batches go out
+    spans = b"".join(otlp_collector.raw)  # every span the router, Ray Serve and vLLM exported
+    assert canary.encode() not in spans and not any(k.encode() in spans for k in app.keys.values())
 
     session = ray_session_dir(app.process.pid)
     assert session is not None, "cannot find this app's Ray session folder"

@@ -26,16 +26,24 @@ class _Open(BaseModel):
     model: str
 
 
-def test_unknown_fields_are_named_when_they_look_like_names() -> None:
-    with pytest.raises(BadRequest) as info:
-        strict.reject_unknown_fields(_Open(model="m", frobnicate=1))
-    assert info.value.param == "frobnicate" and "frobnicate" in info.value.message
+def test_unknown_fields_are_counted_never_named() -> None:
+    """An unknown field's name is caller text (it can hold a name and an NHS number): never in message or param."""
+    for key in ("frobnicate", "Patient Jo Bloggs, NHS 943", "9434765919"):
+        with pytest.raises(BadRequest) as info:
+            strict.reject_unknown_fields(_Open.model_validate({"model": "m", key: 1}))
+        assert key not in info.value.message and info.value.param is None
+        assert info.value.message == "invalid request: 1 unrecognized request argument"
+        assert info.value.code == "unknown_parameter"
 
 
-def test_unknown_field_with_free_text_name_is_not_echoed() -> None:
+def test_unknown_field_close_to_a_known_one_suggests_the_known_name() -> None:
+    class _Sampling(_Open):
+        temperature: float = 1.0
+
     with pytest.raises(BadRequest) as info:
-        strict.reject_unknown_fields(_Open.model_validate({"model": "m", "Patient Jo Bloggs, NHS 943": 1}))
-    assert "Bloggs" not in info.value.message and info.value.param is None
+        strict.reject_unknown_fields(_Sampling.model_validate({"model": "m", "temprature": 0.5, "other": 1}))
+    assert info.value.message == "invalid request: 2 unrecognized request arguments (did you mean temperature?)"
+    assert "temprature" not in info.value.message
 
 
 def test_known_fields_pass() -> None:
@@ -62,3 +70,34 @@ def test_right_json_types_and_null_pass() -> None:
                              "max_completion_tokens": None, "logprobs": True, "top_logprobs": 2,
                              "unlisted": "anything"})
     strict.check_json_types({"model": "m", "logprobs": 3})  # completions' logprobs is an integer: not checked
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_bodies_are_refused(encoding: str) -> None:
+    """json.loads would guess these encodings from the first bytes (and a surrogate escape would then pass)."""
+    raw = '{"model": "m", "prompt": "a \\ud800 b"}'.encode(encoding)
+    with pytest.raises(strict.NotUTF8):
+        strict.loads(raw)
+
+
+def test_utf8_with_or_without_bom_is_read_and_invalid_utf8_is_refused() -> None:
+    assert strict.loads('{"p": "caf\u00e9"}'.encode()) == {"p": "caf\u00e9"}
+    assert strict.loads(b"\xef\xbb\xbf" + b'{"p": 1}') == {"p": 1}
+    with pytest.raises(strict.NotUTF8):
+        strict.loads(b'{"p": "\xff\xfe("}')
+    with pytest.raises(ValueError):
+        strict.loads(b'{"p": "a \\ud800 b"}')  # still: a lone surrogate escape in UTF-8 is refused
+
+
+def test_a_validator_that_fails_in_its_own_way_is_a_400() -> None:
+    """vLLM's validator raised KeyError for a named tool_choice whose tool had no name: a 400, never a 500."""
+    from pydantic import TypeAdapter, model_validator
+
+    class _Fragile(_Open):
+        @model_validator(mode="after")
+        def _lookup(self) -> _Fragile:
+            return {}["name"]  # type: ignore[return-value]
+
+    with pytest.raises(BadRequest) as info:
+        strict.validate(TypeAdapter(_Fragile), {"model": "m"})
+    assert info.value.status == 400

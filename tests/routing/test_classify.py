@@ -102,9 +102,12 @@ def test_every_part_of_the_body_is_scanned(where):
     assert c.signals and c.signals[0].type in {"nhs_number", "email"}
 
 
-def test_token_id_inputs_are_fine():
+def test_token_id_inputs_cannot_be_read_so_they_stay_local():
     c = classify_request({"model": "e", "input": [[101, 2023, 102], [7, 8]]})
-    assert c.level == Level.OFFICIAL and c.signals == ()
+    assert c.level == Level.OFFICIAL_SENSITIVE and c.signals == (Signal("unscanned_token_ids", 1),)
+    assert c.unscanned == {"token_ids"} and c.readable_level == Level.OFFICIAL
+    assert c.level_for(frozenset({"token_ids"})) == Level.OFFICIAL
+    assert c.level_for(frozenset({"image"})) == Level.OFFICIAL_SENSITIVE
 
 
 def test_cross_message_context_counts():

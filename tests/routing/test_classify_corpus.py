@@ -1,8 +1,10 @@
 """Recall and false-positive rate on the labelled evaluation corpus in ``corpus/``.
 
-Three files: ``generated.jsonl`` (faker en_GB, see ``generate.py``), ``handwritten.jsonl`` and
+Four files: ``generated.jsonl`` (faker en_GB, see ``generate.py``), ``handwritten.jsonl``,
 ``public_sources.jsonl`` (examples transcribed from Presidio's UK recognizer tests and the Ministry of
-Justice's hmpps-person-record PNC/CRO tests, each naming its file). An item is a text or a request body,
+Justice's hmpps-person-record PNC/CRO tests, each naming its file) and ``documents.jsonl`` (content as
+documents deliver it: CRLF, HTML, XML, JSON, CSV, capitals, diacritics, glued identifiers, images and token
+ids; written after the detectors were built, sensitive items with benign twins). An item is a text or a request body,
 labelled ``sensitive`` (with the signal and minimum level it must produce) or ``benign``.
 """
 
@@ -19,7 +21,7 @@ from routing.classify import Classification, classify_request, classify_text
 from routing.levels import Level
 
 CORPUS = Path(__file__).parent / "corpus"
-FILES = ("generated.jsonl", "handwritten.jsonl", "public_sources.jsonl")
+FILES = ("generated.jsonl", "handwritten.jsonl", "public_sources.jsonl", "documents.jsonl")
 
 
 def load() -> list[dict[str, Any]]:

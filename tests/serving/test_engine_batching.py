@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from serving.engine import leading_edge_batches
+from serving.engine import StreamPacer, leading_edge_batches, pacing_interval
 
 
 async def _source(gaps: list[float], fail_at: int | None = None) -> AsyncIterator[int]:
@@ -82,3 +82,92 @@ def test_source_error_propagates_after_what_was_read() -> None:
 
     with pytest.raises(RuntimeError, match="engine died"):
         asyncio.run(run())
+
+
+def test_pacing_interval_follows_the_open_streams() -> None:
+    assert [pacing_interval(n, 4, 0.15) for n in (0, 1, 4)] == [0.0, 0.0, 0.0]  # smooth: every chunk at once
+    assert pacing_interval(5, 4, 0.15) == pytest.approx(0.0375)
+    assert pacing_interval(6, 4, 0.15) == pytest.approx(0.075)
+    assert pacing_interval(8, 4, 0.15) == pytest.approx(0.15)  # the longest interval at twice the smooth count
+    assert pacing_interval(64, 4, 0.15) == pytest.approx(0.15)  # and never longer
+    assert pacing_interval(1, 0, 0.15) == pytest.approx(0.15)  # 0 smooth streams: always paced
+    assert pacing_interval(64, 4, 0.0) == 0.0  # a 0 ms interval never paces
+
+
+def test_few_streams_get_every_chunk_unbatched() -> None:
+    """One open stream under a pacer that would batch at 5 s beyond one stream: each chunk is its own message."""
+
+    async def run() -> list[list[int]]:
+        pacer = StreamPacer(smooth_streams=1, max_interval_s=5.0)
+        return [batch async for batch in pacer.batches(_source([0.0] + [0.02] * 5))]
+
+    assert asyncio.run(run()) == [[i] for i in range(6)]
+
+
+def test_more_streams_than_smooth_are_paced_and_counted() -> None:
+    """Three streams open under a pacer smooth up to one: 2 excess streams reach the (5 s) interval, so after the
+    first two messages the rest of each stream waits for its end; the count is back to 0 afterwards."""
+
+    async def run() -> tuple[list[list[list[int]]], int, int]:
+        pacer = StreamPacer(smooth_streams=1, max_interval_s=5.0)
+        peak = 0
+
+        async def one() -> list[list[int]]:
+            nonlocal peak
+            out = []
+            async for batch in pacer.batches(_source([0.0] + [0.02] * 5)):
+                peak = max(peak, pacer.active)
+                out.append(batch)
+            return out
+
+        streams = await asyncio.gather(one(), one(), one())
+        return streams, peak, pacer.active
+
+    streams, peak, after = asyncio.run(run())
+    assert peak == 3 and after == 0
+    for batches in streams:
+        assert batches == [[0], [1], [2, 3, 4, 5]]
+
+
+def test_interval_read_at_every_send() -> None:
+    """A load that rises mid-stream paces the stream's later chunks: chunk 3 takes the token left after chunk 2."""
+
+    async def run() -> list[list[int]]:
+        load = {"interval": 0.0}
+
+        async def source() -> AsyncIterator[int]:
+            for i in range(8):
+                await asyncio.sleep(0.02)
+                if i == 3:
+                    load["interval"] = 5.0
+                yield i
+
+        return [batch async for batch in leading_edge_batches(source(), lambda: load["interval"])]
+
+    assert asyncio.run(run()) == [[0], [1], [2], [3], [4, 5, 6, 7]]
+
+
+def test_closing_a_paced_stream_stops_reading_its_source_at_once() -> None:
+    """A consumer that goes away (client disconnected) closes the stream: its reader is cancelled, so the source
+    is closed on the loop's next turn (the engine's generation is aborted), and the stream no longer counts."""
+
+    async def run() -> tuple[bool, int]:
+        closed = False
+
+        async def source() -> AsyncIterator[int]:
+            nonlocal closed
+            try:
+                for i in range(1000):
+                    await asyncio.sleep(0.01)
+                    yield i
+            finally:
+                closed = True
+
+        pacer = StreamPacer(smooth_streams=0, max_interval_s=5.0)
+        stream = pacer.batches(source())
+        await anext(stream)
+        await stream.aclose()
+        await asyncio.sleep(0.005)  # well before the source's next item (10 ms), let alone its end (10 s)
+        return closed, pacer.active
+
+    assert asyncio.run(run()) == (True, 0)

@@ -145,3 +145,55 @@ def test_the_fix_wraps_the_protocols_uvicorn_has(module: str) -> None:
     cls = protocol.HttpToolsProtocol if module == "httptools_impl" else protocol.H11Protocol
     assert getattr(cls.connection_lost, "_releases_on_reset", False)
     assert hasattr(cls, "_unset_keepalive_if_required")  # what the fix calls: still there in this uvicorn
+
+
+# -- request ids and the headers that steer Ray Serve ---------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["3fa85f64-5717-4562-b3fc-2c963f66afa6", "3FA85F64-5717-4562-B3FC-2C963F66AFA6",
+                                   "4bf92f3577b34da6a3ce929d0e0e4736", "deadbeefcafe0123", "0123456789abcdef"])
+def test_uuids_and_hex_tokens_are_kept(value: str) -> None:
+    from serving.http_edge import safe_request_id
+
+    assert safe_request_id(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "jo.bloggs@example.com", "9434765919", "4111111111111111",
+                                   "1234567890123456789012", "943-476-5919", "Jo Bloggs", "abc", "deadbeef",
+                                   "a" * 65, "3fa85f64-5717-4562-b3fc-2c963f66afa6 ", "req_1234"])
+def test_anything_else_is_not_kept(value: str) -> None:
+    from serving.http_edge import safe_request_id
+
+    assert safe_request_id(value) is None
+
+
+def _through_guard(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    from serving.http_edge import RequestIdGuard
+
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["headers"])
+
+    asyncio.run(RequestIdGuard(app)({"type": "http", "headers": headers}, None, None))
+    return seen[0]
+
+
+def test_guard_drops_unsafe_ids_and_ray_control_headers_only() -> None:
+    keep = [(b"host", b"x"), (b"authorization", b"Bearer k")]
+    unsafe = [(b"x-request-id", b"jo.bloggs@example.com"), (b"X-Request-Timeout-Seconds", b"0"),
+              (b"x-request-disconnect-disabled", b"?1"), (b"serve_multiplexed_model_id", b"m"),
+              (b"x-session-id", b"Jo Bloggs")]
+    assert _through_guard(keep + unsafe) == keep
+    safe = [*keep, (b"x-request-id", b"4bf92f3577b34da6a3ce929d0e0e4736")]
+    assert _through_guard(safe) is not None and _through_guard(safe) == safe
+    twice = [*keep, (b"x-request-id", b"4bf92f3577b34da6a3ce929d0e0e4736"), (b"x-request-id", b"deadbeefcafe0123")]
+    assert _through_guard(twice) == keep  # which one would Serve take? Neither: it generates one
+
+
+def test_guard_is_what_the_ray_callback_installs() -> None:
+    from serving.http_edge import RAY_HTTP_CALLBACK, RequestIdGuard, serve_http_middlewares
+
+    module, name = RAY_HTTP_CALLBACK.split(":")
+    assert module == "serving.http_edge" and name == serve_http_middlewares.__name__
+    (middleware,) = serve_http_middlewares()
+    assert middleware.cls is RequestIdGuard

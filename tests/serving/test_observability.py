@@ -114,7 +114,7 @@ def test_metrics_parse_and_move(gw: InProcessGateway) -> None:
                     return s.value
         return 0.0
 
-    metrics_url = gw.base_url.removesuffix("/v1") + "/metrics"
+    metrics_url = gw.metrics_url
     before = httpx.get(metrics_url).text
     gw.commercial.set_fault("ok")
     gw.uk.set_fault("status", status=503)
@@ -148,7 +148,7 @@ def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporte
                headers=gw.headers)
     time.sleep(0.2)
     span_dump = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
-    metrics = httpx.get(gw.base_url.removesuffix("/v1") + "/metrics").text
+    metrics = httpx.get(gw.metrics_url).text
     assert CANARY not in span_dump
     assert CANARY not in metrics
     assert CANARY not in logs.getvalue()
@@ -166,3 +166,31 @@ def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InPro
     lines = [json.loads(line) for line in logs.getvalue().splitlines() if request_id in line]
     assert [(line["event"], line["level"], line["classification"]) for line in lines] == [
         ("request", "INFO", "OFFICIAL")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans: InMemorySpanExporter,
+                                                    stream: bool) -> None:
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+    from opentelemetry.semconv.attributes import server_attributes as server
+
+    gw.uk.set_fault("ok")
+    body = {"model": "default", "stream": stream, "max_tokens": 3,
+            "messages": [{"role": "user", "content": f"{CANARY} NHS 943 476 5919"}]}
+    response = _post(gw, body)
+    assert response.status_code == 200, response.text
+    by_name = {s.name: s for s in _trace_of(spans, response.headers["x-request-id"])}
+    root, attempt = by_name["sovereign.request"].attributes, by_name["sovereign.backend_attempt"].attributes
+    assert root[gen_ai.GEN_AI_OPERATION_NAME] == "chat" and root[gen_ai.GEN_AI_REQUEST_MODEL] == "default"
+    assert root[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 3 and root[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert attempt[gen_ai.GEN_AI_OPERATION_NAME] == "chat"
+    assert attempt[gen_ai.GEN_AI_REQUEST_MODEL] == "fake"  # the model the backend was asked for
+    assert attempt[gen_ai.GEN_AI_PROVIDER_NAME] == "openai_compatible"
+    assert attempt[server.SERVER_ADDRESS] == "127.0.0.1" and attempt[server.SERVER_PORT] > 0
+    answer = by_name["sovereign.stream" if stream else "sovereign.backend_attempt"].attributes
+    assert answer[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert set(answer[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS]) <= {"stop", "length"}
+    assert answer[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS]
+    # never content: no attribute of any span of the trace holds the prompt
+    dumped = json.dumps([dict(s.attributes) for s in by_name.values()])
+    assert CANARY not in dumped and "943 476 5919" not in dumped

@@ -211,7 +211,7 @@ def test_overflow_sends_low_risk_to_commercial_but_keeps_sensitive_local(app: Ru
     assert sensitive_backends == {"local"}
     assert "commercial" in low_risk, low_risk
     assert NHS not in json.dumps(commercial.received)
-    metrics = httpx.get(f"{app.root}/metrics").text
+    metrics = httpx.get(app.metrics_url).text
     assert 'sovereign_overflows_total{backend="local",model="default"}' in metrics
 
 
@@ -282,3 +282,41 @@ def test_keys_created_and_revoked_take_effect_without_a_restart(app: RunningApp)
     assert keys_main(["revoke", "--caller", "short-lived", "--keys-file", keys_file]) == 0
     assert status_within(401) == 401
     assert httpx.get(f"{app.base_url}/models", headers=app.headers()).status_code == 200  # the others still work
+
+
+def _dressed_requests(canary: str) -> list[tuple[str, dict]]:
+    """Issue 18's first-week failures: content as documents deliver it, on a route that prefers OpenAI."""
+    pixel = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    return [
+        ("chat/completions", {"model": "commercial-first", "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": f"What does this scanned prison record say? {canary}"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}]}]}),
+        ("completions", {"model": "commercial-first", "max_tokens": 4, "prompt": [1543, 318, 257, 2116, 13],
+                         "user": canary}),
+        ("chat/completions", {"model": "commercial-first", "max_tokens": 4, "messages": [{"role": "user", "content":
+            f"Minutes of the estates board\r\nOFFICIAL-SENSITIVE\r\n\r\n1. Apologies ({canary})."}]}),
+        ("chat/completions", {"model": "commercial-first", "max_tokens": 4, "messages": [{"role": "user", "content":
+            f"OFFICIAL\u2011SENSITIVE\n\nSubmission to the Permanent Secretary ({canary})."}]}),
+        ("embeddings", {"model": "embeddings-commercial-first", "input": [[101, 7592, 2088, 102]], "user": canary}),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_documents_as_delivered_never_reach_commercial(app: RunningApp, commercial: FakeOpenAIServer,
+                                                      index: int) -> None:
+    """An image part, token ids, a CRLF-marked minute and a Word-hyphenated marking: answered locally or
+    refused (the tiny local model reads no images), never sent to the fake OpenAI; the audit record names the
+    signal and the classifier."""
+    canary = _canary()
+    path, body = _dressed_requests(canary)[index]
+    response = httpx.post(f"{app.base_url}/{path}", json=body, headers=app.headers(), timeout=120)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        assert response.headers["x-sovereign-backend"] in {"local", "embed"}
+        assert response.headers["x-sovereign-classification"] != "OFFICIAL"
+    assert commercial.received == [] and not _leaked(commercial, canary)
+    records = [json.loads(line) for line in app.audit_path.read_text().splitlines()]
+    last = [r for r in records if r["event"] == "request" and r["endpoint"].endswith(path)][-1]
+    assert last["level"] != "OFFICIAL" and len(last["classifier_sha256"]) == 64
+    assert {s["type"] for s in last["signals"]} & {"unscanned_image", "unscanned_token_ids",
+                                                      "marking_official_sensitive"}

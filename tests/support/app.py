@@ -34,6 +34,11 @@ class RunningApp:
     def headers(self, caller: str = "tester") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[caller]}"}
 
+    @property
+    def metrics_url(self) -> str:
+        """The router's Prometheus listener (config server.metrics_port), off the API port."""
+        return f"http://127.0.0.1:{self.config['server']['metrics_port']}/metrics"
+
 
 def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
               env: dict[str, str] | None = None, own_session: bool = False) -> RunningApp:
@@ -41,22 +46,50 @@ def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeo
     in a session of its own, as a server started from another terminal is (benchmarks/probes)."""
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
+    process = _start(["--config", str(config_path)], workdir, env, own_session)
+    _wait_ready(process, config["server"]["port"], workdir / "server.log", timeout_s)
+    root = f"http://127.0.0.1:{config['server']['port']}"
+    return RunningApp(f"{root}/v1", root, keys, Path(config["audit"]["path"]), workdir / "server.log", config,
+                      process)
+
+
+def start_dev_app(workdir: Path, port: int, env: dict[str, str] | None = None, timeout_s: float = 900) -> RunningApp:
+    """``sovereign serve`` with no configuration (development mode) in ``workdir`` (its ``var/`` is there), on
+    ``port``. The key is the one it prints."""
+    process = _start([], workdir, {"SOVEREIGN_SERVER__PORT": str(port), **(env or {})}, own_session=False)
     log_path = workdir / "server.log"
-    port = config["server"]["port"]
+    _wait_ready(process, port, log_path, timeout_s)
+    deadline = time.monotonic() + 60  # /ready answers a moment before the banner is printed
+    while True:
+        lines = log_path.read_text().splitlines()
+        at = next((i for i, line in enumerate(lines[:-1]) if line.startswith("development API key")), None)
+        if at is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert at is not None, f"no development key printed:\n{log_path.read_text()[-4000:]}"
+    key = lines[at + 1].strip()
+    root = f"http://127.0.0.1:{port}"
+    return RunningApp(f"{root}/v1", root, {"developer": key}, workdir / "var" / "audit.jsonl", log_path, {}, process)
+
+
+def _start(args: list[str], workdir: Path, env: dict[str, str] | None, own_session: bool) -> subprocess.Popen[bytes]:
     proc_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log_path.open("wb") as log:
+    with (workdir / "server.log").open("wb") as log:
         # Its own process group (so the whole tree can be signalled) but, by default, the test's session: with
         # the kernel's autogroup on (as here), each session is scheduled as one group, and a server in a session of
         # its own starved the test's client of CPU for up to 37 s while it streamed (streams then arrived in one
         # burst at their end, and a client could not disconnect in time). In one session, nice decides.
-        process = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--config", str(config_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
-                                   start_new_session=own_session, process_group=None if own_session else 0)
+        return subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
+                                start_new_session=own_session, process_group=None if own_session else 0)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, timeout_s: float) -> None:
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            raise RuntimeError(f"server exited with {process.returncode}:\n{_tails(log_path)}")
         try:
             if httpx.get(f"{root}/ready", timeout=5).status_code == 200:
                 break
@@ -65,17 +98,29 @@ def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeo
         time.sleep(1)
     else:
         stop_app(process)
-        raise RuntimeError(f"server not ready in {timeout_s}s:\n{log_path.read_text()[-4000:]}")
-    return RunningApp(f"{root}/v1", root, keys, Path(config["audit"]["path"]), log_path, config, process)
+        raise RuntimeError(f"server not ready in {timeout_s}s:\n{_tails(log_path)}")
+
+
+def _tails(log_path: Path) -> str:
+    """The end of what the server showed, and of its log file under var/log/ (Ray's output is there)."""
+    logs = sorted((log_path.parent / "var" / "log").glob("serve-*.log"), key=lambda p: p.stat().st_mtime)
+    text = log_path.read_text(errors="replace")[-3000:]
+    if logs:
+        text += f"\n--- {logs[-1]}:\n" + logs[-1].read_text(errors="replace")[-4000:]
+    return text
 
 
 def stop_app(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
-    """SIGINT (Ctrl-C), then wait; kill the whole process group if it does not go."""
+    """SIGINT (Ctrl-C), then wait; kill the whole process group if it does not go (the server under it then stops
+    on its own: serving/supervise.py)."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            try:  # bounded: a process stuck in the kernel (reaping a child: see SECURITY.md) takes SIGKILL late
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                return None
     return process.returncode

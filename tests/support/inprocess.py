@@ -25,6 +25,7 @@ from serving.api import create_app
 from serving.backends.openai_http import OpenAIBackend
 from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
+from serving.metrics import serve_metrics
 from tests.support import wheel_minilm
 
 
@@ -36,6 +37,7 @@ class InProcessGateway:
     uk: FakeOpenAIServer
     commercial: FakeOpenAIServer
     audit_path: Path
+    metrics_url: str  # the metrics listener, off the API port as in the app
 
     @property
     def headers(self) -> dict[str, str]:
@@ -57,6 +59,7 @@ def gateway_config(workdir: Path, uk_url: str, commercial_url: str,
         ],
         "models": [{"name": "default", "route": ["uk", "commercial"]},
                    {"name": "commercial-first", "route": ["commercial", "uk"]},
+                   {"name": "deadline", "route": ["uk", "commercial"], "request_timeout_s": 1.0},
                    {"name": "commercial-only", "route": ["commercial"]}],
         # On, as it is by default with a non-sovereign backend configured; the model from its wheel.
         "egress_review": {"model": wheel_minilm(), **(egress_review or {})},
@@ -78,6 +81,8 @@ def running_gateway(workdir: Path, egress_review: dict[str, Any] | None = None) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(create_app(gateway), log_level="warning", lifespan="off"))
+        metrics = serve_metrics(gateway.metrics.registry, "127.0.0.1", 0)
+        assert metrics is not None
 
         async def serve() -> None:
             await server.serve(sockets=[sock])
@@ -89,8 +94,9 @@ def running_gateway(workdir: Path, egress_review: dict[str, Any] | None = None) 
             time.sleep(0.01)
         try:
             yield InProcessGateway(f"http://127.0.0.1:{port}/v1", key, gateway, uk, commercial,
-                                   settings.audit.path)
+                                   settings.audit.path, f"http://127.0.0.1:{metrics[1]}/metrics")
         finally:
+            metrics[0].shutdown()
             server.should_exit = True
             thread.join(timeout=10)
             gateway.audit.close()  # idempotent: done already unless the server thread hung

@@ -1,5 +1,6 @@
-"""A real OTLP/HTTP trace collector on loopback: every process of the app (Ray's proxy and replicas, the router,
-vLLM's engine) exports to it, and tests read the spans back decoded, or search the raw bytes for a canary."""
+"""A real OTLP/HTTP collector on loopback: every process of the app (Ray's proxy and replicas, the router,
+vLLM's engine) exports traces to it, and tests read the spans back decoded, or search the raw bytes for a canary.
+It also accepts logs (``POST /v1/logs``: shipped audit records and anchors)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
@@ -18,6 +20,18 @@ class CollectedSpan:
     span_id: str
     parent_span_id: str
     name: str
+    service: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()  # event names ("exception" when an exception was recorded)
+    status_code: int = 0  # 0 unset, 1 ok, 2 error
+    status_message: str = ""
+
+
+@dataclass(frozen=True)
+class CollectedLog:
+    event_name: str
+    body: Any
+    time_unix_nano: int
     service: str
     attributes: dict[str, Any] = field(default_factory=dict)
 
@@ -30,10 +44,12 @@ def _value(any_value: Any) -> Any:
 
 
 class OTLPCollector:
-    """Accepts ``POST /v1/traces`` (protobuf, as the OTLP/HTTP exporters send it) and keeps every span."""
+    """Accepts ``POST /v1/traces`` and ``POST /v1/logs`` (protobuf, as the OTLP/HTTP exporters send them) and
+    keeps every span and log record. ``port`` reuses a port (a collector restarted at the same address)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.spans: list[CollectedSpan] = []
+        self.logs: list[CollectedLog] = []
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
         collector = self
@@ -41,7 +57,10 @@ class OTLPCollector:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                collector._add(body)
+                if self.path.rstrip("/").endswith("/v1/logs"):
+                    collector._add_logs(body)
+                else:
+                    collector._add(body)
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
@@ -50,7 +69,7 @@ class OTLPCollector:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -65,10 +84,30 @@ class OTLPCollector:
                         trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
                         parent_span_id=span.parent_span_id.hex(), name=span.name,
                         service=str(resource.get("service.name", "")),
-                        attributes={a.key: _value(a.value) for a in span.attributes}))
+                        attributes={a.key: _value(a.value) for a in span.attributes},
+                        events=tuple(e.name for e in span.events), status_code=span.status.code,
+                        status_message=span.status.message))
         with self._lock:
             self.raw.append(body)
             self.spans.extend(spans)
+
+    def _add_logs(self, body: bytes) -> None:
+        request = ExportLogsServiceRequest.FromString(body)
+        records = []
+        for resource_logs in request.resource_logs:
+            resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    records.append(CollectedLog(
+                        event_name=record.event_name, body=_value(record.body), time_unix_nano=record.time_unix_nano,
+                        service=str(resource.get("service.name", "")),
+                        attributes={a.key: _value(a.value) for a in record.attributes}))
+        with self._lock:
+            self.logs.extend(records)
+
+    def received_logs(self, event_name: str | None = None) -> list[CollectedLog]:
+        with self._lock:
+            return [r for r in self.logs if event_name is None or r.event_name == event_name]
 
     def trace(self, trace_id: str) -> list[CollectedSpan]:
         with self._lock:

@@ -1,0 +1,450 @@
+"""One normalisation step for every string, and the views of a text that the detector table scans.
+
+Text arrives as documents carry it: Windows and PDF line breaks, Word's dashes and spaces, invisible format
+characters, look-alike letters from other scripts, HTML, JSON pasted into prose, base64 MIME parts. The
+detectors (``routing.detectors``, ``routing.markings``) are ASCII patterns over bytes, so every string is first
+brought to one canonical form, and the few encodings that hide text entirely are decoded into a second form:
+
+- **normalised** (``normalise``): every line break (CR LF, CR, form feed, vertical tab, NEL, U+2028/2029) is
+  ``\\n``; ASCII control characters, Unicode format characters (zero-width space and joiners, word joiner, soft
+  hyphen, bidi controls, BOM, tag characters), variation selectors and invisible fillers are removed; dashes
+  are ``-``, curly quotes straight, spaces of every width a space (the detectors' patterns take runs of spaces,
+  so they are not folded: that would cost a pass over every text); NFKC folds
+  compatibility forms (full-width letters, ligatures, mathematical alphanumerics); letters of other scripts
+  that look Latin (Cyrillic ``С``, Greek ``ο``: the confusables of Unicode TR39, from ``confusable_homoglyphs``)
+  become the Latin letter they imitate.
+- **folded** (``fold``): the normalised text with its Latin letters folded to ASCII (``anyascii``'s
+  transliterations): ``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``, combining marks go. Only non-ASCII text has
+  one.
+- **decoded** (``decode``): HTML and XML tags (block tags become line breaks, inline tags vanish) and character
+  entities, percent-escapes, quoted-printable and base64 runs that decode to text, and JSON found anywhere in a
+  string (its scalars written out as ``key: value`` lines, so a ``"classification": "SECRET"`` pair reads as a
+  label). Only text that carries such an encoding (``needs_decoding``) has one.
+
+A message's text parts joined the way the model reads them is the fourth view; ``routing.classify`` builds it,
+since it is about the request's shape, not about one string.
+
+Everything here runs in time linear in its input: RE2 for patterns, the standard library's decoders, bounded
+attempts at JSON. ``check`` is called between steps with the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import json
+import quopri
+import unicodedata
+import urllib.parse
+import warnings
+from collections.abc import Callable, Iterator
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from anyascii import anyascii
+from re2 import _re2
+
+from routing.detectors_base import Regex, re2_options
+
+__all__ = ["MARKERS", "NORMALISATION_VERSION", "decode", "fold", "needs_decoding", "needs_decoding_bytes", "normalise",
+           "normalise_ascii"]
+
+# Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
+NORMALISATION_VERSION = "2026-12-06.1"
+
+_LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
+# ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
+_ASCII_TABLE = bytes(range(256)).translate(bytes.maketrans(b"\r\x0b\x0c", b"\n\n\n"))
+_ASCII_DELETE = bytes(c for c in range(32) if c not in (9, 10, 11, 12, 13)) + b"\x7f"
+
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+
+
+def _regex(pattern: bytes) -> Regex:
+    return Regex(pattern, re2_options(16 << 20))
+
+
+_NON_ASCII_RUN = _regex(rb"[\x00-\x7f]?[\x80-\xff]+")
+_INVISIBLE_LO = (0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x180B, 0x180C, 0x180D, 0x180E, 0x180F, 0x2800)
+
+
+@cache
+def _unicode_table() -> dict[int, str | None]:
+    """str.translate table for non-ASCII text: breaks, invisibles, dashes, spaces, quotes, confusables."""
+    table: dict[int, str | None] = {}
+    # Planes 0 and 1 hold every line break, space, dash, quote and all but a few format characters; plane 14
+    # holds the tag characters and the supplementary variation selectors.
+    for cp in (*range(0x80, 0xD800), *range(0xE000, 0x20000), *range(0xE0000, 0xE01F0)):
+        ch = chr(cp)
+        category = unicodedata.category(ch)
+        if category == "Cf" or cp in _INVISIBLE_LO or (category == "Mn" and _is_selector(cp)):
+            table[cp] = None
+        elif category == "Pd" or cp in (0x2212, 0x2043, 0xFE63, 0xFF0D):
+            table[cp] = "-"
+        elif category == "Zs":
+            table[cp] = " "
+        elif category in ("Pi", "Pf") or cp in (0x201A, 0x201E, 0x2032, 0x2033, 0xFF02, 0xFF07):
+            table[cp] = '"' if ch in "\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033\uff02" else "'"
+        elif category in ("Zl", "Zp") or ch in _LINE_BREAKS:
+            table[cp] = "\n"
+        elif 0x300 <= cp < 0x370:  # a combining diacritic that NFKC could not compose with its letter: noise
+            table[cp] = None
+    table.update(_confusables())
+    return table
+
+
+def _is_selector(cp: int) -> bool:
+    return 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF or cp == 0x034F
+
+
+@cache
+def _confusables() -> dict[int, str]:
+    """Non-ASCII letters that Unicode's confusables data (TR39) says look like one ASCII letter or digit."""
+    data = json.loads(resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8"))
+    mapping: dict[int, str] = {}
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii() or not char.isalpha():
+            continue
+        latin = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()]
+        letters = [c for c in latin if c.isalpha()]
+        if letters:  # prefer a letter of the same case
+            same_case = [c for c in letters if c.isupper() == char.isupper()]
+            latin_letter = (same_case or letters)[0]
+            # TR39's prototype for the I/l/1 family is "l"; a capital that looks like it reads as "I".
+            mapping[ord(char)] = "I" if latin_letter == "l" and char.isupper() else latin_letter
+        elif latin:
+            mapping[ord(char)] = latin[0]
+    return mapping
+
+
+def warm() -> None:
+    """Build the translation tables now (a tenth of a second) rather than inside the first request's deadline."""
+    _unicode_table()
+    _fold_table()
+
+
+def normalise_ascii(data: bytes) -> bytes:
+    """ASCII (or UTF-8) bytes with every line break as \n and other control characters removed."""
+    return data.translate(_ASCII_TABLE, _ASCII_DELETE)
+
+
+def normalise(text: str) -> str:
+    """The normalised view of ``text`` (see the module docstring)."""
+    if text.isascii():
+        return normalise_ascii(text.encode()).decode()
+    return normalise_utf8(text.encode("utf-8", "replace")).decode("utf-8", "replace")  # lone surrogates: "?"
+
+
+def normalise_utf8(data: bytes) -> bytes:
+    """``normalise`` on UTF-8 bytes. NFKC and str.translate with a dict cost tens of nanoseconds a character, so
+    only the runs of non-ASCII characters (each with the character before it, which a combining mark composes
+    with) go through them; RE2 finds the runs."""
+    return normalise_ascii(_sub(_NON_ASCII_RUN, data, _normalise_run))
+
+
+def _normalise_run(match: Any) -> bytes:
+    run = match.group().decode("utf-8", "replace")
+    return unicodedata.normalize("NFKC", run).translate(_unicode_table()).encode("utf-8", "replace")
+
+
+def fold(text: str) -> str:
+    """Normalised text with Latin letters' diacritics removed (``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``,
+    ``ß`` is ``ss``), the transliterations of ``anyascii`` applied by ``str.translate`` to the non-ASCII runs;
+    other scripts stay as they are (no detector reads them)."""
+    return _sub(_NON_ASCII_RUN, text.encode("utf-8", "replace"), _fold_run).decode("utf-8", "replace")
+
+
+def _fold_run(match: Any) -> bytes:
+    run = match.group().decode("utf-8", "replace")
+    return unicodedata.normalize("NFC", run).translate(_fold_table()).encode("utf-8", "replace")
+
+
+# Latin-1 Supplement, Latin Extended-A/B, IPA, Latin Extended Additional and -C/-D/-E, and the combining marks.
+_LATIN_RANGES = ((0x80, 0x250), (0x1E00, 0x1F00), (0x2C60, 0x2C80), (0xA720, 0xA800), (0xAB30, 0xAB70))
+
+
+@cache
+def _fold_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for lo, hi in _LATIN_RANGES:
+        for cp in range(lo, hi):
+            ascii_form = anyascii(chr(cp))
+            if ascii_form.isascii() and ascii_form.isprintable():
+                table[cp] = ascii_form
+    for cp in range(0x300, 0x370):  # combining diacritical marks left over after NFC
+        table[cp] = None
+    return table
+
+
+# --- decoded view -------------------------------------------------------------------------------------------
+
+# Markers for the detector table's first pass (``routing.detectors.scanner``), so that noticing them costs no
+# pass of its own. CONTROL: ASCII control characters and line breaks other than \n, which ``normalise_ascii``
+# removes or turns into \n. DECODE: markup, escapes and base64, which the decoded view reads. The marker is
+# stricter than the decoders themselves so that ordinary prose and source code rarely pay for decoding: a
+# closing tag or a whole well-known one; a MIME part's base64 header or a data: URL's ";base64," (a pattern for
+# base64 runs themselves makes the first pass's DFA blow up on random text); \u escapes, which can hide any
+# letter; an escaped quote after JSON punctuation (JSON inside a string); an escaped line break between a word
+# and a capital (pasted JSON: "...Allen\\nDate of birth" glues two words that the rules read apart; source
+# code's "\\n" is mostly followed by lower case or a quote); RTF; capitals spaced out letter by letter (a
+# PDF's letter-spaced banner: "S E C R E T"); a capitalised word hyphenated across a line break. JSON
+# itself is no marker: the rules read ``"classification": "SECRET"`` as it stands, identifiers in it are plain
+# text, and JSON inside a region decoded for another reason is parsed there.
+CONTROL_MARKER = rb"[\x00-\x08\x0b-\x1f\x7f]"
+DECODE_MARKER = (
+    rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
+    rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
+    rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
+    rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])"
+    rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
+    rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
+    rb"|(?i:quoted-printable)|\{\\rtf|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
+)
+MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
+CONTROL, DECODE = range(len(MARKERS))
+
+_DECODE = _regex(DECODE_MARKER)
+_TAG = _regex(  # a tag's name ends at a space, tab, line break, "/", or a no-break space (UTF-8 C2 A0)
+    rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>"
+)
+_INLINE_TAGS = frozenset(
+    b"a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark nobr q s samp small span strike strong "
+    b"sub sup time tt u var wbr".split()
+)
+_ENTITY = _regex(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
+_PERCENT = _regex(rb"%[0-9A-Fa-f]{2}")
+_QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
+_ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
+# A base64 run (standard or URL-safe alphabet) and the lines that continue it (MIME parts wrap at 76): 16 or more
+# characters, or fewer with a digit, "+", "/" or "=" padding, or a whole line (a shorter run of letters inside a
+# line is a word).
+_BASE64 = _regex(
+    rb"(?:[A-Za-z0-9+/_\-]{16,}|[A-Za-z0-9+/_\-]*[0-9+/][A-Za-z0-9+/_\-]*)={0,2}"
+    rb"(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
+)
+# RTF groups that hold no text (font and colour tables, styles, document info, \\* destinations), one level deep.
+_RTF_DESTINATION = _regex(rb"\{\\(?:fonttbl|colortbl|stylesheet|info|listtable|\*)(?:[^{}]|\{[^{}]*\})*\}")
+_RTF = _regex(rb"\\([a-z]{1,32})-?[0-9]{0,10} ?|\\[^a-z]|[{}]")
+_SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
+_BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
+_QP = _regex(rb"(?i)quoted-printable")
+_JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
+
+MAX_DECODED_BYTES = 8 << 20  # what one decoded view may hold
+_WINDOW_BEFORE = 256  # what is decoded around each marker (then widened to whole lines)
+_WINDOW_AFTER = 1 << 10
+_MAX_BASE64_BODY = 8 << 20  # how far a region may stretch to take in a MIME part's body
+_MAX_BASE64_RUNS = 256
+_MAX_JSON_ATTEMPTS = 64
+_MAX_DEPTH = 3  # decoded text is decoded again (base64 holding HTML, JSON holding base64...), this many times
+
+
+def needs_decoding_bytes(data: bytes) -> bool:
+    """True when normalised UTF-8 ``data`` carries what the decoded view reads (the DECODE marker)."""
+    return _DECODE._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
+
+
+def needs_decoding(text: str) -> bool:
+    """``needs_decoding_bytes`` for a normalised string."""
+    return needs_decoding_bytes(text.encode("utf-8", "replace"))
+
+
+def decode(data: bytes, check: Callable[[], None] = lambda: None) -> str:
+    """The decoded view of normalised UTF-8 ``data``: what its markup, escapes and encodings say, as plain text.
+
+    Only the regions around the DECODE marker's matches are decoded (a few kilobytes each, widened to whole
+    lines and merged where they meet), so a long text with one escaped string costs little; a document that is
+    markup throughout is decoded whole."""
+    pieces: list[str] = []
+    for lo, hi in _regions(data):
+        check()
+        _decode_into(data[lo:hi], pieces, check, 0)
+    return normalise("\n\n".join(pieces))[:MAX_DECODED_BYTES]
+
+
+def _regions(data: bytes) -> list[tuple[int, int]]:
+    """The line-aligned regions around the DECODE marker's matches, merged; one search per region."""
+    regions: list[tuple[int, int]] = []
+    size = len(data)
+    pos = 0
+    while pos < size:
+        start, end = _DECODE._match(_UNANCHORED, data, pos, size)[0]
+        if start < 0:
+            break
+        lo = data.rfind(b"\n", 0, max(0, start - _WINDOW_BEFORE)) + 1
+        hi = data.find(b"\n", min(size, end + _WINDOW_AFTER))
+        hi = size if hi < 0 else hi
+        if data[end - 7 : end].lower().endswith((b"base64", b"base64,")):  # the encoded body that follows, whole
+            body = _BASE64._match(_UNANCHORED, data, end, min(size, end + _MAX_BASE64_BODY))[0]
+            if body[0] >= 0 and body[0] - end < _WINDOW_AFTER:
+                hi = max(hi, body[1])
+        if regions and lo <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], hi)
+        else:
+            regions.append((lo, hi))
+        pos = max(hi, end, pos + 1)
+    return regions
+
+
+def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], depth: int) -> None:
+    """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
+    ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
+    original = data if depth == 0 else None
+    if b"%" in data and _found(_PERCENT, data):
+        # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
+        data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, lambda _m: b"\n"))
+    if _found(_QP, data):
+        data = quopri.decodestring(data)
+    for _ in range(2):  # twice: markup that was itself escaped (XML pasted into an HTML e-mail)
+        if b"<" in data:
+            data = _sub(_TAG, data, _tag_replacement)
+        if b"&" in data and _found(_ENTITY, data):
+            data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
+        else:
+            break
+    if b"<" in data:
+        data = _sub(_TAG, data, _tag_replacement)
+    if b"\\rtf" in data:
+        data = _sub(_RTF, _sub(_RTF_DESTINATION, data, lambda _m: b""), _rtf_replacement)
+    if _found(_SPACED_OR_BROKEN, data):
+        data = _sub(_SPACED_OR_BROKEN, data, _join_letters)
+    plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
+    if plain != original:  # what decoding left unchanged, the normalised view has scanned already
+        pieces.append(plain.decode("utf-8", "replace"))
+    check()
+    if depth + 1 >= _MAX_DEPTH:
+        return
+    for inner in _base64_texts(plain) if _found(_BASE64_CONTEXT, plain) else ():
+        check()
+        _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
+    for inner in _json_texts(data, check):  # before its escapes were decoded: JSON strings hold \n, not newlines
+        _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
+
+
+def _found(regex: Regex, data: bytes) -> bool:
+    return regex._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
+
+
+def _sub(regex: Regex, data: bytes, replacement: Callable[[Any], bytes]) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    for match in regex.finditer(data):
+        out.append(data[pos : match.start()])
+        out.append(replacement(match))
+        pos = match.end()
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def _rtf_replacement(match: Any) -> bytes:
+    word = match.group(1)
+    if word is None:
+        return b""  # a brace
+    return b"\n" if word in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
+
+
+def _join_letters(match: Any) -> bytes:
+    """"S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
+    return match.group().replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
+
+
+def _tag_replacement(match: Any) -> bytes:
+    name = match.group(2)
+    return b"" if name is not None and name.lower() in _INLINE_TAGS else b"\n"
+
+
+def _unescape(data: bytes) -> bytes:
+    r"""``\u0053ECRET``, ``\n``, ``\"``: a string pasted with its JSON or Python escapes."""
+    if data.isascii():
+        try:  # the codec, in C; it leaves unknown escapes (\d) as they are
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return data.decode("unicode_escape").encode("utf-8", "replace")
+        except UnicodeDecodeError:  # a malformed \x or \u escape: one at a time
+            pass
+    return _sub(_ESCAPE, data, _escape_replacement)
+
+
+def _escape_replacement(match: Any) -> bytes:
+    escape = match.group()
+    kind = escape[1:2]
+    if kind in b"ux":
+        return chr(int(escape[2:], 16)).encode("utf-8", "replace")
+    return {b"n": b"\n", b"r": b"\n", b"t": b"\t"}.get(kind, kind)
+
+
+def _base64_texts(data: bytes) -> Iterator[str]:
+    """The runs of ``data`` that decode from base64 to readable UTF-8 text."""
+    tried = 0
+    for match in _BASE64.finditer(data):
+        run = b"".join(match.group().split())
+        if len(run) < 6:
+            continue
+        tried += 1
+        if tried > _MAX_BASE64_RUNS:
+            return
+        decoded = _b64(run)
+        if decoded is not None:
+            yield decoded
+
+
+def _b64(run: bytes) -> str | None:
+    run = run.rstrip(b"=")
+    if len(run) < 6:
+        return None
+    if b"-" in run or b"_" in run:
+        run = run.translate(_URLSAFE)
+    try:
+        raw = binascii.a2b_base64(run + b"=" * (-len(run) % 4), strict_mode=True)
+        decoded = normalise(raw.decode("utf-8"))
+    except (binascii.Error, ValueError):
+        return None
+    readable = decoded and decoded.replace("\n", "").replace("\t", "").isprintable()
+    return decoded if readable else None
+
+
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_DECODER = json.JSONDecoder()
+
+
+def _json_texts(data: bytes, check: Callable[[], None]) -> Iterator[str]:
+    """JSON documents found anywhere in ``data``, each written out as lines of ``key: value`` and strings."""
+    text = data.decode("utf-8", "replace")
+    ascii_only = data.isascii()  # then byte offsets are character offsets
+    end = 0
+    for attempts, match in enumerate(_JSON_START.finditer(data)):
+        if attempts >= _MAX_JSON_ATTEMPTS:
+            return
+        start = match.start() if ascii_only else len(data[: match.start()].decode("utf-8", "replace"))
+        if start < end:
+            continue
+        try:  # RecursionError (JSON nested past what Python parses) is not caught: unreadable, so fail closed
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            continue
+        check()
+        lines: list[str] = []
+        _json_lines(value, None, lines, 0)
+        yield "\n".join(lines)
+
+
+def _json_lines(value: Any, key: str | None, lines: list[str], depth: int) -> None:
+    if depth > 64:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _json_lines(v, str(k), lines, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _json_lines(item, key, lines, depth + 1)
+    elif value is None or isinstance(value, bool | float):
+        return
+    else:
+        text = str(value)
+        # A short value reads with its key ("classification: SECRET" is a label; "enum: SECRET" is not); a
+        # long or multi-line one is a document of its own, whose first line may be its banner.
+        if key is None or "\n" in text or len(text) > 80:
+            lines.append(text)
+        else:
+            lines.append(f"{key}: {text}")

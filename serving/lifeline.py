@@ -1,0 +1,275 @@
+"""What ties every process a server starts to the server's life, and clears what an earlier server left behind.
+
+``sovereign serve`` is two processes (serving/supervise.py): the *supervisor*, the one the operator started, and
+the *server* under it, which runs Ray, Serve and the engines. The pieces here:
+
+* **A tag.** The supervisor puts ``SOVEREIGN_SERVER_ID=<random id>`` in the server's environment; every process
+  below it inherits it (Ray's daemons and workers, vLLM's EngineCore and Worker, HAProxy), wherever it is
+  re-parented to. ``tagged()`` finds them by it (``/proc/PID/environ``; this user's processes only), and by the
+  server's private folder in their command line (HAProxy's configuration is in it).
+* **Parent-death signals.** The server asks the kernel for SIGTERM when the supervisor dies (``die_with_parent``),
+  and stops as it does on Ctrl-C; Ray asks for SIGKILL for its own daemons when the server dies.
+* **A tag.** Every process the server starts inherits ``SOVEREIGN_SERVER_ID``: the supervisor finds orphans (an
+  engine whose replica died, a HAProxy whose manager died) by it while the server runs, and everything left once
+  the server has gone. (``become_subreaper`` is not used: collecting a large dead process tree spins for minutes in
+  this project's VM kernel, and a subreaper collects what it adopted when it exits.)
+* **A record** per running server under the state folder (``var/run/server-<id>.json``): its pids, private folder
+  and port. A new start clears the processes of any server recorded there whose supervisor and server are both
+  gone (``clear_stale``): what a SIGKILL of both left running.
+
+With ``--address`` (an existing cluster) only this server's own processes carry the tag: the cluster's raylets,
+which start the application's replicas there, were not started by it, so nothing of the cluster is ever swept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+from pydantic import BaseModel, ConfigDict
+
+SERVER_ID_ENV = "SOVEREIGN_SERVER_ID"
+RUN_FOLDER = "run"
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux ``prctl(option, value)``; False where it is not available (other systems, a seccomp refusal)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(sig: int) -> bool:
+    """Ask the kernel for ``sig`` when this process's parent dies (False where it cannot). The parent may have died
+    already, before the request: check ``os.getppid()`` after it."""
+    return _prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants of this process are re-parented to it (and must be reaped by it), not to init."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+class ServerRecord(BaseModel):
+    """One running server, as the state folder records it (``var/run/server-<id>.json``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    server_id: str
+    supervisor_pid: int
+    supervisor_started: float  # the process's start time: a recycled pid is not mistaken for it
+    server_pid: int | None = None
+    server_started: float | None = None
+    private: str  # the server's private folder (HAProxy's admin socket and configuration)
+    host: str
+    port: int
+    # (pid, start time) of every process under the supervisor when it last looked: Ray's two agents wipe their
+    # environment (the tag with it) when they set their process title, and they outlive a killed raylet for a minute
+    members: list[tuple[int, float]] = []
+
+
+def run_folder(state: Path) -> Path:
+    return state / RUN_FOLDER
+
+
+def record_path(state: Path, server_id: str) -> Path:
+    return run_folder(state) / f"server-{server_id}.json"
+
+
+def write_record(state: Path, record: ServerRecord) -> Path:
+    """Write atomically (a half-written record would read as garbage at the next start)."""
+    path = record_path(state, record.server_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(record.model_dump_json())
+    tmp.replace(path)
+    return path
+
+
+def read_records(state: Path) -> list[tuple[Path, ServerRecord | None]]:
+    """Every record in the state folder; None for one that cannot be read (it is removed as stale)."""
+    found: list[tuple[Path, ServerRecord | None]] = []
+    for path in sorted(run_folder(state).glob("server-*.json")):
+        try:
+            found.append((path, ServerRecord.model_validate(json.loads(path.read_text()))))
+        except (OSError, ValueError):
+            found.append((path, None))
+    return found
+
+
+def started_at(pid: int) -> float | None:
+    """When process ``pid`` started (psutil's create time), or None when there is no such live process."""
+    try:
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+    except psutil.Error:
+        return None
+
+
+def is_alive(pid: int | None, started: float | None) -> bool:
+    """Whether the process recorded as (``pid``, ``started``) still runs, and is that process, not a later one."""
+    if pid is None or started is None:
+        return False
+    now = started_at(pid)
+    return now is not None and abs(now - started) < 0.5
+
+
+def title(proc: psutil.Process) -> str:
+    """A short name for messages: the title Ray and vLLM set (``ray::ServeController``, ``VLLM::Worker``), a
+    binary's name (``raylet``), or the script a Python process runs (``python log_monitor.py``)."""
+    try:
+        cmdline = proc.cmdline() or [proc.name()]
+    except psutil.Error:
+        return "?"
+    first = cmdline[0].split(" ")[0]
+    if not first.startswith(os.sep):
+        return first[:60]
+    name = os.path.basename(first)
+    script = next((os.path.basename(a) for a in cmdline[1:] if a.endswith(".py")), None)
+    if script is None and "-m" in cmdline[1:-1]:
+        script = cmdline[cmdline.index("-m") + 1]
+    return f"{name} {script}" if name.startswith("python") and script else name
+
+
+def tagged(server_id: str, private: str | None = None, exclude: Iterable[int] = ()) -> list[psutil.Process]:
+    """This user's live processes that belong to server ``server_id``: its tag in their environment, or its private
+    folder in their command line. Zombies are left out (they hold nothing but a pid; their parent reaps them)."""
+    skip = {os.getpid(), *exclude}
+    inside = private.rstrip(os.sep) + os.sep if private else None  # files in it, never a folder merely named alike
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in skip:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if (inside and inside in " ".join(proc.cmdline())) or proc.environ().get(SERVER_ID_ENV) == server_id:
+                found.append(proc)
+        except psutil.Error:  # ended meanwhile, or another user's
+            continue
+    return found
+
+
+def recorded(members: Iterable[tuple[int, float]]) -> list[psutil.Process]:
+    """The processes of a record's ``members`` that still run (the same processes: same pid and start time)."""
+    found = []
+    for pid, started in members:
+        if pid != os.getpid() and is_alive(pid, started):
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+    return found
+
+
+def kill_all(find: Callable[[], list[psutil.Process]], timeout_s: float,
+             reap: Callable[[], object] | None = None) -> list[str]:
+    """SIGKILL whatever ``find()`` returns, again and again (a dying process may have spawned another) until it
+    returns nothing or ``timeout_s`` passes. ``reap`` collects this process's own dead children meanwhile. Returns
+    "title (pid)" for each process killed."""
+    killed: dict[int, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        procs = find()
+        if not procs or time.monotonic() > deadline:
+            return list(killed.values())
+        for proc in procs:
+            killed.setdefault(proc.pid, f"{title(proc)} ({proc.pid})")
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        gone_by = time.monotonic() + 1.0
+        while time.monotonic() < gone_by:
+            if reap is not None:
+                reap()
+            if not any(p.is_running() and _status(p) != psutil.STATUS_ZOMBIE for p in procs):
+                break
+            time.sleep(0.05)
+
+
+def _status(proc: psutil.Process) -> str:
+    try:
+        return proc.status()
+    except psutil.Error:
+        return psutil.STATUS_DEAD
+
+
+def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | None = None) -> bool:
+    """Remove ``path`` in a helper process, waiting at most ``timeout_s``. A separate process because removing the
+    folder has been seen to spin in the kernel (``shrink_dcache_parent``) right after the processes that held files
+    in it were killed; a process stuck there cannot finish exiting, so it must not be the one whose exit matters.
+    Returns whether the folder is gone; ``helpers`` collects the helper's pid (it is not an orphan to kill)."""
+    path = Path(path)
+    if not path.exists():
+        return True
+    helper = subprocess.Popen([sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], True)",
+                               str(path)], stdin=subprocess.DEVNULL, start_new_session=True)
+    if helpers is not None:
+        helpers.add(helper.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        helper.wait(timeout=timeout_s)
+    return not path.exists()
+
+
+def clear_stale(state: Path, reap: Callable[[], object] | None = None, helpers: set[int] | None = None) -> list[str]:
+    """Clear what servers recorded in ``state`` left behind when both their supervisor and their server are gone:
+    their tagged processes, private folder and record. Servers still running are left alone. Returns one line per
+    server cleared, saying what was killed."""
+    said = []
+    for path, record in read_records(state):
+        if record is not None and (is_alive(record.supervisor_pid, record.supervisor_started)
+                                   or is_alive(record.server_pid, record.server_started)):
+            continue
+        if record is not None:
+            killed = kill_all(lambda r=record: tagged(r.server_id, r.private) + recorded(r.members), timeout_s=10,
+                              reap=reap)
+            remove_folder(record.private, helpers=helpers)
+            said.append(f"cleared an earlier server of this folder (pid {record.supervisor_pid}, port "
+                        f"{record.port}): " + (f"killed {', '.join(killed)}" if killed else "nothing left running"))
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return said
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``. The bind is without SO_REUSEPORT: a listener that has it (as
+    HAProxy's do) would otherwise let a second server share the port with it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def listeners(pids: Iterable[int]) -> dict[int, list[int]]:
+    """{pid: [ports it listens on]} for those of ``pids`` that still listen on any TCP port."""
+    wanted = set(pids)
+    found: dict[int, list[int]] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in wanted:
+            found.setdefault(conn.pid, []).append(conn.laddr.port)
+    return found
+
+
+def forward(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
