@@ -41,7 +41,16 @@ import numpy as np
 
 from models.egress_data import CATEGORIES, Item, splits
 from models.manifest import sha256_file, write_manifest
-from routing.egress_review import CONFIG_NAME, DEFAULT_ARTEFACT, FORMAT, HEAD_NAME, _windows, request_texts
+from routing.egress_review import (
+    CONFIG_NAME,
+    DEFAULT_ARTEFACT,
+    FORMAT,
+    HEAD_NAME,
+    previous_tokens,
+    reading_views,
+    request_texts,
+    segment_windows,
+)
 
 DEFAULT_MODEL = Path("var/models/minilm")
 DEFAULT_REPORT = Path("benchmarks/results/egress-review")
@@ -102,13 +111,19 @@ def distil(model_dir: Path, cache: Path = CACHE) -> np.ndarray:
 
 # -- data into tensors --------------------------------------------------------------------------------------------
 
-def item_texts(item: Item) -> list[str]:
+def raw_texts(item: Item) -> list[str]:
     return request_texts(item.request) if item.request is not None else [item.text or ""]
+
+
+def item_segments(item: Item) -> list[list[str]]:
+    """What the reviewer reads of an item (``reading_views``), so training and serving read the same text."""
+    return reading_views(raw_texts(item))
 
 
 @dataclass
 class Encoded:
     ids: np.ndarray        # all items' tokens, one flat array
+    prev: np.ndarray       # each token's predecessor for its bigram (routing.egress_review.previous_tokens)
     starts: np.ndarray     # window starts (into ids)
     ends: np.ndarray
     doc: np.ndarray        # the item of each window
@@ -120,29 +135,34 @@ class Encoded:
 
 def encode(items: Sequence[Item], tokenizer: Any, windows: Sequence[int]) -> Encoded:
     flat: list[np.ndarray] = []
-    starts, ends, doc = [], [], []
+    starts, ends, doc, prev = [], [], [], []
     offset = 0
     for d, item in enumerate(items):
-        encodings = tokenizer.encode_batch(item_texts(item), add_special_tokens=False)
-        ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings] or [np.zeros(0, np.int64)])
-        if ids.size == 0:
-            ids = np.asarray([100], dtype=np.int64)  # [UNK]: an empty text still gets a (neutral) window
-        s, e = _windows(len(ids), windows)
+        segments = []
+        for texts in item_segments(item):
+            encodings = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
+            segments.append(np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings]
+                                           or [np.zeros(0, np.int64)]))
+        if not any(len(seg) for seg in segments):
+            segments = [np.asarray([100], dtype=np.int64)]  # [UNK]: an empty text still gets a (neutral) window
+        lengths = [len(seg) for seg in segments]
+        s, e = segment_windows(lengths, windows)
         starts.append(s + offset)
         ends.append(e + offset)
         doc.append(np.full(len(s), d))
-        flat.append(ids)
-        offset += len(ids)
+        flat.append(np.concatenate(segments))
+        prev.append(previous_tokens(flat[-1], lengths))
+        offset += sum(lengths)
     y = np.array([i.sensitive for i in items], dtype=np.float32)
     cats = np.array([[c in i.categories for c in CATEGORIES] for i in items], dtype=np.float32) * y[:, None]
     reference = np.array([i.categories == ("reference",) for i in items])
-    return Encoded(np.concatenate(flat), np.concatenate(starts), np.concatenate(ends), np.concatenate(doc), y, cats,
+    return Encoded(np.concatenate(flat), np.concatenate(prev), np.concatenate(starts), np.concatenate(ends),
+                   np.concatenate(doc), y, cats,
                    reference, len(items))
 
 
-def bigram_hashes(ids: np.ndarray) -> np.ndarray:
-    """Bucket of each token's (previous token, token) pair; the first token's previous is [CLS]."""
-    prev = np.concatenate([[101], ids[:-1]])
+def bigram_hashes(ids: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Bucket of each token's (previous token, token) pair (``previous_tokens``: a segment starts after [CLS])."""
     return (prev * BIGRAM_MULT + ids) % BIGRAM_BUCKETS
 
 
@@ -237,7 +257,7 @@ def _tensors(enc: Encoded, static: np.ndarray) -> dict[str, Any]:
     import torch
 
     tokens, unique = _counts(enc.ids, enc)
-    bigrams, buckets = _counts(bigram_hashes(enc.ids), enc)
+    bigrams, buckets = _counts(bigram_hashes(enc.ids, enc.prev), enc)
     return {"emb": torch.tensor(static[unique]), "unique": torch.tensor(unique), "tokens": tokens, "bigrams": bigrams,
             "buckets": torch.tensor(buckets), "lengths": torch.tensor(enc.ends - enc.starts, dtype=torch.float32),
             "doc": torch.tensor(enc.doc)}
@@ -552,7 +572,7 @@ def main(argv: list[str]) -> int:
     if parity > 0.02:
         print("the artefact does not reproduce the trained model", file=sys.stderr)
         return 1
-    hits = [(reviewer.review_texts(item_texts(i), 10).categories, i.categories) for i in held_out
+    hits = [(reviewer.review_texts(raw_texts(i), 10).categories, i.categories) for i in held_out
             if i.sensitive and i.source == "handwritten"]
     flagged = [(got, want) for got, want in hits if got]
     category_hits = sum(1 for got, want in flagged if {g.removeprefix("semantic_") for g in got} & set(want))

@@ -20,11 +20,10 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from routing.classify import ERROR_SIGNAL, Classification, Signal, classify_request, classify_text
+from routing.classify import ERROR_SIGNAL, Classification, classify_request, classify_text
 from routing.levels import Level
 
 REVIEW_DEADLINE_S = 10.0  # offline: generous, so a slow machine does not turn answers into "unavailable"
@@ -57,7 +56,7 @@ def _reviewed(c: Classification, reviewer: Reviewer | None, *, text: str | None 
     """``c`` after the egress review, where the server would run it (the rules said OFFICIAL)."""
     if reviewer is None or c.level > Level.OFFICIAL:
         return c
-    from routing.egress_review import UNAVAILABLE_SIGNAL, ReviewError
+    from routing.egress_review import UNAVAILABLE_SIGNAL, ReviewError, raise_level
 
     try:
         review = (reviewer.review_request(request, REVIEW_DEADLINE_S) if request is not None
@@ -68,10 +67,7 @@ def _reviewed(c: Classification, reviewer: Reviewer | None, *, text: str | None 
         if not review.sensitive:
             return c
         signals = review.signals
-    found = {s.type: s for s in c.signals} | {name: Signal(name, 1) for name in signals}
-    return replace(c, level=max(c.level, Level.OFFICIAL_SENSITIVE),
-                   detected_level=max(c.detected_level, Level.OFFICIAL_SENSITIVE),
-                   signals=tuple(found[k] for k in sorted(found)))
+    return raise_level(c, signals)
 
 
 def _classify_line(number: int, line: str, reviewer: Reviewer | None = None) -> dict[str, Any]:
@@ -108,8 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     review = parser.add_argument_group("egress review (the semantic second opinion)")
     review.add_argument("--egress-review", action="store_true",
                         help="apply the review the server runs before an OFFICIAL request leaves")
-    review.add_argument("--model", type=Path, default=Path("var/models/minilm"),
-                        help="MiniLM folder (default %(default)s)")
+    review.add_argument("--model", type=Path, default=None,
+                        help="MiniLM folder (default: var/models/minilm when prepared, else its wheel's)")
     review.add_argument("--artefact", type=Path, default=None, help="trained head (default: the packaged one)")
     review.add_argument("--threshold", type=float, default=None, help="default: the artefact's")
     return parser
@@ -122,10 +118,11 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
         _parser().error("give --jsonl FILE or TEXT, not both")
     reviewer = None
     if args.egress_review:
-        from routing.egress_review import DEFAULT_ARTEFACT, ArtefactError, EgressReviewer
+        from routing.egress_review import DEFAULT_ARTEFACT, ArtefactError, EgressReviewer, default_model_dir
 
         try:
-            reviewer = EgressReviewer.load(args.artefact or DEFAULT_ARTEFACT, args.model, threshold=args.threshold)
+            reviewer = EgressReviewer.load(args.artefact or DEFAULT_ARTEFACT, args.model or default_model_dir(),
+                                           threshold=args.threshold)
         except ArtefactError as exc:
             print(f"sovereign classify: {exc}", file=sys.stderr)
             return 2

@@ -31,14 +31,17 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.manifest import MANIFEST_NAME, ManifestError, sha256_file, verify_manifest
+from routing import normalize
+from routing.classify import Classification, Signal
+from routing.levels import Level
 
 __all__ = [
     "CATEGORIES",
@@ -48,7 +51,11 @@ __all__ = [
     "EgressReviewer",
     "Review",
     "ReviewError",
+    "default_model_dir",
+    "raise_level",
+    "reading_views",
     "request_texts",
+    "segment_windows",
 ]
 
 DEFAULT_ARTEFACT = Path(__file__).resolve().parent / "data" / "egress_review"
@@ -71,6 +78,10 @@ _PIECE_CHARS = 16_384  # long strings are tokenized in pieces of about this size
 # pieces' tokens between these, so each distinct piece ("word") is tokenized once and remembered.
 _BERT_SPACE = re.compile("[\t\n\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 _WORD_CACHE_MAX = 200_000
+# The punctuation of data formats (JSON, CSV, markup, tables, code): read as spaces, so a sentence in a JSON record or a
+# CSV row is the same run of word pieces as the sentence in prose (each would otherwise be a word piece of its own
+# and dilute the window's mean).
+_STRUCTURE = str.maketrans(dict.fromkeys('{}[]<>"|=_*#`\\', " "))
 
 
 class ArtefactError(Exception):
@@ -96,9 +107,37 @@ class Review:
         return (*self.categories, self.bucket) if self.sensitive else ()
 
 
+def default_model_dir() -> Path:
+    """The MiniLM folder the offline review uses unless told: ``var/models/minilm`` when it has been prepared
+    (`sovereign models prepare minilm`), else the folder its wheel installed (the same files, which the artefact's
+    digests check either way)."""
+    prepared = Path("var/models/minilm")
+    if prepared.is_dir():
+        return prepared
+    from models.registry import KNOWN_MODELS, package_path
+
+    try:
+        return package_path(KNOWN_MODELS["minilm"])
+    except FileNotFoundError as exc:
+        raise ArtefactError(f"egress review model: {exc}") from None
+
+
 def score_bucket(score: float) -> str:
     tenth = min(9, max(0, math.floor(score * 10)))
     return f"{SIGNAL_PREFIX}score_0.{tenth}"
+
+
+def raise_level(classification: Classification, signals: Iterable[str]) -> Classification:
+    """The classification after the review kept a request local: at least OFFICIAL-SENSITIVE, its signals added."""
+    floor = Level.OFFICIAL_SENSITIVE
+    found = {s.type: s for s in classification.signals}
+    for name in signals:
+        found.setdefault(name, Signal(name, 1))
+    readable = classification.readable_level
+    return replace(classification, level=max(classification.level, floor),
+                   detected_level=max(classification.detected_level, floor),
+                   readable_level=None if readable is None else max(readable, floor),
+                   signals=tuple(found[k] for k in sorted(found)))
 
 
 # -- text out of a request body -----------------------------------------------------------------------------------
@@ -142,6 +181,51 @@ def _strings(node: Any, key: str | None, depth: int) -> Iterator[str]:
         return
     else:
         raise ReviewError("the request body holds a value that is not JSON")
+
+
+def reading_views(texts: Iterable[str], check: Callable[[], None] = lambda: None) -> list[list[str]]:
+    """What the review reads of ``texts``, as segments whose windows never cross into each other.
+
+    The first segment is every text normalised as the rules normalise it (line breaks, invisible and look-alike
+    characters, Word's punctuation, full-width forms: ``routing.normalize.normalise``), read together as one request.
+    Each text that carries markup, escapes or encodings (HTML, RTF, percent-escapes, base64 MIME parts, JSON in
+    prose) adds a segment of its own with its decoded view (``routing.normalize.decode``), so that a web page or an
+    e-mail export reads as the prose it holds, without the tags around it in the same window. Training reads the
+    same segments."""
+    plain_texts: list[str] = []
+    decoded_views: list[list[str]] = []
+    for text in texts:
+        plain = normalize.normalise(text)
+        plain_texts.append(plain.translate(_STRUCTURE))
+        if normalize.needs_decoding(plain):
+            check()
+            decoded = normalize.decode(plain.encode("utf-8", "replace"), check)
+            if decoded.strip():
+                decoded_views.append([decoded.translate(_STRUCTURE)])
+    return [plain_texts, *decoded_views]
+
+
+def segment_windows(lengths: Sequence[int], sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the windows over segments of these token counts laid end to end (``_windows`` within
+    each non-empty segment, offset by the segments before it)."""
+    starts, ends, offset = [], [], 0
+    for n in lengths:
+        if n:
+            s, e = _windows(n, sizes)
+            starts.append(s + offset)
+            ends.append(e + offset)
+        offset += n
+    if not starts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def previous_tokens(ids: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+    """Each token's predecessor for the bigram weights; a segment's first token follows [CLS] (101)."""
+    prev = np.concatenate([np.asarray([101], dtype=np.int64), ids[:-1]])
+    firsts = np.cumsum([0, *lengths[:-1]])
+    prev[firsts[firsts < len(ids)]] = 101
+    return prev
 
 
 def _pieces(text: str) -> Iterator[str]:
@@ -228,11 +312,16 @@ class EgressReviewer:
         return self._review(texts, deadline)
 
     def _review(self, texts: list[str], deadline: float) -> Review:
+        def check() -> None:
+            if time.perf_counter() > deadline:
+                raise ReviewError("the egress review ran past its deadline")
+
         try:
-            ids = self._token_ids(texts, deadline)
-            if ids.size == 0:
+            segments = [self._token_ids(segment, deadline) for segment in reading_views(texts, check)]
+            lengths = [len(s) for s in segments]
+            if not any(lengths):
                 return Review(False, (), 0.0, score_bucket(0.0))
-            hidden, cat_logits, lexical = self._windows_of(ids)
+            hidden, cat_logits, lexical = self._windows_of(np.concatenate(segments), lengths)
             if time.perf_counter() > deadline:
                 raise ReviewError("the egress review ran past its deadline")
             h = self._head
@@ -272,20 +361,20 @@ class EgressReviewer:
                     ids.extend(cache[word])
         return np.asarray(ids, dtype=np.int64)
 
-    def _windows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per window (each configured size at half-size strides): the hidden layer, the category logits and the
-        word-piece term."""
+    def _windows_of(self, ids: np.ndarray, lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per window (each configured size at half-size strides, within each segment of ``lengths`` tokens): the
+        hidden layer, the category logits and the word-piece term."""
         h = self._head
         rows = h.table[ids]
         prefix = np.zeros((len(ids) + 1, rows.shape[1]), dtype=np.float32)
         np.cumsum(rows, axis=0, out=prefix[1:])
-        starts, ends = _windows(len(ids), self.windows)
+        starts, ends = segment_windows(lengths, self.windows)
         c = np.float32(self.prior_weight)
         sums = prefix[ends] - prefix[starts]
         k, weight = len(h.bias), sums[:, -1:] + c
         hidden = np.maximum((sums[:, :k] + c * h.prior) / weight + h.bias, 0.0)
         cat_logits = (sums[:, k:-1] + c * h.cat_prior) / weight + h.cat_bias
-        prev = np.concatenate([np.asarray([101], dtype=np.int64), ids[:-1]])  # the first token follows [CLS]
+        prev = previous_tokens(ids, lengths)
         weights = h.unigram[ids] + h.bigram[(prev * h.bigram_mult + ids) % len(h.bigram)]
         gsum = np.zeros(len(ids) + 1, dtype=np.float32)
         np.cumsum(weights, out=gsum[1:])

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from routing.classify import Classification, Signal
-from routing.egress_review import DEFAULT_ARTEFACT, UNAVAILABLE_SIGNAL, ArtefactError, EgressReviewer, ReviewError
-from routing.levels import Level
+from routing.egress_review import (
+    DEFAULT_ARTEFACT,
+    UNAVAILABLE_SIGNAL,
+    ArtefactError,
+    EgressReviewer,
+    ReviewError,
+)
 from serving.config import EgressReviewConfig, Settings
 
 log = logging.getLogger("sovereign.egress_review")
@@ -29,17 +32,6 @@ log = logging.getLogger("sovereign.egress_review")
 def load_reviewer(config: EgressReviewConfig) -> EgressReviewer:
     """Verify and load the configured artefact and model (raises ``ArtefactError`` naming what is wrong)."""
     return EgressReviewer.load(config.artefact or DEFAULT_ARTEFACT, Path(config.model), threshold=config.threshold)
-
-
-def raise_level(classification: Classification, signals: Iterable[str]) -> Classification:
-    """The classification after the review kept a request local: at least OFFICIAL-SENSITIVE, its signals added."""
-    floor = Level.OFFICIAL_SENSITIVE
-    found = {s.type: s for s in classification.signals}
-    for name in signals:
-        found.setdefault(name, Signal(name, 1))
-    return replace(classification, level=max(classification.level, floor),
-                   detected_level=max(classification.detected_level, floor),
-                   signals=tuple(found[k] for k in sorted(found)))
 
 
 def verify_egress_review(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal
 from routing.classify import Classification, classifier_digest, classify_request
+from routing.egress_review import raise_level
 from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
@@ -31,7 +32,7 @@ from serving import genai_semconv as genai
 from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
 from serving.config import Settings
-from serving.egress_gate import EgressGate, raise_level
+from serving.egress_gate import EgressGate
 from serving.errors import (
     APIError,
     BadRequest,
@@ -233,7 +234,7 @@ class Gateway:
             backend = self.backends[name]
             level = state.classification.level_for(self.policy[name].accepts_unscanned)
             if not backend.sovereign:
-                if await self._egress_review(state, body):
+                if await self._egress_review(state, body, level):
                     continue  # the second opinion keeps it local (or could not answer): no non-sovereign backend
                 if level > Level.OFFICIAL:  # unreachable through decide(); kept so no refactor can make it so
                     raise NotPermitted("non-sovereign backends may only receive OFFICIAL requests")
@@ -409,13 +410,15 @@ class Gateway:
             log.warning("request validator failed", exc_info=exc)  # the exception's type only (JSONFormatter)
             raise BadRequest("invalid request: the body does not match the API schema") from None
 
-    async def _egress_review(self, state: RequestState, body: dict[str, Any]) -> bool:
+    async def _egress_review(self, state: RequestState, body: dict[str, Any], level: Level) -> bool:
         """Before the first non-sovereign attempt: the semantic second opinion. True means keep the request local.
 
         Runs once per request, only when the request is about to leave (local-only routes never pay for it). A flag,
-        or no answer in time, raises the level to OFFICIAL-SENSITIVE with its ``semantic_*`` signals (audited)."""
+        or no answer in time, raises the level to OFFICIAL-SENSITIVE with its ``semantic_*`` signals (audited).
+        ``level``: the request's level for this backend (its readable content's, where it accepts every unscanned
+        kind the request holds)."""
         assert state.classification is not None
-        if state.classification.level > Level.OFFICIAL:
+        if level > Level.OFFICIAL:
             return True
         if not self.egress.enabled or state.egress_reviewed:
             return False

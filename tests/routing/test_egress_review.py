@@ -6,6 +6,7 @@ Uses the artefact that ships (routing/data/egress_review) and MiniLM from its wh
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from routing.egress_review import (
     request_texts,
     score_bucket,
 )
+from tests.routing.dresses import ALL, NEUTRAL
 from tests.support import wheel_minilm
 
 # The issue's own examples: each went to the commercial backend as OFFICIAL before the review existed.
@@ -154,6 +156,31 @@ def test_a_missing_model_is_refused(tmp_path: Path) -> None:
 
 
 # -- verdicts -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dress", sorted(ALL))
+def test_the_issue_examples_are_flagged_as_documents_deliver_them(reviewer: EgressReviewer, dress: str) -> None:
+    """The same meaning in the dresses the rules are held to (tests/routing/dresses.py): Windows and PDF line breaks,
+    Word's punctuation, invisible and look-alike characters, HTML, XML, RTF, JSON in prose, a CSV row, a base64 MIME
+    part, percent-escapes, two content parts. Each dress may cost one of the six, no more."""
+    flagged = 0
+    for n, text in enumerate(ISSUE_SENSITIVE):
+        dressed = ALL[dress](text, random.Random(f"{n}/{dress}"))
+        if isinstance(dressed, dict):
+            review = reviewer.review_request({"model": "m", "messages": [{"role": "user", **dressed}]}, 5)
+        else:
+            review = reviewer.review_texts([dressed], 5)
+        flagged += review.sensitive
+    assert flagged >= len(ISSUE_SENSITIVE) - 1, f"{dress}: {flagged} of {len(ISSUE_SENSITIVE)}"
+
+
+@pytest.mark.parametrize("dress", sorted(NEUTRAL))
+def test_general_text_in_a_dress_still_passes(reviewer: EgressReviewer, dress: str) -> None:
+    for n, text in enumerate(ISSUE_BENIGN):
+        dressed = NEUTRAL[dress](text, random.Random(f"{n}/{dress}"))
+        body = ({"model": "m", "messages": [{"role": "user", **dressed}]} if isinstance(dressed, dict)
+                else {"model": "m", "messages": [{"role": "user", "content": dressed}]})
+        assert not reviewer.review_request(body, 5).sensitive, dress
+
 
 @pytest.mark.parametrize("text", ISSUE_SENSITIVE)
 def test_the_issue_examples_are_flagged(reviewer: EgressReviewer, text: str) -> None:

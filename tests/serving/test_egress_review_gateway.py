@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
+from routing.egress_review import raise_level
 from serving.config import load_settings
-from serving.egress_gate import raise_level
 from tests.support.inprocess import InProcessGateway, running_gateway
 
 SENSITIVE = ("A 14-year-old girl in foster care disclosed to her teacher yesterday that her foster carer's son has "
