@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal
 from routing.classify import Classification, classifier_digest, classify_request
-from routing.egress_review import raise_level
+from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
 from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
@@ -423,9 +423,13 @@ class Gateway:
         if not self.egress.enabled or state.egress_reviewed:
             return False
         state.egress_reviewed = True
+        started = time.perf_counter()
         with tracer.start_as_current_span("sovereign.egress_review") as span:
             signals = await self.egress.check(body)
             span.set_attribute("sovereign.egress_review", list(signals) if signals else ["pass"])
+        self.metrics.egress_review_time.observe(time.perf_counter() - started)
+        outcome = "passed" if signals is None else "unavailable" if UNAVAILABLE_SIGNAL in signals else "flagged"
+        self.metrics.egress_reviews.labels(outcome).inc()
         if signals is None:
             return False
         state.classification = raise_level(state.classification, signals)

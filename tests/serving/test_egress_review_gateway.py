@@ -75,6 +75,9 @@ def test_flagged_request_is_answered_locally_and_never_reaches_commercial(fresh:
     assert any(s.startswith("semantic_score_0.") for s in signals)
     assert "foster" not in json.dumps(record)  # type and count only, never text
     assert [a["backend"] for a in record["attempts"]] == ["uk"]  # the commercial backend was never tried
+    metrics = fresh.gateway.metrics
+    assert metrics.egress_reviews.labels("flagged")._value.get() >= 1
+    assert metrics.egress_review_time._sum.get() > 0
 
 
 def test_flagged_request_with_no_sovereign_candidate_gets_503(fresh: InProcessGateway) -> None:
@@ -136,6 +139,7 @@ def test_unavailable_review_keeps_everything_local(tmp_path: Path, setting: dict
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "no_cleared_backend_available"
         assert gw.commercial.received == []
+        assert gw.gateway.metrics.egress_reviews.labels("unavailable")._value.get() == 2
 
 
 def test_disabled_review_lets_official_text_leave(tmp_path: Path) -> None:
