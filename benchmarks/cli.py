@@ -1,4 +1,4 @@
-"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify``: the benchmarks command line."""
+"""``sovereign bench serve|compare|overhead|classify|classify-worst|audit-verify|egress-review``: benchmarks."""
 
 from __future__ import annotations
 
@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("classify", help="classifier throughput (see `sovereign bench classify --help`)", add_help=False)
+    sub.add_parser("egress-review", help="latency the egress review adds (see `sovereign bench egress-review --help`)",
+                   add_help=False)
     sub.add_parser("classify-worst", help="classifier time on the costliest bodies under the size limit "
                    "(see `sovereign bench classify-worst --help`)", add_help=False)
     sub.add_parser("audit-verify", help="`audit verify` on a generated log of N records (default ten million)",
@@ -256,6 +258,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.classify_bench import main as classify_main
 
         return classify_main(argv[1:])
+    if argv[:1] == ["egress-review"]:
+        from benchmarks.egress_review_bench import main as egress_main
+
+        return egress_main(argv[1:])
     if argv[:1] == ["classify-worst"]:
         from benchmarks.classify_worst import main as worst_main
 

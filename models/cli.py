@@ -1,4 +1,5 @@
-"""`sovereign models prepare [NAME] [--source DIR] [--dest DIR]` and `sovereign models verify DIR`."""
+"""`sovereign models prepare [NAME] [--source DIR] [--dest DIR]`, `sovereign models verify DIR` and
+`sovereign models train-egress-review [...]` (models/egress_train.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ DEFAULT_ROOT = Path("var/models")
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["train-egress-review"]:  # its own arguments; torch and transformers only when training
+        from models.egress_train import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="sovereign models", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     prep = sub.add_parser("prepare", help="convert or copy weights and write their SHA-256 manifest")
@@ -23,6 +28,8 @@ def main(argv: list[str]) -> int:
     prep.add_argument("--force", action="store_true", help="prepare again even if the folder verifies")
     ver = sub.add_parser("verify", help="check a prepared folder against its manifest")
     ver.add_argument("folder", type=Path)
+    sub.add_parser("train-egress-review", add_help=False,
+                   help="train and evaluate the egress review's head; write its artefact (see its --help)")
     args = parser.parse_args(argv)
 
     if args.action == "verify":

@@ -6,6 +6,12 @@ and each output line is ``{"id", "level", "local_only", "signals": [{"type", "co
 through. TEXT arguments are joined with spaces and classified as one text (``id`` null). A line that is not
 such an object is classified TOP SECRET with a ``classification_error`` signal (fail closed), gets an
 ``error`` field that says why (never its content) and makes the exit status 1.
+
+``--egress-review`` adds the semantic second opinion (``routing/egress_review.py``) exactly as the server applies
+it before a request leaves: to every input the rules call OFFICIAL, with the same artefact and model (``--model``,
+``--artefact``, ``--threshold``; no server, no network). A flagged input is raised to OFFICIAL-SENSITIVE with its
+``semantic_*`` signals; one the review cannot answer gets ``semantic_review_unavailable`` and is raised too. An
+artefact or model that does not verify is an error (exit status 2).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from routing.classify import ERROR_SIGNAL, Classification, classify_request, classify_text
 from routing.levels import Level
+
+REVIEW_DEADLINE_S = 10.0  # offline: generous, so a slow machine does not turn answers into "unavailable"
 
 
 def _result(item_id: Any, c: Classification) -> dict[str, Any]:
@@ -39,7 +48,29 @@ def _error(item_id: Any, why: str) -> dict[str, Any]:
     }
 
 
-def _classify_line(number: int, line: str) -> dict[str, Any]:
+Reviewer = Any  # routing.egress_review.EgressReviewer, imported only with --egress-review
+
+
+def _reviewed(c: Classification, reviewer: Reviewer | None, *, text: str | None = None,
+              request: dict[str, Any] | None = None) -> Classification:
+    """``c`` after the egress review, where the server would run it (the rules said OFFICIAL)."""
+    if reviewer is None or c.level > Level.OFFICIAL:
+        return c
+    from routing.egress_review import UNAVAILABLE_SIGNAL, ReviewError, raise_level
+
+    try:
+        review = (reviewer.review_request(request, REVIEW_DEADLINE_S) if request is not None
+                  else reviewer.review_texts([text or ""], REVIEW_DEADLINE_S))
+    except ReviewError:
+        signals: tuple[str, ...] = (UNAVAILABLE_SIGNAL,)
+    else:
+        if not review.sensitive:
+            return c
+        signals = review.signals
+    return raise_level(c, signals)
+
+
+def _classify_line(number: int, line: str, reviewer: Reviewer | None = None) -> dict[str, Any]:
     try:
         item = json.loads(line)
     except ValueError:
@@ -49,26 +80,34 @@ def _classify_line(number: int, line: str) -> dict[str, Any]:
     item_id = item.get("id")
     spec = item.get("input")
     if isinstance(spec, dict) and isinstance(spec.get("text"), str):
-        return _result(item_id, classify_text(spec["text"]))
+        return _result(item_id, _reviewed(classify_text(spec["text"]), reviewer, text=spec["text"]))
     if isinstance(spec, dict) and isinstance(spec.get("request"), dict):
-        return _result(item_id, classify_request(spec["request"]))
+        return _result(item_id, _reviewed(classify_request(spec["request"]), reviewer, request=spec["request"]))
     return _error(item_id, f"line {number}: expected input.text (string) or input.request (object)")
 
 
-def classify_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+def classify_lines(lines: Iterable[str], reviewer: Reviewer | None = None) -> Iterator[dict[str, Any]]:
     """One result per non-blank input line (blank lines are skipped)."""
     for number, line in enumerate(lines, 1):
         if line.strip():
-            yield _classify_line(number, line)
+            yield _classify_line(number, line, reviewer)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sovereign classify",
-        description="Classify text or OpenAI request bodies offline (no model, no network).",
+        description="Classify text or OpenAI request bodies offline (no network; a local model only with "
+        "--egress-review).",
     )
     parser.add_argument("--jsonl", metavar="FILE", help="JSON Lines input ('-' for standard input)")
     parser.add_argument("text", nargs="*", metavar="TEXT", help="text to classify (joined with spaces)")
+    review = parser.add_argument_group("egress review (the semantic second opinion)")
+    review.add_argument("--egress-review", action="store_true",
+                        help="apply the review the server runs before an OFFICIAL request leaves")
+    review.add_argument("--model", type=Path, default=None,
+                        help="MiniLM folder (default: var/models/minilm when prepared, else its wheel's)")
+    review.add_argument("--artefact", type=Path, default=None, help="trained head (default: the packaged one)")
+    review.add_argument("--threshold", type=float, default=None, help="default: the artefact's")
     return parser
 
 
@@ -77,23 +116,34 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
     out = stdout or sys.stdout
     if args.jsonl is not None and args.text:
         _parser().error("give --jsonl FILE or TEXT, not both")
+    reviewer = None
+    if args.egress_review:
+        from routing.egress_review import DEFAULT_ARTEFACT, ArtefactError, EgressReviewer, default_model_dir
+
+        try:
+            reviewer = EgressReviewer.load(args.artefact or DEFAULT_ARTEFACT, args.model or default_model_dir(),
+                                           threshold=args.threshold)
+        except ArtefactError as exc:
+            print(f"sovereign classify: {exc}", file=sys.stderr)
+            return 2
     if args.text:
-        out.write(json.dumps(_result(None, classify_text(" ".join(args.text)))) + "\n")
+        text = " ".join(args.text)
+        out.write(json.dumps(_result(None, _reviewed(classify_text(text), reviewer, text=text))) + "\n")
         return 0
     source = args.jsonl or "-"
     if source == "-":
-        return _run(stdin or sys.stdin, out)
+        return _run(stdin or sys.stdin, out, reviewer)
     try:
         with open(source, encoding="utf-8", errors="surrogateescape") as handle:
-            return _run(handle, out)
+            return _run(handle, out, reviewer)
     except OSError as exc:
         print(f"sovereign classify: cannot read {source}: {exc.strerror}", file=sys.stderr)
         return 2
 
 
-def _run(lines: Iterable[str], out: TextIO) -> int:
+def _run(lines: Iterable[str], out: TextIO, reviewer: Reviewer | None = None) -> int:
     status = 0
-    for result in classify_lines(lines):
+    for result in classify_lines(lines, reviewer):
         status = 1 if "error" in result else status
         out.write(json.dumps(result) + "\n")
     return status

@@ -11,10 +11,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("routing.classify_cli", "classify text or OpenAI request bodies offline"),
     "audit": ("routing.audit", "audit log tools: `audit verify PATH`"),
     "keys": ("routing.keys", "API keys: `keys create --caller NAME`"),
-    "models": ("models.cli", "prepare and verify model weights: `models prepare [NAME]`"),
+    "models": ("models.cli", "model weights: `models prepare [NAME]`, `models train-egress-review`"),
     "config": ("serving.serve_config", "render the Ray Serve config for `serve deploy` from a config file"),
     "transparency": ("serving.transparency", "an Algorithmic Transparency Recording Standard record of the config"),
-    "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify`"),
+    "bench": ("benchmarks.cli", "benchmarks: `bench serve|compare|overhead|classify|...` (`bench --help`)"),
 }
 
 

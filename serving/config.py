@@ -246,6 +246,35 @@ class OpenAIBackendConfig(_BackendBase):
 BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig, Field(discriminator="kind")]
 
 
+class EgressReviewConfig(_Strict):
+    """The semantic second opinion before an OFFICIAL request leaves for a non-sovereign backend
+    (``routing/egress_review.py``). It can only raise the level; when it cannot answer, nothing leaves."""
+
+    enabled: bool | None = Field(
+        None,
+        description="run the review before any request goes to a non-sovereign backend; unset means on whenever a "
+        "non-sovereign backend is configured",
+    )
+    model: Path = Field(
+        Path("var/models/minilm"),
+        description="folder of the MiniLM embedding model (`sovereign models prepare minilm`) whose static token "
+        "embeddings the artefact was distilled from; its tokenizer is used and its files are checked against the "
+        "artefact's digests",
+    )
+    artefact: Path | None = Field(
+        None, description="folder of the trained head (`sovereign models train-egress-review`); default: the one "
+        "that ships in the package (routing/data/egress_review)")
+    threshold: float | None = Field(
+        None, gt=0, lt=1,
+        description="score at or above which a request is kept local; default: the artefact's, chosen from the "
+        "cross-validated precision/recall curve (README, 'Egress review')",
+    )
+    deadline_ms: float = Field(
+        250.0, gt=0, le=10_000,
+        description="longest the review may take (queueing included); past it the request does not leave",
+    )
+
+
 class ModelRouteConfig(_Strict):
     name: str = Field(min_length=1, max_length=128)
     route: list[str] = Field(min_length=1)
@@ -266,6 +295,7 @@ class Settings(BaseSettings):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     backends: list[BackendConfig] = Field(min_length=1)
     models: list[ModelRouteConfig] = Field(min_length=1)
+    egress_review: EgressReviewConfig = Field(default_factory=EgressReviewConfig)
     dev_mode: bool = Field(False, description="local development: a generated key under var/ is accepted")
 
     @model_validator(mode="after")
@@ -296,6 +326,13 @@ class Settings(BaseSettings):
 
     def backend(self, name: str) -> VLLMBackendConfig | OpenAIBackendConfig:
         return next(b for b in self.backends if b.name == name)
+
+    @property
+    def egress_review_on(self) -> bool:
+        """Whether the egress review runs: as configured, else whenever a non-sovereign backend exists."""
+        if self.egress_review.enabled is not None:
+            return self.egress_review.enabled
+        return any(not b.sovereign for b in self.backends)
 
     @classmethod
     def settings_customise_sources(

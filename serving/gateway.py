@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal
 from routing.classify import Classification, classifier_digest, classify_request
+from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
 from routing.keys import Caller, KeyStore, ReloadingKeyStore
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
@@ -31,6 +32,7 @@ from serving import genai_semconv as genai
 from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
 from serving.config import Settings
+from serving.egress_gate import EgressGate
 from serving.errors import (
     APIError,
     BadRequest,
@@ -72,6 +74,7 @@ class RequestState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     echo_request_id: bool = True
+    egress_reviewed: bool = False  # the semantic second opinion has run (once per request)
     span: Span = trace.INVALID_SPAN  # the request's root span (set in handle)
     started_loop: float = 0.0  # event-loop time at the start (deadlines are in the loop's clock)
     deadline: float = float("inf")  # event-loop time by which the request must have ended, streams included
@@ -100,6 +103,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter()
         self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
+        self.egress = EgressGate(settings)
         self.policy = {b.name: BackendPolicy(b.name, b.sovereign, b.max_classification,
                                              frozenset(getattr(b, "accept_unscanned", ())))
                        for b in settings.backends}
@@ -109,6 +113,9 @@ class Gateway:
                              .accepts_unscanned else {})}
                          for b in settings.backends],
             "models": [{"name": m.name, "route": m.route} for m in settings.models],
+            **({"egress_review": {"artefact_sha256": self.egress.digest,
+                                  "threshold": self.egress.reviewer.threshold if self.egress.reviewer else None}}
+               if self.egress.enabled else {}),
         })
         self.classifier_sha256 = classifier_digest()
         # Compile the detector table and build the normalisation tables now, not inside the first request's
@@ -227,6 +234,8 @@ class Gateway:
             backend = self.backends[name]
             level = state.classification.level_for(self.policy[name].accepts_unscanned)
             if not backend.sovereign:
+                if await self._egress_review(state, body, level):
+                    continue  # the second opinion keeps it local (or could not answer): no non-sovereign backend
                 if level > Level.OFFICIAL:  # unreachable through decide(); kept so no refactor can make it so
                     raise NotPermitted("non-sovereign backends may only receive OFFICIAL requests")
                 await self._audit_egress(state, name)
@@ -401,6 +410,31 @@ class Gateway:
             log.warning("request validator failed", exc_info=exc)  # the exception's type only (JSONFormatter)
             raise BadRequest("invalid request: the body does not match the API schema") from None
 
+    async def _egress_review(self, state: RequestState, body: dict[str, Any], level: Level) -> bool:
+        """Before the first non-sovereign attempt: the semantic second opinion. True means keep the request local.
+
+        Runs once per request, only when the request is about to leave (local-only routes never pay for it). A flag,
+        or no answer in time, raises the level to OFFICIAL-SENSITIVE with its ``semantic_*`` signals (audited).
+        ``level``: the request's level for this backend (its readable content's, where it accepts every unscanned
+        kind the request holds)."""
+        assert state.classification is not None
+        if level > Level.OFFICIAL:
+            return True
+        if not self.egress.enabled or state.egress_reviewed:
+            return False
+        state.egress_reviewed = True
+        started = time.perf_counter()
+        with tracer.start_as_current_span("sovereign.egress_review") as span:
+            signals = await self.egress.check(body)
+            span.set_attribute("sovereign.egress_review", list(signals) if signals else ["pass"])
+        self.metrics.egress_review_time.observe(time.perf_counter() - started)
+        outcome = "passed" if signals is None else "unavailable" if UNAVAILABLE_SIGNAL in signals else "flagged"
+        self.metrics.egress_reviews.labels(outcome).inc()
+        if signals is None:
+            return False
+        state.classification = raise_level(state.classification, signals)
+        return True
+
     async def _audit_egress(self, state: RequestState, backend: str) -> None:
         """Durable record before the first byte leaves the sovereign boundary; no record, no egress."""
         try:
@@ -454,6 +488,7 @@ class Gateway:
     async def close(self) -> None:
         """Drain the audit writer and close backend clients (called when the replica stops)."""
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+        self.egress.close()
         await self.audit.aclose()
 
     # -- the rest of the API ----------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ class Metrics:
         self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
                                      buckets=_FAST_BUCKETS, registry=r)
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
+        self.egress_reviews = Counter("sovereign_egress_reviews", "Egress reviews before a request would leave, by "
+                                      "outcome (passed, flagged, unavailable)", ["outcome"], registry=r)
+        self.egress_review_time = Histogram("sovereign_egress_review_seconds", "Time the egress review added to a "
+                                            "request about to leave", buckets=_FAST_BUCKETS, registry=r)
         self.classification_failures = Counter(
             "sovereign_classification_failures", "Requests the classifier could not finish (reason: error or timeout); "
             "they were treated as TOP SECRET (fail closed)", ["reason"], registry=r)

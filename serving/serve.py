@@ -307,10 +307,12 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
     from ray import serve
 
     from serving.app import build_application, verify_local_weights
+    from serving.egress_gate import verify_egress_review
     from serving.telemetry import otlp_configured, ray_tracing_config
 
     report.begin("checking model weights against their manifests")
     verify_local_weights(settings)  # before anything starts
+    verify_egress_review(settings)
     report.end("model weights verified")
     if stop.is_set():
         return 0
@@ -408,8 +410,9 @@ def _server_main(args: argparse.Namespace) -> int:
         code = 2
     except Exception as exc:
         from models.manifest import ManifestError
+        from routing.egress_review import ArtefactError
 
-        if isinstance(exc, ManifestError):
+        if isinstance(exc, ManifestError | ArtefactError):
             report.fail(f"refusing to start: {exc}")
             code = 2
         else:

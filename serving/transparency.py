@@ -135,6 +135,31 @@ def measured_error_rates() -> Entry:
     })
 
 
+def egress_review_entry(settings: Any) -> Entry:
+    """Whether the semantic second opinion runs, with which artefact, and its measured held-out error rates
+    (benchmarks/results/egress-review/report.json, written by `sovereign models train-egress-review`)."""
+    if not settings.egress_review_on:
+        return _config("Egress review (semantic second opinion)", "off")
+    from routing.egress_review import DEFAULT_ARTEFACT
+
+    artefact = Path(settings.egress_review.artefact or DEFAULT_ARTEFACT)
+    config = json.loads((artefact / "config.json").read_text()) if (artefact / "config.json").is_file() else {}
+    value: dict[str, Any] = {
+        "runs": "before any OFFICIAL request goes to a non-sovereign backend; it can only raise the level; when it "
+                "cannot answer, nothing leaves",
+        "categories": config.get("categories", []),
+        "threshold": settings.egress_review.threshold or config.get("threshold"),
+        "deadline_ms": settings.egress_review.deadline_ms,
+    }
+    report = _ROOT / "benchmarks" / "results" / "egress-review" / "report.json"
+    if report.is_file():
+        held = json.loads(report.read_text()).get("held_out", {})
+        value["held_out"] = {key: held[key] for key in ("recall_sensitive", "fpr_benign_same_topic",
+                                                        "fpr_benign_general") if key in held}
+    return Entry(label="Egress review (semantic second opinion)", source="measured" if report.is_file() else "code",
+                 value=value)
+
+
 def _manifest(folder: Path) -> dict[str, Any] | None:
     from models.manifest import MANIFEST_NAME
 
@@ -252,6 +277,7 @@ def build_record(settings: Any, *, source: str) -> TransparencyRecord:
                 "clearances": {b.name: b.max_classification.label for b in backends}}),
             "classifier": Entry(label="What the classifier detects", source="code", value=classifier_facts()),
             "classifier_error_rates": measured_error_rates(),
+            "egress_review": egress_review_entry(settings),
         }),
         data_specification=Section(title="Data", fields={
             "data_sources": _person("Data sources", "What users send to the tool (kinds of documents, records)."),

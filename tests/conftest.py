@@ -110,6 +110,8 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
             {"name": "local-deadline", "route": ["local"], "request_timeout_s": 1.5},
             {"name": "commercial-deadline", "route": ["commercial"], "request_timeout_s": 1.5},
         ],
+        # The egress review is on by default (a non-sovereign backend is configured): MiniLM as prepared for the app.
+        "egress_review": {"model": str(embedding_model)},
     }
 
 

@@ -31,6 +31,7 @@ from serving.backends.openai_http import OpenAIBackend
 from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
 from serving.metrics import serve_metrics
+from tests.support import wheel_minilm
 
 COMMERCIAL_TIMEOUT_S = 1.0
 
@@ -56,6 +57,7 @@ def harness_config(workdir: Path, uk_url: str, commercial_url: str, audit_path: 
             {"name": "refused", "sovereign": False, "max_classification": "OFFICIAL",
              "base_url": f"http://127.0.0.1:{closed_port()}/v1", "timeout_s": 2, "connect_timeout_s": 0.5, **fake},
         ],
+        "egress_review": {"model": wheel_minilm()},
         "models": [
             {"name": "commercial-first", "route": ["commercial", "uk"]},
             {"name": "commercial-only", "route": ["commercial"]},

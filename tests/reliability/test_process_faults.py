@@ -41,6 +41,7 @@ from routing.audit import verify
 from serving import lifeline
 from serving.ports import free_port
 from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
+from tests.support import wheel_minilm
 from tests.support.app import RunningApp, start_app, start_dev_app, stop_app
 
 pytestmark = pytest.mark.engine
@@ -69,6 +70,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
              "timeout_s": 5, "connect_timeout_s": 2},
         ],
         "models": [{"name": "default", "route": ["local", "commercial"]}, {"name": "local-only", "route": ["local"]}],
+        "egress_review": {"model": wheel_minilm()},
     }
     keys = {"tester": create_key(workdir / "keys.json", "tester")}
     env = {"FAKE_COMMERCIAL_KEY": "sk-fake-commercial"}

@@ -66,6 +66,9 @@ def test_markdown_marks_person_fields_and_names_every_section(tmp_path: Path,
         assert f"## {section.title}" in text
     assert "host: api.openai.com" in text and "never above OFFICIAL" in text and "image" in text
     assert "siem.example:6514" in text and "--anchors SOURCE" in text
+    review = record.tool_specification.fields["egress_review"]  # on: a non-sovereign backend is configured
+    assert review.source == "measured" and "semantic second opinion" in review.label
+    assert review.value["held_out"]["recall_sensitive"]["rate"] > 0.9 and "child" in review.value["categories"]
     check_record(json.loads(record.model_dump_json()))
 
 

@@ -26,6 +26,7 @@ from serving.backends.openai_http import OpenAIBackend
 from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
 from serving.metrics import serve_metrics
+from tests.support import wheel_minilm
 
 
 @dataclass
@@ -43,7 +44,8 @@ class InProcessGateway:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def gateway_config(workdir: Path, uk_url: str, commercial_url: str) -> dict[str, Any]:
+def gateway_config(workdir: Path, uk_url: str, commercial_url: str,
+                   egress_review: dict[str, Any] | None = None) -> dict[str, Any]:
     fake = {"kind": "openai", "api_key_env": "FAKE_KEY", "model": "fake", "embedding_model": "fake-embed",
             "timeout_s": 2, "connect_timeout_s": 1}
     return {
@@ -57,17 +59,20 @@ def gateway_config(workdir: Path, uk_url: str, commercial_url: str) -> dict[str,
         ],
         "models": [{"name": "default", "route": ["uk", "commercial"]},
                    {"name": "commercial-first", "route": ["commercial", "uk"]},
-                   {"name": "deadline", "route": ["uk", "commercial"], "request_timeout_s": 1.0}],
+                   {"name": "deadline", "route": ["uk", "commercial"], "request_timeout_s": 1.0},
+                   {"name": "commercial-only", "route": ["commercial"]}],
+        # On, as it is by default with a non-sovereign backend configured; the model from its wheel.
+        "egress_review": {"model": wheel_minilm(), **(egress_review or {})},
     }
 
 
 @contextmanager
-def running_gateway(workdir: Path) -> Iterator[InProcessGateway]:
+def running_gateway(workdir: Path, egress_review: dict[str, Any] | None = None) -> Iterator[InProcessGateway]:
     import os
 
     os.environ.setdefault("FAKE_KEY", "sk-fake")
     with FakeOpenAIServer() as uk, FakeOpenAIServer() as commercial:
-        settings = load_settings(data=gateway_config(workdir, uk.base_url, commercial.base_url))
+        settings = load_settings(data=gateway_config(workdir, uk.base_url, commercial.base_url, egress_review))
         key = create_key(settings.auth.keys_file, "tester")
         backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
         gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
