@@ -15,7 +15,6 @@ describing the budget with the least left.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -217,8 +216,3 @@ def estimate_tokens(body_bytes: int) -> int:
     """The prompt's size estimate: about four bytes of request body per token (an over-estimate for JSON, which
     carries structure besides the text); replaced by the backend's count when the request ends."""
     return max(1, math.ceil(body_bytes / 4))
-
-
-async def shield(coro: Any) -> Any:
-    """Settle even when the request's task is being cancelled (a client that left still used the tokens)."""
-    return await asyncio.shield(coro)
