@@ -373,3 +373,64 @@ def test_keys_cli_team_expiry_models(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["list", "--keys-file", str(path)]) == 0
     assert "finance" in capsys.readouterr().out
     assert main(["create", "--caller", "x", "--expires", "soon", "--keys-file", str(path)]) == 1
+
+
+def test_jwks_url_is_fetched_once_and_cached(tmp_path: Path) -> None:
+    """jwks_url through PyJWKClient, from a loopback server: keys are fetched once, then served from the cache."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from serving.config import OIDCConfig
+    from serving.oidc import OIDCVerifier, TokenRefused
+
+    idp = FakeIdP.create(tmp_path / "jwks.json")
+    fetches = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetches.append(self.path)
+            body = idp.jwks_path.read_bytes()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = {**idp.oidc_config(rules=[{"claim": "groups", "value": "g", "team": "t"}]), "jwks_file": None,
+                  "jwks_url": f"http://127.0.0.1:{server.server_port}/keys"}
+        verifier = OIDCVerifier(OIDCConfig(**config))
+        assert verifier.uses_network
+        for alg in ("RS256", "ES256", "RS256"):
+            assert verifier.verify(idp.token(alg, groups=["g"])).team == "t"
+        assert len(fetches) == 1
+        with pytest.raises(TokenRefused, match="key this server does not know"):
+            verifier.verify(idp.token(key=new_key("ES256", "rotated-away"), groups=["g"]))
+    finally:
+        server.shutdown()
+
+
+def test_jwks_file_rotation_is_picked_up(tmp_path: Path) -> None:
+    import os
+
+    from serving.config import OIDCConfig
+    from serving.oidc import OIDCVerifier, TokenRefused
+
+    idp = FakeIdP.create(tmp_path / "jwks.json", algs=("ES256",))
+    now = [0.0]
+    verifier = OIDCVerifier(OIDCConfig(**idp.oidc_config(rules=[{"claim": "groups", "value": "g"}])),
+                            clock=lambda: now[0])
+    old = idp.token("ES256", groups=["g"])
+    assert verifier.verify(old).name.startswith("oidc:")
+    idp.keys["ES256"] = new_key("ES256", "test-es256-2")  # the provider rotates its key
+    idp.write_jwks()
+    os.utime(idp.jwks_path, ns=(1, 1))  # a new stamp even within the file system's time resolution
+    now[0] = 2.0
+    assert verifier.verify(idp.token("ES256", groups=["g"])) is not None
+    with pytest.raises(TokenRefused):
+        verifier.verify(old)
