@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--ready-timeout", type=float, default=300.0)
     o.add_argument("--http-client", choices=["aiohttp", "httpx"],
                    help="the gateway's transport to the upstream (default: the server's own default)")
+    o.add_argument("--jwt", action="store_true",
+                   help="also drive the same gateway with an OIDC bearer token (RS256 JWT) instead of the API key, "
+                        "and show the two side by side")
     o.add_argument("--workdir", type=Path)
     o.add_argument("--no-progress", action="store_true")
 
@@ -241,6 +244,7 @@ def _overhead(args: argparse.Namespace) -> int:
             max_concurrency=args.concurrency,
             ready_timeout_s=args.ready_timeout,
             http_client=args.http_client,
+            jwt=args.jwt,
             workdir=args.workdir,
             progress=not args.no_progress,
         )

@@ -262,12 +262,14 @@ def gateway_config(
     route: list[str],
     extra: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the gateway's YAML (audit on, keys file, one public model ``default``) and return its path."""
+    """Write the gateway's YAML (audit on, keys file, one public model ``default``) and return its path; ``auth``
+    adds settings to its ``auth`` section (OIDC, budgets)."""
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port, **(server or {})},
         "audit": {"path": str(workdir / "audit.jsonl")},
-        "auth": {"keys_file": str(workdir / "keys.json")},
+        "auth": {"keys_file": str(workdir / "keys.json"), **(auth or {})},
         "backends": backends,
         "models": [{"name": SERVED_MODEL, "route": route}],
         **(extra or {}),
@@ -288,11 +290,12 @@ def start_gateway(
     server: dict[str, Any] | None = None,
     name: str = "gateway",
     hog: Path | None = None,
+    auth: dict[str, Any] | None = None,
 ) -> Target:
-    """This gateway (classification and audit on) via ``sovereign serve --config``; ``server`` adds settings to
-    its ``server`` section, ``env`` to its environment; ``hog``: see ``start_process``."""
+    """This gateway (classification and audit on) via ``sovereign serve --config``; ``server`` and ``auth`` add
+    settings to those sections, ``env`` to its environment; ``hog``: see ``start_process``."""
     port = free_port()
-    config = gateway_config(workdir, port, backends, route, server=server)
+    config = gateway_config(workdir, port, backends, route, server=server, auth=auth)
     key = create_api_key(workdir / "keys.json")
     log = workdir / "gateway.log"
     proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog)

@@ -127,7 +127,13 @@ def chart_schema() -> dict[str, Any]:
                     "enum": ["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]}}}}}},
         "auth": {"type": "object", "additionalProperties": False, "properties": {
             "existingSecret": {"type": "string"}, "key": {"type": "string", "minLength": 1},
-            "mountPath": {"type": "string", "pattern": "^/"}}},
+            "mountPath": {"type": "string", "pattern": "^/"},
+            "jwks": {"type": "object", "additionalProperties": False,
+                     "description": "the OIDC provider's JWKS from an existing Secret or ConfigMap (one of them); "
+                                    "the chart sets config.auth.oidc.jwks_file to it",
+                     "properties": {"existingSecret": {"type": "string"}, "existingConfigMap": {"type": "string"},
+                                    "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+                                    "mountPath": {"type": "string", "pattern": "^/"}}}}},
         "backendSecrets": {
             "type": "object", "description": "backend name -> existing Secret holding its API key (never a value)",
             "additionalProperties": {"type": "object", "additionalProperties": False,

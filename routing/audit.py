@@ -119,6 +119,8 @@ class AuditRecord(_Frozen):
     event: Literal["egress", "request"]
     request_id: Name
     caller: Name | None
+    # The caller's team (API keys' `--team`, OIDC claim rules); absent in records written before teams existed.
+    team: Name | None = None
     endpoint: Name
     model: Name | None
     declared_level: LevelLabel | None
@@ -141,7 +143,7 @@ class AuditRecord(_Frozen):
 RECORD_FIELDS: frozenset[str] = frozenset(AuditRecord.model_fields)
 LINE_FIELDS: frozenset[str] = RECORD_FIELDS | {"prev", "hash"}
 # Fields added after the first records were written: a line without them is still well formed.
-_LATER_FIELDS = frozenset({"classifier_sha256"})
+_LATER_FIELDS = frozenset({"classifier_sha256", "team"})
 
 
 class AuditWriteError(RuntimeError):

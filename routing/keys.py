@@ -3,7 +3,10 @@
 Keys are ``sk-sov-`` + 32 random bytes (URL-safe base64). Because they are high-entropy random secrets, not
 passwords, a fast hash (SHA-256) is the right tool: a slow password hash adds nothing against guessing 256
 bits and would cost every request milliseconds. The keys file is a JSON list of
-``{"caller", "key_sha256", "floor", "ceiling", "rate_per_minute", "created"}``, written atomically, mode 0600.
+``{"caller", "key_sha256", "floor", "ceiling", "rate_per_minute", "created", "team", "expires", "models"}``, written
+atomically, mode 0600. ``team``, ``expires`` and ``models`` are optional (files written before they existed still
+load): a key without a team belongs to the team ``default``, one without ``expires`` does not expire, and one
+without ``models`` may use every configured model.
 
 A running server re-reads the file when it changes (``ReloadingKeyStore``), so ``sovereign keys revoke`` takes
 effect within about a second, without a restart.
@@ -39,18 +42,32 @@ CALLER_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
 """Caller names appear in audit records and metrics, so they are short identifiers, not free text."""
 _MAX_TOKEN_CHARS = 512
 _MIN_REVOKE_PREFIX = 8  # hex characters of a key's SHA-256, as `sovereign keys list` shows them
+DEFAULT_TEAM = "default"
+"""The team of a caller that names none (a key created without ``--team``, a token no rule gives a team)."""
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a key belongs to and what it may do: levels are raised to ``floor``, refused above ``ceiling``."""
+    """Who a key (or an OIDC token) belongs to and what it may do: levels are raised to ``floor``, refused above
+    ``ceiling``; ``models`` (None: every configured model) are the public model names it may use; ``expires``: the
+    key stops working then (tokens carry their own expiry, checked when they are verified)."""
 
     name: str
     floor: Level | None
     ceiling: Level | None
     rate_per_minute: int | None
+    team: str = DEFAULT_TEAM
+    expires: dt.datetime | None = None
+    models: frozenset[str] | None = None
+    via: str = "key"  # "key" or "oidc": how the caller authenticated
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return self.expires is not None and (now or dt.datetime.now(dt.UTC)) >= self.expires
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
 
 class KeyFileError(ValueError):
@@ -64,6 +81,25 @@ def _level_or_none(value: object) -> object:
 
 
 OptLevel = Annotated[Level | None, BeforeValidator(_level_or_none)]
+Ident = Annotated[str, StringConstraints(pattern=CALLER_PATTERN)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+
+
+def parse_expiry(text: str) -> str:
+    """``--expires``: an RFC 3339 UTC time (``2027-03-31T18:00:00Z``), or a date, meaning the key works through the
+    end of that day (UTC): it expires at the next midnight. Returns the normalised ``YYYY-MM-DDTHH:MM:SSZ``."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            when = dt.datetime.combine(dt.date.fromisoformat(text) + dt.timedelta(days=1), dt.time(), dt.UTC)
+        else:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                raise ValueError("a time needs a zone (Z or +00:00)")
+    except ValueError as exc:
+        raise ValueError(f"invalid expiry {text!r}: a date (YYYY-MM-DD) or an RFC 3339 time ({exc})") from None
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class KeyEntry(BaseModel):
@@ -77,15 +113,24 @@ class KeyEntry(BaseModel):
     ceiling: OptLevel = None
     rate_per_minute: int | None = Field(default=None, ge=1)
     created: str
+    team: Ident | None = None
+    expires: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN)] | None = None
+    models: tuple[ModelName, ...] | None = None
 
     def to_json(self) -> dict[str, object]:
-        data = self.model_dump()
+        data = self.model_dump(exclude_none=True)
         data["floor"] = self.floor.label if self.floor is not None else None
         data["ceiling"] = self.ceiling.label if self.ceiling is not None else None
+        data.setdefault("rate_per_minute", None)
+        if self.models is not None:
+            data["models"] = list(self.models)
         return data
 
     def caller_info(self) -> Caller:
-        return Caller(self.caller, self.floor, self.ceiling, self.rate_per_minute)
+        expires = dt.datetime.strptime(self.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) \
+            if self.expires else None
+        return Caller(self.caller, self.floor, self.ceiling, self.rate_per_minute, team=self.team or DEFAULT_TEAM,
+                      expires=expires, models=frozenset(self.models) if self.models is not None else None)
 
 
 def hash_key(key: str) -> str:
@@ -117,7 +162,7 @@ class KeyStore:
         Every stored hash is compared with ``hmac.compare_digest`` and the loop never exits early, so the time
         taken does not depend on which key (if any) matched.
         """
-        token = _bearer_token(authorization_header)
+        token = bearer_token(authorization_header)
         if token is None:
             return None
         digest = hashlib.sha256(token.encode()).digest()
@@ -179,12 +224,13 @@ class ReloadingKeyStore:
         self._store, self._stamp = store, stamp
 
 
-def _bearer_token(header: str | None) -> str | None:
+def bearer_token(header: str | None, *, max_chars: int = _MAX_TOKEN_CHARS) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (ASCII, no spaces, at most ``max_chars``), else None."""
     if not header or not isinstance(header, str):
         return None
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_CHARS:
+    if scheme.lower() != "bearer" or not token or len(token) > max_chars:
         return None
     if any(c.isspace() for c in token) or not token.isascii():
         return None
@@ -263,10 +309,16 @@ def create_key(
     floor: Level | str | None = None,
     ceiling: Level | str | None = None,
     rate_per_minute: int | None = None,
+    *,
+    team: str | None = None,
+    expires: str | None = None,
+    models: list[str] | tuple[str, ...] | None = None,
 ) -> str:
     """Create a key for ``caller``, append its hash to the keys file (created with its folder) and return it.
+    ``team``: the caller's team (``default`` when None); ``expires``: see :func:`parse_expiry`; ``models``: the
+    public model names the key may use (None: all).
 
-    Raises ``ValueError`` for an invalid caller name, level, rate, or a floor above the ceiling, and
+    Raises ``ValueError`` for an invalid caller name, team, expiry, level, rate, or a floor above the ceiling, and
     :class:`KeyFileError` when the existing file is malformed (it is never overwritten then).
     """
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -279,6 +331,9 @@ def create_key(
             ceiling=ceiling,
             rate_per_minute=rate_per_minute,
             created=created,
+            team=team,
+            expires=parse_expiry(expires) if expires is not None else None,
+            models=tuple(models) if models is not None else None,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
@@ -339,6 +394,11 @@ def main(argv: list[str]) -> int:
     create.add_argument("--floor", type=_level_arg, help="every request of this key is at least this level")
     create.add_argument("--ceiling", type=_level_arg, help="requests above this level are refused (403)")
     create.add_argument("--rate", type=int, help="requests per minute (default: auth.default_rate_per_minute)")
+    create.add_argument("--team", help=f"the caller's team, for budgets and usage (default: {DEFAULT_TEAM})")
+    create.add_argument("--expires", metavar="DATE",
+                        help="the key stops working after this date (UTC, through its end) or RFC 3339 time")
+    create.add_argument("--models", type=_models_arg, metavar="A,B",
+                        help="the public model names the key may use (default: every configured model)")
     create.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
     listing = sub.add_parser("list", help="list callers and limits (never the keys)")
     listing.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
@@ -368,26 +428,39 @@ def main(argv: list[str]) -> int:
         except KeyFileError as exc:
             print(f"sovereign keys: {exc}", file=sys.stderr)
             return 1
-        print(f"{'CALLER':<24} {'FLOOR':<18} {'CEILING':<18} {'RATE/MIN':>8}  {'CREATED':<20} KEY")
+        print(f"{'CALLER':<24} {'TEAM':<16} {'FLOOR':<18} {'CEILING':<18} {'RATE/MIN':>8}  {'CREATED':<20} "
+              f"{'EXPIRES':<20} {'MODELS':<16} KEY")
         for e in entries:
+            models = ",".join(e.models) if e.models is not None else "*"
             print(
-                f"{e.caller:<24} {_label(e.floor):<18} {_label(e.ceiling):<18} "
-                f"{e.rate_per_minute or '-':>8}  {e.created:<20} sha256:{e.key_sha256[:8]}…"
+                f"{e.caller:<24} {e.team or DEFAULT_TEAM:<16} {_label(e.floor):<18} {_label(e.ceiling):<18} "
+                f"{e.rate_per_minute or '-':>8}  {e.created:<20} {e.expires or '-':<20} {models:<16} "
+                f"sha256:{e.key_sha256[:8]}…"
             )
         return 0
 
     try:
-        key = create_key(args.keys_file, args.caller, args.floor, args.ceiling, args.rate)
+        key = create_key(args.keys_file, args.caller, args.floor, args.ceiling, args.rate, team=args.team,
+                         expires=args.expires, models=args.models)
     except (ValueError, OSError) as exc:
         print(f"sovereign keys: {exc}", file=sys.stderr)
         return 1
     print(
-        f"Created an API key for caller {args.caller!r} (floor {_label(args.floor)}, ceiling "
-        f"{_label(args.ceiling)}, rate {args.rate or 'default'}/min).\n"
+        f"Created an API key for caller {args.caller!r} (team {args.team or DEFAULT_TEAM}, floor "
+        f"{_label(args.floor)}, ceiling {_label(args.ceiling)}, rate {args.rate or 'default'}/min, expires "
+        f"{parse_expiry(args.expires) if args.expires else 'never'}, models "
+        f"{','.join(args.models) if args.models is not None else 'all'}).\n"
         f"Only its SHA-256 is stored, in {args.keys_file}. It is shown once, now; keep it secret:"
     )
     print(key)
     return 0
+
+
+def _models_arg(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one model")
+    return names
 
 
 def _label(level: Level | None) -> str:

@@ -60,7 +60,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        return gateway.list_models(request)
+        return await gateway.list_models(request)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -74,7 +74,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     if docs == "authenticated":
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi(request: Request) -> JSONResponse:
-            gateway.authenticate(request)
+            await gateway.authenticate(request)
             return JSONResponse(app.openapi())
 
     return app

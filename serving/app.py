@@ -129,7 +129,8 @@ class Ingress:
             service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
             on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
             on_anchor=metrics.audit_anchor_time.set)
-        self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True)
+        self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True,
+                               ledger=_shared_ledger(settings))
         server = settings.server
         self._metrics_server = None
         if server.metrics_port is not None:
@@ -157,6 +158,18 @@ class Ingress:
         from serving.api import create_app
 
         return create_app(self.gateway)
+
+
+def _shared_ledger(settings: Settings) -> Any:
+    """Budgets that every router replica of this application shares (one Ray actor), when any are configured and
+    ``auth.budgets.ledger`` is not ``local``; None: the gateway keeps its own."""
+    budgets = settings.auth.budgets
+    if budgets.ledger == "local" or not (budgets.callers or budgets.teams or budgets.default_caller
+                                         or budgets.default_team):
+        return None
+    from routing.budgets import RayLedger
+
+    return RayLedger(name=f"sovereign-budget-ledger-{serve.get_replica_context().app_name}")
 
 
 def build_application(settings: Settings) -> Any:

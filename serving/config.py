@@ -127,9 +127,102 @@ class AuditConfig(_Strict):
         return self
 
 
+TeamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")]
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class ClaimRule(_Strict):
+    """When the token's ``claim`` equals ``value`` (or, for a list claim such as ``groups``/``roles``, contains it),
+    this rule applies. Rules are read in order; for each of team, floor, ceiling and models the first matching
+    rule that sets it decides."""
+
+    claim: str = Field(min_length=1, max_length=128)
+    value: str = Field(min_length=1, max_length=256)
+    team: TeamName | None = None
+    floor: LevelField | None = None
+    ceiling: LevelField | None = None
+    models: list[str] | None = Field(None, description="public model names the caller may use (null: all)")
+
+
+class ClaimsConfig(_Strict):
+    """How a verified token's claims become a caller."""
+
+    caller: list[str] = Field(
+        default_factory=lambda: ["oid", "sub"], min_length=1,
+        description="claims naming the caller, first present wins (Entra ID's `oid`, then the standard `sub`); "
+        "the value must be a short identifier (letters, digits, _ . : @ + -), else the token is refused")
+    caller_prefix: str = Field(
+        "oidc:", max_length=16, pattern=r"^[A-Za-z0-9_.:@+\-]*$",
+        description="put before the caller name, so a token's subject can never pose as an API key's caller")
+    rules: list[ClaimRule] = Field(default_factory=list)
+    default_team: TeamName | None = Field(
+        None, description="the team of a token that matches rules but none that names a team (null: `default`)")
+    require_rule: bool = Field(
+        True, description="a token that no rule matches is refused (403): only mapped groups or roles get in")
+
+
+class OIDCConfig(_Strict):
+    """OIDC bearer tokens (JWTs) from the department's identity provider, accepted beside API keys."""
+
+    issuer: str = Field(min_length=1, description="the `iss` every token must carry, exactly")
+    audience: str | list[str] = Field(description="the `aud` a token must be for (one of these)")
+    jwks_file: Path | None = Field(None, description="the provider's signing keys as a JWKS file (re-read on change)")
+    jwks_url: str | None = Field(None, pattern=r"^https?://", description="the provider's JWKS endpoint (cached)")
+    jwks_cache_s: int = Field(300, ge=0, description="how long keys fetched from jwks_url are kept")
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"], min_length=1,
+        description=f"accepted signing algorithms; asymmetric only ({', '.join(ASYMMETRIC_ALGORITHMS)})")
+    leeway_s: int = Field(30, ge=0, le=300, description="clock skew allowed on exp/nbf/iat")
+    claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OIDCConfig:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("auth.oidc: set exactly one of jwks_file and jwks_url")
+        bad = [a for a in self.algorithms if a not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            raise ValueError(f"auth.oidc.algorithms: {bad} not accepted: asymmetric algorithms only "
+                             f"({', '.join(ASYMMETRIC_ALGORITHMS)}); `none` and HMAC never")
+        return self
+
+
+class BudgetLimits(_Strict):
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+
+
+class BudgetsConfig(_Strict):
+    """Budgets per caller and per team (routing/budgets.py); a request must fit both its caller's and its team's.
+    Tokens are prompt plus completion; a request is refused (429) before any backend when its prompt's estimate
+    would exceed a budget."""
+
+    callers: dict[str, BudgetLimits] = Field(default_factory=dict, description="caller name -> budget")
+    teams: dict[TeamName, BudgetLimits] = Field(default_factory=dict, description="team name -> budget")
+    default_caller: BudgetLimits | None = Field(None, description="the budget of a caller not in `callers`")
+    default_team: BudgetLimits | None = Field(None, description="the budget of a team not in `teams`")
+    ledger: Literal["auto", "local", "ray"] = Field(
+        "auto", description="where the counters live: `ray` (one actor shared by every router replica), `local` "
+        "(each replica its own), `auto` (ray under Ray Serve, else local)")
+
+
 class AuthConfig(_Strict):
     keys_file: Path | None = None
     default_rate_per_minute: int = Field(600, ge=1)
+    oidc: OIDCConfig | None = Field(None, description="accept OIDC bearer tokens (JWTs) beside API keys")
+    teams: list[TeamName] = Field(
+        default_factory=list,
+        description="team names shown in the usage metric (besides those named by budgets and OIDC rules); any "
+        "other team is counted as `other`, so a label never comes from a caller")
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+
+    def known_teams(self) -> frozenset[str]:
+        teams = {*self.teams, *self.budgets.teams, "default"}
+        if self.oidc is not None:
+            teams |= {r.team for r in self.oidc.claims.rules if r.team}
+            if self.oidc.claims.default_team:
+                teams.add(self.oidc.claims.default_team)
+        return frozenset(teams)
 
 
 class TelemetryConfig(_Strict):
@@ -322,6 +415,13 @@ class Settings(BaseSettings):
             tasks = {b.task for b in map(self.backend, m.route) if isinstance(b, VLLMBackendConfig)}
             if len(tasks) > 1:
                 raise ValueError(f"models.{i}.route: model {m.name!r} mixes embedding and generation backends")
+        if self.auth.oidc is not None:
+            for i, rule in enumerate(self.auth.oidc.claims.rules):
+                unknown = sorted(set(rule.models or ()) - set(model_names))
+                if unknown:
+                    raise ValueError(f"auth.oidc.claims.rules.{i}.models: unknown model names {unknown}")
+                if rule.floor is not None and rule.ceiling is not None and rule.floor > rule.ceiling:
+                    raise ValueError(f"auth.oidc.claims.rules.{i}: floor is above ceiling")
         return self
 
     def backend(self, name: str) -> VLLMBackendConfig | OpenAIBackendConfig:

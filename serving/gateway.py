@@ -22,9 +22,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from routing.audit import Attempt, AuditLog, AuditRecord, AuditWriteError, Signal
+from routing.budgets import InProcessLedger, Ledger, Limits, Scope, Verdict, estimate_tokens
 from routing.classify import Classification, classifier_digest, classify_request
 from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
-from routing.keys import Caller, KeyStore, ReloadingKeyStore
+from routing.keys import Caller, KeyStore, ReloadingKeyStore, bearer_token
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter
@@ -48,6 +49,7 @@ from serving.errors import (
 )
 from serving.http_edge import DONE_EVENT, EventStreamResponse, safe_request_id
 from serving.metrics import Metrics
+from serving.oidc import MAX_TOKEN_CHARS, OIDCVerifier, TokenNotMapped, TokenRefused, looks_like_jwt
 
 log = logging.getLogger("sovereign.gateway")
 tracer = trace.get_tracer("sovereign.gateway")
@@ -64,7 +66,11 @@ class RequestState:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     caller: str | None = None
+    team: str | None = None
     model: str | None = None
+    body_bytes: int = 0
+    budget_scopes: tuple[Scope, ...] = ()
+    budget: Verdict | None = None  # the reservation made before dispatch (settled in _finish)
     declared: Level | None = None
     classification: Classification | None = None
     candidates: tuple[str, ...] = ()
@@ -89,19 +95,26 @@ class RequestState:
             headers["x-sovereign-classification"] = self.classification.level.label
         if self.backend is not None:
             headers["x-sovereign-backend"] = self.backend
+        if self.budget is not None:
+            headers.update(self.budget.headers)
         return headers
 
 
 class Gateway:
     def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog,
                  keys: KeyStore | ReloadingKeyStore, metrics: Metrics | None = None, limiter: RateLimiter | None = None,
-                 behind_serve_proxy: bool = False) -> None:
+                 behind_serve_proxy: bool = False, ledger: Ledger | None = None,
+                 oidc: OIDCVerifier | None = None) -> None:
         self.settings = settings
         self.backends = dict(backends)
         self.audit = audit
         self.keys = keys
         self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter()
+        auth = settings.auth
+        self.oidc = oidc or (OIDCVerifier(auth.oidc) if auth.oidc is not None else None)
+        self.ledger: Ledger = ledger or InProcessLedger()
+        self.known_teams = auth.known_teams()
         self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
         self.egress = EgressGate(settings)
         self.policy = {b.name: BackendPolicy(b.name, b.sovereign, b.max_classification,
@@ -172,12 +185,12 @@ class Gateway:
                 await self._finish(state)
 
     async def _route(self, state: RequestState, request: Request, deadline: asyncio.Timeout) -> Response:
-        caller = self._authenticate(request)
-        state.caller = caller.name
+        caller = await self._authenticate(request)
+        state.caller, state.team = caller.name, caller.team
         if self.in_flight > self.settings.server.max_concurrency:
             raise Unavailable("the server is at its concurrency limit; retry later", code="server_busy",
                               headers={"retry-after": "1"})
-        body = await self._read_json(request)
+        body = await self._read_json(request, state)
         state.declared = _declared_level(request)
         # Only configured names are recorded: a caller-chosen model string could itself carry content.
         model_name = body.get("model")
@@ -203,7 +216,7 @@ class Gateway:
         if not isinstance(model, str) or not model:
             raise BadRequest("invalid request: model: a model name is required", param="model")
         route = self.routes.get(model)
-        if route is None:
+        if route is None or not caller.may_use(model):
             raise NotFound("the model does not exist or you do not have access to it", param="model")
         route = [name for name in route if self.backends[name].serves(state.endpoint)]
         if not route:
@@ -225,7 +238,39 @@ class Gateway:
             raise NotPermitted(f"your key is not permitted to send {level.label} requests")
         if plan.refusal is Refusal.NOT_CLEARED:
             raise NotPermitted(f"no backend for this model is cleared for {level.label}")
+        await self._reserve_budget(state, caller)
         return await self._dispatch(state, body, plan.candidates)
+
+    def budget_scopes(self, caller: Caller) -> tuple[Scope, ...]:
+        """The budgets a caller's requests count against: its own and its team's (those configured)."""
+        budgets = self.settings.auth.budgets
+        scopes = []
+        for key, limits in ((f"caller:{caller.name}", budgets.callers.get(caller.name, budgets.default_caller)),
+                            (f"team:{caller.team}", budgets.teams.get(caller.team, budgets.default_team))):
+            if limits is not None:
+                scope = Scope(key, Limits(limits.requests_per_minute, limits.tokens_per_minute,
+                                          limits.tokens_per_day))
+                if scope.limits:
+                    scopes.append(scope)
+        return tuple(scopes)
+
+    async def _reserve_budget(self, state: RequestState, caller: Caller) -> None:
+        """Charge the request and its prompt's estimate to its budgets, or refuse it (429) before any backend."""
+        scopes = self.budget_scopes(caller)
+        if not scopes:
+            return
+        try:
+            verdict = await self.ledger.reserve(scopes, estimate_tokens(state.body_bytes))
+        except Exception:  # the shared ledger is unreachable: fail closed
+            log.exception("budget ledger unavailable", extra={"request_id": state.request_id})
+            raise Unavailable("budgets cannot be checked now; retry later", code="budget_ledger_unavailable",
+                              headers={"retry-after": "1"}) from None
+        if not verdict.allowed:
+            what = (verdict.exceeded or "").split(" of ")[0].replace("_", " ")
+            whose = "team's" if (verdict.exceeded or "").endswith(f"team:{caller.team}") else "own"
+            raise RateLimited(f"budget exceeded: your {whose} {what} budget is used up; retry after the reset",
+                              headers={**verdict.headers, "retry-after": str(max(1, int(verdict.retry_after_s or 1)))})
+        state.budget_scopes, state.budget = scopes, verdict
 
     async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...]) -> Response:
         assert state.classification is not None
@@ -351,14 +396,22 @@ class Gateway:
 
     # -- steps ----------------------------------------------------------------------------------------------
 
-    def authenticate(self, request: Request) -> Caller:
+    async def authenticate(self, request: Request) -> Caller:
         """The caller of a request outside the routed endpoints (raises ``Unauthorized`` or ``RateLimited``)."""
-        return self._authenticate(request)
+        return await self._authenticate(request)
 
-    def _authenticate(self, request: Request) -> Caller:
-        caller = self.keys.authenticate(request.headers.get("authorization"))
-        if caller is None:
-            raise Unauthorized("missing or unknown API key; send `Authorization: Bearer <key>`")
+    async def _authenticate(self, request: Request) -> Caller:
+        header = request.headers.get("authorization")
+        token = bearer_token(header, max_chars=MAX_TOKEN_CHARS) if self.oidc is not None else None
+        if token is not None and looks_like_jwt(token):
+            caller = await self._verify_token(token)
+        else:
+            found = self.keys.authenticate(header)
+            if found is None:
+                raise Unauthorized("missing or unknown API key; send `Authorization: Bearer <key>`")
+            if found.expired():
+                raise Unauthorized("the API key has expired", code="expired_api_key")
+            caller = found
         rate = caller.rate_per_minute or self.settings.auth.default_rate_per_minute
         wait = self.limiter.check(caller.name, rate)
         if wait is not None:
@@ -366,7 +419,19 @@ class Gateway:
                               headers={"retry-after": str(max(1, int(wait + 0.999)))})
         return caller
 
-    async def _read_json(self, request: Request) -> dict[str, Any]:
+    async def _verify_token(self, token: str) -> Caller:
+        assert self.oidc is not None
+        try:
+            if self.oidc.uses_network:  # a JWKS fetch blocks: keep it off the event loop
+                return await asyncio.to_thread(self.oidc.verify, token)
+            return self.oidc.verify(token)
+        except TokenRefused as exc:
+            raise Unauthorized(f"invalid bearer token: {exc.reason}", code="invalid_token") from None
+        except TokenNotMapped:
+            raise NotPermitted("your identity is not permitted to use this service (no rule maps its groups or "
+                               "roles)", code="identity_not_permitted") from None
+
+    async def _read_json(self, request: Request, state: RequestState | None = None) -> dict[str, Any]:
         limit = self.settings.server.max_body_bytes
         declared_length = request.headers.get("content-length")
         if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
@@ -377,6 +442,8 @@ class Gateway:
             if size > limit:
                 raise PayloadTooLarge(f"request body exceeds {limit} bytes")
             chunks.append(chunk)
+        if state is not None:
+            state.body_bytes = size
         try:
             body = strict.loads(b"".join(chunks))  # no NaN/Infinity: they hung the engine
         except strict.NotUTF8:
@@ -446,6 +513,18 @@ class Gateway:
 
     async def _finish(self, state: RequestState) -> None:
         level = state.classification.level.label if state.classification else "_unclassified"
+        used = (state.prompt_tokens or 0) + (state.completion_tokens or 0)
+        if state.budget is not None:  # the estimate charged before dispatch becomes the counted usage
+            try:
+                await asyncio.shield(self.ledger.settle(state.budget_scopes, state.budget, used))
+            except Exception:
+                log.exception("budget settlement failed", extra={"request_id": state.request_id})
+        if used and state.backend is not None:
+            team = state.team if state.team in self.known_teams else "other"
+            model = state.model if state.model in self.routes else "other"
+            for kind, count in (("prompt", state.prompt_tokens), ("completion", state.completion_tokens)):
+                if count:
+                    self.metrics.tokens.labels(team, model, state.backend, level, kind).inc(count)
         self.metrics.requests.labels(state.model if state.model in self.routes else "_other", level,
                                      state.backend or "_none", str(state.status)).inc()
         self.metrics.latency.labels(state.backend or "_none").observe(state.elapsed_ms() / 1000)
@@ -474,7 +553,8 @@ class Gateway:
     def _record(self, state: RequestState, event: str, *, backend: str | None) -> AuditRecord:
         c = state.classification
         return AuditRecord(
-            event=event, request_id=state.request_id, caller=state.caller, endpoint=state.endpoint.path,
+            event=event, request_id=state.request_id, caller=state.caller, team=state.team,
+            endpoint=state.endpoint.path,
             model=state.model, declared_level=state.declared, detected_level=c.detected_level if c else None,
             level=c.level if c else None,
             signals=tuple(Signal(type=s.type, count=s.count) for s in c.signals) if c else (),
@@ -493,10 +573,11 @@ class Gateway:
 
     # -- the rest of the API ----------------------------------------------------------------------------------
 
-    def list_models(self, request: Request) -> dict[str, Any]:
-        self._authenticate(request)
+    async def list_models(self, request: Request) -> dict[str, Any]:
+        caller = await self._authenticate(request)
         return {"object": "list", "data": [
             {"id": m.name, "object": "model", "created": 0, "owned_by": "sovereign"} for m in self.settings.models
+            if caller.may_use(m.name)
         ]}
 
     async def readiness(self) -> tuple[bool, dict[str, bool]]:

@@ -30,6 +30,9 @@ class Metrics:
                                  ["model", "from_backend", "reason"], registry=r)
         self.overflows = Counter("sovereign_overflows", "Requests moved off a full local queue",
                                  ["model", "backend"], registry=r)
+        self.tokens = Counter("sovereign_tokens", "Tokens used (type: prompt or completion) by team, public model, "
+                              "backend and level; teams and models are configured names, any other is `other`",
+                              ["team", "model", "backend", "level", "type"], registry=r)
         self.classification = Histogram("sovereign_classification_seconds", "Time to classify a request",
                                         buckets=_FAST_BUCKETS, registry=r)
         self.ttft = Histogram("sovereign_ttft_seconds", "Time to first token (streams) or response",

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from benchmarks.fake_idp import FakeIdP
 from benchmarks.fake_openai import FakeOpenAIServer
 from serving.ports import free_port
 from tests.support.app import RunningApp, start_app, stop_app
@@ -34,7 +35,14 @@ CALLERS = {
     "ceiling-official": {"ceiling": "OFFICIAL"},
     "floor-secret": {"floor": "SECRET"},
     "slow-rate": {"rate_per_minute": 2},
+    # Teams, expiry, model lists and a shared team budget (tests/serving/test_identity_app.py).
+    "team-a1": {"team": "app-shared"},
+    "team-a2": {"team": "app-shared"},
+    "expired-key": {"expires": "2020-01-01"},
+    "local-models-only": {"models": ["local-only"]},
 }
+APP_SHARED_TOKENS_PER_DAY = 5000
+"""The daily token budget of team app-shared (callers team-a1 and team-a2; no other caller is in it)."""
 
 
 @pytest.fixture(scope="session")
@@ -78,16 +86,28 @@ def commercial(fake_commercial: FakeOpenAIServer) -> FakeOpenAIServer:
     return fake_commercial
 
 
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> FakeIdP:
+    """The identity provider the shared app trusts: RS256 and ES256 keys made here, their JWKS in a file."""
+    return FakeIdP.create(tmp_path_factory.mktemp("idp") / "jwks.json")
+
+
 def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str,
-               otlp_endpoint: str | None = None) -> dict:
+               otlp_endpoint: str | None = None, idp: FakeIdP | None = None) -> dict:
     audit: dict = {"path": str(workdir / "audit.jsonl")}
     if otlp_endpoint:  # the audit records and anchors also go to the loopback collector, as OTLP logs
         audit["shipping"] = {"kind": "otlp", "endpoint": f"{otlp_endpoint}/v1/logs", "poll_s": 0.1}
         audit["anchors"] = {"sink": "shipping", "interval_s": 5}
+    auth: dict = {"keys_file": str(workdir / "keys.json"),
+                  "budgets": {"teams": {"app-shared": {"tokens_per_day": APP_SHARED_TOKENS_PER_DAY}}}}
+    if idp is not None:  # OIDC tokens beside the keys: group sg-app-users is team app-oidc
+        auth["oidc"] = idp.oidc_config(rules=[
+            {"claim": "groups", "value": "sg-app-users", "team": "app-oidc", "models": ["default", "local-only"]},
+            {"claim": "roles", "value": "Sovereign.Secret", "floor": "SECRET"}])
     return {
         "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port()},
         "audit": audit,
-        "auth": {"keys_file": str(workdir / "keys.json")},
+        "auth": auth,
         "backends": [
             {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
              "max_classification": "SECRET", "cpu_threads": 1, "max_queue_depth": 4,
@@ -117,14 +137,16 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_model: Path,
-        fake_commercial: FakeOpenAIServer, otlp_collector: OTLPCollector) -> Iterator[RunningApp]:
+        fake_commercial: FakeOpenAIServer, otlp_collector: OTLPCollector, idp: FakeIdP) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("app")
-    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint)
+    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint,
+                        idp)
     keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
     running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial",
                                                     "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
+    running.extra["idp"] = idp
     try:
         yield running
     finally:

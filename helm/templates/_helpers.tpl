@@ -90,6 +90,23 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
 {{- $_ := set $auth "keys_file" (printf "%s/%s" .Values.auth.mountPath .Values.auth.key) -}}
 {{- $_ := set $cfg "auth" $auth -}}
 {{- end -}}
+{{- $jwks := default (dict) .Values.auth.jwks -}}
+{{- if or $jwks.existingSecret $jwks.existingConfigMap -}}
+{{- if and $jwks.existingSecret $jwks.existingConfigMap -}}
+{{- fail "auth.jwks: set existingSecret or existingConfigMap, not both" -}}
+{{- end -}}
+{{- $auth := deepCopy (default (dict) $cfg.auth) -}}
+{{- if not $auth.oidc -}}
+{{- fail "auth.jwks is set but config.auth.oidc is not: set its issuer, audience and claims" -}}
+{{- end -}}
+{{- $oidc := deepCopy $auth.oidc -}}
+{{- if $oidc.jwks_url -}}
+{{- fail "config.auth.oidc.jwks_url and auth.jwks are both set: the keys come from one place" -}}
+{{- end -}}
+{{- $_ := set $oidc "jwks_file" (printf "%s/%s" $jwks.mountPath $jwks.key) -}}
+{{- $_ := set $auth "oidc" $oidc -}}
+{{- $_ := set $cfg "auth" $auth -}}
+{{- end -}}
 {{- $backends := list -}}
 {{- range $b := $cfg.backends -}}
 {{- $b = deepCopy $b -}}

@@ -258,3 +258,22 @@ def test_compare_refuses_an_unknown_client_before_starting_anything(tmp_path: Pa
     with pytest.raises(ValueError, match="client"):
         run_compare(tmp_path, concurrency=1, num_prompts=1, input_len=8, output_len=8, client="wrk",
                     targets=(), workdir=tmp_path)
+
+
+def test_jwt_figures_side_by_side(tmp_path: Path):
+    from benchmarks.fake_idp import FakeIdP
+    from benchmarks.overhead import format_overhead, jwt_figures
+    from benchmarks.targets import gateway_config
+
+    runs = {"gateway_c1": summary(900, 0.0025, 1), "gateway_jwt_c1": summary(890, 0.0030, 1),
+            "gateway_max": summary(1500, 0.02, 64), "gateway_jwt_max": summary(1400, 0.02, 64)}
+    figs = jwt_figures(runs)
+    assert figs["jwt_cost_p50_ms_c1"] == pytest.approx(0.5)
+    doc = overhead_figures(summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64),
+                           runs["gateway_max"]) | {"jwt": figs}
+    assert "OIDC JWT" in format_overhead(doc)
+    # the bench gateway's configuration with OIDC is one the server accepts
+    idp = FakeIdP.create(tmp_path / "jwks.json", algs=("RS256",))
+    path = gateway_config(tmp_path, 8000, [upstream_backend("http://127.0.0.1:1/v1")], ["upstream"],
+                          auth={"oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench"}])})
+    assert load_settings(path=path).auth.oidc is not None

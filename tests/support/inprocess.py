@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import uvicorn
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import AuditLog
+from routing.budgets import Ledger
 from routing.keys import KeyStore, create_key
 from serving.api import create_app
 from serving.backends.openai_http import OpenAIBackend
@@ -38,6 +39,7 @@ class InProcessGateway:
     commercial: FakeOpenAIServer
     audit_path: Path
     metrics_url: str  # the metrics listener, off the API port as in the app
+    keys: dict[str, str] = field(default_factory=dict)  # the extra callers' API keys
 
     @property
     def headers(self) -> dict[str, str]:
@@ -67,16 +69,24 @@ def gateway_config(workdir: Path, uk_url: str, commercial_url: str,
 
 
 @contextmanager
-def running_gateway(workdir: Path, egress_review: dict[str, Any] | None = None) -> Iterator[InProcessGateway]:
+def running_gateway(workdir: Path, *, auth: dict[str, Any] | None = None, ledger: Ledger | None = None,
+                    keys: dict[str, dict[str, Any]] | None = None,
+                    egress_review: dict[str, Any] | None = None) -> Iterator[InProcessGateway]:
+    """``auth``: settings added to the config's ``auth`` section (OIDC, budgets); ``ledger``: the budgets' ledger
+    (e.g. an ``InProcessLedger`` with a test clock); ``keys``: more API keys, caller -> ``create_key`` arguments
+    (their keys are in ``InProcessGateway.keys``); ``egress_review``: settings of the egress review."""
     import os
 
     os.environ.setdefault("FAKE_KEY", "sk-fake")
     with FakeOpenAIServer() as uk, FakeOpenAIServer() as commercial:
-        settings = load_settings(data=gateway_config(workdir, uk.base_url, commercial.base_url, egress_review))
+        config = gateway_config(workdir, uk.base_url, commercial.base_url, egress_review)
+        config["auth"].update(auth or {})
+        settings = load_settings(data=config)
         key = create_key(settings.auth.keys_file, "tester")
+        extra_keys = {name: create_key(settings.auth.keys_file, name, **args) for name, args in (keys or {}).items()}
         backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
         gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
-                          keys=KeyStore.load(settings.auth.keys_file))
+                          keys=KeyStore.load(settings.auth.keys_file), ledger=ledger)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -94,7 +104,7 @@ def running_gateway(workdir: Path, egress_review: dict[str, Any] | None = None) 
             time.sleep(0.01)
         try:
             yield InProcessGateway(f"http://127.0.0.1:{port}/v1", key, gateway, uk, commercial,
-                                   settings.audit.path, f"http://127.0.0.1:{metrics[1]}/metrics")
+                                   settings.audit.path, f"http://127.0.0.1:{metrics[1]}/metrics", extra_keys)
         finally:
             metrics[0].shutdown()
             server.should_exit = True
