@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata, resources
+from itertools import chain
 from typing import Any
 
 from routing import normalize
@@ -148,61 +149,81 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
     if unread:
         texts.extend(unread)  # the keys themselves, as every key is scanned
         body = {key: value for key, value in body.items() if key not in unread}
-    stack: list[tuple[Any, int]] = [(body, 0)]
-    nodes = 0
+    # Depth first, in document order, with a stack of iterators (one per open container): a leaf costs one step of
+    # its container's iterator, not a push and a pop. The body's own numbers are parameters (seed, max_tokens).
+    _note_parts(body, found)
+    top: list[Any] = []
+    for key, value in body.items():
+        if type(key) is str:
+            top.append(key)
+        if type(value) is not int:
+            top.append(value)
+    stack: list[tuple[Iterator[Any], int]] = [(iter(top), 1)]
+    nodes = 1
     while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES or depth > MAX_DEPTH:
-            raise _Unscannable
-        if nodes % _CHECK_NODES == 0:
-            deadline.check()
-        kind_of_node = type(node)
-        if kind_of_node is str:
-            texts.append(node)
-            if "base64," in node:
-                _data_urls(node, found)
-        elif kind_of_node is dict or (kind_of_node is not list and isinstance(node, Mapping)):
-            kind = node.get("type")
-            if type(kind) is str and kind in _PART_KINDS:
-                found.cannot_read(_PART_KINDS[kind])
-            elif not _PART_KEY_SET.isdisjoint(node.keys()):
-                for key, part in _PART_KEYS.items():
-                    if node.get(key):
-                        found.cannot_read(part)
-                        break
-            # Keys too: clients put data in metadata keys as readily as in values.
-            below = depth + 1
-            for key, value in reversed(node.items()):
-                if depth or type(value) is not int:  # top-level numbers are parameters (seed, max_tokens)
-                    stack.append((value, below))
-                if type(key) is str:
-                    stack.append((key, below))
-        elif kind_of_node is list or isinstance(node, tuple):
-            if len(node) > 1:
-                if all(type(item) is str for item in node):  # a list of strings (input, stop): no stack
-                    nodes += len(node)
-                    texts.extend(node)
-                    continue
-                joined = _joined_text_parts(node)
-                if joined is not None:
-                    texts.append(joined)
-            stack.extend((item, depth + 1) for item in reversed(node))
-        elif kind_of_node is int:
-            if abs(node) >= _MIN_IDENTIFIER_INT:
+        children, depth = stack[-1]
+        for node in children:
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Unscannable
+            if nodes % _CHECK_NODES == 0:
+                deadline.check()
+            kind_of_node = type(node)
+            if kind_of_node is str:
+                texts.append(node)
+                if "base64," in node:
+                    _data_urls(node, found)
+            elif kind_of_node is dict or (kind_of_node is not list and isinstance(node, Mapping)):
+                if node:  # keys too: clients put data in metadata keys as readily as in values
+                    if "type" in node or not _PART_KEY_SET.isdisjoint(node):
+                        _note_parts(node, found)
+                    if depth >= MAX_DEPTH:
+                        raise _Unscannable
+                    stack.append((chain.from_iterable(node.items()), depth + 1))
+                    break  # descend; this container's iterator resumes after it
+            elif kind_of_node is list or isinstance(node, tuple):
+                if len(node) > 1:
+                    if all(type(item) is str for item in node):  # a list of strings (input, stop): no descent
+                        nodes += len(node)
+                        texts.extend(node)
+                        continue
+                    joined = _joined_text_parts(node)
+                    if joined is not None:
+                        texts.append(joined)
+                if node:
+                    if depth >= MAX_DEPTH:
+                        raise _Unscannable
+                    stack.append((iter(node), depth + 1))
+                    break
+            elif kind_of_node is int:
+                if abs(node) >= _MIN_IDENTIFIER_INT:
+                    texts.append(str(node))
+            elif node is None or kind_of_node is bool or kind_of_node is float:
+                continue
+            elif isinstance(node, str):  # a str subclass
                 texts.append(str(node))
-        elif node is None or kind_of_node is bool or kind_of_node is float:
-            continue
-        elif isinstance(node, str):  # a str subclass
-            texts.append(str(node))
-        elif isinstance(node, int) and not isinstance(node, bool):
-            if abs(node) >= _MIN_IDENTIFIER_INT:
-                texts.append(str(int(node)))
+            elif isinstance(node, int) and not isinstance(node, bool):
+                if abs(node) >= _MIN_IDENTIFIER_INT:
+                    texts.append(str(int(node)))
+            else:
+                raise _Unscannable
         else:
-            raise _Unscannable
+            stack.pop()
     for kind in found.data_urls - found.unscanned.keys():
         found.cannot_read(kind)
     return found
+
+
+def _note_parts(node: Mapping[str, Any], found: _Body) -> None:
+    """A content part the classifier cannot read (an image, audio, a file), by its ``type`` or its keys."""
+    kind = node.get("type")
+    if type(kind) is str and kind in _PART_KINDS:
+        found.cannot_read(_PART_KINDS[kind])
+    elif not _PART_KEY_SET.isdisjoint(node):
+        for key, part in _PART_KEYS.items():
+            if node.get(key):
+                found.cannot_read(part)
+                break
 
 
 def _holds_token_ids(value: Any) -> bool:
