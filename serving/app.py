@@ -79,6 +79,8 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             },
             # Bounded queue: sensitive traffic waits here at most this deep, then gets a fast 503.
             "max_queued_requests": max(backend.max_queue_depth * 4, 64),
+            # Ray Serve LLM adds these to the replica's bundle of the engine's placement group (the first bundle).
+            **({"ray_actor_options": {"resources": dict(backend.ray_resources)}} if backend.ray_resources else {}),
         },
         log_engine_metrics=False,
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
@@ -129,8 +131,9 @@ class Ingress:
             service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
             on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
             on_anchor=metrics.audit_anchor_time.set)
+        ledger = _shared_ledger(settings)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True,
-                               ledger=_shared_ledger(settings))
+                               ledger=ledger, limiter=_shared_limiter(settings, ledger))
         server = settings.server
         self._metrics_server = None
         if server.metrics_port is not None:
@@ -161,15 +164,27 @@ class Ingress:
 
 
 def _shared_ledger(settings: Settings) -> Any:
-    """Budgets that every router replica of this application shares (one Ray actor), when any are configured and
-    ``auth.budgets.ledger`` is not ``local``; None: the gateway keeps its own."""
+    """The ledger every router replica of this application shares (one Ray actor): budgets, when any are
+    configured, and the request-rate buckets, when there are several router replicas. None (``auth.budgets.ledger:
+    local``, or nothing to share): the gateway keeps its own."""
     budgets = settings.auth.budgets
-    if budgets.ledger == "local" or not (budgets.callers or budgets.teams or budgets.default_caller
-                                         or budgets.default_team):
+    has_budgets = bool(budgets.callers or budgets.teams or budgets.default_caller or budgets.default_team)
+    if budgets.ledger == "local" or (budgets.ledger == "auto" and not has_budgets
+                                     and settings.server.ingress_replicas == 1):
         return None
-    from routing.budgets import RayLedger
+    from routing.budgets import RayLedger, ledger_actor_name
 
-    return RayLedger(name=f"sovereign-budget-ledger-{serve.get_replica_context().app_name}")
+    return RayLedger(name=ledger_actor_name(serve.get_replica_context().app_name))
+
+
+def _shared_limiter(settings: Settings, ledger: Any) -> Any:
+    """Request-rate limits drawn as leases from the shared ledger when several router replicas share them (or the
+    ledger is ``ray`` by choice); None: this replica's own buckets (exact with one replica)."""
+    if ledger is None or (settings.server.ingress_replicas == 1 and settings.auth.budgets.ledger == "auto"):
+        return None
+    from routing.ratelimit import SharedRateLimiter
+
+    return SharedRateLimiter(ledger, settings.server.ingress_replicas)
 
 
 def build_application(settings: Settings) -> Any:
