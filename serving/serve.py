@@ -131,13 +131,23 @@ def _banner(settings: Settings, key: str | None, seconds: float, head: str | Non
     return "\n".join(lines)
 
 
-def _driver_env() -> dict[str, str]:
+def _driver_env(address: str) -> dict[str, str]:
     """Environment of this process alone when it joins an existing cluster: the cluster's nodes were started with
     their own, which is what Serve's processes and the replicas inherit."""
     env = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            # as in _ray_env: a Ray call from a thread the stop left behind must fail, not start a local Ray
            "RAY_ENABLE_AUTO_CONNECT": "0"}
+    if _loopback(address):
+        # Ray replaces a loopback address with this host's outward IP before connecting; a cluster whose nodes
+        # listen on loopback only (`ray start --node-ip-address 127.0.0.1`) is then unreachable. This setting (read
+        # by this process's Ray alone) makes it keep the loopback address.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def _loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host in {"127.0.0.1", "localhost", "::1"}
 
 
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
@@ -359,7 +369,7 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
     existing Ray cluster to deploy onto (None: start a local one, as this server's own)."""
     own_cluster = address is None
     # Before Ray is imported: Serve reads some at import time.
-    os.environ.update(_ray_env(settings, private) if own_cluster else _driver_env())
+    os.environ.update(_ray_env(settings, private) if address is None else _driver_env(address))
     import ray
     from ray import serve
 
