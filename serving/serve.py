@@ -145,6 +145,20 @@ def _driver_env(address: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in os.environ}
 
 
+def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at the cluster's address (a TCP connect to its GCS or Ray Client port), or None."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except ValueError:
+        return "not HOST:PORT"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 def _loopback(address: str) -> bool:
     host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
     return host in {"127.0.0.1", "localhost", "::1"}
@@ -393,6 +407,10 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
                  logging_level="WARNING")
     else:
         report.begin(f"connecting to the Ray cluster at {address}")
+        unreachable = _unreachable(address)
+        if unreachable:  # Ray itself retries for minutes, deaf to a stop signal, before it says so
+            report.fail(f"cannot reach the Ray cluster at {address}: {unreachable}")
+            return 1
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
     # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.

@@ -65,3 +65,18 @@ def test_a_loopback_cluster_address_is_kept(address: str, loopback: bool) -> Non
     env = _driver_env(address)
     assert ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in env) == loopback
     assert env.get("RAY_ENABLE_AUTO_CONNECT") == "0"
+
+
+def test_an_unreachable_cluster_is_said_at_once() -> None:
+    import socket
+
+    from serving.serve import _unreachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert _unreachable(f"127.0.0.1:{port}") is None
+        assert _unreachable(f"ray://127.0.0.1:{port}") is None
+    assert _unreachable(f"127.0.0.1:{port}", timeout_s=1) is not None  # closed now: refused
+    assert _unreachable("no-port") == "not HOST:PORT"
