@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sovereign.ratelimit")
 
 LEASE_SHARE = 50
 """A lease is 1/LEASE_SHARE of the caller's rate per minute (at least one permit)."""
@@ -205,8 +205,8 @@ class SharedRateLimiter:
                                                    self._timeout_s)
         except Exception as exc:  # unreachable, timed out, or its actor died: each replica on its share
             if not self.degraded:
-                log.warning("rate-limit ledger unreachable (%s): each router replica limits callers to rate/%d on "
-                            "its own for %.0f s", type(exc).__name__, self.replicas, self._retry_s)
+                log.warning("rate-limit ledger unreachable: each router replica limits callers to rate/replicas on "
+                            "its own until it answers again", extra={"status": type(exc).__name__})
             self._down_until = self._clock() + self._retry_s
             return
         self._down_until = None

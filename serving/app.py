@@ -105,6 +105,7 @@ class Ingress:
         from routing.audit import AuditLog
         from routing.audit_ship import start_shipper
         from routing.keys import KeyStore, ReloadingKeyStore
+        from serving.availability import EngineWatch
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
@@ -122,6 +123,10 @@ class Ingress:
                 backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
+        # Engines without a running replica (a lost node) are skipped rather than waited for.
+        self.engine_watch = EngineWatch(serve.get_replica_context().app_name, {
+            b.name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[b.name])
+            for b in settings.backends if isinstance(b, VLLMBackendConfig)}, serve.status).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
@@ -146,6 +151,9 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
+        watch = getattr(self, "engine_watch", None)
+        if watch is not None:
+            watch.stop()
         gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
         if gateway is not None:
             await gateway.close()

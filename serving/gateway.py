@@ -226,9 +226,11 @@ class Gateway:
 
         level = classification.level
         overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
+        unavailable = [n for n in route if not getattr(self.backends[n], "available", True)]
         with tracer.start_as_current_span("sovereign.policy", **_NO_EXCEPTION_TEXT) as span:
             plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded,
-                          unscanned=classification.unscanned, readable=classification.readable_level)
+                          unavailable=unavailable, unscanned=classification.unscanned,
+                          readable=classification.readable_level)
             span.set_attributes({"sovereign.candidates": list(plan.candidates),
                                  "sovereign.overflowed": list(plan.overflowed),
                                  "sovereign.refusal": plan.refusal.value if plan.refusal else ""})

@@ -9,6 +9,8 @@ node on 127.0.0.1): one module-scoped application, so one engine start-up for ev
   gets at most 21 answers (20, plus the permit that refills while they run), the rest 429 with ``retry-after``.
 - The ledger actor killed for good: requests are still served, each router replica limiting the caller to half
   its rate (the fail-safe of routing/ratelimit.py).
+- The engine node removed: a SECRET request gets 503 ``no_cleared_backend_available``, never the commercial
+  fake; an OFFICIAL one falls back to it.
 - Ctrl-C to `sovereign serve --address`: it exits 0, the application and its ledger actor are gone, and the
   cluster (both nodes, Serve's controller) keeps running. Then the cluster is shut down here.
 """
@@ -16,7 +18,9 @@ node on 127.0.0.1): one module-scoped application, so one engine start-up for ev
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ import openai
 import pytest
 import yaml
 
+from benchmarks.fake_openai import FakeOpenAIServer
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port
 from tests.support.app import RunningApp, _start, _wait_ready, stop_app
@@ -42,14 +47,16 @@ NODE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "VLLM_NO_USAGE_STATS": "1",
+    "FAKE_COMMERCIAL_KEY": "sk-fake-commercial",  # the router reads its backend's key from its node's environment
 }
 
 
 class Loopback:
     """The cluster and where to ask Ray's state API about it."""
 
-    def __init__(self, cluster: Any, dashboard: str) -> None:
+    def __init__(self, cluster: Any, engine_node: Any, dashboard: str) -> None:
         self.cluster = cluster
+        self.engine_node = engine_node
         self.dashboard = dashboard
 
     def actors(self, alive: bool = True) -> list[Any]:
@@ -84,7 +91,7 @@ def loopback() -> Iterator[Loopback]:
             # Ray's fixed defaults would collide with another Ray on this shared host.
             "dashboard_agent_listen_port": free_port()})
         try:
-            cluster.add_node(node_ip_address="127.0.0.1", num_cpus=4, resources={"engine": 1})
+            engine_node = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=4, resources={"engine": 1})
             cluster.wait_for_nodes()
         except BaseException:
             cluster.shutdown()
@@ -96,13 +103,14 @@ def loopback() -> Iterator[Loopback]:
             else:
                 os.environ[k] = v
     try:
-        yield Loopback(cluster, f"http://127.0.0.1:{dashboard_port}")
+        yield Loopback(cluster, engine_node, f"http://127.0.0.1:{dashboard_port}")
     finally:
         cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
-def joined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback: Loopback) -> Iterator[RunningApp]:
+def joined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback: Loopback,
+           fake_commercial: FakeOpenAIServer) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("joined")
@@ -114,8 +122,13 @@ def joined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback:
         "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 100_000},
         "backends": [{"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
                       "max_classification": "SECRET", "cpu_threads": 1, "ray_resources": {"engine": 1},
-                      "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8}}],
-        "models": [{"name": "default", "route": ["local"]}],
+                      "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8}},
+                     {"name": "commercial", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
+                      "base_url": fake_commercial.base_url, "api_key_env": "FAKE_COMMERCIAL_KEY", "model": "gpt-fake",
+                      "timeout_s": 5, "connect_timeout_s": 2}],
+        "models": [{"name": "default", "route": ["local"]},
+                   {"name": "mixed", "route": ["local", "commercial"], "request_timeout_s": 20}],
+        "egress_review": {"enabled": False},  # no MiniLM to load here: this module is about placement and faults
     }
     keys = {"tester": create_key(workdir / "keys.json", "tester"),
             "limited": create_key(workdir / "keys.json", "limited", rate_per_minute=LIMIT),
@@ -199,6 +212,34 @@ def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningA
     answered = [r for r in results if r[0] == 200]
     assert {r[0] for r in results} <= {200, 429}, results
     assert 0 < len(answered) <= LIMIT + 2, results
+
+
+def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
+        joined: RunningApp, loopback: Loopback, commercial: FakeOpenAIServer) -> None:
+    """The engine node removed: a SECRET request routed [local, commercial] gets 503 no_cleared_backend_available
+    (once the routers see no running engine replica: serving/availability.py), never the commercial side; an
+    OFFICIAL one on the same route falls back to it, as the policy allows."""
+    loopback.cluster.remove_node(loopback.engine_node, allow_graceful=False)
+    secret = {"model": "mixed", "max_tokens": 2,
+              "messages": [{"role": "user", "content": "enginegone NHS number 943 476 5919"}]}
+    deadline, seen = time.monotonic() + 120, []
+    while True:
+        try:
+            response = httpx.post(f"{joined.base_url}/chat/completions", json=secret, headers=joined.headers(),
+                                  timeout=60)
+            seen.append(response.status_code)
+            if response.status_code == 503 and response.json()["error"]["code"] == "no_cleared_backend_available":
+                break
+        except httpx.TimeoutException:
+            seen.append(0)
+        assert time.monotonic() < deadline, seen
+        time.sleep(1)
+    assert set(seen) <= {200, 503, 504, 0}, seen  # before the loss is seen: answered, failed or timed out
+    official = joined.client().chat.completions.with_raw_response.create(
+        model="mixed", max_tokens=2, messages=[{"role": "user", "content": "What time is it?"}])
+    assert official.http_response.status_code == 200
+    assert official.headers["x-sovereign-backend"] == "commercial"
+    assert "enginegone" not in json.dumps(commercial.received)
 
 
 def test_stopping_serve_address_leaves_the_cluster_running(joined: RunningApp, loopback: Loopback) -> None:
