@@ -9,10 +9,10 @@ node on 127.0.0.1): one module-scoped application, so one engine start-up for ev
   gets at most 21 answers (20, plus the permit that refills while they run), the rest 429 with ``retry-after``.
 - The ledger actor killed for good: requests are still served, each router replica limiting the caller to half
   its rate (the fail-safe of routing/ratelimit.py).
-- The engine node removed: a SECRET request gets 503 ``no_cleared_backend_available``, never the commercial
+- The engine node removed: a request with personal data gets 503 ``no_cleared_backend_available``, never the commercial
   fake; an OFFICIAL one falls back to it.
 - Ctrl-C to `sovereign serve --address`: it exits 0, the application and its ledger actor are gone, and the
-  cluster (both nodes, Serve's controller) keeps running. Then the cluster is shut down here.
+  cluster (the nodes it still has, Serve's controller) keeps running. Then the cluster is shut down here.
 """
 
 from __future__ import annotations
@@ -216,16 +216,17 @@ def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningA
 
 def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
         joined: RunningApp, loopback: Loopback, commercial: FakeOpenAIServer) -> None:
-    """The engine node removed: a SECRET request routed [local, commercial] gets 503 no_cleared_backend_available
+    """The engine node removed: a request with an NHS number (OFFICIAL-SENSITIVE) routed [local, commercial] gets
+    503 no_cleared_backend_available
     (once the routers see no running engine replica: serving/availability.py), never the commercial side; an
     OFFICIAL one on the same route falls back to it, as the policy allows."""
     loopback.cluster.remove_node(loopback.engine_node, allow_graceful=False)
-    secret = {"model": "mixed", "max_tokens": 2,
+    personal = {"model": "mixed", "max_tokens": 2,
               "messages": [{"role": "user", "content": "enginegone NHS number 943 476 5919"}]}
     deadline, seen = time.monotonic() + 120, []
     while True:
         try:
-            response = httpx.post(f"{joined.base_url}/chat/completions", json=secret, headers=joined.headers(),
+            response = httpx.post(f"{joined.base_url}/chat/completions", json=personal, headers=joined.headers(),
                                   timeout=60)
             seen.append(response.status_code)
             if response.status_code == 503 and response.json()["error"]["code"] == "no_cleared_backend_available":
