@@ -7,6 +7,8 @@ node on 127.0.0.1): one module-scoped application, so one engine start-up for ev
   replicas on the router node, and the application answers through the openai SDK.
 - Two router replicas share one caller's request rate: a key limited to 20 requests a minute sends 40 at once and
   gets at most 21 answers (20, plus the permit that refills while they run), the rest 429 with ``retry-after``.
+- A router replica killed (SIGKILL) under load: requests are answered or fail cleanly, none hangs, the other
+  replica keeps serving, Serve replaces the dead one, and every answered request is audited.
 - The ledger actor killed for good: requests are still served, each router replica limiting the caller to half
   its rate (the fail-safe of routing/ratelimit.py).
 - The engine node removed: a request with personal data gets 503 ``no_cleared_backend_available``, never the commercial
@@ -20,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +198,48 @@ def _requests_counted(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     return sum(s.value for f in text_string_to_metric_families(text) if f.name == "sovereign_requests"
                for s in f.samples if s.name.endswith("_total"))
+
+
+def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopback) -> None:
+    """SIGKILL to one of the two router replicas while eight clients send requests: each request is answered or
+    fails cleanly (an error status or a closed connection, never a hang), the other replica keeps serving, Serve
+    replaces the dead one, and every request answered 200 has its audit record."""
+    victim = next(a for a in loopback.actors() if a.class_name == "ServeReplica:sovereign:ingress")
+    stop_at = time.monotonic() + 12
+    outcomes: list[tuple[str, str | None]] = []
+
+    def client(_: int) -> None:
+        api = joined.client(timeout=60)
+        while time.monotonic() < stop_at:
+            try:
+                raw = api.chat.completions.with_raw_response.create(
+                    model="default", max_tokens=2, messages=[{"role": "user", "content": "Hello"}])
+                outcomes.append(("200", raw.headers["x-request-id"]))
+            except openai.APITimeoutError:
+                outcomes.append(("timeout", None))
+            except openai.APIStatusError as exc:
+                outcomes.append((str(exc.status_code), None))
+            except openai.APIConnectionError:
+                outcomes.append(("connection", None))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(client, i) for i in range(8)]
+        time.sleep(3)
+        os.kill(victim.pid, signal.SIGKILL)
+        for future in running:
+            future.result()
+    kinds = {kind for kind, _ in outcomes}
+    assert "timeout" not in kinds, outcomes
+    assert kinds <= {"200", "connection"} | {str(s) for s in range(500, 600)}, outcomes
+    answered = [rid for kind, rid in outcomes if kind == "200"]
+    assert len(answered) > 8, outcomes  # the surviving replica kept serving
+    deadline = time.monotonic() + 120  # Serve replaces the dead replica: two router replicas alive again
+    while len([a for a in loopback.actors() if a.class_name == "ServeReplica:sovereign:ingress"]) < 2:
+        assert time.monotonic() < deadline, "the killed router replica was not replaced"
+        time.sleep(2)
+    audited = {json.loads(line).get("request_id") for line in joined.audit_path.read_text().splitlines()
+               if line.startswith("{") and line.endswith("}")}
+    assert not set(answered) - audited
 
 
 def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningApp, loopback: Loopback) -> None:
