@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--jwt", action="store_true",
                    help="also drive the same gateway with an OIDC bearer token (RS256 JWT) instead of the API key, "
                         "and show the two side by side")
+    o.add_argument("--router-replicas", default="",
+                   help="comma-separated router replica counts to measure side by side, e.g. 1,2 "
+                        "(server.ingress_replicas; default: one gateway with one replica)")
     o.add_argument("--workdir", type=Path)
     o.add_argument("--no-progress", action="store_true")
 
@@ -245,6 +248,7 @@ def _overhead(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
             http_client=args.http_client,
             jwt=args.jwt,
+            router_replicas=tuple(int(n) for n in args.router_replicas.split(",") if n.strip()),
             workdir=args.workdir,
             progress=not args.no_progress,
         )

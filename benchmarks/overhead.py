@@ -6,6 +6,10 @@ two end-to-end latency percentiles; the highest sustained rate is the closed-loo
 high concurrency with no failures. The direct figures double as the proof that the load generator is not the
 bottleneck: it drives the no-op fake at several times the gateway's rate.
 
+With ``router_replicas`` (e.g. ``(1, 2)``), gateways with that many router replicas (``server.ingress_replicas``;
+the per-caller rate shared between them through the ledger's leases) are measured the same way one after another,
+and shown side by side with the one-replica gateway.
+
 With ``jwt``, the same gateway is also driven with an OIDC bearer token (RS256, verified against a JWKS file,
 mapped by one claim rule) instead of an API key, in the same run and right after the key's runs, so that the two
 columns differ only in how the caller authenticates.
@@ -64,6 +68,7 @@ def run_overhead(
     ready_timeout_s: float = 300.0,
     http_client: str | None = None,
     jwt: bool = False,
+    router_replicas: tuple[int, ...] = (),
     workdir: Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -111,12 +116,26 @@ def run_overhead(
                                                   ignore_eos=False, progress=progress)
         finally:
             gateway.stop()
+        for replicas in sorted(set(router_replicas) - {1}):
+            log(f"[gateway, {replicas} router replicas] the same gateway with server.ingress_replicas: {replicas}")
+            more = start_gateway(base / f"gateway-{replicas}", [upstream_backend(fake.base_url, http_client)],
+                                 ["upstream"], ready_timeout_s, env={FAKE_KEY_ENV: "fake-upstream-key"}, auth=auth,
+                                 server={"ingress_replicas": replicas}, name=f"gateway-{replicas}")
+            try:
+                runs[f"gateway_r{replicas}_c1"] = measure(more, c1_prompts, 1, 20, ignore_eos=False,
+                                                          progress=progress)
+                runs[f"gateway_r{replicas}_max"] = measure(more, max_prompts, max_concurrency, max_concurrency,
+                                                           ignore_eos=False, progress=progress)
+            finally:
+                more.stop()
     finally:
         fake.stop()
     conditions["loadavg_after"] = loadavg()
     doc = overhead_figures(runs["direct_c1"], runs["gateway_c1"], runs["direct_max"], runs["gateway_max"])
     if "gateway_jwt_c1" in runs:
         doc["jwt"] = jwt_figures(runs)
+    if router_replicas:
+        doc["router_replicas"] = replica_figures(runs)
     return doc | {
         "config": {
             "requests_c1": requests_c1,
@@ -134,6 +153,18 @@ def run_overhead(
         "conditions": conditions,
         "runs": runs,
     }
+
+
+def replica_figures(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per number of router replicas (as a string key): p50/p99 at concurrency 1 and the sustained rate."""
+    found = {"1": (runs["gateway_c1"], runs["gateway_max"])}
+    for name in runs:
+        if name.startswith("gateway_r") and name.endswith("_c1"):
+            n = name.removeprefix("gateway_r").removesuffix("_c1")
+            found[n] = (runs[name], runs[f"gateway_r{n}_max"])
+    return {n: {"p50_ms_c1": c1["median_e2el_ms"], "p99_ms_c1": c1["p99_e2el_ms"],
+                "rps": mx["request_throughput"], "failed": mx["failed"]}
+            for n, (c1, mx) in sorted(found.items(), key=lambda kv: int(kv[0]))}
 
 
 def jwt_figures(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -172,4 +203,9 @@ def format_overhead(doc: dict[str, Any]) -> str:
             f"{'sustained rate (failures)':<34} {fmt(j['key_rps'], 'r/s'):>8} ({j['key_failed']}) "
             f"{fmt(j['jwt_rps'], 'r/s'):>8} ({j['jwt_failed']})",
         ]
+    if doc.get("router_replicas"):
+        lines += ["", f"{'router replicas':<34} {'p50 c1':>10} {'p99 c1':>10} {'sustained':>12} {'failed':>7}"]
+        for n, r in doc["router_replicas"].items():
+            lines.append(f"{n:<34} {fmt(r['p50_ms_c1'], 'ms'):>10} {fmt(r['p99_ms_c1'], 'ms'):>10} "
+                         f"{fmt(r['rps'], 'r/s'):>12} {r['failed']:>7}")
     return "\n".join(lines)

@@ -160,7 +160,19 @@ def chart_schema() -> dict[str, Any]:
             "enabled": {"type": "boolean"}, "className": {"type": "string"}, "annotations": _STR_MAP,
             "hosts": _LIST, "tls": _LIST}},
         "podDisruptionBudget": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "minAvailable": {"type": ["integer", "string"]}}},
+            "enabled": {"type": "boolean"}, "maxUnavailable": {"type": ["integer", "string"]},
+            "minAvailable": {"type": ["integer", "string", "null"]}}},
+        "gcsFaultTolerance": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"},
+            "redisAddress": {"type": "string", "description": "HOST:PORT of the external Redis/Valkey"},
+            "passwordSecret": {"type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string"}, "key": {"type": "string"}}},
+            "externalStorageNamespace": {"type": "string"},
+            "redisPeers": _LIST},
+            "if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
+            "then": {"required": ["redisAddress"], "properties": {"redisAddress": {"minLength": 1}}}},
+        "rayAuth": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "secretName": {"type": "string"}}},
         "serviceMonitor": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _STR_MAP}},
         "alerts": {"type": "object", "additionalProperties": False, "properties": {

@@ -3,7 +3,8 @@
 The accounting is a pure core (:class:`BudgetBook`: fixed windows, a clock passed in) behind a small asynchronous
 interface (:class:`Ledger`) with two implementations: :class:`InProcessLedger` (one process; tests, a single
 router) and :class:`RayLedger` (one named Ray actor that every router replica of a cluster shares, so a budget is
-one budget however many replicas serve it). The scale-out work reuses the same interface.
+one budget however many replicas serve it). The same ledger holds the per-caller request-rate buckets that router
+replicas draw leases from (``draw``; routing/ratelimit.py: SharedRateLimiter).
 
 Windows are fixed: a minute window starts on the minute, a day window at midnight UTC, so the ``reset`` a caller
 is told is exact and the same on every replica. A request is charged one request and an *estimate* of its tokens
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from routing.ratelimit import RateLimiter
 
 MINUTE = 60
 DAY = 86_400
@@ -163,12 +166,24 @@ class Ledger(Protocol):
     async def settle(self, scopes: Sequence[Scope], verdict: Verdict, used: int) -> None: ...
 
 
+LEDGER_NAMESPACE = "sovereign"
+
+
+def ledger_actor_name(app_name: str) -> str:
+    """The name of the ledger actor of Serve application ``app_name`` (in ``LEDGER_NAMESPACE``)."""
+    return f"sovereign-ledger-{app_name}"
+
+
 class InProcessLedger:
     """The budgets of this process alone (one router, or tests with an injected clock)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.book = BudgetBook()
         self._clock = clock
+        self.buckets = RateLimiter()
+
+    async def draw(self, caller: str, rate_per_minute: int, want: int) -> tuple[int, float]:
+        return self.buckets.take(caller, rate_per_minute, want)
 
     async def reserve(self, scopes: Sequence[Scope], tokens: int) -> Verdict:
         return self.book.reserve(scopes, tokens, self._clock())
@@ -183,9 +198,13 @@ class _BookActor:
 
     def __init__(self) -> None:
         self.book = BudgetBook()
+        self.buckets = RateLimiter()
 
     def reserve(self, scopes: Sequence[Scope], tokens: int) -> Verdict:
         return self.book.reserve(scopes, tokens, time.time())
+
+    def draw(self, caller: str, rate_per_minute: int, want: int) -> tuple[int, float]:
+        return self.buckets.take(caller, rate_per_minute, want)
 
     def settle(self, scopes: Sequence[Scope], minute: int, day: int, delta: int) -> None:
         self.book.settle(scopes, minute, day, delta)
@@ -194,9 +213,11 @@ class _BookActor:
 class RayLedger:
     """Budgets shared by every router replica of a Ray cluster: a named, detached actor (created by the first
     replica that needs it, found by the others) holds the counters. One actor call per reservation and one per
-    settlement; if the actor cannot be reached the request is refused (fail closed: 503 from the gateway)."""
+    settlement; if the actor cannot be reached the request is refused (fail closed: 503 from the gateway).
+    Request-rate leases (``draw``) come from the same actor. The actor restarts if it dies (its counters start
+    again from zero); ``sovereign serve --address`` removes it with the application."""
 
-    def __init__(self, name: str = "sovereign-budget-ledger", namespace: str = "sovereign") -> None:
+    def __init__(self, name: str = ledger_actor_name("sovereign"), namespace: str = LEDGER_NAMESPACE) -> None:
         import ray
 
         actor_cls: Any = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_BookActor)
@@ -210,6 +231,9 @@ class RayLedger:
         delta = used - verdict.tokens
         if delta:
             await self._actor.settle.remote(list(scopes), verdict.minute, verdict.day, delta)
+
+    async def draw(self, caller: str, rate_per_minute: int, want: int) -> tuple[int, float]:
+        return await self._actor.draw.remote(caller, rate_per_minute, want)
 
 
 def estimate_tokens(body_bytes: int) -> int:

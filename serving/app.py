@@ -79,6 +79,8 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             },
             # Bounded queue: sensitive traffic waits here at most this deep, then gets a fast 503.
             "max_queued_requests": max(backend.max_queue_depth * 4, 64),
+            # Ray Serve LLM adds these to the replica's bundle of the engine's placement group (the first bundle).
+            **({"ray_actor_options": {"resources": dict(backend.ray_resources)}} if backend.ray_resources else {}),
         },
         log_engine_metrics=False,
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
@@ -103,6 +105,7 @@ class Ingress:
         from routing.audit import AuditLog
         from routing.audit_ship import start_shipper
         from routing.keys import KeyStore, ReloadingKeyStore
+        from serving.availability import EngineWatch
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
@@ -120,6 +123,10 @@ class Ingress:
                 backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
+        # Engines without a running replica (a lost node) are skipped rather than waited for.
+        self.engine_watch = EngineWatch(serve.get_replica_context().app_name, {
+            b.name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[b.name])
+            for b in settings.backends if isinstance(b, VLLMBackendConfig)}, serve.status).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
@@ -129,8 +136,9 @@ class Ingress:
             service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
             on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
             on_anchor=metrics.audit_anchor_time.set)
+        ledger = _shared_ledger(settings)
         self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True,
-                               ledger=_shared_ledger(settings))
+                               ledger=ledger, limiter=_shared_limiter(settings, ledger))
         server = settings.server
         self._metrics_server = None
         if server.metrics_port is not None:
@@ -143,6 +151,9 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
+        watch = getattr(self, "engine_watch", None)
+        if watch is not None:
+            watch.stop()
         gateway = getattr(self, "gateway", None)  # absent when __init__ failed: keep that error visible
         if gateway is not None:
             await gateway.close()
@@ -161,15 +172,27 @@ class Ingress:
 
 
 def _shared_ledger(settings: Settings) -> Any:
-    """Budgets that every router replica of this application shares (one Ray actor), when any are configured and
-    ``auth.budgets.ledger`` is not ``local``; None: the gateway keeps its own."""
+    """The ledger every router replica of this application shares (one Ray actor): budgets, when any are
+    configured, and the request-rate buckets, when there are several router replicas. None (``auth.budgets.ledger:
+    local``, or nothing to share): the gateway keeps its own."""
     budgets = settings.auth.budgets
-    if budgets.ledger == "local" or not (budgets.callers or budgets.teams or budgets.default_caller
-                                         or budgets.default_team):
+    has_budgets = bool(budgets.callers or budgets.teams or budgets.default_caller or budgets.default_team)
+    if budgets.ledger == "local" or (budgets.ledger == "auto" and not has_budgets
+                                     and settings.server.ingress_replicas == 1):
         return None
-    from routing.budgets import RayLedger
+    from routing.budgets import RayLedger, ledger_actor_name
 
-    return RayLedger(name=f"sovereign-budget-ledger-{serve.get_replica_context().app_name}")
+    return RayLedger(name=ledger_actor_name(serve.get_replica_context().app_name))
+
+
+def _shared_limiter(settings: Settings, ledger: Any) -> Any:
+    """Request-rate limits drawn as leases from the shared ledger when several router replicas share them (or the
+    ledger is ``ray`` by choice); None: this replica's own buckets (exact with one replica)."""
+    if ledger is None or (settings.server.ingress_replicas == 1 and settings.auth.budgets.ledger == "auto"):
+        return None
+    from routing.ratelimit import SharedRateLimiter
+
+    return SharedRateLimiter(ledger, settings.server.ingress_replicas)
 
 
 def build_application(settings: Settings) -> Any:

@@ -108,6 +108,19 @@ class ServerConfig(_Strict):
     )
 
 
+def _custom_ray_resources(value: dict[str, float]) -> dict[str, float]:
+    """Custom Ray resources: names Ray does not reserve, amounts above zero."""
+    reserved = sorted(name for name in value if name in {"CPU", "GPU", "memory", "object_store_memory"}
+                      or name.startswith("node:") or name.startswith("accelerator_type:"))
+    if reserved:
+        raise ValueError(f"{reserved}: Ray's own resources are not custom resources (the accelerator and engine "
+                         "settings decide them)")
+    bad = sorted(name for name, amount in value.items() if not amount > 0)
+    if bad:
+        raise ValueError(f"{bad}: a resource amount must be above zero")
+    return value
+
+
 class AuditConfig(_Strict):
     """The local hash-chained log (always), and where its records and head also go (routing/audit_ship.py)."""
 
@@ -203,7 +216,10 @@ class BudgetsConfig(_Strict):
     default_team: BudgetLimits | None = Field(None, description="the budget of a team not in `teams`")
     ledger: Literal["auto", "local", "ray"] = Field(
         "auto", description="where the counters live: `ray` (one actor shared by every router replica), `local` "
-        "(each replica its own), `auto` (ray under Ray Serve, else local)")
+        "(each replica its own), `auto` (ray under Ray Serve, else local). The per-caller request rate "
+        "(auth.default_rate_per_minute, a key's rate_per_minute) is shared the same way when there are several "
+        "router replicas (leases drawn from that actor; each replica on rate/replicas of its own while it is "
+        "unreachable: routing/ratelimit.py)")
 
 
 class AuthConfig(_Strict):
@@ -279,6 +295,14 @@ class VLLMBackendConfig(_BackendBase):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_queue_depth: int = Field(64, ge=1, description="requests waiting beyond which low-risk traffic overflows")
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources a node must offer to host this backend's engine replicas, e.g. "
+        "{\"sovereign-engine\": 1} (nodes offer them with `ray start --resources`), as server.ingress_ray_resources "
+        "does for the router: required by the replica's bundle, the first of its placement group, which the "
+        "engine's other workers are packed beside. CPU, GPU and memory come from `accelerator` and the engine, "
+        "not from here",
+    )
     verify_manifest: bool = True
     stream_smooth_streams: int = Field(
         8, ge=0,
@@ -291,6 +315,11 @@ class VLLMBackendConfig(_BackendBase):
         "most a chunk waits to travel with the next: each message costs CPU in the engine replica, the ingress "
         "and the proxy, and where tokens come faster than this (a GPU) pacing halves the messages or more; "
         "0 sends every chunk at once at any load")
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        return _custom_ray_resources(value)
 
     @field_validator("sovereign")
     @classmethod

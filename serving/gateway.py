@@ -28,7 +28,7 @@ from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
 from routing.keys import Caller, KeyStore, ReloadingKeyStore, bearer_token
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
-from routing.ratelimit import RateLimiter
+from routing.ratelimit import RateLimiter, SharedRateLimiter
 from serving import genai_semconv as genai
 from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
@@ -102,7 +102,8 @@ class RequestState:
 
 class Gateway:
     def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog,
-                 keys: KeyStore | ReloadingKeyStore, metrics: Metrics | None = None, limiter: RateLimiter | None = None,
+                 keys: KeyStore | ReloadingKeyStore, metrics: Metrics | None = None,
+                 limiter: RateLimiter | SharedRateLimiter | None = None,
                  behind_serve_proxy: bool = False, ledger: Ledger | None = None,
                  oidc: OIDCVerifier | None = None) -> None:
         self.settings = settings
@@ -110,7 +111,7 @@ class Gateway:
         self.audit = audit
         self.keys = keys
         self.metrics = metrics or Metrics()
-        self.limiter = limiter or RateLimiter()
+        self.limiter: RateLimiter | SharedRateLimiter = limiter or RateLimiter()
         auth = settings.auth
         self.oidc = oidc or (OIDCVerifier(auth.oidc) if auth.oidc is not None else None)
         self.ledger: Ledger = ledger or InProcessLedger()
@@ -225,9 +226,11 @@ class Gateway:
 
         level = classification.level
         overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
+        unavailable = [n for n in route if not getattr(self.backends[n], "available", True)]
         with tracer.start_as_current_span("sovereign.policy", **_NO_EXCEPTION_TEXT) as span:
             plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded,
-                          unscanned=classification.unscanned, readable=classification.readable_level)
+                          unavailable=unavailable, unscanned=classification.unscanned,
+                          readable=classification.readable_level)
             span.set_attributes({"sovereign.candidates": list(plan.candidates),
                                  "sovereign.overflowed": list(plan.overflowed),
                                  "sovereign.refusal": plan.refusal.value if plan.refusal else ""})
@@ -413,7 +416,7 @@ class Gateway:
                 raise Unauthorized("the API key has expired", code="expired_api_key")
             caller = found
         rate = caller.rate_per_minute or self.settings.auth.default_rate_per_minute
-        wait = self.limiter.check(caller.name, rate)
+        wait = await self.limiter.acheck(caller.name, rate)  # shared by the router replicas when there are several
         if wait is not None:
             raise RateLimited(f"rate limit of {rate} requests per minute exceeded",
                               headers={"retry-after": str(max(1, int(wait + 0.999)))})

@@ -14,6 +14,14 @@ and Ray stop. Every wait is bounded: this process's stop takes at most ``drain_t
 ``SWEEP_S`` (the supervisor's own part keeps the whole within ``drain_timeout_s`` + 10 s), and what was cut short (a
 drain that ran out of time, a Ray whose daemons had already gone) is said in the log and on the terminal. The exit
 status is 0 for a requested stop.
+
+With ``--address`` the server joins an existing Ray cluster (``ray start --head`` / ``ray start --address``, or
+KubeRay) instead of starting one: it deploys the application there and, on a stop, deletes that application alone
+(its replicas drain as above) and disconnects. The cluster, Serve's controller and proxies, and any other
+application stay up. Nothing of the cluster is this server's to sweep: its processes were started by the cluster's
+raylets, not by this server, and so do not carry its tag (serving/lifeline.py). The cluster's nodes decide what
+the replicas' environment is (the HTTP front among it: Ray's HAProxy mode is turned on on each node before
+``ray start``, README "Running on a Ray cluster"); the engines verify their weights on the node that loads them.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settin
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
 from serving.progress import Reporter
-from serving.serve_config import APP_NAME
+from serving.serve_config import APP_NAME, PROXY_LOCATION
 
 READY_TIMEOUT_S = 900
 STOP_MARGIN_S = 5.5  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
@@ -104,8 +112,9 @@ def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Call
     return False
 
 
-def _banner(settings: Settings, key: str | None, seconds: float) -> str:
-    host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else "127.0.0.1"
+def _banner(settings: Settings, key: str | None, seconds: float, head: str | None = None) -> str:
+    """``head``: the cluster's head host when joining a cluster (its Serve proxy is where callers go)."""
+    host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else (head or "127.0.0.1")
     base = f"http://{host}:{settings.server.port}/v1"
     model = settings.models[0].name
     lines = [f"Sovereign inference server ready at {base} (started in {seconds:.0f} s)",
@@ -120,6 +129,39 @@ def _banner(settings: Settings, key: str | None, seconds: float) -> str:
         f"Ctrl-C stops the server (requests in flight get up to {settings.server.drain_timeout_s:.0f} s to finish).",
     ]
     return "\n".join(lines)
+
+
+def _driver_env(address: str) -> dict[str, str]:
+    """Environment of this process alone when it joins an existing cluster: the cluster's nodes were started with
+    their own, which is what Serve's processes and the replicas inherit."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           # as in _ray_env: a Ray call from a thread the stop left behind must fail, not start a local Ray
+           "RAY_ENABLE_AUTO_CONNECT": "0"}
+    if _loopback(address):
+        # Ray replaces a loopback address with this host's outward IP before connecting; a cluster whose nodes
+        # listen on loopback only (`ray start --node-ip-address 127.0.0.1`) is then unreachable. This setting (read
+        # by this process's Ray alone) makes it keep the loopback address.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at the cluster's address (a TCP connect to its GCS or Ray Client port), or None."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except ValueError:
+        return "not HOST:PORT"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def _loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host in {"127.0.0.1", "localhost", "::1"}
 
 
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
@@ -191,6 +233,20 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
             env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)
             env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"] = str(base + width - 1)
     return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def local_resources(settings: Settings) -> dict[str, float]:
+    """The custom Ray resources this host's own Ray instance offers: enough of each that the configuration asks for
+    (server.ingress_ray_resources per router replica, backends[].ray_resources per engine replica) for every
+    replica to fit on the one node, as it must."""
+    need: dict[str, float] = {}
+    wanted = [(settings.server.ingress_ray_resources, settings.server.ingress_replicas)]
+    wanted += [(b.ray_resources, b.autoscaling.max_replicas) for b in settings.backends
+               if isinstance(b, VLLMBackendConfig)]
+    for resources, replicas in wanted:
+        for name, amount in resources.items():
+            need[name] = need.get(name, 0.0) + amount * replicas
+    return need
 
 
 def _isolates_cpu_engines(settings: Settings) -> bool:
@@ -291,6 +347,18 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
             outcome = bounded(serve.shutdown, left(RAY_STOP_S + 2.0) - RAY_STOP_S, abort=lambda: not ray_alive())
             if outcome != "done":
                 report.note(f"Serve's shutdown cut short ({outcome})")
+    if not own_cluster:
+        # The application's shared ledger (a detached actor: it outlives the replicas that created it) goes with it.
+        outcome = bounded(lambda: _remove_ledger(ray), max(left(1.0), 0.2))
+        if outcome != "done":
+            report.note(f"the application's ledger actor could not be removed ({outcome})")
+        report.begin("disconnecting from the Ray cluster")
+        outcome = bounded(ray.shutdown, max(left(RAY_STOP_S), 0.5))
+        if outcome == "done":
+            report.end("disconnected; the cluster keeps running")
+        else:
+            report.note(f"disconnecting cut short ({outcome}); the cluster keeps running")
+        return
     report.begin("stopping Ray")
     outcome = bounded(ray.shutdown, max(left(RAY_STOP_S), 0.5))
     if outcome == "done":
@@ -299,47 +367,77 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         report.note(f"Ray's shutdown cut short ({outcome}); its daemons are killed with this process")
 
 
+def _remove_ledger(ray: Any) -> None:
+    from routing.budgets import LEDGER_NAMESPACE, ledger_actor_name
+
+    try:
+        actor = ray.get_actor(ledger_actor_name(APP_NAME), namespace=LEDGER_NAMESPACE)
+    except ValueError:  # none was created (one router replica and no budgets)
+        return
+    ray.kill(actor, no_restart=True)
+
+
 def run(settings: Settings, key: str | None, private: Path, report: Reporter, stop: threading.Event,
-        supervisor: int | None, started: float) -> int:
-    """The server's life; ``started``: when this process started (monotonic), for the banner."""
-    os.environ.update(_ray_env(settings, private))  # before Ray is imported: Serve reads some at import time
+        supervisor: int | None, started: float, address: str | None = None) -> int:
+    """The server's life; ``started``: when this process started (monotonic), for the banner. ``address``: the
+    existing Ray cluster to deploy onto (None: start a local one, as this server's own)."""
+    own_cluster = address is None
+    # Before Ray is imported: Serve reads some at import time.
+    os.environ.update(_ray_env(settings, private) if address is None else _driver_env(address))
     import ray
     from ray import serve
 
-    from serving.app import build_application, verify_local_weights
+    from serving.app import build_application
     from serving.egress_gate import verify_egress_review
     from serving.telemetry import otlp_configured, ray_tracing_config
 
     report.begin("checking model weights against their manifests")
-    verify_local_weights(settings)  # before anything starts
+    unchecked = _verify_weights(settings, here_only=not own_cluster)  # before anything starts
     verify_egress_review(settings)
-    report.end("model weights verified")
+    report.end("model weights verified" + (f" (on their engines' nodes: {', '.join(unchecked)})" if unchecked else ""))
     if stop.is_set():
         return 0
-    report.begin("starting Ray")
-    # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on purpose.
-    # address="local": always a new Ray instance. Without it a second server on this host joins the first one's
-    # cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
-    ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="WARNING")
+    if own_cluster:
+        report.begin("starting Ray")
+        # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on
+        # purpose. address="local": always a new Ray instance. Without it a second server on this host joins the
+        # first one's cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
+        ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
+                 resources=local_resources(settings), log_to_driver=False, configure_logging=True,
+                 logging_level="WARNING")
+    else:
+        report.begin(f"connecting to the Ray cluster at {address}")
+        unreachable = _unreachable(address)
+        if unreachable:  # Ray itself retries for minutes, deaf to a stop signal, before it says so
+            report.fail(f"cannot reach the Ray cluster at {address}: {unreachable}")
+            return 1
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
     # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
     _on_stop_signals(stop)
-    report.end("Ray started")
-    placer = _start_placer(supervisor)  # from the start: engines bind their workers while the application deploys
+    report.end("Ray started" if own_cluster else "connected")
+    # From the start: engines bind their workers while the application deploys. Only on this server's own host:
+    # on a cluster the engines run on the cluster's nodes.
+    placer = _start_placer(supervisor) if own_cluster else None
     stop_began: float | None = None
     try:
         engines = sum(isinstance(b, VLLMBackendConfig) for b in settings.backends)
         report.begin(f"deploying the router and {engines} engine{'s' if engines != 1 else ''}")
         app = build_application(settings)
+        # On a cluster Serve may run already (other applications): then its HTTP options and proxies stay as they
+        # are, and Serve says so in the log. Proxies on the head only, as `sovereign config render-serve` deploys.
         serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
+                    **({} if own_cluster else {"proxy_location": PROXY_LOCATION}),
                     tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
                     if otlp_configured() else None)
         # Not serve.run: it waits for the application to be running, deaf to a stop signal meanwhile.
         serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix="/")], wait_for_applications_running=False)
-        ready_url = f"http://127.0.0.1:{settings.server.port}/ready"
-        ready = _wait_ready(ready_url, time.monotonic() + READY_TIMEOUT_S, stop,
-                            lambda: report.update(_deployment_states(serve)))
+        progress = lambda: report.update(_deployment_states(serve))  # noqa: E731
+        if own_cluster:
+            ready = _wait_ready(f"http://127.0.0.1:{settings.server.port}/ready", time.monotonic() + READY_TIMEOUT_S,
+                                stop, progress)
+        else:  # the proxy is on the cluster's head, which may be another host: Serve's own account of the app
+            ready = _wait_running(serve, time.monotonic() + READY_TIMEOUT_S, stop, progress)
         if not ready:
             if stop.is_set():
                 stop_began = time.monotonic()
@@ -348,14 +446,58 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
             report.fail(f"the application did not become ready in {READY_TIMEOUT_S} s; see the log")
             return 1
         report.end("application ready")
-        report.say(_banner(settings, key, time.monotonic() - started))
+        report.say(_banner(settings, key, time.monotonic() - started, None if own_cluster else _head_host(ray)))
         stop.wait()
         stop_began = time.monotonic()
         return 0
     finally:
         if placer is not None:
             placer.stop(timeout_s=1.0)
-        _stop_all(serve, ray, settings, report, stop_began or time.monotonic())
+        _stop_all(serve, ray, settings, report, stop_began or time.monotonic(), own_cluster=own_cluster)
+
+
+def _verify_weights(settings: Settings, here_only: bool) -> list[str]:
+    """Refuse weights that do not match their manifest (raises ``ManifestError``). ``here_only`` (joining a
+    cluster): weights not on this host are left to their engine, which verifies them on its node before loading
+    (serving/engine.py); their backends' names are returned."""
+    from serving.app import verify_local_weights
+
+    elsewhere = [b.name for b in settings.backends if isinstance(b, VLLMBackendConfig) and b.verify_manifest
+                 and here_only and not Path(b.model_source).is_dir()]
+    if elsewhere:
+        settings = settings.model_copy(update={"backends": [b for b in settings.backends if b.name not in elsewhere]})
+    verify_local_weights(settings)
+    return elsewhere
+
+
+def _wait_running(serve: Any, deadline: float, stop: threading.Event, progress: Callable[[], None],
+                  progress_every_s: float = 3.0) -> bool:
+    """Until Serve says the application runs (every replica started and healthy); False on a deadline, a stop,
+    or a failed deployment."""
+    next_progress = time.monotonic()
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            app = serve.status().applications.get(APP_NAME)
+        except Exception:  # Serve's controller busy or restarting: ask again
+            app = None
+        status = str(getattr(app.status, "value", app.status)) if app is not None else ""
+        if status == "RUNNING":
+            return True
+        if status == "DEPLOY_FAILED":
+            return False
+        if time.monotonic() >= next_progress:
+            progress()
+            next_progress = time.monotonic() + progress_every_s
+        stop.wait(1.0)
+    return False
+
+
+def _head_host(ray: Any) -> str | None:
+    """The cluster head's address (where the Serve proxy listens), from the GCS address this driver joined."""
+    try:
+        return str(ray.get_runtime_context().gcs_address).rsplit(":", 1)[0] or None
+    except Exception:  # cosmetic (the banner)
+        return None
 
 
 def _on_stop_signals(stop: threading.Event) -> None:
@@ -404,7 +546,7 @@ def _server_main(args: argparse.Namespace) -> int:
             report.begin("preparing the default models")
             settings, key = _dev_settings()
             report.end("default models ready")
-        code = run(settings, key, Path(args.private), report, stop, args.supervisor, started)
+        code = run(settings, key, Path(args.private), report, stop, args.supervisor, started, args.address)
     except ConfigError as exc:
         report.fail(str(exc))
         code = 2
@@ -432,6 +574,9 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=os.environ.get("SOVEREIGN_CONFIG"),
                         help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)")
+    parser.add_argument("--address", default=None,
+                        help="deploy onto this existing Ray cluster (as for `ray start --address`, e.g. HEAD:6379) "
+                        "instead of starting Ray; a stop removes only this application (needs --config)")
     # Set by the supervisor when it starts this module as the server (serving/supervise.py).
     parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--private", type=Path, help=argparse.SUPPRESS)
@@ -439,6 +584,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.supervisor is not None:
         return _server_main(args)
+    if args.address is not None and not args.config:
+        # The development mode prepares weights and a key under this host's var/: not for a cluster's nodes.
+        print("sovereign serve: --address needs --config (the development mode runs on this host only)",
+              file=sys.stderr)
+        return 2
     try:
         settings = settings_for(args.config)
     except ConfigError as exc:
@@ -447,4 +597,4 @@ def main(argv: list[str]) -> int:
     from serving.defaults import VAR
     from serving.supervise import supervise
 
-    return supervise(argv, settings, VAR)
+    return supervise(argv, settings, VAR, address=args.address)

@@ -58,9 +58,11 @@ def _private_folder() -> str:
 
 class Supervisor:
     def __init__(self, argv: list[str], settings: Settings, state: Path, terminal: Terminal,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, joins_cluster: bool = False) -> None:
         """``command``: the server to run (default: ``sovereign serve`` itself, as the server); the supervisor
-        appends ``--supervisor PID --private DIR --channel FD`` to it."""
+        appends ``--supervisor PID --private DIR --channel FD`` to it. ``joins_cluster``: the server deploys onto an
+        existing Ray cluster, whose Serve proxy (perhaps serving other applications already) holds the port."""
+        self.joins_cluster = joins_cluster
         self.command = command or [sys.executable, "-m", "serving.cli", "serve", *argv]
         self.settings = settings
         self.state = state
@@ -209,7 +211,7 @@ class Supervisor:
         for line in lifeline.clear_stale(self.state, reap=self.reap, helpers=self.helpers):
             self.terminal.note(line)
         host, port = self.settings.server.host, self.settings.server.port
-        if lifeline.port_in_use(host, port):
+        if not self.joins_cluster and lifeline.port_in_use(host, port):
             self.terminal.fail(f"port {port} on {host} is in use by another program; stop it, or choose another "
                                "port (server.port, or SOVEREIGN_SERVER__PORT)")
             return 2
@@ -325,5 +327,6 @@ class Supervisor:
             self.terminal.say(f"last lines of {log_path}:\n" + "\n".join(f"  {line[:300]}" for line in lines))
 
 
-def supervise(argv: list[str], settings: Settings, state: Path) -> int:
-    return Supervisor(argv, settings, state, Terminal()).run()
+def supervise(argv: list[str], settings: Settings, state: Path, address: str | None = None) -> int:
+    """``address``: the server joins that existing Ray cluster (its Serve proxy's port is the cluster's business)."""
+    return Supervisor(argv, settings, state, Terminal(), joins_cluster=address is not None).run()

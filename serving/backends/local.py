@@ -85,6 +85,7 @@ class LocalBackend:
         self._openai_only = {endpoint: frozenset(openai_fields.openai_field_types(endpoint)) - model_fields(model)
                              for endpoint, model in request_models().items()}
         self.in_flight = 0
+        self.available = True  # a replica of the engine runs (serving/availability.py keeps it current)
 
     def serves(self, endpoint: Endpoint) -> bool:
         return (endpoint is Endpoint.EMBEDDINGS) == (self.task == "embed")
@@ -96,9 +97,10 @@ class LocalBackend:
     async def ready(self) -> bool:
         try:
             await asyncio.wait_for(self._plain_handle.check_health.remote(), timeout=5)
-            return True
         except Exception:
             return False
+        self.available = True  # a replica answered: sooner than the next look at Serve's status
+        return True
 
     async def close(self) -> None:
         return None

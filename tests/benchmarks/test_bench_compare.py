@@ -277,3 +277,17 @@ def test_jwt_figures_side_by_side(tmp_path: Path):
     path = gateway_config(tmp_path, 8000, [upstream_backend("http://127.0.0.1:1/v1")], ["upstream"],
                           auth={"oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench"}])})
     assert load_settings(path=path).auth.oidc is not None
+
+
+def test_router_replica_figures_side_by_side():
+    from benchmarks.overhead import format_overhead, replica_figures
+
+    runs = {"gateway_c1": summary(900, 0.0025, 1), "gateway_max": summary(1500, 0.02, 64),
+            "gateway_r2_c1": summary(880, 0.0026, 1), "gateway_r2_max": summary(1700, 0.02, 64, failed=1)}
+    figs = replica_figures(runs)
+    assert list(figs) == ["1", "2"]
+    assert figs["2"]["failed"] == 1 and figs["1"]["failed"] == 0
+    assert figs["2"]["rps"] == runs["gateway_r2_max"]["request_throughput"]
+    doc = overhead_figures(summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64),
+                           runs["gateway_max"]) | {"router_replicas": figs}
+    assert "router replicas" in format_overhead(doc)

@@ -288,9 +288,16 @@ class _FakeRay:
     def shutdown(self) -> None:
         self.calls.append("shutdown")
 
+    def get_actor(self, name: str, namespace: str) -> str:
+        self.calls.append(f"get_actor {namespace}/{name}")
+        return name
 
-def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float,
-                 daemons_alive: bool = True) -> tuple[list[Event], _FakeServe, _FakeRay, float]:
+    def kill(self, actor: str, no_restart: bool) -> None:
+        self.calls.append(f"kill {actor}")
+
+
+def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float, daemons_alive: bool = True,
+                 own_cluster: bool = True) -> tuple[list[Event], _FakeServe, _FakeRay, float]:
     from serving import serve as serve_module
     from serving.config import load_settings
 
@@ -303,7 +310,7 @@ def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float,
     read_fd, write_fd = os.pipe()
     serve, ray = _FakeServe(delete_s), _FakeRay()
     began = time.monotonic()
-    serve_module._stop_all(serve, ray, settings, Reporter(write_fd), began)
+    serve_module._stop_all(serve, ray, settings, Reporter(write_fd), began, own_cluster=own_cluster)
     took = time.monotonic() - began
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
@@ -332,3 +339,16 @@ def test_without_rays_daemons_the_drain_is_skipped_at_once(monkeypatch: pytest.M
     events, serve, ray, took = _stop_events(monkeypatch, delete_s=60, drain=20, daemons_alive=False)
     assert serve.calls == [] and ray.calls == ["shutdown"] and took < 2
     assert any(e.kind == "note" and "already exited" in e.text for e in events)
+
+
+def test_on_a_joined_cluster_only_the_application_and_its_ledger_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sovereign serve --address`: the stop deletes this application (its replicas drain) and its ledger actor,
+    and disconnects; Serve (other applications' proxies and controller) and the cluster are left running. The
+    cluster's daemons are not this server's: their state is not even looked at."""
+    monkeypatch.setattr("serving.serve._ray_daemons_alive", lambda: pytest.fail("the cluster's daemons were checked"))
+    events, serve, ray, _ = _stop_events(monkeypatch, delete_s=0.1, drain=5, own_cluster=False)
+    assert serve.calls == ["delete"]
+    assert ray.calls == ["get_actor sovereign/sovereign-ledger-sovereign", "kill sovereign-ledger-sovereign",
+                         "shutdown"]
+    assert [e.text for e in events if e.kind == "end"] == ["requests in flight finished, application removed",
+                                                          "disconnected; the cluster keeps running"]

@@ -1,0 +1,67 @@
+"""Engines without a running replica are skipped by the routing (serving/availability.py), from Serve's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.availability import EngineWatch, has_running_replica
+
+
+def test_running_replicas_and_scale_to_zero() -> None:
+    assert has_running_replica({"RUNNING": 1}, min_replicas=1)
+    assert not has_running_replica({"STARTING": 1}, min_replicas=1)
+    assert not has_running_replica({}, min_replicas=1)
+    assert has_running_replica({}, min_replicas=0)  # a request is what starts its replicas
+
+
+@dataclass
+class _Deployment:
+    replica_states: dict[str, int]
+
+
+@dataclass
+class _App:
+    deployments: dict[str, _Deployment] = field(default_factory=dict)
+
+
+@dataclass
+class _Status:
+    applications: dict[str, _App]
+
+
+class _Backend:
+    available = True
+
+
+def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say() -> None:
+    answers: list[Any] = []
+
+    def status() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    local, scaled = _Backend(), _Backend()
+    watch = EngineWatch("app", {"local": ("engine-local", 1, local), "scaled": ("engine-scaled", 0, scaled)}, status)
+    lost = _Status({"app": _App({"engine-local": _Deployment({"PENDING_ALLOCATION": 1}),
+                                 "engine-scaled": _Deployment({})})})
+    back = _Status({"app": _App({"engine-local": _Deployment({"RUNNING": 1}), "engine-scaled": _Deployment({})})})
+    answers += [lost, lost, back, lost, lost, TimeoutError(), _Status({}), back, lost, back]
+    watch.poll()
+    watch.poll()
+    assert local.available is True  # not yet run: the application is starting, requests wait for it
+    watch.poll()
+    watch.poll()
+    assert local.available is True  # one answer with none running is not enough
+    watch.poll()
+    assert (local.available, scaled.available) == (False, True)
+    watch.poll()  # the controller did not answer
+    watch.poll()  # the application is not there (yet, or any more)
+    assert local.available is False
+    watch.poll()
+    assert local.available is True  # back at once
+    watch.poll()
+    watch.poll()
+    assert local.available is True  # a single snapshot without a running replica, between two with one
