@@ -329,13 +329,16 @@ class VLLMBackendConfig(_BackendBase):
         return value
 
 
+OPENAI_API_BASE_URL = "https://api.openai.com/v1"  # OpenAI's own API: the default of an `openai` backend
+
+
 class OpenAIBackendConfig(_BackendBase):
     """An OpenAI-compatible HTTP endpoint: OpenAI itself (non-sovereign) or a UK-hosted one (sovereign)."""
 
     kind: Literal["openai"]
     sovereign: bool = False
     max_classification: LevelField = Level.OFFICIAL
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = OPENAI_API_BASE_URL
     api_key_env: str | None = "OPENAI_API_KEY"
     api_key_file: Path | None = None
     model: str = Field(min_length=1)

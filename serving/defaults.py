@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, KNOWN_MODELS
+from serving.config import OPENAI_API_BASE_URL
 
 VAR = Path("var")
 
@@ -26,7 +27,7 @@ def default_config(var: Path = VAR) -> dict[str, Any]:
     chat_route = ["local"]
     if os.environ.get("OPENAI_API_KEY"):
         backends.append({"name": "openai", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-                         "base_url": os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                         "base_url": os.environ.get("OPENAI_BASE_URL", OPENAI_API_BASE_URL),
                          "api_key_env": "OPENAI_API_KEY", "model": "gpt-4.1-mini",
                          "embedding_model": "text-embedding-3-small"})
         chat_route.append("openai")

@@ -20,6 +20,7 @@ from opentelemetry.semconv.attributes import server_attributes as server
 
 from routing.audit import audit_name
 from serving.backends.base import Endpoint, Opened, Usage
+from serving.config import OPENAI_API_BASE_URL
 
 OPERATION = {
     Endpoint.CHAT: gen_ai.GenAiOperationNameValues.CHAT.value,
@@ -43,6 +44,9 @@ def request_attributes(endpoint: Endpoint, model: str | None, usage: Usage | Non
     return attributes
 
 
+_OPENAI_HOST = urlsplit(OPENAI_API_BASE_URL).hostname
+
+
 def attempt_attributes(settings: Any, backend: str, endpoint: Endpoint) -> dict[str, Any]:
     """For a backend attempt: operation, the model the backend is asked for, provider, server address/port."""
     config = next((b for b in settings.backends if b.name == backend), None)
@@ -53,7 +57,7 @@ def attempt_attributes(settings: Any, backend: str, endpoint: Endpoint) -> dict[
         model = config.embedding_model if endpoint is Endpoint.EMBEDDINGS and config.embedding_model else config.model
         url = urlsplit(config.base_url)
         attributes[gen_ai.GEN_AI_PROVIDER_NAME] = (gen_ai.GenAiProviderNameValues.OPENAI.value
-                                                   if url.hostname == "api.openai.com" else "openai_compatible")
+                                                   if url.hostname == _OPENAI_HOST else "openai_compatible")
         if url.hostname:
             attributes[server.SERVER_ADDRESS] = url.hostname
             attributes[server.SERVER_PORT] = url.port or (443 if url.scheme == "https" else 80)

@@ -50,6 +50,7 @@ def test_markdown_marks_person_fields_and_names_every_section(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     config = default_config()
     config["backends"].append({"name": "openai", "kind": "openai", "sovereign": False, "model": "gpt-4o-mini",
+                               "base_url": "https://commercial-llm.example.invalid/v1",
                                "max_classification": "OFFICIAL", "accept_unscanned": ["image"]})
     config["models"][0]["route"].append("openai")
     config["audit"] = {**config["audit"], "shipping": {"kind": "syslog", "endpoint": "siem.example:6514",
@@ -64,7 +65,7 @@ def test_markdown_marks_person_fields_and_names_every_section(tmp_path: Path,
     assert text.count("**: **[TO BE COMPLETED BY A PERSON]**") == len(record.person_fields()) > 10
     for section in record.sections():
         assert f"## {section.title}" in text
-    assert "host: api.openai.com" in text and "never above OFFICIAL" in text and "image" in text
+    assert "host: commercial-llm.example.invalid" in text and "never above OFFICIAL" in text and "image" in text
     assert "siem.example:6514" in text and "--anchors SOURCE" in text
     review = record.tool_specification.fields["egress_review"]  # on: a non-sovereign backend is configured
     assert review.source == "measured" and "semantic second opinion" in review.label
