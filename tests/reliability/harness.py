@@ -9,7 +9,6 @@ sockets to each fake: the evidence that nothing leaks.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import threading
@@ -32,6 +31,7 @@ from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
 from serving.metrics import serve_metrics
 from tests.support import wheel_minilm
+from tests.support.audit import audit_records, final_record
 
 COMMERCIAL_TIMEOUT_S = 1.0
 
@@ -97,19 +97,11 @@ class Harness:
                    if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+        return audit_records(self.audit_path)
 
     def final_record(self, request_id: str, timeout_s: float = 5) -> dict[str, Any]:
         """The one ``request`` record of ``request_id`` (a stream's is written just after its last byte)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            finals = [r for r in self.records() if r["request_id"] == request_id and r["event"] == "request"]
-            if finals or time.monotonic() > deadline:
-                assert len(finals) == 1, f"{len(finals)} request records for {request_id}"
-                return finals[0]
-            time.sleep(0.02)
+        return final_record(self.audit_path, request_id, timeout_s)
 
 
 @contextmanager

@@ -9,15 +9,12 @@ can be taken away without restarting a server.)
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
-
 import httpx
 import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.support.app import RunningApp
+from tests.support.audit import final_record
 
 pytestmark = pytest.mark.engine
 
@@ -55,16 +52,6 @@ def _chat(app: RunningApp, content: str, model: str = "commercial-first") -> htt
     return httpx.post(f"{app.base_url}/chat/completions", json=body, headers=app.headers(), timeout=120)
 
 
-def _final(app: RunningApp, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        records = [json.loads(line) for line in app.audit_path.read_text().splitlines() if line]
-        finals = [r for r in records if r["request_id"] == request_id and r["event"] == "request"]
-        if finals or time.monotonic() > deadline:
-            assert len(finals) == 1
-            return finals[0]
-        time.sleep(0.05)
-
 
 @pytest.mark.parametrize(("signal", "content"), SENSITIVE, ids=[s for s, _ in SENSITIVE])
 def test_sensitive_meaning_is_answered_locally(app: RunningApp, commercial: FakeOpenAIServer, signal: str,
@@ -74,7 +61,7 @@ def test_sensitive_meaning_is_answered_locally(app: RunningApp, commercial: Fake
     assert response.headers["x-sovereign-backend"] == "local"
     assert response.headers["x-sovereign-classification"] == "OFFICIAL-SENSITIVE"
     assert commercial.received == []
-    record = _final(app, response.headers["x-request-id"])
+    record = final_record(app.audit_path, response.headers["x-request-id"])
     types = {s["type"] for s in record["signals"]}
     assert signal in types, types
     assert any(t.startswith("semantic_score_0.") for t in types)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import yaml
 
 from routing.egress_review import raise_level
 from serving.config import load_settings
+from tests.support.audit import final_record
 from tests.support.inprocess import InProcessGateway, running_gateway
 
 SENSITIVE = ("A 14-year-old girl in foster care disclosed to her teacher yesterday that her foster carer's son has "
@@ -30,16 +30,6 @@ def _chat(gw: InProcessGateway, model: str, content: str, **extra: Any) -> httpx
     body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": content}], **extra}
     return httpx.post(f"{gw.base_url}/chat/completions", json=body, headers=gw.headers, timeout=30)
 
-
-def _final(gw: InProcessGateway, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        records = [json.loads(line) for line in gw.audit_path.read_text().splitlines() if line]
-        finals = [r for r in records if r["request_id"] == request_id and r["event"] == "request"]
-        if finals or time.monotonic() > deadline:
-            assert len(finals) == 1
-            return finals[0]
-        time.sleep(0.02)
 
 
 def _signals(record: dict[str, Any]) -> set[str]:
@@ -68,7 +58,7 @@ def test_flagged_request_is_answered_locally_and_never_reaches_commercial(fresh:
     assert response.headers["x-sovereign-classification"] == "OFFICIAL-SENSITIVE"
     assert fresh.commercial.received == []
     assert len(fresh.uk.received) == 1
-    record = _final(fresh, response.headers["x-request-id"])
+    record = final_record(fresh.audit_path, response.headers["x-request-id"])
     assert record["level"] == "OFFICIAL-SENSITIVE" and record["detected_level"] == "OFFICIAL-SENSITIVE"
     signals = _signals(record)
     assert "semantic_child" in signals
@@ -94,7 +84,8 @@ def test_benign_same_topic_request_still_goes_to_commercial(fresh: InProcessGate
     assert response.headers["x-sovereign-backend"] == "commercial"
     assert response.headers["x-sovereign-classification"] == "OFFICIAL"
     assert len(fresh.commercial.received) == 1
-    assert not any(s.startswith("semantic_") for s in _signals(_final(fresh, response.headers["x-request-id"])))
+    record = final_record(fresh.audit_path, response.headers["x-request-id"])
+    assert not any(s.startswith("semantic_") for s in _signals(record))
 
 
 def test_local_first_route_never_runs_the_review(fresh: InProcessGateway, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,7 +125,7 @@ def test_unavailable_review_keeps_everything_local(tmp_path: Path, setting: dict
         assert response.status_code == 200
         assert response.headers["x-sovereign-backend"] == "uk"
         assert response.headers["x-sovereign-classification"] == "OFFICIAL-SENSITIVE"
-        assert "semantic_review_unavailable" in _signals(_final(gw, response.headers["x-request-id"]))
+        assert "semantic_review_unavailable" in _signals(final_record(gw.audit_path, response.headers["x-request-id"]))
         refused = _chat(gw, "commercial-only", BENIGN)
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "no_cleared_backend_available"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.audit import final_record
 from tests.support.inprocess import InProcessGateway, running_gateway
 
 DEADLINE_S = 1.0  # the "deadline" model's request_timeout_s (tests/support/inprocess.py)
@@ -29,16 +30,6 @@ def _healthy(gw: InProcessGateway) -> Iterator[None]:
     gw.commercial.set_fault("ok")
 
 
-def _final(gw: InProcessGateway, request_id: str) -> dict:
-    deadline = time.monotonic() + 5
-    while True:
-        records = [json.loads(line) for line in gw.audit_path.read_text().splitlines()]
-        finals = [r for r in records if r["request_id"] == request_id and r["event"] == "request"]
-        if finals or time.monotonic() > deadline:
-            assert len(finals) == 1
-            return finals[0]
-        time.sleep(0.05)
-
 
 def _body(stream: bool, **extra: object) -> dict:
     return {"model": "deadline", "stream": stream, "max_tokens": 6,
@@ -54,7 +45,7 @@ def test_no_answer_in_time_is_a_504_and_is_audited(gw: InProcessGateway) -> None
     assert response.json()["error"] == {"message": response.json()["error"]["message"], "type": "timeout_error",
                                         "param": None, "code": "request_timeout"}
     assert DEADLINE_S <= took < DEADLINE_S + 1.5
-    record = _final(gw, response.headers["x-request-id"])
+    record = final_record(gw.audit_path, response.headers["x-request-id"])
     assert record["status"] == 504 and record["backend"] is None
     assert [(a["backend"], a["outcome"], a["reason"]) for a in record["attempts"]] == [
         ("uk", "timeout", "request_timeout")]
@@ -69,7 +60,7 @@ def test_a_stream_past_its_deadline_ends_with_an_error_event_not_done(gw: InProc
     assert "[DONE]" not in events
     assert json.loads(events[0])["object"] == "chat.completion.chunk"  # it had started
     assert json.loads(events[-1])["error"]["code"] == "request_timeout"
-    record = _final(gw, response.headers["x-request-id"])
+    record = final_record(gw.audit_path, response.headers["x-request-id"])
     assert record["status"] == 504 and record["backend"] == "uk"
     assert record["attempts"][-1]["outcome"] == "timeout"
 
@@ -78,7 +69,7 @@ def test_within_the_deadline_nothing_changes(gw: InProcessGateway) -> None:
     gw.uk.set_fault("slow", delay_s=0.2)
     response = httpx.post(f"{gw.base_url}/chat/completions", json=_body(False), headers=gw.headers, timeout=30)
     assert response.status_code == 200
-    assert _final(gw, response.headers["x-request-id"])["status"] == 200
+    assert final_record(gw.audit_path, response.headers["x-request-id"])["status"] == 200
 
 
 def test_other_models_keep_the_server_limit(gw: InProcessGateway) -> None:
