@@ -350,15 +350,17 @@ class EgressReviewer:
                 if time.perf_counter() > deadline:
                     raise ReviewError("the egress review ran past its deadline")
                 words = _BERT_SPACE.split(piece)
-                missing = list({w for w in words if w not in cache})
+                # A snapshot of what the cache knows: the gate's other thread may empty it meanwhile.
+                known = {word: cache.get(word) for word in set(words)}
+                missing = [word for word, found in known.items() if found is None]
                 if missing:
+                    encodings = self._tokenizer.encode_batch(missing, add_special_tokens=False)
+                    known.update((word, encoding.ids) for word, encoding in zip(missing, encodings, strict=True))
                     if len(cache) + len(missing) > _WORD_CACHE_MAX:
                         cache.clear()
-                    for word, encoding in zip(missing, self._tokenizer.encode_batch(missing, add_special_tokens=False),
-                                              strict=True):
-                        cache[word] = encoding.ids
+                    cache.update((word, known[word]) for word in missing)
                 for word in words:
-                    ids.extend(cache[word])
+                    ids.extend(known[word])
         return np.asarray(ids, dtype=np.int64)
 
     def _windows_of(self, ids: np.ndarray, lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
