@@ -33,6 +33,19 @@ MAX_TOKEN_CHARS = 16_384
 _CALLER_RE = re.compile(CALLER_PATTERN)
 
 
+# PyJWT's errors, most specific first, and the fixed sentence each gives the client (never a part of the token).
+_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "the token has expired"),
+    (jwt.ImmatureSignatureError, "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "the token is not for this audience"),
+    (jwt.InvalidIssuerError, "the token's issuer is not trusted here"),
+    (jwt.MissingRequiredClaimError, "the token lacks a required claim (exp, iss, aud)"),
+    (jwt.InvalidAlgorithmError, "the token's signing algorithm does not match its key"),
+    (jwt.InvalidSignatureError, "the token's signature is invalid"),
+    (jwt.PyJWTError, "the token is invalid"),
+)
+
+
 class TokenRefused(Exception):
     """The token is not valid here (401). ``reason`` is a fixed sentence, safe to return to the client."""
 
@@ -137,22 +150,8 @@ class OIDCVerifier:
             claims = jwt.decode(token, key=key, algorithms=self.algorithms, audience=cfg.audience,
                                 issuer=cfg.issuer, leeway=cfg.leeway_s,
                                 options={"require": ["exp", "iss", "aud"]})
-        except jwt.ExpiredSignatureError:
-            raise TokenRefused("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenRefused("the token is not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise TokenRefused("the token is not for this audience") from None
-        except jwt.InvalidIssuerError:
-            raise TokenRefused("the token's issuer is not trusted here") from None
-        except jwt.MissingRequiredClaimError:
-            raise TokenRefused("the token lacks a required claim (exp, iss, aud)") from None
-        except jwt.InvalidAlgorithmError:
-            raise TokenRefused("the token's signing algorithm does not match its key") from None
-        except jwt.InvalidSignatureError:
-            raise TokenRefused("the token's signature is invalid") from None
-        except jwt.PyJWTError:
-            raise TokenRefused("the token is invalid") from None
+        except jwt.PyJWTError as exc:
+            raise TokenRefused(next(reason for kind, reason in _REFUSALS if isinstance(exc, kind))) from None
         return map_claims(claims, cfg.claims)
 
     def _key(self, kid: str | None) -> PyJWK | None:
