@@ -157,13 +157,28 @@ def tagged(server_id: str, private: str | None = None, exclude: Iterable[int] = 
         if proc.pid in skip:
             continue
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE or _exiting(proc.pid):
                 continue
             if (inside and inside in " ".join(proc.cmdline())) or proc.environ().get(SERVER_ID_ENV) == server_id:
                 found.append(proc)
         except psutil.Error:  # ended meanwhile, or another user's
             continue
     return found
+
+
+_PF_EXITING = 0x4  # the kernel's flag for a task that is tearing itself down
+
+
+def _exiting(pid: int) -> bool:
+    """Whether ``pid`` is already exiting (``PF_EXITING`` in ``/proc/PID/stat``). Such a process needs no kill, and
+    reading its command line or environment waits for its memory to be torn down, which has been seen to take
+    minutes here for a large process (a vLLM worker, or the server itself)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return bool(int(fields[6]) & _PF_EXITING)
+    except (OSError, IndexError, ValueError):
+        return False
 
 
 def recorded(members: Iterable[tuple[int, float]]) -> list[psutil.Process]:
