@@ -123,12 +123,13 @@ class Ingress:
                 backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
+        metrics = Metrics()
         # Engines without a running replica (a lost node) are skipped rather than waited for.
         self.engine_watch = EngineWatch(serve.get_replica_context().app_name, {
             b.name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[b.name])
-            for b in settings.backends if isinstance(b, VLLMBackendConfig)}, serve.status).start()
+            for b in settings.backends if isinstance(b, VLLMBackendConfig)}, serve.status,
+            on_change=lambda name, up: metrics.backend_available.labels(backend=name).set(int(up))).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
-        metrics = Metrics()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
         # Ships the records to the SIEM and anchors the head (when configured); never blocks a request.
         self.audit_shipper = start_shipper(

@@ -31,15 +31,20 @@ def has_running_replica(replica_states: Mapping[str, int], min_replicas: int) ->
 
 class EngineWatch:
     """A daemon thread that keeps ``backend.available`` current for each local backend. ``status``: Serve's
-    ``serve.status`` (injected in tests)."""
+    ``serve.status`` (injected in tests); ``on_change(backend name, available)`` is called for each engine at the
+    start and, after a poll, for each that changed (the router's ``sovereign_backend_available`` gauge)."""
 
     def __init__(self, app_name: str, engines: Mapping[str, tuple[str, int, Any]],
-                 status: Callable[[], Any], poll_s: float = POLL_S) -> None:
+                 status: Callable[[], Any], poll_s: float = POLL_S,
+                 on_change: Callable[[str, bool], None] = lambda name, available: None) -> None:
         """``engines``: backend name -> (its deployment name, its min_replicas, the backend object)."""
         self._app = app_name
         self._engines = dict(engines)
         self._status = status
         self._poll_s = poll_s
+        self._on_change = on_change
+        self._reported: dict[str, bool] = {}
+        self._report()
         self._none_running: set[str] = set()
         self._seen_running: set[str] = set()
         self._stop = threading.Event()
@@ -59,9 +64,12 @@ class EngineWatch:
             app = self._status().applications.get(self._app)
         except Exception as exc:  # the controller busy or restarting: keep the last answer
             log.debug("serve status unavailable: %s", type(exc).__name__)
-            return
-        if app is None:
-            return
+            app = None
+        if app is not None:
+            self._update(app)
+        self._report()
+
+    def _update(self, app: Any) -> None:
         for name, (deployment, min_replicas, backend) in self._engines.items():
             status = app.deployments.get(deployment)
             if status is None:
@@ -84,6 +92,14 @@ class EngineWatch:
                 log.warning("engine has no running replica: its requests go to the next cleared backend or get 503",
                             extra={"backend": name})
                 backend.available = False
+
+    def _report(self) -> None:
+        """``on_change`` for each engine whose ``available`` differs from what was last reported (the backend sets
+        it too, when a readiness check reaches a replica)."""
+        for name, (_, _, backend) in self._engines.items():
+            if self._reported.get(name) != backend.available:
+                self._reported[name] = backend.available
+                self._on_change(name, backend.available)
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_s):

@@ -43,6 +43,9 @@ class Metrics:
                                  ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("sovereign_local_queue_depth", "Requests in flight to a local backend from this "
                                  "router replica", ["backend"], registry=r)
+        self.backend_available = Gauge("sovereign_backend_available", "1 while this router replica sends requests "
+                                       "to a local engine, 0 while it skips it (no running replica: a lost node)",
+                                       ["backend"], registry=r)
         self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
                                      buckets=_FAST_BUCKETS, registry=r)
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)

@@ -192,12 +192,27 @@ def _burst(app: RunningApp, caller: str, n: int) -> list[tuple[int, str | None]]
         return list(pool.map(one, range(n)))
 
 
-def _requests_counted(port: int) -> float:
+def _requests_counted(port: int, missing: float | None = None) -> float:
+    """Requests a router replica counted; ``missing`` where nothing listens on ``port`` (else the error)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    except httpx.ConnectError:
+        if missing is None:
+            raise
+        return missing
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "sovereign_requests"
+               for s in f.samples if s.name.endswith("_total"))
+
+
+def _gauge(port: int, name: str, **labels: str) -> float | None:
+    """A sample of a gauge on a router replica's metrics listener (None when it has none with those labels)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "sovereign_requests"
-               for s in f.samples if s.name.endswith("_total"))
+    return next((s.value for f in text_string_to_metric_families(text) if f.name == name
+                 for s in f.samples if s.labels == labels), None)
 
 
 def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopback) -> None:
@@ -236,6 +251,11 @@ def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopba
     deadline = time.monotonic() + 120  # Serve replaces the dead replica: two router replicas alive again
     while len([a for a in loopback.actors() if a.class_name == "ServeReplica:sovereign:ingress"]) < 2:
         assert time.monotonic() < deadline, "the killed router replica was not replaced"
+        time.sleep(2)
+    # The new replica serves its metrics too, on the port the dead one left.
+    ports = [joined.config["server"]["metrics_port"] + i for i in range(2)]
+    while (counted := [_requests_counted(port, missing=-1) for port in ports]).count(-1):
+        assert time.monotonic() < deadline, counted
         time.sleep(2)
     audited = {json.loads(line).get("request_id") for line in joined.audit_path.read_text().splitlines()
                if line.startswith("{") and line.endswith("}")}
@@ -281,6 +301,12 @@ def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
         assert time.monotonic() < deadline, seen
         time.sleep(1)
     assert set(seen) <= {200, 503, 504, 0}, seen  # before the loss is seen: answered, failed or timed out
+    # That answer came from one router replica; the other sees the loss on its own next look at Serve's status
+    # (until then an OFFICIAL request it takes still waits for the engine, up to the model's request_timeout_s).
+    ports = [joined.config["server"]["metrics_port"] + i for i in range(2)]
+    while (up := [_gauge(port, "sovereign_backend_available", backend="local") for port in ports]) != [0, 0]:
+        assert time.monotonic() < deadline, up
+        time.sleep(1)
     official = joined.client().chat.completions.with_raw_response.create(
         model="mixed", max_tokens=2, messages=[{"role": "user", "content": "What time is it?"}])
     assert official.http_response.status_code == 200

@@ -44,7 +44,9 @@ def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say
         return answer
 
     local, scaled = _Backend(), _Backend()
-    watch = EngineWatch("app", {"local": ("engine-local", 1, local), "scaled": ("engine-scaled", 0, scaled)}, status)
+    reported: list[tuple[str, bool]] = []
+    watch = EngineWatch("app", {"local": ("engine-local", 1, local), "scaled": ("engine-scaled", 0, scaled)}, status,
+                        on_change=lambda name, up: reported.append((name, up)))
     lost = _Status({"app": _App({"engine-local": _Deployment({"PENDING_ALLOCATION": 1}),
                                  "engine-scaled": _Deployment({})})})
     back = _Status({"app": _App({"engine-local": _Deployment({"RUNNING": 1}), "engine-scaled": _Deployment({})})})
@@ -65,3 +67,10 @@ def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say
     watch.poll()
     watch.poll()
     assert local.available is True  # a single snapshot without a running replica, between two with one
+    # The gauge: both engines up at the start, then local's down and back; a readiness check that reaches a replica
+    # sets ``available`` itself, and the next poll reports it.
+    assert reported == [("local", True), ("scaled", True), ("local", False), ("local", True)]
+    local.available = False
+    answers.append(_Status({}))
+    watch.poll()
+    assert reported[-1] == ("local", False)
