@@ -11,7 +11,7 @@ from serving.metrics import Metrics
 
 EXPECTED = {"SovereignAuditWriteFailures", "SovereignAuditShippingBacklog", "SovereignAuditShippingFailing",
             "SovereignAuditAnchorStale", "SovereignClassificationFailures", "SovereignCommercialEgressHigh",
-            "SovereignHighErrorRatio", "SovereignNoClearedBackend"}
+            "SovereignHighErrorRatio", "SovereignNoClearedBackend", "SovereignLocalEngineSkipped"}
 
 
 def _exported_names() -> set[str]:
