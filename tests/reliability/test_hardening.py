@@ -21,6 +21,7 @@ from benchmarks.classify_worst import worst_case_bodies
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.reliability.procs import descendants
 from tests.support.app import RunningApp
+from tests.support.audit import audit_records
 from tests.support.otlp import OTLPCollector
 
 pytestmark = pytest.mark.engine
@@ -37,7 +38,7 @@ def _post(app: RunningApp, path: str, body: dict, **headers: str) -> httpx.Respo
 def _records(app: RunningApp, request_id: str, timeout_s: float = 10) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while True:
-        records = [json.loads(line) for line in app.audit_path.read_text().splitlines() if line]
+        records = audit_records(app.audit_path)
         mine = [r for r in records if r["request_id"] == request_id]
         if any(r["event"] == "request" for r in mine) or time.monotonic() > deadline:
             return mine

@@ -43,6 +43,7 @@ from serving.ports import free_port
 from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
 from tests.support import wheel_minilm
 from tests.support.app import RunningApp, start_app, start_dev_app, stop_app
+from tests.support.audit import final_record
 
 pytestmark = pytest.mark.engine
 
@@ -87,14 +88,7 @@ def _long_stream(app: RunningApp, max_tokens: int = LONG_TOKENS, content: str = 
 
 
 def _final(app: RunningApp, request_id: str, timeout_s: float = 15) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in app.audit_path.read_text().splitlines():
-            record = json.loads(line)
-            if record["request_id"] == request_id and record["event"] == "request":
-                return record
-        time.sleep(0.2)
-    raise AssertionError(f"no request record for {request_id}")
+    return final_record(app.audit_path, request_id, timeout_s)
 
 
 def _read_then_abandon(app: RunningApp, watch_s: float = 3) -> tuple[str, int, float, bool]:

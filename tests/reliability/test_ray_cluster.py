@@ -37,6 +37,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port
 from tests.support.app import RunningApp, _start, _wait_ready, stop_app
+from tests.support.audit import audit_records
 
 pytestmark = pytest.mark.engine
 
@@ -257,8 +258,7 @@ def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopba
     while (counted := [_requests_counted(port, missing=-1) for port in ports]).count(-1):
         assert time.monotonic() < deadline, counted
         time.sleep(2)
-    audited = {json.loads(line).get("request_id") for line in joined.audit_path.read_text().splitlines()
-               if line.startswith("{") and line.endswith("}")}
+    audited = {record.get("request_id") for record in audit_records(joined.audit_path)}
     assert not set(answered) - audited
 
 

@@ -25,6 +25,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from routing.audit import verify
 from tests.reliability.procs import INGRESS_TITLE, find_replica
 from tests.support.app import RunningApp
+from tests.support.audit import audit_records
 
 pytestmark = [pytest.mark.engine, pytest.mark.soak]
 
@@ -109,7 +110,7 @@ async def _soak(app: RunningApp, rss: list[tuple[float, int]]) -> Tally:
 
 def test_soak(app: RunningApp, commercial: FakeOpenAIServer) -> None:
     commercial.set_fault("slow", delay_s=1.0)  # a commercial side that answers like a real one: not at once
-    before_lines = len(app.audit_path.read_text().splitlines())
+    before_lines = len(audit_records(app.audit_path))
     rss: list[tuple[float, int]] = []
     tally = asyncio.run(_soak(app, rss))
     time.sleep(1)  # last stream records are written right after the last byte
@@ -130,7 +131,7 @@ def test_soak(app: RunningApp, commercial: FakeOpenAIServer) -> None:
     assert tally.peak_in_flight == CLIENTS, report
     assert tally.ok >= CLIENTS  # every client completed at least one stream
 
-    records = [json.loads(line) for line in app.audit_path.read_text().splitlines()[before_lines:]]
+    records = audit_records(app.audit_path)[before_lines:]
     finals = Counter(r["request_id"] for r in records if r["event"] == "request")
     assert all(finals[rid] == 1 for rid in tally.request_ids), "a request was not audited exactly once"
     assert verify(app.audit_path).ok

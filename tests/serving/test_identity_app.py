@@ -17,6 +17,7 @@ from routing.budgets import DAY, format_reset
 from routing.usage import usage_report
 from tests.conftest import APP_SHARED_TOKENS_PER_DAY
 from tests.support.app import RunningApp
+from tests.support.audit import final_record
 
 
 def _post(app: RunningApp, token: str, body: dict, timeout: float = 120, **headers: str) -> httpx.Response:
@@ -43,8 +44,7 @@ def test_identity_budgets_and_usage_through_the_app(app: RunningApp) -> None:
         ok = _post(app, token, _body("hello"))
         assert ok.status_code == 200, ok.text
         assert ok.headers["x-sovereign-classification"] == level and ok.headers["x-sovereign-backend"] == "local"
-        record = next(json.loads(line) for line in app.audit_path.read_text().splitlines()
-                      if ok.headers["x-request-id"] in line and '"event":"request"' in line)
+        record = final_record(app.audit_path, ok.headers["x-request-id"])
         assert record["caller"] == f"oidc:app-{alg}" and record["team"] == "app-oidc"
         assert _post(app, token, _body("hi", model="commercial-only")).status_code == 404  # not in its models
 

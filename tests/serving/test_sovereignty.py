@@ -18,6 +18,7 @@ import pytest
 
 from benchmarks.fake_openai import FakeOpenAIServer
 from tests.support.app import RunningApp
+from tests.support.audit import audit_records
 
 pytestmark = pytest.mark.engine
 
@@ -250,7 +251,7 @@ def test_zz_audit_chain_is_intact_and_complete(app: RunningApp) -> None:
     result = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "verify", str(app.audit_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    records = [json.loads(line) for line in app.audit_path.read_text().splitlines()]
+    records = audit_records(app.audit_path)
     finals = [r["request_id"] for r in records if r["event"] == "request"]
     assert len(finals) == len(set(finals))
     egress = [r for r in records if r["event"] == "egress"]
@@ -315,7 +316,7 @@ def test_documents_as_delivered_never_reach_commercial(app: RunningApp, commerci
         assert response.headers["x-sovereign-backend"] in {"local", "embed"}
         assert response.headers["x-sovereign-classification"] != "OFFICIAL"
     assert commercial.received == [] and not _leaked(commercial, canary)
-    records = [json.loads(line) for line in app.audit_path.read_text().splitlines()]
+    records = audit_records(app.audit_path)
     last = [r for r in records if r["event"] == "request" and r["endpoint"].endswith(path)][-1]
     assert last["level"] != "OFFICIAL" and len(last["classifier_sha256"]) == 64
     assert {s["type"] for s in last["signals"]} & {"unscanned_image", "unscanned_token_ids",

@@ -9,10 +9,11 @@ from typing import Any
 
 
 def audit_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of the audit log at ``path`` (none before its first write)."""
+    """Every complete record of the audit log at ``path`` (none before its first write; a line still being written,
+    without its newline yet, is left for the next read)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line]
 
 
 def final_record(path: Path, request_id: str, timeout_s: float = 10) -> dict[str, Any]:
