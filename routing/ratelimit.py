@@ -230,6 +230,6 @@ class SharedRateLimiter:
                 del self._refused_until[name]
 
 
-def retry_after(seconds: float) -> str:
+def retry_after_header(seconds: float) -> str:
     """The ``retry-after`` header value: whole seconds, rounded up, at least 1."""
     return str(max(1, math.ceil(seconds)))

@@ -28,7 +28,7 @@ from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
 from routing.keys import Caller, KeyStore, ReloadingKeyStore, bearer_token
 from routing.levels import Level
 from routing.policy import BackendPolicy, Refusal, decide, policy_digest
-from routing.ratelimit import RateLimiter, SharedRateLimiter
+from routing.ratelimit import RateLimiter, SharedRateLimiter, retry_after_header
 from serving import genai_semconv as genai
 from serving import strict
 from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
@@ -272,7 +272,8 @@ class Gateway:
             what = (verdict.exceeded or "").split(" of ")[0].replace("_", " ")
             whose = "team's" if (verdict.exceeded or "").endswith(f"team:{caller.team}") else "own"
             raise RateLimited(f"budget exceeded: your {whose} {what} budget is used up; retry after the reset",
-                              headers={**verdict.headers, "retry-after": str(max(1, int(verdict.retry_after_s or 1)))})
+                              headers={**verdict.headers,
+                                       "retry-after": retry_after_header(verdict.retry_after_s or 1)})
         state.budget_scopes, state.budget = scopes, verdict
 
     async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...]) -> Response:
@@ -337,7 +338,7 @@ class Gateway:
                 return JSONResponse(opened.body, headers=state.headers())
             return EventStreamResponse(self._relay(state, opened, started), media_type="text/event-stream",
                                        headers={**state.headers(), "cache-control": "no-cache"})
-        headers = {"retry-after": str(max(1, round(retry_after)))} if retry_after else None
+        headers = {"retry-after": retry_after_header(retry_after)} if retry_after else None
         raise Unavailable("no backend cleared for this request can serve it now; retry later", headers=headers)
 
     async def _relay(self, state: RequestState, opened: Opened, started: float) -> AsyncIterator[str]:
@@ -419,7 +420,7 @@ class Gateway:
         wait = await self.limiter.acheck(caller.name, rate)  # shared by the router replicas when there are several
         if wait is not None:
             raise RateLimited(f"rate limit of {rate} requests per minute exceeded",
-                              headers={"retry-after": str(max(1, int(wait + 0.999)))})
+                              headers={"retry-after": retry_after_header(wait)})
         return caller
 
     async def _verify_token(self, token: str) -> Caller:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from routing.ratelimit import RateLimiter, SharedRateLimiter, lease_size, retry_after
+from routing.ratelimit import RateLimiter, SharedRateLimiter, lease_size, retry_after_header
 
 
 class Clock:
@@ -93,10 +93,10 @@ def test_invalid_arguments() -> None:
 
 
 def test_retry_after_is_whole_seconds_rounded_up() -> None:
-    assert retry_after(0.01) == "1"
-    assert retry_after(1.0) == "1"
-    assert retry_after(1.2) == "2"
-    assert retry_after(59.9) == "60"
+    assert retry_after_header(0.01) == "1"
+    assert retry_after_header(1.0) == "1"
+    assert retry_after_header(1.2) == "2"
+    assert retry_after_header(59.9) == "60"
 
 
 # -- shared limits: leases drawn from one ledger by several router replicas ------------------------------------------
