@@ -21,17 +21,12 @@ from typing import Any
 import httpx
 import yaml
 
+from models.registry import OFFLINE_ENV
 from serving.config import VLLMBackendConfig
 from serving.ports import free_port
 
 SERVED_MODEL = "default"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
 
 
 class TargetError(RuntimeError):

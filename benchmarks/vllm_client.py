@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.metrics import RequestResult, aggregate
+from models.registry import OFFLINE_ENV
 
 VLLM_FIGURES = ("output_throughput", "request_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms",
                 "median_itl_ms", "p99_itl_ms", "completed", "failed", "duration")
@@ -72,7 +73,7 @@ def measure_with_vllm(*, base_url: str, model: str, api_key: str | None, tokeniz
     args = vllm_bench_args(base_url=base_url, model=model, tokenizer=tokenizer, concurrency=concurrency,
                            num_prompts=num_prompts, input_len=input_len, output_len=output_len,
                            result_dir=workdir, result_filename=filename, warmups=warmups, seed=seed)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    env = {**os.environ, **OFFLINE_ENV}
     env.pop("OPENAI_API_KEY", None)
     if api_key:
         env["OPENAI_API_KEY"] = api_key  # vLLM's client sends it as `Authorization: Bearer …`

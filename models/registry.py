@@ -11,6 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+# Every process that loads a model (engines, the egress review, benchmarks, tests) runs with this: the Hugging Face
+# libraries never look for a hub, and vLLM sends no usage statistics.
+OFFLINE_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
 
 @dataclass(frozen=True)
 class KnownModel:

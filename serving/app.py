@@ -16,6 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
+from models.registry import OFFLINE_ENV
 from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
 from serving.engine import SMOOTH_STREAMS_KEY, VERIFY_KEY, sovereign_server_cls
 
@@ -49,9 +50,8 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         **({"runner": "pooling"} if backend.task == "embed" else {}),
         **engine.extra,
     }
-    env_vars: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-                                "DO_NOT_TRACK": "1", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL",
-                                                                                          "WARNING")}
+    env_vars: dict[str, str] = {**OFFLINE_ENV,
+                                "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if otlp:  # vLLM's request spans join the router's trace (it reads `traceparent` from the forwarded headers)
         env_vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from models.registry import OFFLINE_ENV
 from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
@@ -134,7 +135,7 @@ def _banner(settings: Settings, key: str | None, seconds: float, head: str | Non
 def _driver_env(address: str) -> dict[str, str]:
     """Environment of this process alone when it joins an existing cluster: the cluster's nodes were started with
     their own, which is what Serve's processes and the replicas inherit."""
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {"RAY_USAGE_STATS_ENABLED": "0", **OFFLINE_ENV,
            # as in _ray_env: a Ray call from a thread the stop left behind must fail, not start a local Ray
            "RAY_ENABLE_AUTO_CONNECT": "0"}
     if _loopback(address):
@@ -167,8 +168,8 @@ def _loopback(address: str) -> bool:
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it); ``private``
     is a folder only this user can enter, for files that others must not reach."""
-    env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
+    env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", **OFFLINE_ENV,
+           "TOKENIZERS_PARALLELISM": "false",
            # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
            # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
            # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults in single rounds (runs C-D vs B). Opt

@@ -18,12 +18,13 @@ import pytest
 
 from benchmarks.fake_idp import FakeIdP
 from benchmarks.fake_openai import FakeOpenAIServer
+from models.registry import OFFLINE_ENV
 from serving.ports import free_port
 from tests.support.app import RunningApp, start_app, stop_app
 from tests.support.otlp import OTLPCollector
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+for _name, _value in OFFLINE_ENV.items():
+    os.environ.setdefault(_name, _value)
 # Every process this test session starts inherits this (servers, Ray, engines, HAProxy), so that the check at the
 # end finds what the session left running, and only that: other sessions may run servers on the same host.
 TEST_SESSION_ENV = "SOVEREIGN_TEST_SESSION"

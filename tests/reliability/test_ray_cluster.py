@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from benchmarks.fake_openai import FakeOpenAIServer
+from models.registry import OFFLINE_ENV
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port
 from tests.support.app import RunningApp, _start, _wait_ready, stop_app
@@ -48,9 +49,7 @@ NODE_ENV = {
     "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK,
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_SERVE_LOG_TO_STDERR": "0",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
+    **OFFLINE_ENV,
     "FAKE_COMMERCIAL_KEY": "sk-fake-commercial",  # the router reads its backend's key from its node's environment
 }
 
