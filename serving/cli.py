@@ -9,8 +9,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serving.serve", "start Ray and the Serve application (default model when no --config)"),
     "classify": ("routing.classify_cli", "classify text or OpenAI request bodies offline"),
-    "audit": ("routing.audit", "audit log tools: `audit verify PATH`"),
-    "keys": ("routing.keys", "API keys: `keys create --caller NAME [--team T --expires DATE --models a,b]`"),
+    "audit": ("routing.audit_cli", "audit log tools: `audit verify PATH`"),
+    "keys": ("routing.keys_cli", "API keys: `keys create --caller NAME [--team T --expires DATE --models a,b]`"),
     "usage": ("routing.usage", "usage for chargeback: `usage report --audit PATH [--by team,model,day]`"),
     "models": ("models.cli", "model weights: `models prepare [NAME]`, `models train-egress-review`"),
     "config": ("serving.serve_config", "render the Ray Serve config for `serve deploy` from a config file"),

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from routing import audit
+from routing import audit, audit_cli
 from routing.audit import (
     GENESIS,
     AuditLog,
@@ -425,22 +425,22 @@ def test_any_single_tampering_is_detected(statuses: list[int], tamper: str, data
 
 
 def test_cli_exit_codes(chain: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert audit.main(["verify", str(chain)]) == 0
+    assert audit_cli.main(["verify", str(chain)]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("OK:") and "6 records" in out and len(out.splitlines()) == 1
 
     head = verify(chain).head
-    assert audit.main(["verify", str(chain), "--head", head]) == 0
-    assert audit.main(["verify", str(chain), "--head", "nothex"]) == 2
+    assert audit_cli.main(["verify", str(chain), "--head", head]) == 0
+    assert audit_cli.main(["verify", str(chain), "--head", "nothex"]) == 2
 
     ls = lines(chain)
     ls[1], ls[2] = ls[2], ls[1]
     rewrite(chain, ls)
     capsys.readouterr()
-    assert audit.main(["verify", str(chain)]) == 1
+    assert audit_cli.main(["verify", str(chain)]) == 1
     assert "line 2" in capsys.readouterr().out
 
-    assert audit.main(["verify", str(tmp_path / "missing.jsonl")]) == 2
-    assert audit.main([]) == 2
-    assert audit.main(["verify"]) == 2
-    assert audit.main(["frobnicate", str(chain)]) == 2
+    assert audit_cli.main(["verify", str(tmp_path / "missing.jsonl")]) == 2
+    assert audit_cli.main([]) == 2
+    assert audit_cli.main(["verify"]) == 2
+    assert audit_cli.main(["frobnicate", str(chain)]) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from routing import keys
+from routing import keys, keys_cli
 from routing.keys import Caller, KeyFileError, KeyStore, create_key, hash_key
 from routing.levels import Level
 
@@ -132,31 +132,31 @@ def test_cli_create_prints_the_key_last_and_list_hides_hashes(
 ) -> None:
     path = tmp_path / "keys.json"
     argv = ["create", "--caller", "analytics", "--ceiling", "official", "--rate", "120", "--keys-file", str(path)]
-    assert keys.main(argv) == 0
+    assert keys_cli.main(argv) == 0
     out = capsys.readouterr().out.rstrip("\n").splitlines()
     key = out[-1]
     assert key.startswith("sk-sov-") and len(out) > 1
     caller = KeyStore.load(path).authenticate(f"Bearer {key}")
     assert caller == Caller("analytics", None, Level.OFFICIAL, 120)
 
-    assert keys.main(["list", "--keys-file", str(path)]) == 0
+    assert keys_cli.main(["list", "--keys-file", str(path)]) == 0
     listing = capsys.readouterr().out
     assert "analytics" in listing and "OFFICIAL" in listing and "120" in listing
     assert hash_key(key) not in listing and key not in listing
 
-    assert keys.main(["create", "--caller", "x", "--floor", "SECRET", "--ceiling", "OFFICIAL",
+    assert keys_cli.main(["create", "--caller", "x", "--floor", "SECRET", "--ceiling", "OFFICIAL",
                       "--keys-file", str(path)]) == 1
-    assert keys.main(["create", "--caller", "x", "--floor", "BOGUS", "--keys-file", str(path)]) == 2
-    assert keys.main(["create", "--keys-file", str(path)]) == 2
-    assert keys.main(["list", "--keys-file", str(tmp_path / "none.json")]) == 1
-    assert keys.main([]) == 2
+    assert keys_cli.main(["create", "--caller", "x", "--floor", "BOGUS", "--keys-file", str(path)]) == 2
+    assert keys_cli.main(["create", "--keys-file", str(path)]) == 2
+    assert keys_cli.main(["list", "--keys-file", str(tmp_path / "none.json")]) == 1
+    assert keys_cli.main([]) == 2
     assert len(KeyStore.load(path)) == 1
 
 
 def test_cli_default_keys_file_is_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert keys.main(["create", "--caller", "dev"]) == 0
+    assert keys_cli.main(["create", "--caller", "dev"]) == 0
     key = capsys.readouterr().out.splitlines()[-1]
     assert KeyStore.load(tmp_path / "var" / "keys.json").authenticate(f"Bearer {key}") is not None
 
@@ -167,7 +167,7 @@ def test_revoke_by_caller_or_by_sha256_prefix(tmp_path: Path, capsys: pytest.Cap
     b = create_key(path, "batch")
     c = create_key(path, "chat")
 
-    assert keys.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 0
+    assert keys_cli.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("revoked caller 'analytics'") == 2 and a1 not in out and hash_key(a1) not in out
     store = KeyStore.load(path)
@@ -175,19 +175,19 @@ def test_revoke_by_caller_or_by_sha256_prefix(tmp_path: Path, capsys: pytest.Cap
     assert store.authenticate(f"Bearer {b}") is not None
 
     shown = f"sha256:{hash_key(b)[:8]}…"  # as `keys list` shows it
-    assert keys.main(["revoke", "--sha256", shown, "--keys-file", str(path)]) == 0
+    assert keys_cli.main(["revoke", "--sha256", shown, "--keys-file", str(path)]) == 0
     store = KeyStore.load(path)
     assert store.authenticate(f"Bearer {b}") is None and store.authenticate(f"Bearer {c}") is not None
     assert os.stat(path).st_mode & 0o777 == 0o600
 
     # Nothing matches, too short a prefix, both or neither selector: an error, and the file is unchanged.
     before = path.read_bytes()
-    assert keys.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 1
-    assert keys.main(["revoke", "--sha256", hash_key(c)[:6], "--keys-file", str(path)]) == 1
-    assert keys.main(["revoke", "--sha256", "zz" * 8, "--keys-file", str(path)]) == 1
-    assert keys.main(["revoke", "--keys-file", str(path)]) == 2
-    assert keys.main(["revoke", "--caller", "chat", "--sha256", hash_key(c), "--keys-file", str(path)]) == 2
-    assert keys.main(["revoke", "--caller", "x", "--keys-file", str(tmp_path / "none.json")]) == 1
+    assert keys_cli.main(["revoke", "--caller", "analytics", "--keys-file", str(path)]) == 1
+    assert keys_cli.main(["revoke", "--sha256", hash_key(c)[:6], "--keys-file", str(path)]) == 1
+    assert keys_cli.main(["revoke", "--sha256", "zz" * 8, "--keys-file", str(path)]) == 1
+    assert keys_cli.main(["revoke", "--keys-file", str(path)]) == 2
+    assert keys_cli.main(["revoke", "--caller", "chat", "--sha256", hash_key(c), "--keys-file", str(path)]) == 2
+    assert keys_cli.main(["revoke", "--caller", "x", "--keys-file", str(tmp_path / "none.json")]) == 1
     assert "no key for caller 'analytics'" in capsys.readouterr().err
     assert path.read_bytes() == before
 
