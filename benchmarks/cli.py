@@ -186,7 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from benchmarks.compare import DEFAULT_TARGETS, TARGET_ORDER, format_comparison, run_compare, write_outputs
-    from benchmarks.targets import TargetError
+    from benchmarks.processes import ServerError
 
     args.targets = args.targets or list(DEFAULT_TARGETS)
     unknown = [t for t in args.targets if t not in TARGET_ORDER]
@@ -226,7 +226,7 @@ def _compare(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             client=args.client,
         )
-    except TargetError as exc:
+    except ServerError as exc:
         print(f"sovereign bench compare: {exc}", file=sys.stderr)
         return 1
     for path in write_outputs(doc, args.json, args.plots_dir):
@@ -238,7 +238,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _overhead(args: argparse.Namespace) -> int:
     from benchmarks.loadgen import write_json
     from benchmarks.overhead import format_overhead, run_overhead
-    from benchmarks.targets import TargetError
+    from benchmarks.processes import ServerError
 
     try:
         doc = run_overhead(
@@ -252,7 +252,7 @@ def _overhead(args: argparse.Namespace) -> int:
             workdir=args.workdir,
             progress=not args.no_progress,
         )
-    except TargetError as exc:
+    except ServerError as exc:
         print(f"sovereign bench overhead: {exc}", file=sys.stderr)
         return 1
     write_json(args.json, doc)

@@ -3,7 +3,7 @@
 Forks a child that busy-loops at nice 0 on the CPUs listed in the file SWITCH while it exists (and sleeps while it
 does not), then becomes COMMAND. The hog shares the target's session and so, with the kernel's autogroup
 scheduling, its scheduling group: the kind of load the target's own nice-0 processes (Ray's GCS, raylet, agents)
-put on it. Since run Q that session is the benchmark's own (``targets.start_process``), so the load generator is
+put on it. Since run Q that session is the benchmark's own (``processes.start_process``), so the load generator is
 in the group too; before, each target had a session of its own, shared with its hog.
 The child exits when the target does (its parent changes).
 """

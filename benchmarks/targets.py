@@ -1,36 +1,25 @@
-"""Servers under test, each started as its own process and stopped cleanly: vLLM's OpenAI server, stock Ray
-Serve LLM, this gateway, and the fake upstream.
-
-Why processes: the load generator must not share an interpreter (or a GIL) with what it measures, and a
-server that fails to start must say why (its log tail) rather than hang the benchmark.
-"""
+"""Servers under test, each started as its own process (benchmarks/processes.py) and stopped cleanly: vLLM's
+OpenAI server, stock Ray Serve LLM, this gateway, and the fake upstream."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from benchmarks.processes import REPO_ROOT, ServerError, start_process, stop_process, wait_ready
 from models.registry import OFFLINE_ENV
 from serving.config import VLLMBackendConfig
 from serving.ports import free_port
 
 SERVED_MODEL = "default"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class TargetError(RuntimeError):
-    """A server under test did not start or answer; the message carries the tail of its log."""
 
 
 @dataclass
@@ -49,64 +38,6 @@ class Target:
         if self.proc is not None:
             stop_process(self.proc, grace_s)
             self.proc = None
-
-
-def log_tail(path: Path | None, lines: int = 40) -> str:
-    if path is None or not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None,
-                  hog: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own process group (so the whole tree can be signalled), output to ``log_path``; with
-    ``hog``, a CPU hog in the same group that spins while that file names CPUs (benchmarks/hog.py).
-
-    The target stays in the benchmark's session. With the kernel's autogroup on, each session is scheduled as
-    one group; a target in a session of its own starved the load generator (and any other session) of CPU for
-    seconds at a time on a 2-vCPU host while it streamed (run Q), so what was measured was partly the client. In one
-    session, nice decides, as it does for servers in a cgroup of their own and clients on other machines."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    if hog is not None:
-        cmd = [sys.executable, "-m", "benchmarks.hog", str(hog), "--", *cmd]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            cwd=REPO_ROOT,
-            process_group=0,
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60.0) -> None:
-    """SIGINT the process group (servers shut down cleanly on it), then SIGTERM, then SIGKILL."""
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait_s)
-    # Stragglers in the group (engine workers) go with the leader.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path | None, timeout_s: float) -> None:
-    """Poll ``url`` until it answers 200; fail fast, with the log tail, if the process exits first."""
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise TargetError(f"{url}: server exited with {proc.returncode}\n{log_tail(log_path)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(url).status_code == 200:
-                    return
-            time.sleep(1.0)
-    raise TargetError(f"{url}: not ready after {timeout_s:.0f} s\n{log_tail(log_path)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,7 +177,7 @@ def create_api_key(keys_file: Path, caller: str = "bench") -> str:
     )
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
-        raise TargetError(f"sovereign keys create failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
+        raise ServerError(f"sovereign keys create failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     return lines[-1].strip()
 
 
@@ -311,15 +242,8 @@ def start_fake(workdir: Path, ready_timeout_s: float = 60.0) -> Target:
 
 
 def _ready_or_stop(target: Target, url: str, timeout_s: float, ready_file: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
     try:
-        while ready_file is not None and not ready_file.exists():
-            if target.proc is not None and target.proc.poll() is not None:
-                raise TargetError(f"{target.name}: exited with {target.proc.returncode}\n{log_tail(target.log_path)}")
-            if time.monotonic() > deadline:
-                raise TargetError(f"{target.name}: not ready after {timeout_s:.0f} s\n{log_tail(target.log_path)}")
-            time.sleep(1.0)
-        wait_ready(url, target.proc, target.log_path, max(1.0, deadline - time.monotonic()))
+        wait_ready(url, target.proc, target.log_path, timeout_s, ready_file)
     except BaseException:
         target.stop(grace_s=20.0)
         raise

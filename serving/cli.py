@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
+from types import ModuleType
 
 # sub-command -> (module, one-line help). Imported lazily: `sovereign classify` must not pay for Ray or vLLM.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,8 +36,27 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sovereign: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module = _command_module(COMMANDS[name][0])
+    if module is None:
+        print(f"sovereign {name}: this command runs from a checkout of the repository (its benchmarks/ folder is "
+              "not part of the installed package)", file=sys.stderr)
+        return 2
     return int(module.main(rest) or 0)
+
+
+def _command_module(name: str) -> ModuleType | None:
+    """The sub-command's module. ``benchmarks`` is not installed with the package: it is taken from the checkout this
+    package runs from (an editable install, or ``python -m serving.cli`` in the repository), or None."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "benchmarks":
+            raise
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks" / "__init__.py").is_file():
+        return None
+    sys.path.append(str(checkout))
+    return importlib.import_module(name)
 
 
 if __name__ == "__main__":

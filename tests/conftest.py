@@ -48,8 +48,8 @@ APP_SHARED_TOKENS_PER_DAY = 5000
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from benchmarks.tiny_model import build_tiny_llama
     from models.manifest import write_manifest
-    from tests.support.tiny_model import build_tiny_llama
 
     folder = build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
     write_manifest(folder, "test fixture")

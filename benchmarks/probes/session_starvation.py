@@ -62,37 +62,42 @@ def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str
 
 
 def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import tests.support.app as harness
+    import yaml
+
+    from benchmarks.processes import start_process, stop_process, wait_ready
+    from benchmarks.tiny_model import build_tiny_llama
     from models.manifest import write_manifest
     from routing.keys import create_key
     from serving.ports import free_port
-    from tests.support.tiny_model import build_tiny_llama
 
     work = Path(tempfile.mkdtemp(prefix="starvation-"))
     try:
         model = build_tiny_llama(work / "tiny")
         write_manifest(model, "probe")
-        config = {"server": {"host": "127.0.0.1", "port": free_port()},
+        port = free_port()
+        config = {"server": {"host": "127.0.0.1", "port": port},
                   "audit": {"path": str(work / "audit.jsonl")}, "auth": {"keys_file": str(work / "keys.json")},
                   "backends": [{"name": "local", "kind": "vllm", "model_source": str(model),
                                 "served_model_name": "tiny", "max_classification": "SECRET", "cpu_threads": 1,
                                 "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1}}],
                   "models": [{"name": "local-only", "route": ["local"]}]}
-        keys = {"probe": create_key(work / "keys.json", "probe")}
-        env = NICE_ENV[nice]
-        app = harness.start_app(config, work, keys, env=env, own_session=not same_session)
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        auth = {"Authorization": f"Bearer {create_key(work / 'keys.json', 'probe')}"}
+        base_url = f"http://127.0.0.1:{port}/v1"
+        server = start_process([sys.executable, "-m", "serving.cli", "serve", "--config", str(work / "config.yaml")],
+                               work / "server.log", {"VLLM_CPU_KVCACHE_SPACE": "1", **NICE_ENV[nice]}, cwd=work,
+                               own_session=not same_session)
         try:
-            auth = app.headers("probe")
-            httpx.post(f"{app.base_url}/chat/completions", headers=auth, timeout=600,
+            wait_ready(f"http://127.0.0.1:{port}/ready", server, work / "server.log", 900)
+            httpx.post(f"{base_url}/chat/completions", headers=auth, timeout=600,
                        json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
             sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True,
                                        start_new_session=True)
-            results = [stream_once(app.base_url, auth, tokens) for _ in range(streams)]
+            results = [stream_once(base_url, auth, tokens) for _ in range(streams)]
             sleeper.terminate()
             overslept = float(sleeper.communicate(timeout=30)[0].strip() or "nan")
         finally:
-            harness.stop_app(app.process)
+            stop_process(server, whole_group=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")

@@ -82,7 +82,7 @@ def test_the_cpu_hog_shares_its_targets_session_spins_only_when_switched_on_and_
 
     import psutil
 
-    from benchmarks.targets import start_process
+    from benchmarks.processes import start_process
 
     switch = tmp_path / "hog-cpus"
     target = start_process([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "t.log", hog=switch)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
+
+from benchmarks.processes import ServerError, start_process, stop_process, wait_ready
 
 
 @dataclass
@@ -73,54 +72,23 @@ def start_dev_app(workdir: Path, port: int, env: dict[str, str] | None = None, t
 
 
 def _start(args: list[str], workdir: Path, env: dict[str, str] | None, own_session: bool) -> subprocess.Popen[bytes]:
-    proc_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    with (workdir / "server.log").open("wb") as log:
-        # Its own process group (so the whole tree can be signalled) but, by default, the test's session: with
-        # the kernel's autogroup on (as here), each session is scheduled as one group, and a server in a session of
-        # its own starved the test's client of CPU for up to 37 s while it streamed (streams then arrived in one
-        # burst at their end, and a client could not disconnect in time). In one session, nice decides.
-        return subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=proc_env, cwd=workdir,
-                                start_new_session=own_session, process_group=None if own_session else 0)
+    """``sovereign serve ARGS`` in ``workdir``, its output in ``server.log`` there."""
+    return start_process([sys.executable, "-m", "serving.cli", "serve", *args], workdir / "server.log",
+                         {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=workdir,
+                         own_session=own_session)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, timeout_s: float) -> None:
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{_tails(log_path)}")
-        try:
-            if httpx.get(f"{root}/ready", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
+    """Wait for ``/ready``; on failure the server is stopped and the error carries its log tails."""
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ready", process, log_path, timeout_s)
+    except ServerError:
         stop_app(process)
-        raise RuntimeError(f"server not ready in {timeout_s}s:\n{_tails(log_path)}")
-
-
-def _tails(log_path: Path) -> str:
-    """The end of what the server showed, and of its log file under var/log/ (Ray's output is there)."""
-    logs = sorted((log_path.parent / "var" / "log").glob("serve-*.log"), key=lambda p: p.stat().st_mtime)
-    text = log_path.read_text(errors="replace")[-3000:]
-    if logs:
-        text += f"\n--- {logs[-1]}:\n" + logs[-1].read_text(errors="replace")[-4000:]
-    return text
+        raise
 
 
 def stop_app(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
-    """SIGINT (Ctrl-C), then wait; kill the whole process group if it does not go (the server under it then stops
-    on its own: serving/supervise.py)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            try:  # bounded: a process stuck in the kernel (reaping a child: see SECURITY.md) takes SIGKILL late
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                return None
-    return process.returncode
+    """SIGINT (Ctrl-C) to the server alone, then wait; SIGTERM and SIGKILL to its process group if it does not go
+    (the server under it then stops on its own: serving/supervise.py). Nothing else is killed: the suite's check at
+    the end finds anything the server left running."""
+    return stop_process(process, timeout_s, whole_group=False, kill_stragglers=False)
