@@ -467,10 +467,6 @@ class AuditShipper:
         self._thread = threading.Thread(target=self._run, name=f"audit-shipper:{self.path.name}", daemon=True)
         self._thread.start()
 
-    def notify(self) -> None:
-        """New records were written: look now rather than at the next poll."""
-        self._wake.set()
-
     def close(self, timeout_s: float | None = None) -> None:
         """Ship what the sink accepts within ``timeout_s`` (default: the send timeout), anchor, stop. Blocks."""
         self._final_deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.config.timeout_s)
