@@ -546,27 +546,27 @@ class AuditShipper:
                 self._backlog(fh, size)
             if self.anchors is not None and self.anchor_sink is not None and (
                     final or time.monotonic() >= self._next_anchor):
-                failed = not self._anchor(fh, size) or failed
+                failed = not self._anchor(fh, size, self.anchor_sink, self.anchors) or failed
         return progressed, failed
 
-    def _anchor(self, fh, size: int) -> bool:
+    def _anchor(self, fh, size: int, sink: Sink, anchors: AnchorConfig) -> bool:
         end = _complete_end(fh, size)
         if end < self._tail.offset:
             self._tail = Position()
         self._tail = count_lines(fh, self._tail, end)
         state = (self._tail.lines, self._tail.head)
         if state == self._anchored or self._tail.lines == 0:
-            self._next_anchor = time.monotonic() + self.anchors.interval_s  # type: ignore[union-attr]
+            self._next_anchor = time.monotonic() + anchors.interval_s
             return True
         anchor = Anchor(self._tail.lines, self._tail.head, utc_now(), self.path.name)
         try:
-            self.anchor_sink.send_anchor(anchor)  # type: ignore[union-attr]
+            sink.send_anchor(anchor)
         except (ShipError, OSError) as exc:
             log.warning("audit anchor not written, will retry: %s", exc)
             self._failure("anchor")
             return False
         self._anchored = state
-        self._next_anchor = time.monotonic() + self.anchors.interval_s  # type: ignore[union-attr]
+        self._next_anchor = time.monotonic() + anchors.interval_s
         if self._on_anchor is not None:
             self._on_anchor(time.time())
         return True

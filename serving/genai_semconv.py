@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,7 +100,7 @@ def response_attributes(opened: Opened) -> dict[str, Any]:
 class _Observed:
     """A stream passed through unchanged, noting the finish reasons its SSE events carry (a substring scan)."""
 
-    def __init__(self, inner: AsyncIterator[str], reasons: list[str]) -> None:
+    def __init__(self, inner: Chunks, reasons: list[str]) -> None:
         self._inner, self._reasons = inner, reasons
 
     def __aiter__(self) -> _Observed:
@@ -114,7 +113,7 @@ class _Observed:
         return chunk
 
     async def aclose(self) -> None:
-        await self._inner.aclose()  # type: ignore[attr-defined]
+        await self._inner.aclose()
 
 
 def observed(opened: Opened) -> Opened:

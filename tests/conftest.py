@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -30,7 +31,7 @@ TEST_SESSION_ENV = "SOVEREIGN_TEST_SESSION"
 os.environ[TEST_SESSION_ENV] = uuid.uuid4().hex
 LEFTOVER_TITLES = ("VLLM::", "haproxy", "ray::", "raylet", "gcs_server", "serving.cli serve")
 
-CALLERS = {
+CALLERS: dict[str, dict[str, Any]] = {
     "tester": {},
     "ceiling-official": {"ceiling": "OFFICIAL"},
     "floor-secret": {"floor": "SECRET"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -177,13 +177,13 @@ class LocalBackend:
 
         usage = Usage()
 
-        async def chunks() -> AsyncIterator[str]:
+        async def chunks() -> AsyncGenerator[str, None]:
             try:
                 batch: list[Any] = items
                 while True:
                     # One body chunk per engine batch: every chunk is a message through Serve's proxy, so
                     # re-splitting the batch would multiply the per-message cost on the hot path.
-                    events = []
+                    events: list[str] = []
                     for item in batch:
                         if _is_error(item):
                             if events:

@@ -9,7 +9,7 @@ SDK's own retries are off; retrying elsewhere is the router's decision.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -107,7 +107,7 @@ class OpenAIBackend:
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
                    trace_headers: Mapping[str, str]) -> Opened:
         payload = dict(body)
-        options = {"headers": dict(trace_headers)} if trace_headers else {}
+        options: openai.RequestOptions = {"headers": dict(trace_headers)} if trace_headers else {}
         payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model
         stream = bool(payload.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
         forward_usage = True
@@ -146,7 +146,7 @@ class OpenAIBackend:
             await response.aclose()
             raise
 
-        async def chunks() -> AsyncIterator[str]:
+        async def chunks() -> AsyncGenerator[str, None]:
             try:
                 yield first
                 async for event in events:
@@ -161,7 +161,7 @@ _LINES_AFTER_DONE = 4  # a well-behaved stream has at most a blank line after [D
 MAX_SSE_LINE_BYTES = 1 << 20  # far above any chunk of a completion; an upstream that never ends a line is cut off
 
 
-async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
+async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncGenerator[str, None]:
     """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` events; refuse anything that is not SSE JSON.
 
     The events that one read of the body brings are passed on together, as one string: one write to the client

@@ -261,7 +261,7 @@ def test_progress_events_round_trip_and_render(tmp_path: Path) -> None:
     assert parse(b"garbage") is None and parse(b'{"kind": "nope"}') is None
     with (tmp_path / "term.txt").open("w") as sink:
         terminal = Terminal(Console(file=sink, force_terminal=False))
-        for event in events:
+        for event in filter(None, events):
             terminal.show(event)
         terminal.show(Event(kind="note", text="drain cut short"))
     text = (tmp_path / "term.txt").read_text()
