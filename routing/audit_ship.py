@@ -228,11 +228,13 @@ class OTLPSink:
     """OTLP/HTTP logs through the SDK's exporter: one log record per audit line, body = the exact line."""
 
     def __init__(self, config: ShippingConfig, service_name: str = "sovereign-inference") -> None:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        self._exporter = OTLPLogExporter(
+        from serving.thirdparty import otlp_logs
+
+        self._logs = otlp_logs()
+        self._exporter = self._logs.exporter(
             endpoint=config.endpoint, timeout=config.timeout_s,
             certificate_file=str(config.ca_file) if config.ca_file else None,
             client_certificate_file=str(config.client_cert_file) if config.client_cert_file else None,
@@ -241,18 +243,14 @@ class OTLPSink:
         self._scope = InstrumentationScope("routing.audit_ship")
 
     def _record(self, body: str, event: str, ts: str, attributes: dict[str, str | int]):
-        from opentelemetry._logs import LogRecord, SeverityNumber
-        from opentelemetry.sdk._logs import ReadableLogRecord
-
+        logs = self._logs
         ns = _ts_ns(ts)
-        record = LogRecord(timestamp=ns, observed_timestamp=ns, severity_text="INFO",
-                           severity_number=SeverityNumber.INFO, body=body, attributes=attributes, event_name=event)
-        return ReadableLogRecord(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
+        record = logs.log_record(timestamp=ns, observed_timestamp=ns, severity_text="INFO",
+                                 severity_number=logs.severity.INFO, body=body, attributes=attributes, event_name=event)
+        return logs.readable_log_record(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
 
     def _export(self, records: list) -> None:
-        from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-        if self._exporter.export(records) is not LogRecordExportResult.SUCCESS:
+        if self._exporter.export(records) is not self._logs.export_result.SUCCESS:
             raise ShipError("OTLP collector did not accept the batch")
 
     def send(self, items: Sequence[Item], log_name: str) -> None:

@@ -110,9 +110,10 @@ class Ingress:
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
-        from serving.http_edge import RAY_HTTP_CALLBACK, release_reset_connections
+        from serving.http_edge import RAY_HTTP_CALLBACK
         from serving.metrics import Metrics, serve_metrics
         from serving.telemetry import configure_logging, configure_tracing
+        from serving.thirdparty import release_reset_connections
 
         release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
         settings = load_settings(data=settings_data)

@@ -14,12 +14,14 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes import server_attributes as server
 
 from routing.audit import audit_name
-from serving.backends.base import Endpoint, Opened, Usage
+from serving.backends.base import Chunks, Endpoint, Opened, Usage
 from serving.config import OPENAI_API_BASE_URL
+from serving.thirdparty import genai_attributes
+
+gen_ai = genai_attributes()
 
 OPERATION = {
     Endpoint.CHAT: gen_ai.GenAiOperationNameValues.CHAT.value,

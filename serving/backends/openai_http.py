@@ -29,6 +29,7 @@ from serving.backends.base import (
 from serving.backends.errors import sanitised_refusal
 from serving.config import OpenAIBackendConfig
 from serving.http_edge import DONE_EVENT
+from serving.thirdparty import openai_client_class
 
 _RETRYABLE_STATUS = {408, 409, 429}
 
@@ -65,16 +66,6 @@ def _failure_from(exc: Exception) -> Exception:
     return BackendFailure("bad_response")
 
 
-class _Client(openai.AsyncOpenAI):
-    """The SDK's client without its ``x-stainless-*`` headers."""
-
-    def _build_headers(self, options: Any, *, retries_taken: int = 0) -> Any:
-        headers = super()._build_headers(options, retries_taken=retries_taken)
-        for name in [name for name in headers if name.lower().startswith("x-stainless-")]:
-            del headers[name]
-        return headers
-
-
 class OpenAIBackend:
     def __init__(self, config: OpenAIBackendConfig) -> None:
         self.name = config.name
@@ -85,7 +76,7 @@ class OpenAIBackend:
         timeout = openai.Timeout(config.timeout_s, connect=config.connect_timeout_s)
         # The aiohttp transport opens its session on first use, inside the serving event loop.
         http_client = openai.DefaultAioHttpClient(timeout=timeout) if config.http_client == "aiohttp" else None
-        self._client = _Client(
+        self._client = openai_client_class()(
             base_url=config.base_url,
             api_key=config.api_key() or "missing",
             max_retries=0,

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serving.http_edge import DONE_EVENT, EventStreamResponse, release_reset_connections
+from serving.http_edge import DONE_EVENT, EventStreamResponse
+from serving.thirdparty import release_reset_connections
 
 TOKEN = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 DONE = DONE_EVENT.decode()

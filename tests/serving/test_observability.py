@@ -177,8 +177,11 @@ def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InPro
 @pytest.mark.parametrize("stream", [False, True])
 def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans: InMemorySpanExporter,
                                                     stream: bool) -> None:
-    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
     from opentelemetry.semconv.attributes import server_attributes as server
+
+    from serving.thirdparty import genai_attributes
+
+    gen_ai = genai_attributes()
 
     gw.uk.set_fault("ok")
     body = {"model": "default", "stream": stream, "max_tokens": 3,
