@@ -136,6 +136,14 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
     }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the running application needs its engines: it is marked ``engine`` whether or not its
+    module says so, and the fast tier (``make check``) leaves it out."""
+    for item in items:
+        if "app" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
+
+
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_model: Path,
         fake_commercial: FakeOpenAIServer, otlp_collector: OTLPCollector, idp: FakeIdP) -> Iterator[RunningApp]:

@@ -83,6 +83,7 @@ def in_process_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_drain_timeout_reaches_the_router_and_engine_deployments(tmp_path: Path, in_process_ray: None) -> None:
     """``server.drain_timeout_s`` is how long Serve lets requests in flight finish when a replica stops; the
     application that `serve deploy` and the chart build from the config carries it on every deployment."""
