@@ -332,7 +332,7 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         report.begin(f"draining requests in flight (up to {drain:.0f} s)")
         # Serve's controller force-stops a replica at drain_timeout_s and then removes the application: a little
         # more than drain_timeout_s in all when a request runs to the limit.
-        outcome = bounded(lambda: serve.delete(APP_NAME, _blocking=True), left(drain + DRAIN_SLACK_S),
+        outcome = bounded(lambda: serve.delete(APP_NAME), left(drain + DRAIN_SLACK_S),
                           abort=lambda: not ray_alive())
         if outcome == "done":
             report.end("requests in flight finished, application removed")

@@ -10,7 +10,8 @@ What is here:
 - uvicorn: ``release_reset_connections``, a patch of both HTTP protocols' ``connection_lost``.
 - openai: ``openai_client_class``, the async client less the ``_build_headers`` it adds ``x-stainless-*`` with.
 - ray: ``own_batching``, which routes Ray Serve LLM's private ``LLMServer._batch_output_stream`` to a subclass's
-  own method; ``default_batch_interval_ms`` and ``raw_request_info`` from ``ray.llm._internal``.
+  own method; ``default_batch_interval_ms`` and ``raw_request_info`` from ``ray.llm._internal``;
+  ``init_ray_on_loopback``, ``ray.init``'s private ``_node_ip_address``.
 - google-re2: ``re2_extension``, the pybind11 module ``re2._re2`` (the routing package's scanners call it directly).
 - opentelemetry: ``genai_attributes`` (semantic conventions still ``_incubating``) and ``otlp_logs`` (the logs
   signal: ``opentelemetry._logs``, ``opentelemetry.sdk._logs``, the OTLP/HTTP ``_log_exporter``).
@@ -147,6 +148,15 @@ def default_batch_interval_ms() -> float:
     from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS
 
     return float(MODEL_RESPONSE_BATCH_TIMEOUT_MS)
+
+
+def init_ray_on_loopback(**kwargs: Any) -> Any:
+    """``ray.init(**kwargs)`` with this node's address fixed to 127.0.0.1 (its private ``_node_ip_address``), so
+    that a local benchmark's traffic stays on loopback."""
+    require("ray")
+    import ray
+
+    return ray.init(_node_ip_address="127.0.0.1", **kwargs)
 
 
 def raw_request_info(headers: dict[str, str]) -> Any:

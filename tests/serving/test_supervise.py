@@ -273,7 +273,7 @@ class _FakeServe:
         self.delete_s = delete_s
         self.calls: list[str] = []
 
-    def delete(self, name: str, _blocking: bool) -> None:
+    def delete(self, name: str) -> None:
         self.calls.append("delete")
         time.sleep(self.delete_s)
 

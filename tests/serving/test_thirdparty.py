@@ -96,6 +96,12 @@ def test_own_batching_routes_the_private_hook() -> None:
 
 
 def test_the_private_apis_resolve_on_the_installed_versions() -> None:
+    import inspect
+
+    import ray
+
+    # init_ray_on_loopback starts Ray (not here): ray.init reads the private keyword from its **kwargs.
+    assert "_node_ip_address" in inspect.getsource(inspect.unwrap(ray.init))
     assert thirdparty.default_batch_interval_ms() > 0
     assert thirdparty.raw_request_info({"x-request-id": "abc"}).headers == {"x-request-id": "abc"}
     assert hasattr(thirdparty.re2_extension(), "RE2")
