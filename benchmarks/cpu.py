@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
+from collections import defaultdict
 
 import psutil
 
@@ -57,7 +57,7 @@ def snapshot() -> Snapshot:
 def spent(before: Snapshot, after: Snapshot, min_share: float = 0.01) -> dict[str, float]:
     """CPU seconds per group between two snapshots, largest first; groups under ``min_share`` of the total are
     summed as ``other``. A process that started in between counts from zero; one that ended is not seen."""
-    totals: Counter[str] = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
     for key, (group, seconds) in after.items():
         start = before.get(key)
         used = seconds - (start[1] if start is not None else 0.0)
@@ -66,7 +66,7 @@ def spent(before: Snapshot, after: Snapshot, min_share: float = 0.01) -> dict[st
     whole = sum(totals.values())
     result: dict[str, float] = {}
     other = 0.0
-    for group, seconds in totals.most_common():
+    for group, seconds in sorted(totals.items(), key=lambda item: item[1], reverse=True):
         if whole and seconds / whole < min_share:
             other += seconds
         else:

@@ -379,7 +379,7 @@ def create_app(state: FakeState | None = None) -> Starlette:
     """The ASGI app; ``app.state.fake`` is the :class:`FakeState` it uses."""
     state = state or FakeState()
 
-    async def record(request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+    async def record(request: Request) -> tuple[dict[str, Any], Response | None]:
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
@@ -394,7 +394,7 @@ def create_app(state: FakeState | None = None) -> Starlette:
             }
         )
         if raw and not isinstance(body, dict):
-            return None, _error(400, "request body must be a JSON object", "invalid_request_error")
+            return {}, _error(400, "request body must be a JSON object", "invalid_request_error")
         return body or {}, None
 
     async def apply_fault(stream: bool) -> Response | None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from routing.budgets import InProcessLedger, Limits, RayLedger, Scope
+from serving.thirdparty import init_ray_on_loopback
 
 SCOPES = [Scope("caller:bench", Limits(requests_per_minute=10**9, tokens_per_minute=10**12))]
 
@@ -40,16 +41,16 @@ def main(argv: list[str]) -> int:
 
     n = int(argv[0]) if argv else 1000
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    init_ray_on_loopback(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        @ray.remote(num_cpus=0)
         class Replica:
             async def run(self, n: int) -> dict[str, list[float]]:
                 ledger = RayLedger(name="ledger-bench")
                 await timed_calls(ledger, 50)
                 return await timed_calls(ledger, n)
 
-        remote = ray.get(Replica.remote().run.remote(n))
+        replica: Any = ray.remote(num_cpus=0)(Replica).remote()  # Ray types its methods as plain functions
+        remote: dict[str, list[float]] = ray.get(replica.run.remote(n))
     finally:
         ray.shutdown()
     local = asyncio.run(timed_calls(InProcessLedger(), n))

@@ -182,7 +182,7 @@ def _connector(concurrency: int) -> aiohttp.TCPConnector:
 
 
 async def run_load_async(
-    cfg: LoadConfig, prompts: Sequence[Prompt], on_done: Callable[[RequestResult], None] | None = None
+    cfg: LoadConfig, prompts: Sequence[Prompt], on_done: Callable[[RequestResult], object] | None = None
 ) -> RunOutcome:
     """Warm up, then send every prompt at its arrival time, at most ``max_concurrency`` in flight."""
     n = len(prompts)
@@ -212,9 +212,9 @@ async def run_load_async(
         async def one(i: int) -> None:
             async with sem:
                 url, body = requests[i]
-                results[i] = await send_one(session, url, body, headers)
+                result = results[i] = await send_one(session, url, body, headers)
             if on_done is not None:
-                on_done(results[i])
+                on_done(result)
 
         t0 = time.perf_counter()
         tasks = []

@@ -48,6 +48,6 @@ def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
                          max_position_embeddings=MAX_POSITIONS,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types `to` unbound
     model.save_pretrained(dest, safe_serialization=True)
     return dest

@@ -172,6 +172,8 @@ def _torch_head(static: np.ndarray, hyper: Hyper, mu: np.ndarray) -> Any:
     import torch
 
     class Head(torch.nn.Module):
+        mu: torch.Tensor  # a registered buffer
+
         def __init__(self) -> None:
             super().__init__()
             dim = static.shape[1]
@@ -511,7 +513,8 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     started = time.perf_counter()
-    hyper = Hyper(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.hyper.items()})
+    overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in args.hyper.items()}
+    hyper = Hyper(**overrides)
     tokenizer = Tokenizer.from_file(str(args.model / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()

@@ -25,7 +25,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     # The dequantised weights are plain bf16: drop the GGUF quantisation markers so vLLM loads them as such.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # not declared by transformers; torch types it as a Module
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
 

@@ -228,11 +228,13 @@ class OTLPSink:
     """OTLP/HTTP logs through the SDK's exporter: one log record per audit line, body = the exact line."""
 
     def __init__(self, config: ShippingConfig, service_name: str = "sovereign-inference") -> None:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        self._exporter = OTLPLogExporter(
+        from serving.thirdparty import otlp_logs
+
+        self._logs = otlp_logs()
+        self._exporter = self._logs.exporter(
             endpoint=config.endpoint, timeout=config.timeout_s,
             certificate_file=str(config.ca_file) if config.ca_file else None,
             client_certificate_file=str(config.client_cert_file) if config.client_cert_file else None,
@@ -241,18 +243,14 @@ class OTLPSink:
         self._scope = InstrumentationScope("routing.audit_ship")
 
     def _record(self, body: str, event: str, ts: str, attributes: dict[str, str | int]):
-        from opentelemetry._logs import LogRecord, SeverityNumber
-        from opentelemetry.sdk._logs import ReadableLogRecord
-
+        logs = self._logs
         ns = _ts_ns(ts)
-        record = LogRecord(timestamp=ns, observed_timestamp=ns, severity_text="INFO",
-                           severity_number=SeverityNumber.INFO, body=body, attributes=attributes, event_name=event)
-        return ReadableLogRecord(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
+        record = logs.log_record(timestamp=ns, observed_timestamp=ns, severity_text="INFO",
+                                 severity_number=logs.severity.INFO, body=body, attributes=attributes, event_name=event)
+        return logs.readable_log_record(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
 
     def _export(self, records: list) -> None:
-        from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-        if self._exporter.export(records) is not LogRecordExportResult.SUCCESS:
+        if self._exporter.export(records) is not self._logs.export_result.SUCCESS:
             raise ShipError("OTLP collector did not accept the batch")
 
     def send(self, items: Sequence[Item], log_name: str) -> None:
@@ -467,10 +465,6 @@ class AuditShipper:
         self._thread = threading.Thread(target=self._run, name=f"audit-shipper:{self.path.name}", daemon=True)
         self._thread.start()
 
-    def notify(self) -> None:
-        """New records were written: look now rather than at the next poll."""
-        self._wake.set()
-
     def close(self, timeout_s: float | None = None) -> None:
         """Ship what the sink accepts within ``timeout_s`` (default: the send timeout), anchor, stop. Blocks."""
         self._final_deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.config.timeout_s)
@@ -550,27 +544,27 @@ class AuditShipper:
                 self._backlog(fh, size)
             if self.anchors is not None and self.anchor_sink is not None and (
                     final or time.monotonic() >= self._next_anchor):
-                failed = not self._anchor(fh, size) or failed
+                failed = not self._anchor(fh, size, self.anchor_sink, self.anchors) or failed
         return progressed, failed
 
-    def _anchor(self, fh, size: int) -> bool:
+    def _anchor(self, fh, size: int, sink: Sink, anchors: AnchorConfig) -> bool:
         end = _complete_end(fh, size)
         if end < self._tail.offset:
             self._tail = Position()
         self._tail = count_lines(fh, self._tail, end)
         state = (self._tail.lines, self._tail.head)
         if state == self._anchored or self._tail.lines == 0:
-            self._next_anchor = time.monotonic() + self.anchors.interval_s  # type: ignore[union-attr]
+            self._next_anchor = time.monotonic() + anchors.interval_s
             return True
         anchor = Anchor(self._tail.lines, self._tail.head, utc_now(), self.path.name)
         try:
-            self.anchor_sink.send_anchor(anchor)  # type: ignore[union-attr]
+            sink.send_anchor(anchor)
         except (ShipError, OSError) as exc:
             log.warning("audit anchor not written, will retry: %s", exc)
             self._failure("anchor")
             return False
         self._anchored = state
-        self._next_anchor = time.monotonic() + self.anchors.interval_s  # type: ignore[union-attr]
+        self._next_anchor = time.monotonic() + anchors.interval_s
         if self._on_anchor is not None:
             self._on_anchor(time.time())
         return True

@@ -115,8 +115,8 @@ class BudgetBook:
         if over:
             # Refused: nothing is charged, so the headers show what is left now (this request not counted).
             worst = max(over, key=lambda b: b[2])  # the one that keeps the caller waiting longest
-            req_now = [(r + 1, *rest) for r, *rest in req]
-            tok_now = [(r + tokens, *rest) for r, *rest in tok]
+            req_now = [(r + 1, limit, reset, key, name) for r, limit, reset, key, name in req]
+            tok_now = [(r + tokens, limit, reset, key, name) for r, limit, reset, key, name in tok]
             return Verdict(False, _headers(req_now, tok_now), retry_after_s=worst[2],
                            exceeded=f"{worst[4]} of {worst[3]}", minute=minute, day=day)
         for scope in scopes:

@@ -351,8 +351,14 @@ class EgressReviewer:
                     raise ReviewError("the egress review ran past its deadline")
                 words = _BERT_SPACE.split(piece)
                 # A snapshot of what the cache knows: the gate's other thread may empty it meanwhile.
-                known = {word: cache.get(word) for word in set(words)}
-                missing = [word for word, found in known.items() if found is None]
+                known: dict[str, list[int]] = {}
+                missing: list[str] = []
+                for word in set(words):
+                    found = cache.get(word)
+                    if found is None:
+                        missing.append(word)
+                    else:
+                        known[word] = found
                 if missing:
                     encodings = self._tokenizer.encode_batch(missing, add_special_tokens=False)
                     known.update((word, encoding.ids) for word, encoding in zip(missing, encodings, strict=True))

@@ -45,7 +45,6 @@ class Plan:
     candidates: tuple[str, ...]
     refusal: Refusal | None = None
     overflowed: tuple[str, ...] = field(default=())   # local backends moved back because their queue is full
-    skipped: tuple[str, ...] = field(default=())      # cleared but currently unavailable
 
 
 def is_cleared(backend: BackendPolicy, level: Level) -> bool:
@@ -80,16 +79,15 @@ def decide(
     if not cleared:
         return Plan(candidates=(), refusal=Refusal.NOT_CLEARED)
     down = set(unavailable)
-    skipped = tuple(b.name for b in cleared if b.name in down)
     usable = [b for b in cleared if b.name not in down]
     if not usable:
-        return Plan(candidates=(), refusal=Refusal.UNAVAILABLE, skipped=skipped)
+        return Plan(candidates=(), refusal=Refusal.UNAVAILABLE)
     full = set(overloaded)
     free = [b.name for b in usable if b.name not in full]
     busy = [b.name for b in usable if b.name in full]
     # A full queue only matters when something else can take the request; otherwise it waits in that queue.
     overflowed = tuple(busy) if free and busy and usable[0].name in full else ()
-    return Plan(candidates=tuple(free + busy), overflowed=overflowed, skipped=skipped)
+    return Plan(candidates=tuple(free + busy), overflowed=overflowed)
 
 
 def policy_digest(policy: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
+from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
@@ -109,9 +110,10 @@ class Ingress:
         from serving.backends.local import LocalBackend
         from serving.backends.openai_http import OpenAIBackend
         from serving.gateway import Gateway
-        from serving.http_edge import RAY_HTTP_CALLBACK, release_reset_connections
+        from serving.http_edge import RAY_HTTP_CALLBACK
         from serving.metrics import Metrics, serve_metrics
         from serving.telemetry import configure_logging, configure_tracing
+        from serving.thirdparty import release_reset_connections
 
         release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
         settings = load_settings(data=settings_data)
@@ -214,7 +216,8 @@ def build_application(settings: Settings) -> Any:
         "ray_actor_options": {"num_cpus": 0, **({"resources": dict(settings.server.ingress_ray_resources)}
                                                 if settings.server.ingress_ray_resources else {})},
     }
-    return Ingress.options(**ingress_options).bind(dump_settings(settings), engines)
+    # @serve.deployment made Ingress a Deployment; mypy does not apply class decorators.
+    return cast(Deployment, Ingress).options(**ingress_options).bind(dump_settings(settings), engines)
 
 
 def build_app(args: dict[str, Any]) -> Any:

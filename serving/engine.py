@@ -131,21 +131,23 @@ async def leading_edge_batches(source: AsyncIterator[T], interval_s: float | Cal
 
 def sovereign_server_cls() -> type:
     """The ``LLMServer`` subclass used for every local model (imported lazily: Ray Serve LLM imports vLLM)."""
-    from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS
     from ray.serve.llm import LLMServer
 
+    from serving.thirdparty import default_batch_interval_ms, own_batching
+
+    @own_batching
     class SovereignLLMServer(LLMServer):
-        async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+        async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]  # Serve awaits LLMServer's async __init__
             if llm_config.experimental_configs.get(VERIFY_KEY, True):
                 verify_manifest(Path(llm_config.model_loading_config.model_source))
             spread_for_engine()  # under `sovereign serve` with CPU engines; see serving/placement.py
             experimental = llm_config.experimental_configs
             self._pacer = StreamPacer(
                 int(experimental.get(SMOOTH_STREAMS_KEY, 0)),
-                float(experimental.get("stream_batching_interval_ms", MODEL_RESPONSE_BATCH_TIMEOUT_MS)) / 1000)
+                float(experimental.get("stream_batching_interval_ms", default_batch_interval_ms())) / 1000)
             await super().__init__(llm_config, **kwargs)
 
-        def _batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:
+        def batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:
             return self._pacer.batches(generator)
 
     return SovereignLLMServer

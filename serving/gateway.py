@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -140,7 +141,7 @@ class Gateway:
         self.in_flight = 0
         for name, backend in self.backends.items():
             if hasattr(backend, "in_flight"):  # local backends: the depth that decides overflow, read at scrape
-                self.metrics.queue_depth.labels(name).set_function(lambda b=backend: b.in_flight)
+                self.metrics.queue_depth.labels(name).set_function(functools.partial(getattr, backend, "in_flight"))
         # Ray Serve's proxy assigns `x-request-id` (or keeps the caller's) and adds it to every response itself.
         self.behind_serve_proxy = behind_serve_proxy
 
@@ -173,9 +174,9 @@ class Gateway:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            err = GatewayTimeout()
-            state.status, state.error_code = err.status, err.code
-            return err.response(state.headers())
+            timeout = GatewayTimeout()
+            state.status, state.error_code = timeout.status, timeout.code
+            return timeout.response(state.headers())
         except Exception as exc:
             log.exception("unexpected failure", extra={"request_id": state.request_id})
             state.status, state.error_code = 500, type(exc).__name__
@@ -300,7 +301,8 @@ class Gateway:
                                                     trace_headers=_trace_headers() if backend.sovereign else {})
                     except (BackendFailure, BackendRefusal) as exc:
                         span.set_attribute("sovereign.outcome", exc.__class__.__name__)
-                        span.set_attribute("sovereign.reason", getattr(exc, "reason", None) or f"http_{exc.status}")
+                        span.set_attribute("sovereign.reason", exc.reason if isinstance(exc, BackendFailure)
+                                           else f"http_{exc.status}")
                         raise
                     except asyncio.CancelledError:  # the request's deadline, or the client left
                         span.set_attribute("sovereign.outcome", "cancelled")
@@ -383,7 +385,7 @@ class Gateway:
             yield error_sse(InternalError())
         finally:
             deadline.cancel()
-            await opened.chunks.aclose()  # type: ignore[attr-defined]
+            await opened.chunks.aclose()
             state.attempts.append(Attempt(backend=name, outcome=outcome, reason=reason, ms=_ms(started)))
             state.prompt_tokens = opened.usage.prompt_tokens
             state.completion_tokens = opened.usage.completion_tokens
@@ -471,7 +473,7 @@ class Gateway:
         from serving.backends.local import validation_message
 
         try:
-            validator.validate(endpoint, body)  # type: ignore[attr-defined]
+            validator.validate(endpoint, body)
         except APIError:
             raise
         except ValidationError as exc:
@@ -554,13 +556,13 @@ class Gateway:
             span.set_status(StatusCode.ERROR)
         span.end()
 
-    def _record(self, state: RequestState, event: str, *, backend: str | None) -> AuditRecord:
+    def _record(self, state: RequestState, event: Literal["egress", "request"], *, backend: str | None) -> AuditRecord:
         c = state.classification
         return AuditRecord(
             event=event, request_id=state.request_id, caller=state.caller, team=state.team,
             endpoint=state.endpoint.path,
-            model=state.model, declared_level=state.declared, detected_level=c.detected_level if c else None,
-            level=c.level if c else None,
+            model=state.model, declared_level=state.declared.label if state.declared else None,
+            detected_level=c.detected_level.label if c else None, level=c.level.label if c else None,
             signals=tuple(Signal(type=s.type, count=s.count) for s in c.signals) if c else (),
             policy_sha256=self.policy_sha256, classifier_sha256=self.classifier_sha256,
             candidates=state.candidates, attempts=tuple(state.attempts),
@@ -603,7 +605,12 @@ def _declared_level(request: Request) -> Level | None:
                          param=DECLARED_HEADER, code="invalid_classification") from None
 
 
-_NO_EXCEPTION_TEXT: dict[str, bool] = {"record_exception": False, "set_status_on_exception": False}
+class _SpanErrorOptions(TypedDict):
+    record_exception: bool
+    set_status_on_exception: bool
+
+
+_NO_EXCEPTION_TEXT: _SpanErrorOptions = {"record_exception": False, "set_status_on_exception": False}
 _DONE = DONE_EVENT.decode()
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes import server_attributes as server
 
 from routing.audit import audit_name
-from serving.backends.base import Endpoint, Opened, Usage
+from serving.backends.base import Chunks, Endpoint, Opened, Usage
 from serving.config import OPENAI_API_BASE_URL
+from serving.thirdparty import genai_attributes
+
+gen_ai = genai_attributes()
 
 OPERATION = {
     Endpoint.CHAT: gen_ai.GenAiOperationNameValues.CHAT.value,
@@ -101,7 +102,7 @@ def response_attributes(opened: Opened) -> dict[str, Any]:
 class _Observed:
     """A stream passed through unchanged, noting the finish reasons its SSE events carry (a substring scan)."""
 
-    def __init__(self, inner: AsyncIterator[str], reasons: list[str]) -> None:
+    def __init__(self, inner: Chunks, reasons: list[str]) -> None:
         self._inner, self._reasons = inner, reasons
 
     def __aiter__(self) -> _Observed:
@@ -114,7 +115,7 @@ class _Observed:
         return chunk
 
     async def aclose(self) -> None:
-        await self._inner.aclose()  # type: ignore[attr-defined]
+        await self._inner.aclose()
 
 
 def observed(opened: Opened) -> Opened:

@@ -1,5 +1,5 @@
-"""HTTP details of the serving edge that the frameworks leave to us: how an event stream ends, uvicorn's keep-alive
-timer on a reset connection, and the request headers Ray Serve acts on before our code runs."""
+"""HTTP details of the serving edge that the frameworks leave to us: how an event stream ends and the request headers
+Ray Serve acts on before our code runs. (uvicorn's keep-alive timer on a reset connection: serving/thirdparty.py.)"""
 
 from __future__ import annotations
 
@@ -35,32 +35,6 @@ class EventStreamResponse(StreamingResponse):
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": held, "more_body": False})
-
-
-def release_reset_connections() -> None:
-    """Make uvicorn let go of a connection closed by a reset as it does of one closed cleanly. Idempotent.
-
-    uvicorn arms a keep-alive timer after every response and cancels it in ``connection_lost`` only when the
-    close was clean (``exc is None``, uvicorn 0.54 and earlier). A reset leaves the timer holding the
-    connection's whole request graph (protocol, transport, scope, ASGI state) for the keep-alive timeout: 90 s in
-    a Ray Serve replica. HAProxy resets its connection to the replica whenever a client leaves before a
-    response has ended, so the router replica grew by about 6 KB per such request until the timers ran out
-    (benchmarks/RESULTS.md, "Gateway overhead"). Same bug: github.com/Soju06/codex-lb/issues/2041.
-    """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    for protocol in (HttpToolsProtocol, H11Protocol):
-        original = protocol.connection_lost
-        if getattr(original, "_releases_on_reset", False):
-            continue
-
-        def connection_lost(self, exc: Exception | None, _original=original) -> None:  # type: ignore[no-untyped-def]
-            _original(self, exc)
-            self._unset_keepalive_if_required()  # a no-op when the clean path has done it
-
-        connection_lost._releases_on_reset = True  # type: ignore[attr-defined]
-        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
 # A caller's request id is kept only if it is one of these: a UUID, or a hex token with at least one letter (a

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -239,6 +240,11 @@ def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | 
     return not path.exists()
 
 
+def _record_processes(record: ServerRecord) -> list[psutil.Process]:
+    """What a server recorded as its own and still runs: its tagged processes and its recorded members."""
+    return tagged(record.server_id, record.private) + recorded(record.members)
+
+
 def clear_stale(state: Path, reap: Callable[[], object] | None = None, helpers: set[int] | None = None) -> list[str]:
     """Clear what servers recorded in ``state`` left behind when both their supervisor and their server are gone:
     their tagged processes, private folder and record. Servers still running are left alone. Returns one line per
@@ -249,8 +255,7 @@ def clear_stale(state: Path, reap: Callable[[], object] | None = None, helpers: 
                                    or is_alive(record.server_pid, record.server_started)):
             continue
         if record is not None:
-            killed = kill_all(lambda r=record: tagged(r.server_id, r.private) + recorded(r.members), timeout_s=10,
-                              reap=reap)
+            killed = kill_all(functools.partial(_record_processes, record), timeout_s=10, reap=reap)
             remove_folder(record.private, helpers=helpers)
             said.append(f"cleared an earlier server of this folder (pid {record.supervisor_pid}, port "
                         f"{record.port}): " + (f"killed {', '.join(killed)}" if killed else "nothing left running"))
@@ -277,7 +282,7 @@ def listeners(pids: Iterable[int]) -> dict[int, list[int]]:
     wanted = set(pids)
     found: dict[int, list[int]] = {}
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in wanted:
+        if conn.status == psutil.CONN_LISTEN and conn.pid in wanted and conn.laddr:
             found.setdefault(conn.pid, []).append(conn.laddr.port)
     return found
 

@@ -27,6 +27,7 @@ the replicas' environment is (the HTTP front among it: Ray's HAProxy mode is tur
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -332,7 +333,7 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         report.begin(f"draining requests in flight (up to {drain:.0f} s)")
         # Serve's controller force-stops a replica at drain_timeout_s and then removes the application: a little
         # more than drain_timeout_s in all when a request runs to the limit.
-        outcome = bounded(lambda: serve.delete(APP_NAME, _blocking=True), left(drain + DRAIN_SLACK_S),
+        outcome = bounded(lambda: serve.delete(APP_NAME), left(drain + DRAIN_SLACK_S),
                           abort=lambda: not ray_alive())
         if outcome == "done":
             report.end("requests in flight finished, application removed")
@@ -398,21 +399,21 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
     report.end("model weights verified" + (f" (on their engines' nodes: {', '.join(unchecked)})" if unchecked else ""))
     if stop.is_set():
         return 0
-    if own_cluster:
+    if address is None:
         report.begin("starting Ray")
         # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on
         # purpose. address="local": always a new Ray instance. Without it a second server on this host joins the
         # first one's cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
         ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
                  resources=local_resources(settings), log_to_driver=False, configure_logging=True,
-                 logging_level="WARNING")
+                 logging_level=logging.WARNING)
     else:
         report.begin(f"connecting to the Ray cluster at {address}")
         unreachable = _unreachable(address)
         if unreachable:  # Ray itself retries for minutes, deaf to a stop signal, before it says so
             report.fail(f"cannot reach the Ray cluster at {address}: {unreachable}")
             return 1
-        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
     # Ray's core worker installs its own SIGTERM handler (it prints a stack and aborts, exit -6, with requests in
     # flight cut off); ours must be the one that runs, so that SIGTERM drains like Ctrl-C.
     _on_stop_signals(stop)
@@ -428,7 +429,7 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
         # On a cluster Serve may run already (other applications): then its HTTP options and proxies stay as they
         # are, and Serve says so in the log. Proxies on the head only, as `sovereign config render-serve` deploys.
         serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
-                    **({} if own_cluster else {"proxy_location": PROXY_LOCATION}),
+                    proxy_location=None if own_cluster else PROXY_LOCATION,
                     tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
                     if otlp_configured() else None)
         # Not serve.run: it waits for the application to be running, deaf to a stop signal meanwhile.

@@ -239,14 +239,14 @@ class Supervisor:
         self.record = self.record.model_copy(update={
             "server_pid": self.proc.pid, "server_started": lifeline.started_at(self.proc.pid) or 0.0})
         lifeline.write_record(self.state, self.record)
-        stuck = self._wait(read_fd)
+        stuck = self._wait(self.proc, read_fd)
         with contextlib.suppress(OSError):
             while self._read_channel(read_fd, 0):
                 pass
         os.close(read_fd)
         return self._finish(private, record, log_path, stuck)
 
-    def _wait(self, read_fd: int) -> bool:
+    def _wait(self, proc: subprocess.Popen[bytes], read_fd: int) -> bool:
         """Until the server has exited (or was killed, or said it is exiting and then did not). Returns whether it
         is stuck: it said it is exiting, or was killed, and still has not gone."""
         drain = self.settings.server.drain_timeout_s
@@ -261,7 +261,7 @@ class Supervisor:
             self._handle_signals()
             self.reap()
             if self._server_status() is not None:
-                self.proc.returncode = 0  # noticed here; keeps Popen from collecting it (see reap)
+                proc.returncode = 0  # noticed here; keeps Popen from collecting it (see reap)
                 return False
             now = time.monotonic()
             if now >= next_orphan_check:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from routing.levels import LEVEL_LABELS, Level
 
-ATRS_VERSION = "3.0"
+ATRS_VERSION: Literal["3.0"] = "3.0"
 PERSON = "person"
 Source = Literal["configuration", "code", "measured", "person"]
 _ROOT = Path(__file__).resolve().parent.parent

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -31,7 +32,7 @@ TEST_SESSION_ENV = "SOVEREIGN_TEST_SESSION"
 os.environ[TEST_SESSION_ENV] = uuid.uuid4().hex
 LEFTOVER_TITLES = ("VLLM::", "haproxy", "ray::", "raylet", "gcs_server", "serving.cli serve")
 
-CALLERS = {
+CALLERS: dict[str, dict[str, Any]] = {
     "tester": {},
     "ceiling-official": {"ceiling": "OFFICIAL"},
     "floor-secret": {"floor": "SECRET"},
@@ -134,6 +135,14 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
         # The egress review is on by default (a non-sovereign backend is configured): MiniLM as prepared for the app.
         "egress_review": {"model": str(embedding_model)},
     }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the running application needs its engines: it is marked ``engine`` whether or not its
+    module says so, and the fast tier (``make check``) leaves it out."""
+    for item in items:
+        if "app" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,6 @@ CATEGORIES = ("covert_source", "security_arrangements", "protected_person", "chi
               "private_individual")
 HELD_OUT_PERCENT = 30
 _HEADER = re.compile(r"^=== ([SB]) ([a-z_,]+) \| ([a-z0-9]+) \| ([a-z]+)\s*$")
-TOPICS = (*CATEGORIES, "general", "reference")  # "reference": ordinary text on no topic of ours (reference.txt)
 
 
 @dataclass(frozen=True)

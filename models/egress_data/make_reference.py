@@ -15,6 +15,7 @@ import random
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 OUT = Path(__file__).resolve().parent / "reference.txt"
 MODULES = ("abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs",
@@ -68,7 +69,7 @@ def _code(rng: random.Random) -> list[str]:
     return [s for s in snippets if s]
 
 
-def json_module() -> object:
+def json_module() -> ModuleType:
     import json
 
     return json

@@ -59,12 +59,22 @@ class Usage:
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
 
 
+class Chunks(Protocol):
+    """A started stream of SSE events: read until it ends, then closed (which stops what is still generating)."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class Opened:
     """A response that has started: exactly one of ``body`` and ``chunks`` is set."""
 
     body: dict[str, Any] | None = None
-    chunks: AsyncIterator[str] | None = None
+    chunks: Chunks | None = None
     usage: Usage = field(default_factory=Usage)   # filled as the response is read, for the audit record
     finish_reasons: list[str] = field(default_factory=list)  # codes, filled as a stream is read (for traces)
 
@@ -93,7 +103,9 @@ def wants_usage(body: dict[str, Any]) -> bool:
 
 def with_usage(body: dict[str, Any]) -> dict[str, Any]:
     """The body asking for a final usage chunk, so the audit record gets token counts for every stream."""
-    options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    options = body.get("stream_options")
+    if not isinstance(options, dict):
+        options = {}
     return {**body, "stream_options": {**options, "include_usage": True}}
 
 

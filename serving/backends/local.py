@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ from serving.backends.base import (
 from serving.backends.errors import sanitised_refusal
 from serving.config import VLLMBackendConfig
 from serving.errors import BadRequest
+from serving.thirdparty import raw_request_info
 
 
 def request_models() -> dict[Endpoint, Any]:
@@ -129,8 +130,6 @@ class LocalBackend:
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
                    trace_headers: Mapping[str, str]) -> Opened:
-        from ray.llm._internal.serve.core.protocol import RawRequestInfo
-
         unsupported = self.unsupported(endpoint, body)
         if unsupported:
             raise BackendRefusal(400, error_envelope(
@@ -138,7 +137,7 @@ class LocalBackend:
                 "invalid_request_error", "unsupported_parameter", unsupported[0]))
         request = self.validate(endpoint, body)
         # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
-        raw_info = RawRequestInfo(headers={"x-request-id": request_id, **trace_headers})
+        raw_info = raw_request_info({"x-request-id": request_id, **trace_headers})
         caller_wants_usage = wants_usage(body)
         method = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}[endpoint.value]
         self.in_flight += 1
@@ -177,13 +176,13 @@ class LocalBackend:
 
         usage = Usage()
 
-        async def chunks() -> AsyncIterator[str]:
+        async def chunks() -> AsyncGenerator[str, None]:
             try:
                 batch: list[Any] = items
                 while True:
                     # One body chunk per engine batch: every chunk is a message through Serve's proxy, so
                     # re-splitting the batch would multiply the per-message cost on the hot path.
-                    events = []
+                    events: list[str] = []
                     for item in batch:
                         if _is_error(item):
                             if events:

@@ -9,7 +9,7 @@ SDK's own retries are off; retrying elsewhere is the router's decision.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from serving.backends.base import (
 from serving.backends.errors import sanitised_refusal
 from serving.config import OpenAIBackendConfig
 from serving.http_edge import DONE_EVENT
+from serving.thirdparty import openai_client_class
 
 _RETRYABLE_STATUS = {408, 409, 429}
 
@@ -65,16 +66,6 @@ def _failure_from(exc: Exception) -> Exception:
     return BackendFailure("bad_response")
 
 
-class _Client(openai.AsyncOpenAI):
-    """The SDK's client without its ``x-stainless-*`` headers."""
-
-    def _build_headers(self, options: Any, *, retries_taken: int = 0) -> Any:
-        headers = super()._build_headers(options, retries_taken=retries_taken)
-        for name in [name for name in headers if name.lower().startswith("x-stainless-")]:
-            del headers[name]
-        return headers
-
-
 class OpenAIBackend:
     def __init__(self, config: OpenAIBackendConfig) -> None:
         self.name = config.name
@@ -85,7 +76,7 @@ class OpenAIBackend:
         timeout = openai.Timeout(config.timeout_s, connect=config.connect_timeout_s)
         # The aiohttp transport opens its session on first use, inside the serving event loop.
         http_client = openai.DefaultAioHttpClient(timeout=timeout) if config.http_client == "aiohttp" else None
-        self._client = _Client(
+        self._client = openai_client_class()(
             base_url=config.base_url,
             api_key=config.api_key() or "missing",
             max_retries=0,
@@ -107,7 +98,7 @@ class OpenAIBackend:
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
                    trace_headers: Mapping[str, str]) -> Opened:
         payload = dict(body)
-        options = {"headers": dict(trace_headers)} if trace_headers else {}
+        options: openai.RequestOptions = {"headers": dict(trace_headers)} if trace_headers else {}
         payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model
         stream = bool(payload.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
         forward_usage = True
@@ -146,7 +137,7 @@ class OpenAIBackend:
             await response.aclose()
             raise
 
-        async def chunks() -> AsyncIterator[str]:
+        async def chunks() -> AsyncGenerator[str, None]:
             try:
                 yield first
                 async for event in events:
@@ -161,7 +152,7 @@ _LINES_AFTER_DONE = 4  # a well-behaved stream has at most a blank line after [D
 MAX_SSE_LINE_BYTES = 1 << 20  # far above any chunk of a completion; an upstream that never ends a line is cut off
 
 
-async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncIterator[str]:
+async def _sse_events(response: httpx.Response, usage: Usage, forward_usage: bool) -> AsyncGenerator[str, None]:
     """Re-frame the upstream SSE stream as ``data: ...\\n\\n`` events; refuse anything that is not SSE JSON.
 
     The events that one read of the body brings are passed on together, as one string: one write to the client

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,7 @@ def test_the_unplaced_gateway_is_the_gateway_without_cpu_placement(tmp_path: Pat
 
 
 def test_write_outputs_json_csv_plots(tmp_path: Path):
-    doc = {
+    doc: dict[str, Any] = {
         "targets": {"vllm": summary(200, 0.5), "gateway": summary(190, 0.5)},
         "sweeps": {
             "vllm": [summary(60, 0.1, 1), summary(200, 0.5, 16)],

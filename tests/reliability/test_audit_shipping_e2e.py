@@ -27,6 +27,7 @@ def test_gateway_records_are_shipped_in_order_through_a_sink_restart(tmp_path: P
         shipping = ShippingConfig(kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.3,
                                   timeout_s=2, batch_records=5)
         shipper = start_shipper(h.audit_path, shipping, AnchorConfig(interval_s=1, sink="file", path=anchors))
+        assert shipper is not None
         try:
             for phase in range(3):
                 for _ in range(6):
@@ -53,6 +54,7 @@ def test_full_disk_with_shipping_configured_still_refuses_egress(tmp_path: Path)
         shipping = ShippingConfig(kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.2,
                                   cursor_path=tmp_path / "audit.cursor")
         shipper = start_shipper("/dev/full", shipping, None)
+        assert shipper is not None
         try:
             response = _chat(h.base_url, h.headers, "commercial-only")
             assert response.status_code == 503 and response.json()["error"]["code"] == "audit_unavailable"

@@ -132,7 +132,7 @@ def test_every_commercial_attempt_was_audited_durably_first(harness: Harness) ->
 def test_zz_no_hung_requests_no_leaked_tasks_or_connections(harness: Harness) -> None:
     harness.commercial.set_fault("ok")
     deadline = time.monotonic() + 10
-    while harness.tasks() > harness.baseline_tasks and time.monotonic() < deadline:  # type: ignore[attr-defined]
+    while harness.tasks() > harness.baseline_tasks and time.monotonic() < deadline:
         time.sleep(0.1)
     assert harness.tasks() <= harness.baseline_tasks
     assert harness.gateway.in_flight == 0

@@ -116,6 +116,6 @@ def test_build_app_rejects_bad_config_before_building_anything(tmp_path: Path) -
 def test_running_settings_cannot_be_changed_in_place(tmp_path: Path) -> None:
     settings = load_settings(data=_good(tmp_path))
     with pytest.raises(ValidationError):
-        settings.server.port = 1  # type: ignore[misc]
+        settings.server.port = 1  # type: ignore[misc]  # frozen: the assignment is what must fail
     with pytest.raises(ValidationError):
-        settings.backends[1].max_classification = "SECRET"  # type: ignore[misc]
+        settings.backends[1].max_classification = "SECRET"  # type: ignore[misc,assignment]  # frozen: must fail

@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import uuid
+from typing import Any
 
 import httpx
 import psutil
@@ -103,7 +104,7 @@ def test_only_utf8_bodies_are_read(app: RunningApp, encoding: str) -> None:
 
 def test_failed_requests_export_codes_not_messages(app: RunningApp, otlp_collector: OTLPCollector) -> None:
     canary = f"spancanary{secrets.token_hex(4)}"
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {"model": "local-only", "messages": MSG, "logit_bias": {canary: "high"}},
         {"model": "local-only", "messages": MSG, canary: 1},
         {"model": "local-only", "messages": MSG, "tools": [{"type": "function", "function": {}}],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 import pytest
 
@@ -18,7 +20,7 @@ def _post(app: RunningApp, headers: dict[str, str], body: dict | None = None) ->
     return httpx.post(f"{app.base_url}/chat/completions", json=body or BODY, headers=headers, timeout=180)
 
 
-def _raw_post(app: RunningApp, headers: dict[str, bytes | str]) -> httpx.Response:
+def _raw_post(app: RunningApp, headers: Mapping[str, bytes | str]) -> httpx.Response:
     """Send header values byte for byte (trailing spaces, UTF-8), which httpx's own checks would refuse."""
     import json
     import socket
@@ -87,7 +89,7 @@ def test_spoofed_sovereign_response_headers_are_ignored(app: RunningApp, commerc
                                       "x" * 2000])
 def test_declared_level_that_is_not_a_level_is_400(app: RunningApp, commercial: FakeOpenAIServer,
                                                    declared: str) -> None:
-    headers = {**app.headers(), "X-Sovereign-Classification": declared.encode("utf-8")}
+    headers: dict[str, bytes | str] = {**app.headers(), "X-Sovereign-Classification": declared.encode("utf-8")}
     response = _raw_post(app, headers)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_classification"

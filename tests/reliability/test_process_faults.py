@@ -254,7 +254,7 @@ def _assert_nothing_left(family: list[psutil.Process], ports: set[int], private:
 
     def listening() -> list[int]:
         return sorted({c.laddr.port for c in psutil.net_connections("tcp")
-                       if c.status == psutil.CONN_LISTEN and c.laddr.port in ports})
+                       if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports})
 
     def strays() -> list[int]:
         return [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]

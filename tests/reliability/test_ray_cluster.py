@@ -65,8 +65,8 @@ class Loopback:
     def actors(self, alive: bool = True) -> list[Any]:
         from ray.util.state import list_actors
 
-        filters = [("state", "=", "ALIVE")] if alive else None
-        return list_actors(address=self.dashboard, filters=filters, limit=10_000, raise_on_missing_output=False)
+        return list_actors(address=self.dashboard, filters=[("state", "=", "ALIVE")] if alive else None, limit=10_000,
+                           raise_on_missing_output=False)
 
     def nodes(self) -> dict[str, Any]:
         """Alive nodes by id."""

@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -96,7 +97,8 @@ def test_record_normalises_levels_and_forbids_unknown_fields() -> None:
 )
 def test_record_fields_cannot_carry_free_text(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
-        make_record(**{field: value})
+        fields: dict[str, Any] = {field: value}
+        make_record(**fields)
 
 
 def test_audit_name_keeps_safe_names_only() -> None:

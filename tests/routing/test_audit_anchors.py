@@ -22,6 +22,7 @@ def anchored(tmp_path: Path) -> tuple[Path, Path]:
     anchors = tmp_path / "elsewhere" / "anchors.jsonl"
     writer = Writer(path)
     shipper = start_shipper(path, None, AnchorConfig(interval_s=1, sink="file", path=anchors))
+    assert shipper is not None
     try:
         writer.write(20)
         wait_until(lambda: anchors.exists() and '"lines":20' in anchors.read_text())

@@ -86,6 +86,7 @@ def test_syslog_receives_every_record_in_order_as_rfc5424(tmp_path: Path) -> Non
     writer = Writer(path)
     backlog: list[int] = []
     shipper = start_shipper(path, syslog_config(server, tmp_path), None, on_backlog=backlog.append)
+    assert shipper is not None
     try:
         writer.write(40)
         wait_until(lambda: len(server.received()) >= 40)
@@ -114,6 +115,7 @@ def test_syslog_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> N
     failures: list[str] = []
     shipper = start_shipper(path, syslog_config(server, tmp_path), None, on_backlog=backlog.append,
                             on_failure=failures.append)
+    assert shipper is not None
     try:
         writer.write(30, pause_s=0.005)
         server.stop()
@@ -140,11 +142,13 @@ def test_backlog_survives_a_restart_of_the_shipper(tmp_path: Path) -> None:
     writer = Writer(path)
     config = syslog_config(server, tmp_path)
     shipper = start_shipper(path, config, None)
+    assert shipper is not None
     writer.write(10)
     shipper.close(timeout_s=0.5)
     writer.write(10)
     server.start()
     shipper = start_shipper(path, config, None)
+    assert shipper is not None
     try:
         wait_until(lambda: len(server.received()) >= 20)
     finally:
@@ -187,6 +191,7 @@ def test_syslog_over_tls_verifies_the_collector(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     writer = Writer(path)
     shipper = start_shipper(path, syslog_config(server, tmp_path, tls=True, ca_file=cert_file), None)
+    assert shipper is not None
     try:
         writer.write(15)
         wait_until(lambda: len(server.received()) >= 15)
@@ -204,6 +209,7 @@ def test_syslog_over_tls_refuses_an_unknown_certificate(tmp_path: Path) -> None:
     writer = Writer(path)
     failures: list[str] = []
     shipper = start_shipper(path, syslog_config(server, tmp_path, tls=True), None, on_failure=failures.append)
+    assert shipper is not None
     try:
         writer.write(3)
         wait_until(lambda: bool(failures))
@@ -228,6 +234,7 @@ def test_otlp_logs_receive_every_record_in_order_and_survive_a_restart(tmp_path:
     anchors = AnchorConfig(interval_s=1, sink="shipping")
     shipper = start_shipper(path, otlp_config(collector, tmp_path), anchors, on_backlog=backlog.append,
                             service_name="sovereign-test")
+    assert shipper is not None
     restarted = None
     try:
         writer.write(25, pause_s=0.005)
@@ -264,6 +271,7 @@ def test_anchor_file_gets_the_head_at_an_interval(tmp_path: Path, count: int) ->
     anchors_path = tmp_path / "other-volume" / "anchors.jsonl"
     writer = Writer(path)
     shipper = start_shipper(path, None, AnchorConfig(interval_s=1, sink="file", path=anchors_path))
+    assert shipper is not None
     try:
         writer.write(count)
         if count:
@@ -292,4 +300,5 @@ def test_audit_configuration_checks_the_anchor_sink() -> None:
         AuditConfig.model_validate({"shipping": {"kind": "kafka", "endpoint": "x:1"}})
     config = AuditConfig.model_validate({"shipping": {"kind": "syslog", "endpoint": "siem.example:6514", "tls": True},
                                          "anchors": {"sink": "shipping", "interval_s": 60}})
-    assert config.shipping.tls and config.anchors.interval_s == 60
+    assert config.shipping is not None and config.shipping.tls
+    assert config.anchors is not None and config.anchors.interval_s == 60

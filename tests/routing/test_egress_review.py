@@ -86,7 +86,7 @@ def test_request_texts_reads_prompts_and_inputs() -> None:
 @pytest.mark.parametrize("body", [["not", "an", "object"], "text", {"a": {1, 2}}])
 def test_request_texts_refuses_what_is_not_a_json_object(body: object) -> None:
     with pytest.raises(ReviewError):
-        request_texts(body)  # type: ignore[arg-type]
+        request_texts(body)  # type: ignore[arg-type]  # the wrong type is the point
 
 
 def test_request_texts_refuses_absurd_nesting() -> None:
@@ -240,7 +240,7 @@ def test_a_huge_request_under_a_short_deadline_raises_rather_than_answering_late
 
 def test_errors_carry_no_text(reviewer: EgressReviewer) -> None:
     with pytest.raises(ReviewError) as info:
-        reviewer.review_texts(["the secret canary phrase", 3], deadline_s=5)  # type: ignore[list-item]
+        reviewer.review_texts(["the secret canary phrase", 3], deadline_s=5)  # type: ignore[list-item]  # the 3 is the point
     assert "canary" not in str(info.value)
 
 

@@ -12,7 +12,7 @@ from routing.detectors import IDENTIFIER_DETECTORS, _uk_nsn
 from routing.phones import uk_number_type
 
 
-def reference_type(nsn: str) -> phonenumbers.PhoneNumberType:
+def reference_type(nsn: str) -> int:  # a PhoneNumberType constant
     return phonenumbers.number_type(phonenumbers.PhoneNumber(country_code=44, national_number=int(nsn)))
 
 

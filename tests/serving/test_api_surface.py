@@ -12,7 +12,7 @@ from routing.audit import AuditLog
 from routing.keys import KeyStore, create_key
 from serving.api import create_app
 from serving.backends.openai_http import OpenAIBackend
-from serving.config import load_settings
+from serving.config import OpenAIBackendConfig, load_settings
 from serving.gateway import Gateway
 
 
@@ -25,7 +25,9 @@ def _client(tmp_path: Path, api_docs: str | None) -> tuple[TestClient, str]:
         "backends": [{"name": "remote", "kind": "openai", "sovereign": True, "max_classification": "SECRET",
                       "base_url": "http://127.0.0.1:9/v1", "api_key_env": None, "model": "m"}],
         "models": [{"name": "default", "route": ["remote"]}]})
-    gateway = Gateway(settings, {"remote": OpenAIBackend(settings.backends[0])},
+    backend = settings.backends[0]
+    assert isinstance(backend, OpenAIBackendConfig)
+    gateway = Gateway(settings, {"remote": OpenAIBackend(backend)},
                       audit=AuditLog(settings.audit.path), keys=KeyStore.load(tmp_path / "keys.json"))
     return TestClient(create_app(gateway)), key
 

@@ -121,7 +121,7 @@ def test_more_streams_than_smooth_are_paced_and_counted() -> None:
             return out
 
         streams = await asyncio.gather(one(), one(), one())
-        return streams, peak, pacer.active
+        return list(streams), peak, pacer.active
 
     streams, peak, after = asyncio.run(run())
     assert peak == 3 and after == 0

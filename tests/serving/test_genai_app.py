@@ -7,10 +7,12 @@ import secrets
 
 import httpx
 import pytest
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
+from serving.thirdparty import genai_attributes
 from tests.support.app import RunningApp
 from tests.support.otlp import OTLPCollector
+
+gen_ai = genai_attributes()
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -4,14 +4,16 @@ values that are names, codes and counts only."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import urlsplit
-
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
 from serving.backends.base import Endpoint, Opened, Usage
 from serving.config import OPENAI_API_BASE_URL, load_settings
 from serving.defaults import default_config
 from serving.genai_semconv import attempt_attributes, observed, request_attributes, response_attributes
+from serving.thirdparty import genai_attributes
+
+gen_ai = genai_attributes()
 
 
 def _settings():
@@ -40,8 +42,9 @@ def test_request_and_response_attributes_hold_no_free_text() -> None:
     attributes = request_attributes(Endpoint.CHAT, "a model name with spaces", Usage(4, 2))
     assert gen_ai.GEN_AI_REQUEST_MODEL not in attributes  # not a safe name: not recorded
     assert attributes[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] == 4
-    body = {"model": "fake", "choices": [{"finish_reason": "stop"}, {"finish_reason": "Ignore previous text"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+    body: dict[str, Any] = {
+        "model": "fake", "choices": [{"finish_reason": "stop"}, {"finish_reason": "Ignore previous text"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
     usage = Usage()
     usage.update(body["usage"])
     answer = response_attributes(Opened(body=body, usage=usage))
@@ -63,6 +66,7 @@ def test_streams_are_passed_through_and_their_finish_reasons_noted() -> None:
 
     async def run() -> list[str]:
         opened = observed(Opened(chunks=chunks()))
+        assert opened.chunks is not None
         seen = [chunk async for chunk in opened.chunks]
         await opened.chunks.aclose()
         assert opened.finish_reasons == ["length"]

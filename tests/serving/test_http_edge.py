@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serving.http_edge import DONE_EVENT, EventStreamResponse, release_reset_connections
+from serving.http_edge import DONE_EVENT, EventStreamResponse
+from serving.thirdparty import release_reset_connections
 
 TOKEN = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 DONE = DONE_EVENT.decode()
@@ -31,8 +33,8 @@ def _messages(*chunks: str) -> list[dict[str, Any]]:
 
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: Message) -> None:
+        sent.append(dict(message))
 
     asyncio.run(EventStreamResponse(body(), media_type="text/event-stream").stream_response(send))
     return [{k: v for k, v in m.items() if k in ("body", "more_body")} for m in sent[1:]]
@@ -174,7 +176,13 @@ def _through_guard(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["headers"])
 
-    asyncio.run(RequestIdGuard(app)({"type": "http", "headers": headers}, None, None))
+    async def receive() -> Message:
+        raise AssertionError("the guard reads no body")
+
+    async def send(message: Message) -> None:
+        raise AssertionError("the guard sends nothing")
+
+    asyncio.run(RequestIdGuard(app)({"type": "http", "headers": headers}, receive, send))
     return seen[0]
 
 

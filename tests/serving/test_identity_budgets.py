@@ -10,6 +10,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -59,7 +60,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, idp: FakeIdP, clock: Clock) -> 
         "budgets": {"callers": {"rpm-two": {"requests_per_minute": 2}},
                     "teams": {"shared": {"tokens_per_minute": TEAM_TOKENS, "tokens_per_day": 100_000}}},
     }
-    keys = {"expired": {"expires": "2020-01-01"}, "future": {"expires": "2999-12-31"},
+    keys: dict[str, dict[str, Any]] = {"expired": {"expires": "2020-01-01"}, "future": {"expires": "2999-12-31"},
             "limited": {"models": ["default"]}, "rpm-two": {}, "alice": {"team": "shared"},
             "bob": {"team": "shared"}, "lister": {"team": "listed"}, "unlisted": {"team": "not-in-config"}}
     with running_gateway(tmp_path_factory.mktemp("identity"), auth=auth, ledger=InProcessLedger(clock),
@@ -110,7 +111,7 @@ def test_token_floor_and_ceiling(gw: InProcessGateway, idp: FakeIdP) -> None:
     assert raised.headers["x-sovereign-backend"] == "uk"
     restricted = idp.token("RS256", groups=[], roles=["Sovereign.Restricted"])
     assert _post(gw, restricted).status_code == 200
-    refused = _post(gw, restricted, **{"x-sovereign-classification": "SECRET"})
+    refused = _post(gw, restricted, None, **{"x-sovereign-classification": "SECRET"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "classification_not_permitted"
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -51,11 +52,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory, spans: InMemorySpanExporter,
         yield running
 
 
+def _attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
 def _trace_of(exporter: InMemorySpanExporter, request_id: str) -> list[ReadableSpan]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         roots = [s for s in exporter.get_finished_spans()
-                 if s.name == "sovereign.request" and s.attributes.get("sovereign.request_id") == request_id]
+                 if s.name == "sovereign.request" and _attrs(s).get("sovereign.request_id") == request_id]
         if roots:
             trace_id = roots[0].context.trace_id
             return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
@@ -84,14 +89,15 @@ def test_span_tree(gw: InProcessGateway, spans: InMemorySpanExporter, stream: bo
         expected.add("sovereign.stream")
     assert expected <= set(by_name)
     for name in expected:
-        assert by_name[name].parent.span_id == root.context.span_id
-    assert by_name["sovereign.classify"].attributes["sovereign.signal_types"] == ("nhs_number",)
-    assert root.attributes["sovereign.level"] == "OFFICIAL-SENSITIVE"
-    assert root.attributes["sovereign.backend"] == "uk"
-    assert root.attributes["sovereign.completion_tokens"] == 3
-    assert by_name["sovereign.backend_attempt"].attributes["sovereign.outcome"] == "ok"
+        parent = by_name[name].parent
+        assert parent is not None and parent.span_id == root.context.span_id
+    assert _attrs(by_name["sovereign.classify"])["sovereign.signal_types"] == ("nhs_number",)
+    assert _attrs(root)["sovereign.level"] == "OFFICIAL-SENSITIVE"
+    assert _attrs(root)["sovereign.backend"] == "uk"
+    assert _attrs(root)["sovereign.completion_tokens"] == 3
+    assert _attrs(by_name["sovereign.backend_attempt"])["sovereign.outcome"] == "ok"
     if stream:
-        assert by_name["sovereign.stream"].attributes["sovereign.ttft_ms"] >= 0
+        assert _attrs(by_name["sovereign.stream"])["sovereign.ttft_ms"] >= 0
     # the sovereign backend got the trace context; vLLM would join the same trace
     sent = gw.uk.received[-1]["headers"]
     assert sent["traceparent"].split("-")[1] == TRACEPARENT.split("-")[1]
@@ -136,7 +142,7 @@ def test_metrics_parse_and_move(gw: InProcessGateway) -> None:
 
 def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporter, logs: io.StringIO) -> None:
     gw.uk.set_fault("ok")
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {"model": "default", "messages": [{"role": "user", "content": CANARY}]},
         {"model": "default", "stream": True, "messages": [{"role": "user", "content": CANARY}]},
         {"model": "default", "messages": [{"role": "user", "content": CANARY}], "max_tokens": "many"},
@@ -171,8 +177,11 @@ def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InPro
 @pytest.mark.parametrize("stream", [False, True])
 def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans: InMemorySpanExporter,
                                                     stream: bool) -> None:
-    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
     from opentelemetry.semconv.attributes import server_attributes as server
+
+    from serving.thirdparty import genai_attributes
+
+    gen_ai = genai_attributes()
 
     gw.uk.set_fault("ok")
     body = {"model": "default", "stream": stream, "max_tokens": 3,
@@ -180,17 +189,17 @@ def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans:
     response = _post(gw, body)
     assert response.status_code == 200, response.text
     by_name = {s.name: s for s in _trace_of(spans, response.headers["x-request-id"])}
-    root, attempt = by_name["sovereign.request"].attributes, by_name["sovereign.backend_attempt"].attributes
+    root, attempt = _attrs(by_name["sovereign.request"]), _attrs(by_name["sovereign.backend_attempt"])
     assert root[gen_ai.GEN_AI_OPERATION_NAME] == "chat" and root[gen_ai.GEN_AI_REQUEST_MODEL] == "default"
     assert root[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 3 and root[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] > 0
     assert attempt[gen_ai.GEN_AI_OPERATION_NAME] == "chat"
     assert attempt[gen_ai.GEN_AI_REQUEST_MODEL] == "fake"  # the model the backend was asked for
     assert attempt[gen_ai.GEN_AI_PROVIDER_NAME] == "openai_compatible"
     assert attempt[server.SERVER_ADDRESS] == "127.0.0.1" and attempt[server.SERVER_PORT] > 0
-    answer = by_name["sovereign.stream" if stream else "sovereign.backend_attempt"].attributes
+    answer = _attrs(by_name["sovereign.stream" if stream else "sovereign.backend_attempt"])
     assert answer[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     assert set(answer[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS]) <= {"stop", "length"}
     assert answer[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS]
     # never content: no attribute of any span of the trace holds the prompt
-    dumped = json.dumps([dict(s.attributes) for s in by_name.values()])
+    dumped = json.dumps([_attrs(s) for s in by_name.values()])
     assert CANARY not in dumped and "943 476 5919" not in dumped

@@ -87,7 +87,7 @@ def test_unknown_model_is_404(app: RunningApp) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         app.client().chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 404
-    assert info.value.body["code"] == "model_not_found"
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize("body", [

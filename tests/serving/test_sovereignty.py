@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 import httpx
 import openai
@@ -88,7 +89,7 @@ def test_declared_level_that_is_not_a_level_is_400(app: RunningApp) -> None:
     client = app.client(default_headers={"X-Sovereign-Classification": "VERY SECRET"})
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}])
-    assert info.value.body["code"] == "invalid_classification"
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "invalid_classification"
 
 
 def test_low_risk_goes_commercial_with_only_what_the_caller_sent(app: RunningApp,
@@ -118,7 +119,9 @@ def test_low_risk_stream_through_commercial(app: RunningApp, commercial: FakeOpe
 
 
 def test_fallback_to_local_when_commercial_fails(app: RunningApp, commercial: FakeOpenAIServer) -> None:
-    for fault in ({"mode": "status", "status": 503}, {"mode": "status", "status": 429, "retry_after": 1}):
+    faults: list[dict[str, Any]] = [{"mode": "status", "status": 503},
+                                    {"mode": "status", "status": 429, "retry_after": 1}]
+    for fault in faults:
         commercial.set_fault(**fault)
         raw = app.client().chat.completions.with_raw_response.create(
             model="commercial-first", max_tokens=3, messages=[{"role": "user", "content": "hello"}])
@@ -148,7 +151,7 @@ def test_sensitive_request_to_commercial_only_model_is_403(app: RunningApp, comm
     with pytest.raises(openai.PermissionDeniedError) as info:
         app.client().chat.completions.create(model="commercial-only", messages=[
             {"role": "user", "content": f"{canary} NHS {NHS}"}])
-    assert info.value.body["code"] == "classification_not_permitted"
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "classification_not_permitted"
     assert commercial.received == []
 
 
@@ -229,7 +232,7 @@ def test_key_ceiling_and_floor(app: RunningApp, commercial: FakeOpenAIServer) ->
     with pytest.raises(openai.PermissionDeniedError) as info:
         app.client("ceiling-official").chat.completions.create(
             model="default", messages=[{"role": "user", "content": f"NHS {NHS}"}])
-    assert info.value.body["code"] == "classification_not_permitted"
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "classification_not_permitted"
     raw = app.client("floor-secret").chat.completions.with_raw_response.create(
         model="commercial-first", max_tokens=3, messages=[{"role": "user", "content": "hello"}])
     assert raw.headers["x-sovereign-classification"] == "SECRET"

@@ -261,7 +261,7 @@ def test_progress_events_round_trip_and_render(tmp_path: Path) -> None:
     assert parse(b"garbage") is None and parse(b'{"kind": "nope"}') is None
     with (tmp_path / "term.txt").open("w") as sink:
         terminal = Terminal(Console(file=sink, force_terminal=False))
-        for event in events:
+        for event in filter(None, events):
             terminal.show(event)
         terminal.show(Event(kind="note", text="drain cut short"))
     text = (tmp_path / "term.txt").read_text()
@@ -273,7 +273,7 @@ class _FakeServe:
         self.delete_s = delete_s
         self.calls: list[str] = []
 
-    def delete(self, name: str, _blocking: bool) -> None:
+    def delete(self, name: str) -> None:
         self.calls.append("delete")
         time.sleep(self.delete_s)
 

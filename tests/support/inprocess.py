@@ -117,11 +117,13 @@ def running_gateway(workdir: Path, *, auth: dict[str, Any] | None = None, ledger
         if audit_path is not None:
             config["audit"]["path"] = str(audit_path)
         settings = load_settings(data=config)
-        key = create_key(settings.auth.keys_file, "tester")
-        extra_keys = {name: create_key(settings.auth.keys_file, name, **args) for name, args in (keys or {}).items()}
+        keys_file = settings.auth.keys_file
+        assert keys_file is not None  # gateway_config names one
+        key = create_key(keys_file, "tester")
+        extra_keys = {name: create_key(keys_file, name, **args) for name, args in (keys or {}).items()}
         backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
         gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
-                          keys=KeyStore.load(settings.auth.keys_file), ledger=ledger)
+                          keys=KeyStore.load(keys_file), ledger=ledger)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -1,0 +1,214 @@
+"""Every place the project goes past a third-party package's public API: the patches of its classes, the overrides
+of its private methods and the imports from its private modules. Each was written for the versions in
+``WRITTEN_FOR`` (the pins in pyproject.toml, which a test keeps equal); ``require`` checks the installed version
+before the patch is applied or the private name is used, and raises ``UnsupportedVersion`` naming the package, the
+version found and the versions expected. A new release is adopted by re-reading the code here against it, then
+moving the pin in both places.
+
+What is here:
+
+- uvicorn: ``release_reset_connections``, a patch of both HTTP protocols' ``connection_lost``.
+- openai: ``openai_client_class``, the async client less the ``_build_headers`` it adds ``x-stainless-*`` with.
+- ray: ``own_batching``, which routes Ray Serve LLM's private ``LLMServer._batch_output_stream`` to a subclass's
+  own method; ``default_batch_interval_ms`` and ``raw_request_info`` from ``ray.llm._internal``;
+  ``init_ray_on_loopback``, ``ray.init``'s private ``_node_ip_address``.
+- google-re2: ``re2_extension``, the pybind11 module ``re2._re2`` (the routing package's scanners call it directly).
+- opentelemetry: ``genai_attributes`` (semantic conventions still ``_incubating``) and ``otlp_logs`` (the logs
+  signal: ``opentelemetry._logs``, ``opentelemetry.sdk._logs``, the OTLP/HTTP ``_log_exporter``).
+
+Nothing is imported before it is asked for: Ray and vLLM take seconds to import, and the classifier needs neither.
+This module imports nothing of the project, so every package may import it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    import openai
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+# Distribution name -> the versions the code below was written for (pyproject.toml pins the same).
+WRITTEN_FOR: dict[str, str] = {
+    "google-re2": ">=1.1.20251105,<1.2",
+    "openai": ">=3.57,<4",
+    # opentelemetry-sdk pins opentelemetry-api and opentelemetry-semantic-conventions to exact versions, so its
+    # version fixes theirs (the `_logs` API and the `_incubating` GenAI attributes).
+    "opentelemetry-exporter-otlp-proto-http": ">=1.45,<1.46",
+    "opentelemetry-sdk": ">=1.45,<1.46",
+    "ray": "==2.60.0",
+    "uvicorn": ">=0.55,<0.56",
+}
+
+
+class UnsupportedVersion(RuntimeError):
+    """An installed package is not a version the code that goes past its public API was written for."""
+
+
+@functools.cache
+def require(distribution: str) -> str:
+    """The installed version of ``distribution`` if it is one ``WRITTEN_FOR`` names; raises ``UnsupportedVersion``
+    otherwise (or when it is not installed)."""
+    expected = WRITTEN_FOR[distribution]
+    try:
+        found = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise UnsupportedVersion(f"{distribution} is not installed; this server needs {distribution}{expected}"
+                                 ) from None
+    try:
+        supported = SpecifierSet(expected).contains(Version(found), prereleases=True)
+    except InvalidVersion:
+        supported = False
+    if not supported:
+        raise UnsupportedVersion(
+            f"{distribution} {found} is installed, but this server was written for {distribution}{expected}: it "
+            f"patches or imports private parts of it (serving/thirdparty.py). Install {distribution}{expected}, "
+            f"or review serving/thirdparty.py against {found} and move the pin in it and in pyproject.toml.")
+    return found
+
+
+# -- uvicorn ------------------------------------------------------------------------------------------------------
+
+def release_reset_connections() -> None:
+    """Make uvicorn let go of a connection closed by a reset as it does of one closed cleanly. Idempotent.
+
+    uvicorn arms a keep-alive timer after every response and cancels it in ``connection_lost`` only when the
+    close was clean (``exc is None``). A reset leaves the timer holding the connection's whole request graph
+    (protocol, transport, scope, ASGI state) for the keep-alive timeout: 90 s in a Ray Serve replica. HAProxy
+    resets its connection to the replica whenever a client leaves before a response has ended, so without this
+    the router replica grows by about 6 KB per such request until the timers run out.
+    """
+    require("uvicorn")
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    for protocol in (HttpToolsProtocol, H11Protocol):
+        original = protocol.connection_lost
+        if getattr(original, "_releases_on_reset", False):
+            continue
+        protocol.connection_lost = _releasing(original)  # type: ignore[assignment]  # the patch itself
+
+
+def _releasing(original: Callable[[Any, Exception | None], None]) -> Callable[[Any, Exception | None], None]:
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        original(self, exc)
+        self._unset_keepalive_if_required()  # a no-op when the clean path has done it
+
+    connection_lost._releases_on_reset = True  # type: ignore[attr-defined]  # the mark that makes the patch idempotent
+    return connection_lost
+
+
+# -- openai -------------------------------------------------------------------------------------------------------
+
+@functools.cache
+def openai_client_class() -> type[openai.AsyncOpenAI]:
+    """``openai.AsyncOpenAI`` without the SDK's ``x-stainless-*`` headers (its version, the host's OS, architecture
+    and Python runtime, its retry count and read timeout), which it adds in its private ``_build_headers``."""
+    require("openai")
+    import openai
+
+    class AsyncOpenAIWithoutFingerprint(openai.AsyncOpenAI):
+        def _build_headers(self, options: Any, *, retries_taken: int = 0) -> Any:
+            headers = super()._build_headers(options, retries_taken=retries_taken)
+            for name in [name for name in headers if name.lower().startswith("x-stainless-")]:
+                del headers[name]
+            return headers
+
+    return AsyncOpenAIWithoutFingerprint
+
+
+# -- ray ----------------------------------------------------------------------------------------------------------
+
+def own_batching(cls: type[S]) -> type[S]:
+    """Class decorator for a subclass of Ray Serve LLM's ``LLMServer``: the engine's output stream is grouped into
+    the batches Serve sends by the class's own ``batch_output_stream(generator)``, not by Ray's batching (what
+    ``LLMServer`` calls for it is its private ``_batch_output_stream``)."""
+    require("ray")
+
+    def _batch_output_stream(self: Any, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:
+        return self.batch_output_stream(generator)
+
+    cls._batch_output_stream = _batch_output_stream  # type: ignore[attr-defined]  # the private hook, routed
+    return cls
+
+
+def default_batch_interval_ms() -> float:
+    """How long Ray Serve LLM's own batching waits to fill a batch (``ray.llm._internal``)."""
+    require("ray")
+    from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS
+
+    return float(MODEL_RESPONSE_BATCH_TIMEOUT_MS)
+
+
+def init_ray_on_loopback(**kwargs: Any) -> Any:
+    """``ray.init(**kwargs)`` with this node's address fixed to 127.0.0.1 (its private ``_node_ip_address``), so
+    that a local benchmark's traffic stays on loopback."""
+    require("ray")
+    import ray
+
+    return ray.init(_node_ip_address="127.0.0.1", **kwargs)
+
+
+def raw_request_info(headers: dict[str, str]) -> Any:
+    """The request metadata Ray Serve LLM's engine deployment takes beside a request (``RawRequestInfo``): vLLM
+    reads its request id and W3C trace context from these headers."""
+    require("ray")
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+
+    return RawRequestInfo(headers=headers)
+
+
+# -- google-re2 ---------------------------------------------------------------------------------------------------
+
+def re2_extension() -> ModuleType:
+    """``re2._re2``, the pybind11 module under google-re2's Python wrapper: compiled patterns and sets matched
+    over a byte range without the wrapper's per-call conversions."""
+    require("google-re2")
+    from re2 import _re2
+
+    return _re2
+
+
+# -- opentelemetry ------------------------------------------------------------------------------------------------
+
+def genai_attributes() -> ModuleType:
+    """The GenAI semantic-convention attribute names (``opentelemetry.semconv._incubating``)."""
+    require("opentelemetry-sdk")
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
+
+    return gen_ai_attributes
+
+
+@dataclass(frozen=True)
+class OTLPLogs:
+    """OpenTelemetry's logs signal, whose Python API is still private: the OTLP/HTTP log exporter, the log record
+    and its severities, the SDK's record with resource and scope, and the export result."""
+
+    exporter: type
+    log_record: type
+    severity: Any
+    readable_log_record: type
+    export_result: Any
+
+
+@functools.cache
+def otlp_logs() -> OTLPLogs:
+    require("opentelemetry-sdk")
+    require("opentelemetry-exporter-otlp-proto-http")
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    return OTLPLogs(exporter=OTLPLogExporter, log_record=LogRecord, severity=SeverityNumber,
+                    readable_log_record=ReadableLogRecord, export_result=LogRecordExportResult)
