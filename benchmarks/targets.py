@@ -127,7 +127,7 @@ def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float
         "--port",
         str(port),
     ]
-    proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend), hog)
+    proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend), hog=hog)
     target = Target("vllm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
     _ready_or_stop(target, f"http://127.0.0.1:{port}/health", ready_timeout_s)
     return target
@@ -144,7 +144,7 @@ def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout
     ready.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.ray_serve_llm_target", "--backend", str(spec), "--port", str(port),
            "--ready-file", str(ready)]  # fmt: skip
-    proc = start_process(cmd, log, engine_env(backend), hog)
+    proc = start_process(cmd, log, engine_env(backend), hog=hog)
     target = Target("ray_serve_llm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
     # Serve's proxy answers /v1/models before the engine replica is up; the script marks the real moment.
     _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s, ready_file=ready)
@@ -224,7 +224,7 @@ def start_gateway(
     config = gateway_config(workdir, port, backends, route, server=server, auth=auth)
     key = create_api_key(workdir / "keys.json")
     log = workdir / "gateway.log"
-    proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog)
+    proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog=hog)
     target = Target(name, f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
     _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
     return target

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from routing.audit import main as audit_main
+from routing.audit_cli import main as audit_main
 from routing.audit_ship import AnchorConfig, ShippingConfig, start_shipper
 from tests.reliability.harness import running_harness
 from tests.routing.test_audit_ship import in_order_without_gaps, lines_of, wait_until

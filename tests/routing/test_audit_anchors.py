@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from routing.audit import encode_line, main, verify
+from routing.audit import encode_line, verify
+from routing.audit_cli import main
 from routing.audit_ship import AnchorConfig, load_anchors, start_shipper
 from tests.routing.test_audit_ship import Writer, wait_until
 

@@ -360,7 +360,8 @@ def test_oidc_config_is_strict(tmp_path: Path, oidc: dict, problem: str) -> None
 
 
 def test_keys_cli_team_expiry_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from routing.keys import KeyStore, main
+    from routing.keys import KeyStore
+    from routing.keys_cli import main
 
     path = tmp_path / "keys.json"
     assert main(["create", "--caller", "svc", "--team", "finance", "--expires", "2031-03-31",

@@ -269,7 +269,7 @@ def test_zz_audit_chain_is_intact_and_complete(app: RunningApp) -> None:
 
 def test_keys_created_and_revoked_take_effect_without_a_restart(app: RunningApp) -> None:
     from routing.keys import create_key
-    from routing.keys import main as keys_main
+    from routing.keys_cli import main as keys_main
 
     keys_file = app.config["auth"]["keys_file"]
     key = create_key(keys_file, "short-lived")

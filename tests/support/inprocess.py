@@ -48,6 +48,7 @@ class InProcessGateway:
     metrics_url: str  # the metrics listener, off the API port as in the app
     loop: asyncio.AbstractEventLoop  # the server's
     keys: dict[str, str] = field(default_factory=dict)  # the extra callers' API keys
+    baseline_tasks: int = 0  # the server loop's tasks at rest, as a test counted them (``tasks``)
 
     @property
     def headers(self) -> dict[str, str]:
