@@ -256,6 +256,7 @@ def test_the_pdb_lets_one_router_pod_go_at_a_time(renders) -> None:
 @pytest.mark.parametrize(("values", "message"), [
     (lambda: _values(EXAMPLE, config={"server": {"ingress_replicas": 3}}), "routerGroup.replicas is 2"),
     (lambda: _values(EXAMPLE, serve={"proxyLocation": "HeadOnly"}), "needs EveryNode"),
+    (lambda: _values(EXAMPLE, routerGroup={"name": "h200"}), "the router group's name"),
 ])
 def test_contradictions_fail_readably(generate, values, message: str) -> None:
     import helm_python as helm
