@@ -30,10 +30,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: sovereign-inference
 {{- end -}}
 
-{{/* The head pod: the router (ingress replicas) and the only pod allowed egress outside the cluster. */}}
+{{/* The router pods (the router group's, or the head with routerGroup.enabled false): the ingress replicas, the
+only pods that take API traffic and the only ones allowed egress outside the cluster. */}}
 {{- define "sovereign.routerSelectorLabels" -}}
 {{ include "sovereign.selectorLabels" . }}
 app.kubernetes.io/component: router
+{{- end -}}
+
+{{/* The head's component: the control plane (GCS, Serve's controller, the autoscaler) beside a router group, or
+a router itself when the router runs on the head. */}}
+{{- define "sovereign.headComponent" -}}
+{{- if .Values.routerGroup.enabled -}}control-plane{{- else -}}router{{- end -}}
+{{- end -}}
+
+{{- define "sovereign.headSelectorLabels" -}}
+{{ include "sovereign.selectorLabels" . }}
+app.kubernetes.io/component: {{ include "sovereign.headComponent" . }}
+{{- end -}}
+
+{{/* Router replicas: one per router pod with the router group, else config server.ingress_replicas (on the head). */}}
+{{- define "sovereign.ingressReplicas" -}}
+{{- if .Values.routerGroup.enabled -}}
+{{- $configured := dig "server" "ingress_replicas" nil .Values.config -}}
+{{- if and (not (kindIs "invalid" $configured)) (ne (int $configured) (int .Values.routerGroup.replicas)) -}}
+{{- fail (printf "config.server.ingress_replicas is %v but routerGroup.replicas is %v: with the router group each router pod hosts one router replica, so set routerGroup.replicas (and leave config.server.ingress_replicas out)" $configured .Values.routerGroup.replicas) -}}
+{{- end -}}
+{{- .Values.routerGroup.replicas | int -}}
+{{- else -}}
+{{- dig "server" "ingress_replicas" 1 .Values.config | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where Serve runs its HTTP proxies (serve.proxyLocation; "" chooses from the router's placement). */}}
+{{- define "sovereign.proxyLocation" -}}
+{{- $location := .Values.serve.proxyLocation | default (ternary "EveryNode" "HeadOnly" .Values.routerGroup.enabled) -}}
+{{- if and .Values.routerGroup.enabled (ne $location "EveryNode") -}}
+{{- fail (printf "serve.proxyLocation is %s but routerGroup.enabled needs EveryNode: API traffic arrives at the router pods, so Serve must run a proxy there (leave serve.proxyLocation empty)" $location) -}}
+{{- end -}}
+{{- $location -}}
 {{- end -}}
 
 {{/* GPU/CPU worker pods: model hosts, no egress outside the release. */}}
@@ -51,14 +85,15 @@ app.kubernetes.io/component: model-host
 {{- end -}}
 
 {{/* The router's Prometheus listener (config server.metrics_port; serving/config.py's default), off the API port.
-With several router replicas on the head each takes the next port: metricsPort .. metricsPort + replicas - 1. */}}
+One router replica per router pod listens on metricsPort; with several router replicas on the head each takes the
+next port: metricsPort .. metricsPort + replicas - 1. */}}
 {{- define "sovereign.metricsPort" -}}
 {{- dig "server" "metrics_port" 9464 .Values.config | int -}}
 {{- end -}}
 
 {{- define "sovereign.metricsPorts" -}}
 {{- $first := include "sovereign.metricsPort" . | int -}}
-{{- $replicas := dig "server" "ingress_replicas" 1 .Values.config | int -}}
+{{- $replicas := ternary 1 (include "sovereign.ingressReplicas" . | int) .Values.routerGroup.enabled -}}
 {{- range $i := until $replicas }}
 - {{ add $first $i }}
 {{- end -}}
@@ -78,6 +113,7 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
 {{- /* Prometheus reaches the router's metrics on the pod's address; the NetworkPolicy admits only its scrapers. */ -}}
 {{- $_ := set $server "metrics_host" "0.0.0.0" -}}
 {{- $_ := set $server "metrics_port" (include "sovereign.metricsPort" . | int) -}}
+{{- $_ := set $server "ingress_replicas" (include "sovereign.ingressReplicas" . | int) -}}
 {{- $res := deepCopy (default (dict) $server.ingress_ray_resources) -}}
 {{- $_ := set $res .Values.router.rayResource 1 -}}
 {{- $_ := set $server "ingress_ray_resources" $res -}}
@@ -136,7 +172,7 @@ resources agree with the pods it renders. Rendered into the ConfigMap and inline
 {{- $_ := set $app "runtime_env" . -}}
 {{- end -}}
 {{- $http := dict "host" $cfg.server.host "port" $cfg.server.port -}}
-{{- $serve := dict "proxy_location" .Values.serve.proxyLocation "http_options" $http "applications" (list $app) -}}
+{{- $serve := dict "proxy_location" (include "sovereign.proxyLocation" .) "http_options" $http "applications" (list $app) -}}
 {{- if .Values.tracing.otlpEndpoint -}}
 {{- /* serving.telemetry.ray_tracing_config; hasKey, not default: a sampling ratio of 0 stays 0 */ -}}
 {{- $telemetry := default (dict) $cfg.telemetry -}}
@@ -172,6 +208,13 @@ tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
 # drop the headers that steer Serve itself (serving/http_edge.py).
 - name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
   value: serving.http_edge:serve_http_middlewares
+{{- if .Values.serve.haproxy }}
+# Serve's HAProxy front, wherever Serve starts a proxy (the controller reads the switch, each proxy the binary).
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+- name: RAY_SERVE_HAPROXY_BINARY_PATH
+  value: /usr/sbin/haproxy
+{{- end }}
 {{- if .Values.serve.throughputOptimized }}
 - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
   value: "1"
@@ -223,4 +266,127 @@ tracing.otlpEndpoint, where the router, Ray Serve and vLLM export their spans.
 
 {{- define "sovereign.auditClaim" -}}
 {{- default (printf "%s-audit" (include "sovereign.fullname" .)) .Values.audit.persistence.existingClaim -}}
+{{- end -}}
+
+{{/*
+What a router pod carries beyond every Ray pod's (the router group's pods, or the head with the router on it): the
+API port, the metrics listener(s), the configuration, the audit claim and the secrets. Secrets and the audit log are
+mounted in router pods only.
+*/}}
+{{- define "sovereign.routerPorts" -}}
+- {name: serve, containerPort: {{ include "sovereign.apiPort" . }}, protocol: TCP}
+{{- range $i, $port := include "sovereign.metricsPorts" . | fromYamlArray }}
+- {name: router-m-{{ $i }}, containerPort: {{ $port }}, protocol: TCP}
+{{- end }}
+{{- end -}}
+
+{{- define "sovereign.routerEnv" -}}
+- name: SOVEREIGN_CONFIG
+  value: {{ include "sovereign.configPath" . }}
+{{- if .Values.routerGroup.enabled }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+# One hash chain per router pod (the chain is per file; pod names carry their RayCluster's): overrides config
+# audit.path (pydantic-settings SOVEREIGN_*). The shipping cursor lies beside it, so each pod ships its own file.
+- name: SOVEREIGN_AUDIT__PATH
+  value: "{{ .Values.audit.mountPath }}/$(POD_NAME).jsonl"
+{{- $anchors := dig "audit" "anchors" nil .Values.config }}
+{{- if and $anchors (eq (default "file" $anchors.sink) "file") $anchors.path }}
+# Anchors of each pod's chain to a file of its own beside the configured one (no two pods append to one file).
+- name: SOVEREIGN_AUDIT__ANCHORS__PATH
+  value: "{{ dir (toString $anchors.path) }}/$(POD_NAME).{{ base (toString $anchors.path) }}"
+{{- end }}
+{{- else }}
+- name: RAY_CLUSTER_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: "metadata.labels['ray.io/cluster']"
+{{- if .Values.audit.perClusterFile }}
+# One hash chain per RayCluster: overrides config audit.path (pydantic-settings SOVEREIGN_*).
+- name: SOVEREIGN_AUDIT__PATH
+  value: "{{ .Values.audit.mountPath }}/$(RAY_CLUSTER_NAME).jsonl"
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "sovereign.routerMounts" -}}
+- name: config
+  mountPath: /etc/sovereign/config
+  readOnly: true
+- name: audit
+  mountPath: {{ .Values.audit.mountPath }}
+{{- if .Values.auth.existingSecret }}
+- name: api-keys
+  mountPath: {{ .Values.auth.mountPath }}
+  readOnly: true
+{{- end }}
+{{- if or .Values.auth.jwks.existingSecret .Values.auth.jwks.existingConfigMap }}
+- name: oidc-jwks
+  mountPath: {{ .Values.auth.jwks.mountPath }}
+  readOnly: true
+{{- end }}
+{{- range $name, $ref := .Values.backendSecrets }}
+- name: backend-key-{{ $name | replace "_" "-" | replace "." "-" }}
+  mountPath: {{ $.Values.backendSecretsMountPath }}/{{ $name }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "sovereign.routerVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "sovereign.fullname" . }}-config
+- name: audit
+  persistentVolumeClaim:
+    claimName: {{ include "sovereign.auditClaim" . }}
+{{- if .Values.auth.existingSecret }}
+- name: api-keys
+  secret:
+    secretName: {{ .Values.auth.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .Values.auth.key }}, path: {{ .Values.auth.key }}}
+{{- end }}
+{{- with .Values.auth.jwks }}
+{{- if .existingSecret }}
+- name: oidc-jwks
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .key }}, path: {{ .key }}}
+{{- else if .existingConfigMap }}
+- name: oidc-jwks
+  configMap:
+    name: {{ .existingConfigMap }}
+    defaultMode: 0444
+    items:
+      - {key: {{ .key }}, path: {{ .key }}}
+{{- end }}
+{{- end }}
+{{- range $name, $ref := .Values.backendSecrets }}
+- name: backend-key-{{ $name | replace "_" "-" | replace "." "-" }}
+  secret:
+    secretName: {{ $ref.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ $ref.key }}, path: {{ $ref.key }}}
+{{- end }}
+{{- end -}}
+
+{{/* Router pods spread over nodes: anti-affinity among this RayCluster's router pods (matchLabelKeys keeps the old
+and the new cluster of a NewCluster upgrade from repelling each other where the cluster supports it). */}}
+{{- define "sovereign.routerAntiAffinity" -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "matchLabelKeys" (list "ray.io/cluster") "labelSelector" (dict "matchLabels" (include "sovereign.routerSelectorLabels" . | fromYaml)) -}}
+{{- if eq .Values.routerGroup.podAntiAffinity "required" -}}
+requiredDuringSchedulingIgnoredDuringExecution:
+  - {{- toYaml $term | nindent 4 }}
+{{- else -}}
+preferredDuringSchedulingIgnoredDuringExecution:
+  - weight: 100
+    podAffinityTerm:
+      {{- toYaml $term | nindent 6 }}
+{{- end }}
 {{- end -}}

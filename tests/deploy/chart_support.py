@@ -53,3 +53,35 @@ def render(generate: ModuleType, name: str, values: dict[str, Any]) -> Rendered:
     return Rendered(name=name, values=values, files=files, objects=objects)
 
 
+
+
+def cluster_of(rendered: Rendered) -> dict[str, Any]:
+    return rendered.one("RayService")["spec"]["rayClusterConfig"]
+
+
+def has_router_group(values: dict[str, Any]) -> bool:
+    """routerGroup.enabled as the chart reads it (on by default)."""
+    return bool((values.get("routerGroup") or {}).get("enabled", True))
+
+
+def ray_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    """The Ray pod templates by role: "head" and "worker:<group>" (the router group's and the model hosts')."""
+    cluster = cluster_of(rendered)
+    templates = {"head": cluster["headGroupSpec"]["template"]}
+    for group in cluster["workerGroupSpecs"]:
+        templates[f"worker:{group['groupName']}"] = group["template"]
+    return templates
+
+
+def router_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    """The router pods' templates: the router group's, or the head's when the router runs on the head."""
+    templates = ray_templates(rendered)
+    routers = {role: t for role, t in templates.items() if t["metadata"]["labels"]["app.kubernetes.io/component"]
+               == "router"}
+    assert list(routers) == (["worker:routers"] if has_router_group(rendered.values) else ["head"]), list(routers)
+    return routers
+
+
+def model_host_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    return {role: t for role, t in ray_templates(rendered).items()
+            if t["metadata"]["labels"]["app.kubernetes.io/component"] == "model-host"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import Rendered, render, values_of
+from chart_support import Rendered, render, router_templates, values_of
 
 from serving.config import load_settings
 
@@ -27,8 +27,9 @@ def _config(rendered: Rendered) -> dict[str, Any]:
     return yaml.safe_load(cm["data"]["config.yaml"])
 
 
-def _head(rendered: Rendered) -> dict[str, Any]:
-    return rendered.one("RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+def _router(rendered: Rendered) -> dict[str, Any]:
+    (template,) = router_templates(rendered).values()
+    return template["spec"]
 
 
 @pytest.mark.parametrize("source", ["existingSecret", "existingConfigMap"])
@@ -39,16 +40,18 @@ def test_jwks_mounted_in_the_router_and_named_in_the_config(generate, source: st
     assert config["auth"]["oidc"]["issuer"] == OIDC["issuer"]
     oidc = load_settings(data=config).auth.oidc  # the server accepts what the chart renders
     assert oidc is not None and str(oidc.jwks_file) == "/etc/sovereign/jwks/jwks.json"
-    head = _head(rendered)
-    (volume,) = [v for v in head["volumes"] if v["name"] == "oidc-jwks"]
+    router = _router(rendered)
+    (volume,) = [v for v in router["volumes"] if v["name"] == "oidc-jwks"]
     if source == "existingSecret":
         assert volume["secret"]["secretName"] == "idp-jwks"
     else:
         assert volume["configMap"]["name"] == "idp-jwks"
-    (mount,) = [m for m in head["containers"][0]["volumeMounts"] if m["name"] == "oidc-jwks"]
+    (mount,) = [m for m in router["containers"][0]["volumeMounts"] if m["name"] == "oidc-jwks"]
     assert mount == {"name": "oidc-jwks", "mountPath": "/etc/sovereign/jwks", "readOnly": True}
     assert "subPath" not in mount  # a folder mount: the kubelet's updates reach the router, which re-reads the file
-    for group in rendered.one("RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+    cluster = rendered.one("RayService")["spec"]["rayClusterConfig"]
+    others = [cluster["headGroupSpec"]] + [g for g in cluster["workerGroupSpecs"] if g["groupName"] != "routers"]
+    for group in others:
         assert not any(v["name"] == "oidc-jwks" for v in group["template"]["spec"].get("volumes", []))
     serve_config = yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])
     assert serve_config["applications"][0]["args"]["config"]["auth"]["oidc"]["jwks_file"] == \
@@ -60,7 +63,7 @@ def test_oidc_with_a_jwks_url_needs_no_volume(generate) -> None:
     values["config"]["auth"]["oidc"]["jwks_url"] = "https://login.example.gov.uk/tenant/discovery/keys"
     rendered = render(generate, "oidc-url", values)
     assert load_settings(data=_config(rendered)).auth.oidc is not None
-    assert not any(v["name"] == "oidc-jwks" for v in _head(rendered)["volumes"])
+    assert not any(v["name"] == "oidc-jwks" for v in _router(rendered)["volumes"])
 
 
 @pytest.mark.parametrize(("jwks", "oidc", "problem"), [

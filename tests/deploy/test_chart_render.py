@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chart_support import ROOT, VALUES_FILES, Rendered, render, values_of
+from chart_support import ROOT, VALUES_FILES, Rendered, ray_templates, render, router_templates, values_of
 
 from serving.config import load_settings
 from serving.serve_config import serve_config
@@ -56,19 +56,31 @@ def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rende
     jsonschema.validate(cluster, kuberay_schemas["RayCluster"])
 
 
-def test_servicemonitor_is_well_formed(renders) -> None:
-    """Prometheus scrapes the router's own metrics listener (one port per router replica: the example runs two)
-    and Ray's, never the API port."""
+def test_servicemonitor_is_well_formed(generate, renders) -> None:
+    """Prometheus scrapes the router's own metrics listener and Ray's on every router pod, never the API port: one
+    port per router replica, that is one per router pod (the example runs two pods), or N on the head."""
     rendered = renders["values-h200-8b.yaml"]
     monitor = rendered.one("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"router-metrics-0", "router-metrics-1",
-                                                                 "ray-metrics"}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"router-metrics-0", "ray-metrics"}
     services = rendered.of_kind("Service")
     metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")]
     assert metrics and monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
+    (router,) = router_templates(rendered).values()
+    assert metrics[0]["spec"]["selector"].items() <= router["metadata"]["labels"].items()
+    for role, template in ray_templates(rendered).items():  # the router pods only: not the head, not the engines
+        if template is not router:
+            assert not metrics[0]["spec"]["selector"].items() <= template["metadata"]["labels"].items(), role
     ports = {p["name"]: p for p in metrics[0]["spec"]["ports"]}
-    assert ports["router-metrics-0"]["targetPort"] == 9464 and ports["router-metrics-1"]["targetPort"] == 9465
+    assert ports["router-metrics-0"]["targetPort"] == 9464 and "router-metrics-1" not in ports
+    # With the router on the head, its replicas take one port each.
+    values = values_of("values-h200-8b.yaml")
+    values["routerGroup"] = {"enabled": False}
+    values["config"]["server"]["ingress_replicas"] = 2
+    values["audit"] = {"persistence": {"accessModes": ["ReadWriteOnce"]}}
+    on_head = render(generate, "router-on-head", values)
+    assert {e["port"] for e in on_head.one("ServiceMonitor")["spec"]["endpoints"]} == {
+        "router-metrics-0", "router-metrics-1", "ray-metrics"}
     api_port = _configmap_config(rendered)["server"]["port"]
     assert api_port not in {p["port"] for p in ports.values()} | {p["targetPort"] for p in ports.values()}
     assert "serve" not in {p["targetPort"] for p in ports.values()}
@@ -79,11 +91,11 @@ def test_router_metrics_listen_on_the_pod_for_prometheus(rendered: Rendered) -> 
     server = load_settings(data=_configmap_config(rendered)).server
     assert server.metrics_host == "0.0.0.0" and server.metrics_port == 9464
     assert server.api_docs == "authenticated"
-    head = rendered.one("RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
-    container = head["containers"][0]
-    assert 9464 in {p["containerPort"] for p in container["ports"]}
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serving.http_edge:serve_http_middlewares"
+    for role, template in router_templates(rendered).items():
+        assert 9464 in {p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}, role
+    for role, template in ray_templates(rendered).items():  # wherever Serve starts a proxy
+        env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serving.http_edge:serve_http_middlewares", role
 
 
 def _serve_v2(rendered: Rendered) -> dict[str, Any]:
@@ -95,11 +107,12 @@ def _configmap_config(rendered: Rendered) -> dict[str, Any]:
     return yaml.safe_load(cm["data"]["config.yaml"])
 
 
-def test_serve_config_v2_is_what_serve_config_builds(rendered: Rendered) -> None:
+def test_serve_config_v2_is_what_serve_config_builds(generate, rendered: Rendered) -> None:
     config = _configmap_config(rendered)
     runtime_env = (rendered.values.get("serve") or {}).get("runtimeEnv") or None
     tracing = bool((rendered.values.get("tracing") or {}).get("otlpEndpoint"))
-    assert _serve_v2(rendered) == serve_config(config, runtime_env=runtime_env, tracing=tracing)
+    assert _serve_v2(rendered) == serve_config(config, proxy_location=generate.proxy_location(rendered.values),
+                                               runtime_env=runtime_env, tracing=tracing)
 
 
 def test_rendered_config_is_valid_and_points_at_the_mounts(rendered: Rendered) -> None:

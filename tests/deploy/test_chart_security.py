@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import Rendered, render, values_of
+from chart_support import Rendered, has_router_group, model_host_templates, render, router_templates, values_of
 
 RELEASE_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
 
@@ -55,7 +55,7 @@ def test_model_hosts_have_no_egress_outside_the_release(rendered: Rendered) -> N
     OpenTelemetry collector's peers on its port."""
     release = _release_labels(rendered)
     tracing = rendered.values.get("tracing") or {}
-    workers = {k: v for k, v in _pod_specs(rendered).items() if k.startswith("worker:")}
+    workers = model_host_templates(rendered)
     assert workers, "every example has at least one worker group (model host)"
     for role, pod in workers.items():
         policies = _policies_for(rendered, pod["metadata"]["labels"])
@@ -77,16 +77,24 @@ def test_model_hosts_have_no_egress_outside_the_release(rendered: Rendered) -> N
 
 
 def test_only_the_router_reaches_the_commercial_endpoint(renders) -> None:
+    """The commercial endpoint (and the SIEM, listed beside it) from the router pods alone: not the head (the control
+    plane), not the model hosts; the head alone reaches the Kubernetes API (the autoscaler sidecar)."""
     rendered = renders["values-h200-8b.yaml"]
     cidrs = {r["cidr"] for r in rendered.values["networkPolicy"]["routerEgress"]}
     pods = _pod_specs(rendered)
+    routers = router_templates(rendered)
+    assert list(routers) == ["worker:routers"]
     (egress,) = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-router-egress")]
     allowed = {peer["ipBlock"]["cidr"] for rule in egress["spec"]["egress"] for peer in rule["to"]}
-    assert cidrs <= allowed
-    assert _selects(egress, pods["head"]["metadata"]["labels"])
+    assert allowed == cidrs
     for role, pod in pods.items():
-        if role != "head":
-            assert not _selects(egress, pod["metadata"]["labels"]), role
+        assert _selects(egress, pod["metadata"]["labels"]) == (role in routers), role
+    (api_server,) = [p for p in rendered.of_kind("NetworkPolicy")
+                     if p["metadata"]["name"].endswith("-autoscaler-egress")]
+    assert {peer["ipBlock"]["cidr"] for rule in api_server["spec"]["egress"] for peer in rule["to"]} == set(
+        rendered.values["networkPolicy"]["kubeApiServer"]["cidrs"])
+    for role, pod in pods.items():
+        assert _selects(api_server, pod["metadata"]["labels"]) == (role == "head"), role
 
 
 def test_metrics_scrapers_reach_the_metrics_ports_not_the_api(renders) -> None:
@@ -95,22 +103,35 @@ def test_metrics_scrapers_reach_the_metrics_ports_not_the_api(renders) -> None:
     scrapers = rendered.values["networkPolicy"]["metricsScrapers"]
     (router,) = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-router-ingress")]
     (rule,) = [r for r in router["spec"]["ingress"] if r["from"] == scrapers]
-    assert {p["port"] for p in rule["ports"]} == {9464, 9465, 8080}  # two router replicas in this example
+    assert {p["port"] for p in rule["ports"]} == {9464, 8080}  # one router replica per router pod
     config = yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])["applications"][0]["args"]["config"]
     assert config["server"]["port"] not in {p["port"] for p in rule["ports"]}
 
 
-def test_router_is_pinned_to_the_head(rendered: Rendered) -> None:
-    """The ingress needs a Ray resource only the head advertises; the head has no GPUs for engines."""
+def _advertised(params: dict[str, str]) -> dict[str, float]:
+    """The custom resources in rayStartParams: '"{\"sovereign-router\":1}"' (a quoted JSON string)."""
+    return yaml.safe_load(yaml.safe_load(params["resources"])) if "resources" in params else {}
+
+
+def test_router_is_pinned_to_the_router_pods(rendered: Rendered) -> None:
+    """The ingress needs a Ray resource only the router pods advertise (one unit each, so one router replica per
+    pod; or the head, with the router on it); the head has no GPUs for engines, and beside a router group no CPUs
+    either (the control plane)."""
     cluster = rendered.one("RayService")["spec"]["rayClusterConfig"]
     config = yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])["applications"][0]["args"]["config"]
     (resource,) = config["server"]["ingress_ray_resources"]
     head = cluster["headGroupSpec"]["rayStartParams"]
     assert head["num-gpus"] == "0"
-    advertised = yaml.safe_load(yaml.safe_load(head["resources"]))  # '"{\"sovereign-router\":1000}"'
-    assert advertised[resource] >= 1
-    for group in cluster["workerGroupSpecs"]:
-        assert resource not in group["rayStartParams"].get("resources", "")
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    if has_router_group(rendered.values):
+        assert head["num-cpus"] == "0" and resource not in _advertised(head)
+        routers = groups.pop("routers")
+        assert _advertised(routers["rayStartParams"]) == {resource: 1}
+        assert config["server"]["ingress_replicas"] == routers["replicas"]
+    else:
+        assert _advertised(head)[resource] >= config["server"]["ingress_replicas"]
+    for group in groups.values():
+        assert resource not in _advertised(group["rayStartParams"])
 
 
 def test_every_pod_runs_unprivileged_with_limits(rendered: Rendered) -> None:
@@ -139,6 +160,8 @@ def test_gpu_workers_request_gpus(renders) -> None:
         values = renders[name].values or {}
         groups = renders[name].one("RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
         for group in groups:
+            if group["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "router":
+                continue
             container = group["template"]["spec"]["containers"][0]
             assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
             assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"][
@@ -150,13 +173,14 @@ def test_gpu_workers_request_gpus(renders) -> None:
 def test_secrets_only_by_reference_and_only_in_the_router(rendered: Rendered) -> None:
     assert rendered.of_kind("Secret") == []
     pods = _pod_specs(rendered)
+    routers = router_templates(rendered)
     for role, pod in pods.items():
         container = pod["spec"]["containers"][0]
         for env in container.get("env", []):
             if any(w in env["name"].upper() for w in ("KEY", "TOKEN", "SECRET", "PASSWORD")):
                 assert "value" not in env, (role, env["name"])
         secret_volumes = [v for v in pod["spec"].get("volumes", []) if "secret" in v]
-        if role != "head":
+        if role not in routers:
             assert secret_volumes == [], role
             assert not any(v.get("persistentVolumeClaim", {}).get("claimName", "").endswith("-audit")
                            for v in pod["spec"].get("volumes", [])), role
@@ -192,8 +216,8 @@ def test_weights_read_only_and_audit_persistent(rendered: Rendered) -> None:
         weights = next(v for v in pod["spec"]["volumes"] if v["name"] == "weights")
         if "persistentVolumeClaim" in weights:
             assert weights["persistentVolumeClaim"]["readOnly"] is True
-    head_volumes = {v["name"]: v for v in pods["head"]["spec"]["volumes"]}
-    claim = head_volumes["audit"]["persistentVolumeClaim"]["claimName"]
+    (router,) = router_templates(rendered).values()
+    claim = {v["name"]: v for v in router["spec"]["volumes"]}["audit"]["persistentVolumeClaim"]["claimName"]
     pvcs = rendered.of_kind("PersistentVolumeClaim")
     assert [p["metadata"]["name"] for p in pvcs] == [claim]
     assert pvcs[0]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -201,15 +225,19 @@ def test_weights_read_only_and_audit_persistent(rendered: Rendered) -> None:
 
 def test_router_pdb_and_api_service(rendered: Rendered) -> None:
     pods = _pod_specs(rendered)
+    routers = router_templates(rendered)
     pdbs = rendered.of_kind("PodDisruptionBudget")
     if (rendered.values.get("podDisruptionBudget") or {}).get("enabled", True):
         (pdb,) = pdbs
-        assert pdb["spec"]["selector"]["matchLabels"].items() <= pods["head"]["metadata"]["labels"].items()
         for role, pod in pods.items():
-            if role != "head":
-                assert not pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+            assert (pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()) == (
+                role in routers), role
     api = rendered.one("RayService")["spec"]["serveService"]
-    assert api["spec"]["ports"][0]["targetPort"] == 8000
+    # KubeRay sets the selector; the named target port, which only router pods declare, keeps the others out.
+    assert api["spec"]["ports"][0]["targetPort"] == "serve"
+    for role, pod in pods.items():
+        ports = pod["spec"]["containers"][0].get("ports", [])
+        assert any(p["name"] == "serve" and p["containerPort"] == 8000 for p in ports) == (role in routers), role
     for ingress in rendered.of_kind("Ingress"):
         backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
         assert backend["name"] == api["metadata"]["name"]

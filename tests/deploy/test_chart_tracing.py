@@ -82,7 +82,8 @@ def test_sampling_ratio_and_service_name_come_from_the_config(generate) -> None:
                                                                      trace_sampling_ratio=ratio))
         serve = _serve_v2(rendered)
         assert serve["tracing_config"]["sampling_ratio"] == ratio
-        assert serve == serve_config(serve["applications"][0]["args"]["config"], tracing=True)
+        assert serve == serve_config(serve["applications"][0]["args"]["config"], tracing=True,
+                                     proxy_location=serve["proxy_location"])
         for role, container in _containers(rendered).items():
             assert _env(container)["OTEL_SERVICE_NAME"] == "sov-prod", role
 
