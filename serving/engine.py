@@ -152,12 +152,12 @@ def sovereign_server_cls() -> type:
             """vLLM's rerank, as its own ``/rerank`` route serves it. ``LLMServer`` has ``score`` but no rerank, and
             its engine's ``score`` casts every answer to a ``ScoreResponse``, which a rerank answer is not."""
             await self._maybe_add_request_id_to_request(request)
-            return rerank(self.engine, request, raw_request_info)
+            return vllm_rerank(self.engine, request, raw_request_info)
 
     return SovereignLLMServer
 
 
-async def rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
+async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
     """One ``RerankResponse`` or ``ErrorResponse`` for a vLLM ``RerankRequest``, from the handler vLLM builds for a
     pooling model's scores (the engine's ``_oai_serving_scores``: the same object that answers ``score``)."""
     from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
