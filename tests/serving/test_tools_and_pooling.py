@@ -78,6 +78,17 @@ def test_tool_choice_yields_a_tool_call_the_sdk_parses(app: RunningApp, tool_cho
     jsonschema.validate(arguments, SCHEMA if call.function.name == "get_weather" else other["function"]["parameters"])
 
 
+def test_tool_call_streamed(app: RunningApp) -> None:
+    """The SDK's stream helper assembles the call from its deltas."""
+    with app.client().chat.completions.stream(
+            model="local-only", messages=MESSAGES, max_tokens=200, seed=2, tools=[TOOL], parallel_tool_calls=False,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}}) as stream:
+        completion = stream.get_final_completion()
+    call = (completion.choices[0].message.tool_calls or [])[0]
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), SCHEMA)
+
+
 def test_tool_call_can_be_answered_with_its_result(app: RunningApp) -> None:
     """The second turn of a tool call (the assistant's call, then the tool's result) is accepted and answered."""
     client = app.client()
