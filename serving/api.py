@@ -58,6 +58,14 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def embeddings(request: Request) -> Response:
         return await gateway.handle(Endpoint.EMBEDDINGS, request)
 
+    @app.post("/v1/score", openapi_extra=_body_schema("score"))
+    async def score(request: Request) -> Response:
+        return await gateway.handle(Endpoint.SCORE, request)
+
+    @app.post("/v1/rerank", openapi_extra=_body_schema("rerank"))
+    async def rerank(request: Request) -> Response:
+        return await gateway.handle(Endpoint.RERANK, request)
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         return await gateway.list_models(request)
@@ -83,13 +91,17 @@ def create_app(gateway: Gateway) -> FastAPI:
 def _body_schema(kind: str) -> dict[str, Any]:
     """A minimal OpenAPI request schema so generated clients and fuzzers know the body's shape."""
     message = {"type": "object", "properties": {"role": {"type": "string"}, "content": {}}, "required": ["role"]}
+    texts = {"oneOf": [{"type": "string"}, {"type": "array"}]}
     fields: dict[str, dict[str, Any]] = {
         "chat": {"messages": {"type": "array", "items": message}},
-        "completions": {"prompt": {"oneOf": [{"type": "string"}, {"type": "array"}]}},
-        "embeddings": {"input": {"oneOf": [{"type": "string"}, {"type": "array"}]}},
+        "completions": {"prompt": texts},
+        "embeddings": {"input": texts},
+        # vLLM's score also takes text_1/text_2, data_1/data_2 and queries/items in place of queries/documents.
+        "score": {"queries": texts, "documents": texts},
+        "rerank": {"query": {"type": "string"}, "documents": texts, "top_n": {"type": "integer"}},
     }
     common = {"model": {"type": "string"}, "max_tokens": {"type": "integer"}, "stream": {"type": "boolean"},
               "temperature": {"type": "number"}}
-    required = ["model", next(iter(fields[kind]))]
+    required = ["model"] if kind == "score" else ["model", next(iter(fields[kind]))]
     schema = {"type": "object", "properties": {**common, **fields[kind]}, "required": required}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

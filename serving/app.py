@@ -49,6 +49,7 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         **({"max_num_seqs": engine.max_num_seqs} if engine.max_num_seqs else {}),
         **({"gpu_memory_utilization": engine.gpu_memory_utilization} if backend.accelerator == "gpu" else {}),
         **({"runner": "pooling"} if backend.task == "embed" else {}),
+        **engine.tool_kwargs(),
         **engine.extra,
     }
     env_vars: dict[str, str] = {**OFFLINE_ENV,

@@ -250,8 +250,32 @@ class TelemetryConfig(_Strict):
     trace_sampling_ratio: float = Field(1.0, ge=0.0, le=1.0)
 
 
+def _vllm_parser_names(kind: Literal["tool", "reasoning"]) -> list[str] | None:
+    """The parser names vLLM registers (imported only when a parser is configured: importing vLLM takes seconds);
+    None where vLLM is not installed (a router-only image), and the engine checks the name when it starts."""
+    try:
+        if kind == "tool":
+            from vllm.tool_parsers import ToolParserManager
+
+            return list(ToolParserManager.list_registered())
+        from vllm.reasoning import ReasoningParserManager
+
+        return list(ReasoningParserManager.list_registered())
+    except ImportError:
+        return None
+
+
+_PARSER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_JINJA_MARKUP = ("{{", "{%", "{#")
+
+
 class EngineConfig(_Strict):
-    """vLLM engine arguments that operators tune. ``extra`` passes any other engine argument through."""
+    """vLLM engine arguments that operators tune. ``extra`` passes any other engine argument through.
+
+    Tools and structured outputs: ``response_format`` (a JSON schema) and a named or ``required`` ``tool_choice``
+    are decoded under a grammar by vLLM's structured-output backend, with no setting here. ``tool_call_parser`` is
+    what lets a model take ``tools`` at all: vLLM refuses any ``tool_choice`` but ``none`` without one.
+    ``reasoning_parser`` splits a reasoning model's thinking into ``reasoning_content``."""
 
     dtype: str = "bfloat16"
     max_model_len: int = Field(4096, ge=16)
@@ -260,7 +284,69 @@ class EngineConfig(_Strict):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_num_seqs: int | None = Field(None, ge=1)
     enforce_eager: bool = False
+    tool_call_parser: str | None = Field(
+        None, pattern=_PARSER_NAME,
+        description="vLLM's tool-call parser for this model's output format (`hermes`, `llama3_json`, `mistral`, "
+        "`qwen3_xml`...: the model's card names it). Set, requests may carry `tools` with any `tool_choice` "
+        "(`auto`, `required`, a named function); unset, only `none`. It is passed to vLLM with "
+        "`enable_auto_tool_choice`, which vLLM 0.32 needs before it uses a parser at all")
+    reasoning_parser: str | None = Field(
+        None, pattern=_PARSER_NAME,
+        description="vLLM's reasoning parser (`deepseek_r1`, `qwen3`...): a reasoning model's thinking is returned "
+        "apart, as `reasoning_content`")
+    chat_template: str | None = Field(
+        None, min_length=1,
+        description="the Jinja chat template, inline or as a file path on the engine's node, instead of the one "
+        "in the model's tokenizer_config.json (a tool-calling template, say). Callers cannot send their own")
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_tool_parser(cls, value: str | None) -> str | None:
+        return _known_parser("tool", value)
+
+    @field_validator("reasoning_parser")
+    @classmethod
+    def _known_reasoning_parser(cls, value: str | None) -> str | None:
+        return _known_parser("reasoning", value)
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None and any(markup in value for markup in _JINJA_MARKUP):
+            from jinja2 import TemplateSyntaxError
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            try:  # vLLM renders chat templates in this same sandbox
+                ImmutableSandboxedEnvironment().parse(value)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"not a valid Jinja template (line {exc.lineno}: {exc.message})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EngineConfig:
+        typed = sorted(self.extra.keys() & (type(self).model_fields.keys() | {"runner", "enable_auto_tool_choice"}))
+        if typed:
+            raise ValueError(f"extra: {typed} are typed settings of engine (or set by task): set them there")
+        return self
+
+    def tool_kwargs(self) -> dict[str, Any]:
+        """The tool, reasoning and template settings as vLLM's engine (and frontend) arguments."""
+        return {
+            **({"tool_call_parser": self.tool_call_parser, "enable_auto_tool_choice": True}
+               if self.tool_call_parser else {}),
+            **({"reasoning_parser": self.reasoning_parser} if self.reasoning_parser else {}),
+            **({"chat_template": self.chat_template} if self.chat_template else {}),
+        }
+
+
+def _known_parser(kind: Literal["tool", "reasoning"], value: str | None) -> str | None:
+    if value is None:
+        return None
+    names = _vllm_parser_names(kind)
+    if names is not None and value not in names:
+        raise ValueError(f"{value!r} is not one of vLLM's {kind} parsers: {', '.join(sorted(names))}")
+    return value
 
 
 class AutoscalingConfig(_Strict):

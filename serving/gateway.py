@@ -580,11 +580,17 @@ class Gateway:
     # -- the rest of the API ----------------------------------------------------------------------------------
 
     async def list_models(self, request: Request) -> dict[str, Any]:
+        """OpenAI's model list, each model with an extra ``endpoints``: the paths it serves (the SDK keeps extra
+        fields: ``model.model_extra["endpoints"]``)."""
         caller = await self._authenticate(request)
         return {"object": "list", "data": [
-            {"id": m.name, "object": "model", "created": 0, "owned_by": "sovereign"} for m in self.settings.models
-            if caller.may_use(m.name)
+            {"id": m.name, "object": "model", "created": 0, "owned_by": "sovereign",
+             "endpoints": self.model_endpoints(m.name)} for m in self.settings.models if caller.may_use(m.name)
         ]}
+
+    def model_endpoints(self, model: str) -> list[str]:
+        """The API paths a model serves: those that some backend of its route serves (clearance aside)."""
+        return [e.path for e in Endpoint if any(self.backends[name].serves(e) for name in self.routes[model])]
 
     async def readiness(self) -> tuple[bool, dict[str, bool]]:
         names = list(self.backends)

@@ -27,6 +27,9 @@ OPERATION = {
     Endpoint.CHAT: gen_ai.GenAiOperationNameValues.CHAT.value,
     Endpoint.COMPLETIONS: gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value,
     Endpoint.EMBEDDINGS: gen_ai.GenAiOperationNameValues.EMBEDDINGS.value,
+    # No registered value for these; the convention allows a custom one.
+    Endpoint.SCORE: "score",
+    Endpoint.RERANK: "rerank",
 }
 # Finish reasons are short codes ("stop", "length", "tool_calls"); anything else is not recorded.
 _REASON = re.compile(r"^[a-z_]{1,32}$")

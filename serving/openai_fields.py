@@ -34,6 +34,10 @@ DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {"modalities": (["text"],), "bes
 KEY = "<key>"  # how a caller-chosen key appears in an error
 
 
+OPENAI: frozenset[Endpoint] = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
+"""The endpoints the OpenAI API has (and its SDK types); score and rerank are vLLM's."""
+
+
 def _sdk_params(endpoint: Endpoint) -> Any:
     from openai.types import completion_create_params, embedding_create_params
     from openai.types.chat import completion_create_params as chat_create_params

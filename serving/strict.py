@@ -106,7 +106,7 @@ def validate(adapter: TypeAdapter[Any], payload: dict[str, Any]) -> Any:
 _JSON_TYPES: dict[str, str] = {
     "stream": "boolean", "echo": "boolean", "ignore_eos": "boolean", "parallel_tool_calls": "boolean",
     "max_tokens": "integer", "max_completion_tokens": "integer", "n": "integer", "seed": "integer",
-    "top_logprobs": "integer", "best_of": "integer", "top_k": "integer", "dimensions": "integer",
+    "top_logprobs": "integer", "best_of": "integer", "top_k": "integer", "dimensions": "integer", "top_n": "integer",
     "temperature": "number", "top_p": "number", "frequency_penalty": "number", "presence_penalty": "number",
     "min_p": "number", "repetition_penalty": "number",
     "model": "string", "user": "string", "encoding_format": "string",

@@ -23,6 +23,7 @@ from models.registry import OFFLINE_ENV
 from serving.ports import free_port
 from tests.support.app import RunningApp, start_app, stop_app
 from tests.support.otlp import OTLPCollector
+from tests.support.tiny_model import CHAT_TEMPLATE
 
 for _name, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_name, _value)
@@ -43,6 +44,8 @@ CALLERS: dict[str, dict[str, Any]] = {
     "expired-key": {"expires": "2020-01-01"},
     "local-models-only": {"models": ["local-only"]},
 }
+TOOLS_CHAT_TEMPLATE = "{% if tools %}<|im_start|>system\n{{ tools | tojson }}<|im_end|>\n{% endif %}" + CHAT_TEMPLATE
+"""The shared app's chat template for the tiny model: its own, after a system turn listing the tools, if any."""
 APP_SHARED_TOKENS_PER_DAY = 5000
 """The daily token budget of team app-shared (callers team-a1 and team-a2; no other caller is in it)."""
 
@@ -111,9 +114,12 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
         "audit": audit,
         "auth": auth,
         "backends": [
+            # Tools on the tiny model: a tool-call parser, and a chat template that also renders the tools
+            # (tests/serving/test_tools_and_pooling.py).
             {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
              "max_classification": "SECRET", "cpu_threads": 1, "max_queue_depth": 4,
-             "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16}},
+             "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16, "tool_call_parser": "hermes",
+                        "chat_template": TOOLS_CHAT_TEMPLATE}},
             {"name": "embed", "kind": "vllm", "task": "embed", "model_source": str(embedding_model),
              "max_classification": "SECRET", "cpu_threads": 1,
              "engine": {"dtype": "float32", "max_model_len": 256}},

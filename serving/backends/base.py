@@ -23,11 +23,20 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    SCORE = "score"  # vLLM's, for pooling models: not in the OpenAI API
+    RERANK = "rerank"  # vLLM's (Jina/Cohere form), for pooling models: not in the OpenAI API
 
     @property
     def path(self) -> str:
-        return {"chat": "/v1/chat/completions", "completions": "/v1/completions",
-                "embeddings": "/v1/embeddings"}[self.value]
+        return f"/v1/{'chat/completions' if self is Endpoint.CHAT else self.value}"
+
+    @property
+    def pooling(self) -> bool:
+        """Served by an embedding (pooling) model, never streamed."""
+        return self in _POOLING
+
+
+_POOLING = frozenset({Endpoint.EMBEDDINGS, Endpoint.SCORE, Endpoint.RERANK})
 
 
 class BackendFailure(Exception):

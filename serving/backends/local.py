@@ -35,11 +35,14 @@ from serving.thirdparty import raw_request_info
 
 
 def request_models() -> dict[Endpoint, Any]:
-    """vLLM's request models (through Ray Serve LLM), imported lazily: importing vLLM costs seconds."""
+    """vLLM's request models (through Ray Serve LLM where it has them), imported lazily: importing vLLM costs
+    seconds. Scores take every form vLLM's ``/score`` takes (Ray's ``ScoreRequest`` is only its ``text_1``/``text_2``
+    one); rerank is vLLM's own."""
     from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 
     return {Endpoint.CHAT: ChatCompletionRequest, Endpoint.COMPLETIONS: CompletionRequest,
-            Endpoint.EMBEDDINGS: EmbeddingRequest}
+            Endpoint.EMBEDDINGS: EmbeddingRequest, Endpoint.SCORE: ScoreRequest, Endpoint.RERANK: RerankRequest}
 
 
 def request_types() -> dict[Endpoint, Any]:
@@ -82,14 +85,15 @@ class LocalBackend:
         self._handle = handle.options(stream=True)
         self._plain_handle = handle
         self._types = request_types()
-        # The OpenAI API's fields per endpoint that vLLM's request model does not define.
+        # The OpenAI API's fields per endpoint that vLLM's request model does not define (score and rerank are
+        # vLLM's own endpoints: none).
         self._openai_only = {endpoint: frozenset(openai_fields.openai_field_types(endpoint)) - model_fields(model)
-                             for endpoint, model in request_models().items()}
+                             for endpoint, model in request_models().items() if endpoint in openai_fields.OPENAI}
         self.in_flight = 0
         self.available = True  # a replica of the engine runs (serving/availability.py keeps it current)
 
     def serves(self, endpoint: Endpoint) -> bool:
-        return (endpoint is Endpoint.EMBEDDINGS) == (self.task == "embed")
+        return endpoint.pooling == (self.task == "embed")
 
     @property
     def overloaded(self) -> bool:
@@ -114,18 +118,19 @@ class LocalBackend:
         this backend is the one to serve the request, so that a route whose first choice is OpenAI still takes it.
         """
         payload = {**body, "model": self.served_model_name}
-        for name in self._openai_only[endpoint] & body.keys():
+        for name in self._openai_only.get(endpoint, frozenset()) & body.keys():
             if not openai_fields.check_type(endpoint, name, body[name]):
                 raise BadRequest(f"invalid request: {name}: the value does not have the type the API gives it",
                                  param=name)
             del payload[name]
-        if payload.get("stream") and endpoint is not Endpoint.EMBEDDINGS:
+        if payload.get("stream") and not endpoint.pooling:
             payload = with_usage(payload)
         return strict.validate(self._types[endpoint], payload)
 
     def unsupported(self, endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
         """The OpenAI fields in ``body`` that ask for something a local model cannot do (a non-default value)."""
-        return sorted(name for name in (self._openai_only[endpoint] - openai_fields.IGNORED_LOCALLY) & body.keys()
+        openai_only = self._openai_only.get(endpoint, frozenset())
+        return sorted(name for name in (openai_only - openai_fields.IGNORED_LOCALLY) & body.keys()
                       if body[name] is not None and body[name] not in openai_fields.DEFAULT_VALUES.get(name, ()))
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
@@ -139,7 +144,7 @@ class LocalBackend:
         # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
         raw_info = raw_request_info({"x-request-id": request_id, **trace_headers})
         caller_wants_usage = wants_usage(body)
-        method = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}[endpoint.value]
+        method = endpoint.value  # LLMServer's method of the same name (``rerank``: serving/engine.py's)
         self.in_flight += 1
         released = False
 

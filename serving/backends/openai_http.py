@@ -87,7 +87,11 @@ class OpenAIBackend:
         self._has_key = config.api_key() is not None
 
     def serves(self, endpoint: Endpoint) -> bool:
-        return endpoint is not Endpoint.EMBEDDINGS or self.embedding_model is not None
+        """Chat and completions; embeddings with an ``embedding_model``. Never score or rerank: the OpenAI API has
+        neither, and a UK-hosted endpoint's would take documents the router cannot match to the API's schema."""
+        if endpoint is Endpoint.EMBEDDINGS:
+            return self.embedding_model is not None
+        return endpoint in (Endpoint.CHAT, Endpoint.COMPLETIONS)
 
     async def ready(self) -> bool:
         return self._has_key
