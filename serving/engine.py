@@ -133,7 +133,7 @@ def sovereign_server_cls() -> type:
     """The ``LLMServer`` subclass used for every local model (imported lazily: Ray Serve LLM imports vLLM)."""
     from ray.serve.llm import LLMServer
 
-    from serving.thirdparty import default_batch_interval_ms, own_batching
+    from serving.thirdparty import default_batch_interval_ms, own_batching, vllm_rerank
 
     @own_batching
     class SovereignLLMServer(LLMServer):
@@ -157,24 +157,3 @@ def sovereign_server_cls() -> type:
             return vllm_rerank(self.engine, request, raw_request_info)
 
     return SovereignLLMServer
-
-
-async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
-    """One ``RerankResponse`` or ``ErrorResponse`` for a vLLM ``RerankRequest``, from the handler vLLM builds for a
-    pooling model's scores (the engine's ``_oai_serving_scores``: the same object that answers ``score``)."""
-    from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
-    from ray.llm._internal.serve.core.protocol import RawRequestInfo
-    from vllm.entrypoints.pooling.scoring.protocol import RerankResponse
-    from vllm.exceptions import VLLMClientError
-
-    serving = getattr(engine, "_oai_serving_scores", None)
-    if serving is None:
-        yield ErrorResponse(error=ErrorInfo(message="this model does not serve rerank",
-                                            type="invalid_request_error", code=400))
-        return
-    try:  # the headers carry the router's request id and trace context, as for every other request
-        response = await serving(request, raw_request=RawRequestInfo.to_starlette_request_optional(raw_request_info))
-    except (ValueError, VLLMClientError) as exc:
-        yield engine._make_error_response(serving, exc)
-        return
-    yield RerankResponse.model_validate_json(response.body)

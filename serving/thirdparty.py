@@ -168,6 +168,29 @@ def raw_request_info(headers: dict[str, str]) -> Any:
     return RawRequestInfo(headers=headers)
 
 
+async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
+    """One ``RerankResponse`` or ``ErrorResponse`` for a vLLM ``RerankRequest``, from the handler vLLM builds for a
+    pooling model's scores (Ray's engine's ``_oai_serving_scores``: the same object that answers ``score``; Ray
+    Serve LLM's ``LLMServer`` has no rerank of its own, and its ``score`` casts every answer to a ``ScoreResponse``)."""
+    require("ray")
+    from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+    from vllm.entrypoints.pooling.scoring.protocol import RerankResponse
+    from vllm.exceptions import VLLMClientError
+
+    serving = getattr(engine, "_oai_serving_scores", None)
+    if serving is None:
+        yield ErrorResponse(error=ErrorInfo(message="this model does not serve rerank",
+                                            type="invalid_request_error", code=400))
+        return
+    try:  # the headers carry the router's request id and trace context, as for every other request
+        response = await serving(request, raw_request=RawRequestInfo.to_starlette_request_optional(raw_request_info))
+    except (ValueError, VLLMClientError) as exc:
+        yield engine._make_error_response(serving, exc)
+        return
+    yield RerankResponse.model_validate_json(response.body)
+
+
 # -- google-re2 ---------------------------------------------------------------------------------------------------
 
 def re2_extension() -> ModuleType:

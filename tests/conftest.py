@@ -19,11 +19,11 @@ import pytest
 
 from benchmarks.fake_idp import FakeIdP
 from benchmarks.fake_openai import FakeOpenAIServer
+from benchmarks.tiny_model import CHAT_TEMPLATE
 from models.registry import OFFLINE_ENV
 from serving.ports import free_port
 from tests.support.app import RunningApp, start_app, stop_app
 from tests.support.otlp import OTLPCollector
-from tests.support.tiny_model import CHAT_TEMPLATE
 
 for _name, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_name, _value)

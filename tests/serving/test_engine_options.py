@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from serving.backends.base import Endpoint
-from serving.config import ConfigError, load_settings
+from serving.config import ConfigError, OpenAIBackendConfig, load_settings
 from tests.support.inprocess import InProcessGateway, running_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +105,7 @@ def test_only_local_pooling_models_serve_score_and_rerank(tmp_path: Path) -> Non
     assert {e for e in Endpoint if generate.serves(e)} == {Endpoint.CHAT, Endpoint.COMPLETIONS}
     remote = load_settings(data={"backends": [{"name": "o", "kind": "openai", "model": "x", "embedding_model": "e"}],
                                  "models": [{"name": "d", "route": ["o"]}]}).backends[0]
+    assert isinstance(remote, OpenAIBackendConfig)
     assert {e for e in Endpoint if OpenAIBackend(remote).serves(e)} == {
         Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS}
 

@@ -59,7 +59,7 @@ def test_response_format_json_schema_streamed(app: RunningApp) -> None:
 @pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"],
                          ids=["named", "required"])
 def test_tool_choice_yields_a_tool_call_the_sdk_parses(app: RunningApp, tool_choice: Any) -> None:
-    other = {"type": "function", "function": {"name": "get_time", "parameters": {
+    other: dict[str, Any] = {"type": "function", "function": {"name": "get_time", "parameters": {
         "type": "object", "properties": {"zone": {"type": "string", "enum": ["UTC", "BST"]}}, "required": ["zone"],
         "additionalProperties": False}, "strict": True}}
     completion = app.client().chat.completions.create(
@@ -186,7 +186,8 @@ def test_a_route_of_commercial_backends_only_is_refused(app: RunningApp, commerc
 
 def test_errors_never_echo_the_body(app: RunningApp) -> None:
     canary = f"canary{uuid.uuid4().hex}"
-    bad = [("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": -1}, "top_n"),
+    bad: list[tuple[str, dict[str, Any], str | None]] = [
+           ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": -1}, "top_n"),
            ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": "2"}, "top_n"),
            ("rerank", {"model": "embeddings", "query": canary}, "documents"),
            ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], canary: 1}, None),
