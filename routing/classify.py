@@ -12,8 +12,8 @@ Content the classifier cannot read (images, audio, video, files, token-id prompt
 token ids, prompt embeddings) makes the request at least OFFICIAL-SENSITIVE with an ``unscanned_<kind>`` signal;
 ``Classification.level_for`` gives the level for a backend whose configuration accepts some of those kinds.
 
-Fail closed: anything unexpected (a type that is not JSON, nesting deeper than any real request, more text
-than any body the server accepts, an exception, running past ``deadline_s`` while walking, decoding or
+Fail closed: anything unexpected (a type that is not JSON, nesting deeper than any real request, more objects
+and arrays or more text than any real body holds, an exception, running past ``deadline_s`` while walking, decoding or
 scanning) gives TOP SECRET with a ``classification_error`` or ``classification_timeout`` signal, so the router
 can only keep such a request local or refuse it.
 """
