@@ -165,6 +165,8 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
     # entered (a dict's keys and values), and for itself: a container costs the walk several times what a leaf
     # does, so objects and arrays have a budget of their own.
     nodes = len(top)
+    if nodes > MAX_NODES:
+        raise _Unscannable
     containers = 0
     check_at = _CHECK_NODES
     stack: list[tuple[Iterator[Any], int]] = [(iter(top), 1)]
@@ -191,6 +193,8 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
                 nodes += len(node)
                 if len(node) > 1:
                     if all(type(item) is str for item in node):  # a list of strings (input, stop): no descent
+                        if nodes > MAX_NODES:
+                            raise _Unscannable
                         texts.extend(node)
                         continue
                     joined = _joined_text_parts(node)

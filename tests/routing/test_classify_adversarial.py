@@ -98,3 +98,12 @@ def test_more_objects_than_any_request_fails_closed_quickly():
     fewer = many[: MAX_CONTAINERS // 4]
     c = classify_request({"messages": [{"role": "user", "content": "hi"}], "metadata": {"n": fewer}}, deadline_s=10)
     assert c.signals == ()
+
+
+def test_more_nodes_than_any_request_fail_closed_without_a_container_to_enter():
+    from routing.classify import MAX_NODES
+
+    for body in ({"input": ["a"] * (MAX_NODES + 1)}, {f"k{i}": "" for i in range(MAX_NODES // 2 + 1)}):
+        c = classify_request(body, deadline_s=10)
+        assert c.level == Level.TOP_SECRET
+        assert c.signals[0].type == "classification_error"
