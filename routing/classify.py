@@ -12,8 +12,8 @@ Content the classifier cannot read (images, audio, video, files, token-id prompt
 token ids, prompt embeddings) makes the request at least OFFICIAL-SENSITIVE with an ``unscanned_<kind>`` signal;
 ``Classification.level_for`` gives the level for a backend whose configuration accepts some of those kinds.
 
-Fail closed: anything unexpected (a type that is not JSON, nesting deeper than any real request, more text
-than any body the server accepts, an exception, running past ``deadline_s`` while walking, decoding or
+Fail closed: anything unexpected (a type that is not JSON, nesting deeper than any real request, more objects
+and arrays or more text than any real body holds, an exception, running past ``deadline_s`` while walking, decoding or
 scanning) gives TOP SECRET with a ``classification_error`` or ``classification_timeout`` signal, so the router
 can only keep such a request local or refuse it.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata, resources
@@ -38,6 +38,9 @@ __all__ = ["Classification", "Signal", "classifier_digest", "classify_request", 
 
 MAX_DEPTH = 64  # OpenAI bodies nest about 6 deep; anything far deeper is not a real request
 MAX_NODES = 1_000_000
+# Objects and arrays: a 4 MiB body of tiny messages or content parts has about 130,000-230,000; one nested
+# throughout ("[[[[...]]]]") can have two million, which the walk could not get through inside the deadline.
+MAX_CONTAINERS = 300_000
 MAX_TEXT_BYTES = 64 << 20  # far above the server's body limit; bounds what one classification holds
 _CHECK_NODES = 4096  # the walk looks at the clock every this many nodes
 _clock = time.perf_counter
@@ -149,8 +152,7 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
     if unread:
         texts.extend(unread)  # the keys themselves, as every key is scanned
         body = {key: value for key, value in body.items() if key not in unread}
-    # Depth first, in document order, with a stack of iterators (one per open container): a leaf costs one step of
-    # its container's iterator, not a push and a pop. The body's own numbers are parameters (seed, max_tokens).
+    # The body's own numbers are parameters (seed, max_tokens): not walked.
     _note_parts(body, found)
     top: list[Any] = []
     for key, value in body.items():
@@ -158,55 +160,73 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
             top.append(key)
         if type(value) is not int:
             top.append(value)
+    # Depth first, in document order, with a stack of iterators (one per open container): a leaf costs one step of
+    # its container's iterator, not a push and a pop. Each container is charged for its children as it is
+    # entered (a dict's keys and values), and for itself: a container costs the walk several times what a leaf
+    # does, so objects and arrays have a budget of their own.
+    nodes = len(top)
+    if nodes > MAX_NODES:
+        raise _Unscannable
+    containers = 0
+    check_at = _CHECK_NODES
     stack: list[tuple[Iterator[Any], int]] = [(iter(top), 1)]
-    nodes = 1
     while stack:
         children, depth = stack[-1]
         for node in children:
-            nodes += 1
-            if nodes > MAX_NODES:
-                raise _Unscannable
-            if nodes % _CHECK_NODES == 0:
-                deadline.check()
             kind_of_node = type(node)
             if kind_of_node is str:
                 texts.append(node)
                 if "base64," in node:
                     _data_urls(node, found)
-            elif kind_of_node is dict or (kind_of_node is not list and isinstance(node, Mapping)):
-                if node:  # keys too: clients put data in metadata keys as readily as in values
-                    if "type" in node or not _PART_KEY_SET.isdisjoint(node):
-                        _note_parts(node, found)
-                    if depth >= MAX_DEPTH:
-                        raise _Unscannable
-                    stack.append((chain.from_iterable(node.items()), depth + 1))
-                    break  # descend; this container's iterator resumes after it
+                continue
+            if kind_of_node is dict or (kind_of_node is not list and kind_of_node is not int
+                                        and isinstance(node, Mapping)):
+                if not node:
+                    continue
+                if "type" in node or not _PART_KEY_SET.isdisjoint(node):
+                    _note_parts(node, found)
+                nodes += 2 * len(node)  # keys too: clients put data in metadata keys as readily as in values
+                inner: Iterator[Any] = chain.from_iterable(node.items())
             elif kind_of_node is list or isinstance(node, tuple):
+                if not node:
+                    continue
+                nodes += len(node)
                 if len(node) > 1:
                     if all(type(item) is str for item in node):  # a list of strings (input, stop): no descent
-                        nodes += len(node)
+                        if nodes > MAX_NODES:
+                            raise _Unscannable
                         texts.extend(node)
                         continue
                     joined = _joined_text_parts(node)
                     if joined is not None:
                         texts.append(joined)
-                if node:
-                    if depth >= MAX_DEPTH:
-                        raise _Unscannable
-                    stack.append((iter(node), depth + 1))
-                    break
+                inner = iter(node)
             elif kind_of_node is int:
                 if abs(node) >= _MIN_IDENTIFIER_INT:
                     texts.append(str(node))
+                continue
             elif node is None or kind_of_node is bool or kind_of_node is float:
                 continue
             elif isinstance(node, str):  # a str subclass
                 texts.append(str(node))
+                continue
             elif isinstance(node, int) and not isinstance(node, bool):
                 if abs(node) >= _MIN_IDENTIFIER_INT:
                     texts.append(str(int(node)))
+                continue
             else:
                 raise _Unscannable
+            # A container to descend into; this container's iterator resumes after it.
+            containers += 1
+            if depth >= MAX_DEPTH or containers > MAX_CONTAINERS:
+                raise _Unscannable
+            if nodes >= check_at:
+                if nodes > MAX_NODES:
+                    raise _Unscannable
+                check_at = nodes + _CHECK_NODES
+                deadline.check()
+            stack.append((inner, depth + 1))
+            break
         else:
             stack.pop()
     for kind in found.data_urls - found.unscanned.keys():
@@ -448,22 +468,34 @@ def classify_request(
         return _failed(ERROR_SIGNAL, declared)
 
 
+def _first_present(buf: bytes) -> list[int]:
+    """``scanner().present``, bound to ``_present`` on first use (the table is compiled then, not at import)."""
+    global _present
+    _present = scanner().present
+    return _present(buf)
+
+
+_present: Callable[[bytes], list[int]] = _first_present
+
+
 def classify_text(
     text: str, *, declared: Level | None = None, floor: Level | None = None, deadline_s: float = 0.25
 ) -> Classification:
     """Classify one text (the CLI and tests); same views, rules and fail-closed behaviour as ``classify_request``."""
     try:
-        if len(text) > MAX_TEXT_BYTES:
-            raise _Unscannable
-        if text.isascii():  # the common case first, with nothing else to do when no pattern occurs at all
+        # The common case first, in the fewest steps when no pattern occurs at all: each costs about as much as
+        # scanning ten bytes, and most texts are a few kilobytes.
+        if text.isascii() and len(text) <= MAX_TEXT_BYTES:
             buf = text.encode()
-            table = scanner()
-            found = table.present(buf)
+            found = _present(buf)
             if not found:
                 return _OFFICIAL if declared is None and floor is None else _nothing_found(declared, floor)
+            table = scanner()
             if max(found) < table.rows:  # findings, and nothing for another view: one view, one second pass
                 return _verdict(table.validate(buf, found, _clock() + deadline_s), declared, floor)
             return _classify([text], {}, declared, floor, _Deadline(deadline_s), buf, found)
+        if len(text) > MAX_TEXT_BYTES:
+            raise _Unscannable
         return _classify([text], {}, declared, floor, _Deadline(deadline_s))
     except ScanTimeout:
         return _failed(TIMEOUT_SIGNAL, declared)

@@ -296,12 +296,15 @@ class Scanner:
 class Words:
     """Context words (ASCII, matched in any case) that a validator looks for around a candidate: one RE2
     search of the window, where lower-casing a slice and testing each word in turn cost several times more
-    (validators run on every candidate of every request with findings)."""
+    (validators run on every candidate of every request with findings). A space in a phrase matches a run of
+    spaces and tabs, as the rows' patterns do: normalisation keeps runs of spaces (a no-break space beside a
+    space is two)."""
 
     __slots__ = ("_match",)
 
     def __init__(self, *words: bytes) -> None:
-        self._match = Regex(rb"(?i)(?:" + b"|".join(map(re.escape, words)) + rb")", re2_options(1 << 20))._match
+        phrases = [re.escape(word).replace(b"\\ ", rb"[ \t]+") for word in words]
+        self._match = Regex(rb"(?i)(?:" + b"|".join(phrases) + rb")", re2_options(1 << 20))._match
 
 
 def near(text: bytes, start: int, end: int, words: Words, window: int = 80) -> bool:

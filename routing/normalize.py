@@ -40,6 +40,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from importlib import resources
+from itertools import accumulate, pairwise
 from typing import Any
 
 from anyascii import anyascii
@@ -62,8 +63,13 @@ _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 Spans = Sequence[tuple[int, int]]  # what RE2 gives for a match: (start, end) per group
 
 
+_PATTERNS: dict[Regex, bytes] = {}  # the pattern of each of this module's regexes
+
+
 def _regex(pattern: bytes) -> Regex:
-    return Regex(pattern, re2_options(16 << 20))
+    regex = Regex(pattern, re2_options(16 << 20))
+    _PATTERNS[regex] = pattern
+    return regex
 
 
 _NON_ASCII_RUN = _regex(rb"[\x00-\x7f]?[\x80-\xff]+")
@@ -168,32 +174,42 @@ def _map_runs(data: bytes, convert: Callable[[str], str]) -> bytes:
     across an ASCII character (none is a combining mark, nor the second of a composition pair); translate maps
     one character at a time, and neither it nor NFKC/NFC makes a NUL. A text that holds NUL already (a run
     may start with one) has its runs converted one at a time."""
-    match = _NON_ASCII_RUN._match
-    size = len(data)
-    spans: list[tuple[int, int]] = []
-    at = 0
-    while at < size:
-        start, end = match(_UNANCHORED, data, at, size)[0]
-        if start < 0:
-            break
-        spans.append((start, end))
-        at = end
-    if not spans:
+    if data.isascii():
         return data
+    parts = _split_runs(data)
+    runs = parts[1::2]
     if b"\0" in data:
-        converted = [convert(data[start:end].decode("utf-8", "replace")).encode("utf-8", "replace")
-                     for start, end in spans]
+        converted = [convert(run.decode("utf-8", "replace")).encode("utf-8", "replace") for run in runs]
     else:
-        joined = b"\0".join([data[start:end] for start, end in spans]).decode("utf-8", "replace")
-        converted = convert(joined).encode("utf-8", "replace").split(b"\0")
-    out: list[bytes] = []
-    copied = 0
-    for (start, end), run in zip(spans, converted, strict=True):
-        out.append(data[copied:start])
-        out.append(run)
-        copied = end
-    out.append(data[copied:])
-    return b"".join(out)
+        converted = convert(b"\0".join(runs).decode("utf-8", "replace")).encode("utf-8", "replace").split(b"\0")
+    if len(converted) != len(runs):
+        raise ValueError("a conversion changed the number of runs")
+    parts[1::2] = converted
+    return b"".join(parts)
+
+
+def _split_runs(data: bytes) -> list[bytes]:
+    """``[text, run, text, run, ..., text]``: ``data`` (not ASCII) cut at its runs of non-ASCII bytes, each run
+    with the byte before it (ASCII, as runs are maximal; none at the very start), the first and last text
+    possibly empty. The lengths come from two translations and two splits (C loops over the bytes), where a
+    search per run costs a microsecond through RE2's binding and ``re`` tests a class at every byte: a decoded
+    page of accented letters has tens of thousands of runs."""
+    ascii_lengths = [len(text) for text in data.translate(_RUNS_AS_SPACE).split()]
+    run_lengths = [len(run) for run in data.translate(_ASCII_AS_SPACE).split()]
+    if data[0] >= 0x80:
+        ascii_lengths.insert(0, 0)
+    if data[-1] >= 0x80:
+        ascii_lengths.append(0)
+    lengths = [0] * (len(ascii_lengths) + len(run_lengths))
+    lengths[0::2] = ascii_lengths
+    lengths[1::2] = run_lengths
+    bounds = list(accumulate(lengths, initial=0))
+    bounds[1:-1:2] = [start - 1 if start else 0 for start in bounds[1:-1:2]]  # each run's start: the byte before
+    return [data[start:end] for start, end in pairwise(bounds)]
+
+
+_RUNS_AS_SPACE = bytes(0x20 if c >= 0x80 else 0x78 for c in range(256))  # then split() gives the ASCII texts
+_ASCII_AS_SPACE = bytes(0x78 if c >= 0x80 else 0x20 for c in range(256))  # then split() gives the runs
 
 
 # Latin-1 Supplement, Latin Extended-A/B, IPA, Latin Extended Additional and -C/-D/-E, and the combining marks.
@@ -267,6 +283,33 @@ _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; 
 _QP = _regex(rb"(?i)quoted-printable")
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
+# The patterns by which ``_decode_into`` decides which decoders a text needs, in one RE2 set: one pass over the
+# text says which of them occur, instead of a search per pattern (each a whole pass when, as usual, it finds
+# nothing); the set runs again only after a step has changed the text.
+_STEPS: tuple[bytes, ...] = (
+    _PATTERNS[_PERCENT], _PATTERNS[_QP], _PATTERNS[_TAG], _PATTERNS[_ENTITY], _PATTERNS[_SPACED_OR_BROKEN],
+    _PATTERNS[_ESCAPE], _PATTERNS[_BASE64_CONTEXT], _PATTERNS[_JSON_START],
+)
+_PERCENT_STEP, _QP_STEP, _TAG_STEP, _ENTITY_STEP, _SPACED_STEP, _ESCAPE_STEP, _BASE64_STEP, _JSON_STEP = range(
+    len(_STEPS))
+
+
+@cache
+def _steps_set() -> Callable[[bytes], list[int]]:
+    steps = _re2.Set(_UNANCHORED, re2_options())
+    for i, pattern in enumerate(_STEPS):
+        if steps.Add(pattern) != i:
+            raise ValueError(f"decoding step {i}: pattern does not compile")
+    if not steps.Compile():
+        raise ValueError("the decoding steps do not compile")
+    match: Callable[[bytes], list[int]] = steps.Match
+    return match
+
+
+def _steps(data: bytes) -> frozenset[int]:
+    """The steps of ``_STEPS`` whose pattern occurs in ``data``."""
+    return frozenset(_steps_set()(data))
+
 MAX_DECODED_BYTES = 8 << 20  # what one decoded view may hold
 _WINDOW_BEFORE = 256  # what is decoded around each marker (then widened to whole lines)
 _WINDOW_AFTER = 1 << 10
@@ -327,35 +370,45 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
     ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
     original = data if depth == 0 else None
-    if b"%" in data and _found(_PERCENT, data):
+    steps = _steps(data)
+    if _PERCENT_STEP in steps and b"%" in data:
         # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
         data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, b"\n"))
-    if _found(_QP, data):
+        steps = _steps(data)
+    if _QP_STEP in steps:
         data = quopri.decodestring(data)
+        steps = _steps(data)
     for _ in range(2):  # twice: markup that was itself escaped (XML pasted into an HTML e-mail)
-        if b"<" in data:
+        if _TAG_STEP in steps:
             data = _sub(_TAG, data, _tag_replacement)
-        if b"&" in data and _found(_ENTITY, data):
+            steps = _steps(data)
+        if _ENTITY_STEP in steps and b"&" in data:
             data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
+            steps = _steps(data)
         else:
             break
-    if b"<" in data:
+    if _TAG_STEP in steps:
         data = _sub(_TAG, data, _tag_replacement)
+        steps = _steps(data)
     if b"\\rtf" in data:
         data = _sub(_RTF, _sub(_RTF_DESTINATION, data, b""), _rtf_replacement)
-    if _found(_SPACED_OR_BROKEN, data):
+        steps = _steps(data)
+    if _SPACED_STEP in steps:
         data = _sub(_SPACED_OR_BROKEN, data, _join_letters)
-    plain = _unescape(data) if b"\\" in data and _found(_ESCAPE, data) else data
+        steps = _steps(data)
+    plain = _unescape(data) if _ESCAPE_STEP in steps and b"\\" in data else data
     if plain != original:  # what decoding left unchanged, the normalised view has scanned already
         pieces.append(plain.decode("utf-8", "replace"))
     check()
     if depth + 1 >= _MAX_DEPTH:
         return
-    for inner in _base64_texts(plain) if _found(_BASE64_CONTEXT, plain) else ():
-        check()
-        _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
-    for inner in _json_texts(data, check):  # before its escapes were decoded: JSON strings hold \n, not newlines
-        _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
+    if _BASE64_STEP in (steps if plain is data else _steps(plain)):
+        for inner in _base64_texts(plain):
+            check()
+            _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
+    if _JSON_STEP in steps:  # JSON in data before its escapes were decoded: its strings hold \n, not newlines
+        for inner in _json_texts(data, check):
+            _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
 
 
 def _found(regex: Regex, data: bytes) -> bool:

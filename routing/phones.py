@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re2
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberType
+from re2 import _re2
+
+from routing.detectors_base import Regex
 
 __all__ = ["uk_number_type"]
 
@@ -36,6 +39,9 @@ _GENERAL, _FIXED, _MOBILE = len(_ORDERED), len(_ORDERED) + 1, len(_ORDERED) + 2
 _DESCS = (*(name for name, _ in _ORDERED), "general_desc", "fixed_line", "mobile")
 
 
+_START = _re2.RE2.Anchor.ANCHOR_START
+
+
 def _options() -> re2.Options:
     opts = re2.Options()
     opts.encoding = re2.Options.Encoding.LATIN1
@@ -50,26 +56,37 @@ class _Region:
 
     def __init__(self, metadata: PhoneMetadata) -> None:
         self.same_mobile_and_fixed = bool(metadata.same_mobile_and_fixed_line_pattern)
-        self._set = re2.Set.FullMatchSet(_options())
+        # The extension's objects, not the re2 package's wrappers: the phone row calls these for every
+        # candidate (up to three regions each), and the wrappers' Python costs more than the match.
+        patterns = _re2.Set(_re2.RE2.Anchor.ANCHOR_BOTH, _options())
         self._desc_of: list[int] = []  # set index -> index into _DESCS
         self._lengths: list[tuple[int, ...]] = []
         for i, name in enumerate(_DESCS):
             desc = getattr(metadata, name)
             if desc is None or not desc.national_number_pattern:
                 continue
-            self._set.Add(desc.national_number_pattern.encode("ascii"))
+            if patterns.Add(desc.national_number_pattern.encode("ascii")) != len(self._desc_of):
+                raise re2.error(f"{name}: pattern does not compile")
             self._desc_of.append(i)
             self._lengths.append(tuple(desc.possible_length or ()))
-        self._set.Compile()
+        if not patterns.Compile():
+            raise re2.error("the number-type patterns do not compile")
+        self._match = patterns.Match
         leading = metadata.leading_digits
-        self.leading = None if leading is None else re2.compile(leading.encode("ascii"), _options())
+        self._leading = None if leading is None else Regex(leading.encode("ascii"), _options())._match
+
+    def leads(self, nsn: bytes) -> bool | None:
+        """Whether ``nsn`` starts with the region's leading digits; None when the metadata gives none."""
+        if self._leading is None:
+            return None
+        return self._leading(_START, nsn, 0, len(nsn))[0][0] >= 0
 
     def matching(self, nsn: bytes) -> set[int]:
         """Indices into ``_DESCS`` of the descs that ``nsn`` matches."""
         n = len(nsn)
         return {
             self._desc_of[i]
-            for i in self._set.Match(nsn) or ()
+            for i in self._match(nsn)
             if not self._lengths[i] or n in self._lengths[i]
         }
 
@@ -106,8 +123,9 @@ def uk_number_type(nsn: bytes) -> PhoneNumberType:
     """``phonenumbers.number_type`` of the +44 number whose national significant number is ``nsn`` (ASCII
     digits, no leading zero)."""
     for region in _UK_REGIONS:
-        if region.leading is not None:
-            if region.leading.match(nsn) is not None:
+        leads = region.leads(nsn)
+        if leads is not None:
+            if leads:
                 return region.number_type(nsn)
         else:
             kind = region.number_type(nsn)

@@ -85,3 +85,25 @@ def test_many_valid_identifiers_time_out_closed_rather_than_pass():
     c, elapsed = timed(classify_text, text, deadline_s=0.05)
     assert elapsed < BOUND_S
     assert c.local_only
+
+
+def test_more_objects_than_any_request_fails_closed_quickly():
+    from routing.classify import MAX_CONTAINERS
+
+    many = [[{"a": ["x"]}] for _ in range(MAX_CONTAINERS // 3 + 1)]  # shallow, and fewer nodes than MAX_NODES
+    c, elapsed = timed(classify_request, {"messages": [{"role": "user", "content": "hi"}], "metadata": {"n": many}})
+    assert elapsed < BOUND_S
+    assert c.level == Level.TOP_SECRET
+    assert c.signals[0].type == "classification_error"
+    fewer = many[: MAX_CONTAINERS // 4]
+    c = classify_request({"messages": [{"role": "user", "content": "hi"}], "metadata": {"n": fewer}}, deadline_s=10)
+    assert c.signals == ()
+
+
+def test_more_nodes_than_any_request_fail_closed_without_a_container_to_enter():
+    from routing.classify import MAX_NODES
+
+    for body in ({"input": ["a"] * (MAX_NODES + 1)}, {f"k{i}": "" for i in range(MAX_NODES // 2 + 1)}):
+        c = classify_request(body, deadline_s=10)
+        assert c.level == Level.TOP_SECRET
+        assert c.signals[0].type == "classification_error"

@@ -361,3 +361,12 @@ def test_near_finds_context_words_in_any_case_inside_the_window_only():
         probe = text[:at] + word + text[at + len(word) :]
         assert detectors_base.near(probe, start, end, words) is found, (word, at)
     assert detectors_base.near(b"nhs 123", 4, 7, words)  # the window runs past both ends of the text
+
+
+def test_context_phrases_take_runs_of_spaces_as_the_rows_do():
+    # A no-break space beside a space normalises to two spaces; the phrase must still be found.
+    words = detectors_base.Words(b"unique taxpayer")
+    for gap in (b" ", b"  ", b"\t", b" \t "):
+        assert detectors_base.near(b"unique" + gap + b"taxpayer 123", 20, 23, words), gap
+    assert not detectors_base.near(b"uniquetaxpayer 123", 15, 18, words)
+    assert "utr" in signals("My\xa0Unique \xa0Taxpayer \xa0Reference \xa0is \xa013713\xa024014.")

@@ -29,3 +29,18 @@ def test_runs_converted_together_as_one_at_a_time(text, junk):
     for data in (text.encode(), text.encode() + junk + text[::-1].encode(), text.replace("\x00", "").encode()):
         assert normalize._map_runs(data, normalize._normalise_runs) == _per_run(data, normalize._normalise_runs)
         assert normalize._map_runs(data, normalize._fold_runs) == _per_run(data, normalize._fold_runs)
+
+
+_STEP_REGEXES = (normalize._PERCENT, normalize._QP, normalize._TAG, normalize._ENTITY, normalize._SPACED_OR_BROKEN,
+                 normalize._ESCAPE, normalize._BASE64_CONTEXT, normalize._JSON_START)
+_MARKUP = st.sampled_from(["<p>", "</b>", "<!-- x -->", "&amp;", "&#83;", "%53", "%zz", "\\u0053", "\\n", '\\"',
+                           '{"a": ', "[1, ", "base64,", "Content-Transfer-Encoding: quoted-printable", "S E C R E T",
+                           "A-\nB", "<", "&", "%", "\\", "{", "x", " ", "\n", "\u00e9"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MARKUP, max_size=12).map("".join))
+def test_one_set_pass_finds_the_decoding_steps_a_search_each_would(text):
+    data = text.encode()
+    assert len(normalize._STEPS) == len(_STEP_REGEXES)
+    assert normalize._steps(data) == {i for i, regex in enumerate(_STEP_REGEXES) if normalize._found(regex, data)}
