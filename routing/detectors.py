@@ -411,12 +411,12 @@ _THIS_YEAR = datetime.date.today().year
 
 
 def _dob_labelled(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    return "date_of_birth" if _date_ok(m.group(b"date"), max_year=_THIS_YEAR) else None
+    return "date_of_birth" if _date_ok(m.group(b"date") or b"", max_year=_THIS_YEAR) else None
 
 
 def _dob_after_name(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     # "Jane Doe (12/03/1985)": a name with a date at least a few years old next to it.
-    date = m.group(b"date")  # the pattern ends with the date, so the name lies before m.end() - len(date)
+    date = m.group(b"date") or b""  # the pattern ends with the date, so the name lies before m.end() - len(date)
     if not _date_ok(date, max_year=_THIS_YEAR - 5):
         return None
     return "date_of_birth" if names.find_person(text, m.start(), m.end() - len(date)) else None

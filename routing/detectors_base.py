@@ -22,12 +22,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import re2
-from re2 import _re2
 
 from routing.levels import Level
+from serving.thirdparty import re2_extension
+
+_re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 
 def re2_options(max_mem: int = 64 << 20) -> re2.Options:
@@ -85,8 +87,15 @@ class Candidate(tuple):
 
     __slots__ = ()
 
+    @overload
+    def group(self, group: Literal[0] = 0) -> bytes: ...
+
+    @overload
+    def group(self, group: int | bytes) -> bytes | None: ...
+
     def group(self, group: int | bytes = 0) -> bytes | None:
-        """The text of ``group`` (an index or a name), None when it did not take part in the match."""
+        """The text of ``group`` (an index or a name), None when it did not take part in the match (the whole
+        match, group 0, always did)."""
         start, end = self[1][group if type(group) is int else self[2][group]]
         return None if start < 0 else self[0][start:end]
 
@@ -216,9 +225,10 @@ class Scanner:
                 if len(needs) == 1:
                     mark, probe = text, needs
                 else:
-                    mark = marked.get(needs)  # type: ignore[assignment]
-                    if mark is None:
-                        mark = marked[needs] = text.translate(self._needs_tables[needs])
+                    cached = marked.get(needs)
+                    if cached is None:
+                        cached = marked[needs] = text.translate(self._needs_tables[needs])
+                    mark = cached
                     probe = b"\0"
             for pos, end in ranges:
                 if counts.get(signal, 0) >= MAX_COUNT:

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from re2 import _re2
-
 from routing.detectors_base import Detector, Match, Regex, Validator, re2_options
 from routing.levels import Level
+from serving.thirdparty import re2_extension
+
+_re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 _DASH = rb"-"  # en and em dashes are "-" once normalised
 _LEAD = rb"(?m:^)[ \t*#=_~\-\[(<|>\"'.]*"

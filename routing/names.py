@@ -28,9 +28,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from re2 import _re2
-
 from routing.detectors_base import Regex, re2_options
+from serving.thirdparty import re2_extension
+
+_re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 # Titles people are addressed by in case papers and police/probation notes.
 _TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
@@ -189,14 +190,14 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             continue
         first = m.group(_FIRST)
         if first is not None:
-            f, last = _word(first), _word(m.group(_LAST))
+            f, last = _word(first), _word(m.group(_LAST) or b"")  # the pattern takes a last name after a first
             if last in _NOT_SURNAMES:
                 continue
             if f in firsts or (last in sur and f not in _NOT_SURNAMES):
                 return True
             continue
-        usur = m.group(_USUR)
-        if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST)) in firsts:
+        usur = m.group(_USUR) or b""  # the one alternative left
+        if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST) or b"") in firsts:
             return True
     return _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi)
 

@@ -44,9 +44,11 @@ from itertools import accumulate, pairwise
 from typing import Any
 
 from anyascii import anyascii
-from re2 import _re2
 
 from routing.detectors_base import Regex, re2_options
+from serving.thirdparty import re2_extension
+
+_re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 __all__ = ["MARKERS", "NORMALISATION_VERSION", "decode", "fold", "needs_decoding", "needs_decoding_bytes", "normalise",
            "normalise_ascii"]
@@ -420,7 +422,8 @@ def _sub(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans]
     match's spans, as RE2 gives them: ``(start, end)`` per group, ``(-1, -1)`` for one that did not take part).
     The search runs inline rather than through ``Regex.finditer``: a page of markup has hundreds of matches."""
     match = regex._match
-    constant = type(replacement) is bytes
+    constant = replacement if isinstance(replacement, bytes) else b""
+    function = None if isinstance(replacement, bytes) else replacement
     out: list[bytes] = []
     size = len(data)
     copied = at = 0  # the text before ``copied`` is in ``out``; the next search starts at ``at``
@@ -430,7 +433,7 @@ def _sub(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans]
         if start < 0:
             break
         out.append(data[copied:start])
-        out.append(replacement if constant else replacement(data, spans))  # type: ignore[operator]
+        out.append(constant if function is None else function(data, spans))
         copied = end
         at = end if end > start else end + 1
     if not out:

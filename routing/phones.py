@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import re2
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberType
-from re2 import _re2
 
 from routing.detectors_base import Regex
+from serving.thirdparty import re2_extension
+
+_re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 __all__ = ["uk_number_type"]
 
@@ -90,7 +92,7 @@ class _Region:
             if not self._lengths[i] or n in self._lengths[i]
         }
 
-    def number_type(self, nsn: bytes) -> PhoneNumberType:
+    def number_type(self, nsn: bytes) -> int:
         """``phonenumbers.phonenumberutil._number_type_helper`` for this region."""
         hits = self.matching(nsn)
         if _GENERAL not in hits:
@@ -119,9 +121,9 @@ def _regions() -> tuple[_Region, ...]:
 _UK_REGIONS = _regions()
 
 
-def uk_number_type(nsn: bytes) -> PhoneNumberType:
+def uk_number_type(nsn: bytes) -> int:
     """``phonenumbers.number_type`` of the +44 number whose national significant number is ``nsn`` (ASCII
-    digits, no leading zero)."""
+    digits, no leading zero): one of ``PhoneNumberType``'s values, which are ints."""
     for region in _UK_REGIONS:
         leads = region.leads(nsn)
         if leads is not None:
