@@ -82,7 +82,7 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             # Ray Serve LLM adds these to the replica's bundle of the engine's placement group (the first bundle).
             **({"ray_actor_options": {"resources": dict(backend.ray_resources)}} if backend.ray_resources else {}),
         },
-        log_engine_metrics=False,
+        log_engine_metrics=backend.engine_metrics,
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
                               SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
                               "stream_batching_interval_ms": backend.stream_batching_ms},

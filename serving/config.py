@@ -101,6 +101,13 @@ class ServerConfig(_Strict):
         description="custom Ray resources the ingress (router) replicas require, e.g. to pin them to the only "
         "pods whose NetworkPolicy allows egress to the commercial endpoint",
     )
+    ray_metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="under `sovereign serve` (its own local Ray): the port of Ray's Prometheus endpoint, where the "
+        "engines' vLLM metrics (`ray_vllm_*`) and Ray's own are exported (Ray's metrics agent, on every interface "
+        "like Ray's other ports). null: a port Ray picks. On a Ray cluster `ray start --metrics-export-port` sets "
+        "it (the chart: 8080)",
+    )
     isolate_cpu_engines: bool = Field(
         True,
         description="under `sovereign serve` with CPU engines only: keep Ray, the router and the engines' "
@@ -304,6 +311,11 @@ class VLLMBackendConfig(_BackendBase):
         "not from here",
     )
     verify_manifest: bool = True
+    engine_metrics: bool = Field(
+        True,
+        description="export vLLM's engine metrics (KV-cache use, running and waiting requests, prefix-cache hits, "
+        "TTFT and ITL histograms) through Ray's metrics endpoint as `ray_vllm_*` (Ray Serve LLM's "
+        "log_engine_metrics); false turns them off for this backend")
     stream_smooth_streams: int = Field(
         8, ge=0,
         description="while at most this many streams are open in an engine replica, every stream chunk travels "

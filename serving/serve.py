@@ -405,7 +405,9 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
         # first one's cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
         ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
                  resources=local_resources(settings), log_to_driver=False, configure_logging=True,
-                 logging_level="WARNING")
+                 logging_level="WARNING",
+                 # Ray's Prometheus endpoint (the engines' vLLM metrics are there); None: a port Ray picks.
+                 _metrics_export_port=settings.server.ray_metrics_port)
     else:
         report.begin(f"connecting to the Ray cluster at {address}")
         unreachable = _unreachable(address)
