@@ -212,10 +212,11 @@ def config_schema() -> dict[str, Any]:
     # One readable error per backend instead of "oneOf failed": dispatch on kind.
     schema["properties"]["backends"]["items"] = {
         "type": "object", "required": ["kind"],
-        "properties": {"kind": {"enum": ["vllm", "openai"]}},
+        "properties": {"kind": {"enum": ["vllm", "openai", "adapter"]}},
         "allOf": [
             {"if": {"properties": {"kind": {"const": "vllm"}}}, "then": {"$ref": "#/$defs/VLLMBackendConfig"}},
             {"if": {"properties": {"kind": {"const": "openai"}}}, "then": {"$ref": "#/$defs/OpenAIBackendConfig"}},
+            {"if": {"properties": {"kind": {"const": "adapter"}}}, "then": {"$ref": "#/$defs/AdapterBackendConfig"}},
         ],
     }
     openai = defs["OpenAIBackendConfig"]
@@ -223,6 +224,8 @@ def config_schema() -> dict[str, Any]:
     openai["then"] = {"properties": {"max_classification": {
         "const": "OFFICIAL",
         "description": "a non-sovereign backend is never cleared above OFFICIAL"}}}
+    adapter = defs["AdapterBackendConfig"]["properties"]
+    adapter["sovereign"] = {"const": True, "description": "an adapter runs on a local engine: sovereign"}
     vllm = defs["VLLMBackendConfig"]["properties"]
     vllm["sovereign"] = {"const": True, "description": "a vllm backend runs inside this cluster: sovereign"}
     vllm["verify_manifest"] = {"const": True, "default": True,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import OFFLINE_ENV
-from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
+from serving.config import AdapterBackendConfig, ConfigError, Settings, VLLMBackendConfig, load_settings
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
 from serving.progress import Reporter
@@ -467,6 +467,10 @@ def _verify_weights(settings: Settings, here_only: bool) -> list[str]:
 
     elsewhere = [b.name for b in settings.backends if isinstance(b, VLLMBackendConfig) and b.verify_manifest
                  and here_only and not Path(b.model_source).is_dir()]
+    # Adapters whose folder is not on this host either: their engines verify them before loading (serving/lora.py).
+    elsewhere += [b.name for b in settings.backends if isinstance(b, AdapterBackendConfig) and here_only
+                  and isinstance(base := settings.backend(b.base), VLLMBackendConfig) and base.lora is not None
+                  and not (base.lora.adapters_dir / b.adapter).is_dir()]
     if elsewhere:
         settings = settings.model_copy(update={"backends": [b for b in settings.backends if b.name not in elsewhere]})
     verify_local_weights(settings)

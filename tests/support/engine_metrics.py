@@ -20,7 +20,7 @@ def vllm_metrics() -> frozenset[str]:
     """Every Prometheus series name the installed vLLM's stat logger can export through Ray."""
     import vllm.v1.metrics.loggers as loggers
 
-    names = set()
+    names: set[str] = set()
     for kind, name in _DEFINITION.findall(Path(loggers.__file__).read_text()):
         names.update(f"ray_vllm_{name}{suffix}" for suffix in _SUFFIXES[kind])
     assert names, "no vLLM metric definitions found: has vLLM's metrics module changed shape?"
