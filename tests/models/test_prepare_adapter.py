@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from models.manifest import MANIFEST_NAME, ManifestError, verify_manifest
 from models.prepare import prepare_adapter
@@ -115,3 +116,18 @@ def test_the_engines_loader_verifies_an_adapter_every_time_it_loads_it(peft_adap
         asyncio.run(loader.load_model_from_config(model_id, llm_config=None))
     with pytest.raises(ManifestError, match="no manifest"):
         asyncio.run(loader.load_model_from_config(multiplexed_model_id("tiny", "absent"), llm_config=None))
+
+
+def test_serve_refuses_to_start_on_an_adapter_manifest_mismatch(peft_adapter: Path, tiny_model: Path,
+                                                                  tmp_path: Path) -> None:
+    folder = prepare_adapter("probation", peft_adapter, tmp_path / "adapters")
+    _flip_last_byte(folder / "adapter_model.safetensors")
+    config = _config()
+    config["backends"][0] |= {"model_source": str(tiny_model), "lora": {"adapters_dir": str(tmp_path / "adapters")}}
+    config["backends"][1]["model_source"] = str(tiny_model)
+    config["audit"] = {"path": str(tmp_path / "a.jsonl")}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "serving.cli", "serve", "--config", str(tmp_path / "config.yaml")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "adapter_model.safetensors" in result.stderr and "manifest" in result.stderr
