@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
                    "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
                    "pacing at any load, as before), "
-                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice)")
+                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice), "
+                   "gateway_no_engine_metrics (the engine's vLLM metrics off)")
     c.add_argument("--rounds", type=int, default=3,
                    help="headline load this many times per target; the median round counts (default 3)")
     c.add_argument("--client", choices=["sovereign", "vllm"], default="sovereign",

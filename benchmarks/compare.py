@@ -47,11 +47,12 @@ from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
 TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0",
-                "gateway_paced")
+                "gateway_paced", "gateway_no_engine_metrics")
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
 # at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_paced, the stream pacing used before
-# it adapted to load (every stream paced to one message per 150 ms after its first two, at any load).
+# it adapted to load (every stream paced to one message per 150 ms after its first two, at any load);
+# gateway_no_engine_metrics, the engine's vLLM metrics off (`engine_metrics: false`), to price them.
 DEFAULT_TARGETS = TARGET_ORDER[:3]
 CSV_FIELDS = (
     "target", "max_concurrency", "completed", "failed", "duration", "request_throughput", "output_throughput",
@@ -157,6 +158,9 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
                                                   name="gateway_nice0", hog=hog(wd)),
         "gateway_paced": lambda wd: start_gateway(wd, [gateway_backend | PACED_150], route, ready_timeout_s,
                                                   name="gateway_paced", hog=hog(wd)),
+        "gateway_no_engine_metrics": lambda wd: start_gateway(wd, [gateway_backend | {"engine_metrics": False}],
+                                                              route, ready_timeout_s,
+                                                              name="gateway_no_engine_metrics", hog=hog(wd)),
     }
 
 

@@ -51,3 +51,24 @@ def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
     model = LlamaForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types `to` unbound
     model.save_pretrained(dest, safe_serialization=True)
     return dest
+
+
+def build_tiny_lora(base: Path, dest: Path, rank: int = 8, seed: int = 1) -> Path:
+    """A LoRA adapter for the tiny Llama in ``base`` (PEFT's ``save_pretrained`` layout: adapter_config.json and
+    adapter_model.safetensors). Its weights are random and large, not zero, so it visibly changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=rank * 8, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                        init_lora_weights=False)  # random A and B: an adapter that does something
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0.0, 0.5)
+    peft_model.save_pretrained(str(dest), safe_serialization=True)
+    return dest

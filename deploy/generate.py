@@ -5,7 +5,8 @@
   is never cleared above OFFICIAL; the chart only serves weights verified against their manifest).
 - ``deploy/serve/<example>.serve.yaml``: the Ray Serve config for ``serve deploy`` on a plain Ray cluster, built by
   ``serving.serve_config.serve_config`` from the configuration the chart renders for each example values file.
-- ``deploy/grafana/sovereign-dashboard.json``: a copy of the chart's dashboard (Helm cannot read outside ``helm/``).
+- ``deploy/grafana/*.json``: copies of the chart's dashboards, the router's and the engines' (Helm cannot read
+  outside ``helm/``).
 
 Run from the repository root: ``.venv/bin/python deploy/generate.py`` (``--check`` exits 1 if anything is stale).
 Tests run the same check.
@@ -32,8 +33,8 @@ from serving.serve_config import render_yaml, serve_config  # noqa: E402
 
 CHART = ROOT / "helm"
 SCHEMA_PATH = CHART / "values.schema.json"
-DASHBOARD = CHART / "dashboards" / "sovereign-dashboard.json"
-DASHBOARD_COPY = ROOT / "deploy" / "grafana" / "sovereign-dashboard.json"
+DASHBOARDS = CHART / "dashboards"  # the router's (sovereign-dashboard.json) and the engines' (sovereign-engines-...)
+DASHBOARD_COPIES = ROOT / "deploy" / "grafana"
 SERVE_DIR = ROOT / "deploy" / "serve"
 # Example values files -> the serve config generated from each (release name used for rendering).
 EXAMPLES = {
@@ -223,10 +224,11 @@ def config_schema() -> dict[str, Any]:
     # One readable error per backend instead of "oneOf failed": dispatch on kind.
     schema["properties"]["backends"]["items"] = {
         "type": "object", "required": ["kind"],
-        "properties": {"kind": {"enum": ["vllm", "openai"]}},
+        "properties": {"kind": {"enum": ["vllm", "openai", "adapter"]}},
         "allOf": [
             {"if": {"properties": {"kind": {"const": "vllm"}}}, "then": {"$ref": "#/$defs/VLLMBackendConfig"}},
             {"if": {"properties": {"kind": {"const": "openai"}}}, "then": {"$ref": "#/$defs/OpenAIBackendConfig"}},
+            {"if": {"properties": {"kind": {"const": "adapter"}}}, "then": {"$ref": "#/$defs/AdapterBackendConfig"}},
         ],
     }
     openai = defs["OpenAIBackendConfig"]
@@ -234,6 +236,8 @@ def config_schema() -> dict[str, Any]:
     openai["then"] = {"properties": {"max_classification": {
         "const": "OFFICIAL",
         "description": "a non-sovereign backend is never cleared above OFFICIAL"}}}
+    adapter = defs["AdapterBackendConfig"]["properties"]
+    adapter["sovereign"] = {"const": True, "description": "an adapter runs on a local engine: sovereign"}
     vllm = defs["VLLMBackendConfig"]["properties"]
     vllm["sovereign"] = {"const": True, "description": "a vllm backend runs inside this cluster: sovereign"}
     vllm["verify_manifest"] = {"const": True, "default": True,
@@ -310,8 +314,13 @@ def serve_files() -> dict[Path, str]:
     return out
 
 
+def dashboard_copies() -> dict[Path, str]:
+    """deploy/grafana/NAME.json for each of the chart's dashboards."""
+    return {DASHBOARD_COPIES / path.name: path.read_text() for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
 def expected_files() -> dict[Path, str]:
-    files = {SCHEMA_PATH: schema_text(), DASHBOARD_COPY: DASHBOARD.read_text()}
+    files = {SCHEMA_PATH: schema_text(), **dashboard_copies()}
     files.update(serve_files())
     return files
 
@@ -332,7 +341,7 @@ def main(argv: list[str]) -> int:
     # The schema first: Helm validates the example values against it while rendering the serve configs.
     SERVE_DIR.mkdir(parents=True, exist_ok=True)
     # (serve_files is called only after the schema is written: a tuple would build both first.)
-    for build in (lambda: {SCHEMA_PATH: schema_text(), DASHBOARD_COPY: DASHBOARD.read_text()}, serve_files):
+    for build in (lambda: {SCHEMA_PATH: schema_text(), **dashboard_copies()}, serve_files):
         for path, text in build().items():
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")

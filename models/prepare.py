@@ -73,3 +73,38 @@ def prepare(name: str, dest: Path, source: Path | None = None, force: bool = Fal
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def prepare_adapter(name: str, source: Path, dest_root: Path, force: bool = False) -> Path:
+    """Copy the PEFT LoRA adapter in ``source`` to ``dest_root/name`` and record its SHA-256 manifest (the engine
+    verifies it before loading the adapter). Only LoRA adapters in safetensors: a pickled ``adapter_model.bin``
+    could run code when loaded."""
+    import json
+
+    config_file = source / "adapter_config.json"
+    if not config_file.is_file() or not (source / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(f"{source} is not a PEFT adapter folder (adapter_config.json and "
+                                "adapter_model.safetensors)")
+    try:
+        peft_type = json.loads(config_file.read_text()).get("peft_type")
+    except (ValueError, AttributeError):
+        peft_type = None
+    if peft_type != "LORA":
+        raise ValueError(f"{config_file}: not a LoRA adapter (peft_type {peft_type!r})")
+    dest = dest_root / name
+    if dest.is_dir() and (dest / MANIFEST_NAME).is_file() and not force:
+        verify_manifest(dest)
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for file in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+            if (source / file).is_file():
+                shutil.copy2(source / file, tmp / file)
+        write_manifest(tmp, f"local folder {source.resolve()}")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -18,13 +18,25 @@ from ray.serve.handle import DeploymentHandle
 
 from models.manifest import verify_manifest
 from models.registry import OFFLINE_ENV
-from serving.config import OpenAIBackendConfig, Settings, VLLMBackendConfig, dump_settings, load_settings
+from serving.config import (
+    AdapterBackendConfig,
+    OpenAIBackendConfig,
+    Settings,
+    VLLMBackendConfig,
+    dump_settings,
+    load_settings,
+)
 from serving.engine import SMOOTH_STREAMS_KEY, VERIFY_KEY, sovereign_server_cls
+from serving.lora import ADAPTERS_DIR_KEY, multiplexed_model_id
 
 log = logging.getLogger("sovereign.app")
 
 INGRESS_NAME = "ingress"
 ENGINE_PREFIX = "engine-"
+# Ray Serve LLM's prefix-cache-affinity request router (backends[].request_router: prefix_aware). Its prefix tree
+# (an actor) keeps at most about this many characters of prompts, evicting the oldest beyond.
+PREFIX_AWARE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
+PREFIX_TREE_MAX_CHARS = 400_000
 
 
 def engine_deployment_name(backend: VLLMBackendConfig) -> str:
@@ -50,6 +62,11 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
         **({"gpu_memory_utilization": engine.gpu_memory_utilization} if backend.accelerator == "gpu" else {}),
         **({"runner": "pooling"} if backend.task == "embed" else {}),
         **engine.tool_kwargs(),
+        # vLLM's automatic prefix caching: what prefix-aware routing aims at (vLLM's default for generation).
+        **({"enable_prefix_caching": True} if backend.accelerator == "gpu" and backend.task == "generate" else {}),
+        # LoRA adapters (backends of kind `adapter` on this one), loaded on demand by Serve's multiplexing.
+        **({"enable_lora": True, "max_loras": backend.lora.max_adapters_per_replica,
+            "max_lora_rank": backend.lora.max_lora_rank} if backend.lora is not None else {}),
         **engine.extra,
     }
     env_vars: dict[str, str] = {**OFFLINE_ENV,
@@ -83,19 +100,43 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             "max_queued_requests": max(backend.max_queue_depth * 4, 64),
             # Ray Serve LLM adds these to the replica's bundle of the engine's placement group (the first bundle).
             **({"ray_actor_options": {"resources": dict(backend.ray_resources)}} if backend.ray_resources else {}),
+            **({"request_router_config": request_router_config(backend)} if backend.request_router != "default"
+               else {}),
         },
-        log_engine_metrics=False,
+        log_engine_metrics=backend.engine_metrics,
+        # The adapters come from lora.adapters_dir on the engine's node (serving/lora.py), not from cloud storage.
+        lora_config=({"max_num_adapters_per_replica": backend.lora.max_adapters_per_replica}
+                     if backend.lora is not None else None),
         experimental_configs={VERIFY_KEY: backend.verify_manifest,
                               SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
-                              "stream_batching_interval_ms": backend.stream_batching_ms},
+                              "stream_batching_interval_ms": backend.stream_batching_ms,
+                              **({ADAPTERS_DIR_KEY: str(backend.lora.adapters_dir)} if backend.lora is not None
+                                 else {})},
     )
 
 
+def request_router_config(backend: VLLMBackendConfig) -> dict[str, Any]:
+    """Serve's ``request_router_config`` for a backend whose replicas are picked by prompt prefix."""
+    return {"request_router_class": PREFIX_AWARE_ROUTER,
+            "request_router_kwargs": {"do_eviction": True, "eviction_threshold_chars": PREFIX_TREE_MAX_CHARS,
+                                      "eviction_target_chars": PREFIX_TREE_MAX_CHARS * 9 // 10}}
+
+
+def adapter_base(settings: Settings, adapter: AdapterBackendConfig) -> VLLMBackendConfig | None:
+    """The local backend whose engines serve ``adapter`` (None when it is not among ``settings.backends``)."""
+    return next((b for b in settings.backends if isinstance(b, VLLMBackendConfig) and b.name == adapter.base), None)
+
+
 def verify_local_weights(settings: Settings) -> None:
-    """Refuse to start a model whose files do not match their manifest (raises ``ManifestError``)."""
+    """Refuse to start a model or adapter whose files do not match their manifest (raises ``ManifestError``).
+    The engines verify each adapter again before loading it (serving/lora.py)."""
     for backend in settings.backends:
         if isinstance(backend, VLLMBackendConfig) and backend.verify_manifest:
             verify_manifest(Path(backend.model_source))
+        elif isinstance(backend, AdapterBackendConfig):
+            base = adapter_base(settings, backend)
+            if base is not None and base.lora is not None and base.verify_manifest:
+                verify_manifest(base.lora.adapters_dir / backend.adapter)
 
 
 @serve.deployment(name=INGRESS_NAME, max_ongoing_requests=1024)
@@ -121,16 +162,28 @@ class Ingress:
         configure_logging(settings.telemetry.log_level)
         configure_tracing(settings.telemetry.service_name, settings.telemetry.trace_sampling_ratio)
         backends: dict[str, Any] = {}
+        engine_of: dict[str, VLLMBackendConfig] = {}  # local and adapter backends -> the backend running the engine
         for b in settings.backends:
             if isinstance(b, VLLMBackendConfig):
                 backends[b.name] = LocalBackend(b, engines[b.name], served_model_name(b))
+                engine_of[b.name] = b
+            elif isinstance(b, AdapterBackendConfig):
+                base = settings.backend(b.base)
+                assert isinstance(base, VLLMBackendConfig)  # the configuration checks it
+                # The base's engines under the adapter's model id: Serve routes to a replica with it loaded (or
+                # loads it); the adapter's own name and clearance decide routing and policy like any backend's.
+                model_id = multiplexed_model_id(served_model_name(base), b.adapter)
+                backends[b.name] = LocalBackend(
+                    base.model_copy(update={"name": b.name, "max_classification": b.max_classification}),
+                    engines[base.name].options(multiplexed_model_id=model_id), model_id)
+                engine_of[b.name] = base
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
         metrics = Metrics()
         # Engines without a running replica (a lost node) are skipped rather than waited for.
         self.engine_watch = EngineWatch(serve.get_replica_context().app_name, {
-            b.name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[b.name])
-            for b in settings.backends if isinstance(b, VLLMBackendConfig)}, serve.status,
+            name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[name])
+            for name, b in engine_of.items()}, serve.status,
             on_change=lambda name, up: metrics.backend_available.labels(backend=name).set(int(up))).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)

@@ -101,6 +101,13 @@ class ServerConfig(_Strict):
         description="custom Ray resources the ingress (router) replicas require, e.g. to pin them to the only "
         "pods whose NetworkPolicy allows egress to the commercial endpoint",
     )
+    ray_metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="under `sovereign serve` (its own local Ray): the port of Ray's Prometheus endpoint, where the "
+        "engines' vLLM metrics (`ray_vllm_*`) and Ray's own are exported (Ray's metrics agent, on every interface "
+        "like Ray's other ports). null: a port Ray picks. On a Ray cluster `ray start --metrics-export-port` sets "
+        "it (the chart: 8080)",
+    )
     isolate_cpu_engines: bool = Field(
         True,
         description="under `sovereign serve` with CPU engines only: keep Ray, the router and the engines' "
@@ -361,6 +368,21 @@ class AutoscalingConfig(_Strict):
         return self
 
 
+class LoraConfig(_Strict):
+    """LoRA adapters served on a local backend's engines through Ray Serve LLM's multiplexing; each adapter is a
+    backend of its own (``kind: adapter``) that models route to."""
+
+    adapters_dir: Path = Field(
+        description="folder with one subfolder per adapter (a PEFT adapter: adapter_config.json and its weights), "
+        "each prepared by `sovereign models prepare-adapter NAME --source DIR`, which records its SHA-256 "
+        "manifest; an adapter whose files do not match their manifest is refused before it is loaded")
+    max_adapters_per_replica: int = Field(
+        4, ge=1, description="adapters an engine replica keeps loaded at once (vLLM's max_loras; Serve's multiplexed "
+        "models per replica, the least recently used beyond this is unloaded)")
+    max_lora_rank: int = Field(16, ge=1, description="the highest adapter rank the engine accepts (vLLM's "
+                                                     "max_lora_rank)")
+
+
 class _BackendBase(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     sovereign: bool
@@ -390,6 +412,21 @@ class VLLMBackendConfig(_BackendBase):
         "not from here",
     )
     verify_manifest: bool = True
+    request_router: Literal["default", "prefix_aware"] = Field(
+        "default",
+        description="how the router picks one of this backend's engine replicas: `default` (Serve's power of two "
+        "choices, by queue length) or `prefix_aware` (Ray Serve LLM's PrefixCacheAffinityRouter: a request goes to "
+        "the replica that already saw the longest part of its prompt while the replicas' loads are even, so long "
+        "shared system prompts hit that replica's prefix cache). Generation backends only; the prompts' prefixes "
+        "are then kept in memory, in a Ray actor of this cluster, to match against (bounded by eviction)")
+    lora: LoraConfig | None = Field(
+        None, description="LoRA adapters on this backend's engines (null: none); each adapter is routed to through a "
+        "backend of kind `adapter` that names this backend as its base")
+    engine_metrics: bool = Field(
+        True,
+        description="export vLLM's engine metrics (KV-cache use, running and waiting requests, prefix-cache hits, "
+        "TTFT and ITL histograms) through Ray's metrics endpoint as `ray_vllm_*` (Ray Serve LLM's "
+        "log_engine_metrics); false turns them off for this backend")
     stream_smooth_streams: int = Field(
         8, ge=0,
         description="while at most this many streams are open in an engine replica, every stream chunk travels "
@@ -407,11 +444,37 @@ class VLLMBackendConfig(_BackendBase):
     def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
         return _custom_ray_resources(value)
 
+    @model_validator(mode="after")
+    def _router_for_generation(self) -> VLLMBackendConfig:
+        if self.request_router == "prefix_aware" and self.task != "generate":
+            raise ValueError("request_router prefix_aware needs prompts to match: generation backends only")
+        return self
+
     @field_validator("sovereign")
     @classmethod
     def _local_is_sovereign(cls, value: bool) -> bool:
         if not value:
             raise ValueError("a vllm backend runs inside this cluster and must be sovereign: true")
+        return value
+
+
+class AdapterBackendConfig(_BackendBase):
+    """A LoRA adapter of a local (vllm) backend, served by that backend's engines under Ray Serve LLM's LoRA
+    multiplexing: a backend like any other for routing, with its own clearance (at most its base's)."""
+
+    kind: Literal["adapter"]
+    sovereign: bool = True
+    max_classification: LevelField = Level.SECRET
+    base: str = Field(min_length=1, description="the vllm backend whose engines serve this adapter (its `lora` set)")
+    adapter: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the adapter's folder under the base's lora.adapters_dir")
+
+    @field_validator("sovereign")
+    @classmethod
+    def _local_is_sovereign(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("an adapter runs on a local engine inside this cluster and must be sovereign: true")
         return value
 
 
@@ -454,7 +517,8 @@ class OpenAIBackendConfig(_BackendBase):
         return None
 
 
-BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig, Field(discriminator="kind")]
+BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig | AdapterBackendConfig,
+                          Field(discriminator="kind")]
 
 
 class EgressReviewConfig(_Strict):
@@ -521,6 +585,14 @@ class Settings(BaseSettings):
                     f"backends.{i}.max_classification: non-sovereign backend {b.name!r} cannot be cleared "
                     f"above OFFICIAL (got {b.max_classification.label})"
                 )
+        for i, b in enumerate(self.backends):
+            if isinstance(b, AdapterBackendConfig):
+                base = next((c for c in self.backends if c.name == b.base), None)
+                if not isinstance(base, VLLMBackendConfig) or base.lora is None or base.task != "generate":
+                    raise ValueError(f"backends.{i}.base: {b.base!r} is not a generation vllm backend with lora set")
+                if b.max_classification > base.max_classification:
+                    raise ValueError(f"backends.{i}.max_classification: adapter {b.name!r} cannot be cleared above "
+                                     f"its base {base.name!r} ({base.max_classification.label})")
         model_names = [m.name for m in self.models]
         dupes = sorted({n for n in model_names if model_names.count(n) > 1})
         if dupes:
@@ -530,7 +602,8 @@ class Settings(BaseSettings):
             unknown = [r for r in m.route if r not in known]
             if unknown:
                 raise ValueError(f"models.{i}.route: unknown backend names {unknown} in model {m.name!r}")
-            tasks = {b.task for b in map(self.backend, m.route) if isinstance(b, VLLMBackendConfig)}
+            tasks = {b.task if isinstance(b, VLLMBackendConfig) else "generate" for b in map(self.backend, m.route)
+                     if not isinstance(b, OpenAIBackendConfig)}
             if len(tasks) > 1:
                 raise ValueError(f"models.{i}.route: model {m.name!r} mixes embedding and generation backends")
         if self.auth.oidc is not None:
@@ -542,7 +615,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"auth.oidc.claims.rules.{i}: floor is above ceiling")
         return self
 
-    def backend(self, name: str) -> VLLMBackendConfig | OpenAIBackendConfig:
+    def backend(self, name: str) -> VLLMBackendConfig | OpenAIBackendConfig | AdapterBackendConfig:
         return next(b for b in self.backends if b.name == name)
 
     @property

@@ -9,7 +9,9 @@
    so a chat window sees tokens as the engine makes them; as more open, chunks that follow each other closely
    are sent together, up to one message per ``stream_batching_ms``. The pacing is leading-edge: a chunk that
    finds the interval elapsed goes out at once, so time to first token never waits for it.
-3. Under ``sovereign serve`` with CPU engines, the replica spreads itself over the host's CPUs before the engine
+3. LoRA adapters (``lora``) are taken from the backend's adapters folder and verified against their manifest before
+   the engine loads one (serving/lora.py), instead of Ray Serve LLM's download from cloud storage.
+4. Under ``sovereign serve`` with CPU engines, the replica spreads itself over the host's CPUs before the engine
    starts, so that vLLM can bind its worker where it chooses (serving/placement.py).
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from models.manifest import verify_manifest
+from serving.lora import ADAPTERS_DIR_KEY, verified_adapter_loader
 from serving.placement import spread_for_engine
 
 T = TypeVar("T")
@@ -142,6 +145,8 @@ def sovereign_server_cls() -> type:
                 verify_manifest(Path(llm_config.model_loading_config.model_source))
             spread_for_engine()  # under `sovereign serve` with CPU engines; see serving/placement.py
             experimental = llm_config.experimental_configs
+            if experimental.get(ADAPTERS_DIR_KEY):  # LoRA adapters from lora.adapters_dir, verified before loading
+                kwargs.setdefault("model_downloader", verified_adapter_loader(Path(experimental[ADAPTERS_DIR_KEY])))
             self._pacer = StreamPacer(
                 int(experimental.get(SMOOTH_STREAMS_KEY, 0)),
                 float(experimental.get("stream_batching_interval_ms", default_batch_interval_ms())) / 1000)

@@ -66,7 +66,7 @@ def attempt_attributes(settings: Any, backend: str, endpoint: Endpoint) -> dict[
             attributes[server.SERVER_ADDRESS] = url.hostname
             attributes[server.SERVER_PORT] = url.port or (443 if url.scheme == "https" else 80)
     else:
-        model = config.served_model_name or config.name
+        model = config.adapter if config.kind == "adapter" else config.served_model_name or config.name
         attributes[gen_ai.GEN_AI_PROVIDER_NAME] = LOCAL_PROVIDER
         # A local engine is a Ray Serve deployment in this cluster, addressed by its backend name.
         attributes[server.SERVER_ADDRESS] = config.name

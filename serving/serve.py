@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import OFFLINE_ENV
-from serving.config import ConfigError, Settings, VLLMBackendConfig, load_settings
+from serving.config import AdapterBackendConfig, ConfigError, Settings, VLLMBackendConfig, load_settings
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port, free_range
 from serving.progress import Reporter
 from serving.serve_config import APP_NAME, PROXY_LOCATION
+from serving.thirdparty import init_ray_with_metrics_port
 
 READY_TIMEOUT_S = 900
 STOP_MARGIN_S = 5.5  # beyond drain_timeout_s, for Serve's and Ray's shutdown (then up to SWEEP_S; see supervise.py)
@@ -404,9 +405,11 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
         # Logical CPUs: Ray Serve LLM reserves CPU bundles per engine; on a 2-core machine we oversubscribe on
         # purpose. address="local": always a new Ray instance. Without it a second server on this host joins the
         # first one's cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
-        ray.init(address="local", num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
-                 resources=local_resources(settings), log_to_driver=False, configure_logging=True,
-                 logging_level=logging.WARNING)
+        # Ray's Prometheus endpoint (the engines' vLLM metrics are there) on the configured port.
+        init_ray_with_metrics_port(settings.server.ray_metrics_port, address="local",
+                                   num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
+                                   resources=local_resources(settings), log_to_driver=False, configure_logging=True,
+                                   logging_level=logging.WARNING)
     else:
         report.begin(f"connecting to the Ray cluster at {address}")
         unreachable = _unreachable(address)
@@ -466,6 +469,10 @@ def _verify_weights(settings: Settings, here_only: bool) -> list[str]:
 
     elsewhere = [b.name for b in settings.backends if isinstance(b, VLLMBackendConfig) and b.verify_manifest
                  and here_only and not Path(b.model_source).is_dir()]
+    # Adapters whose folder is not on this host either: their engines verify them before loading (serving/lora.py).
+    elsewhere += [b.name for b in settings.backends if isinstance(b, AdapterBackendConfig) and here_only
+                  and isinstance(base := settings.backend(b.base), VLLMBackendConfig) and base.lora is not None
+                  and not (base.lora.adapters_dir / b.adapter).is_dir()]
     if elsewhere:
         settings = settings.model_copy(update={"backends": [b for b in settings.backends if b.name not in elsewhere]})
     verify_local_weights(settings)

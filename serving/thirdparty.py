@@ -159,6 +159,27 @@ def init_ray_on_loopback(**kwargs: Any) -> Any:
     return ray.init(_node_ip_address="127.0.0.1", **kwargs)
 
 
+def init_ray_with_metrics_port(metrics_export_port: int | None, **kwargs: Any) -> Any:
+    """``ray.init(**kwargs)`` with the port of this node's Prometheus endpoint fixed (its private
+    ``_metrics_export_port``; None: a port Ray picks)."""
+    require("ray")
+    import ray
+
+    return ray.init(_metrics_export_port=metrics_export_port, **kwargs)
+
+
+def ray_lora_loading() -> tuple[Any, Any, Any]:
+    """Ray Serve LLM's LoRA loading (``ray.llm._internal``): the loader base class (``LoraModelLoader``, what
+    ``LLMServer`` takes as its ``model_downloader``), the configuration a loader returns (``DiskMultiplexConfig``)
+    and the counter that numbers adapters for vLLM (``global_id_manager``)."""
+    require("ray")
+    from ray.llm._internal.common.models import global_id_manager
+    from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
+    from ray.llm._internal.serve.utils.lora_serve_utils import LoraModelLoader
+
+    return LoraModelLoader, DiskMultiplexConfig, global_id_manager
+
+
 def raw_request_info(headers: dict[str, str]) -> Any:
     """The request metadata Ray Serve LLM's engine deployment takes beside a request (``RawRequestInfo``): vLLM
     reads its request id and W3C trace context from these headers."""

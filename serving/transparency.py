@@ -191,6 +191,12 @@ def _model_entry(backend: Any) -> dict[str, Any]:
         if manifest:
             entry["manifest"] = manifest
         return entry
+    if backend.kind == "adapter":
+        return {
+            "backend": backend.name, "model": backend.adapter, "task": "generate",
+            "hosting": f"LoRA adapter on the engines of backend {backend.base} (inside this cluster), sovereign",
+            "cleared_up_to": backend.max_classification.label,
+        }
     host = urlsplit(backend.base_url).hostname or backend.base_url
     return {
         "backend": backend.name, "model": backend.model, "embedding_model": backend.embedding_model,

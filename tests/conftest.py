@@ -110,7 +110,8 @@ def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercia
             {"claim": "groups", "value": "sg-app-users", "team": "app-oidc", "models": ["default", "local-only"]},
             {"claim": "roles", "value": "Sovereign.Secret", "floor": "SECRET"}])
     return {
-        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port()},
+        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port(),
+                   "ray_metrics_port": free_port()},
         "audit": audit,
         "auth": auth,
         "backends": [

@@ -12,6 +12,7 @@ from chart_support import ROOT, VALUES_FILES, Rendered, ray_templates, render, r
 
 from serving.config import load_settings
 from serving.serve_config import serve_config
+from tests.support.engine_metrics import dashboard_metrics, vllm_metrics
 
 KUBE_VERSION = "1.30"
 
@@ -64,7 +65,8 @@ def test_servicemonitor_is_well_formed(generate, renders) -> None:
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"router-metrics-0", "ray-metrics"}
     services = rendered.of_kind("Service")
-    metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")]
+    metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")
+               and not s["metadata"]["name"].endswith("-engine-metrics")]
     assert metrics and monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
     (router,) = router_templates(rendered).values()
     assert metrics[0]["spec"]["selector"].items() <= router["metadata"]["labels"].items()
@@ -131,6 +133,41 @@ def test_rendered_config_is_valid_and_points_at_the_mounts(rendered: Rendered) -
 def test_generated_files_are_up_to_date(generate) -> None:
     """values.schema.json, deploy/serve/*.serve.yaml and the dashboard copy match their sources."""
     assert [str(p.relative_to(ROOT)) for p in generate.stale_files()] == []
+
+
+def test_engine_metrics_are_scraped_on_the_model_hosts(renders) -> None:
+    """The engines' vLLM metrics are exported by Ray on the node that runs each engine replica: the model hosts'
+    port 8080 is behind a Service the ServiceMonitor selects, under the port name it scrapes."""
+    rendered = renders["values-h200-8b.yaml"]
+    monitor = rendered.one("ServiceMonitor")
+    (engines,) = [s for s in rendered.of_kind("Service") if s["metadata"]["name"].endswith("-engine-metrics")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= engines["metadata"]["labels"].items()
+    assert engines["spec"]["selector"]["app.kubernetes.io/component"] == "model-host"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in engines["spec"]["ports"]] == [
+        ("ray-metrics", 8080, "metrics")]
+    assert "ray-metrics" in {e["port"] for e in monitor["spec"]["endpoints"]}
+    workers = rendered.one("RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    for group in workers:
+        assert group["rayStartParams"]["metrics-export-port"] == "8080"
+        ports = {p["name"]: p["containerPort"] for p in group["template"]["spec"]["containers"][0]["ports"]}
+        assert ports["metrics"] == 8080
+
+
+def test_engine_dashboard_names_only_vllm_metrics_that_exist(rendered: Rendered) -> None:
+    """Every metric the engines' dashboard reads is one the installed vLLM exports through Ray (vllm_metrics)."""
+    canonical = (ROOT / "helm" / "dashboards" / "sovereign-engines-dashboard.json").read_text()
+    assert (ROOT / "deploy" / "grafana" / "sovereign-engines-dashboard.json").read_text() == canonical
+    dashboard = json.loads(canonical)
+    exported = vllm_metrics()
+    named = dashboard_metrics(dashboard)
+    assert named and named <= exported, sorted(named - exported)
+    for metric in ("ray_vllm_kv_cache_usage_perc", "ray_vllm_num_requests_running", "ray_vllm_num_requests_waiting",
+                   "ray_vllm_prefix_cache_hits_total", "ray_vllm_prefix_cache_queries_total",
+                   "ray_vllm_time_to_first_token_seconds_bucket", "ray_vllm_inter_token_latency_seconds_bucket"):
+        assert metric in named, metric
+    dashboards = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    if (rendered.values.get("dashboard") or {}).get("enabled"):
+        assert json.loads(dashboards[0]["data"]["sovereign-engines-dashboard.json"]) == dashboard
 
 
 def test_dashboard_copy_and_metrics(rendered: Rendered) -> None:

@@ -38,6 +38,11 @@ class RunningApp:
         """The router's Prometheus listener (config server.metrics_port), off the API port."""
         return f"http://127.0.0.1:{self.config['server']['metrics_port']}/metrics"
 
+    @property
+    def ray_metrics_url(self) -> str:
+        """Ray's Prometheus endpoint (config server.ray_metrics_port): the engines' vLLM metrics, as ray_vllm_*."""
+        return f"http://127.0.0.1:{self.config['server']['ray_metrics_port']}/metrics"
+
 
 def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
               env: dict[str, str] | None = None, own_session: bool = False) -> RunningApp:
