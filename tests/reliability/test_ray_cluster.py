@@ -168,16 +168,25 @@ def test_engines_on_the_engine_node_routers_on_the_router_node(joined: RunningAp
 
 def test_two_router_replicas_share_a_callers_request_rate(joined: RunningApp) -> None:
     """40 requests at once from a key limited to 20 a minute, spread by Serve's proxy over both router replicas:
-    at most 21 answered (the limit, and a permit that refills in 3 s), every other one 429 with retry-after."""
+    at most the limit answered, and what refilled while they ran (a permit every 3 s), every other one 429 with
+    retry-after."""
+    began = time.monotonic()
     results = _burst(joined, "limited", 40)
+    refills = _refills(time.monotonic() - began)
     answered = [r for r in results if r[0] == 200]
     limited = [r for r in results if r[0] == 429]
     assert len(answered) + len(limited) == 40, results
-    assert 0 < len(answered) <= LIMIT + 1, results
+    assert 0 < len(answered) <= LIMIT + refills, (refills, results)
     assert all(retry is not None and int(retry) >= 1 for _, retry in limited), limited
     # Each router replica served some of them (each has its own metrics listener: metrics_port and the next).
     served = [_requests_counted(joined.config["server"]["metrics_port"] + i) for i in range(2)]
     assert all(n > 0 for n in served), served
+
+
+def _refills(elapsed_s: float) -> int:
+    """Permits the key's bucket can have refilled while a burst ran (LIMIT a minute), and one in progress: on a
+    quiet machine 40 requests take a few seconds (one refill); on a loaded one, tens of seconds."""
+    return int(elapsed_s * LIMIT / 60) + 1
 
 
 def _burst(app: RunningApp, caller: str, n: int) -> list[tuple[int, str | None]]:
@@ -272,10 +281,12 @@ def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningA
     # (Ray would replace the loopback address by this host's outward one without that setting: serving/serve.py)
     subprocess.run([sys.executable, "-c", kill, loopback.cluster.address], check=True, timeout=120,
                    capture_output=True, env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    began = time.monotonic()
     results = _burst(joined, "limited-b", 40)
+    refills = _refills(time.monotonic() - began)
     answered = [r for r in results if r[0] == 200]
     assert {r[0] for r in results} <= {200, 429}, results
-    assert 0 < len(answered) <= LIMIT + 2, results
+    assert 0 < len(answered) <= LIMIT + refills + 1, (refills, results)  # each replica's half rounds up
 
 
 def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
