@@ -140,8 +140,8 @@ class Gateway:
         self.classification_deadline_s = settings.server.classification_deadline_ms / 1000
         self.in_flight = 0
         for name, backend in self.backends.items():
-            if hasattr(backend, "in_flight"):  # local backends: the depth that decides overflow, read at scrape
-                self.metrics.queue_depth.labels(name).set_function(functools.partial(getattr, backend, "in_flight"))
+            if backend.queue_depth is not None:  # local backends: the depth that decides overflow, read at scrape
+                self.metrics.queue_depth.labels(name).set_function(functools.partial(_queue_depth, backend))
         # Ray Serve's proxy assigns `x-request-id` (or keeps the caller's) and adds it to every response itself.
         self.behind_serve_proxy = behind_serve_proxy
 
@@ -223,11 +223,11 @@ class Gateway:
         route = [name for name in route if self.backends[name].serves(state.endpoint)]
         if not route:
             raise NotFound(f"the model does not support {state.endpoint.path}", param="model")
-        self._validate(state.endpoint, body, route)
+        parsed = self._validate(state.endpoint, body, route)
 
         level = classification.level
-        overloaded = [n for n in route if getattr(self.backends[n], "overloaded", False)]
-        unavailable = [n for n in route if not getattr(self.backends[n], "available", True)]
+        overloaded = [n for n in route if self.backends[n].overloaded]
+        unavailable = [n for n in route if not self.backends[n].available]
         with tracer.start_as_current_span("sovereign.policy", **_NO_EXCEPTION_TEXT) as span:
             plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded,
                           unavailable=unavailable, unscanned=classification.unscanned,
@@ -243,7 +243,7 @@ class Gateway:
         if plan.refusal is Refusal.NOT_CLEARED:
             raise NotPermitted(f"no backend for this model is cleared for {level.label}")
         await self._reserve_budget(state, caller)
-        return await self._dispatch(state, body, plan.candidates)
+        return await self._dispatch(state, body, plan.candidates, parsed)
 
     def budget_scopes(self, caller: Caller) -> tuple[Scope, ...]:
         """The budgets a caller's requests count against: its own and its team's (those configured)."""
@@ -277,7 +277,9 @@ class Gateway:
                                        "retry-after": retry_after_header(verdict.retry_after_s or 1)})
         state.budget_scopes, state.budget = scopes, verdict
 
-    async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...]) -> Response:
+    async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...],
+                        parsed: Mapping[str, Any]) -> Response:
+        """Try ``candidates`` in order; ``parsed``: each backend's ``validate`` result for ``body``."""
         assert state.classification is not None
         retry_after: float | None = None
         for name in candidates:
@@ -298,7 +300,8 @@ class Gateway:
                         **_NO_EXCEPTION_TEXT) as span:
                     try:
                         opened = await backend.open(state.endpoint, body, request_id=state.request_id,
-                                                    trace_headers=_trace_headers() if backend.sovereign else {})
+                                                    trace_headers=_trace_headers() if backend.sovereign else {},
+                                                    parsed=parsed.get(name))
                     except (BackendFailure, BackendRefusal) as exc:
                         span.set_attribute("sovereign.outcome", exc.__class__.__name__)
                         span.set_attribute("sovereign.reason", exc.reason if isinstance(exc, BackendFailure)
@@ -461,19 +464,18 @@ class Gateway:
             raise BadRequest("invalid request: the body must be a JSON object")
         return body
 
-    def _validate(self, endpoint: Endpoint, body: dict[str, Any], route: list[str]) -> None:
-        """Reject a malformed body before any backend sees it, using vLLM's own request models when local."""
+    def _validate(self, endpoint: Endpoint, body: dict[str, Any], route: list[str]) -> dict[str, Any]:
+        """Reject a malformed body before any backend sees it: every backend the request may go to checks it
+        (vLLM's own request models for a local one). Returns what each one parsed, for its ``open``."""
         strict.check_json_types(body)
-        validator = next((b for b in (self.backends[n] for n in route) if hasattr(b, "validate")), None)
-        if validator is None:
-            _validate_minimal(endpoint, body)
-            return
         from pydantic import ValidationError
 
         from serving.backends.local import validation_message
 
+        parsed: dict[str, Any] = {}
         try:
-            validator.validate(endpoint, body)
+            for name in route:
+                parsed[name] = self.backends[name].validate(endpoint, body)
         except APIError:
             raise
         except ValidationError as exc:
@@ -482,6 +484,7 @@ class Gateway:
         except Exception as exc:  # any validator failure on the caller's body is the body's fault: a 400
             log.warning("request validator failed", exc_info=exc)  # the exception's type only (JSONFormatter)
             raise BadRequest("invalid request: the body does not match the API schema") from None
+        return parsed
 
     async def _egress_review(self, state: RequestState, body: dict[str, Any], level: Level) -> bool:
         """Before the first non-sovereign attempt: the semantic second opinion. True means keep the request local.
@@ -685,14 +688,8 @@ def _request_id(request: Request, generated: str) -> str:
     return safe_request_id(request.headers.get("x-request-id")) or generated
 
 
-def _validate_minimal(endpoint: Endpoint, body: dict[str, Any]) -> None:
-    """Shape checks for routes with no local backend (the remote endpoint validates the rest)."""
-    if endpoint is Endpoint.CHAT and not (isinstance(body.get("messages"), list) and body["messages"]):
-        raise BadRequest("invalid request: messages: a non-empty list is required", param="messages")
-    if endpoint is Endpoint.COMPLETIONS and not isinstance(body.get("prompt"), str | list):
-        raise BadRequest("invalid request: prompt: a string or list is required", param="prompt")
-    if endpoint is Endpoint.EMBEDDINGS and not isinstance(body.get("input"), str | list):
-        raise BadRequest("invalid request: input: a string or list is required", param="input")
+def _queue_depth(backend: Backend) -> int:
+    return backend.queue_depth or 0
 
 
 def _ms(started: float) -> float:

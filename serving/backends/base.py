@@ -89,15 +89,34 @@ class Opened:
 
 
 class Backend(Protocol):
+    """Everything the gateway uses of a backend."""
+
     name: str
     sovereign: bool
     max_classification: Level
+    available: bool  # False while a local engine has no running replica (serving/availability.py): skipped
+
+    @property
+    def overloaded(self) -> bool:
+        """Its queue is full: the routing policy may overflow to the next candidate."""
+        ...
+
+    @property
+    def queue_depth(self) -> int | None:
+        """Requests this router replica has in flight to it, for the metrics; None where nothing queues here."""
+        ...
 
     def serves(self, endpoint: Endpoint) -> bool: ...
 
+    def validate(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        """Check ``body`` before any backend sees it: raises ``BadRequest`` (or pydantic's ``ValidationError``)
+        for a body this backend could not take. Returns what ``open`` takes as ``parsed`` (None: nothing)."""
+        ...
+
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str]) -> Opened:
-        """``trace_headers``: W3C trace context to propagate (empty for non-sovereign backends)."""
+                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
+        """``trace_headers``: W3C trace context to propagate (empty for non-sovereign backends); ``parsed``: what
+        ``validate`` returned for this body, so it is not parsed twice."""
         ...
 
     async def ready(self) -> bool: ...

@@ -99,6 +99,10 @@ class LocalBackend:
     def overloaded(self) -> bool:
         return self.in_flight >= self.max_queue_depth
 
+    @property
+    def queue_depth(self) -> int:
+        return self.in_flight
+
     async def ready(self) -> bool:
         try:
             await asyncio.wait_for(self._plain_handle.check_health.remote(), timeout=5)
@@ -134,13 +138,13 @@ class LocalBackend:
                       if body[name] is not None and body[name] not in openai_fields.DEFAULT_VALUES.get(name, ()))
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str]) -> Opened:
+                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
         unsupported = self.unsupported(endpoint, body)
         if unsupported:
             raise BackendRefusal(400, error_envelope(
                 f"invalid request: {unsupported[0]}: not supported by the local model this request is routed to",
                 "invalid_request_error", "unsupported_parameter", unsupported[0]))
-        request = self.validate(endpoint, body)
+        request = parsed if parsed is not None else self.validate(endpoint, body)
         # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
         raw_info = raw_request_info({"x-request-id": request_id, **trace_headers})
         caller_wants_usage = wants_usage(body)

@@ -28,6 +28,7 @@ from serving.backends.base import (
 )
 from serving.backends.errors import sanitised_refusal
 from serving.config import OpenAIBackendConfig
+from serving.errors import BadRequest
 from serving.http_edge import DONE_EVENT
 from serving.thirdparty import openai_client_class
 
@@ -93,6 +94,25 @@ class OpenAIBackend:
             return self.embedding_model is not None
         return endpoint in (Endpoint.CHAT, Endpoint.COMPLETIONS)
 
+    available = True  # an endpoint's failures show per request (BackendFailure), not ahead of it
+
+    @property
+    def overloaded(self) -> bool:
+        return False  # its own 429s say so, per request
+
+    @property
+    def queue_depth(self) -> None:
+        return None
+
+    def validate(self, endpoint: Endpoint, body: dict[str, Any]) -> None:
+        """Shape checks only: the endpoint validates the rest, and its 4xx comes back as a refusal."""
+        if endpoint is Endpoint.CHAT and not (isinstance(body.get("messages"), list) and body["messages"]):
+            raise BadRequest("invalid request: messages: a non-empty list is required", param="messages")
+        if endpoint is Endpoint.COMPLETIONS and not isinstance(body.get("prompt"), str | list):
+            raise BadRequest("invalid request: prompt: a string or list is required", param="prompt")
+        if endpoint is Endpoint.EMBEDDINGS and not isinstance(body.get("input"), str | list):
+            raise BadRequest("invalid request: input: a string or list is required", param="input")
+
     async def ready(self) -> bool:
         return self._has_key
 
@@ -100,7 +120,7 @@ class OpenAIBackend:
         await self._client.close()
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str]) -> Opened:
+                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
         payload = dict(body)
         options: openai.RequestOptions = {"headers": dict(trace_headers)} if trace_headers else {}
         payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model

@@ -149,3 +149,42 @@ def test_the_readme_table_lists_every_endpoint() -> None:
     table = readme.split("| Endpoint |", 1)[1].split("\n\n", 1)[0]
     rows = set(re.findall(r"^ *\| `(?:POST|GET|DELETE) (/v1/[a-z/]+)`", table, re.M))
     assert {e.path for e in Endpoint} | {"/v1/models"} == rows
+
+
+def test_a_local_request_is_parsed_once(tmp_path: Path) -> None:
+    """The gateway's ``validate`` result goes to ``open`` (``parsed``), which sends it to the engine as it is."""
+    import asyncio
+
+    from serving.backends.local import LocalBackend
+
+    sent: list[Any] = []
+
+    class _Stream:
+        def cancel(self) -> None:
+            pass
+
+        def __aiter__(self) -> _Stream:
+            return self
+
+        async def __anext__(self) -> Any:
+            raise StopAsyncIteration
+
+    class _Method:
+        def remote(self, request: Any, raw_info: Any) -> _Stream:
+            sent.append(request)
+            return _Stream()
+
+    class _Handle:
+        chat = _Method()
+
+        def options(self, **_: Any) -> _Handle:
+            return self
+
+    backend = LocalBackend(_settings(tmp_path).backends[0], _Handle(), "m")
+    body = {"model": "d", "messages": [{"role": "user", "content": "hi"}]}
+    parsed = backend.validate(Endpoint.CHAT, body)
+    validations: list[Any] = []
+    backend.validate = lambda *args: validations.append(args)  # type: ignore[method-assign,assignment]  # counts calls
+    with pytest.raises(Exception, match="empty_response"):  # the fake engine answers nothing
+        asyncio.run(backend.open(Endpoint.CHAT, body, request_id="r", trace_headers={}, parsed=parsed))
+    assert sent == [parsed] and validations == []
