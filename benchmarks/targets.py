@@ -4,6 +4,7 @@ OpenAI server, stock Ray Serve LLM, this gateway, and the fake upstream."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -83,28 +84,16 @@ def engine_env(backend: VLLMBackendConfig) -> dict[str, str]:
 
 
 def vllm_server_args(backend: VLLMBackendConfig) -> list[str]:
-    """vLLM CLI flags equal to the ``engine_kwargs`` the gateway passes to Ray Serve LLM."""
-    e = backend.engine
-    args = [
-        "--model", str(backend.model_source),
-        "--served-model-name", backend.served_model_name or SERVED_MODEL,
-        "--dtype", e.dtype,
-        "--max-model-len", str(e.max_model_len),
-        "--tensor-parallel-size", str(e.tensor_parallel_size),
-        "--pipeline-parallel-size", str(e.pipeline_parallel_size),
-    ]  # fmt: skip
-    if e.max_num_seqs:
-        args += ["--max-num-seqs", str(e.max_num_seqs)]
-    if e.enforce_eager:
-        args.append("--enforce-eager")
-    if backend.accelerator == "gpu":
-        args += ["--gpu-memory-utilization", str(e.gpu_memory_utilization)]
-    for key, value in e.extra.items():
+    """vLLM CLI flags equal to the engine arguments the gateway passes to Ray Serve LLM (``engine_arguments``)."""
+    from serving.app import engine_arguments
+
+    args = ["--model", str(backend.model_source), "--served-model-name", backend.served_model_name or SERVED_MODEL]
+    for key, value in engine_arguments(backend).items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             args.append(flag)
         elif value is not False and value is not None:
-            args += [flag, str(value)]
+            args += [flag, json.dumps(value) if isinstance(value, dict | list) else str(value)]
     return args
 
 

@@ -47,12 +47,11 @@ def served_model_name(backend: VLLMBackendConfig) -> str:
     return backend.served_model_name or backend.name
 
 
-def llm_config(backend: VLLMBackendConfig) -> Any:
-    """Translate one local backend into Ray Serve LLM's ``LLMConfig`` (engine arguments pass straight through)."""
-    from ray.serve.llm import LLMConfig
-
+def engine_arguments(backend: VLLMBackendConfig) -> dict[str, Any]:
+    """vLLM's engine (and front-end) arguments for one local backend: what the app gives Ray Serve LLM, and what the
+    benchmarks give plain vLLM as command-line flags (benchmarks/targets.py), so both run the same engine."""
     engine = backend.engine
-    engine_kwargs: dict[str, Any] = {
+    return {
         "dtype": engine.dtype,
         "max_model_len": engine.max_model_len,
         "tensor_parallel_size": engine.tensor_parallel_size,
@@ -69,6 +68,13 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             "max_lora_rank": backend.lora.max_lora_rank} if backend.lora is not None else {}),
         **engine.extra,
     }
+
+
+def llm_config(backend: VLLMBackendConfig) -> Any:
+    """Translate one local backend into Ray Serve LLM's ``LLMConfig`` (engine arguments pass straight through)."""
+    from ray.serve.llm import LLMConfig
+
+    engine_kwargs = engine_arguments(backend)
     env_vars: dict[str, str] = {**OFFLINE_ENV,
                                 "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
