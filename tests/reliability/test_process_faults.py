@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -331,6 +332,24 @@ def test_zz_a_development_start_on_the_same_port_shows_url_and_key_and_answers_e
         assert chunks and chunks[-1].choices[0].finish_reason is not None
 
 
+def _where_stuck(pid: int) -> str:
+    """Where a process that does not exit is, as the kernel sees it: each thread's state, wait channel and kernel
+    stack (readable as root), and its children's states: the evidence for a hang that Python cannot report."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        parts = []
+        for name in ("stat", "wchan", "stack"):
+            with contextlib.suppress(OSError):
+                text = (task / name).read_text(errors="replace").strip()
+                parts.append(f"{name}: {text.rsplit(')', 1)[-1].split()[0] if name == 'stat' else text}")
+        lines.append(f"thread {task.name}: " + " | ".join(parts))
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                lines.append(f"child {child.pid} {child.name()} {child.status()}")
+    return "\n".join(lines) or f"no /proc/{pid}"
+
+
 def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bound(successor: RunningApp) -> None:
     """SIGTERM to the whole process group, as a terminal or a process supervisor sends it, under streaming load:
     new requests are refused, the streams in flight finish, every request is audited, the server exits 0 within
@@ -372,7 +391,12 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
         late_status = type(exc).__name__
     for reader in readers:
         reader.join(timeout=120)
-    rc = successor.process.wait(timeout=bound_s + 30)
+    try:
+        rc = successor.process.wait(timeout=bound_s + 30)
+    except subprocess.TimeoutExpired:
+        stuck = _where_stuck(successor.process.pid)
+        raise AssertionError(f"the supervisor did not exit within {bound_s + 30:.0f} s:\n{stuck}\n"
+                             f"{successor.log_path.read_text()[-2000:]}") from None
     took = time.monotonic() - began
     _assert_nothing_left(family, ports, private, within_s=5)
     shown = successor.log_path.read_text()
