@@ -28,6 +28,7 @@ import ctypes
 import functools
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -293,3 +294,61 @@ def forward(pid: int, sig: int) -> None:
 
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
+
+
+def sweep_in_helper(server_id: str, private: str, members: Iterable[tuple[int, float]], exclude: Iterable[int],
+                    timeout_s: float, remove_private: bool) -> tuple[list[str], bool] | None:
+    """Kill what server ``server_id`` left running (its tagged processes and recorded ``members``, except
+    ``exclude``) and, with ``remove_private``, remove its private folder: in a helper process, waiting at most
+    ``timeout_s`` for its answer. Returns (what was killed, whether the folder is gone), or None if the helper did
+    not answer in time.
+
+    A helper because this work reads /proc for every process and removes a folder whose users just died: on this
+    project's VM kernel both have been seen to stall in the kernel (``shrink_dcache_parent``) right after a large
+    tree died, and a process stalled there cannot exit. The supervisor's exit must not wait on it, so the helper is
+    never collected here either (see ``Supervisor.reap``): it passes to init when the supervisor exits."""
+    spec = json.dumps({"server_id": server_id, "private": private, "members": list(members),
+                       "exclude": list(exclude), "timeout_s": max(0.2, timeout_s - 0.5), "remove": remove_private})
+    helper = subprocess.Popen([sys.executable, "-m", "serving.lifeline", spec], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, start_new_session=True)
+    assert helper.stdout is not None
+    answer, deadline = b"", time.monotonic() + timeout_s
+    with contextlib.suppress(OSError):
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([helper.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(helper.stdout.fileno(), 65536) if ready else b""
+            if not chunk:
+                break
+            answer += chunk
+    helper.stdout.close()
+    helper.returncode = 0  # never collected here: keeps Popen from doing so later
+    try:
+        result = json.loads(answer)
+        return list(result["killed"]), bool(result["removed"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _sweep_main(spec_json: str) -> int:
+    """The helper of ``sweep_in_helper``: prints {"killed": [...], "removed": bool} as one JSON line."""
+    import shutil
+
+    spec = json.loads(spec_json)
+    exclude = {int(pid) for pid in spec["exclude"]}
+    members = [(int(pid), float(started)) for pid, started in spec["members"]]
+
+    def left() -> list[psutil.Process]:  # by tag, by folder, and as recorded (Ray's agents clear their tag)
+        found = {p.pid: p for p in [*tagged(spec["server_id"], spec["private"], exclude), *recorded(members)]}
+        return [p for pid, p in found.items() if pid not in exclude and _status(p) != psutil.STATUS_ZOMBIE]
+
+    killed = kill_all(left, timeout_s=float(spec["timeout_s"]))
+    removed = True
+    if spec["remove"]:
+        shutil.rmtree(spec["private"], ignore_errors=True)
+        removed = not Path(spec["private"]).exists()
+    print(json.dumps({"killed": killed, "removed": removed}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_sweep_main(sys.argv[1]))

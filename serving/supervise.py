@@ -289,19 +289,19 @@ class Supervisor:
         end = (time.monotonic() + 6.0 if self.stop_at is None
                else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0)
         members = self.record.members if self.record is not None else []
-
-        def left() -> list[psutil.Process]:  # by tag, by folder, and as recorded (Ray's agents clear their tag)
-            found = {p.pid: p for p in [*lifeline.tagged(self.server_id, private), *lifeline.recorded(members)]}
-            return [p for pid, p in found.items() if pid != server and lifeline._status(p) != psutil.STATUS_ZOMBIE]
-
-        killed = lifeline.kill_all(left, timeout_s=max(0.5, end - time.monotonic() - 1.0), reap=self.reap)
-        if killed:
-            self._log_or_note(f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None)
-        if not stuck:
-            if not lifeline.remove_folder(private, timeout_s=min(1.0, max(0.2, end - time.monotonic())),
-                                          helpers=self.helpers):
+        swept = lifeline.sweep_in_helper(self.server_id, private, members, exclude=[server],
+                                         timeout_s=max(0.7, end - time.monotonic()), remove_private=not stuck)
+        if swept is None:
+            self.terminal.note("the sweep of what the server left did not finish in time; the next start of this "
+                               "folder clears what is left")
+        else:
+            killed, removed = swept
+            if killed:
+                self._log_or_note(f"killed what the server left running: {', '.join(killed)}",
+                                  note=self.stop_at is None)
+            if not stuck and not removed:
                 self.terminal.note(f"{private} is left for the next start to remove")
-            else:
+            elif not stuck:
                 record.unlink(missing_ok=True)
         code = self._exit_code(status)
         if code != 0 and self.stop_at is None and not self.terminal.failed:  # no reason given: the log's end
