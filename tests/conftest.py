@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from benchmarks.tiny_model import CHAT_TEMPLATE
 from models.registry import OFFLINE_ENV
 from serving.ports import free_port
-from tests.support.app import RunningApp, start_app, stop_app
+from tests.support.app import RunningApp, post_mortem, start_app, stop_app, wait_for_every_backend
 from tests.support.otlp import OTLPCollector
 
 for _name, _value in OFFLINE_ENV.items():
@@ -165,9 +165,31 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
                                                     "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
     running.extra["idp"] = idp
     try:
+        wait_for_every_backend(running)
         yield running
     finally:
         stop_app(running.process)
+
+
+
+_POST_MORTEM_SHOWN: list[str] = []  # the test whose report carries the shared app's post-mortem
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                             ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The first test that fails while using the shared app carries the app's post-mortem in its report (its
+    processes and log tails): what went wrong inside the server is then in the CI output, next to the first
+    symptom, after the app and its logs are gone."""
+    report: pytest.TestReport = yield
+    app = getattr(item, "funcargs", {}).get("app")
+    if report.failed and report.when == "call" and isinstance(app, RunningApp) and not _POST_MORTEM_SHOWN:
+        _POST_MORTEM_SHOWN.append(item.nodeid)
+        try:
+            report.sections.append(("post-mortem of the shared app", post_mortem(app)))
+        except Exception as exc:  # never let the diagnosis hide the failure itself
+            report.sections.append(("post-mortem of the shared app", f"could not be taken: {exc!r}"))
+    return report
 
 
 def _leftovers() -> list[psutil.Process]:

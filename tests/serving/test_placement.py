@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from serving.placement import ENGINE_NICE_ENV, HOST_CPUS_ENV, engine_nice, host_cpus, place, reserved_cpus
 from tests.reliability.procs import assert_isolated
-from tests.support.app import RunningApp
+from tests.support.app import RunningApp, wait_for_every_backend
 
 HOST = frozenset(os.sched_getaffinity(0))
 needs_two_cpus = pytest.mark.skipif(len(HOST) < 2, reason="placement needs at least two CPUs")
@@ -157,10 +156,7 @@ def test_an_engine_replica_spreads_over_the_host_before_its_engine_starts() -> N
 @pytest.mark.engine
 @needs_two_cpus
 def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningApp) -> None:
-    deadline = time.monotonic() + 600  # the app is ready once any route is; the engines may still be compiling
-    while not all(httpx.get(f"{app.root}/ready", timeout=30).json()["backends"].values()):
-        assert time.monotonic() < deadline, "the engines did not become ready"
-        time.sleep(2)
+    wait_for_every_backend(app)  # an engine other tests stopped may still be coming back
     workers, rest = assert_isolated(app.process.pid, HOST)
     assert len(workers) == 2  # the chat and the embedding engines
     assert any("ServeReplica:sovereign:ingress" in title for title in rest)

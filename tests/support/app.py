@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -9,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from benchmarks.processes import ServerError, start_process, stop_process, wait_ready
+
+CLIENT_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -28,7 +33,9 @@ class RunningApp:
     def client(self, caller: str = "tester", **kwargs: Any) -> Any:
         from openai import OpenAI
 
-        return OpenAI(base_url=self.base_url, api_key=self.keys[caller], max_retries=0, **kwargs)
+        # A bounded wait (the SDK's default is 600 s): a stuck engine fails its tests in minutes, not hours.
+        return OpenAI(base_url=self.base_url, api_key=self.keys[caller], max_retries=0,
+                      **{"timeout": CLIENT_TIMEOUT_S, **kwargs})
 
     def headers(self, caller: str = "tester") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[caller]}"}
@@ -97,3 +104,55 @@ def stop_app(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | N
     (the server under it then stops on its own: serving/supervise.py). Nothing else is killed: the suite's check at
     the end finds anything the server left running."""
     return stop_process(process, timeout_s, whole_group=False, kill_stragglers=False)
+
+
+def wait_for_every_backend(app: RunningApp, timeout_s: float = 900) -> None:
+    """The server is ready once any route is; the tests need every engine. An engine that never comes up fails
+    every test that uses the app at once, with the app's post-mortem, rather than each one at its own timeout."""
+    deadline = time.monotonic() + timeout_s
+    backends: dict[str, bool] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            backends = httpx.get(f"{app.root}/ready", timeout=30).json()["backends"]
+            if all(backends.values()):
+                return
+        time.sleep(2)
+    down = sorted(name for name, up in backends.items() if not up)
+    raise AssertionError(f"backends not ready after {timeout_s:.0f} s: {down}\n{post_mortem(app)}")
+
+
+def post_mortem(app: RunningApp, tail: int = 12) -> str:
+    """What an operator would read first when the running app misbehaves: its processes (title, state, CPU time,
+    memory), the host's free memory, and the last lines of the server's log and of each Serve replica's log and
+    each Ray worker's error stream. None of these holds prompt text (tests/reliability/test_secrets.py checks)."""
+    import psutil
+
+    from tests.reliability.procs import descendants, ray_session_dir
+
+    lines = [f"host: {psutil.virtual_memory().available >> 20} MiB available, load {os.getloadavg()}"]
+    engines = []  # the engine replicas' pids: their error streams carry the engine's own (vLLM's) messages
+    for proc in descendants(app.process.pid):
+        try:
+            with proc.oneshot():
+                title = " ".join(proc.cmdline())[:70]
+                cpu = proc.cpu_times()
+                lines.append(f"  pid {proc.pid} {proc.status()} cpu {cpu.user + cpu.system:.0f} s "
+                             f"rss {proc.memory_info().rss >> 20} MiB: {title}")
+        except psutil.Error:
+            continue
+        if "engine-" in title:
+            engines.append(proc.pid)
+    logs = [app.log_path]
+    session = ray_session_dir(app.process.pid)
+    if session is not None:
+        serve_logs = session / "logs" / "serve"
+        logs += sorted(serve_logs.glob("controller_*.log")) + sorted(serve_logs.glob("replica_*engine*.log"))
+        logs += [path for pid in engines for path in sorted((session / "logs").glob(f"worker-*-{pid}.err"))]
+    for path in logs:
+        try:
+            text = path.read_text(errors="replace").splitlines()[-tail:]
+        except OSError:
+            continue
+        lines.append(f"--- {path.name} (last {len(text)} lines)")
+        lines += [line[:300] for line in text]
+    return "\n".join(lines)
