@@ -24,16 +24,28 @@ _LEVELS = ("official", "official sensitive", "secret", None)
 def _fields(i: int) -> dict[str, object]:
     level = _LEVELS[i % 4]
     egress = i % 7 == 0
-    return AuditRecord.model_validate({
-        "event": "egress" if egress else "request", "request_id": f"req-{i:010d}", "caller": f"team-{i % 13}",
-        "endpoint": "/v1/chat/completions", "model": "default", "declared_level": None,
-        "detected_level": level, "level": level,
-        "signals": [{"type": "nhs_number", "count": 1 + i % 3}] if i % 5 == 0 else [],
-        "policy_sha256": "ab" * 32, "classifier_sha256": "cd" * 32, "candidates": ["local", "openai"],
-        "attempts": [{"backend": "local", "outcome": "ok", "reason": None, "ms": 12.5 + i % 100}],
-        "backend": "openai" if egress else "local", "status": 200, "prompt_tokens": 10 + i % 500,
-        "completion_tokens": 5 + i % 300, "latency_ms": 13.0 + i % 1000,
-    }).model_dump(mode="json")
+    return AuditRecord.model_validate(
+        {
+            "event": "egress" if egress else "request",
+            "request_id": f"req-{i:010d}",
+            "caller": f"team-{i % 13}",
+            "endpoint": "/v1/chat/completions",
+            "model": "default",
+            "declared_level": None,
+            "detected_level": level,
+            "level": level,
+            "signals": [{"type": "nhs_number", "count": 1 + i % 3}] if i % 5 == 0 else [],
+            "policy_sha256": "ab" * 32,
+            "classifier_sha256": "cd" * 32,
+            "candidates": ["local", "openai"],
+            "attempts": [{"backend": "local", "outcome": "ok", "reason": None, "ms": 12.5 + i % 100}],
+            "backend": "openai" if egress else "local",
+            "status": 200,
+            "prompt_tokens": 10 + i % 500,
+            "completion_tokens": 5 + i % 300,
+            "latency_ms": 13.0 + i % 1000,
+        }
+    ).model_dump(mode="json")
 
 
 def generate(path: Path, anchors: Path, records: int, anchor_every: int) -> None:
@@ -41,14 +53,19 @@ def generate(path: Path, anchors: Path, records: int, anchor_every: int) -> None
     prev = GENESIS
     with open(path, "wb", buffering=1 << 22) as out, open(anchors, "w") as anchor_out:
         for i in range(1, records + 1):
-            fields = dict(templates[i % 1000], request_id=f"req-{i:010d}",
-                          ts=f"2026-12-06T{(i // 3_600_000_000) % 24:02d}:{(i // 60_000_000) % 60:02d}:"
-                             f"{(i // 1_000_000) % 60:02d}.{i % 1_000_000:06d}Z")
+            fields = dict(
+                templates[i % 1000],
+                request_id=f"req-{i:010d}",
+                ts=f"2026-12-06T{(i // 3_600_000_000) % 24:02d}:{(i // 60_000_000) % 60:02d}:"
+                f"{(i // 1_000_000) % 60:02d}.{i % 1_000_000:06d}Z",
+            )
             line, prev = encode_line(fields, prev)
             out.write(line)
             if i % anchor_every == 0 or i == records:
-                anchor_out.write(json.dumps({"type": ANCHOR_TYPE, "log": path.name, "lines": i, "head": prev,
-                                             "ts": fields["ts"]}) + "\n")
+                anchor_out.write(
+                    json.dumps({"type": ANCHOR_TYPE, "log": path.name, "lines": i, "head": prev, "ts": fields["ts"]})
+                    + "\n"
+                )
 
 
 def main(argv: list[str]) -> int:
@@ -74,9 +91,11 @@ def main(argv: list[str]) -> int:
         if not result.ok:
             print(f"FAILED: {result.reason} at line {result.first_bad_line}", file=sys.stderr)
             return 1
-        print(f"verify --anchors: {result.records:,} records, {result.anchors_checked} anchors, {took:.1f} s, "
-              f"{result.records / took:,.0f} records/s, {size / took / 2**20:.1f} MiB/s; "
-              f"max RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB")
+        print(
+            f"verify --anchors: {result.records:,} records, {result.anchors_checked} anchors, {took:.1f} s, "
+            f"{result.records / took:,.0f} records/s, {size / took / 2**20:.1f} MiB/s; "
+            f"max RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB"
+        )
         if args.keep:
             kept = Path.cwd() / "audit-bench.jsonl"
             path.rename(kept)

@@ -205,12 +205,15 @@ def _latency(body: dict[str, Any], runs: int) -> dict[str, float]:
 # base64 MIME parts (decoded view, base64). MB/s of the undressed text, so that the ratios read as cost.
 _VIEW_DRESSES: dict[str, Callable[[str], str]] = {
     "crlf (normalised again)": lambda d: d.replace("\n", "\r\n"),
-    "word punctuation and diacritics (unicode + folded)": lambda d: d.replace(" - ", " \u2013 ").replace(
-        "'", "\u2019").replace("e", "\u00e9", 3).replace(" ", "\u00a0", 5),
-    "html page (decoded)": lambda d: "<html><body>" + "".join(
-        f"<p>{line.replace('&', '&amp;').replace('<', '&lt;')}</p>" for line in d.split("\n")) + "</body></html>",
-    "base64 mime part (decoded)": lambda d: "Content-Transfer-Encoding: base64\n\n" + "\n".join(
-        _b64_lines(d)),
+    "word punctuation and diacritics (unicode + folded)": lambda d: (
+        d.replace(" - ", " \u2013 ").replace("'", "\u2019").replace("e", "\u00e9", 3).replace(" ", "\u00a0", 5)
+    ),
+    "html page (decoded)": lambda d: (
+        "<html><body>"
+        + "".join(f"<p>{line.replace('&', '&amp;').replace('<', '&lt;')}</p>" for line in d.split("\n"))
+        + "</body></html>"
+    ),
+    "base64 mime part (decoded)": lambda d: "Content-Transfer-Encoding: base64\n\n" + "\n".join(_b64_lines(d)),
 }
 
 

@@ -75,12 +75,19 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
     bodies: dict[str, tuple[str, dict[str, Any]]] = {}
 
     bodies["digits_run"] = ("chat", _chat("".join(rng.choices(digits, k=room))))
-    bodies["digit_groups"] = ("chat", _chat(_fill(room, lambda: " ".join(
-        "".join(rng.choices(digits, k=n)) for n in (3, 3, 4)) + " ")))
+    bodies["digit_groups"] = (
+        "chat",
+        _chat(_fill(room, lambda: " ".join("".join(rng.choices(digits, k=n)) for n in (3, 3, 4)) + " ")),
+    )
     bodies["valid_nhs_numbers"] = ("chat", _chat(_fill(room, lambda: _nhs(rng) + " ")))
-    mixed = (lambda: f"{_nhs(rng)} ", lambda: f"jo{rng.randint(0, 999)}@example.gov.uk ",
-             lambda: f"07700 {rng.randint(100000, 999999)} ", lambda: "SW1A 1AA ",
-             lambda: f"4111 1111 1111 {rng.randint(1000, 9999)} ", lambda: "AB 12 34 56 C ")
+    mixed = (
+        lambda: f"{_nhs(rng)} ",
+        lambda: f"jo{rng.randint(0, 999)}@example.gov.uk ",
+        lambda: f"07700 {rng.randint(100000, 999999)} ",
+        lambda: "SW1A 1AA ",
+        lambda: f"4111 1111 1111 {rng.randint(1000, 9999)} ",
+        lambda: "AB 12 34 56 C ",
+    )
     bodies["dense_identifiers"] = ("chat", _chat(_fill(room, lambda: rng.choice(mixed)())))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:
@@ -105,16 +112,27 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
         return node
 
     bodies["deep_nesting"] = ("chat", {**_chat("hi"), "vllm_xargs": {"n": _items(room, lambda _: deep(MAX_DEPTH - 4))}})
-    bodies["many_messages"] = ("chat", {"model": "default", "max_tokens": 1, "messages": _items(
-        room, lambda _: {"role": "user", "content": "ok"})})
+    bodies["many_messages"] = (
+        "chat",
+        {"model": "default", "max_tokens": 1, "messages": _items(room, lambda _: {"role": "user", "content": "ok"})},
+    )
 
     def call(i: int) -> dict[str, Any]:
         # ensure_ascii writes the accent as an escape, which sends the classifier through its decoding path
         arguments = json.dumps({"note": "r\u00e9f " + _nhs(rng), "n": [1, 2, 3]})
         return {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": arguments}}
 
-    bodies["escaped_tool_arguments"] = ("chat", {"model": "default", "max_tokens": 1, "messages": [
-        {"role": "user", "content": "go"}, {"role": "assistant", "content": None, "tool_calls": _items(room, call)}]})
+    bodies["escaped_tool_arguments"] = (
+        "chat",
+        {
+            "model": "default",
+            "max_tokens": 1,
+            "messages": [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": None, "tool_calls": _items(room, call)},
+            ],
+        },
+    )
     return bodies
 
 
@@ -128,17 +146,25 @@ def measure(body: dict[str, Any], runs: int, deadline_ms: float) -> dict[str, An
         wall.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
     verdict = classify_request(body, deadline_s=deadline_ms / 1000)
-    return {"p50_ms": round(statistics.median(wall), 2), "max_ms": round(max(wall), 2),
-            "cpu_p50_ms": round(statistics.median(cpu), 2), "level": verdict.level.label,
-            "signals": {s.type: s.count for s in verdict.signals},
-            "timed_out": any(s.type == "classification_timeout" for s in verdict.signals)}
+    return {
+        "p50_ms": round(statistics.median(wall), 2),
+        "max_ms": round(max(wall), 2),
+        "cpu_p50_ms": round(statistics.median(cpu), 2),
+        "level": verdict.level.label,
+        "signals": {s.type: s.count for s in verdict.signals},
+        "timed_out": any(s.type == "classification_timeout" for s in verdict.signals),
+    }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign bench classify-worst", description=__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
-    parser.add_argument("--size-bytes", type=int, action="append",
-                        help=f"body size to build (repeatable; default {DEFAULT_SIZE}, server.max_body_bytes' default)")
+    parser.add_argument(
+        "--size-bytes",
+        type=int,
+        action="append",
+        help=f"body size to build (repeatable; default {DEFAULT_SIZE}, server.max_body_bytes' default)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed classifications per body (the median counts)")
     parser.add_argument("--deadline-ms", type=float, default=250.0, help="for the verdict (server default 250)")
     parser.add_argument("--shape", action="append", help="only these shapes (repeatable)")
@@ -152,12 +178,19 @@ def main(argv: list[str]) -> int:
         for shape, (endpoint, body) in worst_case_bodies(size).items():
             if args.shape and shape not in args.shape:
                 continue
-            figures = {"size": size, "endpoint": endpoint, "bytes": len(json.dumps(body).encode()),
-                       **measure(body, args.runs, args.deadline_ms)}
+            figures = {
+                "size": size,
+                "endpoint": endpoint,
+                "bytes": len(json.dumps(body).encode()),
+                **measure(body, args.runs, args.deadline_ms),
+            }
             results[f"{shape}@{size}"] = figures
-            print(f"{shape:>24} {figures['bytes']:>9} B  p50 {figures['p50_ms']:>9.2f} ms  "
-                  f"max {figures['max_ms']:>9.2f} ms  cpu {figures['cpu_p50_ms']:>9.2f} ms  {figures['level']}"
-                  f"{'  TIMED OUT' if figures['timed_out'] else ''}", flush=True)
+            print(
+                f"{shape:>24} {figures['bytes']:>9} B  p50 {figures['p50_ms']:>9.2f} ms  "
+                f"max {figures['max_ms']:>9.2f} ms  cpu {figures['cpu_p50_ms']:>9.2f} ms  {figures['level']}"
+                f"{'  TIMED OUT' if figures['timed_out'] else ''}",
+                flush=True,
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -75,19 +75,34 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-len", type=int, default=128)
     c.add_argument("--output-len", type=int, default=64)
     c.add_argument("--sweep", type=_ints, default=[], help="also run these concurrencies, e.g. 1,4,16,32")
-    c.add_argument("--targets", type=lambda t: t.split(","), default=None,
-                   help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
-                   "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
-                   "pacing at any load, as before), "
-                   "gateway_nice15 and gateway_nice0 (placement, every worker at that nice), "
-                   "gateway_no_engine_metrics (the engine's vLLM metrics off)")
-    c.add_argument("--rounds", type=int, default=3,
-                   help="headline load this many times per target; the median round counts (default 3)")
-    c.add_argument("--client", choices=["sovereign", "vllm"], default="sovereign",
-                   help="the load generator: this suite's (default) or vLLM's own `vllm bench serve`, run as "
-                   "`python -m benchmarks.vllm_client` (the tokenizer comes from --model-source)")
-    c.add_argument("--cpu-hog", action="store_true",
-                   help="measure each target with a busy process beside it on the CPUs its engine leaves free")
+    c.add_argument(
+        "--targets",
+        type=lambda t: t.split(","),
+        default=None,
+        help="comma-separated, run in the order given: vllm, ray_serve_llm, gateway (the default), and "
+        "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
+        "pacing at any load, as before), "
+        "gateway_nice15 and gateway_nice0 (placement, every worker at that nice), "
+        "gateway_no_engine_metrics (the engine's vLLM metrics off)",
+    )
+    c.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="headline load this many times per target; the median round counts (default 3)",
+    )
+    c.add_argument(
+        "--client",
+        choices=["sovereign", "vllm"],
+        default="sovereign",
+        help="the load generator: this suite's (default) or vLLM's own `vllm bench serve`, run as "
+        "`python -m benchmarks.vllm_client` (the tokenizer comes from --model-source)",
+    )
+    c.add_argument(
+        "--cpu-hog",
+        action="store_true",
+        help="measure each target with a busy process beside it on the CPUs its engine leaves free",
+    )
     c.add_argument("--cpu-threads", type=int, default=None, help="engine OMP threads (default: all cores)")
     c.add_argument("--max-model-len", type=int, default=2048)
     c.add_argument("--max-num-seqs", type=int, default=64)
@@ -105,24 +120,41 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--requests-max", type=int, default=2000)
     o.add_argument("--concurrency", type=int, default=64, help="for the highest sustained rate")
     o.add_argument("--ready-timeout", type=float, default=300.0)
-    o.add_argument("--http-client", choices=["aiohttp", "httpx"],
-                   help="the gateway's transport to the upstream (default: the server's own default)")
-    o.add_argument("--jwt", action="store_true",
-                   help="also drive the same gateway with an OIDC bearer token (RS256 JWT) instead of the API key, "
-                        "and show the two side by side")
-    o.add_argument("--router-replicas", default="",
-                   help="comma-separated router replica counts to measure side by side, e.g. 1,2 "
-                        "(server.ingress_replicas; default: one gateway with one replica)")
+    o.add_argument(
+        "--http-client",
+        choices=["aiohttp", "httpx"],
+        help="the gateway's transport to the upstream (default: the server's own default)",
+    )
+    o.add_argument(
+        "--jwt",
+        action="store_true",
+        help="also drive the same gateway with an OIDC bearer token (RS256 JWT) instead of the API key, "
+        "and show the two side by side",
+    )
+    o.add_argument(
+        "--router-replicas",
+        default="",
+        help="comma-separated router replica counts to measure side by side, e.g. 1,2 "
+        "(server.ingress_replicas; default: one gateway with one replica)",
+    )
     o.add_argument("--workdir", type=Path)
     o.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("classify", help="classifier throughput (see `sovereign bench classify --help`)", add_help=False)
-    sub.add_parser("egress-review", help="latency the egress review adds (see `sovereign bench egress-review --help`)",
-                   add_help=False)
-    sub.add_parser("classify-worst", help="classifier time on the costliest bodies under the size limit "
-                   "(see `sovereign bench classify-worst --help`)", add_help=False)
-    sub.add_parser("audit-verify", help="`audit verify` on a generated log of N records (default ten million)",
-                   add_help=False)
+    sub.add_parser(
+        "egress-review",
+        help="latency the egress review adds (see `sovereign bench egress-review --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "classify-worst",
+        help="classifier time on the costliest bodies under the size limit "
+        "(see `sovereign bench classify-worst --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "audit-verify", help="`audit verify` on a generated log of N records (default ten million)", add_help=False
+    )
     return parser
 
 

@@ -46,8 +46,16 @@ from benchmarks.vllm_client import measure_with_vllm
 from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
-TARGET_ORDER = ("vllm", "ray_serve_llm", "gateway", "gateway_unplaced", "gateway_nice15", "gateway_nice0",
-                "gateway_paced", "gateway_no_engine_metrics")
+TARGET_ORDER = (
+    "vllm",
+    "ray_serve_llm",
+    "gateway",
+    "gateway_unplaced",
+    "gateway_nice15",
+    "gateway_nice0",
+    "gateway_paced",
+    "gateway_no_engine_metrics",
+)
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
 # at 0 and vLLM's workers at 15 (serving/placement.py, serving/serve.py); gateway_paced, the stream pacing used before
@@ -102,10 +110,15 @@ def ratios(targets: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
     gw, vl, rs = (get(n, "output_throughput") for n in ("gateway", "vllm", "ray_serve_llm"))
     gw_ttft, vl_ttft = get("gateway", "median_ttft_ms"), get("vllm", "median_ttft_ms")
-    itl = {f"gateway_minus_vllm_{key}": _difference(get("gateway", key), get("vllm", key))
-           for key in ("median_itl_ms", "p90_itl_ms", "p99_itl_ms")}  # smoothness beside every throughput ratio
-    variants = {f"{name}_vs_vllm_output_throughput": get(name, "output_throughput")
-                for name in TARGET_ORDER[3:] if name in targets}  # the gateway's A/B variants, when run
+    itl = {
+        f"gateway_minus_vllm_{key}": _difference(get("gateway", key), get("vllm", key))
+        for key in ("median_itl_ms", "p90_itl_ms", "p99_itl_ms")
+    }  # smoothness beside every throughput ratio
+    variants = {
+        f"{name}_vs_vllm_output_throughput": get(name, "output_throughput")
+        for name in TARGET_ORDER[3:]
+        if name in targets
+    }  # the gateway's A/B variants, when run
     return {
         "gateway_vs_vllm_output_throughput": gw / vl if gw is not None and vl else None,
         **{key: value / vl if value is not None and vl else None for key, value in variants.items()},
@@ -133,8 +146,9 @@ HOG_FILE = "hog-cpus"
 PACED_150 = {"stream_smooth_streams": 0, "stream_batching_ms": 150.0}  # the gateway_paced target's pacing
 
 
-def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
-             cpu_hog: bool = False) -> dict[str, Callable[[Path], Target]]:
+def starters(
+    backend: VLLMBackendConfig, ready_timeout_s: float, cpu_hog: bool = False
+) -> dict[str, Callable[[Path], Target]]:
     gateway_backend = backend.model_dump(mode="json", exclude_none=True)
     route = [gateway_backend["name"]]
 
@@ -146,21 +160,45 @@ def starters(backend: VLLMBackendConfig, ready_timeout_s: float,
         "ray_serve_llm": lambda wd: start_ray_serve_llm(backend, wd, ready_timeout_s, hog(wd)),
         "gateway": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s, hog=hog(wd)),
         # CPU placement off: every process free to run on the engine's cores (serving/placement.py).
-        "gateway_unplaced": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
-                                                     server={"isolate_cpu_engines": False},
-                                                     name="gateway_unplaced", hog=hog(wd)),
+        "gateway_unplaced": lambda wd: start_gateway(
+            wd,
+            [gateway_backend],
+            route,
+            ready_timeout_s,
+            server={"isolate_cpu_engines": False},
+            name="gateway_unplaced",
+            hog=hog(wd),
+        ),
         # Placement on, every worker at one nice: Ray's own 15 (the default before), or 0.
-        "gateway_nice15": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
-                                                   env={"RAY_worker_niceness": "15"}, name="gateway_nice15",
-                                                   hog=hog(wd)),
-        "gateway_nice0": lambda wd: start_gateway(wd, [gateway_backend], route, ready_timeout_s,
-                                                  env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
-                                                  name="gateway_nice0", hog=hog(wd)),
-        "gateway_paced": lambda wd: start_gateway(wd, [gateway_backend | PACED_150], route, ready_timeout_s,
-                                                  name="gateway_paced", hog=hog(wd)),
-        "gateway_no_engine_metrics": lambda wd: start_gateway(wd, [gateway_backend | {"engine_metrics": False}],
-                                                              route, ready_timeout_s,
-                                                              name="gateway_no_engine_metrics", hog=hog(wd)),
+        "gateway_nice15": lambda wd: start_gateway(
+            wd,
+            [gateway_backend],
+            route,
+            ready_timeout_s,
+            env={"RAY_worker_niceness": "15"},
+            name="gateway_nice15",
+            hog=hog(wd),
+        ),
+        "gateway_nice0": lambda wd: start_gateway(
+            wd,
+            [gateway_backend],
+            route,
+            ready_timeout_s,
+            env={"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"},
+            name="gateway_nice0",
+            hog=hog(wd),
+        ),
+        "gateway_paced": lambda wd: start_gateway(
+            wd, [gateway_backend | PACED_150], route, ready_timeout_s, name="gateway_paced", hog=hog(wd)
+        ),
+        "gateway_no_engine_metrics": lambda wd: start_gateway(
+            wd,
+            [gateway_backend | {"engine_metrics": False}],
+            route,
+            ready_timeout_s,
+            name="gateway_no_engine_metrics",
+            hog=hog(wd),
+        ),
     }
 
 
@@ -188,11 +226,20 @@ def measure(
     suite's load generator or, given ``vllm_client``, by ``vllm bench serve`` (benchmarks/vllm_client.py)."""
     if vllm_client is not None:
         vllm_client.runs += 1
-        return measure_with_vllm(base_url=target.base_url, model=target.model, api_key=target.api_key,
-                                 tokenizer=vllm_client.tokenizer, concurrency=concurrency, num_prompts=len(prompts),
-                                 input_len=vllm_client.input_len, output_len=vllm_client.output_len,
-                                 workdir=vllm_client.workdir, label=f"{target.name}-{vllm_client.runs}",
-                                 warmups=warmup, seed=vllm_client.seed)
+        return measure_with_vllm(
+            base_url=target.base_url,
+            model=target.model,
+            api_key=target.api_key,
+            tokenizer=vllm_client.tokenizer,
+            concurrency=concurrency,
+            num_prompts=len(prompts),
+            input_len=vllm_client.input_len,
+            output_len=vllm_client.output_len,
+            workdir=vllm_client.workdir,
+            label=f"{target.name}-{vllm_client.runs}",
+            warmups=warmup,
+            seed=vllm_client.seed,
+        )
     cfg = LoadConfig(
         base_url=target.base_url,
         model=target.model,
@@ -262,8 +309,9 @@ def run_compare(
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
     if client not in ("sovereign", "vllm"):
         raise ValueError("client must be sovereign or vllm")
-    vllm_client = (VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed)
-                   if client == "vllm" else None)
+    vllm_client = (
+        VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed) if client == "vllm" else None
+    )
     doc: dict[str, Any] = {
         "targets": {},
         "rounds": {},
@@ -298,19 +346,25 @@ def run_compare(
             # vLLM's CPU backend is still slow for its first few dozen batches after start-up (measured: the first
             # 64 requests at concurrency 16 ran at ~0.7x the later rate), so warm up well past one wave.
             warm = warmup if warmup is not None else max(4 * concurrency, 32)
-            log(f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
-                f"{rounds} round(s)")
+            log(
+                f"[{name}] ready; {warm} warm-up requests, then {num_prompts} at concurrency {concurrency}, "
+                f"{rounds} round(s)"
+            )
             hog = hog_cpus(target) if cpu_hog else frozenset()
             if hog:
                 log(f"[{name}] CPU hog on CPUs {format_cpus(hog)}")
                 (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
-            measured = [measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress,
-                                vllm_client=vllm_client) for i in range(rounds)]
+            measured = [
+                measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress, vllm_client=vllm_client)
+                for i in range(rounds)
+            ]
             # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
-            cpu_spent = {"wall_s": round(time.monotonic() - clock, 2),
-                         "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot()),
-                         "stolen_s": round(cpu_usage.stolen_seconds() - stolen, 2)}
+            cpu_spent = {
+                "wall_s": round(time.monotonic() - clock, 2),
+                "seconds_by_process": cpu_usage.spent(cpu_before, cpu_usage.snapshot()),
+                "stolen_s": round(cpu_usage.stolen_seconds() - stolen, 2),
+            }
             doc["rounds"][name] = measured
             doc["targets"][name] = median_round(measured)
             points = []
@@ -322,8 +376,12 @@ def run_compare(
         finally:
             (wd / HOG_FILE).unlink(missing_ok=True)
             target.stop()
-        doc["conditions"][name] = {"loadavg_before": before, "loadavg_after": loadavg(),
-                                   "cpu": cpu_spent, "hog_cpus": sorted(hog)}
+        doc["conditions"][name] = {
+            "loadavg_before": before,
+            "loadavg_after": loadavg(),
+            "cpu": cpu_spent,
+            "hog_cpus": sorted(hog),
+        }
     doc["ratios"] = ratios(doc["targets"])
     doc["sweep_ratios"] = sweep_ratios(doc["sweeps"])
     return doc
@@ -364,8 +422,19 @@ def write_outputs(doc: dict[str, Any], json_path: Path, plots_dir: Path | None =
 
 
 def format_comparison(doc: dict[str, Any]) -> str:
-    rows = [("target", "out tok/s", "req/s", "median TTFT ms", "p99 TTFT ms", "median TPOT ms",
-             "ITL ms p50/p90/p99", ">1 token", "failed")]
+    rows = [
+        (
+            "target",
+            "out tok/s",
+            "req/s",
+            "median TTFT ms",
+            "p99 TTFT ms",
+            "median TPOT ms",
+            "ITL ms p50/p90/p99",
+            ">1 token",
+            "failed",
+        )
+    ]
     points = [(name, s) for name, s in doc["targets"].items()]
     points += [(f"{name}@c{p.get('max_concurrency')}", p) for name, ps in doc.get("sweeps", {}).items() for p in ps]
     for name, s in points:

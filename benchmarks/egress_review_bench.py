@@ -40,8 +40,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(_percentile(ms, 50), 3), "p99_ms": round(_percentile(ms, 99), 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "n": len(ms)}
+    return {
+        "p50_ms": round(_percentile(ms, 50), 3),
+        "p99_ms": round(_percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "n": len(ms),
+    }
 
 
 def chat_bodies(tokenizer: Any, tokens: int, n: int, seed: int = 19) -> list[dict[str, Any]]:
@@ -53,8 +57,11 @@ def chat_bodies(tokenizer: Any, tokens: int, n: int, seed: int = 19) -> list[dic
     from models.egress_data import handwritten
 
     rng = random.Random(seed)
-    pool = [i.text or "" for i in handwritten()
-            if i.held_out and not i.sensitive and i.categories[0] in ("general", "reference")]
+    pool = [
+        i.text or ""
+        for i in handwritten()
+        if i.held_out and not i.sensitive and i.categories[0] in ("general", "reference")
+    ]
     lengths = {t: len(tokenizer.encode(t, add_special_tokens=False).ids) for t in pool}
     bodies = []
     for k in range(n):
@@ -64,9 +71,19 @@ def chat_bodies(tokenizer: Any, tokens: int, n: int, seed: int = 19) -> list[dic
             text = rng.choice(pool)
             parts.append(text)
             count += lengths[text]
-        bodies.append({"model": "bench", "max_tokens": 8, "messages": [
-            {"role": "system", "content": "You are a helpful assistant for staff in a government department."},
-            {"role": "user", "content": "Summarise these notes for the weekly team brief:\n\n" + "\n\n".join(parts)}]})
+        bodies.append(
+            {
+                "model": "bench",
+                "max_tokens": 8,
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant for staff in a government department."},
+                    {
+                        "role": "user",
+                        "content": "Summarise these notes for the weekly team brief:\n\n" + "\n\n".join(parts),
+                    },
+                ],
+            }
+        )
     return bodies
 
 
@@ -95,7 +112,7 @@ def time_transformer(model_dir: Path, body: dict[str, Any], requests: int) -> di
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModel.from_pretrained(str(model_dir)).eval()
     ids = tokenizer("\n".join(request_texts(body)), add_special_tokens=False)["input_ids"]
-    chunks = [[101, *ids[i:i + 254], 102] for i in range(0, len(ids), 254)]
+    chunks = [[101, *ids[i : i + 254], 102] for i in range(0, len(ids), 254)]
     width = max(map(len, chunks))
     batch = torch.tensor([c + [0] * (width - len(c)) for c in chunks])
     mask = (batch != 0).long()
@@ -125,32 +142,48 @@ async def _end_to_end(model_dir: Path, bodies: list[dict[str, Any]], workdir: Pa
         clients, gateways = {}, []
         key = create_key(workdir / "keys.json", "bench")
         for arm, enabled in (("review_on", True), ("review_off", False)):
-            settings = load_settings(data={
-                "audit": {"path": str(workdir / f"audit-{arm}.jsonl")},
-                "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 10**9},
-                "backends": [{"name": "commercial", "kind": "openai", "sovereign": False,
-                              "max_classification": "OFFICIAL", "base_url": fake.base_url,
-                              "api_key_env": "SOVEREIGN_BENCH_FAKE_KEY", "model": "fake"}],
-                "models": [{"name": "bench", "route": ["commercial"]}],
-                "egress_review": {"enabled": enabled, "model": str(model_dir)},
-            })
+            settings = load_settings(
+                data={
+                    "audit": {"path": str(workdir / f"audit-{arm}.jsonl")},
+                    "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 10**9},
+                    "backends": [
+                        {
+                            "name": "commercial",
+                            "kind": "openai",
+                            "sovereign": False,
+                            "max_classification": "OFFICIAL",
+                            "base_url": fake.base_url,
+                            "api_key_env": "SOVEREIGN_BENCH_FAKE_KEY",
+                            "model": "fake",
+                        }
+                    ],
+                    "models": [{"name": "bench", "route": ["commercial"]}],
+                    "egress_review": {"enabled": enabled, "model": str(model_dir)},
+                }
+            )
             backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
-            gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
-                              keys=KeyStore.load(workdir / "keys.json"))
+            gateway = Gateway(
+                settings, backends, audit=AuditLog(settings.audit.path), keys=KeyStore.load(workdir / "keys.json")
+            )
             gateways.append(gateway)
-            clients[arm] = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)),
-                                             base_url="http://bench", headers={"authorization": f"Bearer {key}"})
+            clients[arm] = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(gateway)),
+                base_url="http://bench",
+                headers={"authorization": f"Bearer {key}"},
+            )
         ms: dict[str, list[float]] = {arm: [] for arm in clients}
         backend: dict[str, set[str]] = {arm: set() for arm in clients}
         try:
             for n, body in enumerate([*bodies[:20], *bodies]):
-                for arm in (("review_on", "review_off") if n % 2 else ("review_off", "review_on")):
+                for arm in ("review_on", "review_off") if n % 2 else ("review_off", "review_on"):
                     started = time.perf_counter()
                     response = await clients[arm].post("/v1/chat/completions", json=body)
                     elapsed = (time.perf_counter() - started) * 1000
                     if response.status_code != 200:
-                        raise RuntimeError(f"{arm}: HTTP {response.status_code} (a flagged body stays local: "
-                                           "this route has no local backend)")
+                        raise RuntimeError(
+                            f"{arm}: HTTP {response.status_code} (a flagged body stays local: "
+                            "this route has no local backend)"
+                        )
                     backend[arm].add(response.headers["x-sovereign-backend"])
                     if n >= 20:  # the first rounds warm up connections and caches
                         ms[arm].append(elapsed)
@@ -160,9 +193,13 @@ async def _end_to_end(model_dir: Path, bodies: list[dict[str, Any]], workdir: Pa
             for gateway in gateways:
                 await gateway.close()
     on, off = _summary(ms["review_on"]), _summary(ms["review_off"])
-    return {"review_on": on, "review_off": off, "backends": {k: sorted(v) for k, v in backend.items()},
-            "added_p50_ms": round(on["p50_ms"] - off["p50_ms"], 3),
-            "added_p99_ms": round(on["p99_ms"] - off["p99_ms"], 3)}
+    return {
+        "review_on": on,
+        "review_off": off,
+        "backends": {k: sorted(v) for k, v in backend.items()},
+        "added_p50_ms": round(on["p50_ms"] - off["p50_ms"], 3),
+        "added_p99_ms": round(on["p99_ms"] - off["p99_ms"], 3),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -179,11 +216,16 @@ def main(argv: list[str]) -> int:
 
     reviewer = EgressReviewer.load(DEFAULT_ARTEFACT, args.model)
     bodies = chat_bodies(reviewer._tokenizer, args.tokens, args.requests)
-    tokens = [sum(len(reviewer._tokenizer.encode(m["content"], add_special_tokens=False).ids) for m in b["messages"])
-              for b in bodies]
-    doc: dict[str, Any] = {"machine": machine_info(), "loadavg_before": loadavg(),
-                           "request_tokens": {"min": min(tokens), "max": max(tokens)},
-                           "artefact_manifest_sha256": reviewer.digest}
+    tokens = [
+        sum(len(reviewer._tokenizer.encode(m["content"], add_special_tokens=False).ids) for m in b["messages"])
+        for b in bodies
+    ]
+    doc: dict[str, Any] = {
+        "machine": machine_info(),
+        "loadavg_before": loadavg(),
+        "request_tokens": {"min": min(tokens), "max": max(tokens)},
+        "artefact_manifest_sha256": reviewer.digest,
+    }
     doc["review_alone"] = time_review(reviewer, bodies, cold=False)
     print(f"review alone ({min(tokens)}-{max(tokens)} tokens): {json.dumps(doc['review_alone'])}", flush=True)
     doc["review_alone_cold"] = time_review(reviewer, bodies, cold=True)
@@ -193,8 +235,11 @@ def main(argv: list[str]) -> int:
     from routing.classify import classify_request
     from routing.levels import Level
 
-    passing = [b for b in bodies if not reviewer.review_request(b, deadline_s=10).sensitive
-               and classify_request(b).level is Level.OFFICIAL]
+    passing = [
+        b
+        for b in bodies
+        if not reviewer.review_request(b, deadline_s=10).sensitive and classify_request(b).level is Level.OFFICIAL
+    ]
     doc["end_to_end_bodies"] = len(passing)
     with tempfile.TemporaryDirectory() as tmp:
         doc["end_to_end"] = asyncio.run(_end_to_end(args.model, passing, Path(tmp)))

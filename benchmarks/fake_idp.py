@@ -60,14 +60,30 @@ class FakeIdP:
         self.jwks_path.parent.mkdir(parents=True, exist_ok=True)
         self.jwks_path.write_text(json.dumps({"keys": [k.jwk() for k in self.keys.values()]}))
 
-    def claims(self, *, subject: str = "00000000-0000-0000-0000-000000000001", groups: list[str] | None = None,
-               lifetime_s: float = 3600, **extra: Any) -> dict[str, Any]:
+    def claims(
+        self,
+        *,
+        subject: str = "00000000-0000-0000-0000-000000000001",
+        groups: list[str] | None = None,
+        lifetime_s: float = 3600,
+        **extra: Any,
+    ) -> dict[str, Any]:
         now = int(time.time())
-        return {"iss": self.issuer, "aud": self.audience, "sub": subject, "oid": subject, "iat": now,
-                "nbf": now, "exp": now + int(lifetime_s), "groups": groups or [], **extra}
+        return {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": subject,
+            "oid": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(lifetime_s),
+            "groups": groups or [],
+            **extra,
+        }
 
-    def token(self, alg: str = "RS256", *, key: SigningKey | None = None, headers: dict[str, Any] | None = None,
-              **claims: Any) -> str:
+    def token(
+        self, alg: str = "RS256", *, key: SigningKey | None = None, headers: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
         """A token signed with this IdP's key for ``alg`` (or ``key``); ``claims`` override :meth:`claims`'s."""
         signing = key or self.keys[alg]
         body = {**self.claims(), **claims}
@@ -75,5 +91,10 @@ class FakeIdP:
 
     def oidc_config(self, **claims: Any) -> dict[str, Any]:
         """The gateway's ``auth.oidc`` section for this IdP; ``claims``: its ``claims`` section."""
-        return {"issuer": self.issuer, "audience": self.audience, "jwks_file": str(self.jwks_path),
-                "algorithms": sorted({k.alg for k in self.keys.values()}), "claims": claims}
+        return {
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "jwks_file": str(self.jwks_path),
+            "algorithms": sorted({k.alg for k in self.keys.values()}),
+            "claims": claims,
+        }

@@ -431,8 +431,10 @@ def create_app(state: FakeState | None = None) -> Starlette:
             if stream:
                 fault = state.fault
                 delay = fault.chunk_delay_s if fault.mode == "slow" else 0.0
-                return StreamingResponse(_stream(build_stream(body, model), fault.mode == "broken_stream", delay),
-                                         media_type="text/event-stream")
+                return StreamingResponse(
+                    _stream(build_stream(body, model), fault.mode == "broken_stream", delay),
+                    media_type="text/event-stream",
+                )
             return JSONResponse(build_response(body, model))
 
         return endpoint

@@ -22,8 +22,10 @@ SCOPES = [Scope("caller:bench", Limits(requests_per_minute=10**9, tokens_per_min
 
 async def timed_calls(ledger: Any, n: int) -> dict[str, list[float]]:
     found: dict[str, list[float]] = {"reserve": [], "draw": []}
-    for name, call in (("reserve", lambda: ledger.reserve(SCOPES, 100)),
-                       ("draw", lambda: ledger.draw("bench", 10**9, 10))):
+    for name, call in (
+        ("reserve", lambda: ledger.reserve(SCOPES, 100)),
+        ("draw", lambda: ledger.draw("bench", 10**9, 10)),
+    ):
         for _ in range(n):
             began = time.perf_counter()
             await call()
@@ -43,6 +45,7 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_ray_on_loopback(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+
         class Replica:
             async def run(self, n: int) -> dict[str, list[float]]:
                 ledger = RayLedger(name="ledger-bench")

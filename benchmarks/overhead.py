@@ -81,8 +81,10 @@ def run_overhead(
         idp = FakeIdP.create(base / "idp" / "jwks.json", algs=("RS256",))
         # The token's caller has no key of its own to carry a rate: lift the default per-caller rate as the bench's
         # key does (benchmarks/targets.py: create_api_key), or the sustained-rate run measures the rate limiter.
-        auth = {"oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench", "team": "bench"}]),
-                "default_rate_per_minute": 100_000_000}
+        auth = {
+            "oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench", "team": "bench"}]),
+            "default_rate_per_minute": 100_000_000,
+        }
     c1_prompts = random_prompts(requests_c1, input_len, output_len, seed=1)
     max_prompts = random_prompts(requests_max, input_len, output_len, seed=2)
     runs: dict[str, dict[str, Any]] = {}
@@ -109,23 +111,32 @@ def run_overhead(
             if idp is not None:
                 token = idp.token("RS256", groups=["bench"], lifetime_s=86_400)
                 log("[gateway, OIDC token] the same gateway, authenticated by an RS256 JWT instead of the API key")
-                as_jwt = Target("gateway-jwt", gateway.base_url, gateway.model, None, gateway.log_path, token,
-                                dict(gateway.headers))
+                as_jwt = Target(
+                    "gateway-jwt", gateway.base_url, gateway.model, None, gateway.log_path, token, dict(gateway.headers)
+                )
                 runs["gateway_jwt_c1"] = measure(as_jwt, c1_prompts, 1, 20, ignore_eos=False, progress=progress)
-                runs["gateway_jwt_max"] = measure(as_jwt, max_prompts, max_concurrency, max_concurrency,
-                                                  ignore_eos=False, progress=progress)
+                runs["gateway_jwt_max"] = measure(
+                    as_jwt, max_prompts, max_concurrency, max_concurrency, ignore_eos=False, progress=progress
+                )
         finally:
             gateway.stop()
         for replicas in sorted(set(router_replicas) - {1}):
             log(f"[gateway, {replicas} router replicas] the same gateway with server.ingress_replicas: {replicas}")
-            more = start_gateway(base / f"gateway-{replicas}", [upstream_backend(fake.base_url, http_client)],
-                                 ["upstream"], ready_timeout_s, env={FAKE_KEY_ENV: "fake-upstream-key"}, auth=auth,
-                                 server={"ingress_replicas": replicas}, name=f"gateway-{replicas}")
+            more = start_gateway(
+                base / f"gateway-{replicas}",
+                [upstream_backend(fake.base_url, http_client)],
+                ["upstream"],
+                ready_timeout_s,
+                env={FAKE_KEY_ENV: "fake-upstream-key"},
+                auth=auth,
+                server={"ingress_replicas": replicas},
+                name=f"gateway-{replicas}",
+            )
             try:
-                runs[f"gateway_r{replicas}_c1"] = measure(more, c1_prompts, 1, 20, ignore_eos=False,
-                                                          progress=progress)
-                runs[f"gateway_r{replicas}_max"] = measure(more, max_prompts, max_concurrency, max_concurrency,
-                                                           ignore_eos=False, progress=progress)
+                runs[f"gateway_r{replicas}_c1"] = measure(more, c1_prompts, 1, 20, ignore_eos=False, progress=progress)
+                runs[f"gateway_r{replicas}_max"] = measure(
+                    more, max_prompts, max_concurrency, max_concurrency, ignore_eos=False, progress=progress
+                )
             finally:
                 more.stop()
     finally:
@@ -162,22 +173,33 @@ def replica_figures(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         if name.startswith("gateway_r") and name.endswith("_c1"):
             n = name.removeprefix("gateway_r").removesuffix("_c1")
             found[n] = (runs[name], runs[f"gateway_r{n}_max"])
-    return {n: {"p50_ms_c1": c1["median_e2el_ms"], "p99_ms_c1": c1["p99_e2el_ms"],
-                "rps": mx["request_throughput"], "failed": mx["failed"]}
-            for n, (c1, mx) in sorted(found.items(), key=lambda kv: int(kv[0]))}
+    return {
+        n: {
+            "p50_ms_c1": c1["median_e2el_ms"],
+            "p99_ms_c1": c1["p99_e2el_ms"],
+            "rps": mx["request_throughput"],
+            "failed": mx["failed"],
+        }
+        for n, (c1, mx) in sorted(found.items(), key=lambda kv: int(kv[0]))
+    }
 
 
 def jwt_figures(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """API key and OIDC token side by side on the same gateway (ms and req/s); ``jwt_cost_*``: token minus key."""
-    key_c1, jwt_c1, key_max, jwt_max = (runs[k] for k in ("gateway_c1", "gateway_jwt_c1", "gateway_max",
-                                                           "gateway_jwt_max"))
+    key_c1, jwt_c1, key_max, jwt_max = (
+        runs[k] for k in ("gateway_c1", "gateway_jwt_c1", "gateway_max", "gateway_jwt_max")
+    )
     return {
-        "key_p50_ms_c1": key_c1["median_e2el_ms"], "jwt_p50_ms_c1": jwt_c1["median_e2el_ms"],
-        "key_p99_ms_c1": key_c1["p99_e2el_ms"], "jwt_p99_ms_c1": jwt_c1["p99_e2el_ms"],
+        "key_p50_ms_c1": key_c1["median_e2el_ms"],
+        "jwt_p50_ms_c1": jwt_c1["median_e2el_ms"],
+        "key_p99_ms_c1": key_c1["p99_e2el_ms"],
+        "jwt_p99_ms_c1": jwt_c1["p99_e2el_ms"],
         "jwt_cost_p50_ms_c1": jwt_c1["median_e2el_ms"] - key_c1["median_e2el_ms"],
         "jwt_cost_p99_ms_c1": jwt_c1["p99_e2el_ms"] - key_c1["p99_e2el_ms"],
-        "key_rps": key_max["request_throughput"], "jwt_rps": jwt_max["request_throughput"],
-        "key_failed": key_max["failed"], "jwt_failed": jwt_max["failed"],
+        "key_rps": key_max["request_throughput"],
+        "jwt_rps": jwt_max["request_throughput"],
+        "key_failed": key_max["failed"],
+        "jwt_failed": jwt_max["failed"],
     }
 
 
@@ -206,6 +228,8 @@ def format_overhead(doc: dict[str, Any]) -> str:
     if doc.get("router_replicas"):
         lines += ["", f"{'router replicas':<34} {'p50 c1':>10} {'p99 c1':>10} {'sustained':>12} {'failed':>7}"]
         for n, r in doc["router_replicas"].items():
-            lines.append(f"{n:<34} {fmt(r['p50_ms_c1'], 'ms'):>10} {fmt(r['p99_ms_c1'], 'ms'):>10} "
-                         f"{fmt(r['rps'], 'r/s'):>12} {r['failed']:>7}")
+            lines.append(
+                f"{n:<34} {fmt(r['p50_ms_c1'], 'ms'):>10} {fmt(r['p99_ms_c1'], 'ms'):>10} "
+                f"{fmt(r['rps'], 'r/s'):>12} {r['failed']:>7}"
+            )
     return "\n".join(lines)

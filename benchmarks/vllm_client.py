@@ -23,13 +23,34 @@ from typing import Any
 from benchmarks.metrics import RequestResult, aggregate
 from models.registry import OFFLINE_ENV
 
-VLLM_FIGURES = ("output_throughput", "request_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms",
-                "median_itl_ms", "p99_itl_ms", "completed", "failed", "duration")
+VLLM_FIGURES = (
+    "output_throughput",
+    "request_throughput",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "median_tpot_ms",
+    "median_itl_ms",
+    "p99_itl_ms",
+    "completed",
+    "failed",
+    "duration",
+)
 
 
-def vllm_bench_args(*, base_url: str, model: str, tokenizer: Path, concurrency: int, num_prompts: int,
-                    input_len: int, output_len: int, result_dir: Path, result_filename: str, warmups: int = 0,
-                    seed: int = 0) -> list[str]:
+def vllm_bench_args(
+    *,
+    base_url: str,
+    model: str,
+    tokenizer: Path,
+    concurrency: int,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+    result_dir: Path,
+    result_filename: str,
+    warmups: int = 0,
+    seed: int = 0,
+) -> list[str]:
     """``vllm bench serve`` arguments for a closed loop of streamed chat requests against ``base_url`` (…/v1)."""
     root = base_url.rstrip("/").removesuffix("/v1")
     return [
@@ -52,11 +73,18 @@ def summary_from_vllm(result: dict[str, Any]) -> dict[str, Any]:
     requests = []
     for i, ttft in enumerate(ttfts):
         ok = not errors[i] and bool(ttft)
-        requests.append(RequestResult(success=ok, ttft=ttft or 0.0, itl=list(itls[i] or []),
-                                      latency=latencies[i] or 0.0,
-                                      prompt_tokens=int(input_lens[i] or 0) if i < len(input_lens) else 0,
-                                      output_tokens=int(output_lens[i] or 0) if i < len(output_lens) else 0,
-                                      usage_reported=True, error_kind=None if ok else "vllm_bench_error"))
+        requests.append(
+            RequestResult(
+                success=ok,
+                ttft=ttft or 0.0,
+                itl=list(itls[i] or []),
+                latency=latencies[i] or 0.0,
+                prompt_tokens=int(input_lens[i] or 0) if i < len(input_lens) else 0,
+                output_tokens=int(output_lens[i] or 0) if i < len(output_lens) else 0,
+                usage_reported=True,
+                error_kind=None if ok else "vllm_bench_error",
+            )
+        )
     summary = aggregate(requests, float(result.get("duration") or 0.0))
     summary["client"] = "vllm bench serve"
     summary["max_concurrency"] = result.get("max_concurrency")
@@ -64,23 +92,52 @@ def summary_from_vllm(result: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def measure_with_vllm(*, base_url: str, model: str, api_key: str | None, tokenizer: Path, concurrency: int,
-                      num_prompts: int, input_len: int, output_len: int, workdir: Path, label: str,
-                      warmups: int = 0, seed: int = 0, timeout_s: float = 1800.0) -> dict[str, Any]:
+def measure_with_vllm(
+    *,
+    base_url: str,
+    model: str,
+    api_key: str | None,
+    tokenizer: Path,
+    concurrency: int,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+    workdir: Path,
+    label: str,
+    warmups: int = 0,
+    seed: int = 0,
+    timeout_s: float = 1800.0,
+) -> dict[str, Any]:
     """One ``vllm bench serve`` run in its own process; raises ``RuntimeError`` with its output's tail if it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
     filename = f"{label}-c{concurrency}.json"
-    args = vllm_bench_args(base_url=base_url, model=model, tokenizer=tokenizer, concurrency=concurrency,
-                           num_prompts=num_prompts, input_len=input_len, output_len=output_len,
-                           result_dir=workdir, result_filename=filename, warmups=warmups, seed=seed)
+    args = vllm_bench_args(
+        base_url=base_url,
+        model=model,
+        tokenizer=tokenizer,
+        concurrency=concurrency,
+        num_prompts=num_prompts,
+        input_len=input_len,
+        output_len=output_len,
+        result_dir=workdir,
+        result_filename=filename,
+        warmups=warmups,
+        seed=seed,
+    )
     env = {**os.environ, **OFFLINE_ENV}
     env.pop("OPENAI_API_KEY", None)
     if api_key:
         env["OPENAI_API_KEY"] = api_key  # vLLM's client sends it as `Authorization: Bearer …`
     log = workdir / f"{label}-c{concurrency}.log"
     with log.open("wb") as out:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.vllm_client", *args], stdout=out,
-                              stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.vllm_client", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
     path = workdir / filename
     if proc.returncode != 0 or not path.exists():
         tail = log.read_text(errors="replace")[-3000:]

@@ -70,12 +70,21 @@ def _group(extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
         "nodeSelector": _STR_MAP,
         "tolerations": _LIST,
         "affinity": _OBJ,
-        "extraEnv": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                 "not": {"required": ["value"], "properties": {
-                                                     "name": {"pattern": "(?i)(key|token|secret|password)"}}}}},
+        "extraEnv": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "not": {"required": ["value"], "properties": {"name": {"pattern": "(?i)(key|token|secret|password)"}}},
+            },
+        },
     }
-    return {"type": "object", "additionalProperties": False, "properties": {**base, **extra},
-            "required": ["resources", "tmpSize", "shmSize", *required]}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {**base, **extra},
+        "required": ["resources", "tmpSize", "shmSize", *required],
+    }
 
 
 def chart_schema() -> dict[str, Any]:
@@ -83,132 +92,311 @@ def chart_schema() -> dict[str, Any]:
     return {
         "nameOverride": {"type": "string"},
         "fullnameOverride": {"type": "string"},
-        "image": {"type": "object", "additionalProperties": False, "required": ["repository"], "properties": {
-            "repository": {"type": "string", "minLength": 1}, "tag": {"type": "string"},
-            "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}},
+        "image": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["repository"],
+            "properties": {
+                "repository": {"type": "string", "minLength": 1},
+                "tag": {"type": "string"},
+                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+            },
+        },
         "imagePullSecrets": _LIST,
         "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
-        "serve": {"type": "object", "additionalProperties": False, "properties": {
-            "applicationName": _K8S_NAME,
-            "proxyLocation": {"enum": ["", "HeadOnly", "EveryNode"],
-                              "description": "\"\": EveryNode with routerGroup.enabled, else HeadOnly"},
-            "haproxy": {"type": "boolean"}, "throughputOptimized": {"type": "boolean"},
-            "runtimeEnv": _OBJ}},
-        "tracing": {"type": "object", "additionalProperties": False, "properties": {
-            "otlpEndpoint": {"type": "string", "pattern": r"^(https?://[^\s/]+(/\S*)?)?$",
-                             "description": "OTLP/HTTP base URL of the OpenTelemetry collector; empty: no export"},
-            "collectorPeers": {"type": "array", "items": _OBJ,
-                               "description": "NetworkPolicy peers of the collector (egress from every Ray pod)"},
-            "collectorPort": {"type": "integer", "minimum": 1, "maximum": 65535}}},
-        "router": {"type": "object", "additionalProperties": False, "required": ["rayResource", "capacity"],
-                   "properties": {"rayResource": {"type": "string", "minLength": 1},
-                                  "capacity": {"type": "integer", "minimum": 1}}},
-        "upgradeStrategy": {"enum": ["NewCluster", "None"]},
-        "routerGroup": _group({
-            "enabled": {"type": "boolean"},
-            "name": {**_K8S_NAME, "maxLength": 30},
-            "replicas": {"type": "integer", "minimum": 2,
-                         "description": "router pods, one router replica each (config server.ingress_replicas); two "
-                                        "or more, or routerGroup.enabled false for the router on the head"},
-            "podAntiAffinity": {"enum": ["preferred", "required"]},
-            "affinity": {"type": "object", "not": {"required": ["podAntiAffinity"]},
-                         "description": "extra affinity; the chart sets podAntiAffinity (routerGroup.podAntiAffinity)"},
-        }, ["enabled", "name", "replicas", "podAntiAffinity"]),
-        "head": _group({"rayCpus": {"type": "integer", "minimum": 0}}, ["rayCpus"]),
-        "workerGroups": {"type": "array", "items": _group({
-            "name": {**_K8S_NAME, "maxLength": 30},
-            "replicas": {"type": "integer", "minimum": 0}, "minReplicas": {"type": "integer", "minimum": 0},
-            "maxReplicas": {"type": "integer", "minimum": 1}, "gpus": {"type": "integer", "minimum": 0},
-        }, ["name", "replicas", "minReplicas", "maxReplicas", "gpus"])},
-        "autoscaler": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "idleTimeoutSeconds": {"type": "integer", "minimum": 0},
-            "resources": _RESOURCES}},
-        "weights": {
-            "type": "object", "additionalProperties": False, "required": ["mountPath"],
-            "description": "where the model weights come from: existingClaim (a PVC) or volume (a volume source)",
-            "properties": {"mountPath": {"type": "string", "pattern": "^/"},
-                           "existingClaim": {"type": "string"}, "volume": _OBJ},
-            "anyOf": [{"required": ["existingClaim"], "properties": {"existingClaim": {"minLength": 1}}},
-                      {"required": ["volume"], "properties": {"volume": {"minProperties": 1}}}],
+        "serve": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "applicationName": _K8S_NAME,
+                "proxyLocation": {
+                    "enum": ["", "HeadOnly", "EveryNode"],
+                    "description": '"": EveryNode with routerGroup.enabled, else HeadOnly',
+                },
+                "haproxy": {"type": "boolean"},
+                "throughputOptimized": {"type": "boolean"},
+                "runtimeEnv": _OBJ,
+            },
         },
-        "audit": {"type": "object", "additionalProperties": False, "properties": {
-            "mountPath": {"type": "string", "pattern": "^/"}, "perClusterFile": {"type": "boolean"},
-            "fileName": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
-            "persistence": {"type": "object", "additionalProperties": False, "properties": {
-                "existingClaim": {"type": "string"}, "size": {"type": "string"},
-                "storageClass": {"type": "string"}, "accessModes": {"type": "array", "minItems": 1, "items": {
-                    "enum": ["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]}}}}}},
-        "auth": {"type": "object", "additionalProperties": False, "properties": {
-            "existingSecret": {"type": "string"}, "key": {"type": "string", "minLength": 1},
-            "mountPath": {"type": "string", "pattern": "^/"},
-            "jwks": {"type": "object", "additionalProperties": False,
-                     "description": "the OIDC provider's JWKS from an existing Secret or ConfigMap (one of them); "
-                                    "the chart sets config.auth.oidc.jwks_file to it",
-                     "properties": {"existingSecret": {"type": "string"}, "existingConfigMap": {"type": "string"},
-                                    "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
-                                    "mountPath": {"type": "string", "pattern": "^/"}}}}},
+        "tracing": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "otlpEndpoint": {
+                    "type": "string",
+                    "pattern": r"^(https?://[^\s/]+(/\S*)?)?$",
+                    "description": "OTLP/HTTP base URL of the OpenTelemetry collector; empty: no export",
+                },
+                "collectorPeers": {
+                    "type": "array",
+                    "items": _OBJ,
+                    "description": "NetworkPolicy peers of the collector (egress from every Ray pod)",
+                },
+                "collectorPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+            },
+        },
+        "router": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["rayResource", "capacity"],
+            "properties": {
+                "rayResource": {"type": "string", "minLength": 1},
+                "capacity": {"type": "integer", "minimum": 1},
+            },
+        },
+        "upgradeStrategy": {"enum": ["NewCluster", "None"]},
+        "routerGroup": _group(
+            {
+                "enabled": {"type": "boolean"},
+                "name": {**_K8S_NAME, "maxLength": 30},
+                "replicas": {
+                    "type": "integer",
+                    "minimum": 2,
+                    "description": "router pods, one router replica each (config server.ingress_replicas); two "
+                    "or more, or routerGroup.enabled false for the router on the head",
+                },
+                "podAntiAffinity": {"enum": ["preferred", "required"]},
+                "affinity": {
+                    "type": "object",
+                    "not": {"required": ["podAntiAffinity"]},
+                    "description": "extra affinity; the chart sets podAntiAffinity (routerGroup.podAntiAffinity)",
+                },
+            },
+            ["enabled", "name", "replicas", "podAntiAffinity"],
+        ),
+        "head": _group({"rayCpus": {"type": "integer", "minimum": 0}}, ["rayCpus"]),
+        "workerGroups": {
+            "type": "array",
+            "items": _group(
+                {
+                    "name": {**_K8S_NAME, "maxLength": 30},
+                    "replicas": {"type": "integer", "minimum": 0},
+                    "minReplicas": {"type": "integer", "minimum": 0},
+                    "maxReplicas": {"type": "integer", "minimum": 1},
+                    "gpus": {"type": "integer", "minimum": 0},
+                },
+                ["name", "replicas", "minReplicas", "maxReplicas", "gpus"],
+            ),
+        },
+        "autoscaler": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "idleTimeoutSeconds": {"type": "integer", "minimum": 0},
+                "resources": _RESOURCES,
+            },
+        },
+        "weights": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["mountPath"],
+            "description": "where the model weights come from: existingClaim (a PVC) or volume (a volume source)",
+            "properties": {
+                "mountPath": {"type": "string", "pattern": "^/"},
+                "existingClaim": {"type": "string"},
+                "volume": _OBJ,
+            },
+            "anyOf": [
+                {"required": ["existingClaim"], "properties": {"existingClaim": {"minLength": 1}}},
+                {"required": ["volume"], "properties": {"volume": {"minProperties": 1}}},
+            ],
+        },
+        "audit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mountPath": {"type": "string", "pattern": "^/"},
+                "perClusterFile": {"type": "boolean"},
+                "fileName": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+                "persistence": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "existingClaim": {"type": "string"},
+                        "size": {"type": "string"},
+                        "storageClass": {"type": "string"},
+                        "accessModes": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"enum": ["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]},
+                        },
+                    },
+                },
+            },
+        },
+        "auth": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "existingSecret": {"type": "string"},
+                "key": {"type": "string", "minLength": 1},
+                "mountPath": {"type": "string", "pattern": "^/"},
+                "jwks": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "the OIDC provider's JWKS from an existing Secret or ConfigMap (one of them); "
+                    "the chart sets config.auth.oidc.jwks_file to it",
+                    "properties": {
+                        "existingSecret": {"type": "string"},
+                        "existingConfigMap": {"type": "string"},
+                        "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+                        "mountPath": {"type": "string", "pattern": "^/"},
+                    },
+                },
+            },
+        },
         "backendSecrets": {
-            "type": "object", "description": "backend name -> existing Secret holding its API key (never a value)",
-            "additionalProperties": {"type": "object", "additionalProperties": False,
-                                     "required": ["existingSecret", "key"],
-                                     "properties": {"existingSecret": {**_K8S_NAME, "maxLength": 253},
-                                                    "key": {"type": "string", "minLength": 1}}}},
+            "type": "object",
+            "description": "backend name -> existing Secret holding its API key (never a value)",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["existingSecret", "key"],
+                "properties": {
+                    "existingSecret": {**_K8S_NAME, "maxLength": 253},
+                    "key": {"type": "string", "minLength": 1},
+                },
+            },
+        },
         "backendSecretsMountPath": {"type": "string", "pattern": "^/"},
-        "networkPolicy": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"},
-            "dns": {"type": "object", "properties": {"namespaceSelector": _STR_MAP, "podSelector": _STR_MAP}},
-            "apiClients": _LIST,
-            "routerEgress": {"type": "array", "items": {
-                "type": "object", "additionalProperties": False, "required": ["cidr"], "properties": {
-                    "cidr": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/\d{1,3}$"},
-                    "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}}}}},
-            "kubeRayOperator": {"type": "object", "properties": {"namespaceSelector": _OBJ, "podSelector": _STR_MAP}},
-            "kubeApiServer": {"type": "object", "properties": {
-                "cidrs": {"type": "array", "items": {"type": "string"}}, "port": {"type": "integer"}}},
-            "metricsScrapers": _LIST}},
-        "service": {"type": "object", "additionalProperties": False, "properties": {
-            "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
-            "port": {"type": "integer", "minimum": 1, "maximum": 65535}, "annotations": _STR_MAP}},
-        "ingress": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "className": {"type": "string"}, "annotations": _STR_MAP,
-            "hosts": _LIST, "tls": _LIST}},
-        "podDisruptionBudget": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "maxUnavailable": {"type": ["integer", "string"]},
-            "minAvailable": {"type": ["integer", "string", "null"]}}},
-        "gcsFaultTolerance": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"},
-            "redisAddress": {"type": "string", "description": "HOST:PORT of the external Redis/Valkey"},
-            "passwordSecret": {"type": "object", "additionalProperties": False, "properties": {
-                "name": {"type": "string"}, "key": {"type": "string"}}},
-            "externalStorageNamespace": {"type": "string"},
-            "redisPeers": _LIST},
+        "networkPolicy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "dns": {"type": "object", "properties": {"namespaceSelector": _STR_MAP, "podSelector": _STR_MAP}},
+                "apiClients": _LIST,
+                "routerEgress": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["cidr"],
+                        "properties": {
+                            "cidr": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/\d{1,3}$"},
+                            "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+                        },
+                    },
+                },
+                "kubeRayOperator": {
+                    "type": "object",
+                    "properties": {"namespaceSelector": _OBJ, "podSelector": _STR_MAP},
+                },
+                "kubeApiServer": {
+                    "type": "object",
+                    "properties": {
+                        "cidrs": {"type": "array", "items": {"type": "string"}},
+                        "port": {"type": "integer"},
+                    },
+                },
+                "metricsScrapers": _LIST,
+            },
+        },
+        "service": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "annotations": _STR_MAP,
+            },
+        },
+        "ingress": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "className": {"type": "string"},
+                "annotations": _STR_MAP,
+                "hosts": _LIST,
+                "tls": _LIST,
+            },
+        },
+        "podDisruptionBudget": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "maxUnavailable": {"type": ["integer", "string"]},
+                "minAvailable": {"type": ["integer", "string", "null"]},
+            },
+        },
+        "gcsFaultTolerance": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "redisAddress": {"type": "string", "description": "HOST:PORT of the external Redis/Valkey"},
+                "passwordSecret": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+                },
+                "externalStorageNamespace": {"type": "string"},
+                "redisPeers": _LIST,
+            },
             "if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
-            "then": {"required": ["redisAddress"], "properties": {"redisAddress": {"minLength": 1}}}},
-        "rayAuth": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "secretName": {"type": "string"}}},
-        "serviceMonitor": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _STR_MAP}},
-        "alerts": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "labels": _STR_MAP,
-            "auditShipBacklogRecords": {"type": "integer", "minimum": 0},
-            "auditShipBacklogFor": {"type": "string", "pattern": "^[0-9]+[smh]$"},
-            "auditAnchorMaxAgeSeconds": {"type": "integer", "minimum": 1},
-            "classificationFailures": {"type": "integer", "minimum": 0},
-            "commercialEgressPerMinute": {"type": "number", "minimum": 0},
-            "errorRatio": {"type": "number", "minimum": 0, "maximum": 1}}},
-        "transparency": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "record": {"type": "string"}, "labels": _STR_MAP,
-            "fileName": {"type": "string", "pattern": "^[-._a-zA-Z0-9]+$"}}},
-        "dashboard": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "labels": _STR_MAP}},
-        "podSecurityContext": {"type": "object", "required": ["runAsNonRoot"], "properties": {
-            "runAsNonRoot": {"const": True}, "runAsUser": {"type": "integer", "minimum": 1}}},
-        "securityContext": {"type": "object", "required": ["runAsNonRoot", "allowPrivilegeEscalation"],
-                            "properties": {"runAsNonRoot": {"const": True},
-                                           "allowPrivilegeEscalation": {"const": False},
-                                           "privileged": {"const": False}}},
-        "tests": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "resources": _RESOURCES}},
+            "then": {"required": ["redisAddress"], "properties": {"redisAddress": {"minLength": 1}}},
+        },
+        "rayAuth": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "secretName": {"type": "string"}},
+        },
+        "serviceMonitor": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _STR_MAP},
+        },
+        "alerts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "labels": _STR_MAP,
+                "auditShipBacklogRecords": {"type": "integer", "minimum": 0},
+                "auditShipBacklogFor": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                "auditAnchorMaxAgeSeconds": {"type": "integer", "minimum": 1},
+                "classificationFailures": {"type": "integer", "minimum": 0},
+                "commercialEgressPerMinute": {"type": "number", "minimum": 0},
+                "errorRatio": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+        "transparency": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "record": {"type": "string"},
+                "labels": _STR_MAP,
+                "fileName": {"type": "string", "pattern": "^[-._a-zA-Z0-9]+$"},
+            },
+        },
+        "dashboard": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "labels": _STR_MAP},
+        },
+        "podSecurityContext": {
+            "type": "object",
+            "required": ["runAsNonRoot"],
+            "properties": {"runAsNonRoot": {"const": True}, "runAsUser": {"type": "integer", "minimum": 1}},
+        },
+        "securityContext": {
+            "type": "object",
+            "required": ["runAsNonRoot", "allowPrivilegeEscalation"],
+            "properties": {
+                "runAsNonRoot": {"const": True},
+                "allowPrivilegeEscalation": {"const": False},
+                "privileged": {"const": False},
+            },
+        },
+        "tests": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "resources": _RESOURCES},
+        },
     }
 
 
@@ -223,7 +411,8 @@ def config_schema() -> dict[str, Any]:
                 prop["default"] = labels[prop["default"]]
     # One readable error per backend instead of "oneOf failed": dispatch on kind.
     schema["properties"]["backends"]["items"] = {
-        "type": "object", "required": ["kind"],
+        "type": "object",
+        "required": ["kind"],
         "properties": {"kind": {"enum": ["vllm", "openai", "adapter"]}},
         "allOf": [
             {"if": {"properties": {"kind": {"const": "vllm"}}}, "then": {"$ref": "#/$defs/VLLMBackendConfig"}},
@@ -233,15 +422,23 @@ def config_schema() -> dict[str, Any]:
     }
     openai = defs["OpenAIBackendConfig"]
     openai["if"] = {"properties": {"sovereign": {"const": False}}}  # absent means false
-    openai["then"] = {"properties": {"max_classification": {
-        "const": "OFFICIAL",
-        "description": "a non-sovereign backend is never cleared above OFFICIAL"}}}
+    openai["then"] = {
+        "properties": {
+            "max_classification": {
+                "const": "OFFICIAL",
+                "description": "a non-sovereign backend is never cleared above OFFICIAL",
+            }
+        }
+    }
     adapter = defs["AdapterBackendConfig"]["properties"]
     adapter["sovereign"] = {"const": True, "description": "an adapter runs on a local engine: sovereign"}
     vllm = defs["VLLMBackendConfig"]["properties"]
     vllm["sovereign"] = {"const": True, "description": "a vllm backend runs inside this cluster: sovereign"}
-    vllm["verify_manifest"] = {"const": True, "default": True,
-                               "description": "the chart serves only weights verified against their manifest"}
+    vllm["verify_manifest"] = {
+        "const": True,
+        "default": True,
+        "description": "the chart serves only weights verified against their manifest",
+    }
     return {"config": schema, "$defs": defs}
 
 
@@ -296,21 +493,31 @@ def serve_files() -> dict[Path, str]:
         runtime_env = (values.get("serve") or {}).get("runtimeEnv") or None
         endpoint = (values.get("tracing") or {}).get("otlpEndpoint") or ""
         if router_group(values):
-            start = ("# On a plain Ray cluster: ray start --head --num-cpus 0 ... (the control plane); on each of the "
-                     f"{config['server']['ingress_replicas']} router\n"
-                     "# nodes ray start --address HEAD:6379 --num-cpus 0 --resources='{\"sovereign-router\": 1}' "
-                     "with SOVEREIGN_AUDIT__PATH set to a file of\n# its own; engine nodes as usual; then\n")
+            start = (
+                "# On a plain Ray cluster: ray start --head --num-cpus 0 ... (the control plane); on each of the "
+                f"{config['server']['ingress_replicas']} router\n"
+                "# nodes ray start --address HEAD:6379 --num-cpus 0 --resources='{\"sovereign-router\": 1}' "
+                "with SOVEREIGN_AUDIT__PATH set to a file of\n# its own; engine nodes as usual; then\n"
+            )
         else:
             start = "# On a plain Ray cluster: ray start --head --resources='{\"sovereign-router\": 1000}' ...; then\n"
-        header = (f"# Generated by deploy/generate.py from deploy/{values_name} (the configuration the chart "
-                  "renders).\n" + start + f"#   serve deploy deploy/serve/{serve_name}\n")
+        header = (
+            f"# Generated by deploy/generate.py from deploy/{values_name} (the configuration the chart "
+            "renders).\n" + start + f"#   serve deploy deploy/serve/{serve_name}\n"
+        )
         if endpoint:
-            header += ("# Tracing is on: start Ray on every node with OTEL_EXPORTER_OTLP_ENDPOINT (the example: "
-                       f"{endpoint})\n# and OTEL_SERVICE_NAME in its environment.\n")
-        out[SERVE_DIR / serve_name] = header + render_yaml(serve_config(copy.deepcopy(config),
-                                                                        proxy_location=proxy_location(values),
-                                                                        runtime_env=runtime_env,
-                                                                        tracing=bool(endpoint)))
+            header += (
+                "# Tracing is on: start Ray on every node with OTEL_EXPORTER_OTLP_ENDPOINT (the example: "
+                f"{endpoint})\n# and OTEL_SERVICE_NAME in its environment.\n"
+            )
+        out[SERVE_DIR / serve_name] = header + render_yaml(
+            serve_config(
+                copy.deepcopy(config),
+                proxy_location=proxy_location(values),
+                runtime_env=runtime_env,
+                tracing=bool(endpoint),
+            )
+        )
     return out
 
 

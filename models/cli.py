@@ -24,21 +24,32 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign models", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     prep = sub.add_parser("prepare", help="convert or copy weights and write their SHA-256 manifest")
-    prep.add_argument("name", nargs="?", default=DEFAULT_MODEL,
-                      help=f"model name (known: {', '.join(KNOWN_MODELS)}); any name with --source")
+    prep.add_argument(
+        "name",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"model name (known: {', '.join(KNOWN_MODELS)}); any name with --source",
+    )
     prep.add_argument("--source", type=Path, help="local Hugging Face folder (e.g. from an approved UK mirror)")
     prep.add_argument("--dest", type=Path, help="output folder (default var/models/NAME)")
     prep.add_argument("--force", action="store_true", help="prepare again even if the folder verifies")
     adapter = sub.add_parser("prepare-adapter", help="copy a PEFT LoRA adapter and write its SHA-256 manifest")
     adapter.add_argument("name", help="the adapter's name (its folder under the backend's lora.adapters_dir)")
     adapter.add_argument("--source", type=Path, required=True, help="the adapter's folder (PEFT save_pretrained)")
-    adapter.add_argument("--dest-root", type=Path, default=DEFAULT_ADAPTERS_ROOT,
-                         help=f"the adapters folder (default {DEFAULT_ADAPTERS_ROOT}; lora.adapters_dir in the config)")
+    adapter.add_argument(
+        "--dest-root",
+        type=Path,
+        default=DEFAULT_ADAPTERS_ROOT,
+        help=f"the adapters folder (default {DEFAULT_ADAPTERS_ROOT}; lora.adapters_dir in the config)",
+    )
     adapter.add_argument("--force", action="store_true", help="prepare again even if the folder verifies")
     ver = sub.add_parser("verify", help="check a prepared folder against its manifest")
     ver.add_argument("folder", type=Path)
-    sub.add_parser("train-egress-review", add_help=False,
-                   help="train and evaluate the egress review's head; write its artefact (see its --help)")
+    sub.add_parser(
+        "train-egress-review",
+        add_help=False,
+        help="train and evaluate the egress review's head; write its artefact (see its --help)",
+    )
     args = parser.parse_args(argv)
 
     if args.action == "verify":

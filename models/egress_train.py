@@ -74,12 +74,13 @@ class Hyper:
     attention: bool = False
     category_loss: float = 0.5
     reference_weight: float = 0.3  # reference.txt's items (and documents built from them) count this much each
-    balance: bool = True           # sensitive and benign items weigh the same in total
-    members: int = 1   # heads trained from different seeds, their logits averaged (folds into one wider head)
+    balance: bool = True  # sensitive and benign items weigh the same in total
+    members: int = 1  # heads trained from different seeds, their logits averaged (folds into one wider head)
     seed: int = 19
 
 
 # -- distillation -------------------------------------------------------------------------------------------------
+
 
 def model_digests(model_dir: Path) -> dict[str, str]:
     return {name: sha256_file(model_dir / name) for name in MODEL_FILES}
@@ -103,13 +104,14 @@ def distil(model_dir: Path, cache: Path = CACHE) -> np.ndarray:
             ids = torch.arange(start, min(vocab, start + 1024))
             batch = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
             out = model(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
-            table[start:start + len(ids)] = out.mean(dim=1).numpy()
+            table[start : start + len(ids)] = out.mean(dim=1).numpy()
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, table)
     return table
 
 
 # -- data into tensors --------------------------------------------------------------------------------------------
+
 
 def raw_texts(item: Item) -> list[str]:
     return request_texts(item.request) if item.request is not None else [item.text or ""]
@@ -122,13 +124,13 @@ def item_segments(item: Item) -> list[list[str]]:
 
 @dataclass
 class Encoded:
-    ids: np.ndarray        # all items' tokens, one flat array
-    prev: np.ndarray       # each token's predecessor for its bigram (routing.egress_review.previous_tokens)
-    starts: np.ndarray     # window starts (into ids)
+    ids: np.ndarray  # all items' tokens, one flat array
+    prev: np.ndarray  # each token's predecessor for its bigram (routing.egress_review.previous_tokens)
+    starts: np.ndarray  # window starts (into ids)
     ends: np.ndarray
-    doc: np.ndarray        # the item of each window
-    y: np.ndarray          # per item: 1 sensitive
-    cats: np.ndarray       # per item x category
+    doc: np.ndarray  # the item of each window
+    y: np.ndarray  # per item: 1 sensitive
+    cats: np.ndarray  # per item x category
     reference: np.ndarray  # per item: built from reference text only (documentation, code, word salad)
     n: int
 
@@ -141,8 +143,9 @@ def encode(items: Sequence[Item], tokenizer: Any, windows: Sequence[int]) -> Enc
         segments = []
         for texts in item_segments(item):
             encodings = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
-            segments.append(np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings]
-                                           or [np.zeros(0, np.int64)]))
+            segments.append(
+                np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings] or [np.zeros(0, np.int64)])
+            )
         if not any(len(seg) for seg in segments):
             segments = [np.asarray([100], dtype=np.int64)]  # [UNK]: an empty text still gets a (neutral) window
         lengths = [len(seg) for seg in segments]
@@ -156,9 +159,17 @@ def encode(items: Sequence[Item], tokenizer: Any, windows: Sequence[int]) -> Enc
     y = np.array([i.sensitive for i in items], dtype=np.float32)
     cats = np.array([[c in i.categories for c in CATEGORIES] for i in items], dtype=np.float32) * y[:, None]
     reference = np.array([i.categories == ("reference",) for i in items])
-    return Encoded(np.concatenate(flat), np.concatenate(prev), np.concatenate(starts), np.concatenate(ends),
-                   np.concatenate(doc), y, cats,
-                   reference, len(items))
+    return Encoded(
+        np.concatenate(flat),
+        np.concatenate(prev),
+        np.concatenate(starts),
+        np.concatenate(ends),
+        np.concatenate(doc),
+        y,
+        cats,
+        reference,
+        len(items),
+    )
 
 
 def bigram_hashes(ids: np.ndarray, prev: np.ndarray) -> np.ndarray:
@@ -167,6 +178,7 @@ def bigram_hashes(ids: np.ndarray, prev: np.ndarray) -> np.ndarray:
 
 
 # -- the head -----------------------------------------------------------------------------------------------------
+
 
 def _torch_head(static: np.ndarray, hyper: Hyper, mu: np.ndarray) -> Any:
     import torch
@@ -196,7 +208,7 @@ def _torch_head(static: np.ndarray, hyper: Hyper, mu: np.ndarray) -> Any:
             return a, a[:, None] * self.proj(emb)
 
         def forward(self, enc: dict[str, Any]) -> tuple[Any, Any]:
-            a_u, h_u = self.token_values(enc["emb"])          # per distinct token
+            a_u, h_u = self.token_values(enc["emb"])  # per distinct token
             u = self.unigram[enc["unique"]] if hyper.unigrams else torch.zeros(len(a_u))
             sums = enc["tokens"] @ torch.cat([h_u, a_u[:, None], u[:, None]], dim=1)  # per window
             c = hyper.prior_weight
@@ -260,9 +272,15 @@ def _tensors(enc: Encoded, static: np.ndarray) -> dict[str, Any]:
 
     tokens, unique = _counts(enc.ids, enc)
     bigrams, buckets = _counts(bigram_hashes(enc.ids, enc.prev), enc)
-    return {"emb": torch.tensor(static[unique]), "unique": torch.tensor(unique), "tokens": tokens, "bigrams": bigrams,
-            "buckets": torch.tensor(buckets), "lengths": torch.tensor(enc.ends - enc.starts, dtype=torch.float32),
-            "doc": torch.tensor(enc.doc)}
+    return {
+        "emb": torch.tensor(static[unique]),
+        "unique": torch.tensor(unique),
+        "tokens": tokens,
+        "bigrams": bigrams,
+        "buckets": torch.tensor(buckets),
+        "lengths": torch.tensor(enc.ends - enc.starts, dtype=torch.float32),
+        "doc": torch.tensor(enc.doc),
+    }
 
 
 def _doc_max(values: Any, doc: Any, n: int) -> Any:
@@ -300,7 +318,8 @@ def _fit_one(enc: Encoded, static: np.ndarray, hyper: Hyper, mu: np.ndarray, see
         norm = torch.zeros(enc.n).index_add(0, t["doc"], w)
         doc_cat = torch.zeros(enc.n, len(CATEGORIES)).index_add(0, t["doc"], cat * w[:, None]) / norm[:, None]
         loss = loss + hyper.category_loss * torch.nn.functional.binary_cross_entropy_with_logits(
-            doc_cat[sensitive], cats[sensitive])
+            doc_cat[sensitive], cats[sensitive]
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -371,6 +390,7 @@ def fold_head(models: list[Any], categories: Any, static: np.ndarray) -> dict[st
 
 # -- choosing the threshold ---------------------------------------------------------------------------------------
 
+
 def cross_validate(items: list[Item], tokenizer: Any, static: np.ndarray, hyper: Hyper, folds: int = 5) -> np.ndarray:
     """Out-of-fold scores for ``items`` (folds by group, so twins stay together)."""
     groups = sorted({i.group for i in items})
@@ -392,13 +412,15 @@ def corpus_mean(enc: Encoded, static: np.ndarray) -> np.ndarray:
 
 def choose_threshold(scores: np.ndarray, items: list[Item], target_recall: float) -> float:
     """The highest threshold that keeps recall on the handwritten sensitive items at ``target_recall``."""
-    pos = np.sort(np.array([s for s, i in zip(scores, items, strict=True)
-                            if i.sensitive and i.source == "handwritten"]))
+    pos = np.sort(
+        np.array([s for s, i in zip(scores, items, strict=True) if i.sensitive and i.source == "handwritten"])
+    )
     k = int(np.floor(len(pos) * (1 - target_recall)))  # this many may fall below the threshold
     return float(pos[k]) if len(pos) else 0.5
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
+
 
 def rates(scores: np.ndarray, items: list[Item], threshold: float) -> dict[str, Any]:
     def share(mask: np.ndarray) -> dict[str, Any]:
@@ -430,8 +452,11 @@ def rates(scores: np.ndarray, items: list[Item], threshold: float) -> dict[str, 
 
 def pr_curve(scores: np.ndarray, items: list[Item]) -> dict[str, list[float]]:
     """Precision and recall on handwritten sensitive vs handwritten benign same-topic items, by threshold."""
-    keep = [(s, i.sensitive) for s, i in zip(scores, items, strict=True)
-            if i.source == "handwritten" and (i.sensitive or i.categories[0] not in ("general", "reference"))]
+    keep = [
+        (s, i.sensitive)
+        for s, i in zip(scores, items, strict=True)
+        if i.source == "handwritten" and (i.sensitive or i.categories[0] not in ("general", "reference"))
+    ]
     thresholds = np.linspace(0.0, 1.0, 201)
     precision, recall, fpr = [], [], []
     pos = sum(1 for _, y in keep if y)
@@ -459,8 +484,13 @@ def plot(curves: dict[str, dict[str, list[float]]], threshold: float, path: Path
     for c in curves.values():
         i = int(np.argmin(np.abs(np.array(c["threshold"]) - threshold)))
         ax1.plot([c["recall"][i]], [c["precision"][i]], "o", color="black")
-    ax1.set(xlabel="recall (sensitive)", ylabel="precision", title="Precision / recall, sensitive vs benign same-topic",
-            xlim=(0, 1.01), ylim=(0, 1.01))
+    ax1.set(
+        xlabel="recall (sensitive)",
+        ylabel="precision",
+        title="Precision / recall, sensitive vs benign same-topic",
+        xlim=(0, 1.01),
+        ylim=(0, 1.01),
+    )
     ax1.legend(loc="lower left")
     ax2.axvline(threshold, color="black", linewidth=0.8)
     ax2.set(xlabel="threshold", ylabel="rate", title=f"By threshold (chosen {threshold:.3f})", ylim=(0, 1.01))
@@ -473,6 +503,7 @@ def plot(curves: dict[str, dict[str, list[float]]], threshold: float, path: Path
 
 # -- the command --------------------------------------------------------------------------------------------------
 
+
 def write_artefact(out: Path, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> str:
     from safetensors.numpy import save_file
 
@@ -482,8 +513,10 @@ def write_artefact(out: Path, arrays: dict[str, np.ndarray], config: dict[str, A
             f.unlink()
     tmp.mkdir(parents=True, exist_ok=True)
     # float16 keeps the table small in the repository (about 4 MB); the reviewer computes in float32.
-    save_file({k: (v.astype(np.float16) if k in ("table", "bigram", "unigram") else v) for k, v in arrays.items()},
-              str(tmp / HEAD_NAME))
+    save_file(
+        {k: (v.astype(np.float16) if k in ("table", "bigram", "unigram") else v) for k, v in arrays.items()},
+        str(tmp / HEAD_NAME),
+    )
     (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     write_manifest(tmp, "models/egress_train.py")
     if out.exists():
@@ -496,13 +529,19 @@ def write_artefact(out: Path, arrays: dict[str, np.ndarray], config: dict[str, A
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign models train-egress-review", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="prepared MiniLM folder (default %(default)s)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_ARTEFACT,
-                        help="artefact folder (default: the packaged one)")
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="prepared MiniLM folder (default %(default)s)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_ARTEFACT, help="artefact folder (default: the packaged one)"
+    )
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="report.json and the plot go here")
-    parser.add_argument("--target-recall", type=float, default=0.96,
-                        help="cross-validated recall the threshold must keep (default %(default)s)")
+    parser.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.96,
+        help="cross-validated recall the threshold must keep (default %(default)s)",
+    )
     parser.add_argument("--cv-only", action="store_true", help="cross-validate and print; write nothing")
     parser.add_argument("--show-errors", action="store_true", help="with --cv-only: list the misread items")
     parser.add_argument("--hyper", type=json.loads, default={}, help="JSON overrides of the head's settings (Hyper)")
@@ -532,9 +571,11 @@ def main(argv: list[str]) -> int:
         for target in (0.93, 0.95, 0.96, 0.97, 0.98):
             t = choose_threshold(oof, train, target)
             r = rates(oof, train, t)
-            print(f"  recall target {target}: threshold {t:.3f}, same-topic FPR {r['fpr_benign_same_topic']['rate']}, "
-                  f"general FPR {r['fpr_benign_general']['rate']}, long documents: recall "
-                  f"{r['long_document_recall']['rate']} FPR {r['long_document_fpr']['rate']}")
+            print(
+                f"  recall target {target}: threshold {t:.3f}, same-topic FPR {r['fpr_benign_same_topic']['rate']}, "
+                f"general FPR {r['fpr_benign_general']['rate']}, long documents: recall "
+                f"{r['long_document_recall']['rate']} FPR {r['long_document_fpr']['rate']}"
+            )
         if args.show_errors:
             for score, item in sorted(zip(oof, train, strict=True), key=lambda p: p[0]):
                 wrong = (score < threshold) if item.sensitive else (score >= threshold)
@@ -575,8 +616,11 @@ def main(argv: list[str]) -> int:
     if parity > 0.02:
         print("the artefact does not reproduce the trained model", file=sys.stderr)
         return 1
-    hits = [(reviewer.review_texts(raw_texts(i), 10).categories, i.categories) for i in held_out
-            if i.sensitive and i.source == "handwritten"]
+    hits = [
+        (reviewer.review_texts(raw_texts(i), 10).categories, i.categories)
+        for i in held_out
+        if i.sensitive and i.source == "handwritten"
+    ]
     flagged = [(got, want) for got, want in hits if got]
     category_hits = sum(1 for got, want in flagged if {g.removeprefix("semantic_") for g in got} & set(want))
     print(f"held-out sensitive items flagged with at least one right category: {category_hits}/{len(flagged)}")
@@ -595,8 +639,11 @@ def main(argv: list[str]) -> int:
     }
     args.report.mkdir(parents=True, exist_ok=True)
     (args.report / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot({"held-out split": held_curve, "cross-validation (training split)": oof_curve}, threshold,
-         args.report / "pr_curve.png")
+    plot(
+        {"held-out split": held_curve, "cross-validation (training split)": oof_curve},
+        threshold,
+        args.report / "pr_curve.png",
+    )
     print(f"held-out: {json.dumps(_headline(report['held_out']))}")
     print(f"wrote {args.report / 'report.json'} and {args.report / 'pr_curve.png'}")
     return 0
@@ -609,9 +656,19 @@ def _score(reviewer: Any, item: Item) -> float:
 
 
 def _headline(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: r[k] for k in ("recall_sensitive", "fpr_benign_same_topic", "fpr_benign_general", "fpr_reference_text",
-                              "generated_recall_sensitive", "generated_fpr_benign", "long_document_recall",
-                              "long_document_fpr")}
+    return {
+        k: r[k]
+        for k in (
+            "recall_sensitive",
+            "fpr_benign_same_topic",
+            "fpr_benign_general",
+            "fpr_reference_text",
+            "generated_recall_sensitive",
+            "generated_fpr_benign",
+            "long_document_recall",
+            "long_document_fpr",
+        )
+    }
 
 
 def _data_digest() -> str:

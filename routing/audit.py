@@ -112,9 +112,7 @@ class AuditRecord(_Frozen):
     ``detected_level``/``level`` are null only when the request ended before classification (401, 413...).
     """
 
-    ts: str = Field(
-        default_factory=utc_now, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
-    )
+    ts: str = Field(default_factory=utc_now, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
     event: Literal["egress", "request"]
     request_id: Name
     caller: Name | None
@@ -402,8 +400,9 @@ class VerifyResult:
     anchors_checked: int = 0
 
 
-def verify(path: Path | str, *, expect_head: str | None = None, anchors: dict[int, str] | None = None,
-           progress: bool = False) -> VerifyResult:
+def verify(
+    path: Path | str, *, expect_head: str | None = None, anchors: dict[int, str] | None = None, progress: bool = False
+) -> VerifyResult:
     """Check the whole chain in ``path``: every line well formed, every hash right, every ``prev`` linked.
 
     ``expect_head``: a head hash recorded earlier; it must still be in the chain, which detects records
@@ -418,8 +417,16 @@ def verify(path: Path | str, *, expect_head: str | None = None, anchors: dict[in
             return verify_lines(fh, expect_head=expect_head, anchors=anchors)
         from tqdm import tqdm
 
-        with tqdm(total=os.fstat(fh.fileno()).st_size, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc="verify", file=sys.stderr, disable=None, mininterval=0.5) as bar:
+        with tqdm(
+            total=os.fstat(fh.fileno()).st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="verify",
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+        ) as bar:
             return verify_lines(_counted(fh, bar.update), expect_head=expect_head, anchors=anchors)
 
 
@@ -435,8 +442,9 @@ def _counted(lines: Iterable[bytes], advance: Callable[[int], object], every: in
     advance(pending)
 
 
-def verify_lines(lines: Iterable[bytes], *, expect_head: str | None = None,
-                 anchors: dict[int, str] | None = None) -> VerifyResult:
+def verify_lines(
+    lines: Iterable[bytes], *, expect_head: str | None = None, anchors: dict[int, str] | None = None
+) -> VerifyResult:
     """:func:`verify` over lines (each with its ``\n``), streamed: memory does not grow with the log."""
     prev, records = GENESIS, 0
     seen_head = expect_head is None
@@ -504,7 +512,7 @@ def _fast_line(raw: bytes) -> tuple[str, str] | None:
     at = raw.find(member)
     if at < 0:
         return None
-    body = raw[:at] + raw[at + len(member):-1]
+    body = raw[:at] + raw[at + len(member) : -1]
     if hashlib.sha256(body).hexdigest() != line.hash:
         return None
     return line.prev, line.hash

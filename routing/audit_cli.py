@@ -16,11 +16,16 @@ def main(argv: list[str]) -> int:
     check = sub.add_parser("verify", help="check the hash chain of an audit log")
     check.add_argument("path", type=Path)
     check.add_argument("--head", help="a head hash recorded earlier; it must still be in the chain")
-    check.add_argument("--anchors", type=Path, metavar="SOURCE",
-                       help="anchors written while the log grew (the anchor file, or an export of the SIEM's anchor "
-                            "messages): every anchored record must still be in the log, unchanged")
-    check.add_argument("--anchor-log", metavar="NAME",
-                       help="the log's name in the anchors (default: the file name of PATH)")
+    check.add_argument(
+        "--anchors",
+        type=Path,
+        metavar="SOURCE",
+        help="anchors written while the log grew (the anchor file, or an export of the SIEM's anchor "
+        "messages): every anchored record must still be in the log, unchanged",
+    )
+    check.add_argument(
+        "--anchor-log", metavar="NAME", help="the log's name in the anchors (default: the file name of PATH)"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

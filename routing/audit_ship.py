@@ -113,8 +113,11 @@ class Anchor:
     log: str
 
     def to_json(self) -> str:
-        return json.dumps({"type": ANCHOR_TYPE, "log": self.log, "lines": self.lines, "head": self.head,
-                           "ts": self.ts}, sort_keys=True, separators=(",", ":"))
+        return json.dumps(
+            {"type": ANCHOR_TYPE, "log": self.log, "lines": self.lines, "head": self.head, "ts": self.ts},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
 
 class ShipError(RuntimeError):
@@ -150,8 +153,9 @@ class SyslogSink:
         if config.tls:
             self._context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
             if config.client_cert_file:
-                self._context.load_cert_chain(str(config.client_cert_file),
-                                              str(config.client_key_file) if config.client_key_file else None)
+                self._context.load_cert_chain(
+                    str(config.client_cert_file), str(config.client_key_file) if config.client_key_file else None
+                )
 
     def message(self, msgid: str, ts: str, sd: dict[str, str], body: bytes) -> bytes:
         pri = self.config.syslog_facility * 8 + 6  # severity 6: informational
@@ -162,8 +166,10 @@ class SyslogSink:
         return str(len(msg)).encode() + b" " + msg
 
     def send(self, items: Sequence[Item], log_name: str) -> None:
-        data = b"".join(self.message("audit", i.ts, {"log": log_name, "line": str(i.number), "hash": i.digest},
-                                     i.line) for i in items)
+        data = b"".join(
+            self.message("audit", i.ts, {"log": log_name, "line": str(i.number), "hash": i.digest}, i.line)
+            for i in items
+        )
         self._transmit(data)
 
     def send_anchor(self, anchor: Anchor) -> None:
@@ -235,18 +241,27 @@ class OTLPSink:
 
         self._logs = otlp_logs()
         self._exporter = self._logs.exporter(
-            endpoint=config.endpoint, timeout=config.timeout_s,
+            endpoint=config.endpoint,
+            timeout=config.timeout_s,
             certificate_file=str(config.ca_file) if config.ca_file else None,
             client_certificate_file=str(config.client_cert_file) if config.client_cert_file else None,
-            client_key_file=str(config.client_key_file) if config.client_key_file else None)
+            client_key_file=str(config.client_key_file) if config.client_key_file else None,
+        )
         self._resource = Resource.create({"service.name": service_name})
         self._scope = InstrumentationScope("routing.audit_ship")
 
     def _record(self, body: str, event: str, ts: str, attributes: dict[str, str | int]):
         logs = self._logs
         ns = _ts_ns(ts)
-        record = logs.log_record(timestamp=ns, observed_timestamp=ns, severity_text="INFO",
-                                 severity_number=logs.severity.INFO, body=body, attributes=attributes, event_name=event)
+        record = logs.log_record(
+            timestamp=ns,
+            observed_timestamp=ns,
+            severity_text="INFO",
+            severity_number=logs.severity.INFO,
+            body=body,
+            attributes=attributes,
+            event_name=event,
+        )
         return logs.readable_log_record(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
 
     def _export(self, records: list) -> None:
@@ -254,14 +269,37 @@ class OTLPSink:
             raise ShipError("OTLP collector did not accept the batch")
 
     def send(self, items: Sequence[Item], log_name: str) -> None:
-        self._export([self._record(i.line.decode(), RECORD_EVENT, i.ts, {
-            "sovereign.audit.log": log_name, "sovereign.audit.line": i.number, "sovereign.audit.hash": i.digest,
-        }) for i in items])
+        self._export(
+            [
+                self._record(
+                    i.line.decode(),
+                    RECORD_EVENT,
+                    i.ts,
+                    {
+                        "sovereign.audit.log": log_name,
+                        "sovereign.audit.line": i.number,
+                        "sovereign.audit.hash": i.digest,
+                    },
+                )
+                for i in items
+            ]
+        )
 
     def send_anchor(self, anchor: Anchor) -> None:
-        self._export([self._record(anchor.to_json(), ANCHOR_TYPE, anchor.ts, {
-            "sovereign.audit.log": anchor.log, "sovereign.audit.line": anchor.lines,
-            "sovereign.audit.hash": anchor.head})])
+        self._export(
+            [
+                self._record(
+                    anchor.to_json(),
+                    ANCHOR_TYPE,
+                    anchor.ts,
+                    {
+                        "sovereign.audit.log": anchor.log,
+                        "sovereign.audit.line": anchor.lines,
+                        "sovereign.audit.hash": anchor.head,
+                    },
+                )
+            ]
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -442,11 +480,18 @@ class AuditShipper:
     ``on_failure(what)`` when a send fails (``what`` is ``"ship"`` or ``"anchor"``), ``on_anchor(unix_time)``.
     """
 
-    def __init__(self, audit_path: Path | str, *, sink: Sink | None, shipping: ShippingConfig | None = None,
-                 anchor_sink: Sink | None = None, anchors: AnchorConfig | None = None,
-                 on_backlog: Callable[[int], None] | None = None,
-                 on_failure: Callable[[str], None] | None = None,
-                 on_anchor: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        audit_path: Path | str,
+        *,
+        sink: Sink | None,
+        shipping: ShippingConfig | None = None,
+        anchor_sink: Sink | None = None,
+        anchors: AnchorConfig | None = None,
+        on_backlog: Callable[[int], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        on_anchor: Callable[[float], None] | None = None,
+    ) -> None:
         self.path = Path(audit_path)
         self.sink, self.anchor_sink = sink, anchor_sink
         # Anchors only (no sink): the default timings (poll, retry, cursor beside the log) still apply.
@@ -542,8 +587,11 @@ class AuditShipper:
                         log.warning("audit shipping failed, %s kept for later: %s", self.path.name, exc)
                         self._failure("ship")
                 self._backlog(fh, size)
-            if self.anchors is not None and self.anchor_sink is not None and (
-                    final or time.monotonic() >= self._next_anchor):
+            if (
+                self.anchors is not None
+                and self.anchor_sink is not None
+                and (final or time.monotonic() >= self._next_anchor)
+            ):
                 failed = not self._anchor(fh, size, self.anchor_sink, self.anchors) or failed
         return progressed, failed
 
@@ -591,8 +639,14 @@ class AuditShipper:
             self._on_failure(what)
 
 
-def start_shipper(audit_path: Path | str, shipping: ShippingConfig | None, anchors: AnchorConfig | None, *,
-                  service_name: str = "sovereign-inference", **callbacks: Callable) -> AuditShipper | None:
+def start_shipper(
+    audit_path: Path | str,
+    shipping: ShippingConfig | None,
+    anchors: AnchorConfig | None,
+    *,
+    service_name: str = "sovereign-inference",
+    **callbacks: Callable,
+) -> AuditShipper | None:
     """The shipper the configuration asks for, started; None when neither shipping nor anchors are configured."""
     if shipping is None and anchors is None:
         return None
@@ -607,5 +661,4 @@ def start_shipper(audit_path: Path | str, shipping: ShippingConfig | None, ancho
             if anchors.path is None:
                 raise ValueError("audit.anchors.path is required when audit.anchors.sink is 'file'")
             anchor_sink = FileAnchorSink(anchors.path)
-    return AuditShipper(audit_path, sink=sink, shipping=shipping, anchor_sink=anchor_sink, anchors=anchors,
-                        **callbacks)
+    return AuditShipper(audit_path, sink=sink, shipping=shipping, anchor_sink=anchor_sink, anchors=anchors, **callbacks)

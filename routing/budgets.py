@@ -103,22 +103,43 @@ class BudgetBook:
             m = self.minutes.get((scope.key, minute)) or _Counter()
             d = self.days.get((scope.key, day)) or _Counter()
             if lim.requests_per_minute is not None:
-                req.append((lim.requests_per_minute - m.requests - 1, lim.requests_per_minute, minute_reset,
-                            scope.key, "requests_per_minute"))
+                req.append(
+                    (
+                        lim.requests_per_minute - m.requests - 1,
+                        lim.requests_per_minute,
+                        minute_reset,
+                        scope.key,
+                        "requests_per_minute",
+                    )
+                )
             if lim.tokens_per_minute is not None:
-                tok.append((lim.tokens_per_minute - m.tokens - tokens, lim.tokens_per_minute, minute_reset,
-                            scope.key, "tokens_per_minute"))
+                tok.append(
+                    (
+                        lim.tokens_per_minute - m.tokens - tokens,
+                        lim.tokens_per_minute,
+                        minute_reset,
+                        scope.key,
+                        "tokens_per_minute",
+                    )
+                )
             if lim.tokens_per_day is not None:
-                tok.append((lim.tokens_per_day - d.tokens - tokens, lim.tokens_per_day, day_reset, scope.key,
-                            "tokens_per_day"))
+                tok.append(
+                    (lim.tokens_per_day - d.tokens - tokens, lim.tokens_per_day, day_reset, scope.key, "tokens_per_day")
+                )
         over = [b for b in (*req, *tok) if b[0] < 0]
         if over:
             # Refused: nothing is charged, so the headers show what is left now (this request not counted).
             worst = max(over, key=lambda b: b[2])  # the one that keeps the caller waiting longest
             req_now = [(r + 1, limit, reset, key, name) for r, limit, reset, key, name in req]
             tok_now = [(r + tokens, limit, reset, key, name) for r, limit, reset, key, name in tok]
-            return Verdict(False, _headers(req_now, tok_now), retry_after_s=worst[2],
-                           exceeded=f"{worst[4]} of {worst[3]}", minute=minute, day=day)
+            return Verdict(
+                False,
+                _headers(req_now, tok_now),
+                retry_after_s=worst[2],
+                exceeded=f"{worst[4]} of {worst[3]}",
+                minute=minute,
+                day=day,
+            )
         for scope in scopes:
             if not scope.limits:
                 continue
@@ -146,8 +167,9 @@ class BudgetBook:
             del self.days[key]
 
 
-def _headers(req: list[tuple[int, int, float, str, str]], tok: list[tuple[int, int, float, str, str]]
-             ) -> dict[str, str]:
+def _headers(
+    req: list[tuple[int, int, float, str, str]], tok: list[tuple[int, int, float, str, str]]
+) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, budgets in (("requests", req), ("tokens", tok)):
         if budgets:
@@ -221,8 +243,9 @@ class RayLedger:
         import ray
 
         actor_cls: Any = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_BookActor)
-        self._actor = actor_cls.options(name=name, namespace=namespace, lifetime="detached",
-                                        get_if_exists=True).remote()
+        self._actor = actor_cls.options(
+            name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        ).remote()
 
     async def reserve(self, scopes: Sequence[Scope], tokens: int) -> Verdict:
         return await self._actor.reserve.remote(list(scopes), tokens)

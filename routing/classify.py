@@ -53,10 +53,19 @@ TIMEOUT_SIGNAL = "classification_timeout"
 # Kinds of content the classifier cannot read, and the signal each raises (OFFICIAL-SENSITIVE).
 UNSCANNED_KINDS: tuple[str, ...] = ("image", "audio", "video", "file", "token_ids")
 _PART_KINDS = {
-    "image_url": "image", "input_image": "image", "image": "image", "image_file": "image",
-    "input_audio": "audio", "audio": "audio", "audio_url": "audio",
-    "video_url": "video", "input_video": "video", "video": "video",
-    "file": "file", "input_file": "file", "document": "file",
+    "image_url": "image",
+    "input_image": "image",
+    "image": "image",
+    "image_file": "image",
+    "input_audio": "audio",
+    "audio": "audio",
+    "audio_url": "audio",
+    "video_url": "video",
+    "input_video": "video",
+    "video": "video",
+    "file": "file",
+    "input_file": "file",
+    "document": "file",
 }
 _PART_KEYS = {"image_url": "image", "input_audio": "audio", "video_url": "video", "file_data": "file"}
 _PART_KEY_SET = frozenset(_PART_KEYS)
@@ -179,8 +188,9 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
                 if "base64," in node:
                     _data_urls(node, found)
                 continue
-            if kind_of_node is dict or (kind_of_node is not list and kind_of_node is not int
-                                        and isinstance(node, Mapping)):
+            if kind_of_node is dict or (
+                kind_of_node is not list and kind_of_node is not int and isinstance(node, Mapping)
+            ):
                 if not node:
                     continue
                 if "type" in node or not _PART_KEY_SET.isdisjoint(node):
@@ -258,8 +268,11 @@ def _holds_token_ids(value: Any) -> bool:
 
 def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> str | None:
     """A message's text parts as the model reads them (concatenated), when it has two or more."""
-    texts = [p["text"] for p in parts if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS
-             and isinstance(p.get("text"), str)]
+    texts = [
+        p["text"]
+        for p in parts
+        if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS and isinstance(p.get("text"), str)
+    ]
     return "".join(texts) if len(texts) > 1 else None
 
 
@@ -353,8 +366,9 @@ _CONTROL = normalize.CONTROL
 _DECODE = normalize.DECODE
 
 
-def _scan(table: Scanner, buf: bytes, deadline: _Deadline, found: list[int] | None = None
-          ) -> tuple[dict[str, int], bytes | None]:
+def _scan(
+    table: Scanner, buf: bytes, deadline: _Deadline, found: list[int] | None = None
+) -> tuple[dict[str, int], bytes | None]:
     """The signals in ``buf`` (normalising its line breaks and control characters first if it has any), and
     the normalised buffer again when it carries something for the decoded view to read (else None).
     ``found``: what ``table.present(buf)`` returned, when the caller has it already."""
@@ -371,8 +385,9 @@ def _scan(table: Scanner, buf: bytes, deadline: _Deadline, found: list[int] | No
     return table.validate(buf, found, deadline.at), (buf if rows + _DECODE in found else None)
 
 
-def _scan_views(table: Scanner, buf: bytes, folded: list[str], deadline: _Deadline,
-                found: list[int] | None = None) -> dict[str, int]:
+def _scan_views(
+    table: Scanner, buf: bytes, folded: list[str], deadline: _Deadline, found: list[int] | None = None
+) -> dict[str, int]:
     """Scan every view of the text in ``buf`` (normalised, UTF-8) and ``folded`` (its non-ASCII strings folded
     to ASCII); each signal counts as often as the view that found it most often."""
     counts, encoded = _scan(table, buf, deadline, found)
@@ -399,8 +414,15 @@ def _merge(into: dict[str, int], more: dict[str, int]) -> None:
             into[signal] = count
 
 
-def _classify(texts: list[str], unscanned: Mapping[str, int], declared: Level | None, floor: Level | None,
-              deadline: _Deadline, buf: bytes | None = None, found: list[int] | None = None) -> Classification:
+def _classify(
+    texts: list[str],
+    unscanned: Mapping[str, int],
+    declared: Level | None,
+    floor: Level | None,
+    deadline: _Deadline,
+    buf: bytes | None = None,
+    found: list[int] | None = None,
+) -> Classification:
     """``buf`` and ``found``: the normalised buffer of ``texts`` and what the first pass found in it, when the
     caller has them already (``classify_text``'s ASCII path)."""
     table = scanner()
@@ -415,8 +437,14 @@ def _classify(texts: list[str], unscanned: Mapping[str, int], declared: Level | 
     for kind, n in unscanned.items():
         counts[unscanned_signal(kind)] = n
     verdict = _verdict(counts, declared, floor)
-    return Classification(verdict.level, verdict.detected_level, declared, verdict.signals,
-                          unscanned=frozenset(unscanned), readable_level=readable.level)
+    return Classification(
+        verdict.level,
+        verdict.detected_level,
+        declared,
+        verdict.signals,
+        unscanned=frozenset(unscanned),
+        readable_level=readable.level,
+    )
 
 
 # Verdicts with findings, by (findings, declared, floor): the same few kinds and counts recur, and a verdict
@@ -503,8 +531,16 @@ def classify_text(
         return _failed(ERROR_SIGNAL, declared)
 
 
-_DIGEST_MODULES = ("classify.py", "normalize.py", "detectors.py", "detectors_base.py", "markings.py", "names.py",
-                   "phones.py", "levels.py")
+_DIGEST_MODULES = (
+    "classify.py",
+    "normalize.py",
+    "detectors.py",
+    "detectors_base.py",
+    "markings.py",
+    "names.py",
+    "phones.py",
+    "levels.py",
+)
 _DIGEST_DATA = ("first_names.txt", "surnames.txt")
 _DIGEST_PACKAGES = ("google-re2", "python-stdnum", "phonenumbers", "anyascii", "confusable-homoglyphs")
 

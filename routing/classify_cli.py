@@ -51,16 +51,20 @@ def _error(item_id: Any, why: str) -> dict[str, Any]:
 Reviewer = Any  # routing.egress_review.EgressReviewer, imported only with --egress-review
 
 
-def _reviewed(c: Classification, reviewer: Reviewer | None, *, text: str | None = None,
-              request: dict[str, Any] | None = None) -> Classification:
+def _reviewed(
+    c: Classification, reviewer: Reviewer | None, *, text: str | None = None, request: dict[str, Any] | None = None
+) -> Classification:
     """``c`` after the egress review, where the server would run it (the rules said OFFICIAL)."""
     if reviewer is None or c.level > Level.OFFICIAL:
         return c
     from routing.egress_review import UNAVAILABLE_SIGNAL, ReviewError, raise_level
 
     try:
-        review = (reviewer.review_request(request, REVIEW_DEADLINE_S) if request is not None
-                  else reviewer.review_texts([text or ""], REVIEW_DEADLINE_S))
+        review = (
+            reviewer.review_request(request, REVIEW_DEADLINE_S)
+            if request is not None
+            else reviewer.review_texts([text or ""], REVIEW_DEADLINE_S)
+        )
     except ReviewError:
         signals: tuple[str, ...] = (UNAVAILABLE_SIGNAL,)
     else:
@@ -102,10 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jsonl", metavar="FILE", help="JSON Lines input ('-' for standard input)")
     parser.add_argument("text", nargs="*", metavar="TEXT", help="text to classify (joined with spaces)")
     review = parser.add_argument_group("egress review (the semantic second opinion)")
-    review.add_argument("--egress-review", action="store_true",
-                        help="apply the review the server runs before an OFFICIAL request leaves")
-    review.add_argument("--model", type=Path, default=None,
-                        help="MiniLM folder (default: var/models/minilm when prepared, else its wheel's)")
+    review.add_argument(
+        "--egress-review",
+        action="store_true",
+        help="apply the review the server runs before an OFFICIAL request leaves",
+    )
+    review.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="MiniLM folder (default: var/models/minilm when prepared, else its wheel's)",
+    )
     review.add_argument("--artefact", type=Path, default=None, help="trained head (default: the packaged one)")
     review.add_argument("--threshold", type=float, default=None, help="default: the artefact's")
     return parser
@@ -121,8 +132,9 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
         from routing.egress_review import DEFAULT_ARTEFACT, ArtefactError, EgressReviewer, default_model_dir
 
         try:
-            reviewer = EgressReviewer.load(args.artefact or DEFAULT_ARTEFACT, args.model or default_model_dir(),
-                                           threshold=args.threshold)
+            reviewer = EgressReviewer.load(
+                args.artefact or DEFAULT_ARTEFACT, args.model or default_model_dir(), threshold=args.threshold
+            )
         except ArtefactError as exc:
             print(f"sovereign classify: {exc}", file=sys.stderr)
             return 2

@@ -267,8 +267,13 @@ def _payment_card(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     groups = m.group().replace(b"-", b" ").replace(b".", b" ").split()
     while groups:
         d = b"".join(groups)
-        if (13 <= len(d) <= 19 and d not in _TEST_CARDS and not _placeholder(d) and _card_brand_ok(d)
-                and _luhn.is_valid(d.decode())):
+        if (
+            13 <= len(d) <= 19
+            and d not in _TEST_CARDS
+            and not _placeholder(d)
+            and _card_brand_ok(d)
+            and _luhn.is_valid(d.decode())
+        ):
             return "payment_card"
         if len(groups) == 1:
             return None
@@ -482,8 +487,9 @@ _SEP = rb"[ \t.\-]{0,3}"  # between a number's groups: spaces, tabs, dots or hyp
 _SP = rb"[ \t]{0,3}"  # optional spaces between the groups of an alphanumeric identifier
 
 IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
-    Detector("nhs_number", OS, _digit_id(rb"\d{3}" + _SEP + rb"\d{3}" + _SEP + rb"\d{4}"), _nhs_number,
-             also=(("utr", OS),)),
+    Detector(
+        "nhs_number", OS, _digit_id(rb"\d{3}" + _SEP + rb"\d{3}" + _SEP + rb"\d{4}"), _nhs_number, also=(("utr", OS),)
+    ),
     Detector("utr", OS, _digit_id(rb"\d{5}" + _SP + rb"\d{5}K?"), _utr_number, requires=_UTR_CONTEXT),
     Detector(
         "ni_number",
@@ -573,7 +579,8 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
 # address; the justice row is words. tests/routing/test_classify_detectors.py checks it on the parsed patterns.
 _DIGITS = b"0123456789"
 IDENTIFIER_DETECTORS = tuple(
-    det if det.signal == "justice_context_named_person"
+    det
+    if det.signal == "justice_context_named_person"
     else replace(det, needs=b"@" if det.signal == "email" else _DIGITS)
     for det in IDENTIFIER_DETECTORS
 )

@@ -168,8 +168,9 @@ class Scanner:
         self.detectors = tuple(detectors)
         self.rows = len(self.detectors)
         rows = _re2.Set(_UNANCHORED, opts)
-        for i, pattern in enumerate([*(d.pattern if d.trigger is None else d.trigger for d in self.detectors),
-                                     *markers]):
+        for i, pattern in enumerate(
+            [*(d.pattern if d.trigger is None else d.trigger for d in self.detectors), *markers]
+        ):
             if rows.Add(pattern) != i:
                 raise re2.error(f"row {i}: pattern does not compile")
         if not rows.Compile():
@@ -180,15 +181,23 @@ class Scanner:
         self.present = rows.Match
         self._regexes = tuple(Regex(det.pattern, opts) for det in self.detectors)
         self._rows = tuple(
-            (det.signal, det.validate, regex._match, regex.groupindex, regex.groupindex.get(b"v", 0),
-             det.requires._match if det.requires is not None else None, det.needs or None)
+            (
+                det.signal,
+                det.validate,
+                regex._match,
+                regex.groupindex,
+                regex.groupindex.get(b"v", 0),
+                det.requires._match if det.requires is not None else None,
+                det.needs or None,
+            )
             for det, regex in zip(self.detectors, self._regexes, strict=True)
         )
         # For rows that need one of several bytes: a translation that makes each of them NUL and NUL itself
         # \x01, so that the next needed byte is one bytes.find of NUL in the translated text.
         self._needs_tables = {
             det.needs: bytes(0 if c in det.needs else 1 if c == 0 else c for c in range(256))
-            for det in self.detectors if det.needs and len(det.needs) > 1
+            for det in self.detectors
+            if det.needs and len(det.needs) > 1
         }
         self.levels: dict[str, Level] = {FLOOD_SIGNAL: Level.OFFICIAL_SENSITIVE}
         for det in self.detectors:
@@ -211,7 +220,9 @@ class Scanner:
         size = len(text)
         if size <= LOCALIZE_ABOVE or len(rows) < 2:
             where: Iterable[tuple[int, Sequence[Sequence[int]]]] = [
-                (index, ((0, size),)) for index in rows if index < self.rows  # markers have no candidates
+                (index, ((0, size),))
+                for index in rows
+                if index < self.rows  # markers have no candidates
             ]
         else:
             where = self._where(text, rows)

@@ -62,15 +62,36 @@ DEFAULT_ARTEFACT = Path(__file__).resolve().parent / "data" / "egress_review"
 CONFIG_NAME = "config.json"
 HEAD_NAME = "head.safetensors"
 FORMAT = "sovereign-egress-review/1"
-CATEGORIES = ("covert_source", "security_arrangements", "protected_person", "child", "health", "operational_plan",
-              "private_individual")
+CATEGORIES = (
+    "covert_source",
+    "security_arrangements",
+    "protected_person",
+    "child",
+    "health",
+    "operational_plan",
+    "private_individual",
+)
 SIGNAL_PREFIX = "semantic_"
 UNAVAILABLE_SIGNAL = "semantic_review_unavailable"
 CATEGORY_SHOWN = 0.5  # a flagged text names every category whose own probability reaches this, and at least its top one
 
 # Keys whose string values are protocol, not content (a role, a model name, a content part's type).
-_NOT_CONTENT = frozenset({"model", "role", "type", "id", "tool_call_id", "object", "encoding_format",
-                          "response_format", "tool_choice", "service_tier", "reasoning_effort", "detail"})
+_NOT_CONTENT = frozenset(
+    {
+        "model",
+        "role",
+        "type",
+        "id",
+        "tool_call_id",
+        "object",
+        "encoding_format",
+        "response_format",
+        "tool_choice",
+        "service_tier",
+        "reasoning_effort",
+        "detail",
+    }
+)
 _MAX_DEPTH = 64
 _PIECE_CHARS = 16_384  # long strings are tokenized in pieces of about this size, checking the deadline between them
 # What MiniLM's (BERT's) normaliser turns into a space and its pre-tokeniser then splits on: tab, line feed, carriage
@@ -98,8 +119,8 @@ class Review:
 
     sensitive: bool
     categories: tuple[str, ...]  # signal names, e.g. ("semantic_child", "semantic_health"); empty when not flagged
-    score: float                 # the highest window's probability of being sensitive
-    bucket: str                  # e.g. "semantic_score_0.9": the score floored to a tenth
+    score: float  # the highest window's probability of being sensitive
+    bucket: str  # e.g. "semantic_score_0.9": the score floored to a tenth
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -134,13 +155,17 @@ def raise_level(classification: Classification, signals: Iterable[str]) -> Class
     for name in signals:
         found.setdefault(name, Signal(name, 1))
     readable = classification.readable_level
-    return replace(classification, level=max(classification.level, floor),
-                   detected_level=max(classification.detected_level, floor),
-                   readable_level=None if readable is None else max(readable, floor),
-                   signals=tuple(found[k] for k in sorted(found)))
+    return replace(
+        classification,
+        level=max(classification.level, floor),
+        detected_level=max(classification.detected_level, floor),
+        readable_level=None if readable is None else max(readable, floor),
+        signals=tuple(found[k] for k in sorted(found)),
+    )
 
 
 # -- text out of a request body -----------------------------------------------------------------------------------
+
 
 def request_texts(body: Mapping[str, Any]) -> list[str]:
     """Every string an OpenAI request body carries as content, in document order.
@@ -241,25 +266,36 @@ def _pieces(text: str) -> Iterator[str]:
 
 # -- the reviewer -------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Head:
-    table: np.ndarray      # (vocab, hidden + categories + 1): per token W e, the category model's C e, and its weight
-    prior: np.ndarray      # (hidden,): the first layer applied to the corpus's mean token embedding
-    bias: np.ndarray       # (hidden,)
-    out: np.ndarray        # (hidden,)
+    table: np.ndarray  # (vocab, hidden + categories + 1): per token W e, the category model's C e, and its weight
+    prior: np.ndarray  # (hidden,): the first layer applied to the corpus's mean token embedding
+    bias: np.ndarray  # (hidden,)
+    out: np.ndarray  # (hidden,)
     out_bias: float
     cat_prior: np.ndarray  # (categories,): the category model applied to the mean token embedding
-    cat_bias: np.ndarray   # (categories,)
-    unigram: np.ndarray    # (vocab,): weight of each word piece, added to the window's logit
-    bigram: np.ndarray     # (buckets,): weight of each hashed word-piece bigram, added to the window's logit
+    cat_bias: np.ndarray  # (categories,)
+    unigram: np.ndarray  # (vocab,): weight of each word piece, added to the window's logit
+    bigram: np.ndarray  # (buckets,): weight of each hashed word-piece bigram, added to the window's logit
     bigram_mult: int
 
 
 class EgressReviewer:
     """Loaded once (verifying every digest), then called for each request that is about to leave."""
 
-    def __init__(self, *, head: _Head, tokenizer: Any, windows: Sequence[int], prior_weight: float, threshold: float,
-                 categories: Sequence[str], digest: str, meta: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        head: _Head,
+        tokenizer: Any,
+        windows: Sequence[int],
+        prior_weight: float,
+        threshold: float,
+        categories: Sequence[str],
+        digest: str,
+        meta: Mapping[str, Any],
+    ) -> None:
         self._head = head
         self._tokenizer = tokenizer
         self.windows = tuple(int(w) for w in windows)
@@ -292,9 +328,16 @@ class EgressReviewer:
         if min(head.table.shape[0], len(head.unigram)) < tokenizer.get_vocab_size():
             raise ArtefactError(f"egress review artefact {artefact}: its token table is smaller than the vocabulary")
         digest = sha256_file(artefact / MANIFEST_NAME)
-        return cls(head=head, tokenizer=tokenizer, windows=config["windows"], prior_weight=config["prior_weight"],
-                   threshold=config["threshold"] if threshold is None else threshold,
-                   categories=config.get("categories", CATEGORIES), digest=digest, meta=config)
+        return cls(
+            head=head,
+            tokenizer=tokenizer,
+            windows=config["windows"],
+            prior_weight=config["prior_weight"],
+            threshold=config["threshold"] if threshold is None else threshold,
+            categories=config.get("categories", CATEGORIES),
+            digest=digest,
+            meta=config,
+        )
 
     # -- reviewing --------------------------------------------------------------------------------------------
 
@@ -402,8 +445,10 @@ def _windows(n: int, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         spans.update((s, s + w) for s in range(0, n - w + 1, step))
         spans.add((n - w, n))
     ordered = sorted(spans)
-    return (np.fromiter((s for s, _ in ordered), dtype=np.int64, count=len(ordered)),
-            np.fromiter((e for _, e in ordered), dtype=np.int64, count=len(ordered)))
+    return (
+        np.fromiter((s for s, _ in ordered), dtype=np.int64, count=len(ordered)),
+        np.fromiter((e for _, e in ordered), dtype=np.int64, count=len(ordered)),
+    )
 
 
 def _sigmoid(x: Any) -> Any:
@@ -430,8 +475,9 @@ def _verify_model(model: Path, expected: Any) -> None:
                 raise ArtefactError(f"egress review model {model}: {name} is missing")
             actual = sha256_file(path)
         if actual != digest:
-            raise ArtefactError(f"egress review model {model}: {name} is not the file the artefact was distilled "
-                                "from (SHA-256 differs)")
+            raise ArtefactError(
+                f"egress review model {model}: {name} is not the file the artefact was distilled from (SHA-256 differs)"
+            )
 
 
 def _read_head(path: Path, bigram_mult: int) -> _Head:
@@ -439,18 +485,27 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
 
     try:
         t = load_file(str(path))
-        head = _Head(table=t["table"].astype(np.float32), prior=t["prior"].astype(np.float32),
-                     bias=t["bias"].astype(np.float32), out=t["out"].astype(np.float32),
-                     out_bias=float(t["out_bias"].reshape(-1)[0]), cat_prior=t["cat_prior"].astype(np.float32),
-                     cat_bias=t["cat_bias"].astype(np.float32), unigram=t["unigram"].astype(np.float32),
-                     bigram=t["bigram"].astype(np.float32),
-                     bigram_mult=bigram_mult)
+        head = _Head(
+            table=t["table"].astype(np.float32),
+            prior=t["prior"].astype(np.float32),
+            bias=t["bias"].astype(np.float32),
+            out=t["out"].astype(np.float32),
+            out_bias=float(t["out_bias"].reshape(-1)[0]),
+            cat_prior=t["cat_prior"].astype(np.float32),
+            cat_bias=t["cat_bias"].astype(np.float32),
+            unigram=t["unigram"].astype(np.float32),
+            bigram=t["bigram"].astype(np.float32),
+            bigram_mult=bigram_mult,
+        )
     except Exception as exc:
         raise ArtefactError(f"egress review artefact: unreadable {path.name} ({exc.__class__.__name__})") from None
     hidden = len(head.bias)
-    if not (len(head.bigram) > 0 and head.prior.shape == head.out.shape == (hidden,)
-            and head.cat_prior.shape == head.cat_bias.shape
-            and head.table.shape[1] == hidden + len(head.cat_bias) + 1):
+    if not (
+        len(head.bigram) > 0
+        and head.prior.shape == head.out.shape == (hidden,)
+        and head.cat_prior.shape == head.cat_bias.shape
+        and head.table.shape[1] == hidden + len(head.cat_bias) + 1
+    ):
         raise ArtefactError(f"egress review artefact: {path.name} has inconsistent shapes")
     return head
 

@@ -125,10 +125,18 @@ class KeyEntry(BaseModel):
         return data
 
     def caller_info(self) -> Caller:
-        expires = dt.datetime.strptime(self.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) \
-            if self.expires else None
-        return Caller(self.caller, self.floor, self.ceiling, self.rate_per_minute, team=self.team or DEFAULT_TEAM,
-                      expires=expires, models=frozenset(self.models) if self.models is not None else None)
+        expires = (
+            dt.datetime.strptime(self.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) if self.expires else None
+        )
+        return Caller(
+            self.caller,
+            self.floor,
+            self.ceiling,
+            self.rate_per_minute,
+            team=self.team or DEFAULT_TEAM,
+            expires=expires,
+            models=frozenset(self.models) if self.models is not None else None,
+        )
 
 
 def hash_key(key: str) -> str:
@@ -190,8 +198,9 @@ class ReloadingKeyStore:
     working without a restart. A file that cannot be read or is malformed after a change fails closed: no key
     is accepted until it is fixed (and an error is logged, without any key material)."""
 
-    def __init__(self, path: Path | str, *, check_every_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, path: Path | str, *, check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._path = Path(path)
         self._stamp = _stamp(self._path)
         self._store = KeyStore.load(self._path)  # at start-up a bad file is an error the operator sees at once
@@ -353,8 +362,9 @@ def revoke_keys(path: Path | str, *, caller: str | None = None, sha256_prefix: s
     if (caller is None) == (sha256_prefix is None):
         raise ValueError("name either a caller or a key's sha256 prefix")
     prefix = (sha256_prefix or "").removeprefix("sha256:").rstrip("…").lower()
-    if sha256_prefix is not None and (len(prefix) < _MIN_REVOKE_PREFIX
-                                      or any(c not in "0123456789abcdef" for c in prefix)):
+    if sha256_prefix is not None and (
+        len(prefix) < _MIN_REVOKE_PREFIX or any(c not in "0123456789abcdef" for c in prefix)
+    ):
         raise ValueError(f"a key's sha256 prefix is at least {_MIN_REVOKE_PREFIX} hex characters")
     path = Path(path)
     with _locked(path):
@@ -366,7 +376,10 @@ def revoke_keys(path: Path | str, *, caller: str | None = None, sha256_prefix: s
         else:
             removed = [e for e in entries if e.key_sha256.startswith(prefix)]
             if len(removed) != 1:
-                raise ValueError(f"{len(removed)} keys match sha256:{prefix} in {path}; give a longer prefix"
-                                 if removed else f"no key matches sha256:{prefix} in {path}")
+                raise ValueError(
+                    f"{len(removed)} keys match sha256:{prefix} in {path}; give a longer prefix"
+                    if removed
+                    else f"no key matches sha256:{prefix} in {path}"
+                )
         _write_atomic(path, [e for e in entries if e not in removed])
     return removed

@@ -36,10 +36,17 @@ def main(argv: list[str]) -> int:
     create.add_argument("--ceiling", type=_level_arg, help="requests above this level are refused (403)")
     create.add_argument("--rate", type=int, help="requests per minute (default: auth.default_rate_per_minute)")
     create.add_argument("--team", help=f"the caller's team, for budgets and usage (default: {DEFAULT_TEAM})")
-    create.add_argument("--expires", metavar="DATE",
-                        help="the key stops working after this date (UTC, through its end) or RFC 3339 time")
-    create.add_argument("--models", type=_models_arg, metavar="A,B",
-                        help="the public model names the key may use (default: every configured model)")
+    create.add_argument(
+        "--expires",
+        metavar="DATE",
+        help="the key stops working after this date (UTC, through its end) or RFC 3339 time",
+    )
+    create.add_argument(
+        "--models",
+        type=_models_arg,
+        metavar="A,B",
+        help="the public model names the key may use (default: every configured model)",
+    )
     create.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
     listing = sub.add_parser("list", help="list callers and limits (never the keys)")
     listing.add_argument("--keys-file", type=Path, default=DEFAULT_KEYS_FILE)
@@ -69,8 +76,10 @@ def main(argv: list[str]) -> int:
         except KeyFileError as exc:
             print(f"sovereign keys: {exc}", file=sys.stderr)
             return 1
-        print(f"{'CALLER':<24} {'TEAM':<16} {'FLOOR':<18} {'CEILING':<18} {'RATE/MIN':>8}  {'CREATED':<20} "
-              f"{'EXPIRES':<20} {'MODELS':<16} KEY")
+        print(
+            f"{'CALLER':<24} {'TEAM':<16} {'FLOOR':<18} {'CEILING':<18} {'RATE/MIN':>8}  {'CREATED':<20} "
+            f"{'EXPIRES':<20} {'MODELS':<16} KEY"
+        )
         for e in entries:
             models = ",".join(e.models) if e.models is not None else "*"
             print(
@@ -81,8 +90,16 @@ def main(argv: list[str]) -> int:
         return 0
 
     try:
-        key = create_key(args.keys_file, args.caller, args.floor, args.ceiling, args.rate, team=args.team,
-                         expires=args.expires, models=args.models)
+        key = create_key(
+            args.keys_file,
+            args.caller,
+            args.floor,
+            args.ceiling,
+            args.rate,
+            team=args.team,
+            expires=args.expires,
+            models=args.models,
+        )
     except (ValueError, OSError) as exc:
         print(f"sovereign keys: {exc}", file=sys.stderr)
         return 1

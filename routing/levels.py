@@ -29,9 +29,7 @@ class Level(IntEnum):
         try:
             return _BY_KEY[key]
         except KeyError:
-            raise ValueError(
-                f"not a classification level; expected one of {', '.join(_LABELS.values())}"
-            ) from None
+            raise ValueError(f"not a classification level; expected one of {', '.join(_LABELS.values())}") from None
 
     def __str__(self) -> str:
         return self.label

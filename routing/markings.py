@@ -76,9 +76,7 @@ _STATED = (
 )
 _CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
 # "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
-_DEIXIS = (
-    rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
-)
+_DEIXIS = rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
 _DOCUMENT = (
     rb"[ \t]+(?:[A-Za-z]+[ \t]+)?(?i:document|report|briefing|brief|note|notes|email|e-mail|annex|annexe|appendix"
     rb"|paper|papers|material|information|submission|minute|minutes|letter|file|files|attachment|record|records"
@@ -86,8 +84,9 @@ _DOCUMENT = (
 )
 
 
-def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_word: bool,
-          title: bytes | None = None) -> tuple[Detector, ...]:
+def _rows(
+    signal: str, level: Level, upper: bytes, any_case: bytes, *, single_word: bool, title: bytes | None = None
+) -> tuple[Detector, ...]:
     """The rows for one marking: ``upper`` as the GSC writes it, ``any_case`` after labels and in multi-word
     banners, ``title`` (single words) alone on a banner line."""
     word = upper + rb"\b"
@@ -107,7 +106,11 @@ def _rows(signal: str, level: Level, upper: bytes, any_case: bytes, *, single_wo
     forms = [
         banner,
         line_start,
-        _VALUE_START + word + rb"(?:" + _UPPER_TAIL + _VALUE_LINE_END
+        _VALUE_START
+        + word
+        + rb"(?:"
+        + _UPPER_TAIL
+        + _VALUE_LINE_END
         + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
@@ -166,8 +169,12 @@ def _said_of_this_text(signal: str) -> Validator:
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
         lo = max(0, start - _LOOK)
-        cut = max(text.rfind(b".", lo, start), text.rfind(b"!", lo, start), text.rfind(b"?", lo, start),
-                  text.rfind(b"\n", lo, start))
+        cut = max(
+            text.rfind(b".", lo, start),
+            text.rfind(b"!", lo, start),
+            text.rfind(b"?", lo, start),
+            text.rfind(b"\n", lo, start),
+        )
         lo = cut + 1 if cut >= 0 else lo
         found = _SENTENCE_BREAK._match(_UNANCHORED, text, end, min(len(text), end + _LOOK))[0][0]
         if found >= 0 and text[found : found + 1] == b"?":
@@ -179,7 +186,6 @@ def _said_of_this_text(signal: str) -> Validator:
         return signal
 
     return validate
-
 
 
 _OS_UPPER = rb"OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIVE"

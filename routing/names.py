@@ -210,11 +210,15 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
         if previous is not None:
             before, end = previous
             gap = buf[end:start]
-            if gap.strip(b" \t") == b"" and before not in _ACRONYMS and _word(before) in firsts \
-                    and _word(word) not in _NOT_SURNAMES and word not in _ACRONYMS:
+            if (
+                gap.strip(b" \t") == b""
+                and before not in _ACRONYMS
+                and _word(before) in firsts
+                and _word(word) not in _NOT_SURNAMES
+                and word not in _ACRONYMS
+            ):
                 return True
-            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS \
-                    and _word(word) in firsts:
+            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS and _word(word) in firsts:
                 return True
         previous = (word, m.end())
     return False
@@ -241,9 +245,42 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
 # Latin-script locales of the people a UK department deals with; names in other scripts are romanised in
 # English documents, and the English-speaking locales carry the common romanisations.
 _LOCALES = (
-    "en_GB", "en_US", "en_IE", "en_IN", "en_PK", "en_NG", "en_KE", "en_NZ", "ga_IE", "pl_PL", "ro_RO", "lt_LT",
-    "lv_LV", "cs_CZ", "sk_SK", "hu_HU", "hr_HR", "sl_SI", "bg_BG", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_PT",
-    "pt_BR", "nl_NL", "tr_TR", "sw", "yo_NG", "ig_NG", "ha_NG", "tw_GH", "zu_ZA", "vi_VN", "id_ID", "sq_AL",
+    "en_GB",
+    "en_US",
+    "en_IE",
+    "en_IN",
+    "en_PK",
+    "en_NG",
+    "en_KE",
+    "en_NZ",
+    "ga_IE",
+    "pl_PL",
+    "ro_RO",
+    "lt_LT",
+    "lv_LV",
+    "cs_CZ",
+    "sk_SK",
+    "hu_HU",
+    "hr_HR",
+    "sl_SI",
+    "bg_BG",
+    "de_DE",
+    "fr_FR",
+    "es_ES",
+    "it_IT",
+    "pt_PT",
+    "pt_BR",
+    "nl_NL",
+    "tr_TR",
+    "sw",
+    "yo_NG",
+    "ig_NG",
+    "ha_NG",
+    "tw_GH",
+    "zu_ZA",
+    "vi_VN",
+    "id_ID",
+    "sq_AL",
 )
 
 

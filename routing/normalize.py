@@ -50,8 +50,16 @@ from serving.thirdparty import re2_extension
 
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
-__all__ = ["MARKERS", "NORMALISATION_VERSION", "decode", "fold", "needs_decoding", "needs_decoding_bytes", "normalise",
-           "normalise_ascii"]
+__all__ = [
+    "MARKERS",
+    "NORMALISATION_VERSION",
+    "decode",
+    "fold",
+    "needs_decoding",
+    "needs_decoding_bytes",
+    "normalise",
+    "normalise_ascii",
+]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
 NORMALISATION_VERSION = "2026-12-06.1"
@@ -289,11 +297,18 @@ _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 # text says which of them occur, instead of a search per pattern (each a whole pass when, as usual, it finds
 # nothing); the set runs again only after a step has changed the text.
 _STEPS: tuple[bytes, ...] = (
-    _PATTERNS[_PERCENT], _PATTERNS[_QP], _PATTERNS[_TAG], _PATTERNS[_ENTITY], _PATTERNS[_SPACED_OR_BROKEN],
-    _PATTERNS[_ESCAPE], _PATTERNS[_BASE64_CONTEXT], _PATTERNS[_JSON_START],
+    _PATTERNS[_PERCENT],
+    _PATTERNS[_QP],
+    _PATTERNS[_TAG],
+    _PATTERNS[_ENTITY],
+    _PATTERNS[_SPACED_OR_BROKEN],
+    _PATTERNS[_ESCAPE],
+    _PATTERNS[_BASE64_CONTEXT],
+    _PATTERNS[_JSON_START],
 )
 _PERCENT_STEP, _QP_STEP, _TAG_STEP, _ENTITY_STEP, _SPACED_STEP, _ESCAPE_STEP, _BASE64_STEP, _JSON_STEP = range(
-    len(_STEPS))
+    len(_STEPS)
+)
 
 
 @cache
@@ -311,6 +326,7 @@ def _steps_set() -> Callable[[bytes], list[int]]:
 def _steps(data: bytes) -> frozenset[int]:
     """The steps of ``_STEPS`` whose pattern occurs in ``data``."""
     return frozenset(_steps_set()(data))
+
 
 MAX_DECODED_BYTES = 8 << 20  # what one decoded view may hold
 _WINDOW_BEFORE = 256  # what is decoded around each marker (then widened to whole lines)
@@ -450,7 +466,7 @@ def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
 
 
 def _join_letters(data: bytes, spans: Spans) -> bytes:
-    """"S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
+    """ "S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
     start, end = spans[0]
     return data[start:end].replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
 

@@ -86,11 +86,7 @@ class _Region:
     def matching(self, nsn: bytes) -> set[int]:
         """Indices into ``_DESCS`` of the descs that ``nsn`` matches."""
         n = len(nsn)
-        return {
-            self._desc_of[i]
-            for i in self._match(nsn)
-            if not self._lengths[i] or n in self._lengths[i]
-        }
+        return {self._desc_of[i] for i in self._match(nsn) if not self._lengths[i] or n in self._lengths[i]}
 
     def number_type(self, nsn: bytes) -> int:
         """``phonenumbers.phonenumberutil._number_type_helper`` for this region."""

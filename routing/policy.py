@@ -44,7 +44,7 @@ class Plan:
 
     candidates: tuple[str, ...]
     refusal: Refusal | None = None
-    overflowed: tuple[str, ...] = field(default=())   # local backends moved back because their queue is full
+    overflowed: tuple[str, ...] = field(default=())  # local backends moved back because their queue is full
 
 
 def is_cleared(backend: BackendPolicy, level: Level) -> bool:

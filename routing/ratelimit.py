@@ -133,9 +133,16 @@ class SharedRateLimiter:
     while the source is unreachable). Concurrent requests of one caller share one draw in flight, which asks for
     enough permits for all of them (or a lease, if more)."""
 
-    def __init__(self, source: PermitSource, replicas: int, clock: Callable[[], float] = time.monotonic, *,
-                 timeout_s: float = LEDGER_TIMEOUT_S, retry_s: float = LEDGER_RETRY_S,
-                 ttl_s: float = LEASE_TTL_S) -> None:
+    def __init__(
+        self,
+        source: PermitSource,
+        replicas: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        timeout_s: float = LEDGER_TIMEOUT_S,
+        retry_s: float = LEDGER_RETRY_S,
+        ttl_s: float = LEASE_TTL_S,
+    ) -> None:
         self._source = source
         self.replicas = max(1, replicas)
         self._clock = clock
@@ -201,12 +208,14 @@ class SharedRateLimiter:
         want = max(lease_size(rate_per_minute), self._waiting.get(caller, 0))
         self.draws += 1
         try:
-            granted, wait = await asyncio.wait_for(self._source.draw(caller, rate_per_minute, want),
-                                                   self._timeout_s)
+            granted, wait = await asyncio.wait_for(self._source.draw(caller, rate_per_minute, want), self._timeout_s)
         except Exception as exc:  # unreachable, timed out, or its actor died: each replica on its share
             if not self.degraded:
-                log.warning("rate-limit ledger unreachable: each router replica limits callers to rate/replicas on "
-                            "its own until it answers again", extra={"status": type(exc).__name__})
+                log.warning(
+                    "rate-limit ledger unreachable: each router replica limits callers to rate/replicas on "
+                    "its own until it answers again",
+                    extra={"status": type(exc).__name__},
+                )
             self._down_until = self._clock() + self._retry_s
             return
         self._down_until = None

@@ -40,8 +40,12 @@ class Totals:
         self.completion_tokens += int(record.get("completion_tokens") or 0)
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass
@@ -52,8 +56,9 @@ class Report:
     skipped_lines: int = 0
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{**dict(zip(self.by, key, strict=True)), **totals.as_dict()}
-                for key, totals in sorted(self.groups.items())]
+        return [
+            {**dict(zip(self.by, key, strict=True)), **totals.as_dict()} for key, totals in sorted(self.groups.items())
+        ]
 
 
 def _key(record: dict[str, Any], by: tuple[str, ...]) -> tuple[str, ...]:
@@ -64,8 +69,13 @@ def _key(record: dict[str, Any], by: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def usage_report(lines: Iterable[bytes | str], *, by: tuple[str, ...] = DEFAULT_BY,
-                 since: dt.datetime | None = None, until: dt.datetime | None = None) -> Report:
+def usage_report(
+    lines: Iterable[bytes | str],
+    *,
+    by: tuple[str, ...] = DEFAULT_BY,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Report:
     """Group the request records of ``lines`` by ``by``; ``since``/``until``: only records at or after / before."""
     unknown = [d for d in by if d not in DIMENSIONS]
     if unknown:
@@ -105,12 +115,23 @@ def parse_when(text: str) -> dt.datetime:
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:
     if fmt == "json":
-        json.dump({"by": list(report.by), "rows": report.rows(), "totals": report.totals.as_dict(),
-                   "skipped_lines": report.skipped_lines}, out, indent=2)
+        json.dump(
+            {
+                "by": list(report.by),
+                "rows": report.rows(),
+                "totals": report.totals.as_dict(),
+                "skipped_lines": report.skipped_lines,
+            },
+            out,
+            indent=2,
+        )
         out.write("\n")
         return
-    writer = csv.DictWriter(out, fieldnames=[*report.by, "requests", "prompt_tokens", "completion_tokens",
-                                             "total_tokens"], lineterminator="\n")
+    writer = csv.DictWriter(
+        out,
+        fieldnames=[*report.by, "requests", "prompt_tokens", "completion_tokens", "total_tokens"],
+        lineterminator="\n",
+    )
     writer.writeheader()
     writer.writerows(report.rows())
 
@@ -122,8 +143,16 @@ def _read(path: Path, progress: bool) -> Iterator[bytes]:
             return
         from tqdm import tqdm
 
-        with tqdm(total=os.fstat(fh.fileno()).st_size, unit="B", unit_scale=True, unit_divisor=1024, desc="usage",
-                  file=sys.stderr, disable=None, mininterval=0.5) as bar:
+        with tqdm(
+            total=os.fstat(fh.fileno()).st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="usage",
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+        ) as bar:
             pending = 0
             for number, line in enumerate(fh, start=1):
                 pending += len(line)
@@ -142,8 +171,11 @@ def main(argv: list[str]) -> int:
     rep.add_argument("--audit", type=Path, required=True, help="the audit log (JSON lines)")
     rep.add_argument("--since", type=parse_when, help="records at or after this date (UTC) or RFC 3339 time")
     rep.add_argument("--until", type=parse_when, help="records before this date (UTC) or RFC 3339 time")
-    rep.add_argument("--by", default=",".join(DEFAULT_BY),
-                     help=f"comma-separated dimensions ({', '.join(DIMENSIONS)}); default {','.join(DEFAULT_BY)}")
+    rep.add_argument(
+        "--by",
+        default=",".join(DEFAULT_BY),
+        help=f"comma-separated dimensions ({', '.join(DIMENSIONS)}); default {','.join(DEFAULT_BY)}",
+    )
     rep.add_argument("--format", choices=("csv", "json"), default="csv")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     try:

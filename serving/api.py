@@ -15,8 +15,7 @@ from serving.gateway import Gateway
 
 
 def _envelope(status: int, message: str, type_: str, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
-                        status_code=status)
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}}, status_code=status)
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -24,10 +23,14 @@ def create_app(gateway: Gateway) -> FastAPI:
     API key unless ``server.api_docs`` says otherwise, and the interactive pages exist only when it is ``public``."""
     docs = gateway.settings.server.api_docs
     public = docs == "public"
-    app = FastAPI(title="Sovereign inference server", version="0.1.0",
-                  description="OpenAI-compatible API; requests are classified and routed to cleared backends.",
-                  openapi_url="/openapi.json" if public else None, docs_url="/docs" if public else None,
-                  redoc_url="/redoc" if public else None)
+    app = FastAPI(
+        title="Sovereign inference server",
+        version="0.1.0",
+        description="OpenAI-compatible API; requests are classified and routed to cleared backends.",
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
+    )
     app.state.gateway = gateway
 
     @app.exception_handler(APIError)
@@ -80,6 +83,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         return JSONResponse({"ready": ok, "backends": backends}, status_code=200 if ok else 503)
 
     if docs == "authenticated":
+
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi(request: Request) -> JSONResponse:
             await gateway.authenticate(request)
@@ -100,8 +104,12 @@ def _body_schema(kind: str) -> dict[str, Any]:
         "score": {"queries": texts, "documents": texts},
         "rerank": {"query": {"type": "string"}, "documents": texts, "top_n": {"type": "integer"}},
     }
-    common = {"model": {"type": "string"}, "max_tokens": {"type": "integer"}, "stream": {"type": "boolean"},
-              "temperature": {"type": "number"}}
+    common = {
+        "model": {"type": "string"},
+        "max_tokens": {"type": "integer"},
+        "stream": {"type": "boolean"},
+        "temperature": {"type": "number"},
+    }
     required = ["model"] if kind == "score" else ["model", next(iter(fields[kind]))]
     schema = {"type": "object", "properties": {**common, **fields[kind]}, "required": required}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -64,8 +64,15 @@ def engine_arguments(backend: VLLMBackendConfig) -> dict[str, Any]:
         # vLLM's automatic prefix caching: what prefix-aware routing aims at (vLLM's default for generation).
         **({"enable_prefix_caching": True} if backend.accelerator == "gpu" and backend.task == "generate" else {}),
         # LoRA adapters (backends of kind `adapter` on this one), loaded on demand by Serve's multiplexing.
-        **({"enable_lora": True, "max_loras": backend.lora.max_adapters_per_replica,
-            "max_lora_rank": backend.lora.max_lora_rank} if backend.lora is not None else {}),
+        **(
+            {
+                "enable_lora": True,
+                "max_loras": backend.lora.max_adapters_per_replica,
+                "max_lora_rank": backend.lora.max_lora_rank,
+            }
+            if backend.lora is not None
+            else {}
+        ),
         **engine.extra,
     }
 
@@ -75,19 +82,21 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
     from ray.serve.llm import LLMConfig
 
     engine_kwargs = engine_arguments(backend)
-    env_vars: dict[str, str] = {**OFFLINE_ENV,
-                                "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+    env_vars: dict[str, str] = {**OFFLINE_ENV, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if otlp:  # vLLM's request spans join the router's trace (it reads `traceparent` from the forwarded headers)
         env_vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
         # vLLM's exporter speaks gRPC unless told otherwise; the router and Serve speak OTLP/HTTP to the same URL.
-        env_vars["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                                                                        "http/protobuf")
+        env_vars["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"
+        )
         engine_kwargs.setdefault("otlp_traces_endpoint", otlp.rstrip("/") + "/v1/traces")
     if backend.accelerator == "cpu":
         threads = str(backend.cpu_threads or os.cpu_count() or 1)
-        env_vars |= {"OMP_NUM_THREADS": threads,
-                     "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        env_vars |= {
+            "OMP_NUM_THREADS": threads,
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        }
     autoscaling = backend.autoscaling
     return LLMConfig(
         model_loading_config={"model_id": served_model_name(backend), "model_source": str(backend.model_source)},
@@ -106,26 +115,36 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
             "max_queued_requests": max(backend.max_queue_depth * 4, 64),
             # Ray Serve LLM adds these to the replica's bundle of the engine's placement group (the first bundle).
             **({"ray_actor_options": {"resources": dict(backend.ray_resources)}} if backend.ray_resources else {}),
-            **({"request_router_config": request_router_config(backend)} if backend.request_router != "default"
-               else {}),
+            **(
+                {"request_router_config": request_router_config(backend)} if backend.request_router != "default" else {}
+            ),
         },
         log_engine_metrics=backend.engine_metrics,
         # The adapters come from lora.adapters_dir on the engine's node (serving/lora.py), not from cloud storage.
-        lora_config=({"max_num_adapters_per_replica": backend.lora.max_adapters_per_replica}
-                     if backend.lora is not None else None),
-        experimental_configs={VERIFY_KEY: backend.verify_manifest,
-                              SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
-                              "stream_batching_interval_ms": backend.stream_batching_ms,
-                              **({ADAPTERS_DIR_KEY: str(backend.lora.adapters_dir)} if backend.lora is not None
-                                 else {})},
+        lora_config=(
+            {"max_num_adapters_per_replica": backend.lora.max_adapters_per_replica}
+            if backend.lora is not None
+            else None
+        ),
+        experimental_configs={
+            VERIFY_KEY: backend.verify_manifest,
+            SMOOTH_STREAMS_KEY: backend.stream_smooth_streams,
+            "stream_batching_interval_ms": backend.stream_batching_ms,
+            **({ADAPTERS_DIR_KEY: str(backend.lora.adapters_dir)} if backend.lora is not None else {}),
+        },
     )
 
 
 def request_router_config(backend: VLLMBackendConfig) -> dict[str, Any]:
     """Serve's ``request_router_config`` for a backend whose replicas are picked by prompt prefix."""
-    return {"request_router_class": PREFIX_AWARE_ROUTER,
-            "request_router_kwargs": {"do_eviction": True, "eviction_threshold_chars": PREFIX_TREE_MAX_CHARS,
-                                      "eviction_target_chars": PREFIX_TREE_MAX_CHARS * 9 // 10}}
+    return {
+        "request_router_class": PREFIX_AWARE_ROUTER,
+        "request_router_kwargs": {
+            "do_eviction": True,
+            "eviction_threshold_chars": PREFIX_TREE_MAX_CHARS,
+            "eviction_target_chars": PREFIX_TREE_MAX_CHARS * 9 // 10,
+        },
+    }
 
 
 def adapter_base(settings: Settings, adapter: AdapterBackendConfig) -> VLLMBackendConfig | None:
@@ -181,36 +200,59 @@ class Ingress:
                 model_id = multiplexed_model_id(served_model_name(base), b.adapter)
                 backends[b.name] = LocalBackend(
                     base.model_copy(update={"name": b.name, "max_classification": b.max_classification}),
-                    engines[base.name].options(multiplexed_model_id=model_id), model_id)
+                    engines[base.name].options(multiplexed_model_id=model_id),
+                    model_id,
+                )
                 engine_of[b.name] = base
             elif isinstance(b, OpenAIBackendConfig):
                 backends[b.name] = OpenAIBackend(b)
         metrics = Metrics()
         # Engines without a running replica (a lost node) are skipped rather than waited for.
-        self.engine_watch = EngineWatch(serve.get_replica_context().app_name, {
-            name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[name])
-            for name, b in engine_of.items()}, serve.status,
-            on_change=lambda name, up: metrics.backend_available.labels(backend=name).set(int(up))).start()
+        self.engine_watch = EngineWatch(
+            serve.get_replica_context().app_name,
+            {
+                name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[name])
+                for name, b in engine_of.items()
+            },
+            serve.status,
+            on_change=lambda name, up: metrics.backend_available.labels(backend=name).set(int(up)),
+        ).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()
         audit = AuditLog(settings.audit.path, on_write=metrics.on_audit_write)
         # Ships the records to the SIEM and anchors the head (when configured); never blocks a request.
         self.audit_shipper = start_shipper(
-            settings.audit.path, settings.audit.shipping, settings.audit.anchors,
-            service_name=settings.telemetry.service_name, on_backlog=metrics.audit_ship_backlog.set,
+            settings.audit.path,
+            settings.audit.shipping,
+            settings.audit.anchors,
+            service_name=settings.telemetry.service_name,
+            on_backlog=metrics.audit_ship_backlog.set,
             on_failure=lambda what: metrics.audit_ship_failures.labels(what=what).inc(),
-            on_anchor=metrics.audit_anchor_time.set)
+            on_anchor=metrics.audit_anchor_time.set,
+        )
         ledger = _shared_ledger(settings)
-        self.gateway = Gateway(settings, backends, audit=audit, keys=keys, metrics=metrics, behind_serve_proxy=True,
-                               ledger=ledger, limiter=_shared_limiter(settings, ledger))
+        self.gateway = Gateway(
+            settings,
+            backends,
+            audit=audit,
+            keys=keys,
+            metrics=metrics,
+            behind_serve_proxy=True,
+            ledger=ledger,
+            limiter=_shared_limiter(settings, ledger),
+        )
         server = settings.server
         self._metrics_server = None
         if server.metrics_port is not None:
-            started = serve_metrics(metrics.registry, server.metrics_host, server.metrics_port,
-                                    tries=server.ingress_replicas)
+            started = serve_metrics(
+                metrics.registry, server.metrics_host, server.metrics_port, tries=server.ingress_replicas
+            )
             self._metrics_server = started[0] if started else None
         if os.environ.get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") != RAY_HTTP_CALLBACK:
-            log.warning("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH is not %s: Ray Serve keeps and echoes any "
-                        "x-request-id a caller sends (set it on every Ray node before `ray start`)", RAY_HTTP_CALLBACK)
+            log.warning(
+                "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH is not %s: Ray Serve keeps and echoes any "
+                "x-request-id a caller sends (set it on every Ray node before `ray start`)",
+                RAY_HTTP_CALLBACK,
+            )
 
     async def __del__(self) -> None:
         """Ray Serve calls this on graceful replica shutdown: the audit queue is drained, nothing is lost."""
@@ -240,8 +282,9 @@ def _shared_ledger(settings: Settings) -> Any:
     local``, or nothing to share): the gateway keeps its own."""
     budgets = settings.auth.budgets
     has_budgets = bool(budgets.callers or budgets.teams or budgets.default_caller or budgets.default_team)
-    if budgets.ledger == "local" or (budgets.ledger == "auto" and not has_budgets
-                                     and settings.server.ingress_replicas == 1):
+    if budgets.ledger == "local" or (
+        budgets.ledger == "auto" and not has_budgets and settings.server.ingress_replicas == 1
+    ):
         return None
     from routing.budgets import RayLedger, ledger_actor_name
 
@@ -266,15 +309,25 @@ def build_application(settings: Settings) -> Any:
     for backend in settings.backends:
         if isinstance(backend, VLLMBackendConfig):
             engines[backend.name] = build_llm_deployment(
-                llm_config(backend), deployment_cls=sovereign_server_cls(),
-                override_serve_options={"name": engine_deployment_name(backend),
-                                        "graceful_shutdown_timeout_s": settings.server.drain_timeout_s})
+                llm_config(backend),
+                deployment_cls=sovereign_server_cls(),
+                override_serve_options={
+                    "name": engine_deployment_name(backend),
+                    "graceful_shutdown_timeout_s": settings.server.drain_timeout_s,
+                },
+            )
     ingress_options: dict[str, Any] = {
         "num_replicas": settings.server.ingress_replicas,
         "max_ongoing_requests": settings.server.max_concurrency + 16,
         "graceful_shutdown_timeout_s": settings.server.drain_timeout_s,
-        "ray_actor_options": {"num_cpus": 0, **({"resources": dict(settings.server.ingress_ray_resources)}
-                                                if settings.server.ingress_ray_resources else {})},
+        "ray_actor_options": {
+            "num_cpus": 0,
+            **(
+                {"resources": dict(settings.server.ingress_ray_resources)}
+                if settings.server.ingress_ray_resources
+                else {}
+            ),
+        },
     }
     # @serve.deployment made Ingress a Deployment; mypy does not apply class decorators.
     return cast(Deployment, Ingress).options(**ingress_options).bind(dump_settings(settings), engines)

@@ -34,9 +34,14 @@ class EngineWatch:
     ``serve.status`` (injected in tests); ``on_change(backend name, available)`` is called for each engine at the
     start and, after a poll, for each that changed (the router's ``sovereign_backend_available`` gauge)."""
 
-    def __init__(self, app_name: str, engines: Mapping[str, tuple[str, int, Any]],
-                 status: Callable[[], Any], poll_s: float = POLL_S,
-                 on_change: Callable[[str, bool], None] = lambda name, available: None) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        engines: Mapping[str, tuple[str, int, Any]],
+        status: Callable[[], Any],
+        poll_s: float = POLL_S,
+        on_change: Callable[[str, bool], None] = lambda name, available: None,
+    ) -> None:
         """``engines``: backend name -> (its deployment name, its min_replicas, the backend object)."""
         self._app = app_name
         self._engines = dict(engines)
@@ -89,8 +94,10 @@ class EngineWatch:
                 log.warning("engine has a running replica again", extra={"backend": name})
                 backend.available = True
             elif down and backend.available:
-                log.warning("engine has no running replica: its requests go to the next cleared backend or get 503",
-                            extra={"backend": name})
+                log.warning(
+                    "engine has no running replica: its requests go to the next cleared backend or get 503",
+                    extra={"backend": name},
+                )
                 backend.available = False
 
     def _report(self) -> None:

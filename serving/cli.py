@@ -38,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = _command_module(COMMANDS[name][0])
     if module is None:
-        print(f"sovereign {name}: this command runs from a checkout of the repository (its benchmarks/ folder is "
-              "not part of the installed package)", file=sys.stderr)
+        print(
+            f"sovereign {name}: this command runs from a checkout of the repository (its benchmarks/ folder is "
+            "not part of the installed package)",
+            file=sys.stderr,
+        )
         return 2
     return int(module.main(rest) or 0)
 

@@ -64,14 +64,17 @@ class ServerConfig(_Strict):
         "per-request overhead, see benchmarks/RESULTS.md) or `serve` (the Python proxy actor)",
     )
     request_timeout_s: float = Field(
-        600.0, gt=0,
+        600.0,
+        gt=0,
         description="the longest a request may take, from its first byte in to its last byte out (streams "
         "included), local and commercial alike: past it the caller gets a 504 `request_timeout` (or, mid-stream, "
         "an error event), the backend's work is cancelled and the audit record says so. A model may set a "
         "shorter one (models[].request_timeout_s)",
     )
     classification_deadline_ms: float = Field(
-        250.0, gt=0, le=60_000,
+        250.0,
+        gt=0,
+        le=60_000,
         description="the classifier's time limit per request; past it the request is TOP SECRET (fail closed). "
         "`sovereign bench classify-worst` measures the costliest bodies of a given size against it (on a 2-vCPU VM "
         "the default covers every shape up to about 350 KB: benchmarks/RESULTS.md)",
@@ -81,7 +84,9 @@ class ServerConfig(_Strict):
         description="address of the Prometheus metrics listener, kept off the API port (the chart sets the pod's)",
     )
     metrics_port: int | None = Field(
-        9464, ge=1, le=65535,
+        9464,
+        ge=1,
+        le=65535,
         description="port of the Prometheus metrics listener (GET /metrics); with several router replicas on one "
         "host each takes the next free one up to metrics_port + ingress_replicas - 1. null: no listener",
     )
@@ -91,7 +96,9 @@ class ServerConfig(_Strict):
         "`public` (also the interactive /docs and /redoc pages; development only)",
     )
     drain_timeout_s: float = Field(
-        20.0, gt=0, le=3600,
+        20.0,
+        gt=0,
+        le=3600,
         description="when the server stops or a replica is replaced, how long requests in flight (streams "
         "included) may take to finish before they are cut off: Ray Serve's graceful_shutdown_timeout_s for the "
         "router and engine replicas (Ray's default is 20 s; long generations want more)",
@@ -102,7 +109,9 @@ class ServerConfig(_Strict):
         "pods whose NetworkPolicy allows egress to the commercial endpoint",
     )
     ray_metrics_port: int | None = Field(
-        None, ge=1, le=65535,
+        None,
+        ge=1,
+        le=65535,
         description="under `sovereign serve` (its own local Ray): the port of Ray's Prometheus endpoint, where the "
         "engines' vLLM metrics (`ray_vllm_*`) and Ray's own are exported (Ray's metrics agent, on every interface "
         "like Ray's other ports). null: a port Ray picks. On a Ray cluster `ray start --metrics-export-port` sets "
@@ -117,11 +126,18 @@ class ServerConfig(_Strict):
 
 def _custom_ray_resources(value: dict[str, float]) -> dict[str, float]:
     """Custom Ray resources: names Ray does not reserve, amounts above zero."""
-    reserved = sorted(name for name in value if name in {"CPU", "GPU", "memory", "object_store_memory"}
-                      or name.startswith("node:") or name.startswith("accelerator_type:"))
+    reserved = sorted(
+        name
+        for name in value
+        if name in {"CPU", "GPU", "memory", "object_store_memory"}
+        or name.startswith("node:")
+        or name.startswith("accelerator_type:")
+    )
     if reserved:
-        raise ValueError(f"{reserved}: Ray's own resources are not custom resources (the accelerator and engine "
-                         "settings decide them)")
+        raise ValueError(
+            f"{reserved}: Ray's own resources are not custom resources (the accelerator and engine "
+            "settings decide them)"
+        )
     bad = sorted(name for name, amount in value.items() if not amount > 0)
     if bad:
         raise ValueError(f"{bad}: a resource amount must be above zero")
@@ -133,9 +149,11 @@ class AuditConfig(_Strict):
 
     path: Path = Path("var/audit.jsonl")
     shipping: ShippingConfig | None = Field(
-        None, description="every record also goes, in order and without loss, to the SIEM (OTLP logs or syslog)")
+        None, description="every record also goes, in order and without loss, to the SIEM (OTLP logs or syslog)"
+    )
     anchors: AnchorConfig | None = Field(
-        None, description="the chain's head written at an interval to a second place (`audit verify --anchors`)")
+        None, description="the chain's head written at an interval to a second place (`audit verify --anchors`)"
+    )
 
     @model_validator(mode="after")
     def _anchor_sink(self) -> AuditConfig:
@@ -168,17 +186,24 @@ class ClaimsConfig(_Strict):
     """How a verified token's claims become a caller."""
 
     caller: list[str] = Field(
-        default_factory=lambda: ["oid", "sub"], min_length=1,
+        default_factory=lambda: ["oid", "sub"],
+        min_length=1,
         description="claims naming the caller, first present wins (Entra ID's `oid`, then the standard `sub`); "
-        "the value must be a short identifier (letters, digits, _ . : @ + -), else the token is refused")
+        "the value must be a short identifier (letters, digits, _ . : @ + -), else the token is refused",
+    )
     caller_prefix: str = Field(
-        "oidc:", max_length=16, pattern=r"^[A-Za-z0-9_.:@+\-]*$",
-        description="put before the caller name, so a token's subject can never pose as an API key's caller")
+        "oidc:",
+        max_length=16,
+        pattern=r"^[A-Za-z0-9_.:@+\-]*$",
+        description="put before the caller name, so a token's subject can never pose as an API key's caller",
+    )
     rules: list[ClaimRule] = Field(default_factory=list)
     default_team: TeamName | None = Field(
-        None, description="the team of a token that matches rules but none that names a team (null: `default`)")
+        None, description="the team of a token that matches rules but none that names a team (null: `default`)"
+    )
     require_rule: bool = Field(
-        True, description="a token that no rule matches is refused (403): only mapped groups or roles get in")
+        True, description="a token that no rule matches is refused (403): only mapped groups or roles get in"
+    )
 
 
 class OIDCConfig(_Strict):
@@ -190,8 +215,10 @@ class OIDCConfig(_Strict):
     jwks_url: str | None = Field(None, pattern=r"^https?://", description="the provider's JWKS endpoint (cached)")
     jwks_cache_s: int = Field(300, ge=0, description="how long keys fetched from jwks_url are kept")
     algorithms: list[str] = Field(
-        default_factory=lambda: ["RS256", "ES256"], min_length=1,
-        description=f"accepted signing algorithms; asymmetric only ({', '.join(ASYMMETRIC_ALGORITHMS)})")
+        default_factory=lambda: ["RS256", "ES256"],
+        min_length=1,
+        description=f"accepted signing algorithms; asymmetric only ({', '.join(ASYMMETRIC_ALGORITHMS)})",
+    )
     leeway_s: int = Field(30, ge=0, le=300, description="clock skew allowed on exp/nbf/iat")
     claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
 
@@ -201,8 +228,10 @@ class OIDCConfig(_Strict):
             raise ValueError("auth.oidc: set exactly one of jwks_file and jwks_url")
         bad = [a for a in self.algorithms if a not in ASYMMETRIC_ALGORITHMS]
         if bad:
-            raise ValueError(f"auth.oidc.algorithms: {bad} not accepted: asymmetric algorithms only "
-                             f"({', '.join(ASYMMETRIC_ALGORITHMS)}); `none` and HMAC never")
+            raise ValueError(
+                f"auth.oidc.algorithms: {bad} not accepted: asymmetric algorithms only "
+                f"({', '.join(ASYMMETRIC_ALGORITHMS)}); `none` and HMAC never"
+            )
         return self
 
 
@@ -222,11 +251,13 @@ class BudgetsConfig(_Strict):
     default_caller: BudgetLimits | None = Field(None, description="the budget of a caller not in `callers`")
     default_team: BudgetLimits | None = Field(None, description="the budget of a team not in `teams`")
     ledger: Literal["auto", "local", "ray"] = Field(
-        "auto", description="where the counters live: `ray` (one actor shared by every router replica), `local` "
+        "auto",
+        description="where the counters live: `ray` (one actor shared by every router replica), `local` "
         "(each replica its own), `auto` (ray under Ray Serve, else local). The per-caller request rate "
         "(auth.default_rate_per_minute, a key's rate_per_minute) is shared the same way when there are several "
         "router replicas (leases drawn from that actor; each replica on rate/replicas of its own while it is "
-        "unreachable: routing/ratelimit.py)")
+        "unreachable: routing/ratelimit.py)",
+    )
 
 
 class AuthConfig(_Strict):
@@ -236,7 +267,8 @@ class AuthConfig(_Strict):
     teams: list[TeamName] = Field(
         default_factory=list,
         description="team names shown in the usage metric (besides those named by budgets and OIDC rules); any "
-        "other team is counted as `other`, so a label never comes from a caller")
+        "other team is counted as `other`, so a label never comes from a caller",
+    )
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
 
     def known_teams(self) -> frozenset[str]:
@@ -292,19 +324,25 @@ class EngineConfig(_Strict):
     max_num_seqs: int | None = Field(None, ge=1)
     enforce_eager: bool = False
     tool_call_parser: str | None = Field(
-        None, pattern=_PARSER_NAME,
+        None,
+        pattern=_PARSER_NAME,
         description="vLLM's tool-call parser for this model's output format (`hermes`, `llama3_json`, `mistral`, "
         "`qwen3_xml`...: the model's card names it). Set, requests may carry `tools` with any `tool_choice` "
         "(`auto`, `required`, a named function); unset, only `none`. It is passed to vLLM with "
-        "`enable_auto_tool_choice`, which vLLM 0.32 needs before it uses a parser at all")
+        "`enable_auto_tool_choice`, which vLLM 0.32 needs before it uses a parser at all",
+    )
     reasoning_parser: str | None = Field(
-        None, pattern=_PARSER_NAME,
+        None,
+        pattern=_PARSER_NAME,
         description="vLLM's reasoning parser (`deepseek_r1`, `qwen3`...): a reasoning model's thinking is returned "
-        "apart, as `reasoning_content`")
+        "apart, as `reasoning_content`",
+    )
     chat_template: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="the Jinja chat template, inline or as a file path on the engine's node, instead of the one "
-        "in the model's tokenizer_config.json (a tool-calling template, say). Callers cannot send their own")
+        "in the model's tokenizer_config.json (a tool-calling template, say). Callers cannot send their own",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("tool_call_parser")
@@ -340,8 +378,11 @@ class EngineConfig(_Strict):
     def tool_kwargs(self) -> dict[str, Any]:
         """The tool, reasoning and template settings as vLLM's engine (and frontend) arguments."""
         return {
-            **({"tool_call_parser": self.tool_call_parser, "enable_auto_tool_choice": True}
-               if self.tool_call_parser else {}),
+            **(
+                {"tool_call_parser": self.tool_call_parser, "enable_auto_tool_choice": True}
+                if self.tool_call_parser
+                else {}
+            ),
             **({"reasoning_parser": self.reasoning_parser} if self.reasoning_parser else {}),
             **({"chat_template": self.chat_template} if self.chat_template else {}),
         }
@@ -375,12 +416,17 @@ class LoraConfig(_Strict):
     adapters_dir: Path = Field(
         description="folder with one subfolder per adapter (a PEFT adapter: adapter_config.json and its weights), "
         "each prepared by `sovereign models prepare-adapter NAME --source DIR`, which records its SHA-256 "
-        "manifest; an adapter whose files do not match their manifest is refused before it is loaded")
+        "manifest; an adapter whose files do not match their manifest is refused before it is loaded"
+    )
     max_adapters_per_replica: int = Field(
-        4, ge=1, description="adapters an engine replica keeps loaded at once (vLLM's max_loras; Serve's multiplexed "
-        "models per replica, the least recently used beyond this is unloaded)")
-    max_lora_rank: int = Field(16, ge=1, description="the highest adapter rank the engine accepts (vLLM's "
-                                                     "max_lora_rank)")
+        4,
+        ge=1,
+        description="adapters an engine replica keeps loaded at once (vLLM's max_loras; Serve's multiplexed "
+        "models per replica, the least recently used beyond this is unloaded)",
+    )
+    max_lora_rank: int = Field(
+        16, ge=1, description="the highest adapter rank the engine accepts (vLLM's max_lora_rank)"
+    )
 
 
 class _BackendBase(_Strict):
@@ -406,7 +452,7 @@ class VLLMBackendConfig(_BackendBase):
     ray_resources: dict[str, float] = Field(
         default_factory=dict,
         description="custom Ray resources a node must offer to host this backend's engine replicas, e.g. "
-        "{\"sovereign-engine\": 1} (nodes offer them with `ray start --resources`), as server.ingress_ray_resources "
+        '{"sovereign-engine": 1} (nodes offer them with `ray start --resources`), as server.ingress_ray_resources '
         "does for the router: required by the replica's bundle, the first of its placement group, which the "
         "engine's other workers are packed beside. CPU, GPU and memory come from `accelerator` and the engine, "
         "not from here",
@@ -418,26 +464,34 @@ class VLLMBackendConfig(_BackendBase):
         "choices, by queue length) or `prefix_aware` (Ray Serve LLM's PrefixCacheAffinityRouter: a request goes to "
         "the replica that already saw the longest part of its prompt while the replicas' loads are even, so long "
         "shared system prompts hit that replica's prefix cache). Generation backends only; the prompts' prefixes "
-        "are then kept in memory, in a Ray actor of this cluster, to match against (bounded by eviction)")
+        "are then kept in memory, in a Ray actor of this cluster, to match against (bounded by eviction)",
+    )
     lora: LoraConfig | None = Field(
-        None, description="LoRA adapters on this backend's engines (null: none); each adapter is routed to through a "
-        "backend of kind `adapter` that names this backend as its base")
+        None,
+        description="LoRA adapters on this backend's engines (null: none); each adapter is routed to through a "
+        "backend of kind `adapter` that names this backend as its base",
+    )
     engine_metrics: bool = Field(
         True,
         description="export vLLM's engine metrics (KV-cache use, running and waiting requests, prefix-cache hits, "
         "TTFT and ITL histograms) through Ray's metrics endpoint as `ray_vllm_*` (Ray Serve LLM's "
-        "log_engine_metrics); false turns them off for this backend")
+        "log_engine_metrics); false turns them off for this backend",
+    )
     stream_smooth_streams: int = Field(
-        8, ge=0,
+        8,
+        ge=0,
         description="while at most this many streams are open in an engine replica, every stream chunk travels "
         "from the engine at once; beyond, chunks that follow each other closely are sent together, the pacing "
-        "interval growing with the streams open (serving/engine.py: pacing_interval)")
+        "interval growing with the streams open (serving/engine.py: pacing_interval)",
+    )
     stream_batching_ms: float = Field(
-        25.0, ge=0,
+        25.0,
+        ge=0,
         description="the longest pacing interval (reached at twice stream_smooth_streams open streams), so the "
         "most a chunk waits to travel with the next: each message costs CPU in the engine replica, the ingress "
         "and the proxy, and where tokens come faster than this (a GPU) pacing halves the messages or more; "
-        "0 sends every chunk at once at any load")
+        "0 sends every chunk at once at any load",
+    )
 
     @field_validator("ray_resources")
     @classmethod
@@ -467,8 +521,11 @@ class AdapterBackendConfig(_BackendBase):
     max_classification: LevelField = Level.SECRET
     base: str = Field(min_length=1, description="the vllm backend whose engines serve this adapter (its `lora` set)")
     adapter: str = Field(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="the adapter's folder under the base's lora.adapters_dir")
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the adapter's folder under the base's lora.adapters_dir",
+    )
 
     @field_validator("sovereign")
     @classmethod
@@ -517,8 +574,7 @@ class OpenAIBackendConfig(_BackendBase):
         return None
 
 
-BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig | AdapterBackendConfig,
-                          Field(discriminator="kind")]
+BackendConfig = Annotated[VLLMBackendConfig | OpenAIBackendConfig | AdapterBackendConfig, Field(discriminator="kind")]
 
 
 class EgressReviewConfig(_Strict):
@@ -537,15 +593,21 @@ class EgressReviewConfig(_Strict):
         "artefact's digests",
     )
     artefact: Path | None = Field(
-        None, description="folder of the trained head (`sovereign models train-egress-review`); default: the one "
-        "that ships in the package (routing/data/egress_review)")
+        None,
+        description="folder of the trained head (`sovereign models train-egress-review`); default: the one "
+        "that ships in the package (routing/data/egress_review)",
+    )
     threshold: float | None = Field(
-        None, gt=0, lt=1,
+        None,
+        gt=0,
+        lt=1,
         description="score at or above which a request is kept local; default: the artefact's, chosen from the "
         "cross-validated precision/recall curve (README, 'Egress review')",
     )
     deadline_ms: float = Field(
-        250.0, gt=0, le=10_000,
+        250.0,
+        gt=0,
+        le=10_000,
         description="longest the review may take (queueing included); past it the request does not leave",
     )
 
@@ -555,14 +617,14 @@ class ModelRouteConfig(_Strict):
     route: list[str] = Field(min_length=1)
     description: str | None = None
     request_timeout_s: float | None = Field(
-        None, gt=0, description="a shorter time limit than server.request_timeout_s for this model's requests")
+        None, gt=0, description="a shorter time limit than server.request_timeout_s for this model's requests"
+    )
 
 
 class Settings(BaseSettings):
     """The whole server configuration. Field by field, environment beats YAML beats defaults."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
-                                      frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -591,8 +653,10 @@ class Settings(BaseSettings):
                 if not isinstance(base, VLLMBackendConfig) or base.lora is None or base.task != "generate":
                     raise ValueError(f"backends.{i}.base: {b.base!r} is not a generation vllm backend with lora set")
                 if b.max_classification > base.max_classification:
-                    raise ValueError(f"backends.{i}.max_classification: adapter {b.name!r} cannot be cleared above "
-                                     f"its base {base.name!r} ({base.max_classification.label})")
+                    raise ValueError(
+                        f"backends.{i}.max_classification: adapter {b.name!r} cannot be cleared above "
+                        f"its base {base.name!r} ({base.max_classification.label})"
+                    )
         model_names = [m.name for m in self.models]
         dupes = sorted({n for n in model_names if model_names.count(n) > 1})
         if dupes:
@@ -602,8 +666,11 @@ class Settings(BaseSettings):
             unknown = [r for r in m.route if r not in known]
             if unknown:
                 raise ValueError(f"models.{i}.route: unknown backend names {unknown} in model {m.name!r}")
-            tasks = {b.task if isinstance(b, VLLMBackendConfig) else "generate" for b in map(self.backend, m.route)
-                     if not isinstance(b, OpenAIBackendConfig)}
+            tasks = {
+                b.task if isinstance(b, VLLMBackendConfig) else "generate"
+                for b in map(self.backend, m.route)
+                if not isinstance(b, OpenAIBackendConfig)
+            }
             if len(tasks) > 1:
                 raise ValueError(f"models.{i}.route: model {m.name!r} mixes embedding and generation backends")
         if self.auth.oidc is not None:

@@ -70,8 +70,11 @@ class EgressGate:
         try:
             review = await asyncio.wait_for(future, timeout=self.deadline_s)
         except (ReviewError, TimeoutError) as exc:
-            log.warning("egress review unavailable for a request (%s after %.1f ms)", exc.__class__.__name__,
-                        (time.perf_counter() - started) * 1000)
+            log.warning(
+                "egress review unavailable for a request (%s after %.1f ms)",
+                exc.__class__.__name__,
+                (time.perf_counter() - started) * 1000,
+            )
             return (UNAVAILABLE_SIGNAL,)
         except Exception as exc:
             log.error("egress review failed (%s)", exc.__class__.__name__)

@@ -71,8 +71,9 @@ class StreamPacer:
             self.active -= 1
 
 
-async def leading_edge_batches(source: AsyncIterator[T], interval_s: float | Callable[[], float],
-                               burst: int = 2) -> AsyncGenerator[list[T], None]:
+async def leading_edge_batches(
+    source: AsyncIterator[T], interval_s: float | Callable[[], float], burst: int = 2
+) -> AsyncGenerator[list[T], None]:
     """Group items from ``source`` into lists: up to ``burst`` lists at once, then one per ``interval_s``.
 
     A token bucket (``burst`` tokens, one more per ``interval_s``) paces the sends: an item that finds a token
@@ -149,7 +150,8 @@ def sovereign_server_cls() -> type:
                 kwargs.setdefault("model_downloader", verified_adapter_loader(Path(experimental[ADAPTERS_DIR_KEY])))
             self._pacer = StreamPacer(
                 int(experimental.get(SMOOTH_STREAMS_KEY, 0)),
-                float(experimental.get("stream_batching_interval_ms", default_batch_interval_ms())) / 1000)
+                float(experimental.get("stream_batching_interval_ms", default_batch_interval_ms())) / 1000,
+            )
             await super().__init__(llm_config, **kwargs)
 
         def batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:

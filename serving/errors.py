@@ -15,8 +15,9 @@ class APIError(Exception):
     type = "server_error"
     code: str | None = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -65,8 +66,9 @@ class GatewayTimeout(APIError):
     status, type, code = 504, "timeout_error", "request_timeout"
 
     def __init__(self) -> None:
-        super().__init__("the request did not finish within the server's time limit; the response is incomplete or "
-                         "was not started")
+        super().__init__(
+            "the request did not finish within the server's time limit; the response is incomplete or was not started"
+        )
 
 
 class InternalError(APIError):

@@ -102,11 +102,19 @@ class RequestState:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, backends: Mapping[str, Backend], *, audit: AuditLog,
-                 keys: KeyStore | ReloadingKeyStore, metrics: Metrics | None = None,
-                 limiter: RateLimiter | SharedRateLimiter | None = None,
-                 behind_serve_proxy: bool = False, ledger: Ledger | None = None,
-                 oidc: OIDCVerifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Mapping[str, Backend],
+        *,
+        audit: AuditLog,
+        keys: KeyStore | ReloadingKeyStore,
+        metrics: Metrics | None = None,
+        limiter: RateLimiter | SharedRateLimiter | None = None,
+        behind_serve_proxy: bool = False,
+        ledger: Ledger | None = None,
+        oidc: OIDCVerifier | None = None,
+    ) -> None:
         self.settings = settings
         self.backends = dict(backends)
         self.audit = audit
@@ -119,19 +127,40 @@ class Gateway:
         self.known_teams = auth.known_teams()
         self.routes: dict[str, list[str]] = {m.name: list(m.route) for m in settings.models}
         self.egress = EgressGate(settings)
-        self.policy = {b.name: BackendPolicy(b.name, b.sovereign, b.max_classification,
-                                             frozenset(getattr(b, "accept_unscanned", ())))
-                       for b in settings.backends}
-        self.policy_sha256 = policy_digest({
-            "backends": [{"name": b.name, "sovereign": b.sovereign, "max_classification": b.max_classification.label,
-                          **({"accept_unscanned": sorted(p.accepts_unscanned)} if (p := self.policy[b.name])
-                             .accepts_unscanned else {})}
-                         for b in settings.backends],
-            "models": [{"name": m.name, "route": m.route} for m in settings.models],
-            **({"egress_review": {"artefact_sha256": self.egress.digest,
-                                  "threshold": self.egress.reviewer.threshold if self.egress.reviewer else None}}
-               if self.egress.enabled else {}),
-        })
+        self.policy = {
+            b.name: BackendPolicy(
+                b.name, b.sovereign, b.max_classification, frozenset(getattr(b, "accept_unscanned", ()))
+            )
+            for b in settings.backends
+        }
+        self.policy_sha256 = policy_digest(
+            {
+                "backends": [
+                    {
+                        "name": b.name,
+                        "sovereign": b.sovereign,
+                        "max_classification": b.max_classification.label,
+                        **(
+                            {"accept_unscanned": sorted(p.accepts_unscanned)}
+                            if (p := self.policy[b.name]).accepts_unscanned
+                            else {}
+                        ),
+                    }
+                    for b in settings.backends
+                ],
+                "models": [{"name": m.name, "route": m.route} for m in settings.models],
+                **(
+                    {
+                        "egress_review": {
+                            "artefact_sha256": self.egress.digest,
+                            "threshold": self.egress.reviewer.threshold if self.egress.reviewer else None,
+                        }
+                    }
+                    if self.egress.enabled
+                    else {}
+                ),
+            }
+        )
         self.classifier_sha256 = classifier_digest()
         # Compile the detector table and build the normalisation tables now, not inside the first request's
         # classification deadline (a cold first request on a busy host timed out and was refused as TOP SECRET).
@@ -151,8 +180,12 @@ class Gateway:
         state = RequestState(endpoint, echo_request_id=not self.behind_serve_proxy)
         # The parent is Ray Serve's replica span when Serve's tracing is on (itself a child of the caller's
         # `traceparent`), else the caller's context itself. The span ends with the request (streams: in _relay).
-        state.span = tracer.start_span("sovereign.request", context=_parent_context(request),
-                                       kind=SpanKind.SERVER, attributes={"sovereign.endpoint": endpoint.path})
+        state.span = tracer.start_span(
+            "sovereign.request",
+            context=_parent_context(request),
+            kind=SpanKind.SERVER,
+            attributes={"sovereign.endpoint": endpoint.path},
+        )
         state.started_loop = asyncio.get_running_loop().time()
         state.deadline = state.started_loop + self.settings.server.request_timeout_s
         self.in_flight += 1
@@ -162,8 +195,7 @@ class Gateway:
             state.request_id = _request_id(request, state.request_id)
             # No exception message or stack goes into a span (messages can quote the body): _finish records the
             # error's code and type only.
-            with trace.use_span(state.span, end_on_exit=False, record_exception=False,
-                                set_status_on_exception=False):
+            with trace.use_span(state.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 async with deadline:
                     response = await self._route(state, request, deadline)
             streaming = isinstance(response, StreamingResponse)
@@ -190,8 +222,9 @@ class Gateway:
         caller = await self._authenticate(request)
         state.caller, state.team = caller.name, caller.team
         if self.in_flight > self.settings.server.max_concurrency:
-            raise Unavailable("the server is at its concurrency limit; retry later", code="server_busy",
-                              headers={"retry-after": "1"})
+            raise Unavailable(
+                "the server is at its concurrency limit; retry later", code="server_busy", headers={"retry-after": "1"}
+            )
         body = await self._read_json(request, state)
         state.declared = _declared_level(request)
         # Only configured names are recorded: a caller-chosen model string could itself carry content.
@@ -204,12 +237,17 @@ class Gateway:
 
         started = time.perf_counter()
         with tracer.start_as_current_span("sovereign.classify", **_NO_EXCEPTION_TEXT) as span:
-            classification = classify_request(body, declared=state.declared, floor=caller.floor,
-                                              deadline_s=self.classification_deadline_s)
-            span.set_attributes({"sovereign.level": classification.level.label,
-                                 "sovereign.detected_level": classification.detected_level.label,
-                                 "sovereign.signal_types": [s.type for s in classification.signals],
-                                 "sovereign.local_only": classification.local_only})
+            classification = classify_request(
+                body, declared=state.declared, floor=caller.floor, deadline_s=self.classification_deadline_s
+            )
+            span.set_attributes(
+                {
+                    "sovereign.level": classification.level.label,
+                    "sovereign.detected_level": classification.detected_level.label,
+                    "sovereign.signal_types": [s.type for s in classification.signals],
+                    "sovereign.local_only": classification.local_only,
+                }
+            )
         self.metrics.classification.observe(time.perf_counter() - started)
         self.metrics.on_classification(s.type for s in classification.signals)
         state.classification = classification
@@ -229,12 +267,22 @@ class Gateway:
         overloaded = [n for n in route if self.backends[n].overloaded]
         unavailable = [n for n in route if not self.backends[n].available]
         with tracer.start_as_current_span("sovereign.policy", **_NO_EXCEPTION_TEXT) as span:
-            plan = decide(level, [self.policy[n] for n in route], ceiling=caller.ceiling, overloaded=overloaded,
-                          unavailable=unavailable, unscanned=classification.unscanned,
-                          readable=classification.readable_level)
-            span.set_attributes({"sovereign.candidates": list(plan.candidates),
-                                 "sovereign.overflowed": list(plan.overflowed),
-                                 "sovereign.refusal": plan.refusal.value if plan.refusal else ""})
+            plan = decide(
+                level,
+                [self.policy[n] for n in route],
+                ceiling=caller.ceiling,
+                overloaded=overloaded,
+                unavailable=unavailable,
+                unscanned=classification.unscanned,
+                readable=classification.readable_level,
+            )
+            span.set_attributes(
+                {
+                    "sovereign.candidates": list(plan.candidates),
+                    "sovereign.overflowed": list(plan.overflowed),
+                    "sovereign.refusal": plan.refusal.value if plan.refusal else "",
+                }
+            )
         state.candidates = plan.candidates
         for name in plan.overflowed:
             self.metrics.overflows.labels(model, name).inc()
@@ -249,11 +297,12 @@ class Gateway:
         """The budgets a caller's requests count against: its own and its team's (those configured)."""
         budgets = self.settings.auth.budgets
         scopes = []
-        for key, limits in ((f"caller:{caller.name}", budgets.callers.get(caller.name, budgets.default_caller)),
-                            (f"team:{caller.team}", budgets.teams.get(caller.team, budgets.default_team))):
+        for key, limits in (
+            (f"caller:{caller.name}", budgets.callers.get(caller.name, budgets.default_caller)),
+            (f"team:{caller.team}", budgets.teams.get(caller.team, budgets.default_team)),
+        ):
             if limits is not None:
-                scope = Scope(key, Limits(limits.requests_per_minute, limits.tokens_per_minute,
-                                          limits.tokens_per_day))
+                scope = Scope(key, Limits(limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day))
                 if scope.limits:
                     scopes.append(scope)
         return tuple(scopes)
@@ -267,18 +316,23 @@ class Gateway:
             verdict = await self.ledger.reserve(scopes, estimate_tokens(state.body_bytes))
         except Exception:  # the shared ledger is unreachable: fail closed
             log.exception("budget ledger unavailable", extra={"request_id": state.request_id})
-            raise Unavailable("budgets cannot be checked now; retry later", code="budget_ledger_unavailable",
-                              headers={"retry-after": "1"}) from None
+            raise Unavailable(
+                "budgets cannot be checked now; retry later",
+                code="budget_ledger_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
         if not verdict.allowed:
             what = (verdict.exceeded or "").split(" of ")[0].replace("_", " ")
             whose = "team's" if (verdict.exceeded or "").endswith(f"team:{caller.team}") else "own"
-            raise RateLimited(f"budget exceeded: your {whose} {what} budget is used up; retry after the reset",
-                              headers={**verdict.headers,
-                                       "retry-after": retry_after_header(verdict.retry_after_s or 1)})
+            raise RateLimited(
+                f"budget exceeded: your {whose} {what} budget is used up; retry after the reset",
+                headers={**verdict.headers, "retry-after": retry_after_header(verdict.retry_after_s or 1)},
+            )
         state.budget_scopes, state.budget = scopes, verdict
 
-    async def _dispatch(self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...],
-                        parsed: Mapping[str, Any]) -> Response:
+    async def _dispatch(
+        self, state: RequestState, body: dict[str, Any], candidates: tuple[str, ...], parsed: Mapping[str, Any]
+    ) -> Response:
         """Try ``candidates`` in order; ``parsed``: each backend's ``validate`` result for ``body``."""
         assert state.classification is not None
         retry_after: float | None = None
@@ -294,18 +348,29 @@ class Gateway:
                 self.metrics.egress.labels(level.label, name).inc()
             started = time.perf_counter()
             try:
-                with tracer.start_as_current_span("sovereign.backend_attempt", kind=SpanKind.CLIENT, attributes={
-                        "sovereign.backend": name, "sovereign.backend_sovereign": backend.sovereign,
-                        **genai.attempt_attributes(self.settings, name, state.endpoint)},
-                        **_NO_EXCEPTION_TEXT) as span:
+                with tracer.start_as_current_span(
+                    "sovereign.backend_attempt",
+                    kind=SpanKind.CLIENT,
+                    attributes={
+                        "sovereign.backend": name,
+                        "sovereign.backend_sovereign": backend.sovereign,
+                        **genai.attempt_attributes(self.settings, name, state.endpoint),
+                    },
+                    **_NO_EXCEPTION_TEXT,
+                ) as span:
                     try:
-                        opened = await backend.open(state.endpoint, body, request_id=state.request_id,
-                                                    trace_headers=_trace_headers() if backend.sovereign else {},
-                                                    parsed=parsed.get(name))
+                        opened = await backend.open(
+                            state.endpoint,
+                            body,
+                            request_id=state.request_id,
+                            trace_headers=_trace_headers() if backend.sovereign else {},
+                            parsed=parsed.get(name),
+                        )
                     except (BackendFailure, BackendRefusal) as exc:
                         span.set_attribute("sovereign.outcome", exc.__class__.__name__)
-                        span.set_attribute("sovereign.reason", exc.reason if isinstance(exc, BackendFailure)
-                                           else f"http_{exc.status}")
+                        span.set_attribute(
+                            "sovereign.reason", exc.reason if isinstance(exc, BackendFailure) else f"http_{exc.status}"
+                        )
                         raise
                     except asyncio.CancelledError:  # the request's deadline, or the client left
                         span.set_attribute("sovereign.outcome", "cancelled")
@@ -314,22 +379,27 @@ class Gateway:
                     span.set_attributes(genai.response_attributes(opened))
                     opened = genai.observed(opened)
             except BackendFailure as failure:
-                state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason,
-                                              ms=_ms(started)))
+                state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason, ms=_ms(started)))
                 self.metrics.fallbacks.labels(state.model or "_", name, failure.reason).inc()
                 retry_after = failure.retry_after or retry_after
                 continue
             except asyncio.CancelledError:  # handle() answers a timeout (504); a client that left gets nothing
                 timed_out = asyncio.get_running_loop().time() >= state.deadline
-                state.attempts.append(Attempt(backend=name, outcome="timeout" if timed_out else "cancelled",
-                                              reason="request_timeout" if timed_out else "client_disconnected",
-                                              ms=_ms(started)))
+                state.attempts.append(
+                    Attempt(
+                        backend=name,
+                        outcome="timeout" if timed_out else "cancelled",
+                        reason="request_timeout" if timed_out else "client_disconnected",
+                        ms=_ms(started),
+                    )
+                )
                 if not timed_out:
                     state.status = 499
                 raise
             except BackendRefusal as refusal:
-                state.attempts.append(Attempt(backend=name, outcome="refused", reason=f"http_{refusal.status}",
-                                              ms=_ms(started)))
+                state.attempts.append(
+                    Attempt(backend=name, outcome="refused", reason=f"http_{refusal.status}", ms=_ms(started))
+                )
                 state.backend = name
                 state.status = refusal.status
                 return JSONResponse(refusal.envelope, status_code=refusal.status, headers=state.headers())
@@ -341,8 +411,11 @@ class Gateway:
                 state.prompt_tokens = opened.usage.prompt_tokens
                 state.completion_tokens = opened.usage.completion_tokens
                 return JSONResponse(opened.body, headers=state.headers())
-            return EventStreamResponse(self._relay(state, opened, started), media_type="text/event-stream",
-                                       headers={**state.headers(), "cache-control": "no-cache"})
+            return EventStreamResponse(
+                self._relay(state, opened, started),
+                media_type="text/event-stream",
+                headers={**state.headers(), "cache-control": "no-cache"},
+            )
         headers = {"retry-after": retry_after_header(retry_after)} if retry_after else None
         raise Unavailable("no backend cleared for this request can serve it now; retry later", headers=headers)
 
@@ -352,9 +425,11 @@ class Gateway:
         assert opened.chunks is not None
         name = state.backend or "_"
         outcome, reason, chunks, first_at = "ok", None, 0, time.perf_counter()
-        span = tracer.start_span("sovereign.stream", context=trace.set_span_in_context(state.span),
-                                 attributes={"sovereign.backend": name,
-                                             "sovereign.ttft_ms": round((first_at - started) * 1000, 3)})
+        span = tracer.start_span(
+            "sovereign.stream",
+            context=trace.set_span_in_context(state.span),
+            attributes={"sovereign.backend": name, "sovereign.ttft_ms": round((first_at - started) * 1000, 3)},
+        )
         deadline = StreamDeadline(state.deadline)
         try:
             done = False  # the last chunk ended with [DONE]: the answer is whole, whatever the clock says now
@@ -376,8 +451,9 @@ class Gateway:
         except BackendFailure as failure:
             outcome, reason, state.status = "failed_mid_stream", failure.reason, 502
             state.error_code = "stream_interrupted"
-            yield error_sse(Unavailable("the backend failed while streaming; the response is incomplete",
-                                        code="stream_interrupted"))
+            yield error_sse(
+                Unavailable("the backend failed while streaming; the response is incomplete", code="stream_interrupted")
+            )
         except (asyncio.CancelledError, GeneratorExit):
             outcome, reason, state.status = "cancelled", "client_disconnected", 499
             raise
@@ -394,10 +470,16 @@ class Gateway:
             state.completion_tokens = opened.usage.completion_tokens
             if chunks > 1 and opened.usage.completion_tokens:
                 self.metrics.itl.labels(name).observe(
-                    (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1))
-            span.set_attributes({"sovereign.outcome": outcome, "sovereign.chunks": chunks,
-                                 "sovereign.completion_tokens": opened.usage.completion_tokens or 0,
-                                 **genai.response_attributes(opened)})
+                    (time.perf_counter() - first_at) / max(1, opened.usage.completion_tokens - 1)
+                )
+            span.set_attributes(
+                {
+                    "sovereign.outcome": outcome,
+                    "sovereign.chunks": chunks,
+                    "sovereign.completion_tokens": opened.usage.completion_tokens or 0,
+                    **genai.response_attributes(opened),
+                }
+            )
             if outcome != "ok":
                 span.set_status(StatusCode.ERROR, reason or outcome)
             span.end()
@@ -424,8 +506,9 @@ class Gateway:
         rate = caller.rate_per_minute or self.settings.auth.default_rate_per_minute
         wait = await self.limiter.acheck(caller.name, rate)  # shared by the router replicas when there are several
         if wait is not None:
-            raise RateLimited(f"rate limit of {rate} requests per minute exceeded",
-                              headers={"retry-after": retry_after_header(wait)})
+            raise RateLimited(
+                f"rate limit of {rate} requests per minute exceeded", headers={"retry-after": retry_after_header(wait)}
+            )
         return caller
 
     async def _verify_token(self, token: str) -> Caller:
@@ -437,8 +520,10 @@ class Gateway:
         except TokenRefused as exc:
             raise Unauthorized(f"invalid bearer token: {exc.reason}", code="invalid_token") from None
         except TokenNotMapped:
-            raise NotPermitted("your identity is not permitted to use this service (no rule maps its groups or "
-                               "roles)", code="identity_not_permitted") from None
+            raise NotPermitted(
+                "your identity is not permitted to use this service (no rule maps its groups or roles)",
+                code="identity_not_permitted",
+            ) from None
 
     async def _read_json(self, request: Request, state: RequestState | None = None) -> dict[str, Any]:
         limit = self.settings.server.max_body_bytes
@@ -456,8 +541,10 @@ class Gateway:
         try:
             body = strict.loads(b"".join(chunks))  # no NaN/Infinity: they hung the engine
         except strict.NotUTF8:
-            raise BadRequest("invalid request: the body must be JSON encoded as UTF-8 (UTF-16 and UTF-32 are not "
-                             "accepted)", code="invalid_encoding") from None
+            raise BadRequest(
+                "invalid request: the body must be JSON encoded as UTF-8 (UTF-16 and UTF-32 are not accepted)",
+                code="invalid_encoding",
+            ) from None
         except (ValueError, RecursionError):
             raise BadRequest("invalid request: the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -517,8 +604,10 @@ class Gateway:
             await self.audit.append(self._record(state, "egress", backend=backend), durable=True)
         except AuditWriteError:
             self.metrics.audit_failures.inc()
-            raise Unavailable("the audit log cannot be written; requests that leave the sovereign boundary are "
-                              "refused", code="audit_unavailable") from None
+            raise Unavailable(
+                "the audit log cannot be written; requests that leave the sovereign boundary are refused",
+                code="audit_unavailable",
+            ) from None
 
     async def _finish(self, state: RequestState) -> None:
         level = state.classification.level.label if state.classification else "_unclassified"
@@ -534,25 +623,42 @@ class Gateway:
             for kind, count in (("prompt", state.prompt_tokens), ("completion", state.completion_tokens)):
                 if count:
                     self.metrics.tokens.labels(team, model, state.backend, level, kind).inc(count)
-        self.metrics.requests.labels(state.model if state.model in self.routes else "_other", level,
-                                     state.backend or "_none", str(state.status)).inc()
+        self.metrics.requests.labels(
+            state.model if state.model in self.routes else "_other", level, state.backend or "_none", str(state.status)
+        ).inc()
         self.metrics.latency.labels(state.backend or "_none").observe(state.elapsed_ms() / 1000)
         try:
             await self.audit.append(self._record(state, "request", backend=state.backend), durable=False)
         except AuditWriteError:
             self.metrics.audit_failures.inc()
             log.error("audit write failed", extra={"request_id": state.request_id})
-        log.info("request", extra={"request_id": state.request_id, "caller": state.caller, "model": state.model,
-                                   "classification": level, "backend": state.backend, "status": state.status,
-                                   "latency_ms": round(state.elapsed_ms(), 2)})
+        log.info(
+            "request",
+            extra={
+                "request_id": state.request_id,
+                "caller": state.caller,
+                "model": state.model,
+                "classification": level,
+                "backend": state.backend,
+                "status": state.status,
+                "latency_ms": round(state.elapsed_ms(), 2),
+            },
+        )
         span = state.span
-        span.set_attributes({"sovereign.request_id": state.request_id, "sovereign.level": level,
-                             "sovereign.backend": state.backend or "", "sovereign.model": state.model or "",
-                             "http.response.status_code": state.status,
-                             "sovereign.prompt_tokens": state.prompt_tokens or 0,
-                             "sovereign.completion_tokens": state.completion_tokens or 0,
-                             **genai.request_attributes(state.endpoint, state.model,
-                                                        Usage(state.prompt_tokens, state.completion_tokens))})
+        span.set_attributes(
+            {
+                "sovereign.request_id": state.request_id,
+                "sovereign.level": level,
+                "sovereign.backend": state.backend or "",
+                "sovereign.model": state.model or "",
+                "http.response.status_code": state.status,
+                "sovereign.prompt_tokens": state.prompt_tokens or 0,
+                "sovereign.completion_tokens": state.completion_tokens or 0,
+                **genai.request_attributes(
+                    state.endpoint, state.model, Usage(state.prompt_tokens, state.completion_tokens)
+                ),
+            }
+        )
         if state.error_code is not None:  # the code and type of a failure; never its message
             span.set_attribute("error.type", state.error_code)
         if state.status >= 500:
@@ -562,15 +668,24 @@ class Gateway:
     def _record(self, state: RequestState, event: Literal["egress", "request"], *, backend: str | None) -> AuditRecord:
         c = state.classification
         return AuditRecord(
-            event=event, request_id=state.request_id, caller=state.caller, team=state.team,
+            event=event,
+            request_id=state.request_id,
+            caller=state.caller,
+            team=state.team,
             endpoint=state.endpoint.path,
-            model=state.model, declared_level=state.declared.label if state.declared else None,
-            detected_level=c.detected_level.label if c else None, level=c.level.label if c else None,
+            model=state.model,
+            declared_level=state.declared.label if state.declared else None,
+            detected_level=c.detected_level.label if c else None,
+            level=c.level.label if c else None,
             signals=tuple(Signal(type=s.type, count=s.count) for s in c.signals) if c else (),
-            policy_sha256=self.policy_sha256, classifier_sha256=self.classifier_sha256,
-            candidates=state.candidates, attempts=tuple(state.attempts),
-            backend=backend, status=200 if event == "egress" else state.status,
-            prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens,
+            policy_sha256=self.policy_sha256,
+            classifier_sha256=self.classifier_sha256,
+            candidates=state.candidates,
+            attempts=tuple(state.attempts),
+            backend=backend,
+            status=200 if event == "egress" else state.status,
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
             latency_ms=round(state.elapsed_ms(), 3),
         )
 
@@ -586,10 +701,20 @@ class Gateway:
         """OpenAI's model list, each model with an extra ``endpoints``: the paths it serves (the SDK keeps extra
         fields: ``model.model_extra["endpoints"]``)."""
         caller = await self._authenticate(request)
-        return {"object": "list", "data": [
-            {"id": m.name, "object": "model", "created": 0, "owned_by": "sovereign",
-             "endpoints": self.model_endpoints(m.name)} for m in self.settings.models if caller.may_use(m.name)
-        ]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": m.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "sovereign",
+                    "endpoints": self.model_endpoints(m.name),
+                }
+                for m in self.settings.models
+                if caller.may_use(m.name)
+            ],
+        }
 
     def model_endpoints(self, model: str) -> list[str]:
         """The API paths a model serves: those that some backend of its route serves (clearance aside)."""
@@ -610,8 +735,11 @@ def _declared_level(request: Request) -> Level | None:
     try:  # repeated headers: the highest wins, so a second, lower one can never lower the level
         return max(Level.parse(value) for value in values)
     except ValueError:
-        raise BadRequest("invalid X-Sovereign-Classification header: not a classification level",
-                         param=DECLARED_HEADER, code="invalid_classification") from None
+        raise BadRequest(
+            "invalid X-Sovereign-Classification header: not a classification level",
+            param=DECLARED_HEADER,
+            code="invalid_classification",
+        ) from None
 
 
 class _SpanErrorOptions(TypedDict):

@@ -60,8 +60,9 @@ def attempt_attributes(settings: Any, backend: str, endpoint: Endpoint) -> dict[
     if config.kind == "openai":
         model = config.embedding_model if endpoint is Endpoint.EMBEDDINGS and config.embedding_model else config.model
         url = urlsplit(config.base_url)
-        attributes[gen_ai.GEN_AI_PROVIDER_NAME] = (gen_ai.GenAiProviderNameValues.OPENAI.value
-                                                   if url.hostname == _OPENAI_HOST else "openai_compatible")
+        attributes[gen_ai.GEN_AI_PROVIDER_NAME] = (
+            gen_ai.GenAiProviderNameValues.OPENAI.value if url.hostname == _OPENAI_HOST else "openai_compatible"
+        )
         if url.hostname:
             attributes[server.SERVER_ADDRESS] = url.hostname
             attributes[server.SERVER_PORT] = url.port or (443 if url.scheme == "https" else 80)
@@ -95,7 +96,9 @@ def response_attributes(opened: Opened) -> dict[str, Any]:
             if isinstance(reason, str) and _REASON.match(reason):
                 reasons.append(reason)
         if (name := audit_name(body.get("model") if isinstance(body.get("model"), str) else None)) not in (
-                None, "_invalid"):
+            None,
+            "_invalid",
+        ):
             attributes[gen_ai.GEN_AI_RESPONSE_MODEL] = name
     if reasons:
         attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = reasons

@@ -39,13 +39,22 @@ class EventStreamResponse(StreamingResponse):
 
 # A caller's request id is kept only if it is one of these: a UUID, or a hex token with at least one letter (a
 # string of digits alone could be an NHS, card or phone number). Anything else is replaced by a generated one.
-_REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-                         r"|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,64}")
+_REQUEST_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,64}"
+)
 REQUEST_ID_HEADER = b"x-request-id"
 # Headers with which a caller could steer Ray Serve itself: its per-request timeout (past ours), turning off the
 # cancellation of a request whose client has gone, model multiplexing and session affinity (both logged by Serve).
-RAY_CONTROL_HEADERS = frozenset({b"x-request-timeout-seconds", b"x-request-disconnect-disabled",
-                                 b"serve_multiplexed_model_id", b"serve-multiplexed-model-id", b"x-session-id"})
+RAY_CONTROL_HEADERS = frozenset(
+    {
+        b"x-request-timeout-seconds",
+        b"x-request-disconnect-disabled",
+        b"serve_multiplexed_model_id",
+        b"serve-multiplexed-model-id",
+        b"x-session-id",
+    }
+)
 
 
 def safe_request_id(value: str | None) -> str | None:

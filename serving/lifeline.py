@@ -193,8 +193,9 @@ def recorded(members: Iterable[tuple[int, float]]) -> list[psutil.Process]:
     return found
 
 
-def kill_all(find: Callable[[], list[psutil.Process]], timeout_s: float,
-             reap: Callable[[], object] | None = None) -> list[str]:
+def kill_all(
+    find: Callable[[], list[psutil.Process]], timeout_s: float, reap: Callable[[], object] | None = None
+) -> list[str]:
     """SIGKILL whatever ``find()`` returns, again and again (a dying process may have spawned another) until it
     returns nothing or ``timeout_s`` passes. ``reap`` collects this process's own dead children meanwhile. Returns
     "title (pid)" for each process killed."""
@@ -232,8 +233,11 @@ def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | 
     path = Path(path)
     if not path.exists():
         return True
-    helper = subprocess.Popen([sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], True)",
-                               str(path)], stdin=subprocess.DEVNULL, start_new_session=True)
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], True)", str(path)],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     if helpers is not None:
         helpers.add(helper.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -252,14 +256,18 @@ def clear_stale(state: Path, reap: Callable[[], object] | None = None, helpers: 
     server cleared, saying what was killed."""
     said = []
     for path, record in read_records(state):
-        if record is not None and (is_alive(record.supervisor_pid, record.supervisor_started)
-                                   or is_alive(record.server_pid, record.server_started)):
+        if record is not None and (
+            is_alive(record.supervisor_pid, record.supervisor_started)
+            or is_alive(record.server_pid, record.server_started)
+        ):
             continue
         if record is not None:
             killed = kill_all(functools.partial(_record_processes, record), timeout_s=10, reap=reap)
             remove_folder(record.private, helpers=helpers)
-            said.append(f"cleared an earlier server of this folder (pid {record.supervisor_pid}, port "
-                        f"{record.port}): " + (f"killed {', '.join(killed)}" if killed else "nothing left running"))
+            said.append(
+                f"cleared an earlier server of this folder (pid {record.supervisor_pid}, port "
+                f"{record.port}): " + (f"killed {', '.join(killed)}" if killed else "nothing left running")
+            )
         with contextlib.suppress(OSError):
             path.unlink()
     return said
@@ -296,8 +304,14 @@ def forward(pid: int, sig: int) -> None:
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
 
 
-def sweep_in_helper(server_id: str, private: str, members: Iterable[tuple[int, float]], exclude: Iterable[int],
-                    timeout_s: float, remove_private: bool) -> tuple[list[str], bool] | None:
+def sweep_in_helper(
+    server_id: str,
+    private: str,
+    members: Iterable[tuple[int, float]],
+    exclude: Iterable[int],
+    timeout_s: float,
+    remove_private: bool,
+) -> tuple[list[str], bool] | None:
     """Kill what server ``server_id`` left running (its tagged processes and recorded ``members``, except
     ``exclude``) and, with ``remove_private``, remove its private folder: in a helper process, waiting at most
     ``timeout_s`` for its answer. Returns (what was killed, whether the folder is gone), or None if the helper did
@@ -307,10 +321,22 @@ def sweep_in_helper(server_id: str, private: str, members: Iterable[tuple[int, f
     project's VM kernel both have been seen to stall in the kernel (``shrink_dcache_parent``) right after a large
     tree died, and a process stalled there cannot exit. The supervisor's exit must not wait on it, so the helper is
     never collected here either (see ``Supervisor.reap``): it passes to init when the supervisor exits."""
-    spec = json.dumps({"server_id": server_id, "private": private, "members": list(members),
-                       "exclude": list(exclude), "timeout_s": max(0.2, timeout_s - 0.5), "remove": remove_private})
-    helper = subprocess.Popen([sys.executable, "-m", "serving.lifeline", spec], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, start_new_session=True)
+    spec = json.dumps(
+        {
+            "server_id": server_id,
+            "private": private,
+            "members": list(members),
+            "exclude": list(exclude),
+            "timeout_s": max(0.2, timeout_s - 0.5),
+            "remove": remove_private,
+        }
+    )
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "serving.lifeline", spec],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert helper.stdout is not None
     answer, deadline = b"", time.monotonic() + timeout_s
     with contextlib.suppress(OSError):

@@ -52,8 +52,13 @@ def verified_adapter_loader(adapters_dir: Path) -> type:
             except ManifestError as exc:
                 log.error("LoRA adapter refused, not loaded: %s", exc)
                 raise
-            return disk_config.model_validate({
-                "model_id": lora_model_id, "max_total_tokens": None, "local_path": str(folder),
-                "lora_assigned_int_id": adapter_ids.next()})
+            return disk_config.model_validate(
+                {
+                    "model_id": lora_model_id,
+                    "max_total_tokens": None,
+                    "local_path": str(folder),
+                    "lora_assigned_int_id": adapter_ids.next(),
+                }
+            )
 
     return VerifiedAdapterLoader

@@ -22,47 +22,106 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter("sovereign_requests", "Requests by public model, level, backend and HTTP status",
-                                ["model", "level", "backend", "status"], registry=r)
-        self.egress = Counter("sovereign_commercial_egress", "Requests sent to non-sovereign backends, by level",
-                              ["level", "backend"], registry=r)
-        self.fallbacks = Counter("sovereign_fallbacks", "Fallbacks to the next candidate, by reason",
-                                 ["model", "from_backend", "reason"], registry=r)
-        self.overflows = Counter("sovereign_overflows", "Requests moved off a full local queue",
-                                 ["model", "backend"], registry=r)
-        self.tokens = Counter("sovereign_tokens", "Tokens used (type: prompt or completion) by team, public model, "
-                              "backend and level; teams and models are configured names, any other is `other`",
-                              ["team", "model", "backend", "level", "type"], registry=r)
-        self.classification = Histogram("sovereign_classification_seconds", "Time to classify a request",
-                                        buckets=_FAST_BUCKETS, registry=r)
-        self.ttft = Histogram("sovereign_ttft_seconds", "Time to first token (streams) or response",
-                              ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.itl = Histogram("sovereign_itl_seconds", "Mean inter-token (inter-chunk) latency per stream",
-                             ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.latency = Histogram("sovereign_request_seconds", "End-to-end request latency",
-                                 ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("sovereign_local_queue_depth", "Requests in flight to a local backend from this "
-                                 "router replica", ["backend"], registry=r)
-        self.backend_available = Gauge("sovereign_backend_available", "1 while this router replica sends requests "
-                                       "to a local engine, 0 while it skips it (no running replica: a lost node)",
-                                       ["backend"], registry=r)
-        self.audit_write = Histogram("sovereign_audit_write_seconds", "Audit append latency (durable or not)",
-                                     buckets=_FAST_BUCKETS, registry=r)
+        self.requests = Counter(
+            "sovereign_requests",
+            "Requests by public model, level, backend and HTTP status",
+            ["model", "level", "backend", "status"],
+            registry=r,
+        )
+        self.egress = Counter(
+            "sovereign_commercial_egress",
+            "Requests sent to non-sovereign backends, by level",
+            ["level", "backend"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "sovereign_fallbacks",
+            "Fallbacks to the next candidate, by reason",
+            ["model", "from_backend", "reason"],
+            registry=r,
+        )
+        self.overflows = Counter(
+            "sovereign_overflows", "Requests moved off a full local queue", ["model", "backend"], registry=r
+        )
+        self.tokens = Counter(
+            "sovereign_tokens",
+            "Tokens used (type: prompt or completion) by team, public model, "
+            "backend and level; teams and models are configured names, any other is `other`",
+            ["team", "model", "backend", "level", "type"],
+            registry=r,
+        )
+        self.classification = Histogram(
+            "sovereign_classification_seconds", "Time to classify a request", buckets=_FAST_BUCKETS, registry=r
+        )
+        self.ttft = Histogram(
+            "sovereign_ttft_seconds",
+            "Time to first token (streams) or response",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "sovereign_itl_seconds",
+            "Mean inter-token (inter-chunk) latency per stream",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sovereign_request_seconds", "End-to-end request latency", ["backend"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "sovereign_local_queue_depth",
+            "Requests in flight to a local backend from this router replica",
+            ["backend"],
+            registry=r,
+        )
+        self.backend_available = Gauge(
+            "sovereign_backend_available",
+            "1 while this router replica sends requests "
+            "to a local engine, 0 while it skips it (no running replica: a lost node)",
+            ["backend"],
+            registry=r,
+        )
+        self.audit_write = Histogram(
+            "sovereign_audit_write_seconds", "Audit append latency (durable or not)", buckets=_FAST_BUCKETS, registry=r
+        )
         self.audit_failures = Counter("sovereign_audit_failures", "Audit writes that failed", registry=r)
-        self.egress_reviews = Counter("sovereign_egress_reviews", "Egress reviews before a request would leave, by "
-                                      "outcome (passed, flagged, unavailable)", ["outcome"], registry=r)
-        self.egress_review_time = Histogram("sovereign_egress_review_seconds", "Time the egress review added to a "
-                                            "request about to leave", buckets=_FAST_BUCKETS, registry=r)
+        self.egress_reviews = Counter(
+            "sovereign_egress_reviews",
+            "Egress reviews before a request would leave, by outcome (passed, flagged, unavailable)",
+            ["outcome"],
+            registry=r,
+        )
+        self.egress_review_time = Histogram(
+            "sovereign_egress_review_seconds",
+            "Time the egress review added to a request about to leave",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self.classification_failures = Counter(
-            "sovereign_classification_failures", "Requests the classifier could not finish (reason: error or timeout); "
-            "they were treated as TOP SECRET (fail closed)", ["reason"], registry=r)
-        self.audit_ship_backlog = Gauge("sovereign_audit_ship_backlog_records", "Audit records written locally and "
-                                        "not yet accepted by the shipping sink (SIEM)", registry=r)
-        self.audit_ship_failures = Counter("sovereign_audit_ship_failures", "Failed sends to the audit shipping "
-                                           "sink (what: ship) or the anchor sink (what: anchor)", ["what"],
-                                           registry=r)
-        self.audit_anchor_time = Gauge("sovereign_audit_anchor_last_timestamp_seconds",
-                                       "Unix time of the last anchor of the audit chain's head", registry=r)
+            "sovereign_classification_failures",
+            "Requests the classifier could not finish (reason: error or timeout); "
+            "they were treated as TOP SECRET (fail closed)",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_ship_backlog = Gauge(
+            "sovereign_audit_ship_backlog_records",
+            "Audit records written locally and not yet accepted by the shipping sink (SIEM)",
+            registry=r,
+        )
+        self.audit_ship_failures = Counter(
+            "sovereign_audit_ship_failures",
+            "Failed sends to the audit shipping sink (what: ship) or the anchor sink (what: anchor)",
+            ["what"],
+            registry=r,
+        )
+        self.audit_anchor_time = Gauge(
+            "sovereign_audit_anchor_last_timestamp_seconds",
+            "Unix time of the last anchor of the audit chain's head",
+            registry=r,
+        )
 
     def on_classification(self, signal_types: Iterable[str]) -> None:
         """Count a classification that failed closed (its ``classification_error``/``_timeout`` signal)."""

@@ -86,8 +86,7 @@ class _JWKSFile:
         try:
             self._keys = parse_jwks(json.loads(self._path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            log.error("JWKS file %s is not a usable key set; tokens are refused: %s", self._path,
-                      type(exc).__name__)
+            log.error("JWKS file %s is not a usable key set; tokens are refused: %s", self._path, type(exc).__name__)
             self._keys = {}
         self._stamp = stamp
 
@@ -127,8 +126,11 @@ class OIDCVerifier:
         self.algorithms = list(config.algorithms)
         self.uses_network = config.jwks_url is not None
         self._file = _JWKSFile(config.jwks_file, clock) if config.jwks_file is not None else None
-        self._client = (PyJWKClient(config.jwks_url, cache_jwk_set=True, lifespan=config.jwks_cache_s, timeout=5)
-                        if config.jwks_url is not None else None)
+        self._client = (
+            PyJWKClient(config.jwks_url, cache_jwk_set=True, lifespan=config.jwks_cache_s, timeout=5)
+            if config.jwks_url is not None
+            else None
+        )
 
     def verify(self, token: str) -> Caller:
         if len(token) > MAX_TOKEN_CHARS:
@@ -147,9 +149,15 @@ class OIDCVerifier:
             raise TokenRefused("the token is signed by a key this server does not know")
         cfg = self.config
         try:
-            claims = jwt.decode(token, key=key, algorithms=self.algorithms, audience=cfg.audience,
-                                issuer=cfg.issuer, leeway=cfg.leeway_s,
-                                options={"require": ["exp", "iss", "aud"]})
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=self.algorithms,
+                audience=cfg.audience,
+                issuer=cfg.issuer,
+                leeway=cfg.leeway_s,
+                options={"require": ["exp", "iss", "aud"]},
+            )
         except jwt.PyJWTError as exc:
             raise TokenRefused(next(reason for kind, reason in _REFUSALS if isinstance(exc, kind))) from None
         return map_claims(claims, cfg.claims)
@@ -197,5 +205,12 @@ def map_claims(claims: dict[str, Any], config: ClaimsConfig) -> Caller:
         models = models if models is not None else rule.models
     if config.require_rule and not matched:
         raise TokenNotMapped("no rule of this server admits the token's groups or roles")
-    return Caller(name, floor, ceiling, None, team=team or config.default_team or DEFAULT_TEAM,
-                  models=frozenset(models) if models is not None else None, via="oidc")
+    return Caller(
+        name,
+        floor,
+        ceiling,
+        None,
+        team=team or config.default_team or DEFAULT_TEAM,
+        models=frozenset(models) if models is not None else None,
+        via="oidc",
+    )

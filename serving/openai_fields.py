@@ -24,10 +24,19 @@ from serving.backends.base import Endpoint
 # Fields of the OpenAI API that vLLM's request models do not define, and that a local backend ignores: they ask
 # OpenAI for bookkeeping (storing the completion, a billing tier, prompt-cache routing, an end-user id for abuse
 # monitoring, key-value tags) or give a hint that does not change what the answer is (verbosity, a predicted output).
-IGNORED_LOCALLY: frozenset[str] = frozenset({
-    "metadata", "store", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
-    "safety_identifier", "verbosity", "prediction",
-})
+IGNORED_LOCALLY: frozenset[str] = frozenset(
+    {
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "safety_identifier",
+        "verbosity",
+        "prediction",
+    }
+)
 # Values of other vLLM-unknown fields that ask for nothing beyond the default, so a local backend can ignore them too.
 DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {"modalities": (["text"],), "best_of": (1,)}
 
@@ -42,9 +51,11 @@ def _sdk_params(endpoint: Endpoint) -> Any:
     from openai.types import completion_create_params, embedding_create_params
     from openai.types.chat import completion_create_params as chat_create_params
 
-    return {Endpoint.CHAT: chat_create_params.CompletionCreateParamsBase,
-            Endpoint.COMPLETIONS: completion_create_params.CompletionCreateParamsBase,
-            Endpoint.EMBEDDINGS: embedding_create_params.EmbeddingCreateParams}[endpoint]
+    return {
+        Endpoint.CHAT: chat_create_params.CompletionCreateParamsBase,
+        Endpoint.COMPLETIONS: completion_create_params.CompletionCreateParamsBase,
+        Endpoint.EMBEDDINGS: embedding_create_params.EmbeddingCreateParams,
+    }[endpoint]
 
 
 @cache
@@ -98,9 +109,11 @@ def _sdk_names() -> frozenset[str]:
     from openai.types.chat import completion_create_params as chat_create_params
 
     names: set[str] = set()
-    for params in (chat_create_params.CompletionCreateParamsNonStreaming,
-                   completion_create_params.CompletionCreateParamsNonStreaming,
-                   embedding_create_params.EmbeddingCreateParams):
+    for params in (
+        chat_create_params.CompletionCreateParamsNonStreaming,
+        completion_create_params.CompletionCreateParamsNonStreaming,
+        embedding_create_params.EmbeddingCreateParams,
+    ):
         try:
             _property_names(TypeAdapter(params).json_schema(), names)
         except Exception:  # fall back to the top level
@@ -202,8 +215,14 @@ def unknown_fields_message(count: int, unknown: Iterable[str], known: Iterable[s
     noun = "argument" if count == 1 else "arguments"
     message = f"invalid request: {count} unrecognized request {noun}"
     known = sorted(known)
-    hints = sorted({m for key in unknown if isinstance(key, str) and len(key) <= 64
-                    for m in difflib.get_close_matches(key, known, n=1, cutoff=0.8)})
+    hints = sorted(
+        {
+            m
+            for key in unknown
+            if isinstance(key, str) and len(key) <= 64
+            for m in difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        }
+    )
     if hints:
         message += f" (did you mean {', '.join(hints)}?)"
     return message

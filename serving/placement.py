@@ -154,8 +154,9 @@ def spread_for_engine() -> None:
         log.warning("could not spread the engine replica over CPUs %s: %s", format_cpus(host), type(exc).__name__)
 
 
-def place(root: psutil.Process, host: frozenset[int], engine_title: str,
-          worker_nice: int | None = None) -> frozenset[int]:
+def place(
+    root: psutil.Process, host: frozenset[int], engine_title: str, worker_nice: int | None = None
+) -> frozenset[int]:
     """One pass: every process under ``root`` (and ``root``) except vLLM workers onto the reserved CPUs, leaving
     alone the processes of any engine replica (title starting with ``engine_title``) whose worker is not bound yet;
     with ``worker_nice``, every vLLM worker's threads at least that nice. Returns the reserved CPUs (empty: nothing
@@ -209,8 +210,14 @@ class Placer:
     daemon thread (replicas restart, Ray starts workers; most inherit a moved parent's mask, the rest are caught on
     the next pass)."""
 
-    def __init__(self, host: frozenset[int], engine_title: str, interval_s: float = 5.0,
-                 worker_nice: int | None = None, root: int | None = None) -> None:
+    def __init__(
+        self,
+        host: frozenset[int],
+        engine_title: str,
+        interval_s: float = 5.0,
+        worker_nice: int | None = None,
+        root: int | None = None,
+    ) -> None:
         self.root = root
         self.host = host
         self.engine_title = engine_title
@@ -240,7 +247,6 @@ class Placer:
                 log.warning("CPU placement pass failed: %s", type(exc).__name__)
             else:
                 if reserved and reserved != self.reserved:
-                    log.info("CPU engines: everything but vLLM's workers now runs on CPUs %s",
-                             format_cpus(reserved))
+                    log.info("CPU engines: everything but vLLM's workers now runs on CPUs %s", format_cpus(reserved))
                 self.reserved = reserved
             self._stop.wait(self.interval_s)

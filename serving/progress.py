@@ -45,8 +45,11 @@ class Reporter:
 
     def _send(self, event: Event) -> None:
         if event.kind in {"begin", "end", "note", "fail", "exit"}:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} sovereign serve: {event.kind}: {event.text or event.code}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} sovereign serve: {event.kind}: {event.text or event.code}",
+                file=sys.stderr,
+                flush=True,
+            )
         if self._fd is None:
             if event.kind in {"say", "fail"}:
                 print(event.text, flush=True)
@@ -93,8 +96,7 @@ class Terminal:
 
     def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
-        self.errors = errors or (Console(stderr=True, highlight=False, soft_wrap=True) if console is None
-                                 else console)
+        self.errors = errors or (Console(stderr=True, highlight=False, soft_wrap=True) if console is None else console)
         self.failed = False  # a reason for the failure has been shown
         self._status: Status | None = None
         self._step = ""

@@ -53,8 +53,14 @@ SWEEP_S = 1.0  # killing what Ray's shutdown left
 DRAIN_SLACK_S = 3.0  # beyond drain_timeout_s, for Serve to remove the application once its replicas stopped
 RAY_STOP_S = 3.0  # kept for Ray's shutdown (it stops its daemons one by one, up to a second each)
 RAY_DAEMONS = ("gcs_server", "raylet")
-STATES = {"UPDATING": "starting", "HEALTHY": "ready", "UNHEALTHY": "unhealthy", "DEPLOY_FAILED": "failed",
-          "UPSCALING": "adding replicas", "DOWNSCALING": "removing replicas"}
+STATES = {
+    "UPDATING": "starting",
+    "HEALTHY": "ready",
+    "UNHEALTHY": "unhealthy",
+    "DEPLOY_FAILED": "failed",
+    "UPSCALING": "adding replicas",
+    "DOWNSCALING": "removing replicas",
+}
 
 
 def _dev_settings() -> tuple[Settings, str]:
@@ -98,8 +104,9 @@ def _deployment_states(serve: Any) -> str:
     return ", ".join(parts)
 
 
-def _wait_ready(url: str, deadline: float, stop: threading.Event, progress: Callable[[], None],
-                progress_every_s: float = 3.0) -> bool:
+def _wait_ready(
+    url: str, deadline: float, stop: threading.Event, progress: Callable[[], None], progress_every_s: float = 3.0
+) -> bool:
     next_progress = time.monotonic()
     while time.monotonic() < deadline and not stop.is_set():
         try:
@@ -120,15 +127,17 @@ def _banner(settings: Settings, key: str | None, seconds: float, head: str | Non
     host = settings.server.host if settings.server.host not in {"0.0.0.0", "::"} else (head or "127.0.0.1")
     base = f"http://{host}:{settings.server.port}/v1"
     model = settings.models[0].name
-    lines = [f"Sovereign inference server ready at {base} (started in {seconds:.0f} s)",
-             f"models: {', '.join(m.name for m in settings.models)}"]
+    lines = [
+        f"Sovereign inference server ready at {base} (started in {seconds:.0f} s)",
+        f"models: {', '.join(m.name for m in settings.models)}",
+    ]
     if key:
         lines += [f"development API key (shown once, stored hashed in {settings.auth.keys_file}):", f"  {key}"]
     lines += [
         "call it with the openai SDK:",
         "  from openai import OpenAI",
-        f"  client = OpenAI(base_url=\"{base}\", api_key=\"{key or '<your key>'}\")",
-        f"  client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hi\"}}])",
+        f'  client = OpenAI(base_url="{base}", api_key="{key or "<your key>"}")',
+        f'  client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hi"}}])',
         f"Ctrl-C stops the server (requests in flight get up to {settings.server.drain_timeout_s:.0f} s to finish).",
     ]
     return "\n".join(lines)
@@ -137,9 +146,12 @@ def _banner(settings: Settings, key: str | None, seconds: float, head: str | Non
 def _driver_env(address: str) -> dict[str, str]:
     """Environment of this process alone when it joins an existing cluster: the cluster's nodes were started with
     their own, which is what Serve's processes and the replicas inherit."""
-    env = {"RAY_USAGE_STATS_ENABLED": "0", **OFFLINE_ENV,
-           # as in _ray_env: a Ray call from a thread the stop left behind must fail, not start a local Ray
-           "RAY_ENABLE_AUTO_CONNECT": "0"}
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **OFFLINE_ENV,
+        # as in _ray_env: a Ray call from a thread the stop left behind must fail, not start a local Ray
+        "RAY_ENABLE_AUTO_CONNECT": "0",
+    }
     if _loopback(address):
         # Ray replaces a loopback address with this host's outward IP before connecting; a cluster whose nodes
         # listen on loopback only (`ray start --node-ip-address 127.0.0.1`) is then unreachable. This setting (read
@@ -170,24 +182,28 @@ def _loopback(address: str) -> bool:
 def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
     """Environment the Serve processes need (set before Ray starts, so proxy and replicas inherit it); ``private``
     is a folder only this user can enter, for files that others must not reach."""
-    env = {"RAY_SERVE_LOG_TO_STDERR": "0", "RAY_USAGE_STATS_ENABLED": "0", **OFFLINE_ENV,
-           "TOKENIZERS_PARALLELISM": "false",
-           # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
-           # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
-           # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults in single rounds (runs C-D vs B). Opt
-           # out with RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
-           "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-           # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
-           # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
-           "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
-           # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
-           "OTEL_SERVICE_NAME": settings.telemetry.service_name,
-           # Serve's proxy and direct-ingress replicas keep a caller's x-request-id only if it is a UUID or a hex
-           # token, and drop the headers that steer Serve itself (serving/http_edge.py, RequestIdGuard).
-           "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK,
-           # A Ray call from a thread the stop left behind (serving a bounded step that ran out of time) must fail,
-           # not start a new local Ray instance after ray.shutdown() (seen: a fresh GCS and raylet at exit).
-           "RAY_ENABLE_AUTO_CONNECT": "0"}
+    env = {
+        "RAY_SERVE_LOG_TO_STDERR": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **OFFLINE_ENV,
+        "TOKENIZERS_PARALLELISM": "false",
+        # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
+        # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
+        # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults in single rounds (runs C-D vs B). Opt
+        # out with RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
+        # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
+        "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
+        # Ray Serve's tracer provider names its resource from this (when OTLP export is on).
+        "OTEL_SERVICE_NAME": settings.telemetry.service_name,
+        # Serve's proxy and direct-ingress replicas keep a caller's x-request-id only if it is a UUID or a hex
+        # token, and drop the headers that steer Serve itself (serving/http_edge.py, RequestIdGuard).
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK,
+        # A Ray call from a thread the stop left behind (serving a bounded step that ran out of time) must fail,
+        # not start a new local Ray instance after ray.shutdown() (seen: a fresh GCS and raylet at exit).
+        "RAY_ENABLE_AUTO_CONNECT": "0",
+    }
     if _isolates_cpu_engines(settings):
         from serving.placement import HOST_CPUS_ENV, format_cpus
 
@@ -244,8 +260,9 @@ def local_resources(settings: Settings) -> dict[str, float]:
     replica to fit on the one node, as it must."""
     need: dict[str, float] = {}
     wanted = [(settings.server.ingress_ray_resources, settings.server.ingress_replicas)]
-    wanted += [(b.ray_resources, b.autoscaling.max_replicas) for b in settings.backends
-               if isinstance(b, VLLMBackendConfig)]
+    wanted += [
+        (b.ray_resources, b.autoscaling.max_replicas) for b in settings.backends if isinstance(b, VLLMBackendConfig)
+    ]
     for resources, replicas in wanted:
         for name, amount in resources.items():
             need[name] = need.get(name, 0.0) + amount * replicas
@@ -314,8 +331,9 @@ def _ray_daemons_alive() -> bool:
     return all(name in names for name in RAY_DAEMONS)
 
 
-def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began: float,
-              own_cluster: bool = True) -> None:
+def _stop_all(
+    serve: Any, ray: Any, settings: Settings, report: Reporter, began: float, own_cluster: bool = True
+) -> None:
     """Drain, then stop Serve and Ray, within ``drain_timeout_s`` + ``STOP_MARGIN_S`` of ``began``. On a cluster
     this server did not start (``own_cluster`` False: joining one with an address) only this application goes:
     Serve stays up for the cluster's other applications, and ``ray.shutdown()`` only disconnects."""
@@ -328,19 +346,21 @@ def _stop_all(serve: Any, ray: Any, settings: Settings, report: Reporter, began:
         return min(cap, deadline - time.monotonic())
 
     if not ray_alive():
-        report.note("Ray's GCS or raylet had already exited (did they get the stop signal too?): requests in "
-                    "flight were cut off; skipping the drain and Serve's shutdown")
+        report.note(
+            "Ray's GCS or raylet had already exited (did they get the stop signal too?): requests in "
+            "flight were cut off; skipping the drain and Serve's shutdown"
+        )
     else:
         report.begin(f"draining requests in flight (up to {drain:.0f} s)")
         # Serve's controller force-stops a replica at drain_timeout_s and then removes the application: a little
         # more than drain_timeout_s in all when a request runs to the limit.
-        outcome = bounded(lambda: serve.delete(APP_NAME), left(drain + DRAIN_SLACK_S),
-                          abort=lambda: not ray_alive())
+        outcome = bounded(lambda: serve.delete(APP_NAME), left(drain + DRAIN_SLACK_S), abort=lambda: not ray_alive())
         if outcome == "done":
             report.end("requests in flight finished, application removed")
         elif outcome == "timeout":
-            report.note(f"drain cut short after {time.monotonic() - began:.0f} s: requests still in flight were "
-                        "cut off")
+            report.note(
+                f"drain cut short after {time.monotonic() - began:.0f} s: requests still in flight were cut off"
+            )
         elif outcome == "aborted":
             report.note("drain cut short: Ray's GCS or raylet exited meanwhile; requests in flight were cut off")
         else:  # nothing deployed yet, or Serve already gone
@@ -380,8 +400,16 @@ def _remove_ledger(ray: Any) -> None:
     ray.kill(actor, no_restart=True)
 
 
-def run(settings: Settings, key: str | None, private: Path, report: Reporter, stop: threading.Event,
-        supervisor: int | None, started: float, address: str | None = None) -> int:
+def run(
+    settings: Settings,
+    key: str | None,
+    private: Path,
+    report: Reporter,
+    stop: threading.Event,
+    supervisor: int | None,
+    started: float,
+    address: str | None = None,
+) -> int:
     """The server's life; ``started``: when this process started (monotonic), for the banner. ``address``: the
     existing Ray cluster to deploy onto (None: start a local one, as this server's own)."""
     own_cluster = address is None
@@ -406,10 +434,16 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
         # purpose. address="local": always a new Ray instance. Without it a second server on this host joins the
         # first one's cluster and redeploys the "sovereign" app there, replacing the running server's configuration.
         # Ray's Prometheus endpoint (the engines' vLLM metrics are there) on the configured port.
-        init_ray_with_metrics_port(settings.server.ray_metrics_port, address="local",
-                                   num_cpus=max(8, (os.cpu_count() or 1) * 2), include_dashboard=False,
-                                   resources=local_resources(settings), log_to_driver=False, configure_logging=True,
-                                   logging_level=logging.WARNING)
+        init_ray_with_metrics_port(
+            settings.server.ray_metrics_port,
+            address="local",
+            num_cpus=max(8, (os.cpu_count() or 1) * 2),
+            include_dashboard=False,
+            resources=local_resources(settings),
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
     else:
         report.begin(f"connecting to the Ray cluster at {address}")
         unreachable = _unreachable(address)
@@ -431,16 +465,18 @@ def run(settings: Settings, key: str | None, private: Path, report: Reporter, st
         app = build_application(settings)
         # On a cluster Serve may run already (other applications): then its HTTP options and proxies stay as they
         # are, and Serve says so in the log. Proxies on the head only, as `sovereign config render-serve` deploys.
-        serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
-                    proxy_location=None if own_cluster else PROXY_LOCATION,
-                    tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio)
-                    if otlp_configured() else None)
+        serve.start(
+            http_options={"host": settings.server.host, "port": settings.server.port},
+            proxy_location=None if own_cluster else PROXY_LOCATION,
+            tracing_config=ray_tracing_config(settings.telemetry.trace_sampling_ratio) if otlp_configured() else None,
+        )
         # Not serve.run: it waits for the application to be running, deaf to a stop signal meanwhile.
         serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix="/")], wait_for_applications_running=False)
         progress = lambda: report.update(_deployment_states(serve))  # noqa: E731
         if own_cluster:
-            ready = _wait_ready(f"http://127.0.0.1:{settings.server.port}/ready", time.monotonic() + READY_TIMEOUT_S,
-                                stop, progress)
+            ready = _wait_ready(
+                f"http://127.0.0.1:{settings.server.port}/ready", time.monotonic() + READY_TIMEOUT_S, stop, progress
+            )
         else:  # the proxy is on the cluster's head, which may be another host: Serve's own account of the app
             ready = _wait_running(serve, time.monotonic() + READY_TIMEOUT_S, stop, progress)
         if not ready:
@@ -467,20 +503,30 @@ def _verify_weights(settings: Settings, here_only: bool) -> list[str]:
     (serving/engine.py); their backends' names are returned."""
     from serving.app import verify_local_weights
 
-    elsewhere = [b.name for b in settings.backends if isinstance(b, VLLMBackendConfig) and b.verify_manifest
-                 and here_only and not Path(b.model_source).is_dir()]
+    elsewhere = [
+        b.name
+        for b in settings.backends
+        if isinstance(b, VLLMBackendConfig) and b.verify_manifest and here_only and not Path(b.model_source).is_dir()
+    ]
     # Adapters whose folder is not on this host either: their engines verify them before loading (serving/lora.py).
-    elsewhere += [b.name for b in settings.backends if isinstance(b, AdapterBackendConfig) and here_only
-                  and isinstance(base := settings.backend(b.base), VLLMBackendConfig) and base.lora is not None
-                  and not (base.lora.adapters_dir / b.adapter).is_dir()]
+    elsewhere += [
+        b.name
+        for b in settings.backends
+        if isinstance(b, AdapterBackendConfig)
+        and here_only
+        and isinstance(base := settings.backend(b.base), VLLMBackendConfig)
+        and base.lora is not None
+        and not (base.lora.adapters_dir / b.adapter).is_dir()
+    ]
     if elsewhere:
         settings = settings.model_copy(update={"backends": [b for b in settings.backends if b.name not in elsewhere]})
     verify_local_weights(settings)
     return elsewhere
 
 
-def _wait_running(serve: Any, deadline: float, stop: threading.Event, progress: Callable[[], None],
-                  progress_every_s: float = 3.0) -> bool:
+def _wait_running(
+    serve: Any, deadline: float, stop: threading.Event, progress: Callable[[], None], progress_every_s: float = 3.0
+) -> bool:
     """Until Serve says the application runs (every replica started and healthy); False on a deadline, a stop,
     or a failed deployment."""
     next_progress = time.monotonic()
@@ -579,13 +625,21 @@ def _server_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sovereign serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=os.environ.get("SOVEREIGN_CONFIG"),
-                        help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)")
-    parser.add_argument("--address", default=None,
-                        help="deploy onto this existing Ray cluster (as for `ray start --address`, e.g. HEAD:6379) "
-                        "instead of starting Ray; a stop removes only this application (needs --config)")
+    parser = argparse.ArgumentParser(
+        prog="sovereign serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("SOVEREIGN_CONFIG"),
+        help="configuration YAML (default: $SOVEREIGN_CONFIG, else the embedded development config)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="deploy onto this existing Ray cluster (as for `ray start --address`, e.g. HEAD:6379) "
+        "instead of starting Ray; a stop removes only this application (needs --config)",
+    )
     # Set by the supervisor when it starts this module as the server (serving/supervise.py).
     parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--private", type=Path, help=argparse.SUPPRESS)
@@ -595,8 +649,9 @@ def main(argv: list[str]) -> int:
         return _server_main(args)
     if args.address is not None and not args.config:
         # The development mode prepares weights and a key under this host's var/: not for a cluster's nodes.
-        print("sovereign serve: --address needs --config (the development mode runs on this host only)",
-              file=sys.stderr)
+        print(
+            "sovereign serve: --address needs --config (the development mode runs on this host only)", file=sys.stderr
+        )
         return 2
     try:
         settings = settings_for(args.config)

@@ -70,12 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--config", required=True, type=Path, help="the sovereign configuration YAML")
     render.add_argument("--out", type=Path, help="write here instead of standard output")
     render.add_argument("--name", default=APP_NAME, help="Serve application name (default: %(default)s)")
-    render.add_argument("--tracing", action="store_true",
-                        help="turn on Ray Serve's tracing (set OTEL_EXPORTER_OTLP_ENDPOINT on the nodes)")
-    render.add_argument("--proxy-location", default=PROXY_LOCATION,
-                        choices=["HeadOnly", "EveryNode", "Disabled"], help="default: %(default)s")
-    sub.add_parser("check", help="validate a configuration file").add_argument("--config", required=True,
-                                                                                 type=Path)
+    render.add_argument(
+        "--tracing",
+        action="store_true",
+        help="turn on Ray Serve's tracing (set OTEL_EXPORTER_OTLP_ENDPOINT on the nodes)",
+    )
+    render.add_argument(
+        "--proxy-location",
+        default=PROXY_LOCATION,
+        choices=["HeadOnly", "EveryNode", "Disabled"],
+        help="default: %(default)s",
+    )
+    sub.add_parser("check", help="validate a configuration file").add_argument("--config", required=True, type=Path)
     return parser
 
 
@@ -98,8 +104,9 @@ def main(argv: list[str]) -> int:
             load_settings(data=data)
             print(f"{args.config}: valid")
             return 0
-        text = render_yaml(serve_config(data, app_name=args.name, proxy_location=args.proxy_location,
-                                              tracing=args.tracing))
+        text = render_yaml(
+            serve_config(data, app_name=args.name, proxy_location=args.proxy_location, tracing=args.tracing)
+        )
     except ConfigError as exc:
         print(f"sovereign config: {exc}", file=sys.stderr)
         return 2

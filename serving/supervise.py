@@ -57,8 +57,15 @@ def _private_folder() -> str:
 
 
 class Supervisor:
-    def __init__(self, argv: list[str], settings: Settings, state: Path, terminal: Terminal,
-                 command: list[str] | None = None, joins_cluster: bool = False) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        settings: Settings,
+        state: Path,
+        terminal: Terminal,
+        command: list[str] | None = None,
+        joins_cluster: bool = False,
+    ) -> None:
         """``command``: the server to run (default: ``sovereign serve`` itself, as the server); the supervisor
         appends ``--supervisor PID --private DIR --channel FD`` to it. ``joins_cluster``: the server deploys onto an
         existing Ray cluster, whose Serve proxy (perhaps serving other applications already) holds the port."""
@@ -119,8 +126,9 @@ class Supervisor:
         killed = lifeline.kill_all(self.orphans, timeout_s=1.0, reap=self.reap)
         if killed:
             # While the server stops, Ray's daemons go before their workers: expected, so only logged.
-            self._log_or_note(f"killed {', '.join(killed)}: its parent in the server had died",
-                              note=self.stop_at is None)
+            self._log_or_note(
+                f"killed {', '.join(killed)}: its parent in the server had died", note=self.stop_at is None
+            )
 
     def _record_members(self) -> None:
         """Keep the record's list of this tree's processes current (what a next start kills if this one and the
@@ -212,8 +220,10 @@ class Supervisor:
             self.terminal.note(line)
         host, port = self.settings.server.host, self.settings.server.port
         if not self.joins_cluster and lifeline.port_in_use(host, port):
-            self.terminal.fail(f"port {port} on {host} is in use by another program; stop it, or choose another "
-                               "port (server.port, or SOVEREIGN_SERVER__PORT)")
+            self.terminal.fail(
+                f"port {port} on {host} is in use by another program; stop it, or choose another "
+                "port (server.port, or SOVEREIGN_SERVER__PORT)"
+            )
             return 2
         log_path = self.state / "log" / f"serve-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         try:
@@ -225,19 +235,32 @@ class Supervisor:
         self.log_path = log_path
         private = _private_folder()
         me = psutil.Process()
-        self.record = lifeline.ServerRecord(server_id=self.server_id, supervisor_pid=me.pid,
-                                            supervisor_started=me.create_time(), private=private, host=host, port=port)
+        self.record = lifeline.ServerRecord(
+            server_id=self.server_id,
+            supervisor_pid=me.pid,
+            supervisor_started=me.create_time(),
+            private=private,
+            host=host,
+            port=port,
+        )
         record = lifeline.write_record(self.state, self.record)  # before the server starts: it may die at once
         self.terminal.say(f"sovereign serve: starting (log: {log_path})")
         read_fd, write_fd = os.pipe()
         command = [*self.command, "--supervisor", str(os.getpid()), "--private", private, "--channel", str(write_fd)]
         with log:
-            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         pass_fds=(write_fd,), process_group=0,
-                                         env={**os.environ, lifeline.SERVER_ID_ENV: self.server_id})
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                process_group=0,
+                env={**os.environ, lifeline.SERVER_ID_ENV: self.server_id},
+            )
         os.close(write_fd)
-        self.record = self.record.model_copy(update={
-            "server_pid": self.proc.pid, "server_started": lifeline.started_at(self.proc.pid) or 0.0})
+        self.record = self.record.model_copy(
+            update={"server_pid": self.proc.pid, "server_started": lifeline.started_at(self.proc.pid) or 0.0}
+        )
         lifeline.write_record(self.state, self.record)
         stuck = self._wait(self.proc, read_fd)
         with contextlib.suppress(OSError):
@@ -282,23 +305,37 @@ class Supervisor:
         status = self._server_status()
         server = self.proc.pid if self.proc else -1
         if stuck:
-            self.terminal.note(f"the server process ({server}) has not exited after its shutdown (stuck in the "
-                               "kernel?); not waiting for it")
+            self.terminal.note(
+                f"the server process ({server}) has not exited after its shutdown (stuck in the "
+                "kernel?); not waiting for it"
+            )
         # After a stop signal, what is left of the bound (less a second for this process's own exit) is shared by
         # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty.
-        end = (time.monotonic() + 6.0 if self.stop_at is None
-               else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0)
+        end = (
+            time.monotonic() + 6.0
+            if self.stop_at is None
+            else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0
+        )
         members = self.record.members if self.record is not None else []
-        swept = lifeline.sweep_in_helper(self.server_id, private, members, exclude=[server],
-                                         timeout_s=max(0.7, end - time.monotonic()), remove_private=not stuck)
+        swept = lifeline.sweep_in_helper(
+            self.server_id,
+            private,
+            members,
+            exclude=[server],
+            timeout_s=max(0.7, end - time.monotonic()),
+            remove_private=not stuck,
+        )
         if swept is None:
-            self.terminal.note("the sweep of what the server left did not finish in time; the next start of this "
-                               "folder clears what is left")
+            self.terminal.note(
+                "the sweep of what the server left did not finish in time; the next start of this "
+                "folder clears what is left"
+            )
         else:
             killed, removed = swept
             if killed:
-                self._log_or_note(f"killed what the server left running: {', '.join(killed)}",
-                                  note=self.stop_at is None)
+                self._log_or_note(
+                    f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None
+                )
             if not stuck and not removed:
                 self.terminal.note(f"{private} is left for the next start to remove")
             elif not stuck:

@@ -88,8 +88,9 @@ def configure_tracing(service_name: str, sampling_ratio: float = 1.0) -> bool:
 
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return True
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
-                              sampler=ParentBasedTraceIdRatio(sampling_ratio))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), sampler=ParentBasedTraceIdRatio(sampling_ratio)
+    )
     for processor in ray_serve_span_processors():
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)

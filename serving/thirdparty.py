@@ -63,8 +63,9 @@ def require(distribution: str) -> str:
     try:
         found = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise UnsupportedVersion(f"{distribution} is not installed; this server needs {distribution}{expected}"
-                                 ) from None
+        raise UnsupportedVersion(
+            f"{distribution} is not installed; this server needs {distribution}{expected}"
+        ) from None
     try:
         supported = SpecifierSet(expected).contains(Version(found), prereleases=True)
     except InvalidVersion:
@@ -73,11 +74,13 @@ def require(distribution: str) -> str:
         raise UnsupportedVersion(
             f"{distribution} {found} is installed, but this server was written for {distribution}{expected}: it "
             f"patches or imports private parts of it (serving/thirdparty.py). Install {distribution}{expected}, "
-            f"or review serving/thirdparty.py against {found} and move the pin in it and in pyproject.toml.")
+            f"or review serving/thirdparty.py against {found} and move the pin in it and in pyproject.toml."
+        )
     return found
 
 
 # -- uvicorn ------------------------------------------------------------------------------------------------------
+
 
 def release_reset_connections() -> None:
     """Make uvicorn let go of a connection closed by a reset as it does of one closed cleanly. Idempotent.
@@ -110,6 +113,7 @@ def _releasing(original: Callable[[Any, Exception | None], None]) -> Callable[[A
 
 # -- openai -------------------------------------------------------------------------------------------------------
 
+
 @functools.cache
 def openai_client_class() -> type[openai.AsyncOpenAI]:
     """``openai.AsyncOpenAI`` without the SDK's ``x-stainless-*`` headers (its version, the host's OS, architecture
@@ -128,6 +132,7 @@ def openai_client_class() -> type[openai.AsyncOpenAI]:
 
 
 # -- ray ----------------------------------------------------------------------------------------------------------
+
 
 def own_batching(cls: type[S]) -> type[S]:
     """Class decorator for a subclass of Ray Serve LLM's ``LLMServer``: the engine's output stream is grouped into
@@ -201,8 +206,9 @@ async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> Async
 
     serving = getattr(engine, "_oai_serving_scores", None)
     if serving is None:
-        yield ErrorResponse(error=ErrorInfo(message="this model does not serve rerank",
-                                            type="invalid_request_error", code=400))
+        yield ErrorResponse(
+            error=ErrorInfo(message="this model does not serve rerank", type="invalid_request_error", code=400)
+        )
         return
     try:  # the headers carry the router's request id and trace context, as for every other request
         response = await serving(request, raw_request=RawRequestInfo.to_starlette_request_optional(raw_request_info))
@@ -214,6 +220,7 @@ async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> Async
 
 # -- google-re2 ---------------------------------------------------------------------------------------------------
 
+
 def re2_extension() -> ModuleType:
     """``re2._re2``, the pybind11 module under google-re2's Python wrapper: compiled patterns and sets matched
     over a byte range without the wrapper's per-call conversions."""
@@ -224,6 +231,7 @@ def re2_extension() -> ModuleType:
 
 
 # -- opentelemetry ------------------------------------------------------------------------------------------------
+
 
 def genai_attributes() -> ModuleType:
     """The GenAI semantic-convention attribute names (``opentelemetry.semconv._incubating``)."""
@@ -254,5 +262,10 @@ def otlp_logs() -> OTLPLogs:
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-    return OTLPLogs(exporter=OTLPLogExporter, log_record=LogRecord, severity=SeverityNumber,
-                    readable_log_record=ReadableLogRecord, export_result=LogRecordExportResult)
+    return OTLPLogs(
+        exporter=OTLPLogExporter,
+        log_record=LogRecord,
+        severity=SeverityNumber,
+        readable_log_record=ReadableLogRecord,
+        export_result=LogRecordExportResult,
+    )

@@ -97,36 +97,79 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> FakeIdP:
     return FakeIdP.create(tmp_path_factory.mktemp("idp") / "jwks.json")
 
 
-def app_config(workdir: Path, tiny_model: Path, embedding_model: Path, commercial_url: str,
-               otlp_endpoint: str | None = None, idp: FakeIdP | None = None) -> dict:
+def app_config(
+    workdir: Path,
+    tiny_model: Path,
+    embedding_model: Path,
+    commercial_url: str,
+    otlp_endpoint: str | None = None,
+    idp: FakeIdP | None = None,
+) -> dict:
     audit: dict = {"path": str(workdir / "audit.jsonl")}
     if otlp_endpoint:  # the audit records and anchors also go to the loopback collector, as OTLP logs
         audit["shipping"] = {"kind": "otlp", "endpoint": f"{otlp_endpoint}/v1/logs", "poll_s": 0.1}
         audit["anchors"] = {"sink": "shipping", "interval_s": 5}
-    auth: dict = {"keys_file": str(workdir / "keys.json"),
-                  "budgets": {"teams": {"app-shared": {"tokens_per_day": APP_SHARED_TOKENS_PER_DAY}}}}
+    auth: dict = {
+        "keys_file": str(workdir / "keys.json"),
+        "budgets": {"teams": {"app-shared": {"tokens_per_day": APP_SHARED_TOKENS_PER_DAY}}},
+    }
     if idp is not None:  # OIDC tokens beside the keys: group sg-app-users is team app-oidc
-        auth["oidc"] = idp.oidc_config(rules=[
-            {"claim": "groups", "value": "sg-app-users", "team": "app-oidc", "models": ["default", "local-only"]},
-            {"claim": "roles", "value": "Sovereign.Secret", "floor": "SECRET"}])
+        auth["oidc"] = idp.oidc_config(
+            rules=[
+                {"claim": "groups", "value": "sg-app-users", "team": "app-oidc", "models": ["default", "local-only"]},
+                {"claim": "roles", "value": "Sovereign.Secret", "floor": "SECRET"},
+            ]
+        )
     return {
-        "server": {"host": "127.0.0.1", "port": free_port(), "max_body_bytes": 65536, "metrics_port": free_port(),
-                   "ray_metrics_port": free_port()},
+        "server": {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "max_body_bytes": 65536,
+            "metrics_port": free_port(),
+            "ray_metrics_port": free_port(),
+        },
         "audit": audit,
         "auth": auth,
         "backends": [
             # Tools on the tiny model: a tool-call parser, and a chat template that also renders the tools
             # (tests/serving/test_tools_and_pooling.py).
-            {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
-             "max_classification": "SECRET", "cpu_threads": 1, "max_queue_depth": 4,
-             "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16, "tool_call_parser": "hermes",
-                        "chat_template": TOOLS_CHAT_TEMPLATE}},
-            {"name": "embed", "kind": "vllm", "task": "embed", "model_source": str(embedding_model),
-             "max_classification": "SECRET", "cpu_threads": 1,
-             "engine": {"dtype": "float32", "max_model_len": 256}},
-            {"name": "commercial", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-             "base_url": commercial_url, "api_key_env": "FAKE_COMMERCIAL_KEY", "model": "gpt-fake",
-             "embedding_model": "embed-fake", "timeout_s": 5, "connect_timeout_s": 2},
+            {
+                "name": "local",
+                "kind": "vllm",
+                "model_source": str(tiny_model),
+                "served_model_name": "tiny",
+                "max_classification": "SECRET",
+                "cpu_threads": 1,
+                "max_queue_depth": 4,
+                "engine": {
+                    "dtype": "bfloat16",
+                    "max_model_len": 1024,
+                    "max_num_seqs": 16,
+                    "tool_call_parser": "hermes",
+                    "chat_template": TOOLS_CHAT_TEMPLATE,
+                },
+            },
+            {
+                "name": "embed",
+                "kind": "vllm",
+                "task": "embed",
+                "model_source": str(embedding_model),
+                "max_classification": "SECRET",
+                "cpu_threads": 1,
+                "engine": {"dtype": "float32", "max_model_len": 256},
+            },
+            {
+                "name": "commercial",
+                "kind": "openai",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": commercial_url,
+                "api_key_env": "FAKE_COMMERCIAL_KEY",
+                "model": "gpt-fake",
+                "embedding_model": "embed-fake",
+                "timeout_s": 5,
+                "connect_timeout_s": 2,
+            },
         ],
         "models": [
             {"name": "default", "route": ["local", "commercial"]},
@@ -153,16 +196,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_model: Path,
-        fake_commercial: FakeOpenAIServer, otlp_collector: OTLPCollector, idp: FakeIdP) -> Iterator[RunningApp]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: Path,
+    embedding_model: Path,
+    fake_commercial: FakeOpenAIServer,
+    otlp_collector: OTLPCollector,
+    idp: FakeIdP,
+) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("app")
-    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint,
-                        idp)
+    config = app_config(workdir, tiny_model, embedding_model, fake_commercial.base_url, otlp_collector.endpoint, idp)
     keys = {name: create_key(workdir / "keys.json", name, **limits) for name, limits in CALLERS.items()}
-    running = start_app(config, workdir, keys, env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial",
-                                                    "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint})
+    running = start_app(
+        config,
+        workdir,
+        keys,
+        env={"FAKE_COMMERCIAL_KEY": "sk-fake-commercial", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint},
+    )
     running.extra["idp"] = idp
     try:
         wait_for_every_backend(running)
@@ -171,13 +223,13 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, embedding_mo
         stop_app(running.process)
 
 
-
 _POST_MORTEM_SHOWN: list[str] = []  # the test whose report carries the shared app's post-mortem
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                             ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """The first test that fails while using the shared app carries the app's post-mortem in its report (its
     processes and log tails): what went wrong inside the server is then in the CI output, next to the first
     symptom, after the app and its logs are gone."""
@@ -197,8 +249,10 @@ def _leftovers() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE or proc.environ().get(TEST_SESSION_ENV) != os.environ[
-                    TEST_SESSION_ENV]:
+            if (
+                proc.status() == psutil.STATUS_ZOMBIE
+                or proc.environ().get(TEST_SESSION_ENV) != os.environ[TEST_SESSION_ENV]
+            ):
                 continue
             command = " ".join(proc.cmdline())
         except psutil.Error:
@@ -212,8 +266,10 @@ def _describe(proc: psutil.Process) -> str:
     """Enough to tell which test started a leftover: its command, age, parent and the server tag it inherited."""
     command = " ".join(proc.cmdline())
     session = next((part for part in proc.cmdline() if "session_" in part), "")
-    return (f"{command[:80]} (pid {proc.pid}, parent {proc.ppid()}, started {time.time() - proc.create_time():.0f} s "
-            f"ago, server {proc.environ().get('SOVEREIGN_SERVER_ID', '-')}, cwd {proc.cwd()}, {session[:160]})")
+    return (
+        f"{command[:80]} (pid {proc.pid}, parent {proc.ppid()}, started {time.time() - proc.create_time():.0f} s "
+        f"ago, server {proc.environ().get('SOVEREIGN_SERVER_ID', '-')}, cwd {proc.cwd()}, {session[:160]})"
+    )
 
 
 _RAY_STARTED_BY: list[str] = []  # the test after which Ray was first found running inside this process
@@ -237,8 +293,11 @@ def _stop_in_process_ray(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.ensure_newline()
-        reporter.write_line(f"Ray was started inside the test process (first seen after "
-                            f"{_RAY_STARTED_BY[0] if _RAY_STARTED_BY else 'collection'}); stopping it", yellow=True)
+        reporter.write_line(
+            f"Ray was started inside the test process (first seen after "
+            f"{_RAY_STARTED_BY[0] if _RAY_STARTED_BY else 'collection'}); stopping it",
+            yellow=True,
+        )
     ray.shutdown()
 
 

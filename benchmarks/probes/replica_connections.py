@@ -54,7 +54,10 @@ def _hang_up_after_first_event(response: httpx.Response) -> None:
 
 
 CLIENTS: dict[str, Callable[[httpx.Response], None]] = {
-    "read_to_end": _read_to_end, "stop_at_done": _stop_at_done, "hang_up_after_first_event": _hang_up_after_first_event}
+    "read_to_end": _read_to_end,
+    "stop_at_done": _stop_at_done,
+    "hang_up_after_first_event": _hang_up_after_first_event,
+}
 
 
 def haproxy_counters(admin_socket: str) -> dict[str, int]:
@@ -97,8 +100,13 @@ def run(rounds: int = 3, requests: int = 500) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="replica-connections-"))
     fake = start_fake(base / "fake")
     try:
-        gateway = start_gateway(base / "gateway", [upstream_backend(fake.base_url)], ["upstream"], 300,
-                                env={FAKE_KEY_ENV: "fake-upstream-key"})
+        gateway = start_gateway(
+            base / "gateway",
+            [upstream_backend(fake.base_url)],
+            ["upstream"],
+            300,
+            env={FAKE_KEY_ENV: "fake-upstream-key"},
+        )
         try:
             haproxy = _find(lambda p: p.name() == "haproxy")
             admin = haproxy.cmdline()[haproxy.cmdline().index("-x") + 1]
@@ -112,10 +120,14 @@ def run(rounds: int = 3, requests: int = 500) -> dict[str, Any]:
                     counters, rss = haproxy_counters(admin), _rss_anon_kib(replica)
                     _round(gateway, read, requests)
                     after = haproxy_counters(admin)
-                    rows.append({"requests": requests,
-                                 "new_connections": after["connect"] - counters["connect"],
-                                 "reused_connections": after["reuse"] - counters["reuse"],
-                                 "replica_rss_anon_growth_kib": _rss_anon_kib(replica) - rss})
+                    rows.append(
+                        {
+                            "requests": requests,
+                            "new_connections": after["connect"] - counters["connect"],
+                            "reused_connections": after["reuse"] - counters["reuse"],
+                            "replica_rss_anon_growth_kib": _rss_anon_kib(replica) - rss,
+                        }
+                    )
                 result[name] = rows
         finally:
             gateway.stop()

@@ -42,13 +42,17 @@ finally:
 
 # What each --nice runs: the server's own default (Ray's workers, the request path, at nice 0 and vLLM's CPU
 # workers at 15; serving/placement.py), everything at Ray's 15 (the default before), everything at 0.
-NICE_ENV = {"default": {}, "15": {"RAY_worker_niceness": "15"},
-            "0": {"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"}}
+NICE_ENV = {"default": {}, "15": {"RAY_worker_niceness": "15"}, "0": {"RAY_worker_niceness": "0", ENGINE_NICE_ENV: "0"}}
 
 
 def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str, float]:
-    body = {"model": "local-only", "stream": True, "max_tokens": tokens, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "go"}]}
+    body = {
+        "model": "local-only",
+        "stream": True,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "go"}],
+    }
     sent = time.monotonic()
     with httpx.stream("POST", f"{base_url}/chat/completions", json=body, headers=headers, timeout=600) as response:
         response.raise_for_status()
@@ -57,8 +61,11 @@ def stream_once(base_url: str, headers: dict[str, str], tokens: int) -> dict[str
         for _ in response.iter_lines():
             now = time.monotonic()
             longest_pause, last = max(longest_pause, now - last), now
-    return {"headers_s": round(headers_s, 3), "longest_pause_s": round(longest_pause, 3),
-            "total_s": round(time.monotonic() - sent, 3)}
+    return {
+        "headers_s": round(headers_s, 3),
+        "longest_pause_s": round(longest_pause, 3),
+        "total_s": round(time.monotonic() - sent, 3),
+    }
 
 
 def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, Any]:
@@ -75,24 +82,44 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
         model = build_tiny_llama(work / "tiny")
         write_manifest(model, "probe")
         port = free_port()
-        config = {"server": {"host": "127.0.0.1", "port": port},
-                  "audit": {"path": str(work / "audit.jsonl")}, "auth": {"keys_file": str(work / "keys.json")},
-                  "backends": [{"name": "local", "kind": "vllm", "model_source": str(model),
-                                "served_model_name": "tiny", "max_classification": "SECRET", "cpu_threads": 1,
-                                "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1}}],
-                  "models": [{"name": "local-only", "route": ["local"]}]}
+        config = {
+            "server": {"host": "127.0.0.1", "port": port},
+            "audit": {"path": str(work / "audit.jsonl")},
+            "auth": {"keys_file": str(work / "keys.json")},
+            "backends": [
+                {
+                    "name": "local",
+                    "kind": "vllm",
+                    "model_source": str(model),
+                    "served_model_name": "tiny",
+                    "max_classification": "SECRET",
+                    "cpu_threads": 1,
+                    "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1},
+                }
+            ],
+            "models": [{"name": "local-only", "route": ["local"]}],
+        }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         auth = {"Authorization": f"Bearer {create_key(work / 'keys.json', 'probe')}"}
         base_url = f"http://127.0.0.1:{port}/v1"
-        server = start_process([sys.executable, "-m", "serving.cli", "serve", "--config", str(work / "config.yaml")],
-                               work / "server.log", {"VLLM_CPU_KVCACHE_SPACE": "1", **NICE_ENV[nice]}, cwd=work,
-                               own_session=not same_session)
+        server = start_process(
+            [sys.executable, "-m", "serving.cli", "serve", "--config", str(work / "config.yaml")],
+            work / "server.log",
+            {"VLLM_CPU_KVCACHE_SPACE": "1", **NICE_ENV[nice]},
+            cwd=work,
+            own_session=not same_session,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/ready", server, work / "server.log", 900)
-            httpx.post(f"{base_url}/chat/completions", headers=auth, timeout=600,
-                       json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
-            sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True,
-                                       start_new_session=True)
+            httpx.post(
+                f"{base_url}/chat/completions",
+                headers=auth,
+                timeout=600,
+                json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]},
+            )
+            sleeper = subprocess.Popen(
+                [sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True, start_new_session=True
+            )
             results = [stream_once(base_url, auth, tokens) for _ in range(streams)]
             sleeper.terminate()
             overslept = float(sleeper.communicate(timeout=30)[0].strip() or "nan")
@@ -101,16 +128,25 @@ def run(nice: str, same_session: bool, streams: int, tokens: int) -> dict[str, A
     finally:
         shutil.rmtree(work, ignore_errors=True)
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
-    return {"nice": nice, "same_session": same_session, "tokens": tokens,
-            "autogroup": autogroup.read_text().strip() if autogroup.exists() else None,
-            "streams": results, "sleeper_longest_overslept_s": overslept,
-            "client_longest_wait_s": max(max(r["headers_s"], r["longest_pause_s"]) for r in results)}
+    return {
+        "nice": nice,
+        "same_session": same_session,
+        "tokens": tokens,
+        "autogroup": autogroup.read_text().strip() if autogroup.exists() else None,
+        "streams": results,
+        "sleeper_longest_overslept_s": overslept,
+        "client_longest_wait_s": max(max(r["headers_s"], r["longest_pause_s"]) for r in results),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = probe_parser(__doc__)
-    parser.add_argument("--nice", choices=sorted(NICE_ENV), default="default",
-                        help="default: the server's own; 15 or 0: Ray's workers and vLLM's at that niceness")
+    parser.add_argument(
+        "--nice",
+        choices=sorted(NICE_ENV),
+        default="default",
+        help="default: the server's own; 15 or 0: Ray's workers and vLLM's at that niceness",
+    )
     parser.add_argument("--same-session", action="store_true", help="run the server in this probe's session")
     parser.add_argument("--streams", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=8000)

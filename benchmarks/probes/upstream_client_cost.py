@@ -39,12 +39,27 @@ BODY = {"model": "default", "stream": True, "max_tokens": 8, "messages": [{"role
 
 async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list[tuple[float, float]]]:
     os.environ[KEY_ENV] = "fake-upstream-key"
-    backends = {transport: OpenAIBackend(OpenAIBackendConfig(
-        name="upstream", kind="openai", sovereign=True, max_classification="SECRET", base_url=base_url,
-        api_key_env=KEY_ENV, model="fake", http_client=transport)) for transport in ("aiohttp", "httpx")}
+    backends = {
+        transport: OpenAIBackend(
+            OpenAIBackendConfig(
+                name="upstream",
+                kind="openai",
+                sovereign=True,
+                max_classification="SECRET",
+                base_url=base_url,
+                api_key_env=KEY_ENV,
+                model="fake",
+                http_client=transport,
+            )
+        )
+        for transport in ("aiohttp", "httpx")
+    }
     raw = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(600, connect=5))
-    headers = {"authorization": "Bearer fake-upstream-key", "user-agent": "sovereign-inference",
-               "content-type": "application/json"}
+    headers = {
+        "authorization": "Bearer fake-upstream-key",
+        "user-agent": "sovereign-inference",
+        "content-type": "application/json",
+    }
 
     def via_sdk(backend: OpenAIBackend) -> Callable[[], Awaitable[None]]:
         async def send() -> None:
@@ -57,8 +72,7 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
 
     async def via_httpx() -> None:
         payload = {**BODY, "model": "fake", "stream_options": {"include_usage": True}}
-        request = raw.build_request("POST", "/chat/completions", content=json.dumps(payload).encode(),
-                                    headers=headers)
+        request = raw.build_request("POST", "/chat/completions", content=json.dumps(payload).encode(), headers=headers)
         response = await raw.send(request, stream=True)
         try:
             async for _ in _sse_events(response, Usage(), False):
@@ -67,7 +81,10 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
             await response.aclose()
 
     ways: dict[str, Callable[[], Awaitable[None]]] = {
-        "sdk_aiohttp": via_sdk(backends["aiohttp"]), "sdk_httpx": via_sdk(backends["httpx"]), "httpx": via_httpx}
+        "sdk_aiohttp": via_sdk(backends["aiohttp"]),
+        "sdk_httpx": via_sdk(backends["httpx"]),
+        "httpx": via_httpx,
+    }
     try:
         for way in ways.values():  # warm both connection pools and code paths
             for _ in range(100):
@@ -78,8 +95,9 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
                 cpu, wall = time.process_time(), time.perf_counter()
                 for _ in range(per_block):
                     await way()
-                samples[name].append(((time.process_time() - cpu) / per_block * 1000,
-                                      (time.perf_counter() - wall) / per_block * 1000))
+                samples[name].append(
+                    ((time.process_time() - cpu) / per_block * 1000, (time.perf_counter() - wall) / per_block * 1000)
+                )
         return samples
     finally:
         for backend in backends.values():
@@ -96,9 +114,11 @@ def run(blocks: int = 5, per_block: int = 400) -> dict[str, Any]:
         fake.stop()
     result: dict[str, Any] = {"blocks": blocks, "requests_per_block": per_block, "machine": machine_info()}
     for name, rows in samples.items():
-        result[name] = {"cpu_ms_per_request": [round(c, 4) for c, _ in rows],
-                        "wall_ms_per_request": [round(w, 4) for _, w in rows],
-                        "median_cpu_ms": round(statistics.median(c for c, _ in rows), 4)}
+        result[name] = {
+            "cpu_ms_per_request": [round(c, 4) for c, _ in rows],
+            "wall_ms_per_request": [round(w, 4) for _, w in rows],
+            "median_cpu_ms": round(statistics.median(c for c, _ in rows), 4),
+        }
     bare = result["httpx"]["median_cpu_ms"]
     for name in ("sdk_aiohttp", "sdk_httpx"):
         result[f"{name}_minus_httpx_cpu_ms"] = round(result[name]["median_cpu_ms"] - bare, 4)

@@ -31,8 +31,15 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR = Path(__file__).resolve().parent
-CATEGORIES = ("covert_source", "security_arrangements", "protected_person", "child", "health", "operational_plan",
-              "private_individual")
+CATEGORIES = (
+    "covert_source",
+    "security_arrangements",
+    "protected_person",
+    "child",
+    "health",
+    "operational_plan",
+    "private_individual",
+)
 HELD_OUT_PERCENT = 30
 _HEADER = re.compile(r"^=== ([SB]) ([a-z_,]+) \| ([a-z0-9]+) \| ([a-z]+)\s*$")
 
@@ -41,10 +48,10 @@ _HEADER = re.compile(r"^=== ([SB]) ([a-z_,]+) \| ([a-z0-9]+) \| ([a-z]+)\s*$")
 class Item:
     id: str
     sensitive: bool
-    categories: tuple[str, ...]   # sensitive: what makes it so; benign: the topic it shares (or "general")
+    categories: tuple[str, ...]  # sensitive: what makes it so; benign: the topic it shares (or "general")
     group: str
     form: str
-    source: str                   # handwritten | generated
+    source: str  # handwritten | generated
     text: str | None = None
     request: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # an OpenAI body instead
 
@@ -79,8 +86,15 @@ def _parse(path: Path) -> Iterator[Item]:
             raise ValueError(f"{path.name}: bad item in group {group} ({unknown or 'empty'})")
         n = counts[group] = counts.get(group, 0) + 1
         source = "generated" if path.stem == "reference" else "handwritten"
-        return Item(f"{path.stem}:{group}:{label}{n}", label == "S", categories, f"{path.stem}:{group}", form,
-                    source, text="\n".join(lines).strip())
+        return Item(
+            f"{path.stem}:{group}:{label}{n}",
+            label == "S",
+            categories,
+            f"{path.stem}:{group}",
+            form,
+            source,
+            text="\n".join(lines).strip(),
+        )
 
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#") and header is None:
@@ -105,7 +119,7 @@ _ASKS = (
     "Please summarise the following in three bullet points:\n{t}",
     "{t}\n\nThanks!",
     "Proofread please: {t}",
-    "Turn this into a formal note for the file:\n\"{t}\"",
+    'Turn this into a formal note for the file:\n"{t}"',
     "{t}\n\nCan you make that shorter?",
     "Could you check the spelling and grammar in this?\n---\n{t}\n---",
     "I need this in plain English for a colleague: {t}",
@@ -136,33 +150,130 @@ _ASSISTANT = (
     "Here are the key points in brief.",
     "Of course. I have kept your meaning and shortened it.",
 )
-_WORDS = ("apple", "river", "window", "seven", "budget", "quarter", "meeting", "paper", "green", "london", "spring",
-          "data", "report", "table", "chair", "morning", "office", "print", "coffee", "number", "system", "review",
-          "plan", "access", "update", "fix", "screen", "light", "tuesday")
+_WORDS = (
+    "apple",
+    "river",
+    "window",
+    "seven",
+    "budget",
+    "quarter",
+    "meeting",
+    "paper",
+    "green",
+    "london",
+    "spring",
+    "data",
+    "report",
+    "table",
+    "chair",
+    "morning",
+    "office",
+    "print",
+    "coffee",
+    "number",
+    "system",
+    "review",
+    "plan",
+    "access",
+    "update",
+    "fix",
+    "screen",
+    "light",
+    "tuesday",
+)
 
 
 # Terms of the seven categories' fields, for short definitional questions ("Define bail."): the commonest benign
 # form of a question on these topics, and the shortest texts the review sees. Split between train and held out by
 # the term itself, like the handwritten groups.
 _TERMS = (
-    "bail", "remand", "parole", "a CHIS", "RIPA", "an informant", "an undercover officer", "a handler",
-    "a criminal conduct authorisation", "directed surveillance", "intrusive surveillance", "a search warrant",
-    "a dawn raid", "PACE", "a risk assessment", "CCTV", "a perimeter fence", "a category A prisoner",
-    "a prison escort", "key control", "a panic alarm", "witness protection", "UKPPS", "special measures",
-    "a protected person", "an anonymity order", "a refuge", "a non-molestation order", "a looked after child",
-    "a child protection plan", "a section 47 enquiry", "an EPO", "foster care", "a care order", "safeguarding",
-    "child criminal exploitation", "county lines", "grooming", "the ACCT process", "self-harm", "a section 136",
-    "the Mental Health Act", "methadone", "PrEP", "a DNACPR", "an eating disorder", "psychosis",
-    "an arrest warrant", "a controlled delivery", "a Gold commander", "a public order unit", "a stop and search",
-    "a MAPPA meeting", "a MARAC", "coercive control", "a DBS check", "a disciplinary hearing", "a grievance",
-    "benefit fraud", "a restraining order", "a stalking protection order", "an inquest", "a coroner",
-    "the Victims' Code", "a youth offending team", "a secure children's home", "a young offender institution",
-    "probation", "a licence condition", "an approved premises", "a tag", "a curfew", "a caution", "a conviction",
+    "bail",
+    "remand",
+    "parole",
+    "a CHIS",
+    "RIPA",
+    "an informant",
+    "an undercover officer",
+    "a handler",
+    "a criminal conduct authorisation",
+    "directed surveillance",
+    "intrusive surveillance",
+    "a search warrant",
+    "a dawn raid",
+    "PACE",
+    "a risk assessment",
+    "CCTV",
+    "a perimeter fence",
+    "a category A prisoner",
+    "a prison escort",
+    "key control",
+    "a panic alarm",
+    "witness protection",
+    "UKPPS",
+    "special measures",
+    "a protected person",
+    "an anonymity order",
+    "a refuge",
+    "a non-molestation order",
+    "a looked after child",
+    "a child protection plan",
+    "a section 47 enquiry",
+    "an EPO",
+    "foster care",
+    "a care order",
+    "safeguarding",
+    "child criminal exploitation",
+    "county lines",
+    "grooming",
+    "the ACCT process",
+    "self-harm",
+    "a section 136",
+    "the Mental Health Act",
+    "methadone",
+    "PrEP",
+    "a DNACPR",
+    "an eating disorder",
+    "psychosis",
+    "an arrest warrant",
+    "a controlled delivery",
+    "a Gold commander",
+    "a public order unit",
+    "a stop and search",
+    "a MAPPA meeting",
+    "a MARAC",
+    "coercive control",
+    "a DBS check",
+    "a disciplinary hearing",
+    "a grievance",
+    "benefit fraud",
+    "a restraining order",
+    "a stalking protection order",
+    "an inquest",
+    "a coroner",
+    "the Victims' Code",
+    "a youth offending team",
+    "a secure children's home",
+    "a young offender institution",
+    "probation",
+    "a licence condition",
+    "an approved premises",
+    "a tag",
+    "a curfew",
+    "a caution",
+    "a conviction",
 )
-_DEFINE = ("Define {t}.", "What is {t}?", "Explain {t} in simple terms.", "What does {t} mean?",
-           "{T}: what is it and how does it work?", "Give me a one-paragraph explanation of {t}.",
-           "what's {t}", "Can you explain {t} for a new starter?", "How would you describe {t} to a teenager?",
-           "Quick question - what is {t}?")
+_DEFINE = (
+    "Define {t}.",
+    "What is {t}?",
+    "Explain {t} in simple terms.",
+    "What does {t} mean?",
+    "{T}: what is it and how does it work?",
+    "Give me a one-paragraph explanation of {t}.",
+    "what's {t}",
+    "Can you explain {t} for a new starter?",
+    "How would you describe {t} to a teenager?",
+    "Quick question - what is {t}?",
+)
 
 
 def _definitions(rng: random.Random, held: bool) -> Iterator[Item]:
@@ -171,8 +282,9 @@ def _definitions(rng: random.Random, held: bool) -> Iterator[Item]:
             continue
         for k, form in enumerate(rng.sample(_DEFINE, 2)):
             text = form.format(t=term, T=term[:1].upper() + term[1:])
-            yield Item(f"gen:define:{term}:{k}", False, ("general",), f"gen:define:{term}", "chat", "generated",
-                       text=text)
+            yield Item(
+                f"gen:define:{term}:{k}", False, ("general",), f"gen:define:{term}", "chat", "generated", text=text
+            )
 
 
 def _wrap(rng: random.Random, item: Item, n: int) -> Iterator[Item]:
@@ -184,20 +296,35 @@ def _wrap(rng: random.Random, item: Item, n: int) -> Iterator[Item]:
             request = {"model": "default", "messages": [{"role": "user", "content": text}]}
         elif style < 0.7:
             text = rng.choice(_ASKS).format(t=item.text)
-            request = {"model": "default", "messages": [{"role": "system", "content": rng.choice(_SYSTEM)},
-                                                        {"role": "user", "content": text}]}
+            request = {
+                "model": "default",
+                "messages": [{"role": "system", "content": rng.choice(_SYSTEM)}, {"role": "user", "content": text}],
+            }
         elif style < 0.85:
             name = rng.choice(_NAMES)
-            text = (f"From: {name}\nSubject: {rng.choice(_SUBJECTS)}\n\n{item.text}\n\nThanks,\n{name}")
-            request = {"model": "default", "messages": [{"role": "user", "content": "Draft a reply to this email:\n\n"
-                                                         + text}]}
+            text = f"From: {name}\nSubject: {rng.choice(_SUBJECTS)}\n\n{item.text}\n\nThanks,\n{name}"
+            request = {
+                "model": "default",
+                "messages": [{"role": "user", "content": "Draft a reply to this email:\n\n" + text}],
+            }
         else:
-            request = {"model": "default", "messages": [
-                {"role": "user", "content": rng.choice(("hi", "Can you help me with a document?", "morning!"))},
-                {"role": "assistant", "content": rng.choice(_ASSISTANT)},
-                {"role": "user", "content": [{"type": "text", "text": item.text}]}]}
-        yield Item(f"gen:wrap:{item.id}:{k}", item.sensitive, item.categories, item.group, item.form, "generated",
-                   request=request)
+            request = {
+                "model": "default",
+                "messages": [
+                    {"role": "user", "content": rng.choice(("hi", "Can you help me with a document?", "morning!"))},
+                    {"role": "assistant", "content": rng.choice(_ASSISTANT)},
+                    {"role": "user", "content": [{"type": "text", "text": item.text}]},
+                ],
+            }
+        yield Item(
+            f"gen:wrap:{item.id}:{k}",
+            item.sensitive,
+            item.categories,
+            item.group,
+            item.form,
+            "generated",
+            request=request,
+        )
 
 
 def _composite(rng: random.Random, benign: list[Item], sensitive: Item | None, k: int | str, size: int) -> Item:
@@ -209,8 +336,9 @@ def _composite(rng: random.Random, benign: list[Item], sensitive: Item | None, k
     if sensitive is None:
         topic = "reference" if all(b.categories == ("reference",) for b in chosen) else "general"
         return Item(f"gen:doc:{k}", False, (topic,), f"gen:doc:{k}", "document", "generated", text=text)
-    return Item(f"gen:doc:{k}:{sensitive.id}", True, sensitive.categories, sensitive.group, "document", "generated",
-                text=text)
+    return Item(
+        f"gen:doc:{k}:{sensitive.id}", True, sensitive.categories, sensitive.group, "document", "generated", text=text
+    )
 
 
 def _odd(rng: random.Random, k: int) -> Item:
@@ -222,13 +350,29 @@ def _odd(rng: random.Random, k: int) -> Item:
     elif kind == 2:
         text = f"payload {rng.randint(0, 10**6)} {rng.choice(_WORDS)} {rng.getrandbits(32):08x}"
     else:
-        text = rng.choice(("x", "a b", "go", "done", "and?", "Who is this?", "Look up the customer", "ok thanks",
-                           "def fibonacci(n):", "SELECT 1;", "{}", "[1, 2, 3]", "hello there world"))
+        text = rng.choice(
+            (
+                "x",
+                "a b",
+                "go",
+                "done",
+                "and?",
+                "Who is this?",
+                "Look up the customer",
+                "ok thanks",
+                "def fibonacci(n):",
+                "SELECT 1;",
+                "{}",
+                "[1, 2, 3]",
+                "hello there world",
+            )
+        )
     return Item(f"gen:odd:{k}", False, ("general",), f"gen:odd:{k}", "odd", "generated", text=text)
 
 
-def generated(items: list[Item], *, seed: int = 19, wraps: int = 2, documents: int = 200,
-              held: bool = False) -> list[Item]:
+def generated(
+    items: list[Item], *, seed: int = 19, wraps: int = 2, documents: int = 200, held: bool = False
+) -> list[Item]:
     """Items built from ``items`` (one split's handwritten items, ``held`` says which), deterministic for a seed."""
     rng = random.Random(seed)
     out: list[Item] = []
@@ -254,5 +398,7 @@ def splits(seed: int = 19) -> dict[str, list[Item]]:
     items = handwritten()
     train = [i for i in items if not i.held_out]
     test = [i for i in items if i.held_out]
-    return {"train": train + generated(train, seed=seed),
-            "held_out": test + generated(test, seed=seed + 1, documents=100, held=True)}
+    return {
+        "train": train + generated(train, seed=seed),
+        "held_out": test + generated(test, seed=seed + 1, documents=100, held=True),
+    }

@@ -84,7 +84,7 @@ class Opened:
 
     body: dict[str, Any] | None = None
     chunks: Chunks | None = None
-    usage: Usage = field(default_factory=Usage)   # filled as the response is read, for the audit record
+    usage: Usage = field(default_factory=Usage)  # filled as the response is read, for the audit record
     finish_reasons: list[str] = field(default_factory=list)  # codes, filled as a stream is read (for traces)
 
 
@@ -113,8 +113,15 @@ class Backend(Protocol):
         for a body this backend could not take. Returns what ``open`` takes as ``parsed`` (None: nothing)."""
         ...
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
+    async def open(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        *,
+        request_id: str,
+        trace_headers: Mapping[str, str],
+        parsed: Any = None,
+    ) -> Opened:
         """``trace_headers``: W3C trace context to propagate (empty for non-sovereign backends); ``parsed``: what
         ``validate`` returned for this body, so it is not parsed twice."""
         ...

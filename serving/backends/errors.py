@@ -19,9 +19,15 @@ _SAFE_HINTS = (
 
 
 # The OpenAI API's error types by status; engines use their own (vLLM says "BadRequestError").
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                 404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-                 422: "invalid_request_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
 
 
 def sanitised_refusal(status: int, error: dict[str, Any]) -> BackendRefusal:

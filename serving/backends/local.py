@@ -41,8 +41,13 @@ def request_models() -> dict[Endpoint, Any]:
     from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
     from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 
-    return {Endpoint.CHAT: ChatCompletionRequest, Endpoint.COMPLETIONS: CompletionRequest,
-            Endpoint.EMBEDDINGS: EmbeddingRequest, Endpoint.SCORE: ScoreRequest, Endpoint.RERANK: RerankRequest}
+    return {
+        Endpoint.CHAT: ChatCompletionRequest,
+        Endpoint.COMPLETIONS: CompletionRequest,
+        Endpoint.EMBEDDINGS: EmbeddingRequest,
+        Endpoint.SCORE: ScoreRequest,
+        Endpoint.RERANK: RerankRequest,
+    }
 
 
 def request_types() -> dict[Endpoint, Any]:
@@ -87,8 +92,11 @@ class LocalBackend:
         self._types = request_types()
         # The OpenAI API's fields per endpoint that vLLM's request model does not define (score and rerank are
         # vLLM's own endpoints: none).
-        self._openai_only = {endpoint: frozenset(openai_fields.openai_field_types(endpoint)) - model_fields(model)
-                             for endpoint, model in request_models().items() if endpoint in openai_fields.OPENAI}
+        self._openai_only = {
+            endpoint: frozenset(openai_fields.openai_field_types(endpoint)) - model_fields(model)
+            for endpoint, model in request_models().items()
+            if endpoint in openai_fields.OPENAI
+        }
         self.in_flight = 0
         self.available = True  # a replica of the engine runs (serving/availability.py keeps it current)
 
@@ -124,8 +132,9 @@ class LocalBackend:
         payload = {**body, "model": self.served_model_name}
         for name in self._openai_only.get(endpoint, frozenset()) & body.keys():
             if not openai_fields.check_type(endpoint, name, body[name]):
-                raise BadRequest(f"invalid request: {name}: the value does not have the type the API gives it",
-                                 param=name)
+                raise BadRequest(
+                    f"invalid request: {name}: the value does not have the type the API gives it", param=name
+                )
             del payload[name]
         if payload.get("stream") and not endpoint.pooling:
             payload = with_usage(payload)
@@ -134,16 +143,32 @@ class LocalBackend:
     def unsupported(self, endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
         """The OpenAI fields in ``body`` that ask for something a local model cannot do (a non-default value)."""
         openai_only = self._openai_only.get(endpoint, frozenset())
-        return sorted(name for name in (openai_only - openai_fields.IGNORED_LOCALLY) & body.keys()
-                      if body[name] is not None and body[name] not in openai_fields.DEFAULT_VALUES.get(name, ()))
+        return sorted(
+            name
+            for name in (openai_only - openai_fields.IGNORED_LOCALLY) & body.keys()
+            if body[name] is not None and body[name] not in openai_fields.DEFAULT_VALUES.get(name, ())
+        )
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
+    async def open(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        *,
+        request_id: str,
+        trace_headers: Mapping[str, str],
+        parsed: Any = None,
+    ) -> Opened:
         unsupported = self.unsupported(endpoint, body)
         if unsupported:
-            raise BackendRefusal(400, error_envelope(
-                f"invalid request: {unsupported[0]}: not supported by the local model this request is routed to",
-                "invalid_request_error", "unsupported_parameter", unsupported[0]))
+            raise BackendRefusal(
+                400,
+                error_envelope(
+                    f"invalid request: {unsupported[0]}: not supported by the local model this request is routed to",
+                    "invalid_request_error",
+                    "unsupported_parameter",
+                    unsupported[0],
+                ),
+            )
         request = parsed if parsed is not None else self.validate(endpoint, body)
         # vLLM takes its request id and W3C trace context from these headers: its spans join the router's trace.
         raw_info = raw_request_info({"x-request-id": request_id, **trace_headers})

@@ -119,8 +119,15 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def open(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str,
-                   trace_headers: Mapping[str, str], parsed: Any = None) -> Opened:
+    async def open(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        *,
+        request_id: str,
+        trace_headers: Mapping[str, str],
+        parsed: Any = None,
+    ) -> Opened:
         payload = dict(body)
         options: openai.RequestOptions = {"headers": dict(trace_headers)} if trace_headers else {}
         payload["model"] = self.embedding_model if endpoint is Endpoint.EMBEDDINGS else self.model
@@ -131,16 +138,18 @@ class OpenAIBackend:
             forward_usage, payload = wants_usage(payload), with_usage(payload)
         try:
             if not stream:
-                raw = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
-                                              cast_to=httpx.Response, options=options)
+                raw = await self._client.post(
+                    endpoint.path.removeprefix("/v1"), body=payload, cast_to=httpx.Response, options=options
+                )
                 data = raw.json()
                 if not isinstance(data, dict):
                     raise BackendFailure("bad_response")
                 usage = Usage()
                 usage.update(data.get("usage"))
                 return Opened(body=data, usage=usage)
-            response = await self._client.post(endpoint.path.removeprefix("/v1"), body=payload,
-                                               cast_to=httpx.Response, stream=True, options=options)
+            response = await self._client.post(
+                endpoint.path.removeprefix("/v1"), body=payload, cast_to=httpx.Response, stream=True, options=options
+            )
         except BackendFailure:
             raise
         except ValueError:

@@ -33,8 +33,12 @@ def test_ratios():
     assert "gateway_unplaced_vs_vllm_output_throughput" not in r  # only when that target ran
     r = ratios({"vllm": summary(200, 0.5), "gateway": summary(190, 0.5), "gateway_unplaced": summary(170, 0.5)})
     assert r["gateway_unplaced_vs_vllm_output_throughput"] == pytest.approx(0.85)
-    r = ratios({"vllm": summary(200, 0.5) | {"p99_itl_ms": 43.0, "median_itl_ms": 35.0, "p90_itl_ms": 38.0},
-                "gateway": summary(190, 0.5) | {"p99_itl_ms": 152.0, "median_itl_ms": 0.01, "p90_itl_ms": 150.0}})
+    r = ratios(
+        {
+            "vllm": summary(200, 0.5) | {"p99_itl_ms": 43.0, "median_itl_ms": 35.0, "p90_itl_ms": 38.0},
+            "gateway": summary(190, 0.5) | {"p99_itl_ms": 152.0, "median_itl_ms": 0.01, "p90_itl_ms": 150.0},
+        }
+    )
     assert r["gateway_minus_vllm_p99_itl_ms"] == pytest.approx(109.0)
     assert r["gateway_minus_vllm_median_itl_ms"] == pytest.approx(-34.99)
     assert r["gateway_minus_vllm_p90_itl_ms"] == pytest.approx(112.0)
@@ -62,7 +66,8 @@ def test_the_cpu_hog_spins_where_the_targets_vllm_worker_is_not(tmp_path: Path):
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(
-                p.cmdline()[:1] == ["VLLM::Worker"] for p in psutil.Process(tree.pid).children(recursive=True)):
+            p.cmdline()[:1] == ["VLLM::Worker"] for p in psutil.Process(tree.pid).children(recursive=True)
+        ):
             time.sleep(0.1)
         assert hog_cpus(Target("t", "", "", tree)) == frozenset(host[1:])
         assert hog_cpus(Target("t", "", "")) == frozenset({host[-1]})  # no worker found: the last CPU
@@ -114,8 +119,11 @@ def test_the_unplaced_gateway_is_the_gateway_without_cpu_placement(tmp_path: Pat
     from benchmarks.targets import gateway_config
 
     path = gateway_config(tmp_path, 1234, [], ["local"], server={"isolate_cpu_engines": False})
-    assert yaml.safe_load(path.read_text())["server"] == {"host": "127.0.0.1", "port": 1234,
-                                                         "isolate_cpu_engines": False}
+    assert yaml.safe_load(path.read_text())["server"] == {
+        "host": "127.0.0.1",
+        "port": 1234,
+        "isolate_cpu_engines": False,
+    }
 
 
 def test_write_outputs_json_csv_plots(tmp_path: Path):
@@ -212,7 +220,8 @@ def test_cpu_time_is_grouped_by_what_each_process_is():
 def test_a_process_keeps_its_group_whatever_it_is_doing():
     assert cpu_usage._group(10, "python", ["ray::ServeController.listen_for_change", ""]) == "ray::ServeController"
     assert cpu_usage._group(10, "python", ["ray::ServeReplica:sovereign:engine-local"]) == (
-        "ray::ServeReplica:sovereign:engine-local")
+        "ray::ServeReplica:sovereign:engine-local"
+    )
     assert cpu_usage._group(10, "kworker/1:2-events", []) == cpu_usage._group(10, "kworker/u8:0-writeback", [])
 
 
@@ -230,8 +239,10 @@ def test_stolen_time_is_a_count_since_boot():
 def test_sweep_ratios_compare_targets_at_each_concurrency():
     from benchmarks.compare import sweep_ratios
 
-    sweeps = {"vllm": [summary(30, 0.06, concurrency=1), summary(250, 0.7, concurrency=16)],
-              "gateway": [summary(29, 0.065, concurrency=1), summary(245, 0.7, concurrency=16)]}
+    sweeps = {
+        "vllm": [summary(30, 0.06, concurrency=1), summary(250, 0.7, concurrency=16)],
+        "gateway": [summary(29, 0.065, concurrency=1), summary(245, 0.7, concurrency=16)],
+    }
     r = sweep_ratios(sweeps)
     assert set(r) == {"1", "16"}
     assert r["1"]["gateway_vs_vllm_output_throughput"] == pytest.approx(29 / 30)
@@ -245,8 +256,9 @@ def test_the_comparison_quotes_itl_beside_throughput_at_every_concurrency():
 
     targets = {"vllm": summary(250, 0.7), "gateway": summary(245, 0.7)}
     sweeps = {name: [summary(30, 0.06, concurrency=1)] for name in targets}
-    text = format_comparison({"targets": targets, "sweeps": sweeps, "ratios": ratios(targets),
-                              "sweep_ratios": sweep_ratios(sweeps)})
+    text = format_comparison(
+        {"targets": targets, "sweeps": sweeps, "ratios": ratios(targets), "sweep_ratios": sweep_ratios(sweeps)}
+    )
     assert "ITL ms p50/p90/p99" in text and "10.0/10.0/10.0" in text
     assert "gateway@c1" in text
     assert "gateway_minus_vllm_p99_itl_ms: 0.000" in text
@@ -257,8 +269,16 @@ def test_compare_refuses_an_unknown_client_before_starting_anything(tmp_path: Pa
     from benchmarks.compare import run_compare
 
     with pytest.raises(ValueError, match="client"):
-        run_compare(tmp_path, concurrency=1, num_prompts=1, input_len=8, output_len=8, client="wrk",
-                    targets=(), workdir=tmp_path)
+        run_compare(
+            tmp_path,
+            concurrency=1,
+            num_prompts=1,
+            input_len=8,
+            output_len=8,
+            client="wrk",
+            targets=(),
+            workdir=tmp_path,
+        )
 
 
 def test_jwt_figures_side_by_side(tmp_path: Path):
@@ -266,29 +286,44 @@ def test_jwt_figures_side_by_side(tmp_path: Path):
     from benchmarks.overhead import format_overhead, jwt_figures
     from benchmarks.targets import gateway_config
 
-    runs = {"gateway_c1": summary(900, 0.0025, 1), "gateway_jwt_c1": summary(890, 0.0030, 1),
-            "gateway_max": summary(1500, 0.02, 64), "gateway_jwt_max": summary(1400, 0.02, 64)}
+    runs = {
+        "gateway_c1": summary(900, 0.0025, 1),
+        "gateway_jwt_c1": summary(890, 0.0030, 1),
+        "gateway_max": summary(1500, 0.02, 64),
+        "gateway_jwt_max": summary(1400, 0.02, 64),
+    }
     figs = jwt_figures(runs)
     assert figs["jwt_cost_p50_ms_c1"] == pytest.approx(0.5)
-    doc = overhead_figures(summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64),
-                           runs["gateway_max"]) | {"jwt": figs}
+    doc = overhead_figures(
+        summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64), runs["gateway_max"]
+    ) | {"jwt": figs}
     assert "OIDC JWT" in format_overhead(doc)
     # the bench gateway's configuration with OIDC is one the server accepts
     idp = FakeIdP.create(tmp_path / "jwks.json", algs=("RS256",))
-    path = gateway_config(tmp_path, 8000, [upstream_backend("http://127.0.0.1:1/v1")], ["upstream"],
-                          auth={"oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench"}])})
+    path = gateway_config(
+        tmp_path,
+        8000,
+        [upstream_backend("http://127.0.0.1:1/v1")],
+        ["upstream"],
+        auth={"oidc": idp.oidc_config(rules=[{"claim": "groups", "value": "bench"}])},
+    )
     assert load_settings(path=path).auth.oidc is not None
 
 
 def test_router_replica_figures_side_by_side():
     from benchmarks.overhead import format_overhead, replica_figures
 
-    runs = {"gateway_c1": summary(900, 0.0025, 1), "gateway_max": summary(1500, 0.02, 64),
-            "gateway_r2_c1": summary(880, 0.0026, 1), "gateway_r2_max": summary(1700, 0.02, 64, failed=1)}
+    runs = {
+        "gateway_c1": summary(900, 0.0025, 1),
+        "gateway_max": summary(1500, 0.02, 64),
+        "gateway_r2_c1": summary(880, 0.0026, 1),
+        "gateway_r2_max": summary(1700, 0.02, 64, failed=1),
+    }
     figs = replica_figures(runs)
     assert list(figs) == ["1", "2"]
     assert figs["2"]["failed"] == 1 and figs["1"]["failed"] == 0
     assert figs["2"]["rps"] == runs["gateway_r2_max"]["request_throughput"]
-    doc = overhead_figures(summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64),
-                           runs["gateway_max"]) | {"router_replicas": figs}
+    doc = overhead_figures(
+        summary(1000, 0.001, 1), runs["gateway_c1"], summary(5000, 0.01, 64), runs["gateway_max"]
+    ) | {"router_replicas": figs}
     assert "router replicas" in format_overhead(doc)

@@ -11,9 +11,18 @@ from benchmarks.vllm_client import summary_from_vllm, vllm_bench_args
 
 
 def test_arguments_name_a_local_tokenizer_a_closed_loop_and_detailed_results(tmp_path: Path):
-    args = vllm_bench_args(base_url="http://127.0.0.1:8000/v1", model="smollm2", tokenizer=tmp_path / "tok",
-                           concurrency=16, num_prompts=64, input_len=128, output_len=64, result_dir=tmp_path,
-                           result_filename="r.json", warmups=8)
+    args = vllm_bench_args(
+        base_url="http://127.0.0.1:8000/v1",
+        model="smollm2",
+        tokenizer=tmp_path / "tok",
+        concurrency=16,
+        num_prompts=64,
+        input_len=128,
+        output_len=64,
+        result_dir=tmp_path,
+        result_filename="r.json",
+        warmups=8,
+    )
     pairs = dict(itertools.pairwise(args))
     assert pairs["--base-url"] == "http://127.0.0.1:8000" and pairs["--endpoint"] == "/v1/chat/completions"
     assert pairs["--backend"] == "openai-chat" and pairs["--tokenizer"] == str(tmp_path / "tok")
@@ -25,9 +34,15 @@ def test_arguments_name_a_local_tokenizer_a_closed_loop_and_detailed_results(tmp
 
 def test_a_detailed_result_reads_as_this_suites_summary():
     result = {
-        "duration": 2.0, "max_concurrency": 2, "output_throughput": 5.5, "median_ttft_ms": 100.0,
-        "ttfts": [0.1, 0.2, None], "latencies": [0.5, 0.8, 0.0], "output_lens": [4, 4, 0],
-        "input_lens": [128, 128, 128], "errors": ["", "", "connection reset"],
+        "duration": 2.0,
+        "max_concurrency": 2,
+        "output_throughput": 5.5,
+        "median_ttft_ms": 100.0,
+        "ttfts": [0.1, 0.2, None],
+        "latencies": [0.5, 0.8, 0.0],
+        "output_lens": [4, 4, 0],
+        "input_lens": [128, 128, 128],
+        "errors": ["", "", "connection reset"],
         # the first stream smooth; the second in bursts (gaps of microseconds: one network read)
         "itls": [[0.1, 0.1, 0.2], [0.6, 1e-5, 1e-5], []],
     }

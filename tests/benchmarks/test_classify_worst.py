@@ -6,9 +6,20 @@ import json
 
 from benchmarks.classify_worst import main, worst_case_bodies
 
-SHAPES = {"digits_run", "digit_groups", "valid_nhs_numbers", "dense_identifiers", "token_ids_small", "token_ids_long",
-          "token_id_batches", "short_strings", "short_keys", "deep_nesting", "many_messages",
-          "escaped_tool_arguments"}
+SHAPES = {
+    "digits_run",
+    "digit_groups",
+    "valid_nhs_numbers",
+    "dense_identifiers",
+    "token_ids_small",
+    "token_ids_long",
+    "token_id_batches",
+    "short_strings",
+    "short_keys",
+    "deep_nesting",
+    "many_messages",
+    "escaped_tool_arguments",
+}
 
 
 def test_bodies_fill_the_size_without_passing_it() -> None:

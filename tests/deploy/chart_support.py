@@ -48,11 +48,10 @@ def values_of(name: str) -> dict[str, Any]:
 
 def render(generate: ModuleType, name: str, values: dict[str, Any]) -> Rendered:
     files = generate.render_chart(values)
-    objects = [doc for path, text in files.items() if not path.endswith("NOTES.txt")
-               for doc in yaml.safe_load_all(text) if doc]
+    objects = [
+        doc for path, text in files.items() if not path.endswith("NOTES.txt") for doc in yaml.safe_load_all(text) if doc
+    ]
     return Rendered(name=name, values=values, files=files, objects=objects)
-
-
 
 
 def cluster_of(rendered: Rendered) -> dict[str, Any]:
@@ -76,12 +75,16 @@ def ray_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
 def router_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
     """The router pods' templates: the router group's, or the head's when the router runs on the head."""
     templates = ray_templates(rendered)
-    routers = {role: t for role, t in templates.items() if t["metadata"]["labels"]["app.kubernetes.io/component"]
-               == "router"}
+    routers = {
+        role: t for role, t in templates.items() if t["metadata"]["labels"]["app.kubernetes.io/component"] == "router"
+    }
     assert list(routers) == (["worker:routers"] if has_router_group(rendered.values) else ["head"]), list(routers)
     return routers
 
 
 def model_host_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
-    return {role: t for role, t in ray_templates(rendered).items()
-            if t["metadata"]["labels"]["app.kubernetes.io/component"] == "model-host"}
+    return {
+        role: t
+        for role, t in ray_templates(rendered).items()
+        if t["metadata"]["labels"]["app.kubernetes.io/component"] == "model-host"
+    }

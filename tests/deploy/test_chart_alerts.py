@@ -9,9 +9,17 @@ from chart_support import Rendered
 
 from serving.metrics import Metrics
 
-EXPECTED = {"SovereignAuditWriteFailures", "SovereignAuditShippingBacklog", "SovereignAuditShippingFailing",
-            "SovereignAuditAnchorStale", "SovereignClassificationFailures", "SovereignCommercialEgressHigh",
-            "SovereignHighErrorRatio", "SovereignNoClearedBackend", "SovereignLocalEngineSkipped"}
+EXPECTED = {
+    "SovereignAuditWriteFailures",
+    "SovereignAuditShippingBacklog",
+    "SovereignAuditShippingFailing",
+    "SovereignAuditAnchorStale",
+    "SovereignClassificationFailures",
+    "SovereignCommercialEgressHigh",
+    "SovereignHighErrorRatio",
+    "SovereignNoClearedBackend",
+    "SovereignLocalEngineSkipped",
+}
 
 
 def _exported_names() -> set[str]:

@@ -11,10 +11,17 @@ import jsonschema
 import pytest
 from chart_support import Rendered, render, values_of
 
-REDIS = {"enabled": True, "redisAddress": "valkey.sovereign-state:6380",
-         "passwordSecret": {"name": "gcs-redis", "key": "password"},
-         "redisPeers": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sovereign-state"}},
-                         "podSelector": {"matchLabels": {"app": "valkey"}}}]}
+REDIS = {
+    "enabled": True,
+    "redisAddress": "valkey.sovereign-state:6380",
+    "passwordSecret": {"name": "gcs-redis", "key": "password"},
+    "redisPeers": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sovereign-state"}},
+            "podSelector": {"matchLabels": {"app": "valkey"}},
+        }
+    ],
+}
 
 
 def _values(**overrides: Any) -> dict[str, Any]:
@@ -30,8 +37,15 @@ def _cluster(rendered: Rendered) -> dict[str, Any]:
 def _valid(rendered: Rendered, kuberay_schemas: dict[str, Any]) -> None:
     service = rendered.one("RayService")
     jsonschema.validate(service, kuberay_schemas["RayService"])
-    jsonschema.validate({"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "check"},
-                         "spec": service["spec"]["rayClusterConfig"]}, kuberay_schemas["RayCluster"])
+    jsonschema.validate(
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": "check"},
+            "spec": service["spec"]["rayClusterConfig"],
+        },
+        kuberay_schemas["RayCluster"],
+    )
 
 
 def test_the_router_pdb_allows_a_drain(rendered: Rendered) -> None:
@@ -47,8 +61,7 @@ def test_min_available_still_overrides(generate) -> None:
     assert pdb["spec"] == {"minAvailable": 2, "selector": pdb["spec"]["selector"]}
 
 
-def test_ray_token_auth_is_on_by_default_and_can_be_turned_off(generate, rendered: Rendered,
-                                                               kuberay_schemas) -> None:
+def test_ray_token_auth_is_on_by_default_and_can_be_turned_off(generate, rendered: Rendered, kuberay_schemas) -> None:
     assert _cluster(rendered)["authOptions"] == {"mode": "token"}
     named = render(generate, "auth-secret", _values(rayAuth={"enabled": True, "secretName": "ray-token"}))
     assert _cluster(named)["authOptions"] == {"mode": "token", "secretName": "ray-token"}
@@ -67,7 +80,8 @@ def test_gcs_fault_tolerance_with_an_external_redis(generate, kuberay_schemas) -
     _valid(rendered, kuberay_schemas)
     assert _cluster(rendered)["gcsFaultToleranceOptions"] == {
         "redisAddress": "valkey.sovereign-state:6380",
-        "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "gcs-redis", "key": "password"}}}}
+        "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "gcs-redis", "key": "password"}}},
+    }
     # The head alone may reach the Redis, on its port only.
     (policy,) = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-gcs-redis-egress")]
     assert policy["spec"]["podSelector"]["matchLabels"]["ray.io/node-type"] == "head"
@@ -75,10 +89,13 @@ def test_gcs_fault_tolerance_with_an_external_redis(generate, kuberay_schemas) -
     assert rule["to"] == REDIS["redisPeers"] and rule["ports"] == [{"protocol": "TCP", "port": 6380}]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"redisAddress": ""}, "redisAddress"),
-    ({"redisPeers": []}, "redisPeers"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"redisAddress": ""}, "redisAddress"),
+        ({"redisPeers": []}, "redisPeers"),
+    ],
+)
 def test_gcs_fault_tolerance_refuses_what_could_not_work(generate, change: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception, match=message):
         render(generate, "bad", _values(gcsFaultTolerance={**REDIS, **change}))

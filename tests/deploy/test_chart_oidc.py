@@ -11,8 +11,11 @@ from chart_support import Rendered, render, router_templates, values_of
 
 from serving.config import load_settings
 
-OIDC = {"issuer": "https://login.example.gov.uk/tenant/v2.0", "audience": "api://sovereign",
-        "claims": {"rules": [{"claim": "groups", "value": "sg-analysts", "team": "analysts"}]}}
+OIDC = {
+    "issuer": "https://login.example.gov.uk/tenant/v2.0",
+    "audience": "api://sovereign",
+    "claims": {"rules": [{"claim": "groups", "value": "sg-analysts", "team": "analysts"}]},
+}
 
 
 def _values(**jwks: str) -> dict[str, Any]:
@@ -54,8 +57,10 @@ def test_jwks_mounted_in_the_router_and_named_in_the_config(generate, source: st
     for group in others:
         assert not any(v["name"] == "oidc-jwks" for v in group["template"]["spec"].get("volumes", []))
     serve_config = yaml.safe_load(rendered.one("RayService")["spec"]["serveConfigV2"])
-    assert serve_config["applications"][0]["args"]["config"]["auth"]["oidc"]["jwks_file"] == \
-        "/etc/sovereign/jwks/jwks.json"
+    assert (
+        serve_config["applications"][0]["args"]["config"]["auth"]["oidc"]["jwks_file"]
+        == "/etc/sovereign/jwks/jwks.json"
+    )
 
 
 def test_oidc_with_a_jwks_url_needs_no_volume(generate) -> None:
@@ -66,10 +71,13 @@ def test_oidc_with_a_jwks_url_needs_no_volume(generate) -> None:
     assert not any(v["name"] == "oidc-jwks" for v in _router(rendered)["volumes"])
 
 
-@pytest.mark.parametrize(("jwks", "oidc", "problem"), [
-    ({"existingSecret": "a", "existingConfigMap": "b"}, True, "not both"),
-    ({"existingSecret": "a"}, False, "config.auth.oidc is not"),
-])
+@pytest.mark.parametrize(
+    ("jwks", "oidc", "problem"),
+    [
+        ({"existingSecret": "a", "existingConfigMap": "b"}, True, "not both"),
+        ({"existingSecret": "a"}, False, "config.auth.oidc is not"),
+    ],
+)
 def test_inconsistent_oidc_values_fail(generate, jwks: dict[str, str], oidc: bool, problem: str) -> None:
     import helm_python as helm
 
@@ -83,8 +91,10 @@ def test_inconsistent_oidc_values_fail(generate, jwks: dict[str, str], oidc: boo
 def test_schema_refuses_unknown_oidc_and_jwks_keys(generate) -> None:
     import helm_python as helm
 
-    for mutate in (lambda v: v["auth"]["jwks"].__setitem__("value", "{...}"),
-                   lambda v: v["config"]["auth"]["oidc"].__setitem__("algorithm", "HS256")):
+    for mutate in (
+        lambda v: v["auth"]["jwks"].__setitem__("value", "{...}"),
+        lambda v: v["config"]["auth"]["oidc"].__setitem__("algorithm", "HS256"),
+    ):
         values = _values(existingSecret="idp-jwks")
         mutate(values)
         with pytest.raises(helm.HelmValuesError):

@@ -18,8 +18,12 @@ KUBE_VERSION = "1.30"
 
 
 def _pod(template: dict[str, Any], name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template.get("metadata", {})},
-            "spec": template["spec"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **template.get("metadata", {})},
+        "spec": template["spec"],
+    }
 
 
 @pytest.mark.parametrize("name", VALUES_FILES)
@@ -52,8 +56,12 @@ def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rende
     service = rendered.one("RayService")
     assert service["apiVersion"] == "ray.io/v1"
     jsonschema.validate(service, kuberay_schemas["RayService"])
-    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "check"},
-               "spec": service["spec"]["rayClusterConfig"]}
+    cluster = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "check"},
+        "spec": service["spec"]["rayClusterConfig"],
+    }
     jsonschema.validate(cluster, kuberay_schemas["RayCluster"])
 
 
@@ -65,8 +73,11 @@ def test_servicemonitor_is_well_formed(generate, renders) -> None:
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"router-metrics-0", "ray-metrics"}
     services = rendered.of_kind("Service")
-    metrics = [s for s in services if s["metadata"]["name"].endswith("-metrics")
-               and not s["metadata"]["name"].endswith("-engine-metrics")]
+    metrics = [
+        s
+        for s in services
+        if s["metadata"]["name"].endswith("-metrics") and not s["metadata"]["name"].endswith("-engine-metrics")
+    ]
     assert metrics and monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
     (router,) = router_templates(rendered).values()
     assert metrics[0]["spec"]["selector"].items() <= router["metadata"]["labels"].items()
@@ -82,7 +93,10 @@ def test_servicemonitor_is_well_formed(generate, renders) -> None:
     values["audit"] = {"persistence": {"accessModes": ["ReadWriteOnce"]}}
     on_head = render(generate, "router-on-head", values)
     assert {e["port"] for e in on_head.one("ServiceMonitor")["spec"]["endpoints"]} == {
-        "router-metrics-0", "router-metrics-1", "ray-metrics"}
+        "router-metrics-0",
+        "router-metrics-1",
+        "ray-metrics",
+    }
     api_port = _configmap_config(rendered)["server"]["port"]
     assert api_port not in {p["port"] for p in ports.values()} | {p["targetPort"] for p in ports.values()}
     assert "serve" not in {p["targetPort"] for p in ports.values()}
@@ -113,8 +127,9 @@ def test_serve_config_v2_is_what_serve_config_builds(generate, rendered: Rendere
     config = _configmap_config(rendered)
     runtime_env = (rendered.values.get("serve") or {}).get("runtimeEnv") or None
     tracing = bool((rendered.values.get("tracing") or {}).get("otlpEndpoint"))
-    assert _serve_v2(rendered) == serve_config(config, proxy_location=generate.proxy_location(rendered.values),
-                                               runtime_env=runtime_env, tracing=tracing)
+    assert _serve_v2(rendered) == serve_config(
+        config, proxy_location=generate.proxy_location(rendered.values), runtime_env=runtime_env, tracing=tracing
+    )
 
 
 def test_rendered_config_is_valid_and_points_at_the_mounts(rendered: Rendered) -> None:
@@ -144,7 +159,8 @@ def test_engine_metrics_are_scraped_on_the_model_hosts(renders) -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= engines["metadata"]["labels"].items()
     assert engines["spec"]["selector"]["app.kubernetes.io/component"] == "model-host"
     assert [(p["name"], p["port"], p["targetPort"]) for p in engines["spec"]["ports"]] == [
-        ("ray-metrics", 8080, "metrics")]
+        ("ray-metrics", 8080, "metrics")
+    ]
     assert "ray-metrics" in {e["port"] for e in monitor["spec"]["endpoints"]}
     workers = rendered.one("RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     for group in workers:
@@ -161,9 +177,15 @@ def test_engine_dashboard_names_only_vllm_metrics_that_exist(rendered: Rendered)
     exported = vllm_metrics()
     named = dashboard_metrics(dashboard)
     assert named and named <= exported, sorted(named - exported)
-    for metric in ("ray_vllm_kv_cache_usage_perc", "ray_vllm_num_requests_running", "ray_vllm_num_requests_waiting",
-                   "ray_vllm_prefix_cache_hits_total", "ray_vllm_prefix_cache_queries_total",
-                   "ray_vllm_time_to_first_token_seconds_bucket", "ray_vllm_inter_token_latency_seconds_bucket"):
+    for metric in (
+        "ray_vllm_kv_cache_usage_perc",
+        "ray_vllm_num_requests_running",
+        "ray_vllm_num_requests_waiting",
+        "ray_vllm_prefix_cache_hits_total",
+        "ray_vllm_prefix_cache_queries_total",
+        "ray_vllm_time_to_first_token_seconds_bucket",
+        "ray_vllm_inter_token_latency_seconds_bucket",
+    ):
         assert metric in named, metric
     dashboards = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
     if (rendered.values.get("dashboard") or {}).get("enabled"):
@@ -174,10 +196,19 @@ def test_dashboard_copy_and_metrics(rendered: Rendered) -> None:
     canonical = (ROOT / "helm" / "dashboards" / "sovereign-dashboard.json").read_text()
     assert (ROOT / "deploy" / "grafana" / "sovereign-dashboard.json").read_text() == canonical
     text = json.dumps(json.loads(canonical))
-    for metric in ("sovereign_requests_total", "sovereign_commercial_egress_total", "sovereign_fallbacks_total",
-                   "sovereign_overflows_total", "sovereign_classification_seconds", "sovereign_ttft_seconds",
-                   "sovereign_itl_seconds", "sovereign_request_seconds", "sovereign_local_queue_depth",
-                   "sovereign_audit_write_seconds", "sovereign_audit_failures_total"):
+    for metric in (
+        "sovereign_requests_total",
+        "sovereign_commercial_egress_total",
+        "sovereign_fallbacks_total",
+        "sovereign_overflows_total",
+        "sovereign_classification_seconds",
+        "sovereign_ttft_seconds",
+        "sovereign_itl_seconds",
+        "sovereign_request_seconds",
+        "sovereign_local_queue_depth",
+        "sovereign_audit_write_seconds",
+        "sovereign_audit_failures_total",
+    ):
         assert metric in text, metric
     dashboards = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
     if (rendered.values.get("dashboard") or {}).get("enabled"):
@@ -190,8 +221,10 @@ def test_gpu_engines_fit_a_worker_group(rendered: Rendered) -> None:
     """Each GPU engine's tensor x pipeline parallel size fits on one pod of some worker group."""
     config = load_settings(data=_configmap_config(rendered))
     service = rendered.one("RayService")["spec"]["rayClusterConfig"]
-    gpus = [int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
-            for g in service["workerGroupSpecs"]]
+    gpus = [
+        int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
+        for g in service["workerGroupSpecs"]
+    ]
     for backend in config.backends:
         if backend.kind == "vllm" and backend.accelerator == "gpu":
             need = backend.engine.tensor_parallel_size * backend.engine.pipeline_parallel_size

@@ -44,11 +44,21 @@ def _valid(rendered: Rendered, kuberay_schemas: dict[str, Any]) -> None:
 
     service = rendered.one("RayService")
     jsonschema.validate(service, kuberay_schemas["RayService"])
-    jsonschema.validate({"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "check"},
-                         "spec": service["spec"]["rayClusterConfig"]}, kuberay_schemas["RayCluster"])
+    jsonschema.validate(
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": "check"},
+            "spec": service["spec"]["rayClusterConfig"],
+        },
+        kuberay_schemas["RayCluster"],
+    )
     for template in ray_templates(rendered).values():
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-                                      "spec": template["spec"]}, "1.30", strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": template["spec"]},
+            "1.30",
+            strict=True,
+        )
 
 
 def _anti_affinity_terms(group: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -74,12 +84,25 @@ def test_a_default_install_has_two_router_pods_spread_over_nodes(renders) -> Non
 
 
 def test_required_anti_affinity_and_more_router_pods(generate, kuberay_schemas) -> None:
-    rendered = render(generate, "required", _values(routerGroup={"replicas": 3, "podAntiAffinity": "required",
-                                                                 "affinity": {"nodeAffinity": {
-                                                                     "requiredDuringSchedulingIgnoredDuringExecution": {
-                                                                         "nodeSelectorTerms": [{"matchExpressions": [{
-                                                                             "key": "node-role/router",
-                                                                             "operator": "Exists"}]}]}}}}))
+    rendered = render(
+        generate,
+        "required",
+        _values(
+            routerGroup={
+                "replicas": 3,
+                "podAntiAffinity": "required",
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "node-role/router", "operator": "Exists"}]}
+                            ]
+                        }
+                    }
+                },
+            }
+        ),
+    )
     _valid(rendered, kuberay_schemas)
     group = _group(rendered)
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (3, 3, 3)
@@ -153,8 +176,11 @@ def _open_ports_from_outside(rendered: Rendered, labels: dict[str, str]) -> set[
         if not _selects(policy, labels):
             continue
         for rule in policy["spec"].get("ingress", []):
-            outside = [p for p in rule["from"] if p.get("podSelector", {}).get("matchLabels") != release
-                       or "namespaceSelector" in p]
+            outside = [
+                p
+                for p in rule["from"]
+                if p.get("podSelector", {}).get("matchLabels") != release or "namespaceSelector" in p
+            ]
             if outside:
                 ports |= {p["port"] for p in rule.get("ports", [])}
     return ports
@@ -219,8 +245,9 @@ def test_each_router_pod_writes_its_own_audit_chain(monkeypatch, generate) -> No
         audit = load_settings(data=_config(rendered)).audit  # what the router replica on that pod loads
         assert audit.anchors is not None and audit.anchors.interval_s == 300
         seen[pod] = (str(audit.path), str(audit.anchors.path))
-    assert seen == {pod: (f"/var/lib/sovereign/audit/{pod}.jsonl", f"/var/lib/sovereign/anchors/{pod}.heads.jsonl")
-                    for pod in seen}
+    assert seen == {
+        pod: (f"/var/lib/sovereign/audit/{pod}.jsonl", f"/var/lib/sovereign/anchors/{pod}.heads.jsonl") for pod in seen
+    }
     # Without anchors to a file, there is no anchors override (it would create an anchors section).
     (plain,) = router_templates(render(generate, "plain", _values(EXAMPLE))).values()
     assert "SOVEREIGN_AUDIT__ANCHORS__PATH" not in _env(plain)
@@ -235,12 +262,16 @@ def test_the_audit_claim_is_shared_read_write_many(generate, renders) -> None:
     with pytest.raises(helm.HelmError, match=r"must be ReadWriteMany"):
         generate.render_chart(_values(EXAMPLE, audit={"persistence": {"accessModes": ["ReadWriteOnce"]}}))
     # An existing claim is the operator's to provide (ReadWriteMany): the chart creates none.
-    existing = render(generate, "existing", _values(EXAMPLE, audit={"persistence": {
-        "existingClaim": "audit-rwx", "accessModes": ["ReadWriteOnce"]}}))
+    existing = render(
+        generate,
+        "existing",
+        _values(EXAMPLE, audit={"persistence": {"existingClaim": "audit-rwx", "accessModes": ["ReadWriteOnce"]}}),
+    )
     assert existing.of_kind("PersistentVolumeClaim") == []
     (template,) = router_templates(existing).values()
     assert {v["name"]: v for v in template["spec"]["volumes"]}["audit"]["persistentVolumeClaim"] == {
-        "claimName": "audit-rwx"}
+        "claimName": "audit-rwx"
+    }
 
 
 def test_the_pdb_lets_one_router_pod_go_at_a_time(renders) -> None:
@@ -250,14 +281,18 @@ def test_the_pdb_lets_one_router_pod_go_at_a_time(renders) -> None:
     routers = router_templates(rendered)
     for role, template in ray_templates(rendered).items():
         assert (pdb["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()) == (
-            role in routers), role
+            role in routers
+        ), role
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (lambda: _values(EXAMPLE, config={"server": {"ingress_replicas": 3}}), "routerGroup.replicas is 2"),
-    (lambda: _values(EXAMPLE, serve={"proxyLocation": "HeadOnly"}), "needs EveryNode"),
-    (lambda: _values(EXAMPLE, routerGroup={"name": "h200"}), "the router group's name"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (lambda: _values(EXAMPLE, config={"server": {"ingress_replicas": 3}}), "routerGroup.replicas is 2"),
+        (lambda: _values(EXAMPLE, serve={"proxyLocation": "HeadOnly"}), "needs EveryNode"),
+        (lambda: _values(EXAMPLE, routerGroup={"name": "h200"}), "the router group's name"),
+    ],
+)
 def test_contradictions_fail_readably(generate, values, message: str) -> None:
     import helm_python as helm
 
@@ -265,13 +300,17 @@ def test_contradictions_fail_readably(generate, values, message: str) -> None:
         generate.render_chart(values())
 
 
-@pytest.mark.parametrize(("group", "fragment"), [
-    ({"replicas": 1}, "/routerGroup/replicas"),
-    ({"podAntiAffinity": "sometimes"}, "/routerGroup/podAntiAffinity"),
-    ({"affinity": {"podAntiAffinity": {}}}, "/routerGroup/affinity"),
-])
-def test_schema_refuses_a_router_group_that_is_not_highly_available(generate, group: dict[str, Any],
-                                                                     fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("group", "fragment"),
+    [
+        ({"replicas": 1}, "/routerGroup/replicas"),
+        ({"podAntiAffinity": "sometimes"}, "/routerGroup/podAntiAffinity"),
+        ({"affinity": {"podAntiAffinity": {}}}, "/routerGroup/affinity"),
+    ],
+)
+def test_schema_refuses_a_router_group_that_is_not_highly_available(
+    generate, group: dict[str, Any], fragment: str
+) -> None:
     import helm_python as helm
 
     with pytest.raises(helm.HelmValuesError) as caught:

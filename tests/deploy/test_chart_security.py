@@ -89,10 +89,12 @@ def test_only_the_router_reaches_the_commercial_endpoint(renders) -> None:
     assert allowed == cidrs
     for role, pod in pods.items():
         assert _selects(egress, pod["metadata"]["labels"]) == (role in routers), role
-    (api_server,) = [p for p in rendered.of_kind("NetworkPolicy")
-                     if p["metadata"]["name"].endswith("-autoscaler-egress")]
+    (api_server,) = [
+        p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-autoscaler-egress")
+    ]
     assert {peer["ipBlock"]["cidr"] for rule in api_server["spec"]["egress"] for peer in rule["to"]} == set(
-        rendered.values["networkPolicy"]["kubeApiServer"]["cidrs"])
+        rendered.values["networkPolicy"]["kubeApiServer"]["cidrs"]
+    )
     for role, pod in pods.items():
         assert _selects(api_server, pod["metadata"]["labels"]) == (role == "head"), role
 
@@ -164,8 +166,10 @@ def test_gpu_workers_request_gpus(renders) -> None:
                 continue
             container = group["template"]["spec"]["containers"][0]
             assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-            assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"][
-                "nvidia.com/gpu"]
+            assert (
+                container["resources"]["limits"]["nvidia.com/gpu"]
+                == container["resources"]["requests"]["nvidia.com/gpu"]
+            )
             assert group["template"]["spec"]["tolerations"] and group["template"]["spec"]["nodeSelector"]
             assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], values
 
@@ -182,8 +186,10 @@ def test_secrets_only_by_reference_and_only_in_the_router(rendered: Rendered) ->
         secret_volumes = [v for v in pod["spec"].get("volumes", []) if "secret" in v]
         if role not in routers:
             assert secret_volumes == [], role
-            assert not any(v.get("persistentVolumeClaim", {}).get("claimName", "").endswith("-audit")
-                           for v in pod["spec"].get("volumes", [])), role
+            assert not any(
+                v.get("persistentVolumeClaim", {}).get("claimName", "").endswith("-audit")
+                for v in pod["spec"].get("volumes", [])
+            ), role
 
 
 def test_secret_values_never_rendered(generate) -> None:
@@ -231,7 +237,8 @@ def test_router_pdb_and_api_service(rendered: Rendered) -> None:
         (pdb,) = pdbs
         for role, pod in pods.items():
             assert (pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()) == (
-                role in routers), role
+                role in routers
+            ), role
     api = rendered.one("RayService")["spec"]["serveService"]
     # KubeRay sets the selector; the named target port, which only router pods declare, keeps the others out.
     assert api["spec"]["ports"][0]["targetPort"] == "serve"

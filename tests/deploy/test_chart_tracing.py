@@ -78,12 +78,14 @@ def test_serve_tracing_config_only_with_an_endpoint(rendered: Rendered) -> None:
 def test_sampling_ratio_and_service_name_come_from_the_config(generate) -> None:
     """A ratio of 0 stays 0 (not Helm's `default`-to-1), other ratios pass through; the service name follows."""
     for ratio in (0, 0.25):
-        rendered = render(generate, f"ratio-{ratio}", _traced_values(service_name="sov-prod",
-                                                                     trace_sampling_ratio=ratio))
+        rendered = render(
+            generate, f"ratio-{ratio}", _traced_values(service_name="sov-prod", trace_sampling_ratio=ratio)
+        )
         serve = _serve_v2(rendered)
         assert serve["tracing_config"]["sampling_ratio"] == ratio
-        assert serve == serve_config(serve["applications"][0]["args"]["config"], tracing=True,
-                                     proxy_location=serve["proxy_location"])
+        assert serve == serve_config(
+            serve["applications"][0]["args"]["config"], tracing=True, proxy_location=serve["proxy_location"]
+        )
         for role, container in _containers(rendered).items():
             assert _env(container)["OTEL_SERVICE_NAME"] == "sov-prod", role
 
@@ -94,8 +96,9 @@ def test_collector_egress_from_every_ray_pod_on_its_port_only(renders) -> None:
     (policy,) = _tracing_policies(rendered)
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
-    assert spec["egress"] == [{"to": tracing["collectorPeers"],
-                               "ports": [{"protocol": "TCP", "port": tracing["collectorPort"]}]}]
+    assert spec["egress"] == [
+        {"to": tracing["collectorPeers"], "ports": [{"protocol": "TCP", "port": tracing["collectorPort"]}]}
+    ]
     selector = spec["podSelector"]
     cluster = rendered.one("RayService")["spec"]["rayClusterConfig"]
     templates = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
@@ -141,13 +144,16 @@ def test_every_ray_container_runs_serve_throughput_optimized(rendered: Rendered)
         assert _env(container).get("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE") == expected, role
 
 
-@pytest.mark.parametrize(("endpoint", "port", "ok"), [
-    ("http://otel-collector.observability:4318", 4318, True),
-    ("http://otel-collector.observability:4318", 4317, False),
-    ("http://otel-collector.observability", 80, True),
-    ("https://otel-collector.observability", 443, True),
-    ("https://otel-collector.observability", 4318, False),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "port", "ok"),
+    [
+        ("http://otel-collector.observability:4318", 4318, True),
+        ("http://otel-collector.observability:4318", 4317, False),
+        ("http://otel-collector.observability", 80, True),
+        ("https://otel-collector.observability", 443, True),
+        ("https://otel-collector.observability", 4318, False),
+    ],
+)
 def test_collector_port_must_be_the_endpoints_port(generate, endpoint: str, port: int, ok: bool) -> None:
     """The egress policy opens collectorPort; a different port in the endpoint would drop every span silently."""
     import helm_python as helm

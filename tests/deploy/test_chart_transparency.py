@@ -31,7 +31,8 @@ def test_record_for_each_example_is_valid(rendered: Rendered) -> None:
     else:
         assert processors == "none"
     assert rendered.of_kind("ConfigMap") and not [
-        c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-transparency")]
+        c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-transparency")
+    ]
 
 
 def test_chart_publishes_the_record(generate) -> None:

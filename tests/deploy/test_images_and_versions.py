@@ -41,10 +41,13 @@ def _base_image(text: str) -> str:
 RAY = _pin(PROJECT["dependencies"], "ray")
 
 
-@pytest.mark.parametrize(("dockerfile", "image", "extra"), [
-    ("Dockerfile.gpu", "rayproject/ray-llm", "gpu"),
-    ("Dockerfile.cpu", "rayproject/ray", "cpu"),
-])
+@pytest.mark.parametrize(
+    ("dockerfile", "image", "extra"),
+    [
+        ("Dockerfile.gpu", "rayproject/ray-llm", "gpu"),
+        ("Dockerfile.cpu", "rayproject/ray", "cpu"),
+    ],
+)
 def test_base_image_matches_pinned_ray_and_python(dockerfile: str, image: str, extra: str) -> None:
     text = _dockerfile(dockerfile)
     repo, tag = _base_image(text).split(":")

@@ -13,8 +13,10 @@ from serving.serve_config import main, serve_config
 
 CONFIG: dict[str, Any] = {
     "server": {"host": "0.0.0.0", "port": 8123, "ingress_ray_resources": {"sovereign-router": 1}},
-    "backends": [{"name": "local", "kind": "vllm", "model_source": "/models/smollm2"},
-                 {"name": "openai", "kind": "openai", "model": "gpt-4.1-mini"}],
+    "backends": [
+        {"name": "local", "kind": "vllm", "model_source": "/models/smollm2"},
+        {"name": "openai", "kind": "openai", "model": "gpt-4.1-mini"},
+    ],
     "models": [{"name": "default", "route": ["local", "openai"]}],
 }
 
@@ -24,8 +26,12 @@ def test_structure_and_config_embedded_as_given() -> None:
     assert out["http_options"] == {"host": "0.0.0.0", "port": 8123}
     assert out["proxy_location"] == "HeadOnly"
     (app,) = out["applications"]
-    assert app == {"name": "sovereign", "route_prefix": "/", "import_path": "serving.app:build_app",
-                   "args": {"config": CONFIG}}
+    assert app == {
+        "name": "sovereign",
+        "route_prefix": "/",
+        "import_path": "serving.app:build_app",
+        "args": {"config": CONFIG},
+    }
     assert app["args"]["config"] is not CONFIG  # a copy: callers may mutate theirs
 
 
@@ -45,8 +51,11 @@ def test_cli_writes_yaml(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_refuses_invalid_config_naming_the_field(tmp_path: Path, capsys) -> None:
-    bad = dict(CONFIG, backends=[dict(CONFIG["backends"][1], max_classification="SECRET")],
-               models=[{"name": "default", "route": ["openai"]}])
+    bad = dict(
+        CONFIG,
+        backends=[dict(CONFIG["backends"][1], max_classification="SECRET")],
+        models=[{"name": "default", "route": ["openai"]}],
+    )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(bad))
     assert main(["render-serve", "--config", str(config)]) == 2
@@ -65,8 +74,11 @@ def test_check_subcommand(tmp_path: Path, capsys) -> None:
 def test_tracing_config_only_when_asked() -> None:
     assert "tracing_config" not in serve_config(CONFIG)
     tracing = serve_config(CONFIG, tracing=True)["tracing_config"]
-    assert tracing == {"enabled": True, "exporter_import_path": "serving.telemetry:ray_serve_span_processors",
-                       "sampling_ratio": 1.0}
+    assert tracing == {
+        "enabled": True,
+        "exporter_import_path": "serving.telemetry:ray_serve_span_processors",
+        "sampling_ratio": 1.0,
+    }
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(serve_config(CONFIG, tracing=True))  # Ray accepts it as a deploy config

@@ -17,29 +17,52 @@ def _backend(index: int, key: str, value: object) -> Mutation:
 
 
 CASES: list[tuple[str, Mutation, list[str]]] = [
-    ("unknown level", _backend(0, "max_classification", "ULTRA SECRET"),
-     ["/config/backends/0/max_classification", "OFFICIAL-SENSITIVE"]),
+    (
+        "unknown level",
+        _backend(0, "max_classification", "ULTRA SECRET"),
+        ["/config/backends/0/max_classification", "OFFICIAL-SENSITIVE"],
+    ),
     ("level in wrong case", _backend(0, "max_classification", "secret"), ["/config/backends/0/max_classification"]),
-    ("non-sovereign above OFFICIAL", _backend(1, "max_classification", "SECRET"),
-     ["/config/backends/1/max_classification", "'OFFICIAL'"]),
-    ("non-sovereign by default above OFFICIAL",
-     lambda v: (v["config"]["backends"][1].pop("sovereign"), v["config"]["backends"][1].update(
-         max_classification="OFFICIAL-SENSITIVE")), ["/config/backends/1/max_classification"]),
+    (
+        "non-sovereign above OFFICIAL",
+        _backend(1, "max_classification", "SECRET"),
+        ["/config/backends/1/max_classification", "'OFFICIAL'"],
+    ),
+    (
+        "non-sovereign by default above OFFICIAL",
+        lambda v: (
+            v["config"]["backends"][1].pop("sovereign"),
+            v["config"]["backends"][1].update(max_classification="OFFICIAL-SENSITIVE"),
+        ),
+        ["/config/backends/1/max_classification"],
+    ),
     ("vllm backend not sovereign", _backend(0, "sovereign", False), ["/config/backends/0/sovereign"]),
-    ("missing weights location", lambda v: v["config"]["backends"][0].pop("model_source"),
-     ["/config/backends/0", "model_source"]),
+    (
+        "missing weights location",
+        lambda v: v["config"]["backends"][0].pop("model_source"),
+        ["/config/backends/0", "model_source"],
+    ),
     ("weights not verified", _backend(0, "verify_manifest", False), ["/config/backends/0/verify_manifest"]),
     ("no weights volume", lambda v: v["weights"].update(existingClaim="", volume={}), ["/weights"]),
     ("unknown backend kind", _backend(0, "kind", "tgi"), ["/config/backends/0/kind"]),
     ("typo in a config key", _backend(0, "max_clasification", "SECRET"), ["max_clasification"]),
     ("typo in a chart key", lambda v: v.__setitem__("netwrokPolicy", {}), ["netwrokPolicy"]),
     ("no models", lambda v: v["config"].__setitem__("models", []), ["/config/models"]),
-    ("root user", lambda v: v.setdefault("podSecurityContext", {}).update(runAsNonRoot=False),
-     ["/podSecurityContext/runAsNonRoot"]),
-    ("bad egress CIDR", lambda v: v["networkPolicy"]["routerEgress"].append({"cidr": "llm.example.com"}),
-     ["/networkPolicy/routerEgress/1/cidr"]),
-    ("tracing endpoint not a URL", lambda v: v["tracing"].update(otlpEndpoint="otel-collector:4318"),
-     ["/tracing/otlpEndpoint"]),
+    (
+        "root user",
+        lambda v: v.setdefault("podSecurityContext", {}).update(runAsNonRoot=False),
+        ["/podSecurityContext/runAsNonRoot"],
+    ),
+    (
+        "bad egress CIDR",
+        lambda v: v["networkPolicy"]["routerEgress"].append({"cidr": "llm.example.com"}),
+        ["/networkPolicy/routerEgress/1/cidr"],
+    ),
+    (
+        "tracing endpoint not a URL",
+        lambda v: v["tracing"].update(otlpEndpoint="otel-collector:4318"),
+        ["/tracing/otlpEndpoint"],
+    ),
     ("typo in a tracing key", lambda v: v["tracing"].__setitem__("collectorPeer", []), ["collectorPeer"]),
 ]
 

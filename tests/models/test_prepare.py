@@ -15,8 +15,9 @@ from models.prepare import prepare
 
 
 def _sovereign(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "serving.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture
@@ -52,8 +53,11 @@ def test_tampered_weights_are_refused_naming_the_file(copied: Path, tamper: str)
 
 def test_serve_refuses_to_start_on_a_manifest_mismatch(copied: Path, tmp_path: Path) -> None:
     (copied / "config.json").write_text((copied / "config.json").read_text() + " ")
-    config = {"backends": [{"name": "local", "kind": "vllm", "model_source": str(copied)}],
-              "models": [{"name": "default", "route": ["local"]}], "audit": {"path": str(tmp_path / "a.jsonl")}}
+    config = {
+        "backends": [{"name": "local", "kind": "vllm", "model_source": str(copied)}],
+        "models": [{"name": "default", "route": ["local"]}],
+        "audit": {"path": str(tmp_path / "a.jsonl")},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = _sovereign("serve", "--config", str(tmp_path / "config.yaml"))
     assert result.returncode == 2
@@ -61,8 +65,10 @@ def test_serve_refuses_to_start_on_a_manifest_mismatch(copied: Path, tmp_path: P
 
 
 def test_invalid_config_names_the_field(tmp_path: Path) -> None:
-    config = {"backends": [{"name": "oa", "kind": "openai", "model": "m", "max_classification": "SECRET"}],
-              "models": [{"name": "default", "route": ["oa", "nope"]}]}
+    config = {
+        "backends": [{"name": "oa", "kind": "openai", "model": "m", "max_classification": "SECRET"}],
+        "models": [{"name": "default", "route": ["oa", "nope"]}],
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = _sovereign("serve", "--config", str(tmp_path / "config.yaml"))
     assert result.returncode == 2

@@ -26,9 +26,23 @@ def peft_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> 
 
 
 def test_prepare_adapter_cli_writes_a_manifest_that_verifies(peft_adapter: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "serving.cli", "models", "prepare-adapter", "probation",
-                           "--source", str(peft_adapter), "--dest-root", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "models",
+            "prepare-adapter",
+            "probation",
+            "--source",
+            str(peft_adapter),
+            "--dest-root",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "probation" / MANIFEST_NAME).read_text())
     assert set(manifest["files"]) == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
@@ -77,12 +91,20 @@ def _flip_last_byte(path: Path) -> None:
 
 
 def _config(**adapter: object) -> dict:
-    return {"backends": [
-        {"name": "local", "kind": "vllm", "model_source": "/m", "max_classification": "SECRET",
-         "lora": {"adapters_dir": "/a"}},
-        {"name": "plain", "kind": "vllm", "model_source": "/m"},
-        {"name": "probation-lora", "kind": "adapter", "base": "local", "adapter": "probation", **adapter}],
-        "models": [{"name": "probation", "route": ["probation-lora"]}]}
+    return {
+        "backends": [
+            {
+                "name": "local",
+                "kind": "vllm",
+                "model_source": "/m",
+                "max_classification": "SECRET",
+                "lora": {"adapters_dir": "/a"},
+            },
+            {"name": "plain", "kind": "vllm", "model_source": "/m"},
+            {"name": "probation-lora", "kind": "adapter", "base": "local", "adapter": "probation", **adapter},
+        ],
+        "models": [{"name": "probation", "route": ["probation-lora"]}],
+    }
 
 
 def test_adapter_configuration_is_checked() -> None:
@@ -118,8 +140,9 @@ def test_the_engines_loader_verifies_an_adapter_every_time_it_loads_it(peft_adap
         asyncio.run(loader.load_model_from_config(multiplexed_model_id("tiny", "absent"), llm_config=None))
 
 
-def test_serve_refuses_to_start_on_an_adapter_manifest_mismatch(peft_adapter: Path, tiny_model: Path,
-                                                                  tmp_path: Path) -> None:
+def test_serve_refuses_to_start_on_an_adapter_manifest_mismatch(
+    peft_adapter: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     folder = prepare_adapter("probation", peft_adapter, tmp_path / "adapters")
     _flip_last_byte(folder / "adapter_model.safetensors")
     config = _config()
@@ -127,7 +150,12 @@ def test_serve_refuses_to_start_on_an_adapter_manifest_mismatch(peft_adapter: Pa
     config["backends"][1]["model_source"] = str(tiny_model)
     config["audit"] = {"path": str(tmp_path / "a.jsonl")}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "serving.cli", "serve", "--config", str(tmp_path / "config.yaml")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "serve", "--config", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "adapter_model.safetensors" in result.stderr and "manifest" in result.stderr

@@ -30,12 +30,33 @@ def harness_config(workdir: Path, uk_url: str, commercial_url: str, audit_path: 
         "audit": {"path": str(audit_path)},
         "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 100000},
         "backends": [
-            {"name": "uk", "sovereign": True, "max_classification": "TOP SECRET", "base_url": uk_url,
-             "timeout_s": 10, "connect_timeout_s": 2, **fake},
-            {"name": "commercial", "sovereign": False, "max_classification": "OFFICIAL", "base_url": commercial_url,
-             "timeout_s": COMMERCIAL_TIMEOUT_S, "connect_timeout_s": 0.5, **fake},
-            {"name": "refused", "sovereign": False, "max_classification": "OFFICIAL",
-             "base_url": f"http://127.0.0.1:{closed_port()}/v1", "timeout_s": 2, "connect_timeout_s": 0.5, **fake},
+            {
+                "name": "uk",
+                "sovereign": True,
+                "max_classification": "TOP SECRET",
+                "base_url": uk_url,
+                "timeout_s": 10,
+                "connect_timeout_s": 2,
+                **fake,
+            },
+            {
+                "name": "commercial",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": commercial_url,
+                "timeout_s": COMMERCIAL_TIMEOUT_S,
+                "connect_timeout_s": 0.5,
+                **fake,
+            },
+            {
+                "name": "refused",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": f"http://127.0.0.1:{closed_port()}/v1",
+                "timeout_s": 2,
+                "connect_timeout_s": 0.5,
+                **fake,
+            },
         ],
         "egress_review": {"model": wheel_minilm()},
         "models": [
@@ -52,5 +73,6 @@ Harness = InProcessGateway
 
 def running_harness(workdir: Path, audit_path: Path | None = None) -> AbstractContextManager[Harness]:
     """The in-process gateway (tests/support/inprocess.py) with this suite's configuration."""
-    return running_gateway(workdir, config_for=lambda w, uk, commercial: harness_config(
-        w, uk, commercial, audit_path or w / "audit.jsonl"))
+    return running_gateway(
+        workdir, config_for=lambda w, uk, commercial: harness_config(w, uk, commercial, audit_path or w / "audit.jsonl")
+    )

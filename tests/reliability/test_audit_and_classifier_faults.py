@@ -85,8 +85,9 @@ def test_writer_killed_mid_stream_leaves_a_verifiable_chain_that_continues(tmp_p
     """SIGKILL between an egress record and its request record (or anywhere): the file still verifies."""
     path = tmp_path / "audit.jsonl"
     for _ in range(3):  # three crashes at arbitrary points, each followed by a restart
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE,
-                                cwd=Path(__file__).resolve().parents[2])
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2]
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"writing"
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGKILL)
@@ -99,10 +100,25 @@ def test_writer_killed_mid_stream_leaves_a_verifiable_chain_that_continues(tmp_p
     log = AuditLog(path)
     import asyncio
 
-    asyncio.run(log.append(AuditRecord(
-        event="request", request_id="after-crash", caller="c", endpoint="/v1/chat/completions", model="m",
-        declared_level=None, detected_level=None, level=None, policy_sha256="0" * 64, backend=None, status=401,
-        latency_ms=0.1), durable=True))
+    asyncio.run(
+        log.append(
+            AuditRecord(
+                event="request",
+                request_id="after-crash",
+                caller="c",
+                endpoint="/v1/chat/completions",
+                model="m",
+                declared_level=None,
+                detected_level=None,
+                level=None,
+                policy_sha256="0" * 64,
+                backend=None,
+                status=401,
+                latency_ms=0.1,
+            ),
+            durable=True,
+        )
+    )
     log.close()
     final = verify(path)
     assert final.ok and final.records == len(records) + 1

@@ -24,8 +24,9 @@ def test_gateway_records_are_shipped_in_order_through_a_sink_restart(tmp_path: P
     server = SyslogServer()
     anchors = tmp_path / "anchors" / "anchors.jsonl"
     with running_harness(tmp_path) as h:
-        shipping = ShippingConfig(kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.3,
-                                  timeout_s=2, batch_records=5)
+        shipping = ShippingConfig(
+            kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.3, timeout_s=2, batch_records=5
+        )
         shipper = start_shipper(h.audit_path, shipping, AnchorConfig(interval_s=1, sink="file", path=anchors))
         assert shipper is not None
         try:
@@ -51,8 +52,9 @@ def test_gateway_records_are_shipped_in_order_through_a_sink_restart(tmp_path: P
 def test_full_disk_with_shipping_configured_still_refuses_egress(tmp_path: Path) -> None:
     server = SyslogServer()
     with running_harness(tmp_path, audit_path=Path("/dev/full")) as h:
-        shipping = ShippingConfig(kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.2,
-                                  cursor_path=tmp_path / "audit.cursor")
+        shipping = ShippingConfig(
+            kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.2, cursor_path=tmp_path / "audit.cursor"
+        )
         shipper = start_shipper("/dev/full", shipping, None)
         assert shipper is not None
         try:

@@ -34,8 +34,8 @@ class Case:
     fault: dict[str, Any]
     model: str
     expect_status: int
-    expect_backend: str | None   # who answered (None: nobody)
-    reason: str | None           # the failed attempt's reason in the audit record
+    expect_backend: str | None  # who answered (None: nobody)
+    reason: str | None  # the failed attempt's reason in the audit record
 
 
 FALLBACKS = [
@@ -60,8 +60,12 @@ def _ids(case: Case) -> str:
 
 
 def _post(h: Harness, model: str, stream: bool) -> tuple[httpx.Response, float]:
-    body = {"model": model, "stream": stream, "max_tokens": 4,
-            "messages": [{"role": "user", "content": "What does a magistrate do?"}]}
+    body = {
+        "model": model,
+        "stream": stream,
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "What does a magistrate do?"}],
+    }
     started = time.monotonic()
     response = httpx.post(f"{h.base_url}/chat/completions", json=body, headers=h.headers, timeout=60)
     return response, time.monotonic() - started

@@ -74,9 +74,14 @@ def test_invalid_field_is_named(tmp_path: Path, dotted: str, value: Any, named: 
 
 
 def _serve(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "serving.cli", "serve", "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_serve_refuses_to_start_naming_the_field(tmp_path: Path) -> None:

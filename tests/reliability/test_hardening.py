@@ -54,14 +54,22 @@ def _final(app: RunningApp, request_id: str) -> dict:
 # -- error bodies name schema fields only -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "extra", "param"), [
-    ("chat/completions", {"logit_bias": {f"Jo Bloggs {NHS}": "high"}}, "logit_bias"),
-    ("completions", {"logit_bias": {"9434765919": [1]}}, "logit_bias"),
-    ("chat/completions", {"vllm_xargs": {f"Jo Bloggs {NHS}": {"nested": 1}}}, "vllm_xargs"),
-], ids=["chat_logit_bias", "completions_logit_bias", "vllm_xargs"])
+@pytest.mark.parametrize(
+    ("path", "extra", "param"),
+    [
+        ("chat/completions", {"logit_bias": {f"Jo Bloggs {NHS}": "high"}}, "logit_bias"),
+        ("completions", {"logit_bias": {"9434765919": [1]}}, "logit_bias"),
+        ("chat/completions", {"vllm_xargs": {f"Jo Bloggs {NHS}": {"nested": 1}}}, "vllm_xargs"),
+    ],
+    ids=["chat_logit_bias", "completions_logit_bias", "vllm_xargs"],
+)
 def test_a_callers_key_is_described_never_quoted(app: RunningApp, path: str, extra: dict, param: str) -> None:
-    body = {"model": "local-only", "max_tokens": 2, **extra,
-            **({"messages": MSG} if path.startswith("chat") else {"prompt": "hi"})}
+    body = {
+        "model": "local-only",
+        "max_tokens": 2,
+        **extra,
+        **({"messages": MSG} if path.startswith("chat") else {"prompt": "hi"}),
+    }
     response = _post(app, path, body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -71,20 +79,32 @@ def test_a_callers_key_is_described_never_quoted(app: RunningApp, path: str, ext
 
 
 def test_an_unknown_field_is_counted_never_named(app: RunningApp) -> None:
-    response = _post(app, "chat/completions", {"model": "local-only", "messages": MSG, f"Jo Bloggs {NHS}": 1,
-                                               "temprature": 0.2})
+    response = _post(
+        app, "chat/completions", {"model": "local-only", "messages": MSG, f"Jo Bloggs {NHS}": 1, "temprature": 0.2}
+    )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error == {"message": "invalid request: 2 unrecognized request arguments (did you mean temperature?)",
-                     "type": "invalid_request_error", "param": None, "code": "unknown_parameter"}
+    assert error == {
+        "message": "invalid request: 2 unrecognized request arguments (did you mean temperature?)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unknown_parameter",
+    }
 
 
 def test_a_validator_that_fails_on_the_body_is_a_400(app: RunningApp) -> None:
     """vLLM's validator raised KeyError for a named tool_choice whose tool has no name: it was a 500."""
     for tools in ([{"type": "function", "function": {}}], [{"type": "function"}]):
-        response = _post(app, "chat/completions", {
-            "model": "local-only", "messages": MSG, "tools": tools,
-            "tool_choice": {"type": "function", "function": {"name": "lookup"}}})
+        response = _post(
+            app,
+            "chat/completions",
+            {
+                "model": "local-only",
+                "messages": MSG,
+                "tools": tools,
+                "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+            },
+        )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["type"] == "invalid_request_error"
 
@@ -92,8 +112,12 @@ def test_a_validator_that_fails_on_the_body_is_a_400(app: RunningApp) -> None:
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32-be"])
 def test_only_utf8_bodies_are_read(app: RunningApp, encoding: str) -> None:
     raw = json.dumps({"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]})
-    response = httpx.post(f"{app.base_url}/chat/completions", content=raw.encode(encoding), timeout=60,
-                          headers={**app.headers(), "content-type": "application/json; charset=utf-16"})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        content=raw.encode(encoding),
+        timeout=60,
+        headers={**app.headers(), "content-type": "application/json; charset=utf-16"},
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_encoding"
     assert "UTF-8" in response.json()["error"]["message"]
@@ -107,8 +131,12 @@ def test_failed_requests_export_codes_not_messages(app: RunningApp, otlp_collect
     bodies: list[dict[str, Any]] = [
         {"model": "local-only", "messages": MSG, "logit_bias": {canary: "high"}},
         {"model": "local-only", "messages": MSG, canary: 1},
-        {"model": "local-only", "messages": MSG, "tools": [{"type": "function", "function": {}}],
-         "tool_choice": {"type": "function", "function": {"name": canary}}},
+        {
+            "model": "local-only",
+            "messages": MSG,
+            "tools": [{"type": "function", "function": {}}],
+            "tool_choice": {"type": "function", "function": {"name": canary}},
+        },
         {"model": canary, "messages": MSG},
     ]
     traces = []
@@ -130,11 +158,21 @@ def test_failed_requests_export_codes_not_messages(app: RunningApp, otlp_collect
 # -- x-request-id -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sent", ["jo.bloggs@example.com", "9434765919", "4111111111111111", "Jo Bloggs 943 476 5919",
-                                  "patient-943-476-5919", "a" * 200])
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "jo.bloggs@example.com",
+        "9434765919",
+        "4111111111111111",
+        "Jo Bloggs 943 476 5919",
+        "patient-943-476-5919",
+        "a" * 200,
+    ],
+)
 def test_a_request_id_that_could_carry_data_is_replaced(app: RunningApp, sent: str) -> None:
-    response = _post(app, "chat/completions", {"model": "local-only", "max_tokens": 1, "messages": MSG},
-                     **{"x-request-id": sent})
+    response = _post(
+        app, "chat/completions", {"model": "local-only", "max_tokens": 1, "messages": MSG}, **{"x-request-id": sent}
+    )
     assert response.status_code == 200, response.text
     (returned,) = response.headers.get_list("x-request-id")
     assert returned != sent and GENERATED_ID.fullmatch(returned), returned
@@ -142,11 +180,11 @@ def test_a_request_id_that_could_carry_data_is_replaced(app: RunningApp, sent: s
     assert sent not in app.audit_path.read_text()
 
 
-@pytest.mark.parametrize("sent", [str(uuid.uuid4()), str(uuid.uuid4()).upper(), uuid.uuid4().hex,
-                                  secrets.token_hex(8)])
+@pytest.mark.parametrize("sent", [str(uuid.uuid4()), str(uuid.uuid4()).upper(), uuid.uuid4().hex, secrets.token_hex(8)])
 def test_a_uuid_or_hex_request_id_is_kept(app: RunningApp, sent: str) -> None:
-    response = _post(app, "chat/completions", {"model": "local-only", "max_tokens": 1, "messages": MSG},
-                     **{"x-request-id": sent})
+    response = _post(
+        app, "chat/completions", {"model": "local-only", "max_tokens": 1, "messages": MSG}, **{"x-request-id": sent}
+    )
     assert response.status_code == 200, response.text
     assert response.headers.get_list("x-request-id") == [sent]
     assert _final(app, sent)["status"] == 200
@@ -180,16 +218,29 @@ def _listening(proc: psutil.Process) -> list:
 
 # -- what the commercial API receives ----------------------------------------------------------------------------
 
-NEEDED_HEADERS = {"host", "authorization", "content-type", "content-length", "accept", "accept-encoding",
-                  "user-agent", "connection"}
+NEEDED_HEADERS = {
+    "host",
+    "authorization",
+    "content-type",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "connection",
+}
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_commercial_requests_carry_only_the_headers_they_need(app: RunningApp, commercial: FakeOpenAIServer,
-                                                             stream: bool) -> None:
-    response = _post(app, "chat/completions", {"model": "commercial-only", "max_tokens": 2, "messages": MSG,
-                                               "stream": stream}, traceparent=f"00-{secrets.token_hex(16)}-"
-                     f"{secrets.token_hex(8)}-01", **{"x-request-id": str(uuid.uuid4())})
+def test_commercial_requests_carry_only_the_headers_they_need(
+    app: RunningApp, commercial: FakeOpenAIServer, stream: bool
+) -> None:
+    response = _post(
+        app,
+        "chat/completions",
+        {"model": "commercial-only", "max_tokens": 2, "messages": MSG, "stream": stream},
+        traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+        **{"x-request-id": str(uuid.uuid4())},
+    )
     assert response.status_code == 200, response.text
     [received] = commercial.received
     headers = set(received["headers"])
@@ -213,11 +264,17 @@ def test_commercial_answer_past_the_deadline_is_a_504(app: RunningApp, commercia
     assert final["status"] == 504 and final["attempts"][-1]["outcome"] == "timeout"
 
 
-def test_commercial_stream_past_the_deadline_ends_with_an_error_event(app: RunningApp,
-                                                                      commercial: FakeOpenAIServer) -> None:
+def test_commercial_stream_past_the_deadline_ends_with_an_error_event(
+    app: RunningApp, commercial: FakeOpenAIServer
+) -> None:
     commercial.set_fault("slow", chunk_delay_s=0.5)
-    with httpx.stream("POST", f"{app.base_url}/chat/completions", headers=app.headers(), timeout=60, json={
-            "model": "commercial-deadline", "max_tokens": 10, "stream": True, "messages": MSG}) as response:
+    with httpx.stream(
+        "POST",
+        f"{app.base_url}/chat/completions",
+        headers=app.headers(),
+        timeout=60,
+        json={"model": "commercial-deadline", "max_tokens": 10, "stream": True, "messages": MSG},
+    ) as response:
         assert response.status_code == 200
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     assert "[DONE]" not in events and len(events) >= 2
@@ -230,9 +287,20 @@ def test_local_generation_past_the_deadline_is_cut_off_and_audited(app: RunningA
     """16 choices of 1,000 tokens each take the tiny engine several seconds; the model's limit is 1.5 s. Whether the
     limit falls before the first chunk (a 504) or after it (an error event) depends on this machine's load."""
     started = time.monotonic()
-    with httpx.stream("POST", f"{app.base_url}/chat/completions", headers=app.headers(), timeout=120, json={
-            "model": "local-deadline", "max_tokens": 1000, "n": 16, "ignore_eos": True, "stream": True,
-            "messages": MSG}) as response:
+    with httpx.stream(
+        "POST",
+        f"{app.base_url}/chat/completions",
+        headers=app.headers(),
+        timeout=120,
+        json={
+            "model": "local-deadline",
+            "max_tokens": 1000,
+            "n": 16,
+            "ignore_eos": True,
+            "stream": True,
+            "messages": MSG,
+        },
+    ) as response:
         body = response.read().decode()
     took = time.monotonic() - started
     if response.status_code == 504:
@@ -251,8 +319,16 @@ def test_local_generation_past_the_deadline_is_cut_off_and_audited(app: RunningA
 
 # -- OpenAI fields vLLM does not know ---------------------------------------------------------------------------
 
-OPENAI_ONLY = {"metadata": {"team": "courts"}, "store": False, "service_tier": "auto", "prompt_cache_key": "k1",
-               "safety_identifier": "u-1", "user": "u-1", "parallel_tool_calls": True, "verbosity": "low"}
+OPENAI_ONLY = {
+    "metadata": {"team": "courts"},
+    "store": False,
+    "service_tier": "auto",
+    "prompt_cache_key": "k1",
+    "safety_identifier": "u-1",
+    "user": "u-1",
+    "parallel_tool_calls": True,
+    "verbosity": "low",
+}
 
 
 def test_openai_fields_are_accepted_on_every_route(app: RunningApp, commercial: FakeOpenAIServer) -> None:
@@ -267,19 +343,24 @@ def test_openai_fields_are_accepted_on_every_route(app: RunningApp, commercial: 
     [received] = commercial.received
     assert received["body"] == {**body, "model": "gpt-fake"}
     # Sensitive: the same fields, served locally.
-    sensitive = _post(app, "chat/completions", {**body, "model": "commercial-first", "messages": [
-        {"role": "user", "content": f"NHS number {NHS}"}]})
+    sensitive = _post(
+        app,
+        "chat/completions",
+        {**body, "model": "commercial-first", "messages": [{"role": "user", "content": f"NHS number {NHS}"}]},
+    )
     assert sensitive.status_code == 200 and sensitive.headers["x-sovereign-backend"] == "local"
     assert len(commercial.received) == 1
-    completions = _post(app, "completions", {"model": "local-only", "max_tokens": 2, "prompt": "hi", "user": "u",
-                                             "best_of": 1})
+    completions = _post(
+        app, "completions", {"model": "local-only", "max_tokens": 2, "prompt": "hi", "user": "u", "best_of": 1}
+    )
     assert completions.status_code == 200, completions.text
     embeddings = _post(app, "embeddings", {"model": "embeddings", "input": "hi", "user": "u"})
     assert embeddings.status_code == 200, embeddings.text
 
 
-def test_openai_fields_a_local_model_cannot_honour_are_refused_there(app: RunningApp,
-                                                                    commercial: FakeOpenAIServer) -> None:
+def test_openai_fields_a_local_model_cannot_honour_are_refused_there(
+    app: RunningApp, commercial: FakeOpenAIServer
+) -> None:
     functions = {"functions": [{"name": "lookup", "parameters": {"type": "object"}}]}
     local = _post(app, "chat/completions", {"model": "local-only", "messages": MSG, **functions})
     assert local.status_code == 400, local.text

@@ -29,8 +29,12 @@ def _error(response: httpx.Response) -> dict:
 
 
 def _still_serving(app: RunningApp) -> None:
-    response = httpx.post(f"{app.base_url}/chat/completions", headers=app.headers(), timeout=180, json={
-        "model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        headers=app.headers(),
+        timeout=180,
+        json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -47,28 +51,56 @@ RAW_CASES: list[tuple[str, str, bytes, int]] = [
     ("truncated_json", "chat/completions", b'{"model": "local-only", "messages": [', 400),
     ("not_an_object", "chat/completions", b'"just a string"', 400),
     ("empty_body", "chat/completions", b"", 400),
-    ("nan", "chat/completions",
-     b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 400),
-    ("infinity", "chat/completions",
-     b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "top_p": Infinity}', 400),
-    ("invalid_utf8", "chat/completions",
-     b'{"model": "local-only", "messages": [{"role": "user", "content": "\xff\xfe\xc3("}]}', 400),
-    ("lone_surrogate", "chat/completions",
-     b'{"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400),
+    (
+        "nan",
+        "chat/completions",
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        400,
+    ),
+    (
+        "infinity",
+        "chat/completions",
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "top_p": Infinity}',
+        400,
+    ),
+    (
+        "invalid_utf8",
+        "chat/completions",
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "\xff\xfe\xc3("}]}',
+        400,
+    ),
+    (
+        "lone_surrogate",
+        "chat/completions",
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]}',
+        400,
+    ),
     ("lone_surrogate_completions", "completions", b'{"model": "local-only", "prompt": "x \\udfff y"}', 400),
-    ("deep_array_recursion", "chat/completions",
-     b'{"model": "local-only", "messages": ' + _deep(20_000).encode() + b"}", 400),
+    (
+        "deep_array_recursion",
+        "chat/completions",
+        b'{"model": "local-only", "messages": ' + _deep(20_000).encode() + b"}",
+        400,
+    ),
     # json.loads would guess these encodings (and skip the surrogate check): UTF-8 only, as the OpenAI API.
-    ("utf16", "chat/completions",
-     '{"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]}'.encode("utf-16"), 400),
+    (
+        "utf16",
+        "chat/completions",
+        '{"model": "local-only", "messages": [{"role": "user", "content": "a \\ud800 b"}]}'.encode("utf-16"),
+        400,
+    ),
     ("utf32_le", "completions", '{"model": "local-only", "prompt": "x"}'.encode("utf-32-le"), 400),
 ]
 
 
 @pytest.mark.parametrize(("name", "path", "raw", "status"), RAW_CASES, ids=[c[0] for c in RAW_CASES])
 def test_raw_malformed_bodies(app: RunningApp, name: str, path: str, raw: bytes, status: int) -> None:
-    response = httpx.post(f"{app.base_url}/{path}", content=raw, timeout=180,
-                          headers={**app.headers(), "content-type": "application/json"})
+    response = httpx.post(
+        f"{app.base_url}/{path}",
+        content=raw,
+        timeout=180,
+        headers={**app.headers(), "content-type": "application/json"},
+    )
     assert response.status_code == status, response.text
     _error(response)
 
@@ -87,35 +119,60 @@ JSON_CASES: list[tuple[str, str, dict]] = [
     ("top_k_absurd", "chat/completions", {"model": "local-only", "messages": _msg(), "top_k": -50}),
     ("n_absurd", "chat/completions", {"model": "local-only", "messages": _msg(), "n": 10**9}),
     ("presence_penalty", "chat/completions", {"model": "local-only", "messages": _msg(), "presence_penalty": 1e9}),
-    ("logprobs_absurd", "chat/completions",
-     {"model": "local-only", "messages": _msg(), "logprobs": True, "top_logprobs": 10**6}),
+    (
+        "logprobs_absurd",
+        "chat/completions",
+        {"model": "local-only", "messages": _msg(), "logprobs": True, "top_logprobs": 10**6},
+    ),
     ("stream_not_bool", "chat/completions", {"model": "local-only", "messages": _msg(), "stream": [1]}),
     # Each of these was coerced by vLLM's models (and served): the OpenAI API refuses them.
     ("stream_yes", "chat/completions", {"model": "local-only", "messages": _msg(), "stream": "yes"}),
     ("max_tokens_bool", "chat/completions", {"model": "local-only", "messages": _msg(), "max_tokens": True}),
     ("temperature_string", "chat/completions", {"model": "local-only", "messages": _msg(), "temperature": "0.5"}),
-    ("stream_yes_commercial_only", "chat/completions",
-     {"model": "commercial-only", "messages": _msg(), "stream": "yes"}),
+    (
+        "stream_yes_commercial_only",
+        "chat/completions",
+        {"model": "commercial-only", "messages": _msg(), "stream": "yes"},
+    ),
     ("unknown_field", "chat/completions", {"model": "local-only", "messages": _msg(), "frobnicate": True}),
-    ("unknown_field_odd_name", "chat/completions",
-     {"model": "local-only", "messages": _msg(), f"{CANARY} free text as a key": 1}),
+    (
+        "unknown_field_odd_name",
+        "chat/completions",
+        {"model": "local-only", "messages": _msg(), f"{CANARY} free text as a key": 1},
+    ),
     ("model_wrong_type", "chat/completions", {"model": ["local-only"], "messages": _msg()}),
     ("model_missing", "chat/completions", {"messages": _msg()}),
-    ("thousands_of_messages", "chat/completions",
-     {"model": "local-only", "messages": [{"role": "user", "content": "x"}] * 1800}),
-    ("deep_metadata", "chat/completions",
-     {"model": "local-only", "messages": _msg(), "metadata": json.loads('{"a":' * 80 + "1" + "}" * 80)}),
+    (
+        "thousands_of_messages",
+        "chat/completions",
+        {"model": "local-only", "messages": [{"role": "user", "content": "x"}] * 1800},
+    ),
+    (
+        "deep_metadata",
+        "chat/completions",
+        {"model": "local-only", "messages": _msg(), "metadata": json.loads('{"a":' * 80 + "1" + "}" * 80)},
+    ),
     ("prompt_wrong_type", "completions", {"model": "local-only", "prompt": {"text": "x"}}),
     ("prompt_token_ids_out_of_vocab", "completions", {"model": "local-only", "prompt": [[10**9, -3]]}),
     ("embeddings_input_wrong_type", "embeddings", {"model": "embeddings", "input": {"text": "x"}}),
     ("embeddings_on_chat_model", "embeddings", {"model": "local-only", "input": "x"}),
     ("chat_on_embedding_model", "chat/completions", {"model": "embeddings", "messages": _msg()}),
     # vLLM's validator raised KeyError (a 500) for a named tool_choice whose tool has no name.
-    ("tool_choice_named_tool_without_name", "chat/completions",
-     {"model": "local-only", "messages": _msg(), "tools": [{"type": "function", "function": {}}],
-      "tool_choice": {"type": "function", "function": {"name": "lookup"}}}),
-    ("metadata_not_strings", "chat/completions",
-     {"model": "local-only", "messages": _msg(), "metadata": {"k": {"nested": CANARY}}}),
+    (
+        "tool_choice_named_tool_without_name",
+        "chat/completions",
+        {
+            "model": "local-only",
+            "messages": _msg(),
+            "tools": [{"type": "function", "function": {}}],
+            "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        },
+    ),
+    (
+        "metadata_not_strings",
+        "chat/completions",
+        {"model": "local-only", "messages": _msg(), "metadata": {"k": {"nested": CANARY}}},
+    ),
 ]
 
 
@@ -131,11 +188,19 @@ def test_invalid_requests_are_clear_4xx(app: RunningApp, name: str, path: str, b
 
 def test_empty_content_is_served_not_an_error(app: RunningApp) -> None:
     """Empty strings are valid in the OpenAI API (the official server accepts them): served, not a 5xx."""
-    response = httpx.post(f"{app.base_url}/chat/completions", headers=app.headers(), timeout=180, json={
-        "model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": ""}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        headers=app.headers(),
+        timeout=180,
+        json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": ""}]},
+    )
     assert response.status_code == 200, response.text
-    response = httpx.post(f"{app.base_url}/completions", headers=app.headers(), timeout=60, json={
-        "model": "local-only", "max_tokens": 2, "prompt": ""})
+    response = httpx.post(
+        f"{app.base_url}/completions",
+        headers=app.headers(),
+        timeout=60,
+        json={"model": "local-only", "max_tokens": 2, "prompt": ""},
+    )
     assert response.status_code in {200, 400}, response.text  # vLLM refuses an empty prompt: a 400, not a 500
     if response.status_code != 200:
         _error(response)
@@ -167,8 +232,10 @@ def _raw_http(app: RunningApp, head: bytes, body_parts: Iterator[bytes], read_ti
 
 def test_declared_huge_body_is_413_before_it_is_sent(app: RunningApp) -> None:
     """Content-Length far over the limit: the answer comes although only 1 KiB of 100 MiB was ever sent."""
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['tester']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['tester']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     answer = _raw_http(app, head, iter([b'{"model": "local-only", "messages": [' + b" " * 1024]))
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"request_too_large" in answer
@@ -178,8 +245,10 @@ def test_declared_huge_body_is_413_before_it_is_sent(app: RunningApp) -> None:
 def test_chunked_body_over_limit_is_413_without_reading_it_all(app: RunningApp) -> None:
     """No Content-Length: the body is counted as it arrives and refused once past the limit, not at its end."""
     limit = app.config["server"]["max_body_bytes"]
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['tester']}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['tester']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     piece = b" " * 8192
     sent_chunks = (limit // len(piece)) + 4  # a little over the limit, then the client stalls (never ends)
 

@@ -54,8 +54,9 @@ LONG_TOKENS = 15000  # far more than the engine produces in the seconds each tes
 
 
 @pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
-            fake_commercial: FakeOpenAIServer) -> Iterator[RunningApp]:
+def fragile(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, fake_commercial: FakeOpenAIServer
+) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("fragile")
@@ -64,12 +65,26 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": [
-            {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
-             "max_classification": "SECRET", "cpu_threads": 1,
-             "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1}},
-            {"name": "commercial", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-             "base_url": fake_commercial.base_url, "api_key_env": "FAKE_COMMERCIAL_KEY", "model": "gpt-fake",
-             "timeout_s": 5, "connect_timeout_s": 2},
+            {
+                "name": "local",
+                "kind": "vllm",
+                "model_source": str(tiny_model),
+                "served_model_name": "tiny",
+                "max_classification": "SECRET",
+                "cpu_threads": 1,
+                "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1},
+            },
+            {
+                "name": "commercial",
+                "kind": "openai",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": fake_commercial.base_url,
+                "api_key_env": "FAKE_COMMERCIAL_KEY",
+                "model": "gpt-fake",
+                "timeout_s": 5,
+                "connect_timeout_s": 2,
+            },
         ],
         "models": [{"name": "default", "route": ["local", "commercial"]}, {"name": "local-only", "route": ["local"]}],
         "egress_review": {"model": wheel_minilm()},
@@ -84,8 +99,13 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
 
 
 def _long_stream(app: RunningApp, max_tokens: int = LONG_TOKENS, content: str = "Tell me everything") -> dict:
-    return {"model": "local-only", "stream": True, "max_tokens": max_tokens, "ignore_eos": True,
-            "messages": [{"role": "user", "content": content}]}
+    return {
+        "model": "local-only",
+        "stream": True,
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": content}],
+    }
 
 
 def _final(app: RunningApp, request_id: str, timeout_s: float = 15) -> dict[str, Any]:
@@ -95,8 +115,9 @@ def _final(app: RunningApp, request_id: str, timeout_s: float = 15) -> dict[str,
 def _read_then_abandon(app: RunningApp, watch_s: float = 3) -> tuple[str, int, float, bool]:
     """Read a long stream for ``watch_s`` seconds from its first event, then drop the connection. Returns the
     request id, the events read, their rate, and whether the stream had already ended (nothing left to abort)."""
-    with httpx.stream("POST", f"{app.base_url}/chat/completions", json=_long_stream(app),
-                      headers=app.headers(), timeout=120) as response:
+    with httpx.stream(
+        "POST", f"{app.base_url}/chat/completions", json=_long_stream(app), headers=app.headers(), timeout=120
+    ) as response:
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
         events, started = 0, None
@@ -126,8 +147,10 @@ def test_client_disconnect_aborts_the_generation_in_the_engine(fragile: RunningA
     began = time.monotonic()
     after = httpx.post(f"{fragile.base_url}/chat/completions", json=short, headers=fragile.headers(), timeout=300)
     waited = time.monotonic() - began
-    print(f"\nabort: ~{rate:.0f} tokens/s, the abandoned request still needed ~{remaining_s:.0f}s; "
-          f"the next request (one engine slot) answered in {waited:.1f}s")
+    print(
+        f"\nabort: ~{rate:.0f} tokens/s, the abandoned request still needed ~{remaining_s:.0f}s; "
+        f"the next request (one engine slot) answered in {waited:.1f}s"
+    )
     assert after.status_code == 200
     assert waited < remaining_s / 2, "the engine kept generating for a client that had gone"
 
@@ -159,8 +182,13 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
     status: dict[str, Any] = {}
 
     def read() -> None:
-        with httpx.stream("POST", f"{fragile.base_url}/chat/completions", json=_long_stream(fragile),
-                          headers=fragile.headers(), timeout=120) as response:
+        with httpx.stream(
+            "POST",
+            f"{fragile.base_url}/chat/completions",
+            json=_long_stream(fragile),
+            headers=fragile.headers(),
+            timeout=120,
+        ) as response:
             status["code"] = response.status_code
             status["id"] = response.headers["x-request-id"]
             try:
@@ -189,8 +217,11 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
     assert record["attempts"][-1]["outcome"] == "failed_mid_stream"
 
     # While the replica is down (or restarting), sensitive requests never go to the commercial side.
-    sensitive = {"model": "default", "max_tokens": 2,
-                 "messages": [{"role": "user", "content": f"replicadown NHS number {NHS}"}]}
+    sensitive = {
+        "model": "default",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": f"replicadown NHS number {NHS}"}],
+    }
     down = httpx.post(f"{fragile.base_url}/chat/completions", json=sensitive, headers=fragile.headers(), timeout=240)
     assert down.status_code in {200, 503}, down.text
     assert "replicadown" not in json.dumps(commercial.received)
@@ -199,9 +230,12 @@ def test_engine_replica_killed_mid_stream(fragile: RunningApp, commercial: FakeO
     deadline = time.monotonic() + 300
     ok = False
     while time.monotonic() < deadline and not ok:
-        response = httpx.post(f"{fragile.base_url}/chat/completions", headers=fragile.headers(), timeout=120,
-                              json={"model": "local-only", "max_tokens": 2,
-                                    "messages": [{"role": "user", "content": "hello again"}]})
+        response = httpx.post(
+            f"{fragile.base_url}/chat/completions",
+            headers=fragile.headers(),
+            timeout=120,
+            json={"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "hello again"}]},
+        )
         ok = response.status_code == 200
         if not ok:
             time.sleep(3)
@@ -239,8 +273,13 @@ def _family(app: RunningApp) -> tuple[list[psutil.Process], set[int], Path]:
     assert engine_title("local") in titles and "VLLM::EngineCore" in titles and "haproxy" in titles
     ports = {port for ports in lifeline.listeners(p.pid for p in family).values() for port in ports}
     assert int(app.root.rsplit(":", 1)[1]) in ports
-    private = next(Path(arg).parent.parent for p in family if "haproxy" in p.name() for arg in _cmdline(p)
-                   if arg.endswith("haproxy.cfg"))
+    private = next(
+        Path(arg).parent.parent
+        for p in family
+        if "haproxy" in p.name()
+        for arg in _cmdline(p)
+        if arg.endswith("haproxy.cfg")
+    )
     return family, ports, private
 
 
@@ -254,8 +293,13 @@ def _assert_nothing_left(family: list[psutil.Process], ports: set[int], private:
         return left
 
     def listening() -> list[int]:
-        return sorted({c.laddr.port for c in psutil.net_connections("tcp")
-                       if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports})
+        return sorted(
+            {
+                c.laddr.port
+                for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports
+            }
+        )
 
     def strays() -> list[int]:
         return [p.pid for p in psutil.process_iter(["cmdline"]) if str(private) in " ".join(p.info["cmdline"] or [])]
@@ -280,15 +324,18 @@ def test_zz_sigkill_of_the_server_leaves_nothing_running(fragile: RunningApp) ->
     rc = fragile.process.wait(timeout=30)
     _assert_nothing_left(family, ports, private, within_s=max(1.0, 30 - (time.monotonic() - began)))
     took = time.monotonic() - began
-    print(f"\nsigkill of the server: supervisor exit status {rc}, {len(family)} processes and ports {sorted(ports)} "
-          f"gone in {took:.1f} s")
+    print(
+        f"\nsigkill of the server: supervisor exit status {rc}, {len(family)} processes and ports {sorted(ports)} "
+        f"gone in {took:.1f} s"
+    )
     assert rc == 128 + signal.SIGKILL
     assert "killed by SIGKILL" in fragile.log_path.read_text()
 
 
 @pytest.fixture(scope="module")
-def successor(tmp_path_factory: pytest.TempPathFactory, fragile: RunningApp, tiny_model: Path,
-              embedding_model: Path) -> Iterator[RunningApp]:
+def successor(
+    tmp_path_factory: pytest.TempPathFactory, fragile: RunningApp, tiny_model: Path, embedding_model: Path
+) -> Iterator[RunningApp]:
     """A server in development mode (no configuration: it prints its key) on the port the fragile app listened on.
     Its default models' folders are the test models, and its backends are narrowed to the tiny one through the
     environment, so it starts one small engine."""
@@ -299,11 +346,19 @@ def successor(tmp_path_factory: pytest.TempPathFactory, fragile: RunningApp, tin
     models.mkdir(parents=True)
     (models / "smollm2").symlink_to(tiny_model)
     (models / "minilm").symlink_to(embedding_model)
-    backend = {"name": "local", "kind": "vllm", "model_source": "var/models/smollm2", "served_model_name": "tiny",
-               "max_classification": "SECRET", "cpu_threads": 1,
-               "engine": {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 4}}
-    env = {"SOVEREIGN_BACKENDS": json.dumps([backend]),
-           "SOVEREIGN_MODELS": json.dumps([{"name": "default", "route": ["local"]}])}
+    backend = {
+        "name": "local",
+        "kind": "vllm",
+        "model_source": "var/models/smollm2",
+        "served_model_name": "tiny",
+        "max_classification": "SECRET",
+        "cpu_threads": 1,
+        "engine": {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 4},
+    }
+    env = {
+        "SOVEREIGN_BACKENDS": json.dumps([backend]),
+        "SOVEREIGN_MODELS": json.dumps([{"name": "default", "route": ["local"]}]),
+    }
     running = start_dev_app(workdir, int(fragile.root.rsplit(":", 1)[1]), env=env)
     try:
         yield running
@@ -312,23 +367,31 @@ def successor(tmp_path_factory: pytest.TempPathFactory, fragile: RunningApp, tin
 
 
 def test_zz_a_development_start_on_the_same_port_shows_url_and_key_and_answers_every_request(
-        successor: RunningApp) -> None:
+    successor: RunningApp,
+) -> None:
     shown = successor.log_path.read_text()
     print(f"\nterminal output of the development start:\n{shown}")
     assert f"ready at {successor.base_url}" in shown
     assert successor.keys["developer"] in shown and "OpenAI(base_url=" in shown
     assert "✓ application ready" in shown
-    noise = [line for line in shown.splitlines()
-             if "Deployment Options" in line or line.lstrip().startswith(("{", "INFO", "WARNING", "[20"))]
+    noise = [
+        line
+        for line in shown.splitlines()
+        if "Deployment Options" in line or line.lstrip().startswith(("{", "INFO", "WARNING", "[20"))
+    ]
     assert not noise, f"Ray's output on the terminal: {noise[:5]}"
     assert "var/log/serve-" in shown
     client = successor.client("developer")
     for i in range(6):
-        reply = client.chat.completions.create(model="default", max_tokens=4,
-                                               messages=[{"role": "user", "content": f"hello {i}"}])
+        reply = client.chat.completions.create(
+            model="default", max_tokens=4, messages=[{"role": "user", "content": f"hello {i}"}]
+        )
         assert reply.choices[0].message.content is not None
-        chunks = list(client.chat.completions.create(model="default", max_tokens=4, stream=True,
-                                                     messages=[{"role": "user", "content": f"stream {i}"}]))
+        chunks = list(
+            client.chat.completions.create(
+                model="default", max_tokens=4, stream=True, messages=[{"role": "user", "content": f"stream {i}"}]
+            )
+        )
         assert chunks and chunks[-1].choices[0].finish_reason is not None
 
 
@@ -361,10 +424,20 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
     streams: list[dict[str, Any]] = [{"events": []} for _ in range(3)]
 
     def read(state: dict[str, Any]) -> None:
-        body = {"model": "default", "stream": True, "max_tokens": 200, "ignore_eos": True,
-                "messages": [{"role": "user", "content": "Tell me everything"}]}
-        with httpx.stream("POST", f"{successor.base_url}/chat/completions", headers=successor.headers("developer"),
-                          json=body, timeout=120) as response:
+        body = {
+            "model": "default",
+            "stream": True,
+            "max_tokens": 200,
+            "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Tell me everything"}],
+        }
+        with httpx.stream(
+            "POST",
+            f"{successor.base_url}/chat/completions",
+            headers=successor.headers("developer"),
+            json=body,
+            timeout=120,
+        ) as response:
             state["code"] = response.status_code
             state["id"] = response.headers["x-request-id"]
             try:
@@ -383,9 +456,12 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
     os.killpg(successor.process.pid, signal.SIGTERM)
     time.sleep(1.5)
     try:
-        late = httpx.post(f"{successor.base_url}/chat/completions", headers=successor.headers("developer"),
-                          timeout=30, json={"model": "default", "max_tokens": 2,
-                                            "messages": [{"role": "user", "content": "too late"}]})
+        late = httpx.post(
+            f"{successor.base_url}/chat/completions",
+            headers=successor.headers("developer"),
+            timeout=30,
+            json={"model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": "too late"}]},
+        )
         late_status: int | str = late.status_code
     except httpx.HTTPError as exc:
         late_status = type(exc).__name__
@@ -395,14 +471,18 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
         rc = successor.process.wait(timeout=bound_s + 30)
     except subprocess.TimeoutExpired:
         stuck = _where_stuck(successor.process.pid)
-        raise AssertionError(f"the supervisor did not exit within {bound_s + 30:.0f} s:\n{stuck}\n"
-                             f"{successor.log_path.read_text()[-2000:]}") from None
+        raise AssertionError(
+            f"the supervisor did not exit within {bound_s + 30:.0f} s:\n{stuck}\n"
+            f"{successor.log_path.read_text()[-2000:]}"
+        ) from None
     took = time.monotonic() - began
     _assert_nothing_left(family, ports, private, within_s=5)
     shown = successor.log_path.read_text()
-    print(f"\nsigterm to the group: {[len(s['events']) for s in streams]} events per stream, request after "
-          f"SIGTERM: {late_status}; exit status {rc} after {took:.1f} s (bound {bound_s:.0f} s)\n"
-          + "\n".join(shown.splitlines()[-8:]))
+    print(
+        f"\nsigterm to the group: {[len(s['events']) for s in streams]} events per stream, request after "
+        f"SIGTERM: {late_status}; exit status {rc} after {took:.1f} s (bound {bound_s:.0f} s)\n"
+        + "\n".join(shown.splitlines()[-8:])
+    )
     assert late_status != 200, "a new request was accepted after SIGTERM"
     for state in streams:
         assert state.get("code") == 200 and "transport_error" not in state

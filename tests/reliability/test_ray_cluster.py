@@ -65,15 +65,22 @@ class Loopback:
     def actors(self, alive: bool = True) -> list[Any]:
         from ray.util.state import list_actors
 
-        return list_actors(address=self.dashboard, filters=[("state", "=", "ALIVE")] if alive else None, limit=10_000,
-                           raise_on_missing_output=False)
+        return list_actors(
+            address=self.dashboard,
+            filters=[("state", "=", "ALIVE")] if alive else None,
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
 
     def nodes(self) -> dict[str, Any]:
         """Alive nodes by id."""
         from ray.util.state import list_nodes
 
-        return {n.node_id: n for n in list_nodes(address=self.dashboard, raise_on_missing_output=False)
-                if n.state == "ALIVE"}
+        return {
+            n.node_id: n
+            for n in list_nodes(address=self.dashboard, raise_on_missing_output=False)
+            if n.state == "ALIVE"
+        }
 
     def node_with(self, resource: str) -> str:
         (node,) = [i for i, n in self.nodes().items() if resource in (n.resources_total or {})]
@@ -88,11 +95,20 @@ def loopback() -> Iterator[Loopback]:
     saved = {k: os.environ.get(k) for k in NODE_ENV}
     os.environ.update(NODE_ENV)  # the nodes' processes inherit this process's environment as they start
     try:
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "node_ip_address": "127.0.0.1", "num_cpus": 2, "resources": {"router": 2}, "include_dashboard": True,
-            "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port, "gcs_server_port": free_port(),
-            # Ray's fixed defaults would collide with another Ray on this shared host.
-            "dashboard_agent_listen_port": free_port()})
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "node_ip_address": "127.0.0.1",
+                "num_cpus": 2,
+                "resources": {"router": 2},
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port,
+                "gcs_server_port": free_port(),
+                # Ray's fixed defaults would collide with another Ray on this shared host.
+                "dashboard_agent_listen_port": free_port(),
+            },
+        )
         try:
             engine_node = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=4, resources={"engine": 1})
             cluster.wait_for_nodes()
@@ -112,34 +128,67 @@ def loopback() -> Iterator[Loopback]:
 
 
 @pytest.fixture(scope="module")
-def joined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback: Loopback,
-           fake_commercial: FakeOpenAIServer) -> Iterator[RunningApp]:
+def joined(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback: Loopback, fake_commercial: FakeOpenAIServer
+) -> Iterator[RunningApp]:
     from routing.keys import create_key
 
     workdir = tmp_path_factory.mktemp("joined")
     port = free_port()
     config = {
-        "server": {"host": "127.0.0.1", "port": port, "proxy": "serve", "metrics_port": free_port(),
-                   "ingress_replicas": 2, "ingress_ray_resources": {"router": 1}, "drain_timeout_s": 5},
+        "server": {
+            "host": "127.0.0.1",
+            "port": port,
+            "proxy": "serve",
+            "metrics_port": free_port(),
+            "ingress_replicas": 2,
+            "ingress_ray_resources": {"router": 1},
+            "drain_timeout_s": 5,
+        },
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 100_000},
-        "backends": [{"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
-                      "max_classification": "SECRET", "cpu_threads": 1, "ray_resources": {"engine": 1},
-                      "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8}},
-                     {"name": "commercial", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-                      "base_url": fake_commercial.base_url, "api_key_env": "FAKE_COMMERCIAL_KEY", "model": "gpt-fake",
-                      "timeout_s": 5, "connect_timeout_s": 2}],
-        "models": [{"name": "default", "route": ["local"]},
-                   {"name": "mixed", "route": ["local", "commercial"], "request_timeout_s": 20}],
+        "backends": [
+            {
+                "name": "local",
+                "kind": "vllm",
+                "model_source": str(tiny_model),
+                "served_model_name": "tiny",
+                "max_classification": "SECRET",
+                "cpu_threads": 1,
+                "ray_resources": {"engine": 1},
+                "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8},
+            },
+            {
+                "name": "commercial",
+                "kind": "openai",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": fake_commercial.base_url,
+                "api_key_env": "FAKE_COMMERCIAL_KEY",
+                "model": "gpt-fake",
+                "timeout_s": 5,
+                "connect_timeout_s": 2,
+            },
+        ],
+        "models": [
+            {"name": "default", "route": ["local"]},
+            {"name": "mixed", "route": ["local", "commercial"], "request_timeout_s": 20},
+        ],
         "egress_review": {"enabled": False},  # no MiniLM to load here: this module is about placement and faults
     }
-    keys = {"tester": create_key(workdir / "keys.json", "tester"),
-            "limited": create_key(workdir / "keys.json", "limited", rate_per_minute=LIMIT),
-            "limited-b": create_key(workdir / "keys.json", "limited-b", rate_per_minute=LIMIT)}
+    keys = {
+        "tester": create_key(workdir / "keys.json", "tester"),
+        "limited": create_key(workdir / "keys.json", "limited", rate_per_minute=LIMIT),
+        "limited-b": create_key(workdir / "keys.json", "limited-b", rate_per_minute=LIMIT),
+    }
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    process = _start(["--config", str(config_path), "--address", loopback.cluster.address], workdir,
-                     {"VLLM_CPU_KVCACHE_SPACE": "1"}, own_session=False)
+    process = _start(
+        ["--config", str(config_path), "--address", loopback.cluster.address],
+        workdir,
+        {"VLLM_CPU_KVCACHE_SPACE": "1"},
+        own_session=False,
+    )
     root = f"http://127.0.0.1:{port}"
     running = RunningApp(f"{root}/v1", root, keys, workdir / "audit.jsonl", workdir / "server.log", config, process)
     try:
@@ -151,7 +200,8 @@ def joined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, loopback:
 
 def _ask(app: RunningApp, caller: str = "tester") -> Any:
     return app.client(caller).chat.completions.with_raw_response.create(
-        model="default", max_tokens=2, messages=[{"role": "user", "content": "Hello"}])
+        model="default", max_tokens=2, messages=[{"role": "user", "content": "Hello"}]
+    )
 
 
 def test_engines_on_the_engine_node_routers_on_the_router_node(joined: RunningApp, loopback: Loopback) -> None:
@@ -191,6 +241,7 @@ def _refills(elapsed_s: float) -> int:
 
 def _burst(app: RunningApp, caller: str, n: int) -> list[tuple[int, str | None]]:
     """``n`` requests at once: (status, retry-after) of each."""
+
     def one(_: int) -> tuple[int, str | None]:
         try:
             return _ask(app, caller).http_response.status_code, None
@@ -211,8 +262,13 @@ def _requests_counted(port: int, missing: float | None = None) -> float:
         if missing is None:
             raise
         return missing
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "sovereign_requests"
-               for s in f.samples if s.name.endswith("_total"))
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "sovereign_requests"
+        for s in f.samples
+        if s.name.endswith("_total")
+    )
 
 
 def _gauge(port: int, name: str, **labels: str) -> float | None:
@@ -220,8 +276,16 @@ def _gauge(port: int, name: str, **labels: str) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return next((s.value for f in text_string_to_metric_families(text) if f.name == name
-                 for s in f.samples if s.labels == labels), None)
+    return next(
+        (
+            s.value
+            for f in text_string_to_metric_families(text)
+            if f.name == name
+            for s in f.samples
+            if s.labels == labels
+        ),
+        None,
+    )
 
 
 def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopback) -> None:
@@ -237,7 +301,8 @@ def test_a_router_replica_killed_under_load(joined: RunningApp, loopback: Loopba
         while time.monotonic() < stop_at:
             try:
                 raw = api.chat.completions.with_raw_response.create(
-                    model="default", max_tokens=2, messages=[{"role": "user", "content": "Hello"}])
+                    model="default", max_tokens=2, messages=[{"role": "user", "content": "Hello"}]
+                )
                 outcomes.append(("200", raw.headers["x-request-id"]))
             except openai.APITimeoutError:
                 outcomes.append(("timeout", None))
@@ -276,11 +341,18 @@ def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningA
     import subprocess
     import sys
 
-    kill = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-            "ray.kill(ray.get_actor('sovereign-ledger-sovereign', namespace='sovereign'), no_restart=True)")
+    kill = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "ray.kill(ray.get_actor('sovereign-ledger-sovereign', namespace='sovereign'), no_restart=True)"
+    )
     # (Ray would replace the loopback address by this host's outward one without that setting: serving/serve.py)
-    subprocess.run([sys.executable, "-c", kill, loopback.cluster.address], check=True, timeout=120,
-                   capture_output=True, env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    subprocess.run(
+        [sys.executable, "-c", kill, loopback.cluster.address],
+        check=True,
+        timeout=120,
+        capture_output=True,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )
     began = time.monotonic()
     results = _burst(joined, "limited-b", 40)
     refills = _refills(time.monotonic() - began)
@@ -290,19 +362,24 @@ def test_without_the_ledger_each_router_replica_keeps_its_share(joined: RunningA
 
 
 def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
-        joined: RunningApp, loopback: Loopback, commercial: FakeOpenAIServer) -> None:
+    joined: RunningApp, loopback: Loopback, commercial: FakeOpenAIServer
+) -> None:
     """The engine node removed: a request with an NHS number (OFFICIAL-SENSITIVE) routed [local, commercial] gets
     503 no_cleared_backend_available
     (once the routers see no running engine replica: serving/availability.py), never the commercial side; an
     OFFICIAL one on the same route falls back to it, as the policy allows."""
     loopback.cluster.remove_node(loopback.engine_node, allow_graceful=False)
-    personal = {"model": "mixed", "max_tokens": 2,
-              "messages": [{"role": "user", "content": "enginegone NHS number 943 476 5919"}]}
+    personal = {
+        "model": "mixed",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": "enginegone NHS number 943 476 5919"}],
+    }
     deadline, seen = time.monotonic() + 120, []
     while True:
         try:
-            response = httpx.post(f"{joined.base_url}/chat/completions", json=personal, headers=joined.headers(),
-                                  timeout=60)
+            response = httpx.post(
+                f"{joined.base_url}/chat/completions", json=personal, headers=joined.headers(), timeout=60
+            )
             seen.append(response.status_code)
             if response.status_code == 503 and response.json()["error"]["code"] == "no_cleared_backend_available":
                 break
@@ -318,7 +395,8 @@ def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
         assert time.monotonic() < deadline, up
         time.sleep(1)
     official = joined.client().chat.completions.with_raw_response.create(
-        model="mixed", max_tokens=2, messages=[{"role": "user", "content": "What time is it?"}])
+        model="mixed", max_tokens=2, messages=[{"role": "user", "content": "What time is it?"}]
+    )
     assert official.http_response.status_code == 200
     assert official.headers["x-sovereign-backend"] == "commercial"
     assert "enginegone" not in json.dumps(commercial.received)

@@ -38,12 +38,16 @@ def test_generated_requests(app: RunningApp, mode: GenerationMode) -> None:
     results = list(schema.get_all_operations())
     operations = [r.ok() for r in results if isinstance(r, Ok)]
     assert len(operations) == len(results), "the schema has operations schemathesis cannot read"
-    operations = [op for op in operations if op.path.startswith("/v1/")
-                  and (mode is GenerationMode.POSITIVE or op.method.lower() == "post")]  # GET has nothing to break
+    operations = [
+        op
+        for op in operations
+        if op.path.startswith("/v1/") and (mode is GenerationMode.POSITIVE or op.method.lower() == "post")
+    ]  # GET has nothing to break
     assert {op.path for op in operations} >= {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
     seen: Counter[int] = Counter()
 
     for operation in operations:
+
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:

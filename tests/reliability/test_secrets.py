@@ -32,63 +32,143 @@ def _send_everything(app: RunningApp, canary: str) -> list[httpx.Response]:
     url, h = app.base_url, app.headers()
     sensitive = f"OFFICIAL-SENSITIVE {canary} NHS {NHS}"
     calls = [
-        ("chat/completions", h, {"model": "default", "max_tokens": 4, "messages": [
-            {"role": "system", "content": canary}, {"role": "user", "content": sensitive}]}),
-        ("chat/completions", h, {"model": "local-only", "max_tokens": 4, "stream": True,
-                                 "stream_options": {"include_usage": True},
-                                 "messages": [{"role": "user", "content": canary}]}),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "default",
+                "max_tokens": 4,
+                "messages": [{"role": "system", "content": canary}, {"role": "user", "content": sensitive}],
+            },
+        ),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "max_tokens": 4,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": canary}],
+            },
+        ),
         ("completions", h, {"model": "local-only", "max_tokens": 4, "prompt": canary}),
         ("completions", h, {"model": "local-only", "max_tokens": 4, "prompt": canary, "stream": True}),
         ("embeddings", h, {"model": "embeddings", "input": [canary, sensitive]}),
         # refusals and errors
         ("chat/completions", h, {"model": "commercial-only", "messages": [{"role": "user", "content": sensitive}]}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": canary}],
-                                 "temperature": canary}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": canary}],
-                                 "max_tokens": 100_000}),
+        (
+            "chat/completions",
+            h,
+            {"model": "local-only", "messages": [{"role": "user", "content": canary}], "temperature": canary},
+        ),
+        (
+            "chat/completions",
+            h,
+            {"model": "local-only", "messages": [{"role": "user", "content": canary}], "max_tokens": 100_000},
+        ),
         ("chat/completions", h, {"model": "local-only", "messages": [{"role": canary, "content": canary}]}),
         ("chat/completions", h, {"model": "no-such-model", "messages": [{"role": "user", "content": canary}]}),
-        ("chat/completions", {"Authorization": f"Bearer {canary}"},
-         {"model": "local-only", "messages": [{"role": "user", "content": canary}]}),
-        ("chat/completions", h, {"model": "local-only", "messages": [
-            {"role": "user", "content": canary * (app.config["server"]["max_body_bytes"] // len(canary) + 1)}]}),
+        (
+            "chat/completions",
+            {"Authorization": f"Bearer {canary}"},
+            {"model": "local-only", "messages": [{"role": "user", "content": canary}]},
+        ),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "messages": [
+                    {"role": "user", "content": canary * (app.config["server"]["max_body_bytes"] // len(canary) + 1)}
+                ],
+            },
+        ),
         ("completions", h, {"model": "local-only", "prompt": canary, "logit_bias": {canary: 5}}),
         # keys and names the caller chose, in bodies that fail validation: described in errors, never quoted
         ("completions", h, {"model": "local-only", "prompt": "x", "logit_bias": {f"{canary} {NHS}": "high"}}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "logit_bias": {canary: [1]}}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "vllm_xargs": {canary: {"a": 1}}}),
+        (
+            "chat/completions",
+            h,
+            {"model": "local-only", "messages": [{"role": "user", "content": "x"}], "logit_bias": {canary: [1]}},
+        ),
+        (
+            "chat/completions",
+            h,
+            {"model": "local-only", "messages": [{"role": "user", "content": "x"}], "vllm_xargs": {canary: {"a": 1}}},
+        ),
         ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}], canary: 1}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "metadata": {canary: {"nested": canary}}}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "response_format": {"type": canary}}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "tools": [{"type": "function", "function": {"name": "f"}}],
-                                 "tool_choice": {"type": "function", "function": {"name": canary}}}),
-        ("chat/completions", h, {"model": "local-only", "messages": [{"role": "user", "content": "x"}],
-                                 "tools": [{"type": "function", "function": {}}],
-                                 "tool_choice": {"type": "function", "function": {"name": canary}}}),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "messages": [{"role": "user", "content": "x"}],
+                "metadata": {canary: {"nested": canary}},
+            },
+        ),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": canary},
+            },
+        ),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": canary}},
+            },
+        ),
+        (
+            "chat/completions",
+            h,
+            {
+                "model": "local-only",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {}}],
+                "tool_choice": {"type": "function", "function": {"name": canary}},
+            },
+        ),
         # a request id that could carry data: replaced, so it reaches no log, span or audit record
-        ("chat/completions", {**h, "x-request-id": f"{canary}@example.com"},
-         {"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]}),
-        ("chat/completions", {**h, "x-request-id": f"{canary} {NHS}"},
-         {"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
+        (
+            "chat/completions",
+            {**h, "x-request-id": f"{canary}@example.com"},
+            {"model": "local-only", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]},
+        ),
+        (
+            "chat/completions",
+            {**h, "x-request-id": f"{canary} {NHS}"},
+            {"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+        ),
     ]
-    responses = [httpx.post(f"{url}/{path}", json=body, headers=headers, timeout=120)
-                 for path, headers, body in calls]
-    raw = httpx.post(f"{url}/chat/completions", timeout=60, content=f'{{"model": "local-only", "messages": [{canary}'
-                     .encode(), headers={**h, "content-type": "application/json"})
+    responses = [httpx.post(f"{url}/{path}", json=body, headers=headers, timeout=120) for path, headers, body in calls]
+    raw = httpx.post(
+        f"{url}/chat/completions",
+        timeout=60,
+        content=f'{{"model": "local-only", "messages": [{canary}'.encode(),
+        headers={**h, "content-type": "application/json"},
+    )
     responses.append(raw)
-    declared = httpx.post(f"{url}/chat/completions", timeout=60, json={"model": "local-only", "messages": []},
-                          headers={**h, "X-Sovereign-Classification": canary})
+    declared = httpx.post(
+        f"{url}/chat/completions",
+        timeout=60,
+        json={"model": "local-only", "messages": []},
+        headers={**h, "X-Sovereign-Classification": canary},
+    )
     responses.append(declared)
     return responses
 
 
-def test_canary_and_keys_appear_nowhere(app: RunningApp, commercial: FakeOpenAIServer,
-                                       otlp_collector: OTLPCollector) -> None:
+def test_canary_and_keys_appear_nowhere(
+    app: RunningApp, commercial: FakeOpenAIServer, otlp_collector: OTLPCollector
+) -> None:
     canary = f"canary{uuid.uuid4().hex}"
     responses = _send_everything(app, canary)
     statuses = sorted({r.status_code for r in responses})

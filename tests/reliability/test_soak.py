@@ -56,8 +56,13 @@ def _body(client: int, n: int) -> tuple[dict, bool]:
     else:
         content = f"Explain what a magistrate does, in brief ({client}-{n})."
         model = "commercial-first" if client % 4 == 1 else "default"
-    return {"model": model, "stream": True, "max_tokens": 64, "ignore_eos": True,
-            "messages": [{"role": "user", "content": content}]}, sensitive
+    return {
+        "model": model,
+        "stream": True,
+        "max_tokens": 64,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": content}],
+    }, sensitive
 
 
 async def _client(app: RunningApp, http: httpx.AsyncClient, client: int, stop_at: float, tally: Tally) -> None:
@@ -70,8 +75,9 @@ async def _client(app: RunningApp, http: httpx.AsyncClient, client: int, stop_at
         tally.in_flight += 1
         tally.peak_in_flight = max(tally.peak_in_flight, tally.in_flight)
         try:
-            async with http.stream("POST", f"{app.base_url}/chat/completions", json=body,
-                                   headers=app.headers(caller)) as response:
+            async with http.stream(
+                "POST", f"{app.base_url}/chat/completions", json=body, headers=app.headers(caller)
+            ) as response:
                 text = (await response.aread()).decode()
                 request_id = response.headers.get("x-request-id", "")
                 tally.request_ids.append(request_id)
@@ -117,10 +123,18 @@ def test_soak(app: RunningApp, commercial: FakeOpenAIServer) -> None:
 
     warm = [v for t, v in rss if t >= WARMUP_S]
     report = {
-        "clients": CLIENTS, "duration_s": DURATION_S, "requests": len(tally.request_ids), "ok": tally.ok,
-        "errors": dict(tally.errors), "backends": dict(tally.backends),
-        "ingress_rss_mib": {"start": round(rss[0][1] / 2**20, 1), "after_warmup": round(warm[0] / 2**20, 1),
-                            "end": round(rss[-1][1] / 2**20, 1), "max_after_warmup": round(max(warm) / 2**20, 1)},
+        "clients": CLIENTS,
+        "duration_s": DURATION_S,
+        "requests": len(tally.request_ids),
+        "ok": tally.ok,
+        "errors": dict(tally.errors),
+        "backends": dict(tally.backends),
+        "ingress_rss_mib": {
+            "start": round(rss[0][1] / 2**20, 1),
+            "after_warmup": round(warm[0] / 2**20, 1),
+            "end": round(rss[-1][1] / 2**20, 1),
+            "max_after_warmup": round(max(warm) / 2**20, 1),
+        },
         "requests_per_s": round(len(tally.request_ids) / DURATION_S, 1),
         "peak_concurrent_streams": tally.peak_in_flight,
     }

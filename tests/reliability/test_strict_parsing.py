@@ -9,8 +9,9 @@ from serving import strict
 from serving.errors import BadRequest
 
 
-@pytest.mark.parametrize("raw", [b'{"t": NaN}', b'{"t": Infinity}', b'{"t": -Infinity}', b'{"t": 1e999}',
-                                 b'{"t": [1, -1e400]}'])
+@pytest.mark.parametrize(
+    "raw", [b'{"t": NaN}', b'{"t": Infinity}', b'{"t": -Infinity}', b'{"t": 1e999}', b'{"t": [1, -1e400]}']
+)
 def test_non_finite_numbers_are_not_json(raw: bytes) -> None:
     with pytest.raises(ValueError):
         strict.loads(raw)
@@ -18,7 +19,11 @@ def test_non_finite_numbers_are_not_json(raw: bytes) -> None:
 
 def test_finite_numbers_parse_as_usual() -> None:
     assert strict.loads(b'{"t": 0.7, "n": 3, "big": 1.5e308, "neg": -2.5e-300}') == {
-        "t": 0.7, "n": 3, "big": 1.5e308, "neg": -2.5e-300}
+        "t": 0.7,
+        "n": 3,
+        "big": 1.5e308,
+        "neg": -2.5e-300,
+    }
 
 
 class _Open(BaseModel):
@@ -50,12 +55,28 @@ def test_known_fields_pass() -> None:
     strict.reject_unknown_fields(_Open(model="m"))
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("stream", "yes"), ("stream", 1), ("stream", "true"), ("echo", 0), ("ignore_eos", "1"),
-    ("max_tokens", True), ("max_tokens", "5"), ("max_tokens", 5.5), ("n", [1]), ("seed", "3"),
-    ("temperature", "0.5"), ("temperature", True), ("top_p", {"p": 1}), ("presence_penalty", "0"),
-    ("model", 7), ("user", ["me"]), ("encoding_format", 1),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("stream", 1),
+        ("stream", "true"),
+        ("echo", 0),
+        ("ignore_eos", "1"),
+        ("max_tokens", True),
+        ("max_tokens", "5"),
+        ("max_tokens", 5.5),
+        ("n", [1]),
+        ("seed", "3"),
+        ("temperature", "0.5"),
+        ("temperature", True),
+        ("top_p", {"p": 1}),
+        ("presence_penalty", "0"),
+        ("model", 7),
+        ("user", ["me"]),
+        ("encoding_format", 1),
+    ],
+)
 def test_well_known_fields_must_have_their_json_type(field: str, value: object) -> None:
     """vLLM's models would coerce each of these ("stream": "yes" streamed); the OpenAI API refuses them."""
     with pytest.raises(BadRequest) as info:
@@ -65,10 +86,24 @@ def test_well_known_fields_must_have_their_json_type(field: str, value: object) 
 
 
 def test_right_json_types_and_null_pass() -> None:
-    strict.check_json_types({"model": "m", "stream": True, "echo": False, "max_tokens": 5, "n": 1.0, "seed": -3,
-                             "temperature": 0, "top_p": 0.9, "presence_penalty": -1.5, "user": "u",
-                             "max_completion_tokens": None, "logprobs": True, "top_logprobs": 2,
-                             "unlisted": "anything"})
+    strict.check_json_types(
+        {
+            "model": "m",
+            "stream": True,
+            "echo": False,
+            "max_tokens": 5,
+            "n": 1.0,
+            "seed": -3,
+            "temperature": 0,
+            "top_p": 0.9,
+            "presence_penalty": -1.5,
+            "user": "u",
+            "max_completion_tokens": None,
+            "logprobs": True,
+            "top_logprobs": 2,
+            "unlisted": "anything",
+        }
+    )
     strict.check_json_types({"model": "m", "logprobs": 3})  # completions' logprobs is an integer: not checked
 
 

@@ -20,14 +20,42 @@ Dress = Callable[[str, random.Random], Dressed]
 
 # Cyrillic and Greek letters that render like Latin ones.
 LOOK_ALIKES = {
-    "A": "\u0410", "B": "\u0412", "C": "\u0421", "E": "\u0415", "H": "\u041d", "K": "\u041a", "M": "\u041c",
-    "O": "\u041e", "P": "\u0420", "T": "\u0422", "X": "\u0425", "Y": "\u03a5", "I": "\u0399", "N": "\u039d",
-    "Z": "\u0396", "a": "\u0430", "c": "\u0441", "e": "\u0435", "o": "\u043e", "p": "\u0440", "x": "\u0445",
-    "y": "\u0443", "i": "\u0456", "j": "\u0458", "s": "\u0455",
+    "A": "\u0410",
+    "B": "\u0412",
+    "C": "\u0421",
+    "E": "\u0415",
+    "H": "\u041d",
+    "K": "\u041a",
+    "M": "\u041c",
+    "O": "\u041e",
+    "P": "\u0420",
+    "T": "\u0422",
+    "X": "\u0425",
+    "Y": "\u03a5",
+    "I": "\u0399",
+    "N": "\u039d",
+    "Z": "\u0396",
+    "a": "\u0430",
+    "c": "\u0441",
+    "e": "\u0435",
+    "o": "\u043e",
+    "p": "\u0440",
+    "x": "\u0445",
+    "y": "\u0443",
+    "i": "\u0456",
+    "j": "\u0458",
+    "s": "\u0455",
 }
 INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u200e", "\u202a", "\ufe0f", "\U000e0041"]
-LINE_BREAKS = {"crlf": "\r\n", "cr": "\r", "form_feed": "\f", "vertical_tab": "\v", "nel": "\u0085",
-               "line_separator": "\u2028", "paragraph_separator": "\u2029"}
+LINE_BREAKS = {
+    "crlf": "\r\n",
+    "cr": "\r",
+    "form_feed": "\f",
+    "vertical_tab": "\v",
+    "nel": "\u0085",
+    "line_separator": "\u2028",
+    "paragraph_separator": "\u2029",
+}
 
 
 def _line_breaks(sep: str) -> Dress:
@@ -59,8 +87,9 @@ def invisible_characters(text: str, rng: random.Random) -> str:
 
 def combining_marks(text: str, rng: random.Random) -> str:
     """A stray combining mark (from a bad paste or on purpose) on some letters."""
-    return "".join(ch + rng.choice(["\u0301", "\u0308", "\u0327"]) if ch.isalpha() and rng.random() < 0.1 else ch
-                   for ch in text)
+    return "".join(
+        ch + rng.choice(["\u0301", "\u0308", "\u0327"]) if ch.isalpha() and rng.random() < 0.1 else ch for ch in text
+    )
 
 
 def look_alikes(text: str, rng: random.Random) -> str:
@@ -80,7 +109,7 @@ def html_page(text: str, rng: random.Random) -> str:
             escaped = escaped.replace(" ", "&nbsp;")
         if rng.random() < 0.3 and escaped:
             escaped = f"<b>{escaped}</b>"
-        lines.append(f"<p class=\"MsoNormal\">{escaped}</p>")
+        lines.append(f'<p class="MsoNormal">{escaped}</p>')
     return "<html><body><div>" + "\n".join(lines) + "</div></body></html>"
 
 
@@ -90,8 +119,11 @@ def json_in_prose(text: str, _rng: random.Random) -> str:
 
 
 def xml_document(text: str, _rng: random.Random) -> str:
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<record>\n  <body>"
-            + html.escape(text, quote=False) + "</body>\n</record>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<record>\n  <body>'
+        + html.escape(text, quote=False)
+        + "</body>\n</record>"
+    )
 
 
 def csv_row(text: str, _rng: random.Random) -> str:
@@ -103,8 +135,10 @@ def mime_base64(text: str, _rng: random.Random) -> str:
     """A MIME part as an e-mail export carries it: base64 in 76-character lines."""
     encoded = base64.b64encode(text.encode()).decode()
     lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
-    return ("From: casework@justice.example\nSubject: notes\nMIME-Version: 1.0\n"
-            "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + "\n".join(lines))
+    return (
+        "From: casework@justice.example\nSubject: notes\nMIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + "\n".join(lines)
+    )
 
 
 def rich_text(text: str, _rng: random.Random) -> str:

@@ -120,9 +120,12 @@ def test_chain_is_correct(tmp_path: Path) -> None:
         assert after["prev"] == before["hash"]
     for o in objs:
         digest = o.pop("hash")
-        assert hashlib.sha256(
-            json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        ).hexdigest() == digest
+        assert (
+            hashlib.sha256(
+                json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            ).hexdigest()
+            == digest
+        )
     assert set(objs[0]) == audit.RECORD_FIELDS | {"prev"}
     result = verify(path)
     assert result.ok and result.records == 5 and result.head == hashes[-1]

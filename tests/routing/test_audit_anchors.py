@@ -46,8 +46,12 @@ def rechain(lines: list[bytes]) -> bytes:
 
 
 def run_cli(*args: str | Path) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "verify", *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "audit", "verify", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -94,9 +98,13 @@ def test_removed_record_with_a_recomputed_chain_fails(anchored: tuple[Path, Path
 def test_anchors_exported_from_syslog_are_read(anchored: tuple[Path, Path], tmp_path: Path) -> None:
     path, anchors = anchored
     export = tmp_path / "siem-export.log"
-    export.write_text("".join(f"<110>1 2026-01-01T00:00:00.000000Z host sovereign - anchor "
-                              f'[sovereign@32473 log="audit.jsonl"] {line}\n'
-                              for line in anchors.read_text().splitlines()) + "unrelated line\n")
+    export.write_text(
+        "".join(
+            f'<110>1 2026-01-01T00:00:00.000000Z host sovereign - anchor [sovereign@32473 log="audit.jsonl"] {line}\n'
+            for line in anchors.read_text().splitlines()
+        )
+        + "unrelated line\n"
+    )
     assert main(["verify", str(path), "--anchors", str(export)]) == 0
 
 

@@ -76,8 +76,16 @@ def in_order_without_gaps(bodies: list[bytes], expected: list[bytes]) -> None:
 
 
 def syslog_config(server: SyslogServer, tmp_path: Path, **extra: object) -> ShippingConfig:
-    return ShippingConfig(kind="syslog", endpoint=server.endpoint, poll_s=0.05, retry_max_s=0.3, timeout_s=2,
-                          batch_records=7, cursor_path=tmp_path / "audit.cursor", **extra)
+    return ShippingConfig(
+        kind="syslog",
+        endpoint=server.endpoint,
+        poll_s=0.05,
+        retry_max_s=0.3,
+        timeout_s=2,
+        batch_records=7,
+        cursor_path=tmp_path / "audit.cursor",
+        **extra,
+    )
 
 
 def test_syslog_receives_every_record_in_order_as_rfc5424(tmp_path: Path) -> None:
@@ -113,8 +121,9 @@ def test_syslog_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> N
     writer = Writer(path)
     backlog: list[int] = []
     failures: list[str] = []
-    shipper = start_shipper(path, syslog_config(server, tmp_path), None, on_backlog=backlog.append,
-                            on_failure=failures.append)
+    shipper = start_shipper(
+        path, syslog_config(server, tmp_path), None, on_backlog=backlog.append, on_failure=failures.append
+    )
     assert shipper is not None
     try:
         writer.write(30, pause_s=0.005)
@@ -169,17 +178,23 @@ def _tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     now = dt.datetime.now(dt.UTC)
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context, cert_file
@@ -221,8 +236,15 @@ def test_syslog_over_tls_refuses_an_unknown_certificate(tmp_path: Path) -> None:
 
 
 def otlp_config(collector: OTLPCollector, tmp_path: Path) -> ShippingConfig:
-    return ShippingConfig(kind="otlp", endpoint=f"{collector.endpoint}/v1/logs", poll_s=0.05, retry_max_s=0.3,
-                          timeout_s=1, batch_records=9, cursor_path=tmp_path / "audit.cursor")
+    return ShippingConfig(
+        kind="otlp",
+        endpoint=f"{collector.endpoint}/v1/logs",
+        poll_s=0.05,
+        retry_max_s=0.3,
+        timeout_s=1,
+        batch_records=9,
+        cursor_path=tmp_path / "audit.cursor",
+    )
 
 
 def test_otlp_logs_receive_every_record_in_order_and_survive_a_restart(tmp_path: Path) -> None:
@@ -232,8 +254,9 @@ def test_otlp_logs_receive_every_record_in_order_and_survive_a_restart(tmp_path:
     writer = Writer(path)
     backlog: list[int] = []
     anchors = AnchorConfig(interval_s=1, sink="shipping")
-    shipper = start_shipper(path, otlp_config(collector, tmp_path), anchors, on_backlog=backlog.append,
-                            service_name="sovereign-test")
+    shipper = start_shipper(
+        path, otlp_config(collector, tmp_path), anchors, on_backlog=backlog.append, service_name="sovereign-test"
+    )
     assert shipper is not None
     restarted = None
     try:
@@ -256,8 +279,11 @@ def test_otlp_logs_receive_every_record_in_order_and_survive_a_restart(tmp_path:
     first = before[0]
     record = json.loads(first.body)
     assert first.service == "sovereign-test"
-    assert first.attributes == {"sovereign.audit.log": "audit.jsonl", "sovereign.audit.line": 1,
-                                "sovereign.audit.hash": record["hash"]}
+    assert first.attributes == {
+        "sovereign.audit.log": "audit.jsonl",
+        "sovereign.audit.line": 1,
+        "sovereign.audit.hash": record["hash"],
+    }
     ts = dt.datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     assert first.time_unix_nano // 1000 == int(ts.timestamp() * 1_000_000)
     # the final anchor (written when the shipper stops) names the whole chain
@@ -298,7 +324,11 @@ def test_audit_configuration_checks_the_anchor_sink() -> None:
         AuditConfig.model_validate({"anchors": {"sink": "file"}})
     with pytest.raises(ValidationError):
         AuditConfig.model_validate({"shipping": {"kind": "kafka", "endpoint": "x:1"}})
-    config = AuditConfig.model_validate({"shipping": {"kind": "syslog", "endpoint": "siem.example:6514", "tls": True},
-                                         "anchors": {"sink": "shipping", "interval_s": 60}})
+    config = AuditConfig.model_validate(
+        {
+            "shipping": {"kind": "syslog", "endpoint": "siem.example:6514", "tls": True},
+            "anchors": {"sink": "shipping", "interval_s": 60},
+        }
+    )
     assert config.shipping is not None and config.shipping.tls
     assert config.anchors is not None and config.anchors.interval_s == 60

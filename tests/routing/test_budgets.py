@@ -13,8 +13,19 @@ from routing.budgets import DAY, MINUTE, BudgetBook, InProcessLedger, Limits, Sc
 M0 = 1_800_000_000.0
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0.2, "1s"), (1, "1s"), (1.01, "2s"), (59, "59s"), (60, "1m0s"),
-                                                (360, "6m0s"), (3599, "59m59s"), (DAY - 1, "23h59m59s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "1s"),
+        (1, "1s"),
+        (1.01, "2s"),
+        (59, "59s"),
+        (60, "1m0s"),
+        (360, "6m0s"),
+        (3599, "59m59s"),
+        (DAY - 1, "23h59m59s"),
+    ],
+)
 def test_format_reset(seconds: float, text: str) -> None:
     assert format_reset(seconds) == text
 
@@ -25,8 +36,13 @@ def test_refusal_charges_nothing_and_names_the_budget() -> None:
     team = Scope("team:t", Limits(tokens_per_minute=100, tokens_per_day=1000))
     ok = book.reserve([caller, team], 60, M0 + 20)
     assert ok.allowed and ok.headers == {
-        "x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "40s",
-        "x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "40", "x-ratelimit-reset-tokens": "40s"}
+        "x-ratelimit-limit-requests": "5",
+        "x-ratelimit-remaining-requests": "4",
+        "x-ratelimit-reset-requests": "40s",
+        "x-ratelimit-limit-tokens": "100",
+        "x-ratelimit-remaining-tokens": "40",
+        "x-ratelimit-reset-tokens": "40s",
+    }
     refused = book.reserve([caller, team], 41, M0 + 30)
     assert not refused.allowed and refused.exceeded == "tokens_per_minute of team:t"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "40"

@@ -55,15 +55,9 @@ def test_signals_are_sorted_counted_and_carry_no_text():
 
 
 BODIES = {
-    "system message": chat(
-        {"role": "system", "content": f"Patient NHS {NHS}"}, {"role": "user", "content": "hi"}
-    ),
-    "assistant message": chat(
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": f"NHS {NHS}"}
-    ),
-    "content parts": chat(
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": NHS}]}
-    ),
+    "system message": chat({"role": "system", "content": f"Patient NHS {NHS}"}, {"role": "user", "content": "hi"}),
+    "assistant message": chat({"role": "user", "content": "hi"}, {"role": "assistant", "content": f"NHS {NHS}"}),
+    "content parts": chat({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": NHS}]}),
     "tool call arguments": chat(
         {
             "role": "assistant",
@@ -79,9 +73,7 @@ BODIES = {
     "escaped tool arguments": chat(
         {
             "role": "assistant",
-            "tool_calls": [
-                {"id": "1", "type": "function", "function": {"name": "f", "arguments": ESCAPED_ARGS}}
-            ],
+            "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": ESCAPED_ARGS}}],
         }
     ),
     "tool result": chat({"role": "tool", "tool_call_id": "1", "content": f'{{"nhs": "{NHS}"}}'}),
@@ -156,9 +148,7 @@ def test_full_width_digits_are_normalised():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
 levels = st.none() | st.sampled_from(list(Level))

@@ -65,9 +65,7 @@ def test_deeply_nested_content_parts_fail_closed_quickly():
 
 def test_deeply_nested_json_in_tool_arguments_fails_closed():
     args = "[" * 200_000 + "\\u0040" + "]" * 200_000
-    body = {
-        "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": args}}]}]
-    }
+    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": args}}]}]}
     c, elapsed = timed(classify_request, body)
     assert elapsed < BOUND_S
     assert c.level == Level.TOP_SECRET

@@ -96,10 +96,7 @@ def test_recall_and_false_positive_rate():
     flagged = [i["id"] for i in benign if classify(i).local_only]
     recall = 1 - len(missed) / len(sensitive)
     fp_rate = len(flagged) / len(benign)
-    print(
-        f"\nrecall {recall:.4f} ({len(sensitive)} sensitive), "
-        f"false positives {fp_rate:.4f} ({len(benign)} benign)"
-    )
+    print(f"\nrecall {recall:.4f} ({len(sensitive)} sensitive), false positives {fp_rate:.4f} ({len(benign)} benign)")
     assert recall >= 0.995, missed
     assert fp_rate <= 0.03, flagged
 

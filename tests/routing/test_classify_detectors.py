@@ -315,7 +315,13 @@ _NEEDING = [row for row, det in enumerate(DETECTORS) if det.needs]
 
 def test_identifier_rows_need_a_digit_or_an_at_sign():
     assert {DETECTORS[row].signal for row in _NEEDING} >= {
-        "nhs_number", "ni_number", "uk_phone", "payment_card", "uk_postcode", "date_of_birth", "email"
+        "nhs_number",
+        "ni_number",
+        "uk_phone",
+        "payment_card",
+        "uk_postcode",
+        "date_of_birth",
+        "email",
     }
     assert all(not any(chr(c).isalpha() for c in DETECTORS[row].needs) for row in _NEEDING)
 

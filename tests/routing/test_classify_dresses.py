@@ -55,8 +55,10 @@ def test_recall_and_false_positives_over_every_dress():
     benign_total = len(BENIGN) * len(dresses.NEUTRAL)
     recall = 1 - sum(missed.values()) / sensitive_total
     fp_rate = sum(flagged.values()) / benign_total
-    print(f"\nover {len(dresses.ALL)} dresses: recall {recall:.4f} ({sensitive_total} dressed sensitive items), "
-          f"false positives {fp_rate:.4f} ({benign_total} dressed benign items)")
+    print(
+        f"\nover {len(dresses.ALL)} dresses: recall {recall:.4f} ({sensitive_total} dressed sensitive items), "
+        f"false positives {fp_rate:.4f} ({benign_total} dressed benign items)"
+    )
     print("missed by dress:", dict(missed), "flagged by dress:", dict(flagged))
     assert recall >= 0.995, {name: ids[:10] for name, ids in examples.items()}
     assert fp_rate <= 0.03, {name: ids[:10] for name, ids in examples.items()}
@@ -65,22 +67,23 @@ def test_recall_and_false_positives_over_every_dress():
 @pytest.mark.parametrize("name", sorted(dresses.ALL))
 def test_each_dress_on_its_own(name):
     """Per-dress recall, so that a regression names its dress."""
-    missed = [i["id"] for i in CAUGHT
-              if classify(dresses.dress(i, name, 1)).level < classify_text(i["text"]).level]
+    missed = [i["id"] for i in CAUGHT if classify(dresses.dress(i, name, 1)).level < classify_text(i["text"]).level]
     assert len(missed) <= 0.01 * len(CAUGHT), missed[:20]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(index=st.integers(0, len(CAUGHT) - 1), name=st.sampled_from(sorted(dresses.ALL)),
-       seed=st.integers(0, 2**32 - 1))
+@given(index=st.integers(0, len(CAUGHT) - 1), name=st.sampled_from(sorted(dresses.ALL)), seed=st.integers(0, 2**32 - 1))
 def test_a_dress_never_lowers_a_sensitive_item(index, name, seed):
     item = CAUGHT[index]
     assert classify(dresses.dress(item, name, seed)).level >= classify_text(item["text"]).level
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(index=st.integers(0, len(BENIGN) - 1), name=st.sampled_from(sorted(set(dresses.NEUTRAL) - {"split_parts"})),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    index=st.integers(0, len(BENIGN) - 1),
+    name=st.sampled_from(sorted(set(dresses.NEUTRAL) - {"split_parts"})),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_a_neutral_dress_never_raises_a_benign_item(index, name, seed):
     """A benign item that is OFFICIAL undressed stays OFFICIAL in any neutral dress. (Not split_parts: a part of
     a near-miss identifier can itself be a valid one, "QA1 1AA" split as "Q" and "A1 1AA"; the cross product

@@ -48,9 +48,23 @@ ISSUE_BENIGN = [
     "Write a public leaflet on witness protection.",
 ]
 # Text that the existing tests send to the commercial fake (and the benchmarks' everyday prompts).
-EVERYDAY = ["hi", "hello", "x", "What does a magistrate do?", "What is bail?", "Define bail.", "Say hello",
-            "Write a haiku about autumn.", "What's the weather in Leeds?", "hello there world", "payload 123",
-            "canary5f0e9a1b2c3d", "You are a helpful assistant.", "def fibonacci(n):", "What is a magistrate?"]
+EVERYDAY = [
+    "hi",
+    "hello",
+    "x",
+    "What does a magistrate do?",
+    "What is bail?",
+    "Define bail.",
+    "Say hello",
+    "Write a haiku about autumn.",
+    "What's the weather in Leeds?",
+    "hello there world",
+    "payload 123",
+    "canary5f0e9a1b2c3d",
+    "You are a helpful assistant.",
+    "def fibonacci(n):",
+    "What is a magistrate?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +74,40 @@ def reviewer() -> EgressReviewer:
 
 # -- text out of request bodies -----------------------------------------------------------------------------------
 
+
 def test_request_texts_reads_every_content_string_and_skips_protocol_values() -> None:
     body = {
-        "model": "commercial-first", "temperature": 0.2, "stream": True,
+        "model": "commercial-first",
+        "temperature": 0.2,
+        "stream": True,
         "messages": [
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": [{"type": "text", "text": "first part"}, {"type": "text", "text": "second"}]},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
-                "name": "lookup", "arguments": json.dumps({"note": "inside the arguments"})}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": json.dumps({"note": "inside the arguments"})},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "tool said"},
         ],
         "metadata": {"case": "in metadata"},
     }
     texts = request_texts(body)
-    assert texts == ["You are terse.", "first part", "second", "lookup", "inside the arguments", "tool said",
-                     "in metadata"]
+    assert texts == [
+        "You are terse.",
+        "first part",
+        "second",
+        "lookup",
+        "inside the arguments",
+        "tool said",
+        "in metadata",
+    ]
     assert "commercial-first" not in texts and "user" not in texts and "function" not in texts
 
 
@@ -98,6 +131,7 @@ def test_request_texts_refuses_absurd_nesting() -> None:
 
 
 # -- verification at load -----------------------------------------------------------------------------------------
+
 
 def test_load_records_the_artefact_digest_and_threshold(reviewer: EgressReviewer) -> None:
     assert len(reviewer.digest) == 64
@@ -157,6 +191,7 @@ def test_a_missing_model_is_refused(tmp_path: Path) -> None:
 
 # -- verdicts -------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dress", sorted(ALL))
 def test_the_issue_examples_are_flagged_as_documents_deliver_them(reviewer: EgressReviewer, dress: str) -> None:
     """The same meaning in the dresses the rules are held to (tests/routing/dresses.py): Windows and PDF line breaks,
@@ -177,8 +212,11 @@ def test_the_issue_examples_are_flagged_as_documents_deliver_them(reviewer: Egre
 def test_general_text_in_a_dress_still_passes(reviewer: EgressReviewer, dress: str) -> None:
     for n, text in enumerate(ISSUE_BENIGN):
         dressed = NEUTRAL[dress](text, random.Random(f"{n}/{dress}"))
-        body = ({"model": "m", "messages": [{"role": "user", **dressed}]} if isinstance(dressed, dict)
-                else {"model": "m", "messages": [{"role": "user", "content": dressed}]})
+        body = (
+            {"model": "m", "messages": [{"role": "user", **dressed}]}
+            if isinstance(dressed, dict)
+            else {"model": "m", "messages": [{"role": "user", "content": dressed}]}
+        )
         assert not reviewer.review_request(body, 5).sensitive, dress
 
 
@@ -198,8 +236,10 @@ def test_general_and_everyday_text_passes(reviewer: EgressReviewer, text: str) -
 
 
 def test_a_sensitive_paragraph_inside_a_long_benign_document_is_found(reviewer: EgressReviewer) -> None:
-    filler = ("The quarterly report covers the budget, the office move, recruitment and the new intranet. "
-              "Teams should send their figures to the finance business partner by the end of the month. ") * 60
+    filler = (
+        "The quarterly report covers the budget, the office move, recruitment and the new intranet. "
+        "Teams should send their figures to the finance business partner by the end of the month. "
+    ) * 60
     sensitive = ISSUE_SENSITIVE[4]
     document = filler + sensitive + " " + filler
     assert len(reviewer._tokenizer.encode(document, add_special_tokens=False).ids) > 2000
@@ -208,8 +248,10 @@ def test_a_sensitive_paragraph_inside_a_long_benign_document_is_found(reviewer: 
 
 
 def test_the_request_and_its_texts_get_the_same_verdict(reviewer: EgressReviewer) -> None:
-    body = {"model": "m", "messages": [{"role": "system", "content": "Be concise."},
-                                       {"role": "user", "content": ISSUE_SENSITIVE[0]}]}
+    body = {
+        "model": "m",
+        "messages": [{"role": "system", "content": "Be concise."}, {"role": "user", "content": ISSUE_SENSITIVE[0]}],
+    }
     assert reviewer.review_request(body, 5) == reviewer.review_texts(request_texts(body), 5)
 
 
@@ -220,10 +262,16 @@ def test_an_empty_request_is_not_flagged(reviewer: EgressReviewer) -> None:
 
 def test_score_buckets_are_coarse_and_never_text() -> None:
     assert [score_bucket(s) for s in (0.0, 0.05, 0.5, 0.91, 1.0)] == [
-        "semantic_score_0.0", "semantic_score_0.0", "semantic_score_0.5", "semantic_score_0.9", "semantic_score_0.9"]
+        "semantic_score_0.0",
+        "semantic_score_0.0",
+        "semantic_score_0.5",
+        "semantic_score_0.9",
+        "semantic_score_0.9",
+    ]
 
 
 # -- failing closed -------------------------------------------------------------------------------------------------
+
 
 def test_a_passed_deadline_raises(reviewer: EgressReviewer) -> None:
     with pytest.raises(ReviewError, match="deadline"):
@@ -244,9 +292,11 @@ def test_errors_carry_no_text(reviewer: EgressReviewer) -> None:
     assert "canary" not in str(info.value)
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                  max_size=4), max_leaves=20)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,8 +9,9 @@ from pathlib import Path
 from routing.classify_cli import main
 from tests.support import wheel_minilm
 
-SENSITIVE = ("The prisoner in cell 14 attempted suicide last night. What should his medication be while he is on "
-             "constant watch?")
+SENSITIVE = (
+    "The prisoner in cell 14 attempted suicide last night. What should his medication be while he is on constant watch?"
+)
 BENIGN = "Explain what a CHIS is under RIPA."
 
 
@@ -36,11 +37,14 @@ def test_without_the_flag_the_rules_alone_decide() -> None:
 
 
 def test_jsonl_texts_and_requests() -> None:
-    lines = "\n".join(json.dumps(x) for x in [
-        {"id": "a", "input": {"text": BENIGN}},
-        {"id": "b", "input": {"request": {"model": "m", "messages": [{"role": "user", "content": SENSITIVE}]}}},
-        {"id": "c", "input": {"text": "OFFICIAL-SENSITIVE\nminutes of the meeting"}},
-    ])
+    lines = "\n".join(
+        json.dumps(x)
+        for x in [
+            {"id": "a", "input": {"text": BENIGN}},
+            {"id": "b", "input": {"request": {"model": "m", "messages": [{"role": "user", "content": SENSITIVE}]}}},
+            {"id": "c", "input": {"text": "OFFICIAL-SENSITIVE\nminutes of the meeting"}},
+        ]
+    )
     status, out = _run(["--egress-review", "--model", wheel_minilm(), "--jsonl", "-"], stdin=lines)
     assert status == 0
     by_id = {line["id"]: line for line in out}

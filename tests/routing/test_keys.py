@@ -144,8 +144,12 @@ def test_cli_create_prints_the_key_last_and_list_hides_hashes(
     assert "analytics" in listing and "OFFICIAL" in listing and "120" in listing
     assert hash_key(key) not in listing and key not in listing
 
-    assert keys_cli.main(["create", "--caller", "x", "--floor", "SECRET", "--ceiling", "OFFICIAL",
-                      "--keys-file", str(path)]) == 1
+    assert (
+        keys_cli.main(
+            ["create", "--caller", "x", "--floor", "SECRET", "--ceiling", "OFFICIAL", "--keys-file", str(path)]
+        )
+        == 1
+    )
     assert keys_cli.main(["create", "--caller", "x", "--floor", "BOGUS", "--keys-file", str(path)]) == 2
     assert keys_cli.main(["create", "--keys-file", str(path)]) == 2
     assert keys_cli.main(["list", "--keys-file", str(tmp_path / "none.json")]) == 1
@@ -153,8 +157,9 @@ def test_cli_create_prints_the_key_last_and_list_hides_hashes(
     assert len(KeyStore.load(path)) == 1
 
 
-def test_cli_default_keys_file_is_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_default_keys_file_is_under_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert keys_cli.main(["create", "--caller", "dev"]) == 0
     key = capsys.readouterr().out.splitlines()[-1]
@@ -194,8 +199,10 @@ def test_revoke_by_caller_or_by_sha256_prefix(tmp_path: Path, capsys: pytest.Cap
 
 def test_revoke_refuses_an_ambiguous_prefix(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
-    entries = [{"caller": name, "key_sha256": digest, "created": "2026-11-29T00:00:00Z"}
-               for name, digest in (("a", "ab" * 32), ("b", "ab" * 31 + "cd"))]
+    entries = [
+        {"caller": name, "key_sha256": digest, "created": "2026-11-29T00:00:00Z"}
+        for name, digest in (("a", "ab" * 32), ("b", "ab" * 31 + "cd"))
+    ]
     path.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match="2 keys match"):
         keys.revoke_keys(path, sha256_prefix="abababab")

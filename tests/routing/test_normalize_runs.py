@@ -10,7 +10,8 @@ from routing import normalize
 # ASCII around runs of accented letters, combining marks, dashes, spaces, look-alikes, ligatures, full-width
 # forms, Hangul jamo, invisibles and noncharacters; bytes that are not UTF-8 too.
 _CHARS = st.sampled_from(
-    list("aeE s0\n\t\x00-'\"") + list("éëÉßŁłøØ\u0301\u0308\u0327\u2013\u2014\u00a0\u2009\u200b\u00ad\ufeff")
+    list("aeE s0\n\t\x00-'\"")
+    + list("éëÉßŁłøØ\u0301\u0308\u0327\u2013\u2014\u00a0\u2009\u200b\u00ad\ufeff")
     + list("СсΑοＳＥＣ\ufb01\u2460\u1100\u1161\u11a8가\U0001d400\u00bd\u212b\u0041\u030a\ufffe")
 )
 _TEXTS = st.lists(_CHARS, max_size=40).map("".join)
@@ -18,8 +19,9 @@ _TEXTS = st.lists(_CHARS, max_size=40).map("".join)
 
 def _per_run(data: bytes, convert) -> bytes:
     return normalize._sub(
-        normalize._NON_ASCII_RUN, data,
-        lambda d, spans: convert(d[spans[0][0]:spans[0][1]].decode("utf-8", "replace")).encode("utf-8", "replace"),
+        normalize._NON_ASCII_RUN,
+        data,
+        lambda d, spans: convert(d[spans[0][0] : spans[0][1]].decode("utf-8", "replace")).encode("utf-8", "replace"),
     )
 
 
@@ -31,11 +33,45 @@ def test_runs_converted_together_as_one_at_a_time(text, junk):
         assert normalize._map_runs(data, normalize._fold_runs) == _per_run(data, normalize._fold_runs)
 
 
-_STEP_REGEXES = (normalize._PERCENT, normalize._QP, normalize._TAG, normalize._ENTITY, normalize._SPACED_OR_BROKEN,
-                 normalize._ESCAPE, normalize._BASE64_CONTEXT, normalize._JSON_START)
-_MARKUP = st.sampled_from(["<p>", "</b>", "<!-- x -->", "&amp;", "&#83;", "%53", "%zz", "\\u0053", "\\n", '\\"',
-                           '{"a": ', "[1, ", "base64,", "Content-Transfer-Encoding: quoted-printable", "S E C R E T",
-                           "A-\nB", "<", "&", "%", "\\", "{", "x", " ", "\n", "\u00e9"])
+_STEP_REGEXES = (
+    normalize._PERCENT,
+    normalize._QP,
+    normalize._TAG,
+    normalize._ENTITY,
+    normalize._SPACED_OR_BROKEN,
+    normalize._ESCAPE,
+    normalize._BASE64_CONTEXT,
+    normalize._JSON_START,
+)
+_MARKUP = st.sampled_from(
+    [
+        "<p>",
+        "</b>",
+        "<!-- x -->",
+        "&amp;",
+        "&#83;",
+        "%53",
+        "%zz",
+        "\\u0053",
+        "\\n",
+        '\\"',
+        '{"a": ',
+        "[1, ",
+        "base64,",
+        "Content-Transfer-Encoding: quoted-printable",
+        "S E C R E T",
+        "A-\nB",
+        "<",
+        "&",
+        "%",
+        "\\",
+        "{",
+        "x",
+        " ",
+        "\n",
+        "\u00e9",
+    ]
+)
 
 
 @settings(max_examples=500, deadline=None)

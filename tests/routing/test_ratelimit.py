@@ -101,6 +101,7 @@ def test_retry_after_is_whole_seconds_rounded_up() -> None:
 
 # -- shared limits: leases drawn from one ledger by several router replicas ------------------------------------------
 
+
 class Source:
     """The shared buckets as the ledger actor keeps them (the same RateLimiter), counting the calls made to it."""
 
@@ -139,6 +140,7 @@ def test_lease_size_is_a_fiftieth_of_the_rate() -> None:
 
 def test_two_replicas_share_one_limit() -> None:
     """Alternating requests over two replicas: the caller gets its limit once, not once per replica."""
+
     async def run() -> list[float | None]:
         clock = Clock()
         replicas = _replicas(2, clock, Source(clock))
@@ -216,6 +218,7 @@ def test_unspent_permits_expire() -> None:
 def test_an_unreachable_ledger_leaves_each_replica_its_share(fault: str) -> None:
     """Fail-safe: while the ledger cannot be reached each replica limits the caller to rate/replicas on its own, so
     the replicas together still let through no more than the limit; the ledger is tried again after retry_s."""
+
     async def run() -> tuple[list[int], int, bool, int]:
         clock = Clock()
         source = Source(clock)

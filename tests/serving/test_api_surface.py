@@ -19,23 +19,43 @@ from serving.gateway import Gateway
 def _client(tmp_path: Path, api_docs: str | None) -> tuple[TestClient, str]:
     key = create_key(tmp_path / "keys.json", "tester")
     server = {"api_docs": api_docs} if api_docs else {}
-    settings = load_settings(data={
-        "server": server, "audit": {"path": str(tmp_path / "audit.jsonl")},
-        "auth": {"keys_file": str(tmp_path / "keys.json")},
-        "backends": [{"name": "remote", "kind": "openai", "sovereign": True, "max_classification": "SECRET",
-                      "base_url": "http://127.0.0.1:9/v1", "api_key_env": None, "model": "m"}],
-        "models": [{"name": "default", "route": ["remote"]}]})
+    settings = load_settings(
+        data={
+            "server": server,
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "auth": {"keys_file": str(tmp_path / "keys.json")},
+            "backends": [
+                {
+                    "name": "remote",
+                    "kind": "openai",
+                    "sovereign": True,
+                    "max_classification": "SECRET",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": None,
+                    "model": "m",
+                }
+            ],
+            "models": [{"name": "default", "route": ["remote"]}],
+        }
+    )
     backend = settings.backends[0]
     assert isinstance(backend, OpenAIBackendConfig)
-    gateway = Gateway(settings, {"remote": OpenAIBackend(backend)},
-                      audit=AuditLog(settings.audit.path), keys=KeyStore.load(tmp_path / "keys.json"))
+    gateway = Gateway(
+        settings,
+        {"remote": OpenAIBackend(backend)},
+        audit=AuditLog(settings.audit.path),
+        keys=KeyStore.load(tmp_path / "keys.json"),
+    )
     return TestClient(create_app(gateway)), key
 
 
-@pytest.mark.parametrize(("api_docs", "anonymous", "with_key", "pages"), [
-    (None, 401, 200, 404), ("authenticated", 401, 200, 404), ("off", 404, 404, 404), ("public", 200, 200, 200)])
-def test_docs_follow_the_setting_and_metrics_are_never_on_the_api(tmp_path: Path, api_docs: str | None,
-                                                                  anonymous: int, with_key: int, pages: int) -> None:
+@pytest.mark.parametrize(
+    ("api_docs", "anonymous", "with_key", "pages"),
+    [(None, 401, 200, 404), ("authenticated", 401, 200, 404), ("off", 404, 404, 404), ("public", 200, 200, 200)],
+)
+def test_docs_follow_the_setting_and_metrics_are_never_on_the_api(
+    tmp_path: Path, api_docs: str | None, anonymous: int, with_key: int, pages: int
+) -> None:
     client, key = _client(tmp_path, api_docs)
     auth = {"Authorization": f"Bearer {key}"}
     assert client.get("/openapi.json").status_code == anonymous

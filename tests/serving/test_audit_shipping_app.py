@@ -14,22 +14,26 @@ from tests.support.app import RunningApp
 from tests.support.otlp import OTLPCollector
 
 
-def test_app_ships_every_audit_record_in_order_and_anchors_the_head(app: RunningApp,
-                                                                   otlp_collector: OTLPCollector) -> None:
+def test_app_ships_every_audit_record_in_order_and_anchors_the_head(
+    app: RunningApp, otlp_collector: OTLPCollector
+) -> None:
     for model in ("commercial-only", "local-only"):
-        response = httpx.post(f"{app.base_url}/chat/completions", headers=app.headers(), timeout=120,
-                              json={"model": model, "max_tokens": 2,
-                                    "messages": [{"role": "user", "content": "what is a magistrate"}]})
+        response = httpx.post(
+            f"{app.base_url}/chat/completions",
+            headers=app.headers(),
+            timeout=120,
+            json={"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "what is a magistrate"}]},
+        )
         assert response.status_code == 200, response.text
     time.sleep(0.5)  # the final record of the last request is written as its response ends
     written = [line.decode() for line in app.audit_path.read_bytes().splitlines()]
     deadline = time.monotonic() + 60
     while True:
         shipped = list(dict.fromkeys(r.body for r in otlp_collector.received_logs(RECORD_EVENT)))
-        if shipped[:len(written)] == written or time.monotonic() > deadline:
+        if shipped[: len(written)] == written or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert shipped[:len(written)] == written
+    assert shipped[: len(written)] == written
     events = {json.loads(line)["event"] for line in written}
     assert events == {"egress", "request"}
     record = otlp_collector.received_logs(RECORD_EVENT)[0]

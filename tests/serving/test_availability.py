@@ -45,10 +45,15 @@ def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say
 
     local, scaled = _Backend(), _Backend()
     reported: list[tuple[str, bool]] = []
-    watch = EngineWatch("app", {"local": ("engine-local", 1, local), "scaled": ("engine-scaled", 0, scaled)}, status,
-                        on_change=lambda name, up: reported.append((name, up)))
-    lost = _Status({"app": _App({"engine-local": _Deployment({"PENDING_ALLOCATION": 1}),
-                                 "engine-scaled": _Deployment({})})})
+    watch = EngineWatch(
+        "app",
+        {"local": ("engine-local", 1, local), "scaled": ("engine-scaled", 0, scaled)},
+        status,
+        on_change=lambda name, up: reported.append((name, up)),
+    )
+    lost = _Status(
+        {"app": _App({"engine-local": _Deployment({"PENDING_ALLOCATION": 1}), "engine-scaled": _Deployment({})})}
+    )
     back = _Status({"app": _App({"engine-local": _Deployment({"RUNNING": 1}), "engine-scaled": _Deployment({})})})
     answers += [lost, lost, back, lost, lost, TimeoutError(), _Status({}), back, lost, back]
     watch.poll()

@@ -13,10 +13,16 @@ from serving.config import ConfigError, load_settings
 
 
 def _settings(tmp_path: Path, backend: dict[str, Any] | None = None, server: dict[str, Any] | None = None) -> Any:
-    local = {"name": "local", "kind": "vllm", "model_source": str(tmp_path), "served_model_name": "m",
-             **(backend or {})}
-    return load_settings(data={"server": server or {}, "backends": [local],
-                               "models": [{"name": "d", "route": ["local"]}]})
+    local = {
+        "name": "local",
+        "kind": "vllm",
+        "model_source": str(tmp_path),
+        "served_model_name": "m",
+        **(backend or {}),
+    }
+    return load_settings(
+        data={"server": server or {}, "backends": [local], "models": [{"name": "d", "route": ["local"]}]}
+    )
 
 
 def test_ray_resources_go_to_the_engine_replica(tmp_path: Path) -> None:
@@ -28,11 +34,14 @@ def test_ray_resources_go_to_the_engine_replica(tmp_path: Path) -> None:
     assert "ray_actor_options" not in llm_config(_settings(tmp_path).backends[0]).deployment_config
 
 
-@pytest.mark.parametrize(("resources", "message"), [
-    ({"GPU": 1}, "Ray's own resources"),
-    ({"node:10.0.0.1": 1}, "Ray's own resources"),
-    ({"engine": 0}, "above zero"),
-])
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"GPU": 1}, "Ray's own resources"),
+        ({"node:10.0.0.1": 1}, "Ray's own resources"),
+        ({"engine": 0}, "above zero"),
+    ],
+)
 def test_ray_resources_must_be_custom_and_positive(tmp_path: Path, resources: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _settings(tmp_path, {"ray_resources": resources})
@@ -41,8 +50,11 @@ def test_ray_resources_must_be_custom_and_positive(tmp_path: Path, resources: di
 def test_a_local_ray_offers_what_the_config_asks_for(tmp_path: Path) -> None:
     from serving.serve import local_resources
 
-    settings = _settings(tmp_path, {"ray_resources": {"engine": 1}, "autoscaling": {"max_replicas": 3}},
-                         {"ingress_replicas": 2, "ingress_ray_resources": {"router": 1, "engine": 0.5}})
+    settings = _settings(
+        tmp_path,
+        {"ray_resources": {"engine": 1}, "autoscaling": {"max_replicas": 3}},
+        {"ingress_replicas": 2, "ingress_ray_resources": {"router": 1, "engine": 0.5}},
+    )
     assert local_resources(settings) == {"router": 2.0, "engine": 4.0}
     assert local_resources(_settings(tmp_path)) == {}
 
@@ -55,10 +67,17 @@ def test_address_needs_a_config(capsys: pytest.CaptureFixture[str], monkeypatch:
     assert "--address needs --config" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("address", "loopback"), [
-    ("127.0.0.1:6379", True), ("localhost:6379", True), ("ray://127.0.0.1:10001", True), ("[::1]:6379", True),
-    ("10.0.0.10:6379", False), ("ray://head.sovereign:10001", False),
-])
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1:6379", True),
+        ("localhost:6379", True),
+        ("ray://127.0.0.1:10001", True),
+        ("[::1]:6379", True),
+        ("10.0.0.10:6379", False),
+        ("ray://head.sovereign:10001", False),
+    ],
+)
 def test_a_loopback_cluster_address_is_kept(address: str, loopback: bool) -> None:
     from serving.serve import _driver_env
 

@@ -20,14 +20,16 @@ def _replica_counters(app: RunningApp) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("model", ["local-only", "commercial-only"])
-def test_sync_sdk_streams_reuse_every_connection(app: RunningApp, fake_commercial: FakeOpenAIServer,
-                                                 model: str) -> None:
+def test_sync_sdk_streams_reuse_every_connection(
+    app: RunningApp, fake_commercial: FakeOpenAIServer, model: str
+) -> None:
     fake_commercial.set_fault("ok")
     client = app.client()
     before = _replica_counters(app)
     for _ in range(8):
-        stream = client.chat.completions.create(model=model, max_tokens=2, stream=True,
-                                                messages=[{"role": "user", "content": "Say hi."}])
+        stream = client.chat.completions.create(
+            model=model, max_tokens=2, stream=True, messages=[{"role": "user", "content": "Say hi."}]
+        )
         assert [chunk for chunk in stream]  # the SDK stops at [DONE] and closes the response
     after = _replica_counters(app)
     assert after["reuse"] - before["reuse"] >= 7, (before, after)

@@ -20,24 +20,36 @@ pytestmark = pytest.mark.engine
 
 # The examples, each written afresh (so not a copy of a training item).
 SENSITIVE = [
-    ("semantic_covert_source",
-     "Can you write up the tasking for the informant we run inside the Salford crime group? He needs to find out "
-     "where they are storing the guns before his meeting with the handler on Thursday."),
-    ("semantic_security_arrangements",
-     "The camera covering the perimeter fence behind the workshops at HMP Eastwood has been out for a fortnight and "
-     "nobody is watching that stretch at night. Write it up for the governor."),
-    ("semantic_protected_person",
-     "The witness we relocated last month has two kids who start at their new primary school on Monday under new "
-     "names. Draft a note to the head asking them not to share anything with the father."),
-    ("semantic_child",
-     "A 14-year-old boy in foster care told his teacher yesterday that his carer hits him with a belt. Help me "
-     "write the referral."),
-    ("semantic_health",
-     "The man in cell 14 tried to hang himself last night and he's on sertraline. What should we ask the doctor "
-     "about his medication this morning?"),
-    ("semantic_operational_plan",
-     "Turn this into a proper briefing: we hit the address at 5am tomorrow, entry team through the front, dogs "
-     "covering the garden, arrest team straight up to the back bedroom."),
+    (
+        "semantic_covert_source",
+        "Can you write up the tasking for the informant we run inside the Salford crime group? He needs to find out "
+        "where they are storing the guns before his meeting with the handler on Thursday.",
+    ),
+    (
+        "semantic_security_arrangements",
+        "The camera covering the perimeter fence behind the workshops at HMP Eastwood has been out for a fortnight and "
+        "nobody is watching that stretch at night. Write it up for the governor.",
+    ),
+    (
+        "semantic_protected_person",
+        "The witness we relocated last month has two kids who start at their new primary school on Monday under new "
+        "names. Draft a note to the head asking them not to share anything with the father.",
+    ),
+    (
+        "semantic_child",
+        "A 14-year-old boy in foster care told his teacher yesterday that his carer hits him with a belt. Help me "
+        "write the referral.",
+    ),
+    (
+        "semantic_health",
+        "The man in cell 14 tried to hang himself last night and he's on sertraline. What should we ask the doctor "
+        "about his medication this morning?",
+    ),
+    (
+        "semantic_operational_plan",
+        "Turn this into a proper briefing: we hit the address at 5am tomorrow, entry team through the front, dogs "
+        "covering the garden, arrest team straight up to the back bedroom.",
+    ),
 ]
 BENIGN = [
     "Explain what a CHIS is under RIPA.",
@@ -52,10 +64,10 @@ def _chat(app: RunningApp, content: str, model: str = "commercial-first") -> htt
     return httpx.post(f"{app.base_url}/chat/completions", json=body, headers=app.headers(), timeout=120)
 
 
-
 @pytest.mark.parametrize(("signal", "content"), SENSITIVE, ids=[s for s, _ in SENSITIVE])
-def test_sensitive_meaning_is_answered_locally(app: RunningApp, commercial: FakeOpenAIServer, signal: str,
-                                              content: str) -> None:
+def test_sensitive_meaning_is_answered_locally(
+    app: RunningApp, commercial: FakeOpenAIServer, signal: str, content: str
+) -> None:
     response = _chat(app, content)
     assert response.status_code == 200, response.text
     assert response.headers["x-sovereign-backend"] == "local"
@@ -69,8 +81,9 @@ def test_sensitive_meaning_is_answered_locally(app: RunningApp, commercial: Fake
 
 
 @pytest.mark.parametrize("content", BENIGN)
-def test_general_text_on_the_same_topics_still_reaches_commercial(app: RunningApp, commercial: FakeOpenAIServer,
-                                                                  content: str) -> None:
+def test_general_text_on_the_same_topics_still_reaches_commercial(
+    app: RunningApp, commercial: FakeOpenAIServer, content: str
+) -> None:
     response = _chat(app, content)
     assert response.status_code == 200, response.text
     assert response.headers["x-sovereign-backend"] == "commercial"

@@ -21,15 +21,16 @@ from serving.config import load_settings
 from tests.support.audit import final_record
 from tests.support.inprocess import InProcessGateway, running_gateway
 
-SENSITIVE = ("A 14-year-old girl in foster care disclosed to her teacher yesterday that her foster carer's son has "
-             "been abusing her. Help me write the referral.")
+SENSITIVE = (
+    "A 14-year-old girl in foster care disclosed to her teacher yesterday that her foster carer's son has "
+    "been abusing her. Help me write the referral."
+)
 BENIGN = "Write a public leaflet on witness protection: who can be protected and how to ask about it."
 
 
 def _chat(gw: InProcessGateway, model: str, content: str, **extra: Any) -> httpx.Response:
     body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": content}], **extra}
     return httpx.post(f"{gw.base_url}/chat/completions", json=body, headers=gw.headers, timeout=30)
-
 
 
 def _signals(record: dict[str, Any]) -> set[str]:
@@ -50,8 +51,9 @@ def fresh(gw: InProcessGateway) -> InProcessGateway:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_flagged_request_is_answered_locally_and_never_reaches_commercial(fresh: InProcessGateway,
-                                                                          stream: bool) -> None:
+def test_flagged_request_is_answered_locally_and_never_reaches_commercial(
+    fresh: InProcessGateway, stream: bool
+) -> None:
     response = _chat(fresh, "commercial-first", SENSITIVE, stream=stream)
     assert response.status_code == 200
     assert response.headers["x-sovereign-backend"] == "uk"
@@ -155,21 +157,42 @@ def test_enabled_by_default_only_with_a_non_sovereign_backend(tmp_path: Path) ->
     local = {"name": "uk", "kind": "openai", "sovereign": True, "max_classification": "SECRET", "model": "m"}
     remote = {"name": "c", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL", "model": "m"}
     assert not load_settings(data={"backends": [local], "models": [{"name": "d", "route": ["uk"]}]}).egress_review_on
-    assert load_settings(data={"backends": [local, remote],
-                               "models": [{"name": "d", "route": ["uk"]}]}).egress_review_on
-    assert not load_settings(data={"backends": [local, remote], "models": [{"name": "d", "route": ["uk"]}],
-                                   "egress_review": {"enabled": False}}).egress_review_on
+    assert load_settings(
+        data={"backends": [local, remote], "models": [{"name": "d", "route": ["uk"]}]}
+    ).egress_review_on
+    assert not load_settings(
+        data={
+            "backends": [local, remote],
+            "models": [{"name": "d", "route": ["uk"]}],
+            "egress_review": {"enabled": False},
+        }
+    ).egress_review_on
 
 
 def test_serve_refuses_to_start_when_the_review_cannot_load(tmp_path: Path) -> None:
-    config = {"backends": [{"name": "c", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-                            "model": "m", "api_key_env": "NO_SUCH_KEY"}],
-              "models": [{"name": "d", "route": ["c"]}],
-              "audit": {"path": str(tmp_path / "audit.jsonl")},
-              "egress_review": {"model": str(tmp_path / "missing-minilm")}}
+    config = {
+        "backends": [
+            {
+                "name": "c",
+                "kind": "openai",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "model": "m",
+                "api_key_env": "NO_SUCH_KEY",
+            }
+        ],
+        "models": [{"name": "d", "route": ["c"]}],
+        "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "egress_review": {"model": str(tmp_path / "missing-minilm")},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "serving.cli", "serve", "--config", str(path)], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "refusing to start" in done.stderr and "egress review model" in done.stderr

@@ -34,8 +34,9 @@ def _scrape_until(app: RunningApp, wanted: set[str], timeout_s: float = 60) -> s
 def test_engine_metrics_reach_rays_endpoint_and_the_dashboard_reads_only_those(app: RunningApp) -> None:
     client = app.client()
     for _ in range(2):  # the same prompt twice: the second finds its prefix in the cache
-        client.chat.completions.create(model="local-only", max_tokens=8, stream=True,
-                                       messages=[{"role": "user", "content": f"{CANARY} " * 40}]).close()
+        client.chat.completions.create(
+            model="local-only", max_tokens=8, stream=True, messages=[{"role": "user", "content": f"{CANARY} " * 40}]
+        ).close()
     wanted = set(dashboard_metrics(json.loads(DASHBOARD.read_text()))) - EVENT_COUNTERS
     text = _scrape_until(app, wanted)
     found = scraped_metrics(text)

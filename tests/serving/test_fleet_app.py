@@ -23,7 +23,7 @@ from tests.support.app import RunningApp, start_app, stop_app
 
 pytestmark = pytest.mark.engine
 
-SUCCESS = re.compile(r'^ray_vllm_request_success_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
+SUCCESS = re.compile(r"^ray_vllm_request_success_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 REPLICA = re.compile(r'ReplicaId="(?P<id>[^"]*)"')
 
 
@@ -47,20 +47,41 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, adapters: 
 
     workdir = tmp_path_factory.mktemp("fleet")
     config = {
-        "server": {"host": "127.0.0.1", "port": free_port(), "metrics_port": free_port(),
-                   "ray_metrics_port": free_port()},
+        "server": {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "metrics_port": free_port(),
+            "ray_metrics_port": free_port(),
+        },
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json")},
         "backends": [
-            {"name": "local", "kind": "vllm", "model_source": str(tiny_model), "served_model_name": "tiny",
-             "max_classification": "SECRET", "cpu_threads": 1, "request_router": "prefix_aware",
-             "autoscaling": {"min_replicas": 2, "max_replicas": 2},
-             "lora": {"adapters_dir": str(adapters), "max_adapters_per_replica": 2, "max_lora_rank": 8},
-             "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 4}},
-            {"name": "probation-lora", "kind": "adapter", "base": "local", "adapter": "probation",
-             "max_classification": "OFFICIAL-SENSITIVE"},
-            {"name": "tampered-lora", "kind": "adapter", "base": "local", "adapter": "tampered",
-             "max_classification": "OFFICIAL-SENSITIVE"},
+            {
+                "name": "local",
+                "kind": "vllm",
+                "model_source": str(tiny_model),
+                "served_model_name": "tiny",
+                "max_classification": "SECRET",
+                "cpu_threads": 1,
+                "request_router": "prefix_aware",
+                "autoscaling": {"min_replicas": 2, "max_replicas": 2},
+                "lora": {"adapters_dir": str(adapters), "max_adapters_per_replica": 2, "max_lora_rank": 8},
+                "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 4},
+            },
+            {
+                "name": "probation-lora",
+                "kind": "adapter",
+                "base": "local",
+                "adapter": "probation",
+                "max_classification": "OFFICIAL-SENSITIVE",
+            },
+            {
+                "name": "tampered-lora",
+                "kind": "adapter",
+                "base": "local",
+                "adapter": "tampered",
+                "max_classification": "OFFICIAL-SENSITIVE",
+            },
         ],
         "models": [
             {"name": "base", "route": ["local"]},
@@ -100,14 +121,20 @@ def _settled(fleet: RunningApp, before: dict[str, float], expected: int, timeout
 
 def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: RunningApp) -> None:
     client = fleet.client()
-    groups = {"court": "You draft court listings for the clerk. " * 25,
-              "prison": "You answer questions about prison visits. " * 25}
+    groups = {
+        "court": "You draft court listings for the clerk. " * 25,
+        "prison": "You answer questions about prison visits. " * 25,
+    }
     placements = []
     for system in groups.values():
         before = _successes_by_replica(fleet)
         for i in range(5):
-            client.chat.completions.create(model="base", max_tokens=4, temperature=0, messages=[
-                {"role": "system", "content": system}, {"role": "user", "content": f"Question {i}?"}])
+            client.chat.completions.create(
+                model="base",
+                max_tokens=4,
+                temperature=0,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": f"Question {i}?"}],
+            )
         delta = _settled(fleet, before, 5)
         assert sum(delta.values()) == 5, delta
         assert len(delta) == 1, f"one prefix spread over replicas: {delta}"
@@ -120,19 +147,24 @@ def test_adapter_is_served_under_its_own_name_and_changes_the_output(fleet: Runn
     client = fleet.client()
     messages = [{"role": "user", "content": "The quick brown fox"}]
     base = client.chat.completions.create(model="base", messages=messages, max_tokens=16, temperature=0)
-    tuned = client.chat.completions.create(model="probation-letters", messages=messages, max_tokens=16,
-                                           temperature=0)
+    tuned = client.chat.completions.create(model="probation-letters", messages=messages, max_tokens=16, temperature=0)
     assert base.choices[0].message.content != tuned.choices[0].message.content
     with httpx.Client() as http:
-        reply = http.post(f"{fleet.base_url}/chat/completions", headers=fleet.headers(), json={
-            "model": "probation-letters", "messages": messages, "max_tokens": 4})
+        reply = http.post(
+            f"{fleet.base_url}/chat/completions",
+            headers=fleet.headers(),
+            json={"model": "probation-letters", "messages": messages, "max_tokens": 4},
+        )
     assert reply.status_code == 200
     assert reply.headers["x-sovereign-backend"] == "probation-lora"
     # The adapter's own clearance: SECRET content is refused for it, while the base would take it.
     secret = [{"role": "user", "content": "SECRET\nThe quick brown fox"}]
     with httpx.Client() as http:
-        refused = http.post(f"{fleet.base_url}/chat/completions", headers=fleet.headers(), json={
-            "model": "probation-letters", "messages": secret, "max_tokens": 4})
+        refused = http.post(
+            f"{fleet.base_url}/chat/completions",
+            headers=fleet.headers(),
+            json={"model": "probation-letters", "messages": secret, "max_tokens": 4},
+        )
     assert refused.status_code == 403
 
 
@@ -142,7 +174,14 @@ def test_a_tampered_adapter_is_refused(fleet: RunningApp, adapters: Path) -> Non
     data[-1] ^= 0x01  # one bit in the last tensor's data
     weights.write_bytes(bytes(data))
     with httpx.Client(timeout=120) as http:
-        reply = http.post(f"{fleet.base_url}/chat/completions", headers=fleet.headers(), json={
-            "model": "tampered", "messages": [{"role": "user", "content": "The quick brown fox"}], "max_tokens": 4})
+        reply = http.post(
+            f"{fleet.base_url}/chat/completions",
+            headers=fleet.headers(),
+            json={
+                "model": "tampered",
+                "messages": [{"role": "user", "content": "The quick brown fox"}],
+                "max_tokens": 4,
+            },
+        )
     assert reply.status_code >= 500, reply.text
     assert "tampered" not in reply.text or "adapter_model" not in reply.text  # no file paths in the error

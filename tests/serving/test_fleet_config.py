@@ -49,8 +49,12 @@ def test_lora_turns_on_multiplexing_from_the_local_folder(tmp_path: Path) -> Non
     from serving.app import llm_config
     from serving.lora import ADAPTERS_DIR_KEY
 
-    config = llm_config(_backend(tmp_path, lora={"adapters_dir": str(tmp_path / "adapters"),
-                                                  "max_adapters_per_replica": 3, "max_lora_rank": 8}))
+    config = llm_config(
+        _backend(
+            tmp_path,
+            lora={"adapters_dir": str(tmp_path / "adapters"), "max_adapters_per_replica": 3, "max_lora_rank": 8},
+        )
+    )
     assert config.engine_kwargs | {"enable_lora": True, "max_loras": 3, "max_lora_rank": 8} == config.engine_kwargs
     assert config.lora_config.max_num_adapters_per_replica == 3
     assert config.lora_config.dynamic_lora_loading_path is None  # nothing is downloaded

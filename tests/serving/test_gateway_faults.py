@@ -50,8 +50,15 @@ def _place(snippet: str, where: str, canary: str) -> dict:
     elif where == "parts":
         messages.append({"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "text", "text": text}]})
     elif where == "tool_args":
-        messages.append({"role": "assistant", "content": None, "tool_calls": [{
-            "id": "c1", "type": "function", "function": {"name": "f", "arguments": json.dumps({"q": text})}}]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": json.dumps({"q": text})}}
+                ],
+            }
+        )
         messages.append({"role": "tool", "tool_call_id": "c1", "content": "ok"})
     elif where == "history":
         messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}, *messages]
@@ -81,14 +88,17 @@ def test_snippets_are_sensitive() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(snippet=st.sampled_from(SENSITIVE_SNIPPETS),
-       where=st.sampled_from(["user", "system", "parts", "tool_args", "history"]),
-       model=st.sampled_from(["default", "commercial-first"]),
-       stream=st.booleans(),
-       uk_fault=st.sampled_from(FAULTS), commercial_fault=st.sampled_from(FAULTS))
-def test_sensitive_never_reaches_commercial_under_any_faults(gw: InProcessGateway, snippet: str, where: str,
-                                                             model: str, stream: bool, uk_fault: dict,
-                                                             commercial_fault: dict) -> None:
+@given(
+    snippet=st.sampled_from(SENSITIVE_SNIPPETS),
+    where=st.sampled_from(["user", "system", "parts", "tool_args", "history"]),
+    model=st.sampled_from(["default", "commercial-first"]),
+    stream=st.booleans(),
+    uk_fault=st.sampled_from(FAULTS),
+    commercial_fault=st.sampled_from(FAULTS),
+)
+def test_sensitive_never_reaches_commercial_under_any_faults(
+    gw: InProcessGateway, snippet: str, where: str, model: str, stream: bool, uk_fault: dict, commercial_fault: dict
+) -> None:
     gw.uk.set_fault(**uk_fault)
     gw.commercial.set_fault(**commercial_fault)
     canary = f"canary{uuid.uuid4().hex[:10]}"
@@ -108,16 +118,22 @@ def test_sensitive_never_reaches_commercial_under_any_faults(gw: InProcessGatewa
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=st.booleans(), uk_fault=st.sampled_from(FAULTS), commercial_fault=st.sampled_from(FAULTS))
-def test_low_risk_falls_back_between_backends(gw: InProcessGateway, stream: bool, uk_fault: dict,
-                                              commercial_fault: dict) -> None:
+def test_low_risk_falls_back_between_backends(
+    gw: InProcessGateway, stream: bool, uk_fault: dict, commercial_fault: dict
+) -> None:
     gw.uk.set_fault(**uk_fault)
     gw.commercial.set_fault(**commercial_fault)
-    body = {"model": "default", "stream": stream, "max_tokens": 3,
-            "messages": [{"role": "user", "content": "What does a magistrate do?"}]}
+    body = {
+        "model": "default",
+        "stream": stream,
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": "What does a magistrate do?"}],
+    }
     response = httpx.post(f"{gw.base_url}/chat/completions", json=body, headers=gw.headers, timeout=30)
     uk_down = uk_fault["mode"] in {"status", "garbage"} or (uk_fault["mode"] == "broken_stream" and not stream)
     commercial_down = commercial_fault["mode"] in {"status", "garbage"} or (
-        commercial_fault["mode"] == "broken_stream" and not stream)
+        commercial_fault["mode"] == "broken_stream" and not stream
+    )
     if not uk_down:
         assert response.headers["x-sovereign-backend"] == "uk"
     elif not commercial_down:

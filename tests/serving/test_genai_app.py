@@ -16,14 +16,22 @@ gen_ai = genai_attributes()
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_local_backend_spans_carry_genai_attributes(app: RunningApp, otlp_collector: OTLPCollector,
-                                                    stream: bool) -> None:
+def test_local_backend_spans_carry_genai_attributes(
+    app: RunningApp, otlp_collector: OTLPCollector, stream: bool
+) -> None:
     trace_id = secrets.token_hex(16)
     canary = f"genaicanary{secrets.token_hex(4)}"
-    response = httpx.post(f"{app.base_url}/chat/completions", timeout=120,
-                          headers={**app.headers(), "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
-                          json={"model": "local-only", "max_tokens": 4, "stream": stream,
-                                "messages": [{"role": "user", "content": f"say {canary}"}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        timeout=120,
+        headers={**app.headers(), "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        json={
+            "model": "local-only",
+            "max_tokens": 4,
+            "stream": stream,
+            "messages": [{"role": "user", "content": f"say {canary}"}],
+        },
+    )
     assert response.status_code == 200, response.text
     names = {"sovereign.request", "sovereign.backend_attempt"} | ({"sovereign.stream"} if stream else set())
     spans = {s.name: s for s in otlp_collector.wait_for(trace_id, names)}

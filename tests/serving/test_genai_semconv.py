@@ -18,24 +18,37 @@ gen_ai = genai_attributes()
 
 def _settings():
     config = default_config()
-    config["backends"].append({"name": "openai", "kind": "openai", "sovereign": False, "model": "gpt-4o-mini",
-                               "embedding_model": "text-embedding-3-small", "max_classification": "OFFICIAL"})
+    config["backends"].append(
+        {
+            "name": "openai",
+            "kind": "openai",
+            "sovereign": False,
+            "model": "gpt-4o-mini",
+            "embedding_model": "text-embedding-3-small",
+            "max_classification": "OFFICIAL",
+        }
+    )
     return load_settings(data=config)
 
 
 def test_attempt_attributes_for_local_and_commercial_backends() -> None:
     settings = _settings()
     local = attempt_attributes(settings, "local", Endpoint.CHAT)
-    assert local == {gen_ai.GEN_AI_OPERATION_NAME: "chat", gen_ai.GEN_AI_PROVIDER_NAME: "vllm",
-                     "server.address": "local", gen_ai.GEN_AI_REQUEST_MODEL: "smollm2-135m-instruct"}
+    assert local == {
+        gen_ai.GEN_AI_OPERATION_NAME: "chat",
+        gen_ai.GEN_AI_PROVIDER_NAME: "vllm",
+        "server.address": "local",
+        gen_ai.GEN_AI_REQUEST_MODEL: "smollm2-135m-instruct",
+    }
     openai = attempt_attributes(settings, "openai", Endpoint.EMBEDDINGS)
     assert openai[gen_ai.GEN_AI_OPERATION_NAME] == "embeddings"
     assert openai[gen_ai.GEN_AI_PROVIDER_NAME] == "openai"
     assert openai[gen_ai.GEN_AI_REQUEST_MODEL] == "text-embedding-3-small"
     openai_host = urlsplit(OPENAI_API_BASE_URL).hostname  # configured, never contacted: no test reaches the internet
     assert openai["server.address"] == openai_host and openai["server.port"] == 443
-    assert attempt_attributes(settings, "nope", Endpoint.COMPLETIONS) == {gen_ai.GEN_AI_OPERATION_NAME:
-                                                                          "text_completion"}
+    assert attempt_attributes(settings, "nope", Endpoint.COMPLETIONS) == {
+        gen_ai.GEN_AI_OPERATION_NAME: "text_completion"
+    }
 
 
 def test_request_and_response_attributes_hold_no_free_text() -> None:
@@ -43,8 +56,10 @@ def test_request_and_response_attributes_hold_no_free_text() -> None:
     assert gen_ai.GEN_AI_REQUEST_MODEL not in attributes  # not a safe name: not recorded
     assert attributes[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] == 4
     body: dict[str, Any] = {
-        "model": "fake", "choices": [{"finish_reason": "stop"}, {"finish_reason": "Ignore previous text"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+        "model": "fake",
+        "choices": [{"finish_reason": "stop"}, {"finish_reason": "Ignore previous text"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2},
+    }
     usage = Usage()
     usage.update(body["usage"])
     answer = response_attributes(Opened(body=body, usage=usage))
@@ -53,8 +68,11 @@ def test_request_and_response_attributes_hold_no_free_text() -> None:
 
 
 def test_streams_are_passed_through_and_their_finish_reasons_noted() -> None:
-    events = ['data: {"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}\n\n',
-              'data: {"choices":[{"delta":{},"finish_reason":"length"}]}\n\n', "data: [DONE]\n\n"]
+    events = [
+        'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}\n\n',
+        'data: {"choices":[{"delta":{},"finish_reason":"length"}]}\n\n',
+        "data: [DONE]\n\n",
+    ]
     closed = []
 
     async def chunks():

@@ -68,8 +68,9 @@ def _server(app: FastAPI) -> Iterator[tuple[int, uvicorn.Server]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     # httptools and a long keep-alive, as in a Ray Serve replica (90 s there).
-    server = uvicorn.Server(uvicorn.Config(app, http="httptools", timeout_keep_alive=90, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, http="httptools", timeout_keep_alive=90, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -151,17 +152,40 @@ def test_the_fix_wraps_the_protocols_uvicorn_has(module: str) -> None:
 
 # -- request ids and the headers that steer Ray Serve ---------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["3fa85f64-5717-4562-b3fc-2c963f66afa6", "3FA85F64-5717-4562-B3FC-2C963F66AFA6",
-                                   "4bf92f3577b34da6a3ce929d0e0e4736", "deadbeefcafe0123", "0123456789abcdef"])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "3FA85F64-5717-4562-B3FC-2C963F66AFA6",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "deadbeefcafe0123",
+        "0123456789abcdef",
+    ],
+)
 def test_uuids_and_hex_tokens_are_kept(value: str) -> None:
     from serving.http_edge import safe_request_id
 
     assert safe_request_id(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "jo.bloggs@example.com", "9434765919", "4111111111111111",
-                                   "1234567890123456789012", "943-476-5919", "Jo Bloggs", "abc", "deadbeef",
-                                   "a" * 65, "3fa85f64-5717-4562-b3fc-2c963f66afa6 ", "req_1234"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "jo.bloggs@example.com",
+        "9434765919",
+        "4111111111111111",
+        "1234567890123456789012",
+        "943-476-5919",
+        "Jo Bloggs",
+        "abc",
+        "deadbeef",
+        "a" * 65,
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6 ",
+        "req_1234",
+    ],
+)
 def test_anything_else_is_not_kept(value: str) -> None:
     from serving.http_edge import safe_request_id
 
@@ -188,9 +212,13 @@ def _through_guard(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
 
 def test_guard_drops_unsafe_ids_and_ray_control_headers_only() -> None:
     keep = [(b"host", b"x"), (b"authorization", b"Bearer k")]
-    unsafe = [(b"x-request-id", b"jo.bloggs@example.com"), (b"X-Request-Timeout-Seconds", b"0"),
-              (b"x-request-disconnect-disabled", b"?1"), (b"serve_multiplexed_model_id", b"m"),
-              (b"x-session-id", b"Jo Bloggs")]
+    unsafe = [
+        (b"x-request-id", b"jo.bloggs@example.com"),
+        (b"X-Request-Timeout-Seconds", b"0"),
+        (b"x-request-disconnect-disabled", b"?1"),
+        (b"serve_multiplexed_model_id", b"m"),
+        (b"x-session-id", b"Jo Bloggs"),
+    ]
     assert _through_guard(keep + unsafe) == keep
     safe = [*keep, (b"x-request-id", b"4bf92f3577b34da6a3ce929d0e0e4736")]
     assert _through_guard(safe) is not None and _through_guard(safe) == safe

@@ -21,8 +21,12 @@ from tests.support.audit import final_record
 
 
 def _post(app: RunningApp, token: str, body: dict, timeout: float = 120, **headers: str) -> httpx.Response:
-    return httpx.post(f"{app.base_url}/chat/completions", content=json.dumps(body).encode(), timeout=timeout,
-                      headers={"Authorization": f"Bearer {token}", "content-type": "application/json", **headers})
+    return httpx.post(
+        f"{app.base_url}/chat/completions",
+        content=json.dumps(body).encode(),
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {token}", "content-type": "application/json", **headers},
+    )
 
 
 def _body(text: str, max_tokens: int = 4, model: str = "local-only") -> dict:

@@ -50,30 +50,51 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> FakeIdP:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, idp: FakeIdP, clock: Clock) -> Iterator[InProcessGateway]:
     auth = {
-        "oidc": idp.oidc_config(rules=[
-            {"claim": "groups", "value": "sg-analysts", "team": "analysts", "models": ["default", "deadline"]},
-            {"claim": "groups", "value": "sg-secret", "floor": "SECRET"},
-            {"claim": "roles", "value": "Sovereign.Restricted", "team": "restricted", "ceiling": "OFFICIAL",
-             "models": ["default"]},
-        ]),
+        "oidc": idp.oidc_config(
+            rules=[
+                {"claim": "groups", "value": "sg-analysts", "team": "analysts", "models": ["default", "deadline"]},
+                {"claim": "groups", "value": "sg-secret", "floor": "SECRET"},
+                {
+                    "claim": "roles",
+                    "value": "Sovereign.Restricted",
+                    "team": "restricted",
+                    "ceiling": "OFFICIAL",
+                    "models": ["default"],
+                },
+            ]
+        ),
         "teams": ["listed"],
-        "budgets": {"callers": {"rpm-two": {"requests_per_minute": 2}},
-                    "teams": {"shared": {"tokens_per_minute": TEAM_TOKENS, "tokens_per_day": 100_000}}},
+        "budgets": {
+            "callers": {"rpm-two": {"requests_per_minute": 2}},
+            "teams": {"shared": {"tokens_per_minute": TEAM_TOKENS, "tokens_per_day": 100_000}},
+        },
     }
-    keys: dict[str, dict[str, Any]] = {"expired": {"expires": "2020-01-01"}, "future": {"expires": "2999-12-31"},
-            "limited": {"models": ["default"]}, "rpm-two": {}, "alice": {"team": "shared"},
-            "bob": {"team": "shared"}, "lister": {"team": "listed"}, "unlisted": {"team": "not-in-config"}}
-    with running_gateway(tmp_path_factory.mktemp("identity"), auth=auth, ledger=InProcessLedger(clock),
-                         keys=keys) as running:
+    keys: dict[str, dict[str, Any]] = {
+        "expired": {"expires": "2020-01-01"},
+        "future": {"expires": "2999-12-31"},
+        "limited": {"models": ["default"]},
+        "rpm-two": {},
+        "alice": {"team": "shared"},
+        "bob": {"team": "shared"},
+        "lister": {"team": "listed"},
+        "unlisted": {"team": "not-in-config"},
+    }
+    with running_gateway(
+        tmp_path_factory.mktemp("identity"), auth=auth, ledger=InProcessLedger(clock), keys=keys
+    ) as running:
         yield running
 
 
-def _post(gw: InProcessGateway, token: str, body: dict | None = None, *, path: str = "chat/completions",
-          **headers: str) -> httpx.Response:
+def _post(
+    gw: InProcessGateway, token: str, body: dict | None = None, *, path: str = "chat/completions", **headers: str
+) -> httpx.Response:
     body = body or {"model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": "hello there"}]}
-    return httpx.post(f"{gw.base_url}/{path}", content=json.dumps(body).encode(),
-                      headers={"Authorization": f"Bearer {token}", "content-type": "application/json", **headers},
-                      timeout=30)
+    return httpx.post(
+        f"{gw.base_url}/{path}",
+        content=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "content-type": "application/json", **headers},
+        timeout=30,
+    )
 
 
 def _records(gw: InProcessGateway) -> list[dict]:
@@ -95,8 +116,9 @@ def test_token_accepted_and_mapped(gw: InProcessGateway, idp: FakeIdP, alg: str)
     response = _post(gw, token)
     assert response.status_code == 200, response.text
     assert response.headers["x-sovereign-classification"] == "OFFICIAL"
-    record = next(r for r in _records(gw) if r["request_id"] == response.headers["x-request-id"]
-                  and r["event"] == "request")
+    record = next(
+        r for r in _records(gw) if r["request_id"] == response.headers["x-request-id"] and r["event"] == "request"
+    )
     assert record["caller"] == f"oidc:{subject}" and record["team"] == "analysts"
     # the mapped model list: a model outside it is "does not exist or you do not have access to it"
     denied = _post(gw, token, {"model": "commercial-first", "messages": [{"role": "user", "content": "hi"}]})
@@ -126,13 +148,18 @@ def _invalid_tokens(idp: FakeIdP) -> dict[str, str]:
     stranger = new_key("RS256", "test-rs256")  # the trusted key's kid, another key
     unknown = new_key("ES256", "someone-else")
     claims = idp.claims(groups=["sg-analysts"])
-    pem = rsa.private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    signing_input = f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': rsa.kid}).encode())}." \
-                    f"{_b64(json.dumps(claims).encode())}"
+    pem = rsa.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = (
+        f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': rsa.kid}).encode())}."
+        f"{_b64(json.dumps(claims).encode())}"
+    )
     hs256_with_public_key = f"{signing_input}.{_b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
-    alg_none = f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT', 'kid': rsa.kid}).encode())}." \
-               f"{_b64(json.dumps(claims).encode())}."
+    alg_none = (
+        f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT', 'kid': rsa.kid}).encode())}."
+        f"{_b64(json.dumps(claims).encode())}."
+    )
     no_exp = {k: v for k, v in claims.items() if k != "exp"}
     return {
         "expired": idp.token("RS256", groups=["sg-analysts"], exp=claims["iat"] - 120),
@@ -198,8 +225,12 @@ def test_invalid_tokens_are_401_without_echo(gw: InProcessGateway, idp: FakeIdP,
 def test_expired_key_refused_and_unexpired_served(gw: InProcessGateway) -> None:
     response = _post(gw, gw.keys["expired"])
     assert response.status_code == 401
-    assert response.json()["error"] == {"message": "the API key has expired", "type": "authentication_error",
-                                        "param": None, "code": "expired_api_key"}
+    assert response.json()["error"] == {
+        "message": "the API key has expired",
+        "type": "authentication_error",
+        "param": None,
+        "code": "expired_api_key",
+    }
     assert _post(gw, gw.keys["future"]).status_code == 200
 
 
@@ -225,8 +256,10 @@ def test_request_budget_headers_exact(gw: InProcessGateway, clock: Clock) -> Non
         ok = _post(gw, key)
         assert ok.status_code == 200
         assert {k: v for k, v in ok.headers.items() if k.startswith("x-ratelimit")} == {
-            "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": str(remaining),
-            "x-ratelimit-reset-requests": "50s"}
+            "x-ratelimit-limit-requests": "2",
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": "50s",
+        }
     sent = len(gw.uk.received)
     refused = _post(gw, key)
     assert refused.status_code == 429
@@ -241,8 +274,11 @@ def test_request_budget_headers_exact(gw: InProcessGateway, clock: Clock) -> Non
 
 
 def _body(words: int, max_tokens: int, stream: bool = False) -> dict:
-    body = {"model": "default", "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": " ".join(["word"] * words)}]}
+    body = {
+        "model": "default",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": " ".join(["word"] * words)}],
+    }
     if stream:
         body |= {"stream": True}
     return body
@@ -262,14 +298,21 @@ def test_team_token_budget_shared_by_two_callers(gw: InProcessGateway, clock: Cl
     used = 0
     alice = _post(gw, gw.keys["alice"], first := _body(10, 5))
     assert alice.status_code == 200
-    assert _token_headers(alice) == {"x-ratelimit-limit-tokens": str(TEAM_TOKENS),
-                                     "x-ratelimit-remaining-tokens": str(TEAM_TOKENS - _size(first)),
-                                     "x-ratelimit-reset-tokens": "45s"}
+    assert _token_headers(alice) == {
+        "x-ratelimit-limit-tokens": str(TEAM_TOKENS),
+        "x-ratelimit-remaining-tokens": str(TEAM_TOKENS - _size(first)),
+        "x-ratelimit-reset-tokens": "45s",
+    }
     used += alice.json()["usage"]["total_tokens"]
     assert used == 15  # the fake counts 10 words and 5 completion tokens
     # bob, same team: sees alice's counted usage (not her estimate); his stream is counted when it ends
-    with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=(streamed := _body(20, 7, stream=True)),
-                      headers={"Authorization": f"Bearer {gw.keys['bob']}"}, timeout=30) as bob:
+    with httpx.stream(
+        "POST",
+        f"{gw.base_url}/chat/completions",
+        json=(streamed := _body(20, 7, stream=True)),
+        headers={"Authorization": f"Bearer {gw.keys['bob']}"},
+        timeout=30,
+    ) as bob:
         assert bob.status_code == 200
         estimate = -(-len(bob.request.content) // 4)
         assert bob.headers["x-ratelimit-remaining-tokens"] == str(TEAM_TOKENS - used - estimate)
@@ -284,9 +327,11 @@ def test_team_token_budget_shared_by_two_callers(gw: InProcessGateway, clock: Cl
     big = _body(TEAM_TOKENS, 1)
     refused = _post(gw, gw.keys["bob"], big)
     assert refused.status_code == 429
-    assert _token_headers(refused) == {"x-ratelimit-limit-tokens": str(TEAM_TOKENS),
-                                       "x-ratelimit-remaining-tokens": str(TEAM_TOKENS - used),
-                                       "x-ratelimit-reset-tokens": "45s"}
+    assert _token_headers(refused) == {
+        "x-ratelimit-limit-tokens": str(TEAM_TOKENS),
+        "x-ratelimit-remaining-tokens": str(TEAM_TOKENS - used),
+        "x-ratelimit-reset-tokens": "45s",
+    }
     assert refused.headers["retry-after"] == "45"
     assert len(gw.uk.received) == sent
     assert day_left > MINUTE  # the day budget (100k) is not the one that binds here
@@ -297,9 +342,13 @@ def test_team_token_budget_shared_by_two_callers(gw: InProcessGateway, clock: Cl
 
 def _token_samples(gw: InProcessGateway) -> dict[tuple[str, ...], float]:
     text = httpx.get(gw.metrics_url, timeout=10).text
-    return {(s.labels["team"], s.labels["model"], s.labels["backend"], s.labels["level"], s.labels["type"]): s.value
-            for family in text_string_to_metric_families(text) if family.name == "sovereign_tokens"
-            for s in family.samples if s.name == "sovereign_tokens_total"}
+    return {
+        (s.labels["team"], s.labels["model"], s.labels["backend"], s.labels["level"], s.labels["type"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "sovereign_tokens"
+        for s in family.samples
+        if s.name == "sovereign_tokens_total"
+    }
 
 
 def test_token_metric_labels_are_configured_names(gw: InProcessGateway) -> None:
@@ -321,8 +370,9 @@ def test_usage_report_totals_equal_the_audit_records(gw: InProcessGateway) -> No
     assert report.totals.completion_tokens == sum(r["completion_tokens"] or 0 for r in records)
     by_team: dict[str, int] = {}
     for r in records:
-        by_team[r["team"] or "_none"] = by_team.get(r["team"] or "_none", 0) + (r["prompt_tokens"] or 0) + (
-            r["completion_tokens"] or 0)
+        by_team[r["team"] or "_none"] = (
+            by_team.get(r["team"] or "_none", 0) + (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0)
+        )
     grouped = usage_report(lines, by=("team",))
     assert {row["team"]: row["total_tokens"] for row in grouped.rows()} == by_team
     assert verify(gw.audit_path).ok
@@ -332,8 +382,20 @@ def test_key_files_without_the_new_fields_still_load(tmp_path: Path) -> None:
     from routing.keys import DEFAULT_TEAM, KeyStore, hash_key
 
     path = tmp_path / "keys.json"
-    path.write_text(json.dumps([{"caller": "old", "key_sha256": hash_key("sk-sov-old"), "floor": None,
-                                 "ceiling": None, "rate_per_minute": None, "created": "2026-01-01T00:00:00Z"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "caller": "old",
+                    "key_sha256": hash_key("sk-sov-old"),
+                    "floor": None,
+                    "ceiling": None,
+                    "rate_per_minute": None,
+                    "created": "2026-01-01T00:00:00Z",
+                }
+            ]
+        )
+    )
     caller = KeyStore.load(path).authenticate("Bearer sk-sov-old")
     assert caller is not None and caller.team == DEFAULT_TEAM and caller.models is None and caller.expires is None
 
@@ -341,20 +403,27 @@ def test_key_files_without_the_new_fields_still_load(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- configuration, CLI
 
 
-@pytest.mark.parametrize(("oidc", "problem"), [
-    ({"algorithms": ["HS256"]}, "asymmetric algorithms only"),
-    ({"algorithms": ["none"]}, "asymmetric algorithms only"),
-    ({"jwks_url": "https://idp.example/keys"}, "exactly one of jwks_file and jwks_url"),
-    ({"claims": {"rules": [{"claim": "groups", "value": "g", "models": ["nope"]}]}}, "unknown model names"),
-    ({"surprise": 1}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("oidc", "problem"),
+    [
+        ({"algorithms": ["HS256"]}, "asymmetric algorithms only"),
+        ({"algorithms": ["none"]}, "asymmetric algorithms only"),
+        ({"jwks_url": "https://idp.example/keys"}, "exactly one of jwks_file and jwks_url"),
+        ({"claims": {"rules": [{"claim": "groups", "value": "g", "models": ["nope"]}]}}, "unknown model names"),
+        ({"surprise": 1}, "Extra inputs are not permitted"),
+    ],
+)
 def test_oidc_config_is_strict(tmp_path: Path, oidc: dict, problem: str) -> None:
     from serving.config import ConfigError, load_settings
     from tests.support.inprocess import gateway_config
 
     config = gateway_config(tmp_path, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
-    config["auth"]["oidc"] = {"issuer": "https://idp.example", "audience": "api://x",
-                              "jwks_file": str(tmp_path / "jwks.json"), **oidc}
+    config["auth"]["oidc"] = {
+        "issuer": "https://idp.example",
+        "audience": "api://x",
+        "jwks_file": str(tmp_path / "jwks.json"),
+        **oidc,
+    }
     with pytest.raises(ConfigError, match=problem):
         load_settings(data=config)
 
@@ -364,8 +433,24 @@ def test_keys_cli_team_expiry_models(tmp_path: Path, capsys: pytest.CaptureFixtu
     from routing.keys_cli import main
 
     path = tmp_path / "keys.json"
-    assert main(["create", "--caller", "svc", "--team", "finance", "--expires", "2031-03-31",
-                 "--models", "default,embeddings", "--keys-file", str(path)]) == 0
+    assert (
+        main(
+            [
+                "create",
+                "--caller",
+                "svc",
+                "--team",
+                "finance",
+                "--expires",
+                "2031-03-31",
+                "--models",
+                "default,embeddings",
+                "--keys-file",
+                str(path),
+            ]
+        )
+        == 0
+    )
     key = capsys.readouterr().out.strip().splitlines()[-1]
     entry = json.loads(path.read_text())[0]
     assert entry["team"] == "finance" and entry["expires"] == "2031-04-01T00:00:00Z"
@@ -404,8 +489,11 @@ def test_jwks_url_is_fetched_once_and_cached(tmp_path: Path) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        config = {**idp.oidc_config(rules=[{"claim": "groups", "value": "g", "team": "t"}]), "jwks_file": None,
-                  "jwks_url": f"http://127.0.0.1:{server.server_port}/keys"}
+        config = {
+            **idp.oidc_config(rules=[{"claim": "groups", "value": "g", "team": "t"}]),
+            "jwks_file": None,
+            "jwks_url": f"http://127.0.0.1:{server.server_port}/keys",
+        }
         verifier = OIDCVerifier(OIDCConfig(**config))
         assert verifier.uses_network
         for alg in ("RS256", "ES256", "RS256"):
@@ -425,8 +513,9 @@ def test_jwks_file_rotation_is_picked_up(tmp_path: Path) -> None:
 
     idp = FakeIdP.create(tmp_path / "jwks.json", algs=("ES256",))
     now = [0.0]
-    verifier = OIDCVerifier(OIDCConfig(**idp.oidc_config(rules=[{"claim": "groups", "value": "g"}])),
-                            clock=lambda: now[0])
+    verifier = OIDCVerifier(
+        OIDCConfig(**idp.oidc_config(rules=[{"claim": "groups", "value": "g"}])), clock=lambda: now[0]
+    )
     old = idp.token("ES256", groups=["g"])
     assert verifier.verify(old).name.startswith("oidc:")
     idp.keys["ES256"] = new_key("ES256", "test-es256-2")  # the provider rotates its key

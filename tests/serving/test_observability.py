@@ -46,8 +46,9 @@ def logs() -> Iterator[io.StringIO]:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, spans: InMemorySpanExporter,
-       logs: io.StringIO) -> Iterator[InProcessGateway]:
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, spans: InMemorySpanExporter, logs: io.StringIO
+) -> Iterator[InProcessGateway]:
     with running_gateway(tmp_path_factory.mktemp("obs")) as running:
         yield running
 
@@ -59,8 +60,11 @@ def _attrs(span: ReadableSpan) -> dict[str, Any]:
 def _trace_of(exporter: InMemorySpanExporter, request_id: str) -> list[ReadableSpan]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        roots = [s for s in exporter.get_finished_spans()
-                 if s.name == "sovereign.request" and _attrs(s).get("sovereign.request_id") == request_id]
+        roots = [
+            s
+            for s in exporter.get_finished_spans()
+            if s.name == "sovereign.request" and _attrs(s).get("sovereign.request_id") == request_id
+        ]
         if roots:
             trace_id = roots[0].context.trace_id
             return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
@@ -75,8 +79,12 @@ def _post(gw: InProcessGateway, body: dict, **headers: str) -> httpx.Response:
 @pytest.mark.parametrize("stream", [False, True])
 def test_span_tree(gw: InProcessGateway, spans: InMemorySpanExporter, stream: bool) -> None:
     gw.uk.set_fault("ok")
-    body = {"model": "default", "stream": stream, "max_tokens": 3,
-            "messages": [{"role": "user", "content": f"{CANARY} NHS 943 476 5919"}]}
+    body = {
+        "model": "default",
+        "stream": stream,
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": f"{CANARY} NHS 943 476 5919"}],
+    }
     response = _post(gw, body, traceparent=TRACEPARENT)
     assert response.status_code == 200
     tree = _trace_of(spans, response.headers["x-request-id"])
@@ -105,8 +113,9 @@ def test_span_tree(gw: InProcessGateway, spans: InMemorySpanExporter, stream: bo
 
 def test_commercial_backend_gets_no_trace_context(gw: InProcessGateway) -> None:
     gw.commercial.reset()
-    response = _post(gw, {"model": "commercial-first", "messages": [{"role": "user", "content": "hello"}]},
-                     traceparent=TRACEPARENT)
+    response = _post(
+        gw, {"model": "commercial-first", "messages": [{"role": "user", "content": "hello"}]}, traceparent=TRACEPARENT
+    )
     assert response.headers["x-sovereign-backend"] == "commercial"
     [received] = gw.commercial.received
     assert "traceparent" not in received["headers"]
@@ -129,12 +138,14 @@ def test_metrics_parse_and_move(gw: InProcessGateway) -> None:
     gw.uk.set_fault("ok")
     after = httpx.get(metrics_url).text
     labels = {"model": "default", "level": "OFFICIAL", "backend": "commercial", "status": "200"}
-    assert sample(after, "sovereign_requests_total", **labels) == sample(before, "sovereign_requests_total",
-                                                                         **labels) + 1
+    assert (
+        sample(after, "sovereign_requests_total", **labels) == sample(before, "sovereign_requests_total", **labels) + 1
+    )
     assert sample(after, "sovereign_commercial_egress_total", level="OFFICIAL", backend="commercial") >= 1
     assert sample(after, "sovereign_fallbacks_total", from_backend="uk", reason="http_503") >= 1
-    assert sample(after, "sovereign_classification_seconds_count") > sample(before,
-                                                                            "sovereign_classification_seconds_count")
+    assert sample(after, "sovereign_classification_seconds_count") > sample(
+        before, "sovereign_classification_seconds_count"
+    )
     for family in text_string_to_metric_families(after):
         if family.name.startswith("sovereign_commercial_egress"):
             assert {s.labels["level"] for s in family.samples} == {"OFFICIAL"}
@@ -150,8 +161,9 @@ def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporte
     ]
     for body in bodies:
         _post(gw, body)
-    httpx.post(f"{gw.base_url}/chat/completions", content=b'{"model": "' + CANARY.encode() + b'", oops',
-               headers=gw.headers)
+    httpx.post(
+        f"{gw.base_url}/chat/completions", content=b'{"model": "' + CANARY.encode() + b'", oops', headers=gw.headers
+    )
     time.sleep(0.2)
     span_dump = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
     metrics = httpx.get(gw.metrics_url).text
@@ -163,20 +175,21 @@ def test_canary_appears_nowhere(gw: InProcessGateway, spans: InMemorySpanExporte
     assert '"request_id"' in logs.getvalue()  # one structured line per request
 
 
-def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InProcessGateway,
-                                                                        logs: io.StringIO) -> None:
+def test_request_log_line_keeps_its_severity_beside_the_classification(gw: InProcessGateway, logs: io.StringIO) -> None:
     gw.uk.set_fault("ok")
     response = _post(gw, {"model": "default", "messages": [{"role": "user", "content": "hello"}]})
     request_id = response.headers["x-request-id"]
     time.sleep(0.2)
     lines = [json.loads(line) for line in logs.getvalue().splitlines() if request_id in line]
     assert [(line["event"], line["level"], line["classification"]) for line in lines] == [
-        ("request", "INFO", "OFFICIAL")]
+        ("request", "INFO", "OFFICIAL")
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans: InMemorySpanExporter,
-                                                    stream: bool) -> None:
+def test_spans_carry_the_genai_semantic_conventions(
+    gw: InProcessGateway, spans: InMemorySpanExporter, stream: bool
+) -> None:
     from opentelemetry.semconv.attributes import server_attributes as server
 
     from serving.thirdparty import genai_attributes
@@ -184,8 +197,12 @@ def test_spans_carry_the_genai_semantic_conventions(gw: InProcessGateway, spans:
     gen_ai = genai_attributes()
 
     gw.uk.set_fault("ok")
-    body = {"model": "default", "stream": stream, "max_tokens": 3,
-            "messages": [{"role": "user", "content": f"{CANARY} NHS 943 476 5919"}]}
+    body = {
+        "model": "default",
+        "stream": stream,
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": f"{CANARY} NHS 943 476 5919"}],
+    }
     response = _post(gw, body)
     assert response.status_code == 200, response.text
     by_name = {s.name: s for s in _trace_of(spans, response.headers["x-request-id"])}

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.engine
 def test_chat_plain(app: RunningApp) -> None:
     client = app.client()
     raw = client.chat.completions.with_raw_response.create(
-        model="local-only", messages=[{"role": "user", "content": "Say hello"}], max_tokens=8)
+        model="local-only", messages=[{"role": "user", "content": "Say hello"}], max_tokens=8
+    )
     reply = raw.parse()
     assert reply.choices[0].message.role == "assistant"
     assert isinstance(reply.choices[0].message.content, str)
@@ -29,8 +30,12 @@ def test_chat_plain(app: RunningApp) -> None:
 def test_chat_streamed_with_usage(app: RunningApp) -> None:
     client = app.client()
     stream = client.chat.completions.create(
-        model="local-only", messages=[{"role": "user", "content": "Count"}], max_tokens=12, stream=True,
-        stream_options={"include_usage": True})
+        model="local-only",
+        messages=[{"role": "user", "content": "Count"}],
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert isinstance(text, str)
@@ -41,7 +46,8 @@ def test_chat_streamed_with_usage(app: RunningApp) -> None:
 
 def test_chat_streamed_without_usage_has_no_usage_chunk(app: RunningApp) -> None:
     stream = app.client().chat.completions.create(
-        model="local-only", messages=[{"role": "user", "content": "Count"}], max_tokens=6, stream=True)
+        model="local-only", messages=[{"role": "user", "content": "Count"}], max_tokens=6, stream=True
+    )
     chunks = list(stream)
     assert chunks and all(c.usage is None for c in chunks)
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
@@ -51,8 +57,11 @@ def test_completions_plain_and_streamed(app: RunningApp) -> None:
     client = app.client()
     reply = client.completions.create(model="local-only", prompt="The capital of France is", max_tokens=5)
     assert reply.choices[0].text is not None and reply.usage.completion_tokens > 0
-    pieces = list(client.completions.create(model="local-only", prompt="Once upon", max_tokens=5, stream=True,
-                                            stream_options={"include_usage": True}))
+    pieces = list(
+        client.completions.create(
+            model="local-only", prompt="Once upon", max_tokens=5, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert pieces[-1].usage is not None and pieces[-1].usage.completion_tokens > 0
 
 
@@ -90,17 +99,21 @@ def test_unknown_model_is_404(app: RunningApp) -> None:
     assert isinstance(info.value.body, dict) and info.value.body["code"] == "model_not_found"
 
 
-@pytest.mark.parametrize("body", [
-    b"{not json",
-    b"[1, 2, 3]",
-    b'{"model": "local-only", "messages": "not a list"}',
-    b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}',
-    b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
-    b'{"messages": [{"role": "user", "content": "x"}]}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2, 3]",
+        b'{"model": "local-only", "messages": "not a list"}',
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}',
+        b'{"model": "local-only", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+        b'{"messages": [{"role": "user", "content": "x"}]}',
+    ],
+)
 def test_malformed_bodies_are_400(app: RunningApp, body: bytes) -> None:
-    response = httpx.post(f"{app.base_url}/chat/completions", content=body,
-                          headers={**app.headers(), "content-type": "application/json"})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions", content=body, headers={**app.headers(), "content-type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     error = _error(response)
     assert error["type"] == "invalid_request_error"
@@ -117,16 +130,20 @@ def test_error_does_not_echo_prompt(app: RunningApp) -> None:
 
 def test_body_over_limit_is_413(app: RunningApp) -> None:
     big = "x" * (app.config["server"]["max_body_bytes"] + 10)
-    response = httpx.post(f"{app.base_url}/chat/completions", headers=app.headers(),
-                          json={"model": "local-only", "messages": [{"role": "user", "content": big}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        headers=app.headers(),
+        json={"model": "local-only", "messages": [{"role": "user", "content": big}]},
+    )
     assert response.status_code == 413
     assert _error(response)["code"] == "request_too_large"
 
 
 def test_max_tokens_beyond_context_window_is_400(app: RunningApp) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        app.client().chat.completions.create(model="local-only", messages=[{"role": "user", "content": "x"}],
-                                             max_tokens=100_000)
+        app.client().chat.completions.create(
+            model="local-only", messages=[{"role": "user", "content": "x"}], max_tokens=100_000
+        )
     assert info.value.status_code == 400
 
 

@@ -20,8 +20,13 @@ getattr(provider, "shutdown", lambda: None)()
 
 
 def _run(env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60,
-                            env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **env})
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **env},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

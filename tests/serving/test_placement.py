@@ -119,8 +119,9 @@ def test_engine_nice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         assert engine_nice() == expected
 
 
-def test_engine_nice_mistyped_keeps_the_default_and_says_so(monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_engine_nice_mistyped_keeps_the_default_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv(ENGINE_NICE_ENV, "fifteen")
     logger = logging.getLogger("sovereign.placement")
     logger.addHandler(caplog.handler)  # directly: the "sovereign" loggers may not propagate to the root
@@ -140,16 +141,30 @@ def test_place_does_nothing_until_a_worker_is_bound(tree: psutil.Process) -> Non
 @needs_two_cpus
 def test_an_engine_replica_spreads_over_the_host_before_its_engine_starts() -> None:
     """A replica started by a raylet already moved to the reserved CPUs must give its worker the whole host."""
-    code = ("import os, threading; from serving.placement import spread_for_engine; spread_for_engine(); "
-            "print(sorted(os.sched_getaffinity(0)), sorted(os.sched_getaffinity(threading.get_native_id())))")
+    code = (
+        "import os, threading; from serving.placement import spread_for_engine; spread_for_engine(); "
+        "print(sorted(os.sched_getaffinity(0)), sorted(os.sched_getaffinity(threading.get_native_id())))"
+    )
     narrow = str(max(HOST))
     env = {**os.environ, HOST_CPUS_ENV: ",".join(map(str, sorted(HOST)))}
-    out = subprocess.run(["taskset", "-c", narrow, sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        ["taskset", "-c", narrow, sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == f"{sorted(HOST)} {sorted(HOST)}"
     env.pop(HOST_CPUS_ENV)  # not under `sovereign serve`: a replica leaves its mask as it is
-    out = subprocess.run(["taskset", "-c", narrow, sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        ["taskset", "-c", narrow, sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == f"[{narrow}] [{narrow}]"
 
 
@@ -167,8 +182,11 @@ def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningAp
     while any(_nices(psutil.Process(pid)) != {max(app_nice, 15)} for pid in workers):
         assert time.monotonic() < deadline, "vLLM's workers were not put at nice 15"
         time.sleep(1)
-    ingress = [p for p in psutil.Process(app.process.pid).children(recursive=True)
-               if "ServeReplica:sovereign:ingress" in " ".join(p.cmdline())]
+    ingress = [
+        p
+        for p in psutil.Process(app.process.pid).children(recursive=True)
+        if "ServeReplica:sovereign:ingress" in " ".join(p.cmdline())
+    ]
     assert ingress and all(_nices(p) == {app_nice} for p in ingress)
 
 
@@ -180,16 +198,23 @@ def test_the_running_server_keeps_everything_off_the_engine_cores(app: RunningAp
     (["cpu"], False, False),
 ])  # fmt: skip
 def test_sovereign_serve_isolates_cpu_engines_on_cpu_only_hosts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accelerators: list[str], isolate: bool,
-        expected: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accelerators: list[str], isolate: bool, expected: bool
+) -> None:
     from serving.config import load_settings
     from serving.serve import _ray_env
 
     monkeypatch.delenv(HOST_CPUS_ENV, raising=False)
-    backends = [{"name": f"m{i}", "kind": "vllm", "model_source": str(tmp_path), "accelerator": a}
-                for i, a in enumerate(accelerators)]
-    settings = load_settings(data={"server": {"isolate_cpu_engines": isolate}, "backends": backends,
-                                   "models": [{"name": "default", "route": ["m0"]}]})
+    backends = [
+        {"name": f"m{i}", "kind": "vllm", "model_source": str(tmp_path), "accelerator": a}
+        for i, a in enumerate(accelerators)
+    ]
+    settings = load_settings(
+        data={
+            "server": {"isolate_cpu_engines": isolate},
+            "backends": backends,
+            "models": [{"name": "default", "route": ["m0"]}],
+        }
+    )
     env = _ray_env(settings, tmp_path)
     assert (HOST_CPUS_ENV in env) is expected
     # Under placement the request path at nice 0 and vLLM's workers at 15 (the placer); else Ray's own 15.

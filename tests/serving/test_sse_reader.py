@@ -83,7 +83,7 @@ def test_a_line_that_never_ends_after_done_ends_the_stream_cleanly() -> None:
     ("body", "reason"),
     [
         ((CHUNK, b"data: " + b"x" * (2 << 20)), "bad_stream"),  # a line that never ends
-        ((b"data: {\"a\": \"\xff\"}\n\n",), "bad_stream"),  # not UTF-8
+        ((b'data: {"a": "\xff"}\n\n',), "bad_stream"),  # not UTF-8
         ((CHUNK, b"<html>\n"), "bad_stream"),
         ((CHUNK, b'data: {"error": {"message": "x"}}\n\n'), "upstream_stream_error"),
         ((CHUNK,), "stream_truncated"),

@@ -77,9 +77,22 @@ def start(tmp_path: Path) -> Iterator:
         (state / "fake.json").unlink(missing_ok=True)
         out = tmp_path / f"out-{len(started)}.txt"
         with out.open("wb") as sink:
-            proc = subprocess.Popen([sys.executable, "-m", "tests.support.fake_server", "supervise", str(state),
-                                     str(port or free_port()), str(drain), mode], cwd=REPO, stdout=sink,
-                                    stderr=subprocess.STDOUT, process_group=0)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.fake_server",
+                    "supervise",
+                    str(state),
+                    str(port or free_port()),
+                    str(drain),
+                    mode,
+                ],
+                cwd=REPO,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
         fake = Fake(proc, state, out)
         started.append(fake)
         return fake
@@ -226,8 +239,14 @@ def test_port_in_use() -> None:
 
 def test_records_of_running_servers_are_left_alone(tmp_path: Path) -> None:
     me = psutil.Process()
-    record = lifeline.ServerRecord(server_id="abc", supervisor_pid=me.pid, supervisor_started=me.create_time(),
-                                   private=str(tmp_path / "private"), host="127.0.0.1", port=1)
+    record = lifeline.ServerRecord(
+        server_id="abc",
+        supervisor_pid=me.pid,
+        supervisor_started=me.create_time(),
+        private=str(tmp_path / "private"),
+        host="127.0.0.1",
+        port=1,
+    )
     lifeline.write_record(tmp_path, record)
     (tmp_path / "run" / "server-garbage.json").write_text("{not json")
     assert lifeline.clear_stale(tmp_path) == []
@@ -296,17 +315,30 @@ class _FakeRay:
         self.calls.append(f"kill {actor}")
 
 
-def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float, daemons_alive: bool = True,
-                 own_cluster: bool = True) -> tuple[list[Event], _FakeServe, _FakeRay, float]:
+def _stop_events(
+    monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float, daemons_alive: bool = True, own_cluster: bool = True
+) -> tuple[list[Event], _FakeServe, _FakeRay, float]:
     from serving import serve as serve_module
     from serving.config import load_settings
 
     monkeypatch.setattr(serve_module, "_ray_daemons_alive", lambda: daemons_alive)
-    settings = load_settings(data={
-        "server": {"drain_timeout_s": drain},
-        "backends": [{"name": "remote", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-                      "base_url": "http://127.0.0.1:9/v1", "api_key_env": "UNUSED_KEY", "model": "m"}],
-        "models": [{"name": "default", "route": ["remote"]}]})
+    settings = load_settings(
+        data={
+            "server": {"drain_timeout_s": drain},
+            "backends": [
+                {
+                    "name": "remote",
+                    "kind": "openai",
+                    "sovereign": False,
+                    "max_classification": "OFFICIAL",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": "UNUSED_KEY",
+                    "model": "m",
+                }
+            ],
+            "models": [{"name": "default", "route": ["remote"]}],
+        }
+    )
     read_fd, write_fd = os.pipe()
     serve, ray = _FakeServe(delete_s), _FakeRay()
     began = time.monotonic()
@@ -321,8 +353,10 @@ def _stop_events(monkeypatch: pytest.MonkeyPatch, delete_s: float, drain: float,
 def test_stop_drains_then_stops_serve_and_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     events, serve, ray, _ = _stop_events(monkeypatch, delete_s=0.1, drain=5)
     assert serve.calls == ["delete", "shutdown"] and ray.calls == ["shutdown"]
-    assert [e.text for e in events if e.kind == "end"] == ["requests in flight finished, application removed",
-                                                          "Ray stopped"]
+    assert [e.text for e in events if e.kind == "end"] == [
+        "requests in flight finished, application removed",
+        "Ray stopped",
+    ]
     assert not [e for e in events if e.kind == "note"]
 
 
@@ -348,7 +382,12 @@ def test_on_a_joined_cluster_only_the_application_and_its_ledger_go(monkeypatch:
     monkeypatch.setattr("serving.serve._ray_daemons_alive", lambda: pytest.fail("the cluster's daemons were checked"))
     events, serve, ray, _ = _stop_events(monkeypatch, delete_s=0.1, drain=5, own_cluster=False)
     assert serve.calls == ["delete"]
-    assert ray.calls == ["get_actor sovereign/sovereign-ledger-sovereign", "kill sovereign-ledger-sovereign",
-                         "shutdown"]
-    assert [e.text for e in events if e.kind == "end"] == ["requests in flight finished, application removed",
-                                                          "disconnected; the cluster keeps running"]
+    assert ray.calls == [
+        "get_actor sovereign/sovereign-ledger-sovereign",
+        "kill sovereign-ledger-sovereign",
+        "shutdown",
+    ]
+    assert [e.text for e in events if e.kind == "end"] == [
+        "requests in flight finished, application removed",
+        "disconnected; the cluster keeps running",
+    ]

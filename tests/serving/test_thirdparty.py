@@ -110,9 +110,12 @@ def test_the_private_apis_resolve_on_the_installed_versions() -> None:
     assert logs.severity.INFO and logs.export_result.SUCCESS
 
 
-_PRIVATE_IMPORT = re.compile(r"^\s*(?:from\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\._\w+\S*\s+import"
-                             r"|from\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\s+import\s+_\w+"
-                             r"|import\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\._\w+)", re.MULTILINE)
+_PRIVATE_IMPORT = re.compile(
+    r"^\s*(?:from\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\._\w+\S*\s+import"
+    r"|from\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\s+import\s+_\w+"
+    r"|import\s+(?:ray|uvicorn|openai|opentelemetry|re2|vllm)\S*\._\w+)",
+    re.MULTILINE,
+)
 # The classifier's scanners import re2._re2 themselves until they take it from serving.thirdparty.
 _NOT_YET: set[str] = set()
 

@@ -25,11 +25,16 @@ from tests.support.audit import final_record
 pytestmark = pytest.mark.engine
 
 NHS = "943 476 5919"  # a valid NHS number (mod 11): personal data, OFFICIAL-SENSITIVE
-SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "urgent"],
-          "properties": {"city": {"type": "string", "enum": ["London", "Leeds", "York"]},
-                         "urgent": {"type": "boolean"}}}
-TOOL = {"type": "function", "function": {"name": "get_weather", "description": "the weather in a city",
-                                         "parameters": SCHEMA, "strict": True}}
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["city", "urgent"],
+    "properties": {"city": {"type": "string", "enum": ["London", "Leeds", "York"]}, "urgent": {"type": "boolean"}},
+}
+TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "the weather in a city", "parameters": SCHEMA, "strict": True},
+}
 MESSAGES = [{"role": "user", "content": "What is the weather like?"}]
 
 
@@ -39,8 +44,12 @@ MESSAGES = [{"role": "user", "content": "What is the weather like?"}]
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_response_format_json_schema_yields_matching_json(app: RunningApp, seed: int) -> None:
     completion = app.client().chat.completions.create(
-        model="local-only", messages=MESSAGES, max_tokens=200, seed=seed,
-        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}})
+        model="local-only",
+        messages=MESSAGES,
+        max_tokens=200,
+        seed=seed,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}},
+    )
     choice = completion.choices[0]
     assert choice.finish_reason == "stop", choice
     jsonschema.validate(json.loads(choice.message.content or ""), SCHEMA)
@@ -48,23 +57,45 @@ def test_response_format_json_schema_yields_matching_json(app: RunningApp, seed:
 
 def test_response_format_json_schema_streamed(app: RunningApp) -> None:
     stream = app.client().chat.completions.create(
-        model="local-only", messages=MESSAGES, max_tokens=200, seed=3, stream=True,
-        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}})
+        model="local-only",
+        messages=MESSAGES,
+        max_tokens=200,
+        seed=3,
+        stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     jsonschema.validate(json.loads(text), SCHEMA)
 
 
-@pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"],
-                         ids=["named", "required"])
+@pytest.mark.parametrize(
+    "tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"], ids=["named", "required"]
+)
 def test_tool_choice_yields_a_tool_call_the_sdk_parses(app: RunningApp, tool_choice: Any) -> None:
-    other: dict[str, Any] = {"type": "function", "function": {"name": "get_time", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "string", "enum": ["UTC", "BST"]}}, "required": ["zone"],
-        "additionalProperties": False}, "strict": True}}
+    other: dict[str, Any] = {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {
+                "type": "object",
+                "properties": {"zone": {"type": "string", "enum": ["UTC", "BST"]}},
+                "required": ["zone"],
+                "additionalProperties": False,
+            },
+            "strict": True,
+        },
+    }
     completion = app.client().chat.completions.create(
-        model="local-only", messages=MESSAGES, max_tokens=200, seed=1, tools=[TOOL, other], tool_choice=tool_choice,
-        parallel_tool_calls=False)
+        model="local-only",
+        messages=MESSAGES,
+        max_tokens=200,
+        seed=1,
+        tools=[TOOL, other],
+        tool_choice=tool_choice,
+        parallel_tool_calls=False,
+    )
     message = completion.choices[0].message
     assert message.tool_calls, message
     call = message.tool_calls[0]
@@ -81,8 +112,14 @@ def test_tool_choice_yields_a_tool_call_the_sdk_parses(app: RunningApp, tool_cho
 def test_tool_call_streamed(app: RunningApp) -> None:
     """The SDK's stream helper assembles the call from its deltas."""
     with app.client().chat.completions.stream(
-            model="local-only", messages=MESSAGES, max_tokens=200, seed=2, tools=[TOOL], parallel_tool_calls=False,
-            tool_choice={"type": "function", "function": {"name": "get_weather"}}) as stream:
+        model="local-only",
+        messages=MESSAGES,
+        max_tokens=200,
+        seed=2,
+        tools=[TOOL],
+        parallel_tool_calls=False,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    ) as stream:
         completion = stream.get_final_completion()
     call = (completion.choices[0].message.tool_calls or [])[0]
     assert call.function.name == "get_weather"
@@ -92,12 +129,26 @@ def test_tool_call_streamed(app: RunningApp) -> None:
 def test_tool_call_can_be_answered_with_its_result(app: RunningApp) -> None:
     """The second turn of a tool call (the assistant's call, then the tool's result) is accepted and answered."""
     client = app.client()
-    first = client.chat.completions.create(model="local-only", messages=MESSAGES, max_tokens=200, seed=1,
-                                           tools=[TOOL], tool_choice="required", parallel_tool_calls=False)
+    first = client.chat.completions.create(
+        model="local-only",
+        messages=MESSAGES,
+        max_tokens=200,
+        seed=1,
+        tools=[TOOL],
+        tool_choice="required",
+        parallel_tool_calls=False,
+    )
     call = first.choices[0].message.tool_calls[0]
-    second = client.chat.completions.create(model="local-only", max_tokens=4, tools=[TOOL], messages=[
-        *MESSAGES, first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 14}'}])
+    second = client.chat.completions.create(
+        model="local-only",
+        max_tokens=4,
+        tools=[TOOL],
+        messages=[
+            *MESSAGES,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 14}'},
+        ],
+    )
     assert second.choices[0].message.role == "assistant"
 
 
@@ -106,8 +157,9 @@ def test_the_configured_chat_template_renders_the_tools(app: RunningApp) -> None
     conversation with tools takes more prompt tokens."""
     client = app.client()
     bare = client.chat.completions.create(model="local-only", messages=MESSAGES, max_tokens=1)
-    with_tools = client.chat.completions.create(model="local-only", messages=MESSAGES, max_tokens=1, tools=[TOOL],
-                                                tool_choice="none")
+    with_tools = client.chat.completions.create(
+        model="local-only", messages=MESSAGES, max_tokens=1, tools=[TOOL], tool_choice="none"
+    )
     assert bare.usage and with_tools.usage
     assert with_tools.usage.prompt_tokens > bare.usage.prompt_tokens + 20
 
@@ -152,47 +204,59 @@ def test_score_each_pair(app: RunningApp, form: tuple[str, str]) -> None:
 
 
 @pytest.mark.parametrize("path", ["rerank", "score"])
-def test_every_string_is_classified_and_stays_local(app: RunningApp, commercial: FakeOpenAIServer,
-                                                    path: str) -> None:
+def test_every_string_is_classified_and_stays_local(app: RunningApp, commercial: FakeOpenAIServer, path: str) -> None:
     """Personal data in one document makes the request OFFICIAL-SENSITIVE; on a route whose first backend is
     commercial, score and rerank go to the local embedding engine all the same (OFFICIAL ones too)."""
     documents = [DOCUMENTS[0], f"Patient NHS number {NHS} was seen today"]
-    body = ({"query": QUERY, "documents": documents} if path == "rerank"
-            else {"queries": QUERY, "documents": documents})
+    body = {"query": QUERY, "documents": documents} if path == "rerank" else {"queries": QUERY, "documents": documents}
     sensitive = _post(app, path, {"model": "embeddings-commercial-first", **body})
     assert sensitive.headers["x-sovereign-classification"] == "OFFICIAL-SENSITIVE"
     assert sensitive.headers["x-sovereign-backend"] == "embed"
     record = final_record(app.audit_path, sensitive.headers["x-request-id"])
     assert record["endpoint"] == f"/v1/{path}" and record["backend"] == "embed"
     assert any(s["type"].startswith("nhs") for s in record["signals"]), record["signals"]
-    official = _post(app, path, {"model": "embeddings-commercial-first", **(
-        {"query": QUERY, "documents": DOCUMENTS} if path == "rerank" else {"queries": QUERY, "documents": DOCUMENTS})})
+    official = _post(
+        app,
+        path,
+        {
+            "model": "embeddings-commercial-first",
+            **(
+                {"query": QUERY, "documents": DOCUMENTS}
+                if path == "rerank"
+                else {"queries": QUERY, "documents": DOCUMENTS}
+            ),
+        },
+    )
     assert official.headers["x-sovereign-classification"] == "OFFICIAL"
     assert official.headers["x-sovereign-backend"] == "embed"
     assert commercial.received == []
 
 
 @pytest.mark.parametrize("path", ["rerank", "score"])
-def test_a_route_of_commercial_backends_only_is_refused(app: RunningApp, commercial: FakeOpenAIServer,
-                                                        path: str) -> None:
-    response = _error(app, path, {"model": "commercial-only", "query": QUERY, "queries": QUERY,
-                                  "documents": DOCUMENTS})
+def test_a_route_of_commercial_backends_only_is_refused(
+    app: RunningApp, commercial: FakeOpenAIServer, path: str
+) -> None:
+    response = _error(app, path, {"model": "commercial-only", "query": QUERY, "queries": QUERY, "documents": DOCUMENTS})
     assert response.status_code == 404, response.text
-    assert response.json()["error"] == {"message": f"the model does not support /v1/{path}",
-                                        "type": "invalid_request_error", "param": "model",
-                                        "code": "model_not_found"}
+    assert response.json()["error"] == {
+        "message": f"the model does not support /v1/{path}",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
     assert commercial.received == []
 
 
 def test_errors_never_echo_the_body(app: RunningApp) -> None:
     canary = f"canary{uuid.uuid4().hex}"
     bad: list[tuple[str, dict[str, Any], str | None]] = [
-           ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": -1}, "top_n"),
-           ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": "2"}, "top_n"),
-           ("rerank", {"model": "embeddings", "query": canary}, "documents"),
-           ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], canary: 1}, None),
-           ("score", {"model": "embeddings", "queries": canary, "documents": [canary], "top_n": 1}, None),
-           ("score", {"model": "embeddings", "queries": [canary], "documents": []}, None)]
+        ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": -1}, "top_n"),
+        ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], "top_n": "2"}, "top_n"),
+        ("rerank", {"model": "embeddings", "query": canary}, "documents"),
+        ("rerank", {"model": "embeddings", "query": canary, "documents": [canary], canary: 1}, None),
+        ("score", {"model": "embeddings", "queries": canary, "documents": [canary], "top_n": 1}, None),
+        ("score", {"model": "embeddings", "queries": [canary], "documents": []}, None),
+    ]
     for path, body, param in bad:
         response = _error(app, path, body)
         assert response.status_code == 400, (path, body, response.text)

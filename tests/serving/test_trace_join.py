@@ -41,10 +41,17 @@ def _ancestors(span: CollectedSpan, spans: list[CollectedSpan]) -> list[str]:
 def test_one_trace_from_caller_to_vllm(app: RunningApp, otlp_collector: OTLPCollector, stream: bool) -> None:
     trace_id, traceparent = _traceparent()
     canary = f"tracecanary{secrets.token_hex(4)}"
-    response = httpx.post(f"{app.base_url}/chat/completions", timeout=120,
-                          headers={**app.headers(), "traceparent": traceparent, "X-Sovereign-Backend": "local"},
-                          json={"model": "local-only", "max_tokens": 4, "stream": stream,
-                                "messages": [{"role": "user", "content": f"say {canary}"}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        timeout=120,
+        headers={**app.headers(), "traceparent": traceparent, "X-Sovereign-Backend": "local"},
+        json={
+            "model": "local-only",
+            "max_tokens": 4,
+            "stream": stream,
+            "messages": [{"role": "user", "content": f"say {canary}"}],
+        },
+    )
     assert response.status_code == 200, response.text
     spans = otlp_collector.wait_for(trace_id, {"sovereign.request", "sovereign.backend_attempt", VLLM_SPAN})
 
@@ -65,14 +72,21 @@ def test_one_trace_from_caller_to_vllm(app: RunningApp, otlp_collector: OTLPColl
     assert canary.encode() not in raw
 
 
-def test_commercial_attempt_is_traced_but_carries_no_context(app: RunningApp, otlp_collector: OTLPCollector,
-                                                            commercial: FakeOpenAIServer) -> None:
+def test_commercial_attempt_is_traced_but_carries_no_context(
+    app: RunningApp, otlp_collector: OTLPCollector, commercial: FakeOpenAIServer
+) -> None:
     """The router traces a commercial attempt in the caller's trace; the provider gets no trace context at all."""
     trace_id, traceparent = _traceparent()
-    response = httpx.post(f"{app.base_url}/chat/completions", timeout=60,
-                          headers={**app.headers(), "traceparent": traceparent, "tracestate": "k=v"},
-                          json={"model": "commercial-only", "max_tokens": 4,
-                                "messages": [{"role": "user", "content": "what is the capital of France"}]})
+    response = httpx.post(
+        f"{app.base_url}/chat/completions",
+        timeout=60,
+        headers={**app.headers(), "traceparent": traceparent, "tracestate": "k=v"},
+        json={
+            "model": "commercial-only",
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": "what is the capital of France"}],
+        },
+    )
     assert response.status_code == 200, response.text
     spans = otlp_collector.wait_for(trace_id, {"sovereign.request", "sovereign.backend_attempt"})
     assert _by_name(spans, "sovereign.backend_attempt").attributes["sovereign.backend"] == "commercial"

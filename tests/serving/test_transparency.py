@@ -31,8 +31,12 @@ def check_record(data: dict) -> None:
 
 
 def test_development_config_record_is_valid_and_marks_what_a_person_fills() -> None:
-    done = subprocess.run([sys.executable, "-m", "serving.cli", "transparency", "--format", "json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "transparency", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     check_record(data)
@@ -46,16 +50,27 @@ def test_development_config_record_is_valid_and_marks_what_a_person_fills() -> N
     assert data["tier_1"]["fields"]["contact"]["source"] == PERSON
 
 
-def test_markdown_marks_person_fields_and_names_every_section(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_markdown_marks_person_fields_and_names_every_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = default_config()
-    config["backends"].append({"name": "openai", "kind": "openai", "sovereign": False, "model": "gpt-4o-mini",
-                               "base_url": "https://commercial-llm.example.invalid/v1",
-                               "max_classification": "OFFICIAL", "accept_unscanned": ["image"]})
+    config["backends"].append(
+        {
+            "name": "openai",
+            "kind": "openai",
+            "sovereign": False,
+            "model": "gpt-4o-mini",
+            "base_url": "https://commercial-llm.example.invalid/v1",
+            "max_classification": "OFFICIAL",
+            "accept_unscanned": ["image"],
+        }
+    )
     config["models"][0]["route"].append("openai")
-    config["audit"] = {**config["audit"], "shipping": {"kind": "syslog", "endpoint": "siem.example:6514",
-                                                        "tls": True},
-                       "anchors": {"sink": "file", "path": "/mnt/other/anchors.jsonl", "interval_s": 60}}
+    config["audit"] = {
+        **config["audit"],
+        "shipping": {"kind": "syslog", "endpoint": "siem.example:6514", "tls": True},
+        "anchors": {"sink": "file", "path": "/mnt/other/anchors.jsonl", "interval_s": 60},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["--config", str(path)]) == 0

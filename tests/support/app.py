@@ -21,9 +21,9 @@ CLIENT_TIMEOUT_S = 180.0
 
 @dataclass
 class RunningApp:
-    base_url: str          # http://127.0.0.1:PORT/v1
-    root: str              # http://127.0.0.1:PORT
-    keys: dict[str, str]   # caller name -> API key
+    base_url: str  # http://127.0.0.1:PORT/v1
+    root: str  # http://127.0.0.1:PORT
+    keys: dict[str, str]  # caller name -> API key
     audit_path: Path
     log_path: Path
     config: dict[str, Any]
@@ -34,8 +34,9 @@ class RunningApp:
         from openai import OpenAI
 
         # A bounded wait (the SDK's default is 600 s): a stuck engine fails its tests in minutes, not hours.
-        return OpenAI(base_url=self.base_url, api_key=self.keys[caller], max_retries=0,
-                      **{"timeout": CLIENT_TIMEOUT_S, **kwargs})
+        return OpenAI(
+            base_url=self.base_url, api_key=self.keys[caller], max_retries=0, **{"timeout": CLIENT_TIMEOUT_S, **kwargs}
+        )
 
     def headers(self, caller: str = "tester") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[caller]}"}
@@ -51,8 +52,14 @@ class RunningApp:
         return f"http://127.0.0.1:{self.config['server']['ray_metrics_port']}/metrics"
 
 
-def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeout_s: float = 900,
-              env: dict[str, str] | None = None, own_session: bool = False) -> RunningApp:
+def start_app(
+    config: dict[str, Any],
+    workdir: Path,
+    keys: dict[str, str],
+    timeout_s: float = 900,
+    env: dict[str, str] | None = None,
+    own_session: bool = False,
+) -> RunningApp:
     """Write the config, start the server, wait for /ready (or fail with the server's log tail). ``own_session``:
     in a session of its own, as a server started from another terminal is (benchmarks/probes)."""
     config_path = workdir / "config.yaml"
@@ -60,8 +67,7 @@ def start_app(config: dict[str, Any], workdir: Path, keys: dict[str, str], timeo
     process = _start(["--config", str(config_path)], workdir, env, own_session)
     _wait_ready(process, config["server"]["port"], workdir / "server.log", timeout_s)
     root = f"http://127.0.0.1:{config['server']['port']}"
-    return RunningApp(f"{root}/v1", root, keys, Path(config["audit"]["path"]), workdir / "server.log", config,
-                      process)
+    return RunningApp(f"{root}/v1", root, keys, Path(config["audit"]["path"]), workdir / "server.log", config, process)
 
 
 def start_dev_app(workdir: Path, port: int, env: dict[str, str] | None = None, timeout_s: float = 900) -> RunningApp:
@@ -85,9 +91,13 @@ def start_dev_app(workdir: Path, port: int, env: dict[str, str] | None = None, t
 
 def _start(args: list[str], workdir: Path, env: dict[str, str] | None, own_session: bool) -> subprocess.Popen[bytes]:
     """``sovereign serve ARGS`` in ``workdir``, its output in ``server.log`` there."""
-    return start_process([sys.executable, "-m", "serving.cli", "serve", *args], workdir / "server.log",
-                         {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=workdir,
-                         own_session=own_session)
+    return start_process(
+        [sys.executable, "-m", "serving.cli", "serve", *args],
+        workdir / "server.log",
+        {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONUNBUFFERED": "1", **(env or {})},
+        cwd=workdir,
+        own_session=own_session,
+    )
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, timeout_s: float) -> None:
@@ -136,8 +146,10 @@ def post_mortem(app: RunningApp, tail: int = 12) -> str:
             with proc.oneshot():
                 title = " ".join(proc.cmdline())[:70]
                 cpu = proc.cpu_times()
-                lines.append(f"  pid {proc.pid} {proc.status()} cpu {cpu.user + cpu.system:.0f} s "
-                             f"rss {proc.memory_info().rss >> 20} MiB: {title}")
+                lines.append(
+                    f"  pid {proc.pid} {proc.status()} cpu {cpu.user + cpu.system:.0f} s "
+                    f"rss {proc.memory_info().rss >> 20} MiB: {title}"
+                )
         except psutil.Error:
             continue
         if "engine-" in title:

@@ -34,5 +34,6 @@ def dashboard_metrics(dashboard: dict[str, Any]) -> frozenset[str]:
 
 def scraped_metrics(text: str) -> frozenset[str]:
     """The series names in a Prometheus text exposition."""
-    return frozenset(line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines()
-                     if line and not line.startswith("#"))
+    return frozenset(
+        line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")
+    )

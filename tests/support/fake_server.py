@@ -37,12 +37,23 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 def _settings(port: int, drain: float) -> Settings:
     from serving.config import load_settings
 
-    return load_settings(data={
-        "server": {"host": "127.0.0.1", "port": port, "drain_timeout_s": drain},
-        "backends": [{"name": "remote", "kind": "openai", "sovereign": False, "max_classification": "OFFICIAL",
-                      "base_url": "http://127.0.0.1:9/v1", "api_key_env": "UNUSED_KEY", "model": "m"}],
-        "models": [{"name": "default", "route": ["remote"]}],
-    })
+    return load_settings(
+        data={
+            "server": {"host": "127.0.0.1", "port": port, "drain_timeout_s": drain},
+            "backends": [
+                {
+                    "name": "remote",
+                    "kind": "openai",
+                    "sovereign": False,
+                    "max_classification": "OFFICIAL",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": "UNUSED_KEY",
+                    "model": "m",
+                }
+            ],
+            "models": [{"name": "default", "route": ["remote"]}],
+        }
+    )
 
 
 def supervise(state: str, port: str, drain: str, mode: str) -> int:

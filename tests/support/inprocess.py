@@ -56,6 +56,7 @@ class InProcessGateway:
 
     def tasks(self) -> int:
         """Tasks alive on the server's event loop (the counting coroutine itself excluded)."""
+
         async def count() -> int:
             return len(asyncio.all_tasks()) - 1
 
@@ -64,8 +65,11 @@ class InProcessGateway:
     def sockets_to(self, fake: FakeOpenAIServer) -> int:
         """Open TCP connections from this process to ``fake`` (the backend client's pool)."""
         port = int(fake.base_url.rsplit(":", 1)[1].split("/")[0])
-        return sum(1 for c in psutil.Process().net_connections(kind="tcp")
-                   if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+        return sum(
+            1
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        )
 
     def records(self) -> list[dict[str, Any]]:
         return audit_records(self.audit_path)
@@ -75,33 +79,53 @@ class InProcessGateway:
         return final_record(self.audit_path, request_id, timeout_s)
 
 
-def gateway_config(workdir: Path, uk_url: str, commercial_url: str,
-                   egress_review: dict[str, Any] | None = None) -> dict[str, Any]:
-    fake = {"kind": "openai", "api_key_env": "FAKE_KEY", "model": "fake", "embedding_model": "fake-embed",
-            "timeout_s": 2, "connect_timeout_s": 1}
+def gateway_config(
+    workdir: Path, uk_url: str, commercial_url: str, egress_review: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    fake = {
+        "kind": "openai",
+        "api_key_env": "FAKE_KEY",
+        "model": "fake",
+        "embedding_model": "fake-embed",
+        "timeout_s": 2,
+        "connect_timeout_s": 1,
+    }
     return {
         "server": {"max_body_bytes": 65536},
         "audit": {"path": str(workdir / "audit.jsonl")},
         "auth": {"keys_file": str(workdir / "keys.json"), "default_rate_per_minute": 100000},
         "backends": [
             {"name": "uk", "sovereign": True, "max_classification": "SECRET", "base_url": uk_url, **fake},
-            {"name": "commercial", "sovereign": False, "max_classification": "OFFICIAL", "base_url": commercial_url,
-             **fake},
+            {
+                "name": "commercial",
+                "sovereign": False,
+                "max_classification": "OFFICIAL",
+                "base_url": commercial_url,
+                **fake,
+            },
         ],
-        "models": [{"name": "default", "route": ["uk", "commercial"]},
-                   {"name": "commercial-first", "route": ["commercial", "uk"]},
-                   {"name": "deadline", "route": ["uk", "commercial"], "request_timeout_s": 1.0},
-                   {"name": "commercial-only", "route": ["commercial"]}],
+        "models": [
+            {"name": "default", "route": ["uk", "commercial"]},
+            {"name": "commercial-first", "route": ["commercial", "uk"]},
+            {"name": "deadline", "route": ["uk", "commercial"], "request_timeout_s": 1.0},
+            {"name": "commercial-only", "route": ["commercial"]},
+        ],
         # On, as it is by default with a non-sovereign backend configured; the model from its wheel.
         "egress_review": {"model": wheel_minilm(), **(egress_review or {})},
     }
 
 
 @contextmanager
-def running_gateway(workdir: Path, *, auth: dict[str, Any] | None = None, ledger: Ledger | None = None,
-                    keys: dict[str, dict[str, Any]] | None = None, egress_review: dict[str, Any] | None = None,
-                    config_for: ConfigFor | None = None, audit_path: Path | None = None,
-                    ) -> Iterator[InProcessGateway]:
+def running_gateway(
+    workdir: Path,
+    *,
+    auth: dict[str, Any] | None = None,
+    ledger: Ledger | None = None,
+    keys: dict[str, dict[str, Any]] | None = None,
+    egress_review: dict[str, Any] | None = None,
+    config_for: ConfigFor | None = None,
+    audit_path: Path | None = None,
+) -> Iterator[InProcessGateway]:
     """``auth``: settings added to the config's ``auth`` section (OIDC, budgets); ``ledger``: the budgets' ledger
     (e.g. an ``InProcessLedger`` with a test clock); ``keys``: more API keys, caller -> ``create_key`` arguments
     (their keys are in ``InProcessGateway.keys``); ``egress_review``: settings of the egress review;
@@ -123,8 +147,9 @@ def running_gateway(workdir: Path, *, auth: dict[str, Any] | None = None, ledger
         key = create_key(keys_file, "tester")
         extra_keys = {name: create_key(keys_file, name, **args) for name, args in (keys or {}).items()}
         backends = {b.name: OpenAIBackend(b) for b in settings.backends if isinstance(b, OpenAIBackendConfig)}
-        gateway = Gateway(settings, backends, audit=AuditLog(settings.audit.path),
-                          keys=KeyStore.load(keys_file), ledger=ledger)
+        gateway = Gateway(
+            settings, backends, audit=AuditLog(settings.audit.path), keys=KeyStore.load(keys_file), ledger=ledger
+        )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -143,9 +168,17 @@ def running_gateway(workdir: Path, *, auth: dict[str, Any] | None = None, ledger
         while not server.started:
             time.sleep(0.01)
         try:
-            yield InProcessGateway(f"http://127.0.0.1:{port}/v1", key, gateway, uk, commercial,
-                                   Path(settings.audit.path), f"http://127.0.0.1:{metrics[1]}/metrics", loops[0],
-                                   extra_keys)
+            yield InProcessGateway(
+                f"http://127.0.0.1:{port}/v1",
+                key,
+                gateway,
+                uk,
+                commercial,
+                Path(settings.audit.path),
+                f"http://127.0.0.1:{metrics[1]}/metrics",
+                loops[0],
+                extra_keys,
+            )
         finally:
             metrics[0].shutdown()
             server.should_exit = True

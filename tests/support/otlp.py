@@ -80,13 +80,19 @@ class OTLPCollector:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    spans.append(CollectedSpan(
-                        trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(), name=span.name,
-                        service=str(resource.get("service.name", "")),
-                        attributes={a.key: _value(a.value) for a in span.attributes},
-                        events=tuple(e.name for e in span.events), status_code=span.status.code,
-                        status_message=span.status.message))
+                    spans.append(
+                        CollectedSpan(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            name=span.name,
+                            service=str(resource.get("service.name", "")),
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                            events=tuple(e.name for e in span.events),
+                            status_code=span.status.code,
+                            status_message=span.status.message,
+                        )
+                    )
         with self._lock:
             self.raw.append(body)
             self.spans.extend(spans)
@@ -98,10 +104,15 @@ class OTLPCollector:
             resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
             for scope_logs in resource_logs.scope_logs:
                 for record in scope_logs.log_records:
-                    records.append(CollectedLog(
-                        event_name=record.event_name, body=_value(record.body), time_unix_nano=record.time_unix_nano,
-                        service=str(resource.get("service.name", "")),
-                        attributes={a.key: _value(a.value) for a in record.attributes}))
+                    records.append(
+                        CollectedLog(
+                            event_name=record.event_name,
+                            body=_value(record.body),
+                            time_unix_nano=record.time_unix_nano,
+                            service=str(resource.get("service.name", "")),
+                            attributes={a.key: _value(a.value) for a in record.attributes},
+                        )
+                    )
         with self._lock:
             self.logs.extend(records)
 

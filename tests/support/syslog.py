@@ -123,8 +123,8 @@ class SyslogServer:
                     length = int(buffer[:space])
                     if len(buffer) < space + 1 + length:
                         break
-                    message = buffer[space + 1: space + 1 + length]
-                    buffer = buffer[space + 1 + length:]
+                    message = buffer[space + 1 : space + 1 + length]
+                    buffer = buffer[space + 1 + length :]
                     try:
                         parsed = parse(message)
                     except ValueError as exc:

@@ -104,9 +104,7 @@ def cro(valid: bool = True, sf: bool = False) -> str:
 
 
 def card(valid: bool = True) -> str:
-    prefix, length = rng.choice(
-        [("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16)]
-    )
+    prefix, length = rng.choice([("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16)])
     body = prefix + digits(length - len(prefix) - 1)
     check = luhn.calc_check_digit(body)
     if not valid:
@@ -156,9 +154,7 @@ def phone() -> str:
         if phonenumbers.is_valid_number(number):
             formatted = phonenumbers.format_number(
                 number,
-                rng.choice(
-                    [phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL]
-                ),
+                rng.choice([phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL]),
             )
             return formatted
 
@@ -303,12 +299,7 @@ def gen_identifiers() -> None:
     each(12, lambda i: add("sensitive", rng.choice(CRO_T).format(x=cro(sf=i % 3 == 0)), "cro_number"))
 
     def prison(i: int) -> None:
-        x = (
-            rng.choice("AG")
-            + digits(4)
-            + rng.choice(string.ascii_uppercase)
-            + rng.choice(string.ascii_uppercase)
-        )
+        x = rng.choice("AG") + digits(4) + rng.choice(string.ascii_uppercase) + rng.choice(string.ascii_uppercase)
         add("sensitive", rng.choice(PRISON_T).format(n=name(), x=x), "prison_number")
 
     each(10, prison)
@@ -423,9 +414,7 @@ def gen_markings() -> None:
     for i in range(60):
         marking, signal, level = MARKINGS[i % len(MARKINGS)]
         body = fake.paragraph(nb_sentences=4)
-        text = POSITIONS[(i // len(MARKINGS) + i) % len(POSITIONS)].format(
-            m=marking, b=body, t=fake.catch_phrase()
-        )
+        text = POSITIONS[(i // len(MARKINGS) + i) % len(POSITIONS)].format(m=marking, b=body, t=fake.catch_phrase())
         add("sensitive", text, signal, level)
 
 
@@ -435,9 +424,7 @@ def gen_markings() -> None:
 def gen_near_misses() -> None:
     each(10, lambda i: add("benign", f"Order reference {nhs_number(valid=False)} has been dispatched."))
     each(10, lambda i: add("benign", f"Form field example: {ni_number(valid=False)}"))
-    each(
-        8, lambda i: add("benign", f"Ticket {pnc(valid=False, form=rng.choice(['long', 'compact']))} closed.")
-    )
+    each(8, lambda i: add("benign", f"Ticket {pnc(valid=False, form=rng.choice(['long', 'compact']))} closed."))
     each(8, lambda i: add("benign", f"Batch {cro(valid=False)} shipped to the warehouse."))
     each(8, lambda i: add("benign", f"Invoice total ref {card(valid=False)} (not a card)."))
     each(8, lambda i: add("benign", f"Sample IBAN with a bad checksum: {gb_iban(valid=False)}"))
@@ -451,16 +438,12 @@ def gen_near_misses() -> None:
     each(6, lambda i: add("benign", f"Contact {fake.safe_email()} for access (documentation example)."))
     each(
         6,
-        lambda i: add(
-            "benign", f"Call the helpline on 0800 {digits(3)} {digits(4)} or 0300 {digits(3)} {digits(4)}."
-        ),
+        lambda i: add("benign", f"Call the helpline on 0800 {digits(3)} {digits(4)} or 0300 {digits(3)} {digits(4)}."),
     )
     drama = ["020 7946 0{:03d}", "0161 496 0{:03d}", "0113 496 0{:03d}", "07700 900{:03d}", "01632 960{:03d}"]
     each(
         6,
-        lambda i: add(
-            "benign", f"Fictional number from the script: {rng.choice(drama).format(rng.randint(0, 999))}"
-        ),
+        lambda i: add("benign", f"Fictional number from the script: {rng.choice(drama).format(rng.randint(0, 999))}"),
     )
 
 
@@ -479,8 +462,7 @@ PROSE = [
 LEGAL = [
     "The maximum sentence for burglary of a dwelling is 14 years' imprisonment.",
     "Section 18 of the Offences Against the Person Act 1861 covers wounding with intent.",
-    "The Sentencing Council publishes guidelines that courts must follow unless contrary to the interests "
-    "of justice.",
+    "The Sentencing Council publishes guidelines that courts must follow unless contrary to the interests of justice.",
     "Probation services in England and Wales were reunified in June 2021.",
     "A community order can include unpaid work, a curfew and rehabilitation activity requirements.",
     "Victims have rights under the Code of Practice for Victims of Crime.",
@@ -497,9 +479,7 @@ def gen_benign_text() -> None:
     each(20, lambda i: add("benign", f"{rng.choice(LEGAL)} {fake.sentence()}"))
     each(
         10,
-        lambda i: add(
-            "benign", f"{fake.company()} announced {fake.catch_phrase().lower()} on {fake.date()}."
-        ),
+        lambda i: add("benign", f"{fake.company()} announced {fake.catch_phrase().lower()} on {fake.date()}."),
     )
 
 
