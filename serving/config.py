@@ -558,6 +558,14 @@ class OpenAIBackendConfig(_BackendBase):
         "default: such content is OFFICIAL-SENSITIVE and never leaves the sovereign boundary. Allowing a kind to "
         "a non-sovereign backend is a decision for the department's information risk owner",
     )
+    store_responses: bool = Field(
+        False,
+        description="whether Responses API requests to this endpoint may ask the provider to store the response "
+        "(`store`, the API's default, true). Off: the router sends `store: false` whatever the caller asked, so "
+        "nothing a caller sends stays at the provider after the answer, and such a response cannot be continued by "
+        "`previous_response_id` or fetched again. Allowing provider-side storage is a decision for the "
+        "department's information risk owner",
+    )
     http_client: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
         description="the openai SDK's HTTP transport to this endpoint: aiohttp (the SDK's DefaultAioHttpClient, "

@@ -25,6 +25,7 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "embeddings"
     SCORE = "score"  # vLLM's, for pooling models: not in the OpenAI API
     RERANK = "rerank"  # vLLM's (Jina/Cohere form), for pooling models: not in the OpenAI API
+    RESPONSES = "responses"  # the Responses API: its stream is typed events ending in a terminal one, no [DONE]
 
     @property
     def path(self) -> str:
@@ -63,9 +64,20 @@ class Usage:
     completion_tokens: int | None = None
 
     def update(self, usage: dict[str, Any] | None) -> None:
+        """From an OpenAI ``usage`` object: chat, completions and embeddings name the counts ``prompt_tokens`` and
+        ``completion_tokens``, the Responses API ``input_tokens`` and ``output_tokens``."""
         if isinstance(usage, dict):
-            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
-            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+            self.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens", self.prompt_tokens))
+            self.completion_tokens = usage.get("completion_tokens", usage.get("output_tokens", self.completion_tokens))
+
+
+RESPONSE_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+"""The Responses API stream's last event is one of these (there is no ``[DONE]``)."""
+
+
+def response_event(data: dict[str, Any]) -> str:
+    """One Responses API stream event as OpenAI sends it: its type as the SSE event name, the object as data."""
+    return f"event: {data.get('type', 'message')}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 class Chunks(Protocol):
