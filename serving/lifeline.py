@@ -168,6 +168,23 @@ def tagged(server_id: str, private: str | None = None, exclude: Iterable[int] = 
     return found
 
 
+def descends(proc: psutil.Process, ancestors: set[int], max_depth: int = 64) -> bool:
+    """Whether ``proc`` is (still) under one of ``ancestors``: its parent chain, read now, reaches one. A process
+    whose parent died was handed to init (or a subreaper), so its chain no longer does. One that ended meanwhile
+    counts as under them (nothing to kill)."""
+    pid = proc.pid
+    try:
+        for _ in range(max_depth):
+            pid = psutil.Process(pid).ppid()
+            if pid in ancestors:
+                return True
+            if pid <= 1:
+                return False
+    except psutil.Error:
+        return True
+    return False
+
+
 _PF_EXITING = 0x4  # the kernel's flag for a task that is tearing itself down
 
 

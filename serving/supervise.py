@@ -117,10 +117,10 @@ class Supervisor:
         in this project's VM kernel, and a subreaper that exits with zombies collects them in its own exit.)"""
         if self.proc is None:
             return []
-        keep = {self.proc.pid, *self.helpers}
-        with contextlib.suppress(psutil.Error):
-            keep.update(p.pid for p in psutil.Process(self.proc.pid).children(recursive=True))
-        return lifeline.tagged(self.server_id, exclude=keep)
+        roots = {self.proc.pid, *self.helpers}
+        # Ancestry is read after the scan, per process: a snapshot of the server's tree taken before it would call
+        # every process started in between an orphan (a compiler the engine's kernel build had just spawned).
+        return [proc for proc in lifeline.tagged(self.server_id, exclude=roots) if not lifeline.descends(proc, roots)]
 
     def _kill_orphans(self) -> None:
         killed = lifeline.kill_all(self.orphans, timeout_s=1.0, reap=self.reap)

@@ -194,6 +194,18 @@ def test_an_orphan_is_killed_while_the_server_runs(start) -> None:
     assert fake.proc.wait(timeout=15) == 0
 
 
+def test_processes_started_under_the_server_are_never_taken_for_orphans(start) -> None:
+    """A process the server's tree starts while the supervisor looks for orphans is still under the server (the
+    supervisor once killed a compiler an engine had just spawned, and the engine's start failed)."""
+    fake = start("busy")
+    record = fake.record()
+    time.sleep(5 * 2.0)  # several of the supervisor's orphan checks (serving/supervise.py: ORPHAN_CHECK_S)
+    assert "its parent in the server had died" not in fake.output(), fake.output()
+    assert fake.proc.poll() is None and all(_running(p) for p in [record["pid"], *record["children"]])
+    os.killpg(fake.proc.pid, signal.SIGTERM)
+    assert fake.proc.wait(timeout=15) == 0
+
+
 def test_a_new_start_clears_what_an_earlier_server_left(start) -> None:
     """Supervisor and server both killed at once (nothing is left to clean up): the next start in the same state
     folder finds the record and kills what carries the old server's tag before it binds."""

@@ -9,7 +9,9 @@ SIGTERM, including the one the kernel sends when the supervisor dies. MODE:
 
 - ``clean``: exits 0 on SIGTERM;
 - ``stubborn``: ignores SIGTERM (the supervisor must kill it in time);
-- ``orphan``: also starts a process whose parent exits at once (the supervisor adopts it and must kill it).
+- ``orphan``: also starts a process whose parent exits at once (the supervisor adopts it and must kill it);
+- ``busy``: also runs a child that starts a short-lived process every few milliseconds, as a compiler driver does
+  while an engine builds its kernels (none of them is an orphan: the supervisor must leave them all alone).
 
 The fake server writes its pid, its children's pids and what stopped it to ``STATE/fake.json``.
 """
@@ -92,6 +94,8 @@ def serve(mode: str, state: str, *internal: str) -> int:
     children = [subprocess.Popen(SLEEPER).pid for _ in range(2)]
     if mode == "orphan":  # a child that starts a grandchild and exits: the grandchild is orphaned
         subprocess.run([sys.executable, "-c", f"import subprocess; subprocess.Popen({SLEEPER!r})"], check=True)
+    if mode == "busy":
+        children.append(subprocess.Popen(["sh", "-c", "while :; do sleep 0.01; done"]).pid)
     report.end("fake started")
     report.say(f"Sovereign inference server ready at http://127.0.0.1:{os.environ.get('FAKE_PORT', '0')}/v1")
     record = {"pid": os.getpid(), "children": children, "private": args["--private"]}
