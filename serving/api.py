@@ -69,6 +69,22 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def rerank(request: Request) -> Response:
         return await gateway.handle(Endpoint.RERANK, request)
 
+    @app.post("/v1/responses", openapi_extra=_body_schema("responses"))
+    async def responses(request: Request) -> Response:
+        return await gateway.handle(Endpoint.RESPONSES, request)
+
+    @app.get("/v1/responses/{response_id}")
+    async def retrieve_response(response_id: str, request: Request) -> Response:
+        return await gateway.handle_stored("retrieve", response_id, request)
+
+    @app.delete("/v1/responses/{response_id}")
+    async def delete_response(response_id: str, request: Request) -> Response:
+        return await gateway.handle_stored("delete", response_id, request)
+
+    @app.post("/v1/responses/{response_id}/cancel")
+    async def cancel_response(response_id: str, request: Request) -> Response:
+        return await gateway.handle_stored("cancel", response_id, request)
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         return await gateway.list_models(request)
@@ -103,6 +119,7 @@ def _body_schema(kind: str) -> dict[str, Any]:
         # vLLM's score also takes text_1/text_2, data_1/data_2 and queries/items in place of queries/documents.
         "score": {"queries": texts, "documents": texts},
         "rerank": {"query": {"type": "string"}, "documents": texts, "top_n": {"type": "integer"}},
+        "responses": {"input": texts, "instructions": {"type": "string"}, "previous_response_id": {"type": "string"}},
     }
     common = {
         "model": {"type": "string"},

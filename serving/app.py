@@ -83,6 +83,8 @@ def llm_config(backend: VLLMBackendConfig) -> Any:
 
     engine_kwargs = engine_arguments(backend)
     env_vars: dict[str, str] = {**OFFLINE_ENV, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+    if backend.store_responses:  # vLLM's in-memory Responses API store (see the setting's description)
+        env_vars["VLLM_ENABLE_RESPONSES_API_STORE"] = "1"
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if otlp:  # vLLM's request spans join the router's trace (it reads `traceparent` from the forwarded headers)
         env_vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
@@ -169,7 +171,9 @@ def verify_local_weights(settings: Settings) -> None:
 class Ingress:
     """The router replica: holds the gateway (keys, audit writer, backends) and serves the FastAPI app."""
 
-    def __init__(self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle]) -> None:
+    def __init__(
+        self, settings_data: dict[str, Any], engines: dict[str, DeploymentHandle], response_ids_key: str
+    ) -> None:
         from routing.audit import AuditLog
         from routing.audit_ship import start_shipper
         from routing.keys import KeyStore, ReloadingKeyStore
@@ -179,6 +183,7 @@ class Ingress:
         from serving.gateway import Gateway
         from serving.http_edge import RAY_HTTP_CALLBACK
         from serving.metrics import Metrics, serve_metrics
+        from serving.response_ids import ResponseIds
         from serving.telemetry import configure_logging, configure_tracing
         from serving.thirdparty import release_reset_connections
 
@@ -239,6 +244,7 @@ class Ingress:
             behind_serve_proxy=True,
             ledger=ledger,
             limiter=_shared_limiter(settings, ledger),
+            response_ids=ResponseIds(response_ids_key),
         )
         server = settings.server
         self._metrics_server = None
@@ -330,7 +336,24 @@ def build_application(settings: Settings) -> Any:
         },
     }
     # @serve.deployment made Ingress a Deployment; mypy does not apply class decorators.
-    return cast(Deployment, Ingress).options(**ingress_options).bind(dump_settings(settings), engines)
+    return (
+        cast(Deployment, Ingress)
+        .options(**ingress_options)
+        .bind(dump_settings(settings), engines, response_ids_key(settings))
+    )
+
+
+def response_ids_key(settings: Settings) -> str:
+    """The key every router replica signs Responses API ids with: from ``server.response_ids_key_env``, else new."""
+    from serving.response_ids import new_key
+
+    name = settings.server.response_ids_key_env
+    if name is None:
+        return new_key()
+    key = os.environ.get(name, "")
+    if len(key) < 16:
+        raise ValueError(f"server.response_ids_key_env: {name} must hold a key of 16 characters or more")
+    return key
 
 
 def build_app(args: dict[str, Any]) -> Any:

@@ -57,6 +57,12 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_concurrency: int = Field(256, ge=1, description="requests in flight per ingress replica; more get 503")
+    response_ids_key_env: str | None = Field(
+        None,
+        description="the environment variable holding the key (16 characters or more) that signs the Responses "
+        "API ids the router issues, shared by every router replica (serving/response_ids.py). Unset: a key made "
+        "when the application is deployed, so ids issued before a redeployment no longer resolve (404)",
+    )
     ingress_replicas: int = Field(1, ge=1)
     proxy: Literal["serve", "haproxy"] = Field(
         "haproxy",
@@ -470,6 +476,14 @@ class VLLMBackendConfig(_BackendBase):
         None,
         description="LoRA adapters on this backend's engines (null: none); each adapter is routed to through a "
         "backend of kind `adapter` that names this backend as its base",
+    )
+    store_responses: bool = Field(
+        False,
+        description="keep Responses API responses (`store`, the API's default) in the engine's memory, so a "
+        "response can be continued (`previous_response_id`), fetched, cancelled and deleted: vLLM's own store "
+        "(VLLM_ENABLE_RESPONSES_API_STORE). It lives in each engine replica's memory, is never evicted (it grows "
+        "until the replica restarts) and is per replica: with several replicas a continuation that reaches another "
+        "one is a 404. Off (vLLM's default): `store` is ignored and every response stands alone",
     )
     engine_metrics: bool = Field(
         True,

@@ -137,7 +137,13 @@ def sovereign_server_cls() -> type:
     """The ``LLMServer`` subclass used for every local model (imported lazily: Ray Serve LLM imports vLLM)."""
     from ray.serve.llm import LLMServer
 
-    from serving.thirdparty import default_batch_interval_ms, own_batching, vllm_rerank
+    from serving.thirdparty import (
+        default_batch_interval_ms,
+        own_batching,
+        vllm_rerank,
+        vllm_responses,
+        vllm_stored_response,
+    )
 
     @own_batching
     class SovereignLLMServer(LLMServer):
@@ -162,5 +168,16 @@ def sovereign_server_cls() -> type:
             its engine's ``score`` casts every answer to a ``ScoreResponse``, which a rerank answer is not."""
             await self._maybe_add_request_id_to_request(request)
             return vllm_rerank(self.engine, request, raw_request_info)
+
+        async def responses(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+            """vLLM's Responses API, as its own ``/v1/responses`` route serves it (``LLMServer`` has none). A
+            stream's events are batched as chat chunks are."""
+            await self._maybe_add_request_id_to_request(request)
+            answer = vllm_responses(self.engine, request, raw_request_info)
+            return self.batch_output_stream(answer) if request.stream else answer
+
+        async def stored_response(self, action: str, response_id: str) -> Any:
+            """A response in this replica's Responses API store: retrieved, cancelled or deleted."""
+            return await vllm_stored_response(self.engine, action, response_id)
 
     return SovereignLLMServer

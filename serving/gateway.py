@@ -32,7 +32,15 @@ from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import RateLimiter, SharedRateLimiter, retry_after_header
 from serving import genai_semconv as genai
 from serving import strict
-from serving.backends.base import Backend, BackendFailure, BackendRefusal, Endpoint, Opened, Usage
+from serving.backends.base import (
+    RESPONSE_TERMINAL_EVENTS,
+    Backend,
+    BackendFailure,
+    BackendRefusal,
+    Endpoint,
+    Opened,
+    Usage,
+)
 from serving.config import Settings
 from serving.egress_gate import EgressGate
 from serving.errors import (
@@ -51,11 +59,13 @@ from serving.errors import (
 from serving.http_edge import DONE_EVENT, EventStreamResponse, safe_request_id
 from serving.metrics import Metrics
 from serving.oidc import MAX_TOKEN_CHARS, OIDCVerifier, TokenNotMapped, TokenRefused, looks_like_jwt
+from serving.response_ids import ResponseIds, new_key, rewrite_response, rewrite_response_events
 
 log = logging.getLogger("sovereign.gateway")
 tracer = trace.get_tracer("sovereign.gateway")
 
 DECLARED_HEADER = "x-sovereign-classification"
+StoredAction = Literal["retrieve", "delete", "cancel"]
 T = TypeVar("T")
 
 
@@ -86,6 +96,8 @@ class RequestState:
     started_loop: float = 0.0  # event-loop time at the start (deadlines are in the loop's clock)
     deadline: float = float("inf")  # event-loop time by which the request must have ended, streams included
     error_code: str | None = None  # the API error code of a failed request (recorded in its span)
+    previous_response_id: str | None = None  # Responses API: the continued response's id, as the caller sent it
+    operation: str | None = None  # what the audit record names when it is not the endpoint's POST (a retrieval)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -114,8 +126,11 @@ class Gateway:
         behind_serve_proxy: bool = False,
         ledger: Ledger | None = None,
         oidc: OIDCVerifier | None = None,
+        response_ids: ResponseIds | None = None,
     ) -> None:
         self.settings = settings
+        # The router replicas share its key (serving/app.py), so any of them resolves an id another issued.
+        self.response_ids = response_ids or ResponseIds(new_key())
         self.backends = dict(backends)
         self.audit = audit
         self.keys = keys
@@ -261,6 +276,8 @@ class Gateway:
         route = [name for name in route if self.backends[name].serves(state.endpoint)]
         if not route:
             raise NotFound(f"the model does not support {state.endpoint.path}", param="model")
+        if state.endpoint is Endpoint.RESPONSES:
+            body, route = self._continuation(state, body, route)
         parsed = self._validate(state.endpoint, body, route)
 
         level = classification.level
@@ -292,6 +309,54 @@ class Gateway:
             raise NotPermitted(f"no backend for this model is cleared for {level.label}")
         await self._reserve_budget(state, caller)
         return await self._dispatch(state, body, plan.candidates, parsed)
+
+    def _continuation(
+        self, state: RequestState, body: dict[str, Any], route: list[str]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """A Responses API request that continues an earlier response goes to the backend holding it, and only
+        there (no fallback: the earlier turns are nowhere else, and a conversation held locally must never go on
+        at a commercial backend). Returns the body with the holder's own id, and the one-backend route."""
+        if body.get("conversation") is not None:
+            raise BadRequest(
+                "invalid request: conversation: conversations are not offered here; continue a response by its "
+                "previous_response_id",
+                param="conversation",
+                code="unsupported_parameter",
+            )
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return body, route
+        found = self.response_ids.resolve(previous, state.caller or "")
+        if found is None or found[0] not in self.backends:
+            raise NotFound(
+                "no response with this previous_response_id", param="previous_response_id", code="response_not_found"
+            )
+        holder, upstream_id = found
+        if holder not in route:
+            raise BadRequest(
+                "invalid request: previous_response_id: the response was made by a backend this model does not "
+                "route to; continue it with the model that made it",
+                param="previous_response_id",
+            )
+        state.previous_response_id = previous
+        return {**body, "previous_response_id": upstream_id}, [holder]
+
+    def _issue_ids(self, state: RequestState, backend: str, opened: Opened) -> Opened:
+        """A Responses API answer with the router's ids in place of the backend's (serving/response_ids.py)."""
+        owner = state.caller or ""
+
+        def fix(response: dict[str, Any]) -> None:
+            rewrite_response(
+                response, lambda upstream: self.response_ids.issue(backend, upstream, owner), state.previous_response_id
+            )
+
+        if opened.body is not None:
+            fix(opened.body)
+            return opened
+        assert opened.chunks is not None
+        return Opened(
+            chunks=rewrite_response_events(opened.chunks, fix), usage=opened.usage, finish_reasons=opened.finish_reasons
+        )
 
     def budget_scopes(self, caller: Caller) -> tuple[Scope, ...]:
         """The budgets a caller's requests count against: its own and its team's (those configured)."""
@@ -405,6 +470,8 @@ class Gateway:
                 return JSONResponse(refusal.envelope, status_code=refusal.status, headers=state.headers())
             state.backend = name
             self.metrics.ttft.labels(name).observe(time.perf_counter() - started)
+            if state.endpoint is Endpoint.RESPONSES:
+                opened = self._issue_ids(state, name, opened)
             if opened.body is not None:
                 state.attempts.append(Attempt(backend=name, outcome="ok", ms=_ms(started)))
                 state.status = 200
@@ -444,7 +511,7 @@ class Gateway:
                     yield error_sse(GatewayTimeout())
                     break
                 chunks += 1
-                done = chunk.endswith(_DONE)
+                done = chunk.endswith(_DONE) or _ends_response_stream(chunk)
                 yield chunk
             if outcome == "ok":
                 state.status = 200
@@ -484,6 +551,64 @@ class Gateway:
                 span.set_status(StatusCode.ERROR, reason or outcome)
             span.end()
             await self._finish(state)
+
+    async def handle_stored(self, action: StoredAction, response_id: str, request: Request) -> Response:
+        """``GET``/``DELETE /v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel``: at the backend holding the
+        response, for the caller it was issued to (anyone else's id, or a forged one, is a 404), audited."""
+        state = RequestState(Endpoint.RESPONSES, echo_request_id=not self.behind_serve_proxy)
+        state.operation = f"/v1/responses:{action}"
+        state.span = tracer.start_span(
+            "sovereign.request",
+            context=_parent_context(request),
+            kind=SpanKind.SERVER,
+            attributes={"sovereign.endpoint": state.operation},
+        )
+        try:
+            state.request_id = _request_id(request, state.request_id)
+            with trace.use_span(state.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                async with asyncio.timeout(self.settings.server.request_timeout_s):
+                    return await self._stored(state, action, response_id, request)
+        except APIError as err:
+            state.status, state.error_code = err.status, err.code
+            return err.response(state.headers())
+        except TimeoutError:
+            timeout = GatewayTimeout()
+            state.status, state.error_code = timeout.status, timeout.code
+            return timeout.response(state.headers())
+        except Exception as exc:
+            log.exception("unexpected failure", extra={"request_id": state.request_id})
+            state.status, state.error_code = 500, type(exc).__name__
+            return InternalError().response(state.headers())
+        finally:
+            await self._finish(state)
+
+    async def _stored(self, state: RequestState, action: StoredAction, response_id: str, request: Request) -> Response:
+        caller = await self._authenticate(request)
+        state.caller, state.team = caller.name, caller.team
+        found = self.response_ids.resolve(response_id, caller.name)
+        if found is None or found[0] not in self.backends:
+            raise NotFound("no response with this id", param="response_id", code="response_not_found")
+        name, upstream_id = found
+        state.candidates = (name,)
+        started = time.perf_counter()
+        try:
+            opened = await self.backends[name].stored(action, upstream_id, request_id=state.request_id)
+        except BackendRefusal as refusal:
+            state.attempts.append(
+                Attempt(backend=name, outcome="refused", reason=f"http_{refusal.status}", ms=_ms(started))
+            )
+            state.backend, state.status = name, refusal.status
+            return JSONResponse(refusal.envelope, status_code=refusal.status, headers=state.headers())
+        except BackendFailure as failure:
+            state.attempts.append(Attempt(backend=name, outcome="failed", reason=failure.reason, ms=_ms(started)))
+            raise Unavailable("the backend holding this response cannot answer now; retry later") from None
+        state.attempts.append(Attempt(backend=name, outcome="ok", ms=_ms(started)))
+        state.backend, state.status = name, 200
+        body = opened.body if opened.body is not None else {}
+        rewrite_response(body, lambda _: response_id, None)
+        if body.get("previous_response_id") is not None:  # the earlier turn's id, as this caller would know it
+            body["previous_response_id"] = self.response_ids.issue(name, body["previous_response_id"], caller.name)
+        return JSONResponse(body, headers=state.headers())
 
     # -- steps ----------------------------------------------------------------------------------------------
 
@@ -672,7 +797,7 @@ class Gateway:
             request_id=state.request_id,
             caller=state.caller,
             team=state.team,
-            endpoint=state.endpoint.path,
+            endpoint=state.operation or state.endpoint.path,
             model=state.model,
             declared_level=state.declared.label if state.declared else None,
             detected_level=c.detected_level.label if c else None,
@@ -749,6 +874,12 @@ class _SpanErrorOptions(TypedDict):
 
 _NO_EXCEPTION_TEXT: _SpanErrorOptions = {"record_exception": False, "set_status_on_exception": False}
 _DONE = DONE_EVENT.decode()
+_RESPONSE_STREAM_ENDS = tuple(f"event: {name}\n" for name in RESPONSE_TERMINAL_EVENTS)
+
+
+def _ends_response_stream(chunk: str) -> bool:
+    """Whether a chunk holds a Responses API stream's last event (that stream has no ``[DONE]``)."""
+    return "event: response." in chunk and any(end in chunk for end in _RESPONSE_STREAM_ENDS)
 
 
 class StreamDeadline:

@@ -27,6 +27,7 @@ OPERATION = {
     Endpoint.CHAT: gen_ai.GenAiOperationNameValues.CHAT.value,
     Endpoint.COMPLETIONS: gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value,
     Endpoint.EMBEDDINGS: gen_ai.GenAiOperationNameValues.EMBEDDINGS.value,
+    Endpoint.RESPONSES: gen_ai.GenAiOperationNameValues.GENERATE_CONTENT.value,
     # No registered value for these; the convention allows a custom one.
     Endpoint.SCORE: "score",
     Endpoint.RERANK: "rerank",

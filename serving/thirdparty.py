@@ -218,6 +218,74 @@ async def vllm_rerank(engine: Any, request: Any, raw_request_info: Any) -> Async
     yield RerankResponse.model_validate_json(response.body)
 
 
+def _vllm_responses_handler(engine: Any) -> Any:
+    """vLLM's Responses API handler for a generating model (``OpenAIServingResponses``), from the front-end state
+    Ray's engine builds with vLLM's own ``init_app_state`` (its private ``_app_state``); None where there is none."""
+    return getattr(getattr(engine, "_app_state", None), "openai_serving_responses", None)
+
+
+def _not_served(what: str) -> Any:
+    from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
+
+    return ErrorResponse(
+        error=ErrorInfo(message=f"this model does not serve {what}", type="invalid_request_error", code=400)
+    )
+
+
+async def vllm_responses(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
+    """A Responses API answer for a vLLM ``ResponsesRequest``: one JSON object (the response) or
+    ``ErrorResponse``, or the stream's events as OpenAI frames them (``event: <type>\ndata: {...}``), one string
+    each. Ray Serve LLM's ``LLMServer`` has no Responses API of its own."""
+    require("ray")
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+    from vllm.entrypoints.openai.responses.protocol import ResponsesResponse
+    from vllm.exceptions import VLLMClientError
+
+    handler = _vllm_responses_handler(engine)
+    if handler is None:
+        yield _not_served("the Responses API")
+        return
+    try:  # the headers carry the router's request id and trace context, as for every other request
+        result = await handler.create_responses(
+            request, raw_request=RawRequestInfo.to_starlette_request_optional(raw_request_info)
+        )
+    except (ValueError, VLLMClientError) as exc:
+        yield engine._make_error_response(handler, exc)
+        return
+    if isinstance(result, ResponsesResponse):
+        yield result.model_dump(mode="json", by_alias=True)
+        return
+    if type(result).__name__ == "ErrorResponse":
+        yield result
+        return
+    async for event in result:
+        yield f"event: {event.type}\ndata: {event.model_dump_json(indent=None, by_alias=True)}\n\n"
+
+
+async def vllm_stored_response(engine: Any, action: str, response_id: str) -> Any:
+    """A stored response of vLLM's Responses API store (``VLLM_ENABLE_RESPONSES_API_STORE``): retrieved,
+    cancelled, or deleted (vLLM serves no delete: the response and its messages are dropped from the handler's
+    private in-memory stores). A JSON object, or ``ErrorResponse``."""
+    require("ray")
+    handler = _vllm_responses_handler(engine)
+    if handler is None:
+        return _not_served("the Responses API")
+    if action == "retrieve":
+        result = await handler.retrieve_responses(response_id, starting_after=None, stream=False)
+    elif action == "cancel":
+        result = await handler.cancel_responses(response_id)
+    else:
+        async with handler.response_store_lock:
+            found = handler.response_store.pop(response_id, None)
+            handler.msg_store.pop(response_id, None)
+        if found is None:
+            return handler._make_not_found_error(response_id)
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+    if type(result).__name__ == "ErrorResponse":
+        return result
+    return result.model_dump(mode="json", by_alias=True)
+
+
 # -- google-re2 ---------------------------------------------------------------------------------------------------
 
 

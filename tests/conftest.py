@@ -141,6 +141,7 @@ def app_config(
                 "max_classification": "SECRET",
                 "cpu_threads": 1,
                 "max_queue_depth": 4,
+                "store_responses": True,  # vLLM's Responses API store (tests/serving/test_responses_api.py)
                 "engine": {
                     "dtype": "bfloat16",
                     "max_model_len": 1024,

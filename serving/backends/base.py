@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from routing.levels import Level
 
@@ -138,6 +138,14 @@ class Backend(Protocol):
         ``validate`` returned for this body, so it is not parsed twice."""
         ...
 
+    async def stored(
+        self, action: Literal["retrieve", "delete", "cancel"], upstream_id: str, *, request_id: str
+    ) -> Opened:
+        """A Responses API response this backend holds, by its own id: fetched, deleted, or its generation
+        cancelled. Raises ``BackendRefusal`` (404 for an unknown id, 400 for an action it does not offer) or
+        ``BackendFailure``."""
+        ...
+
     async def ready(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -168,6 +176,18 @@ def take_usage(event: str, usage: Usage, forward_usage: bool) -> str | None:
         return None  # the usage-only chunk
     obj["usage"] = None
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
+
+
+def take_response_usage(events: str, usage: Usage) -> None:
+    """Record usage from a Responses API stream: its terminal event carries the Response, and its usage."""
+    if '"usage":{' not in events:
+        return
+    for event in events.split("\n\n"):
+        head, sep, data = event.partition("data: ")
+        if sep and head.startswith("event: response.") and '"usage":{' in data:
+            response = json.loads(data).get("response")
+            if isinstance(response, dict):
+                usage.update(response.get("usage"))
 
 
 def error_envelope(message: str, type_: str, code: str | int | None, param: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import typing
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,7 @@ from serving.backends.base import (
     Opened,
     Usage,
     error_envelope,
+    take_response_usage,
     take_usage,
     wants_usage,
     with_usage,
@@ -37,8 +38,9 @@ from serving.thirdparty import raw_request_info
 def request_models() -> dict[Endpoint, Any]:
     """vLLM's request models (through Ray Serve LLM where it has them), imported lazily: importing vLLM costs
     seconds. Scores take every form vLLM's ``/score`` takes (Ray's ``ScoreRequest`` is only its ``text_1``/``text_2``
-    one); rerank is vLLM's own."""
+    one); rerank and the Responses API are vLLM's own."""
     from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
     from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 
     return {
@@ -47,6 +49,7 @@ def request_models() -> dict[Endpoint, Any]:
         Endpoint.EMBEDDINGS: EmbeddingRequest,
         Endpoint.SCORE: ScoreRequest,
         Endpoint.RERANK: RerankRequest,
+        Endpoint.RESPONSES: ResponsesRequest,
     }
 
 
@@ -111,6 +114,19 @@ class LocalBackend:
     def queue_depth(self) -> int:
         return self.in_flight
 
+    async def stored(
+        self, action: Literal["retrieve", "delete", "cancel"], upstream_id: str, *, request_id: str
+    ) -> Opened:
+        """A response in the engine's Responses API store (``store_responses``). The store is per replica: with
+        several, Serve may ask one that does not hold it (a 404)."""
+        try:
+            answer = await self._plain_handle.stored_response.remote(action, upstream_id)
+        except Exception as exc:
+            raise _failure(exc) from None
+        if _is_error(answer):
+            raise _error_response(answer)
+        return Opened(body=answer)
+
     async def ready(self) -> bool:
         try:
             await asyncio.wait_for(self._plain_handle.check_health.remote(), timeout=5)
@@ -136,7 +152,7 @@ class LocalBackend:
                     f"invalid request: {name}: the value does not have the type the API gives it", param=name
                 )
             del payload[name]
-        if payload.get("stream") and not endpoint.pooling:
+        if payload.get("stream") and endpoint in (Endpoint.CHAT, Endpoint.COMPLETIONS):
             payload = with_usage(payload)
         return strict.validate(self._types[endpoint], payload)
 
@@ -201,9 +217,9 @@ class LocalBackend:
             release()
             gen.cancel()
             raise _error_response(items[0])
-        if len(items) == 1 and isinstance(items[0], BaseModel):
+        if len(items) == 1 and isinstance(items[0], BaseModel | dict):
             release()
-            data = items[0].model_dump(mode="json", exclude_none=False)
+            data = items[0] if isinstance(items[0], dict) else items[0].model_dump(mode="json", exclude_none=False)
             usage = Usage()
             usage.update(data.get("usage"))
             return Opened(body=data, usage=usage)
@@ -222,7 +238,11 @@ class LocalBackend:
                             if events:
                                 yield "".join(events)
                             raise BackendFailure("engine_error")
-                        event = take_usage(str(item), usage, caller_wants_usage)
+                        if endpoint is Endpoint.RESPONSES:  # typed events; usage in the terminal one
+                            event: str | None = str(item)
+                            take_response_usage(str(item), usage)
+                        else:
+                            event = take_usage(str(item), usage, caller_wants_usage)
                         if event is not None:
                             events.append(event)
                     if events:
