@@ -136,6 +136,7 @@ def test_only_local_pooling_models_serve_score_and_rerank(tmp_path: Path) -> Non
         Endpoint.CHAT,
         Endpoint.COMPLETIONS,
         Endpoint.EMBEDDINGS,
+        Endpoint.RESPONSES,
     }
 
 
