@@ -534,15 +534,20 @@ def create_app(state: FakeState | None = None) -> Starlette:
             return StreamingResponse(_broken_json(), media_type="application/json")
         return None
 
+    async def accepted(request: Request, stream: bool | None = None) -> tuple[dict[str, Any], Response | None]:
+        """The request's body, recorded, and the answer to give instead of the normal one (a bad body, a fault);
+        ``stream``: whether it is answered as a stream (None: as its body says)."""
+        body, bad = await record(request)
+        if bad is None:
+            bad = await apply_fault(bool(body.get("stream")) if stream is None else stream)
+        return body, bad
+
     def generation(build_stream, build_response, frame=_sse, end=b"data: [DONE]\n\n"):
         async def endpoint(request: Request) -> Response:
-            body, bad = await record(request)
+            body, bad = await accepted(request)
             if bad is not None:
                 return bad
             stream = bool(body.get("stream"))
-            faulted = await apply_fault(stream)
-            if faulted is not None:
-                return faulted
             model = str(body.get("model") or state.model)
             if stream:
                 fault = state.fault
@@ -556,12 +561,9 @@ def create_app(state: FakeState | None = None) -> Starlette:
         return endpoint
 
     async def embeddings(request: Request) -> Response:
-        body, bad = await record(request)
+        body, bad = await accepted(request, stream=False)
         if bad is not None:
             return bad
-        faulted = await apply_fault(False)
-        if faulted is not None:
-            return faulted
         try:
             return JSONResponse(_embeddings_response(body, str(body.get("model") or state.model)))
         except ValueError as exc:
@@ -578,12 +580,9 @@ def create_app(state: FakeState | None = None) -> Starlette:
 
     async def stored_response(request: Request) -> Response:
         """GET, DELETE and the cancellation of a stored response."""
-        _, bad = await record(request)
+        _, bad = await accepted(request, stream=False)
         if bad is not None:
             return bad
-        faulted = await apply_fault(False)
-        if faulted is not None:
-            return faulted
         response_id = request.path_params["response_id"]
         response = state.stored(response_id)
         if response is None:
