@@ -18,6 +18,12 @@ until changed:
 - ``garbage``: 200 with bytes that do not parse (``text/event-stream`` of non-SSE lines and invalid JSON for
   streams, invalid JSON with ``application/json`` otherwise).
 - ``hang``: never respond.
+
+The Responses API (``POST /v1/responses``, plain or streamed as its typed events) answers as chat does, with
+``max_output_tokens`` for ``max_tokens``: a response so limited ends ``incomplete`` (its stream with
+``response.incomplete``), like chat's ``length``. A response whose request did not say ``store: false`` is kept for
+``GET`` and ``DELETE /v1/responses/{id}``; one created with ``background: true`` (not streamed) stays ``queued``
+until ``POST /v1/responses/{id}/cancel``, which refuses any other response, as OpenAI does.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -110,6 +117,7 @@ class FakeState:
     fault: Fault = field(default_factory=Fault)
     closing: bool = False
     _received: list[dict[str, Any]] = field(default_factory=list)
+    _responses: dict[str, dict[str, Any]] = field(default_factory=dict)  # the stored Responses API objects, by id
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -121,9 +129,22 @@ class FakeState:
         with self._lock:
             return list(self._received)
 
+    def remember(self, response: dict[str, Any]) -> None:
+        with self._lock:
+            self._responses[response["id"]] = response
+
+    def stored(self, response_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._responses.get(response_id)
+
+    def forget(self, response_id: str) -> bool:
+        with self._lock:
+            return self._responses.pop(response_id, None) is not None
+
     def reset(self) -> None:
         with self._lock:
             self._received.clear()
+            self._responses.clear()
         self.fault = Fault()
 
 
@@ -132,8 +153,9 @@ class FakeState:
 
 
 def completion_tokens(body: dict[str, Any]) -> int:
-    """``max_tokens`` (or ``max_completion_tokens``) when given, else :data:`DEFAULT_TOKENS`."""
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    """``max_tokens`` (or ``max_completion_tokens``, or the Responses API's ``max_output_tokens``) when given, else
+    :data:`DEFAULT_TOKENS`."""
+    value = body.get("max_output_tokens") or body.get("max_completion_tokens") or body.get("max_tokens")
     try:
         return max(0, int(value)) if value is not None else DEFAULT_TOKENS
     except (TypeError, ValueError):
@@ -163,6 +185,20 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     if isinstance(source, list) and source and all(isinstance(t, int) for t in source):
         return len(source)
     return max(1, _count_words(source))
+
+
+def response_input_tokens(body: dict[str, Any]) -> int:
+    """Whitespace words in a Responses request's ``instructions`` and ``input`` (a string, or items: messages and
+    tool outputs), at least 1."""
+    source = body.get("input")
+    items = [source] if isinstance(source, str) else source if isinstance(source, list) else []
+    words = _count_words(body.get("instructions"))
+    for item in items:
+        if isinstance(item, dict):
+            words += _count_words(_message_text(item)) + _count_words(item.get("output"))
+        else:
+            words += _count_words(item)
+    return max(1, words)
 
 
 def _message_text(message: Any) -> list[str]:
@@ -350,14 +386,94 @@ def _embeddings_response(body: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
-async def _stream(chunks: list[dict[str, Any]], broken: bool, chunk_delay_s: float = 0.0) -> AsyncIterator[bytes]:
+def _response_object(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The finished Response object for a Responses API request (``queued``, with no output yet, for a
+    ``background`` one that is not streamed)."""
+    n, prompt = completion_tokens(body), response_input_tokens(body)
+    limited = body.get("max_output_tokens") is not None
+    status = "incomplete" if limited else "completed"
+    text = {"type": "output_text", "text": "".join(token_texts(n)), "annotations": [], "logprobs": []}
+    message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "status": status, "role": "assistant"}
+    response = {
+        "id": f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "background": bool(body.get("background")),
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if limited else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "model": model,
+        "output": [{**message, "content": [text]}],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "store": body.get("store") is not False,
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": n,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + n,
+        },
+        "user": body.get("user"),
+    }
+    if response["background"] and not body.get("stream"):
+        response.update(status="queued", incomplete_details=None, output=[], usage=None)
+    return response
+
+
+def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Responses API's stream for a finished response: its start, the message's text in deltas, its end."""
+    message = response["output"][0]
+    part, texts = message["content"][0], token_texts(response["usage"]["output_tokens"])
+    started = {**response, "status": "in_progress", "incomplete_details": None, "output": [], "usage": None}
+    where = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**message, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+        *({"type": "response.output_text.delta", **where, "delta": text, "logprobs": []} for text in texts),
+        {"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": f"response.{response['status']}", "response": response},
+    ]
+    return [{**event, "sequence_number": i} for i, event in enumerate(events)]
+
+
+def _response_sse(obj: dict[str, Any]) -> bytes:
+    """A Responses API event: its type as the SSE event name."""
+    return f"event: {obj['type']}\n".encode() + _sse(obj)
+
+
+async def _stream(
+    chunks: list[dict[str, Any]],
+    broken: bool,
+    chunk_delay_s: float = 0.0,
+    frame: Callable[[dict[str, Any]], bytes] = _sse,
+    end: bytes = b"data: [DONE]\n\n",
+) -> AsyncIterator[bytes]:
     for i, chunk in enumerate(chunks):
         if broken and i >= BROKEN_STREAM_CHUNKS:
             raise InjectedStreamAbort("fake: broken_stream fault")
         if chunk_delay_s and i:
             await asyncio.sleep(chunk_delay_s)
-        yield _sse(chunk)
-    yield b"data: [DONE]\n\n"
+        yield frame(chunk)
+    if end:
+        yield end
 
 
 async def _broken_json() -> AsyncIterator[bytes]:
@@ -418,21 +534,26 @@ def create_app(state: FakeState | None = None) -> Starlette:
             return StreamingResponse(_broken_json(), media_type="application/json")
         return None
 
-    def generation(build_stream, build_response):
+    async def accepted(request: Request, stream: bool | None = None) -> tuple[dict[str, Any], Response | None]:
+        """The request's body, recorded, and the answer to give instead of the normal one (a bad body, a fault);
+        ``stream``: whether it is answered as a stream (None: as its body says)."""
+        body, bad = await record(request)
+        if bad is None:
+            bad = await apply_fault(bool(body.get("stream")) if stream is None else stream)
+        return body, bad
+
+    def generation(build_stream, build_response, frame=_sse, end=b"data: [DONE]\n\n"):
         async def endpoint(request: Request) -> Response:
-            body, bad = await record(request)
+            body, bad = await accepted(request)
             if bad is not None:
                 return bad
             stream = bool(body.get("stream"))
-            faulted = await apply_fault(stream)
-            if faulted is not None:
-                return faulted
             model = str(body.get("model") or state.model)
             if stream:
                 fault = state.fault
                 delay = fault.chunk_delay_s if fault.mode == "slow" else 0.0
                 return StreamingResponse(
-                    _stream(build_stream(body, model), fault.mode == "broken_stream", delay),
+                    _stream(build_stream(body, model), fault.mode == "broken_stream", delay, frame, end),
                     media_type="text/event-stream",
                 )
             return JSONResponse(build_response(body, model))
@@ -440,16 +561,43 @@ def create_app(state: FakeState | None = None) -> Starlette:
         return endpoint
 
     async def embeddings(request: Request) -> Response:
-        body, bad = await record(request)
+        body, bad = await accepted(request, stream=False)
         if bad is not None:
             return bad
-        faulted = await apply_fault(False)
-        if faulted is not None:
-            return faulted
         try:
             return JSONResponse(_embeddings_response(body, str(body.get("model") or state.model)))
         except ValueError as exc:
             return _error(400, str(exc), "invalid_request_error")
+
+    def created_response(body: dict[str, Any], model: str) -> dict[str, Any]:
+        response = _response_object(body, model)
+        if response["store"]:
+            state.remember(response)
+        return response
+
+    def created_response_events(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
+        return _response_events(created_response({**body, "background": False}, model))
+
+    async def stored_response(request: Request) -> Response:
+        """GET, DELETE and the cancellation of a stored response."""
+        _, bad = await accepted(request, stream=False)
+        if bad is not None:
+            return bad
+        response_id = request.path_params["response_id"]
+        response = state.stored(response_id)
+        if response is None:
+            return _error(404, f"Response with id '{response_id}' not found.", "invalid_request_error")
+        if request.method == "DELETE":
+            state.forget(response_id)
+            return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+        if request.method == "POST":
+            if response["status"] not in ("queued", "in_progress"):
+                return _error(
+                    400, "Only responses created with background=true can be cancelled", "invalid_request_error"
+                )
+            response = {**response, "status": "cancelled"}
+            state.remember(response)
+        return JSONResponse(response)
 
     async def models(request: Request) -> Response:
         await record(request)
@@ -476,6 +624,11 @@ def create_app(state: FakeState | None = None) -> Starlette:
     routes = [
         Route("/v1/chat/completions", generation(_chat_chunks, _chat_response), methods=["POST"]),
         Route("/v1/completions", generation(_completion_chunks, _completion_response), methods=["POST"]),
+        Route(
+            "/v1/responses", generation(created_response_events, created_response, _response_sse, b""), methods=["POST"]
+        ),
+        Route("/v1/responses/{response_id}", stored_response, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", stored_response, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/_fake/fault", set_fault, methods=["POST"]),

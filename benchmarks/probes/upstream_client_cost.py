@@ -30,7 +30,7 @@ from benchmarks.compare import machine_info
 from benchmarks.probes import probe_parser, report
 from benchmarks.targets import start_fake
 from serving.backends.base import Endpoint, Usage
-from serving.backends.openai_http import OpenAIBackend, _sse_events
+from serving.backends.openai_http import OpenAIBackend, _ChatFrames, _sse_events
 from serving.config import OpenAIBackendConfig
 
 KEY_ENV = "SOVEREIGN_PROBE_FAKE_KEY"
@@ -75,7 +75,7 @@ async def _measure(blocks: int, per_block: int, base_url: str) -> dict[str, list
         request = raw.build_request("POST", "/chat/completions", content=json.dumps(payload).encode(), headers=headers)
         response = await raw.send(request, stream=True)
         try:
-            async for _ in _sse_events(response, Usage(), False):
+            async for _ in _sse_events(response, _ChatFrames(Usage(), forward_usage=False)):
                 pass
         finally:
             await response.aclose()

@@ -9,6 +9,7 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.responses import Response
 
 from benchmarks.fake_openai import EMBEDDING_DIM, FakeOpenAIServer, embedding_vector
 
@@ -99,6 +100,83 @@ def test_embeddings_deterministic_and_lists(client):
     assert many.data[1].embedding != pytest.approx(one.data[0].embedding)
     floats = client.embeddings.create(model="e", input="same text", encoding_format="float")
     assert floats.data[0].embedding == pytest.approx(embedding_vector("same text"), abs=1e-6)
+
+
+def test_responses_plain(client, fake):
+    resp = client.responses.create(model="gpt-x", input="hello there world", instructions="be brief")
+    assert Response.model_validate(resp.model_dump()).status == "completed"
+    assert resp.model == "gpt-x"
+    assert resp.output_text == "fake0 fake1 fake2 fake3 fake4 fake5 fake6 fake7"
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.total_tokens) == (5, 8, 13)
+    limited = client.responses.create(model="m", input=[{"role": "user", "content": "x"}], max_output_tokens=2)
+    assert (limited.status, limited.incomplete_details.reason, limited.output_text) == (
+        "incomplete",
+        "max_output_tokens",
+        "fake0 fake1",
+    )
+    assert fake.received[0]["path"] == "/v1/responses"
+
+
+def test_responses_stream_events(client, fake):
+    events = list(client.responses.create(model="m", input="a b", stream=True))
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * 8,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = Response.model_validate(events[-1].response.model_dump())
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == final.output_text
+    assert final.usage.input_tokens == 2
+    with httpx.Client() as http:
+        raw = http.post(f"{fake.base_url}/responses", json={"model": "m", "input": "x", "stream": True}).text
+    blocks = raw.split("\n\n")[:-1]
+    assert all(b.startswith("event: response.") and "\ndata: {" in b for b in blocks)
+    assert "[DONE]" not in raw
+
+
+def test_responses_stored_retrieve_delete_cancel(client, fake):
+    stored = client.responses.create(model="m", input="x")
+    assert client.responses.retrieve(stored.id).output_text == stored.output_text
+    unstored = client.responses.create(model="m", input="x", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    with pytest.raises(openai.BadRequestError):  # only a background response can be cancelled
+        client.responses.cancel(stored.id)
+    background = client.responses.create(model="m", input="x", background=True)
+    assert background.status == "queued"
+    assert client.responses.cancel(background.id).status == "cancelled"
+    assert client.responses.retrieve(background.id).status == "cancelled"
+    with httpx.Client() as http:
+        deleted = http.delete(f"{fake.base_url}/responses/{stored.id}")
+    assert deleted.json() == {"id": stored.id, "object": "response.deleted", "deleted": True}
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(stored.id)
+    paths = [(e["method"], e["path"]) for e in fake.received]
+    assert ("GET", f"/v1/responses/{stored.id}") in paths
+    assert ("POST", f"/v1/responses/{background.id}/cancel") in paths
+    assert fake.received[1]["body"] is None  # a GET has no body
+    assert fake.received[2]["body"]["store"] is False
+
+
+def test_responses_faults(client, fake):
+    fake.set_fault("broken_stream")
+    got = []
+    with pytest.raises((httpx.RemoteProtocolError, openai.APIConnectionError)):
+        for event in client.responses.create(model="m", input="x", stream=True):
+            got.append(event.type)
+    assert got == ["response.created", "response.in_progress"]
+    fake.set_fault("status", status=500)
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(model="m", input="x")
+    with pytest.raises(openai.InternalServerError):
+        client.responses.retrieve("resp_1")
 
 
 def test_models(client):

@@ -124,7 +124,7 @@ def test_only_local_pooling_models_serve_score_and_rerank(tmp_path: Path) -> Non
         LocalBackend(_settings(tmp_path, task=task).backends[0], _Handle(), "m") for task in ("embed", "generate")
     )
     assert {e for e in Endpoint if embed.serves(e)} == {Endpoint.EMBEDDINGS, Endpoint.SCORE, Endpoint.RERANK}
-    assert {e for e in Endpoint if generate.serves(e)} == {Endpoint.CHAT, Endpoint.COMPLETIONS}
+    assert {e for e in Endpoint if generate.serves(e)} == {Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.RESPONSES}
     remote = load_settings(
         data={
             "backends": [{"name": "o", "kind": "openai", "model": "x", "embedding_model": "e"}],
@@ -136,6 +136,7 @@ def test_only_local_pooling_models_serve_score_and_rerank(tmp_path: Path) -> Non
         Endpoint.CHAT,
         Endpoint.COMPLETIONS,
         Endpoint.EMBEDDINGS,
+        Endpoint.RESPONSES,
     }
 
 

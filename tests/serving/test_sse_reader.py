@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from serving.backends.base import BackendFailure, Usage
-from serving.backends.openai_http import _sse_events
+from serving.backends.openai_http import _ChatFrames, _sse_events
 
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
 DONE = "data: [DONE]\n\n"
@@ -27,7 +27,7 @@ async def _reads(*parts: bytes) -> AsyncIterator[bytes]:
 def _events(body: AsyncIterator[bytes]) -> list[str]:
     async def collect() -> list[str]:
         response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-        return [event async for event in _sse_events(response, Usage(), forward_usage=True)]
+        return [event async for event in _sse_events(response, _ChatFrames(Usage(), forward_usage=True))]
 
     return asyncio.run(collect())
 
