@@ -10,6 +10,7 @@ commercial backend; everything a request carries is classified as for chat.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import openai
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.engine
 NHS = "943 476 5919"  # a valid NHS number (mod 11): personal data, OFFICIAL-SENSITIVE
 
 
-def _create(app: RunningApp, caller: str = "tester", **body: object) -> tuple[Response, httpx.Headers]:
-    raw = app.client(caller).responses.with_raw_response.create(**body)  # type: ignore[call-overload]
+def _create(app: RunningApp, caller: str = "tester", **body: Any) -> tuple[Response, httpx.Headers]:
+    raw = app.client(caller).responses.with_raw_response.create(**body)
     return raw.parse(), raw.headers
 
 
@@ -49,8 +50,8 @@ def test_streamed_response_events_parse_and_carry_the_routers_id(app: RunningApp
     assert types[0] == "response.created" and types[-1] in ("response.completed", "response.incomplete")
     assert "response.output_text.delta" in types
     created, completed = events[0], events[-1]
-    assert created.response.id == completed.response.id and completed.response.id.startswith("resp_")  # type: ignore[union-attr]
-    assert completed.response.usage is not None  # type: ignore[union-attr]
+    assert created.response.id == completed.response.id and completed.response.id.startswith("resp_")
+    assert completed.response.usage is not None
 
 
 def test_a_continuation_stays_on_the_backend_holding_the_earlier_turn(app: RunningApp) -> None:
@@ -135,7 +136,7 @@ def test_store_is_forced_off_at_the_commercial_backend(app: RunningApp, commerci
     ],
 )  # fmt: skip
 def test_everything_a_request_carries_is_classified(
-    app: RunningApp, commercial: FakeOpenAIServer, body: dict[str, object]
+    app: RunningApp, commercial: FakeOpenAIServer, body: dict[str, Any]
 ) -> None:
     response, headers = _create(app, model="commercial-first", max_output_tokens=4, **body)
     assert headers["x-sovereign-backend"] == "local"
@@ -151,6 +152,6 @@ def test_conversations_are_refused_clearly(app: RunningApp) -> None:
 
 
 def test_models_list_the_responses_endpoint(app: RunningApp) -> None:
-    models = {m.id: m.model_extra["endpoints"] for m in app.client().models.list().data}  # type: ignore[index]
+    models = {m.id: m.model_extra["endpoints"] for m in app.client().models.list().data}
     assert "/v1/responses" in models["local-only"] and "/v1/responses" in models["default"]
     assert "/v1/responses" not in models["embeddings"]
