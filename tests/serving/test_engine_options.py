@@ -180,7 +180,9 @@ def test_models_list_each_models_endpoints(gw: InProcessGateway) -> None:
     client = openai.OpenAI(base_url=gw.base_url, api_key=gw.key, max_retries=0)
     listed = {m.id: (m.model_extra or {}).get("endpoints") for m in client.models.list()}
     assert (
-        listed["default"] == listed["commercial-only"] == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+        listed["default"]
+        == listed["commercial-only"]
+        == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
     )
 
 
