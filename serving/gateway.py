@@ -215,19 +215,12 @@ class Gateway:
                     response = await self._route(state, request, deadline)
             streaming = isinstance(response, StreamingResponse)
             return response
-        except APIError as err:
-            state.status, state.error_code = err.status, err.code
-            return err.response(state.headers())
-        except TimeoutError:
+        except TimeoutError as exc:
             if not deadline.expired():
                 raise
-            timeout = GatewayTimeout()
-            state.status, state.error_code = timeout.status, timeout.code
-            return timeout.response(state.headers())
+            return self._failed(state, exc)
         except Exception as exc:
-            log.exception("unexpected failure", extra={"request_id": state.request_id})
-            state.status, state.error_code = 500, type(exc).__name__
-            return InternalError().response(state.headers())
+            return self._failed(state, exc)
         finally:
             self.in_flight -= 1
             if not streaming:  # a stream writes its record when it ends
@@ -568,19 +561,25 @@ class Gateway:
             with trace.use_span(state.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 async with asyncio.timeout(self.settings.server.request_timeout_s):
                     return await self._stored(state, action, response_id, request)
-        except APIError as err:
-            state.status, state.error_code = err.status, err.code
-            return err.response(state.headers())
-        except TimeoutError:
-            timeout = GatewayTimeout()
-            state.status, state.error_code = timeout.status, timeout.code
-            return timeout.response(state.headers())
         except Exception as exc:
+            return self._failed(state, exc)
+        finally:
+            await self._finish(state)
+
+    @staticmethod
+    def _failed(state: RequestState, exc: Exception) -> Response:
+        """The answer to a request that failed before its response started (called in the ``except`` block): an
+        API error as itself, the request's deadline as a 504, anything else as a 500 (logged by type only)."""
+        if isinstance(exc, APIError):
+            err: APIError = exc
+        elif isinstance(exc, TimeoutError):
+            err = GatewayTimeout()
+        else:
             log.exception("unexpected failure", extra={"request_id": state.request_id})
             state.status, state.error_code = 500, type(exc).__name__
             return InternalError().response(state.headers())
-        finally:
-            await self._finish(state)
+        state.status, state.error_code = err.status, err.code
+        return err.response(state.headers())
 
     async def _stored(self, state: RequestState, action: StoredAction, response_id: str, request: Request) -> Response:
         caller = await self._authenticate(request)
