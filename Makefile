@@ -36,7 +36,7 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "$(FAST_TESTS)"
+	$(BIN)/pytest -m "$(FAST_TESTS)" -n auto
 
 test: $(STAMP)
 	$(BIN)/ruff check .
