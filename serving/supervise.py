@@ -1,9 +1,9 @@
 """The process the operator starts as ``sovereign serve``: it runs the server under it, and outlives it.
 
-Why a second process. The server (serving/serve.py) starts Ray's daemons (GCS, raylet), which land in its process
-group; a signal to the group from a terminal or a process supervisor used to reach them at the same moment as the
-server, and the server then waited 60 s for a GCS that had already gone, exited 1, and left HAProxy and the vLLM
-engine running (issue 28). So:
+Why a second process. The server (serving/serve.py) starts Ray's daemons (GCS, raylet), which would land in its
+process group: a signal to the group from a terminal or a process supervisor would reach them at the same moment
+as the server, which would then wait for a GCS already gone, fail its drain, and leave HAProxy and the vLLM
+engines running. So:
 
 * the server runs in a process group of its own (same session, so the kernel's autogroup still schedules it with
   the terminal's other programs), and a signal to this process or to its group reaches only this process, which
