@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,29 +50,14 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return BadRequest("invalid request").response()
 
-    @app.post("/v1/chat/completions", openapi_extra=_body_schema("chat"))
-    async def chat(request: Request) -> Response:
-        return await gateway.handle(Endpoint.CHAT, request)
-
-    @app.post("/v1/completions", openapi_extra=_body_schema("completions"))
-    async def completions(request: Request) -> Response:
-        return await gateway.handle(Endpoint.COMPLETIONS, request)
-
-    @app.post("/v1/embeddings", openapi_extra=_body_schema("embeddings"))
-    async def embeddings(request: Request) -> Response:
-        return await gateway.handle(Endpoint.EMBEDDINGS, request)
-
-    @app.post("/v1/score", openapi_extra=_body_schema("score"))
-    async def score(request: Request) -> Response:
-        return await gateway.handle(Endpoint.SCORE, request)
-
-    @app.post("/v1/rerank", openapi_extra=_body_schema("rerank"))
-    async def rerank(request: Request) -> Response:
-        return await gateway.handle(Endpoint.RERANK, request)
-
-    @app.post("/v1/responses", openapi_extra=_body_schema("responses"))
-    async def responses(request: Request) -> Response:
-        return await gateway.handle(Endpoint.RESPONSES, request)
+    for endpoint in Endpoint:  # the routed endpoints: classify, decide, dispatch (serving/gateway.py)
+        app.add_api_route(
+            endpoint.path,
+            _routed(gateway, endpoint),
+            methods=["POST"],
+            name=endpoint.value,
+            openapi_extra=_body_schema(endpoint.value),
+        )
 
     @app.get("/v1/responses/{response_id}")
     async def retrieve_response(response_id: str, request: Request) -> Response:
@@ -106,6 +92,13 @@ def create_app(gateway: Gateway) -> FastAPI:
             return JSONResponse(app.openapi())
 
     return app
+
+
+def _routed(gateway: Gateway, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return await gateway.handle(endpoint, request)
+
+    return handle
 
 
 def _body_schema(kind: str) -> dict[str, Any]:
