@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL_SOURCE = Path("var/models/smollm2")
 
@@ -83,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "only when named, gateway_unplaced (no CPU placement), gateway_paced (150 ms stream "
         "pacing at any load, as before), "
         "gateway_nice15 and gateway_nice0 (placement, every worker at that nice), "
-        "gateway_no_engine_metrics (the engine's vLLM metrics off)",
+        "gateway_no_engine_metrics (the engine's vLLM metrics off), gateway_prefix_aware (Ray Serve LLM's "
+        "prefix-cache-affinity router over the engine replicas)",
     )
     c.add_argument(
         "--rounds",
@@ -98,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the load generator: this suite's (default) or vLLM's own `vllm bench serve`, run as "
         "`python -m benchmarks.vllm_client` (the tokenizer comes from --model-source)",
     )
+    c.add_argument(
+        "--dataset",
+        choices=["random", "prefix-repetition"],
+        default="random",
+        help="prefix-repetition: vLLM's dataset of prompts sharing --num-prefixes prefixes of --prefix-len tokens "
+        "(needs --client vllm)",
+    )
+    c.add_argument("--prefix-len", type=int, default=None, help="prefix-repetition: default 3/4 of --input-len")
+    c.add_argument("--num-prefixes", type=int, default=4, help="prefix-repetition: distinct shared prefixes")
+    c.add_argument("--engine-replicas", type=int, default=1, help="engine replicas of the gateway targets")
     c.add_argument(
         "--cpu-hog",
         action="store_true",
@@ -258,14 +270,26 @@ def _compare(args: argparse.Namespace) -> int:
             cpu_hog=args.cpu_hog,
             progress=not args.no_progress,
             client=args.client,
+            prefix=prefix_repetition(args),
+            engine_replicas=args.engine_replicas,
         )
-    except ServerError as exc:
+    except (ServerError, ValueError) as exc:
         print(f"sovereign bench compare: {exc}", file=sys.stderr)
         return 1
     for path in write_outputs(doc, args.json, args.plots_dir):
         print(f"wrote {path}")
     print(format_comparison(doc))
     return 0
+
+
+def prefix_repetition(args: argparse.Namespace) -> Any:
+    """The prefix-repetition dataset the arguments ask for (``--dataset``, ``--prefix-len``, ``--num-prefixes``), or
+    None for the random one."""
+    from benchmarks.vllm_client import PrefixRepetition
+
+    if args.dataset != "prefix-repetition":
+        return None
+    return PrefixRepetition(args.prefix_len or args.input_len * 3 // 4, args.num_prefixes)
 
 
 def _overhead(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ import psutil
 
 from benchmarks import cpu as cpu_usage
 from benchmarks.datasets import Prompt, random_prompts
+from benchmarks.engine_stats import EngineSampler
 from benchmarks.loadgen import Endpoint, LoadConfig, run_load, summarize, write_json
 from benchmarks.targets import (
     Target,
@@ -42,7 +43,7 @@ from benchmarks.targets import (
     start_ray_serve_llm,
     start_vllm,
 )
-from benchmarks.vllm_client import measure_with_vllm
+from benchmarks.vllm_client import PrefixRepetition, measure_with_vllm
 from serving.config import VLLMBackendConfig
 from serving.placement import ENGINE_NICE_ENV, format_cpus, reserved_cpus, worker_cpus
 
@@ -55,6 +56,7 @@ TARGET_ORDER = (
     "gateway_nice0",
     "gateway_paced",
     "gateway_no_engine_metrics",
+    "gateway_prefix_aware",
 )
 # On request only: gateway_unplaced, the gateway with `server.isolate_cpu_engines: false`; gateway_nice15 and
 # gateway_nice0, placement with all of Ray's workers and vLLM's CPU workers at that nice, instead of the request path
@@ -147,9 +149,13 @@ PACED_150 = {"stream_smooth_streams": 0, "stream_batching_ms": 150.0}  # the gat
 
 
 def starters(
-    backend: VLLMBackendConfig, ready_timeout_s: float, cpu_hog: bool = False
+    backend: VLLMBackendConfig, ready_timeout_s: float, cpu_hog: bool = False, engine_replicas: int = 1
 ) -> dict[str, Callable[[Path], Target]]:
+    """How to start each target. ``engine_replicas``: the gateway targets' engine replicas (plain vLLM and stock
+    Ray Serve LLM run one)."""
     gateway_backend = backend.model_dump(mode="json", exclude_none=True)
+    if engine_replicas > 1:
+        gateway_backend["autoscaling"] = {"min_replicas": engine_replicas, "max_replicas": engine_replicas}
     route = [gateway_backend["name"]]
 
     def hog(wd: Path) -> Path | None:
@@ -190,6 +196,15 @@ def starters(
         ),
         "gateway_paced": lambda wd: start_gateway(
             wd, [gateway_backend | PACED_150], route, ready_timeout_s, name="gateway_paced", hog=hog(wd)
+        ),
+        # Ray Serve LLM's prefix-cache-affinity router picks the engine replica (with several of them).
+        "gateway_prefix_aware": lambda wd: start_gateway(
+            wd,
+            [gateway_backend | {"request_router": "prefix_aware"}],
+            route,
+            ready_timeout_s,
+            name="gateway_prefix_aware",
+            hog=hog(wd),
         ),
         "gateway_no_engine_metrics": lambda wd: start_gateway(
             wd,
@@ -239,6 +254,7 @@ def measure(
             label=f"{target.name}-{vllm_client.runs}",
             warmups=warmup,
             seed=vllm_client.seed,
+            prefix=vllm_client.prefix,
         )
     cfg = LoadConfig(
         base_url=target.base_url,
@@ -264,6 +280,7 @@ class VLLMClient:
     output_len: int
     seed: int = 0
     runs: int = 0
+    prefix: PrefixRepetition | None = None  # the prefix-repetition dataset instead of the random one
 
 
 def run_compare(
@@ -289,12 +306,18 @@ def run_compare(
     cpu_hog: bool = False,
     progress: bool = True,
     client: str = "sovereign",
+    prefix: PrefixRepetition | None = None,
+    engine_replicas: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
-    process in each target's process group spins on the CPUs its engine leaves free while it is measured."""
+    process in each target's process group spins on the CPUs its engine leaves free while it is measured.
+    ``prefix``: vLLM's prefix-repetition dataset (``client="vllm"`` only); each target's engine metrics over the
+    headline rounds are recorded under ``engine_stats`` (benchmarks/engine_stats.py)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
+    if prefix is not None and client != "vllm":
+        raise ValueError("the prefix-repetition dataset is vLLM's: use client vllm")
     backend = engine_backend(
         model_source,
         dtype=dtype,
@@ -305,17 +328,20 @@ def run_compare(
         tensor_parallel_size=tensor_parallel_size,
     )
     prompts = random_prompts(num_prompts, input_len, output_len, seed=seed)
-    start = starters(backend, ready_timeout_s, cpu_hog)
+    start = starters(backend, ready_timeout_s, cpu_hog, engine_replicas)
     base = Path(workdir or tempfile.mkdtemp(prefix="sovereign-bench-"))
     if client not in ("sovereign", "vllm"):
         raise ValueError("client must be sovereign or vllm")
     vllm_client = (
-        VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed) if client == "vllm" else None
+        VLLMClient(model_source, base / "vllm-bench", input_len, output_len, seed, prefix=prefix)
+        if client == "vllm"
+        else None
     )
     doc: dict[str, Any] = {
         "targets": {},
         "rounds": {},
         "sweeps": {},
+        "engine_stats": {},
         "config": {
             "model_source": str(model_source),
             "engine": backend.engine.model_dump(mode="json"),
@@ -328,7 +354,9 @@ def run_compare(
             "seed": seed,
             "rounds": rounds,
             "cpu_hog": cpu_hog,
-            "dataset": "random",
+            "dataset": "random" if prefix is None else "prefix_repetition",
+            **({"prefix_len": prefix.prefix_len, "num_prefixes": prefix.num_prefixes} if prefix else {}),
+            "engine_replicas": engine_replicas,
             "ignore_eos": True,
             "streaming": True,
             "client": "vllm bench serve" if vllm_client else "sovereign bench",
@@ -355,10 +383,16 @@ def run_compare(
                 log(f"[{name}] CPU hog on CPUs {format_cpus(hog)}")
                 (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
-            measured = [
-                measure(target, prompts, concurrency, warm if i == 0 else 0, progress=progress, vllm_client=vllm_client)
-                for i in range(rounds)
-            ]
+            with contextlib.ExitStack() as stack:
+                sampler = stack.enter_context(EngineSampler(target.metrics_url)) if target.metrics_url else None
+                measured = [
+                    measure(
+                        target, prompts, concurrency, warm if i == 0 else 0, progress=progress, vllm_client=vllm_client
+                    )
+                    for i in range(rounds)
+                ]
+            if sampler is not None:
+                doc["engine_stats"][name] = sampler.result()
             # Where the CPU went over the warm-up and the rounds (the same load): see benchmarks/cpu.py.
             cpu_spent = {
                 "wall_s": round(time.monotonic() - clock, 2),
@@ -457,6 +491,13 @@ def format_comparison(doc: dict[str, Any]) -> str:
         if len(measured) > 1:
             spread = " / ".join(f"{r['output_throughput']:.1f}" for r in measured)
             lines.append(f"{name} rounds (out tok/s, the median one counts): {spread}")
+    for name, stats in doc.get("engine_stats", {}).items():
+        rate = stats.get("prefix_cache_hit_rate")
+        lines.append(
+            f"{name} engine: prefix-cache hit rate {'n/a' if rate is None else f'{rate:.3f}'}, peak KV-cache use "
+            f"{stats.get('peak_kv_cache_usage_perc', math.nan):.3f}, peak waiting "
+            f"{stats.get('peak_num_requests_waiting', math.nan):.0f}"
+        )
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
     for c, values in doc.get("sweep_ratios", {}).items():

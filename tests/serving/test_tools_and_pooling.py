@@ -269,7 +269,7 @@ def test_errors_never_echo_the_body(app: RunningApp) -> None:
 
 def test_models_list_the_endpoints_each_serves(app: RunningApp) -> None:
     listed = {m.id: (m.model_extra or {}).get("endpoints") for m in app.client().models.list()}
-    assert listed["local-only"] == ["/v1/chat/completions", "/v1/completions"]
+    assert listed["local-only"] == ["/v1/chat/completions", "/v1/completions", "/v1/responses"]
     assert listed["embeddings"] == ["/v1/embeddings", "/v1/score", "/v1/rerank"]
-    assert listed["commercial-only"] == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
-    assert listed["default"] == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    generating = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+    assert listed["commercial-only"] == listed["default"] == generating
