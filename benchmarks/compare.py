@@ -384,7 +384,11 @@ def run_compare(
                 (wd / HOG_FILE).write_text(format_cpus(hog))
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
             with contextlib.ExitStack() as stack:
-                sampler = stack.enter_context(EngineSampler(target.metrics_url)) if target.metrics_url else None
+                sampler = (
+                    stack.enter_context(EngineSampler(target.metrics_url, settle_s=target.metrics_lag_s))
+                    if target.metrics_url
+                    else None
+                )
                 measured = [
                     measure(
                         target, prompts, concurrency, warm if i == 0 else 0, progress=progress, vllm_client=vllm_client

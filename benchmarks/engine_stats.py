@@ -50,9 +50,12 @@ def parse(text: str) -> dict[str, float]:
 class EngineSampler:
     """Samples an engine metrics endpoint while a run goes on (``with EngineSampler(url) as s: ...; s.result()``)."""
 
-    def __init__(self, url: str, interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, interval_s: float = 1.0, settle_s: float = 0.0) -> None:
+        """``settle_s``: how long the endpoint lags the engine (Ray's metrics agent exports every few seconds), waited
+        before the last reading."""
         self.url = url
         self.interval_s = interval_s
+        self.settle_s = settle_s
         self._first: dict[str, float] | None = None
         self._last: dict[str, float] | None = None
         self._peaks: dict[str, float] = {}
@@ -81,6 +84,7 @@ class EngineSampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.wait(self.settle_s)  # still sampling meanwhile
         self._stop.set()
         self._thread.join(timeout=10)
         self._last = self._read()

@@ -21,6 +21,7 @@ from serving.config import VLLMBackendConfig
 from serving.ports import free_port
 
 SERVED_MODEL = "default"
+RAY_METRICS_LAG_S = 12.0  # Ray's metrics agent exports what the engines recorded every 10 s (its default)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Target:
     api_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     metrics_url: str | None = None  # where the engine's own (vLLM's) metrics are served, if anywhere
+    metrics_lag_s: float = 0.0  # how far that endpoint lags the engine
 
     def stop(self, grace_s: float = 60.0) -> None:
         if self.proc is not None:
@@ -221,6 +223,7 @@ def start_gateway(
     proc = start_process([*sovereign_command(), "serve", "--config", str(config)], log, env, hog=hog)
     target = Target(name, f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log, key, dict(headers or {}))
     target.metrics_url = f"http://127.0.0.1:{server['ray_metrics_port']}/metrics"
+    target.metrics_lag_s = RAY_METRICS_LAG_S
     _ready_or_stop(target, f"http://127.0.0.1:{port}/ready", ready_timeout_s)
     return target
 
