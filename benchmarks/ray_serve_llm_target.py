@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ready-file", type=Path, help="created once every deployment is running")
+    parser.add_argument("--metrics-port", type=int, help="Ray's Prometheus endpoint (the engine's ray_vllm_* metrics)")
     args = parser.parse_args(argv)
 
     import ray
@@ -31,11 +32,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from serving.app import llm_config
     from serving.config import VLLMBackendConfig
+    from serving.thirdparty import init_ray_with_metrics_port
 
     backend = VLLMBackendConfig.model_validate(yaml.safe_load(args.backend.read_text()))
     # A private Ray instance ("local"), never someone else's cluster; 4 logical CPUs let Serve's actors
     # schedule on a 2-core machine, as the gateway does.
-    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
+    init_ray_with_metrics_port(
+        args.metrics_port, address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

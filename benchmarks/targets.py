@@ -137,10 +137,12 @@ def start_ray_serve_llm(
     spec.write_text(yaml.safe_dump(backend.model_dump(mode="json")))
     ready = workdir / "ray_serve_llm.ready"
     ready.unlink(missing_ok=True)
+    metrics_port = free_port()
     cmd = [sys.executable, "-m", "benchmarks.ray_serve_llm_target", "--backend", str(spec), "--port", str(port),
-           "--ready-file", str(ready)]  # fmt: skip
+           "--ready-file", str(ready), "--metrics-port", str(metrics_port)]  # fmt: skip
     proc = start_process(cmd, log, engine_env(backend), hog=hog)
     target = Target("ray_serve_llm", f"http://127.0.0.1:{port}/v1", SERVED_MODEL, proc, log)
+    target.metrics_url, target.metrics_lag_s = f"http://127.0.0.1:{metrics_port}/metrics", RAY_METRICS_LAG_S
     # Serve's proxy answers /v1/models before the engine replica is up; the script marks the real moment.
     _ready_or_stop(target, f"http://127.0.0.1:{port}/v1/models", ready_timeout_s, ready_file=ready)
     return target
