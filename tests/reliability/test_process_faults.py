@@ -491,7 +491,11 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
     assert rc == 0
     assert took <= bound_s
     assert verify(successor.audit_path).ok
-    # The drain is never cut short; Ray's own shutdown may be on a busy host (its step is bounded, the daemons are
-    # then killed, and the line says so: what the issue asks for).
-    assert [line for line in shown.splitlines() if "cut short" in line and "Ray's shutdown" not in line] == []
+    # The drain is never cut short; Serve's and Ray's own shutdowns may be on a busy host (each step is bounded,
+    # Ray's shutdown stops what Serve's left, the daemons are then killed, and the line says so: what the issue asks
+    # for).
+    shutdowns = ("Ray's shutdown", "Serve's shutdown")
+    assert [
+        line for line in shown.splitlines() if "cut short" in line and not any(name in line for name in shutdowns)
+    ] == []
     assert list((successor.log_path.parent / "var" / "run").glob("*.json")) == []
