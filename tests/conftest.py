@@ -22,7 +22,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from benchmarks.tiny_model import CHAT_TEMPLATE
 from models.registry import OFFLINE_ENV
 from serving.ports import free_port
-from tests.support.app import RunningApp, post_mortem, start_app, stop_app, wait_for_every_backend
+from tests.support.app import TEST_ENGINE, RunningApp, post_mortem, start_app, stop_app, wait_for_every_backend
 from tests.support.otlp import OTLPCollector
 
 for _name, _value in OFFLINE_ENV.items():
@@ -143,6 +143,7 @@ def app_config(
                 "max_queue_depth": 4,
                 "store_responses": True,  # vLLM's Responses API store (tests/serving/test_responses_api.py)
                 "engine": {
+                    **TEST_ENGINE,
                     "dtype": "bfloat16",
                     "max_model_len": 1024,
                     "max_num_seqs": 16,
@@ -157,7 +158,7 @@ def app_config(
                 "model_source": str(embedding_model),
                 "max_classification": "SECRET",
                 "cpu_threads": 1,
-                "engine": {"dtype": "float32", "max_model_len": 256},
+                "engine": {**TEST_ENGINE, "dtype": "float32", "max_model_len": 256},
             },
             {
                 "name": "commercial",

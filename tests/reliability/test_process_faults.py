@@ -43,7 +43,7 @@ from serving import lifeline
 from serving.ports import free_port
 from tests.reliability.procs import assert_isolated, descendants, engine_title, find_replica
 from tests.support import wheel_minilm
-from tests.support.app import RunningApp, start_app, start_dev_app, stop_app
+from tests.support.app import TEST_ENGINE, RunningApp, start_app, start_dev_app, stop_app
 from tests.support.audit import final_record
 
 pytestmark = pytest.mark.engine
@@ -72,7 +72,7 @@ def fragile(
                 "served_model_name": "tiny",
                 "max_classification": "SECRET",
                 "cpu_threads": 1,
-                "engine": {"dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1},
+                "engine": {**TEST_ENGINE, "dtype": "bfloat16", "max_model_len": 16384, "max_num_seqs": 1},
             },
             {
                 "name": "commercial",
@@ -353,7 +353,7 @@ def successor(
         "served_model_name": "tiny",
         "max_classification": "SECRET",
         "cpu_threads": 1,
-        "engine": {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 4},
+        "engine": {**TEST_ENGINE, "dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 4},
     }
     env = {
         "SOVEREIGN_BACKENDS": json.dumps([backend]),

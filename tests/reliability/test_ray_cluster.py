@@ -37,7 +37,7 @@ from benchmarks.fake_openai import FakeOpenAIServer
 from models.registry import OFFLINE_ENV
 from serving.http_edge import RAY_HTTP_CALLBACK
 from serving.ports import free_port
-from tests.support.app import RunningApp, _start, _wait_ready, stop_app
+from tests.support.app import TEST_ENGINE, RunningApp, _start, _wait_ready, stop_app
 from tests.support.audit import audit_records
 
 pytestmark = pytest.mark.engine
@@ -156,7 +156,7 @@ def joined(
                 "max_classification": "SECRET",
                 "cpu_threads": 1,
                 "ray_resources": {"engine": 1},
-                "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8},
+                "engine": {**TEST_ENGINE, "dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 8},
             },
             {
                 "name": "commercial",

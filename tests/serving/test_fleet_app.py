@@ -19,7 +19,7 @@ import pytest
 
 from models.prepare import prepare_adapter
 from serving.ports import free_port
-from tests.support.app import RunningApp, start_app, stop_app
+from tests.support.app import TEST_ENGINE, RunningApp, start_app, stop_app
 
 pytestmark = pytest.mark.engine
 
@@ -66,7 +66,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, adapters: 
                 "request_router": "prefix_aware",
                 "autoscaling": {"min_replicas": 2, "max_replicas": 2},
                 "lora": {"adapters_dir": str(adapters), "max_adapters_per_replica": 2, "max_lora_rank": 8},
-                "engine": {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 4},
+                "engine": {**TEST_ENGINE, "dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 4},
             },
             {
                 "name": "probation-lora",

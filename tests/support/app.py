@@ -17,6 +17,10 @@ import yaml
 from benchmarks.processes import ServerError, start_process, stop_process, wait_ready
 
 CLIENT_TIMEOUT_S = 180.0
+# Engines in tests run eagerly: vLLM's torch.compile costs about 20 s per engine start on this CPU with its kernel
+# cache warm (more on a fresh machine), and no test is about compiled kernels. `make serve` and the benchmarks keep
+# vLLM's default (compiled).
+TEST_ENGINE: dict[str, Any] = {"enforce_eager": True}
 
 
 @dataclass
