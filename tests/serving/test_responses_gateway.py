@@ -44,12 +44,12 @@ def test_a_stream_through_the_commercial_backend(gw: InProcessGateway, client: o
     assert issued.startswith("resp_") and events[0].response.id == issued
     [received] = gw.commercial.received
     assert received["body"]["store"] is False and received["body"]["stream"] is True
-    assert gw.gateway.response_ids.resolve(issued, "tester") is not None
+    assert gw.gateway.router.response_ids.resolve(issued, "tester") is not None
 
 
 def test_a_continuation_reaches_the_holder_with_its_own_id(gw: InProcessGateway, client: openai.OpenAI) -> None:
     first = client.responses.create(model="default", input="Hello")  # the uk fake, first on the route
-    held_at, upstream = gw.gateway.response_ids.resolve(first.id, "tester") or ("", "")
+    held_at, upstream = gw.gateway.router.response_ids.resolve(first.id, "tester") or ("", "")
     assert held_at == "uk"
     second = client.responses.create(model="commercial-first", input="Go on", previous_response_id=first.id)
     assert second.previous_response_id == first.id
