@@ -50,7 +50,9 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return BadRequest("invalid request").response()
 
-    for endpoint in Endpoint:  # the routed endpoints: admitted, then classified and routed (serving/gateway.py, router.py)
+    for (
+        endpoint
+    ) in Endpoint:  # the routed endpoints: admitted, then classified and routed (serving/gateway.py, router.py)
         app.add_api_route(
             endpoint.path,
             _routed(gateway, endpoint),
