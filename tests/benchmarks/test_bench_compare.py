@@ -104,7 +104,11 @@ def test_the_cpu_hog_shares_its_targets_session_spins_only_when_switched_on_and_
         cpu = max(os.sched_getaffinity(0))
         switch.write_text(str(cpu))
         time.sleep(0.5)
-        assert hog.cpu_percent(interval=1.0) > 30  # busy (a share of a core the test suite may be using too)
+        # Busy: a share of a core the rest of the machine may be using too, so the best of a few seconds counts.
+        busy: list[float] = []
+        while len(busy) < 8 and max(busy, default=0.0) <= 30:
+            busy.append(hog.cpu_percent(interval=1.0))
+        assert max(busy) > 30, busy
         assert hog.cpu_affinity() == [cpu]
     finally:
         target.kill()
