@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +89,28 @@ def model_host_templates(rendered: Rendered) -> dict[str, dict[str, Any]]:
         for role, t in ray_templates(rendered).items()
         if t["metadata"]["labels"]["app.kubernetes.io/component"] == "model-host"
     }
+
+
+class KubeRayCRDs:
+    """KubeRay's RayService and RayCluster schemas (ray.io/v1), each checked against its metaschema once: checking
+    a 1 MB schema is most of what ``jsonschema.validate`` costs."""
+
+    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+        self.validators = {}
+        for kind, schema in schemas.items():
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self.validators[kind] = cls(schema)
+
+    def check(self, rendered: Rendered) -> None:
+        """The rendered RayService, and its cluster as a RayCluster, are valid KubeRay objects (raises if not)."""
+        service = rendered.one("RayService")
+        assert service["apiVersion"] == "ray.io/v1"
+        self.validators["RayService"].validate(service)
+        cluster = {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": "check"},
+            "spec": service["spec"]["rayClusterConfig"],
+        }
+        self.validators["RayCluster"].validate(cluster)

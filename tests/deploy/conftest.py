@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 import pytest
 import yaml
-from chart_support import ROOT, VALUES_FILES, Rendered, load_generate, render, values_of
+from chart_support import ROOT, VALUES_FILES, KubeRayCRDs, Rendered, load_generate, render, values_of
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +26,14 @@ def rendered(request: pytest.FixtureRequest, renders: dict[str, Rendered]) -> Re
 
 
 @pytest.fixture(scope="session")
-def kuberay_schemas() -> dict[str, dict[str, Any]]:
-    """openAPIV3Schema of the KubeRay CRDs (ray.io/v1) from ../shared/schemas/kuberay/."""
+def kuberay() -> KubeRayCRDs:
+    """The KubeRay CRDs' openAPIV3Schema (ray.io/v1) from ../shared/schemas/kuberay/, as validators."""
     folder = ROOT.parent / "shared" / "schemas" / "kuberay"
     if not folder.is_dir():
         pytest.skip(f"KubeRay CRD schemas not found at {folder} (the shared folder beside the checkout)")
     schemas = {}
     for kind, filename in (("RayService", "ray.io_rayservices.yaml"), ("RayCluster", "ray.io_rayclusters.yaml")):
-        crd = yaml.safe_load((folder / filename).read_text())
+        crd = yaml.load((folder / filename).read_text(), Loader=yaml.CSafeLoader)  # libyaml: 5x faster on 1 MB
         (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
         schemas[kind] = version["schema"]["openAPIV3Schema"]
-    return schemas
+    return KubeRayCRDs(schemas)

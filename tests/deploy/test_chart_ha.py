@@ -7,9 +7,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonschema
 import pytest
-from chart_support import Rendered, render, values_of
+from chart_support import KubeRayCRDs, Rendered, render, values_of
 
 REDIS = {
     "enabled": True,
@@ -34,20 +33,6 @@ def _cluster(rendered: Rendered) -> dict[str, Any]:
     return rendered.one("RayService")["spec"]["rayClusterConfig"]
 
 
-def _valid(rendered: Rendered, kuberay_schemas: dict[str, Any]) -> None:
-    service = rendered.one("RayService")
-    jsonschema.validate(service, kuberay_schemas["RayService"])
-    jsonschema.validate(
-        {
-            "apiVersion": "ray.io/v1",
-            "kind": "RayCluster",
-            "metadata": {"name": "check"},
-            "spec": service["spec"]["rayClusterConfig"],
-        },
-        kuberay_schemas["RayCluster"],
-    )
-
-
 def test_the_router_pdb_allows_a_drain(rendered: Rendered) -> None:
     if not (rendered.values.get("podDisruptionBudget") or {}).get("enabled", True):
         pytest.skip("no PodDisruptionBudget in these values")
@@ -61,11 +46,13 @@ def test_min_available_still_overrides(generate) -> None:
     assert pdb["spec"] == {"minAvailable": 2, "selector": pdb["spec"]["selector"]}
 
 
-def test_ray_token_auth_is_on_by_default_and_can_be_turned_off(generate, rendered: Rendered, kuberay_schemas) -> None:
+def test_ray_token_auth_is_on_by_default_and_can_be_turned_off(
+    generate, rendered: Rendered, kuberay: KubeRayCRDs
+) -> None:
     assert _cluster(rendered)["authOptions"] == {"mode": "token"}
     named = render(generate, "auth-secret", _values(rayAuth={"enabled": True, "secretName": "ray-token"}))
     assert _cluster(named)["authOptions"] == {"mode": "token", "secretName": "ray-token"}
-    _valid(named, kuberay_schemas)
+    kuberay.check(named)
     off = render(generate, "auth-off", _values(rayAuth={"enabled": False}))
     assert "authOptions" not in _cluster(off)
 
@@ -75,9 +62,9 @@ def test_gcs_fault_tolerance_is_off_by_default(rendered: Rendered) -> None:
     assert not [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-gcs-redis-egress")]
 
 
-def test_gcs_fault_tolerance_with_an_external_redis(generate, kuberay_schemas) -> None:
+def test_gcs_fault_tolerance_with_an_external_redis(generate, kuberay: KubeRayCRDs) -> None:
     rendered = render(generate, "gcs-ft", _values(gcsFaultTolerance=REDIS))
-    _valid(rendered, kuberay_schemas)
+    kuberay.check(rendered)
     assert _cluster(rendered)["gcsFaultToleranceOptions"] == {
         "redisAddress": "valkey.sovereign-state:6380",
         "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "gcs-redis", "key": "password"}}},

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
-from chart_support import ROOT, VALUES_FILES, Rendered, ray_templates, render, router_templates, values_of
+from chart_support import ROOT, VALUES_FILES, KubeRayCRDs, Rendered, ray_templates, render, router_templates, values_of
 
 from serving.config import load_settings
 from serving.serve_config import serve_config
@@ -52,17 +51,8 @@ def test_native_objects_validate_against_kubernetes_schemas(rendered: Rendered) 
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", **api}, KUBE_VERSION, strict=True)
 
 
-def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rendered, kuberay_schemas) -> None:
-    service = rendered.one("RayService")
-    assert service["apiVersion"] == "ray.io/v1"
-    jsonschema.validate(service, kuberay_schemas["RayService"])
-    cluster = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayCluster",
-        "metadata": {"name": "check"},
-        "spec": service["spec"]["rayClusterConfig"],
-    }
-    jsonschema.validate(cluster, kuberay_schemas["RayCluster"])
+def test_rayservice_and_raycluster_validate_against_kuberay_crds(rendered: Rendered, kuberay: KubeRayCRDs) -> None:
+    kuberay.check(rendered)
 
 
 def test_servicemonitor_is_well_formed(generate, renders) -> None:

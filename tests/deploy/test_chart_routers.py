@@ -7,10 +7,18 @@ import copy
 import re
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
-from chart_support import Rendered, cluster_of, model_host_templates, ray_templates, render, router_templates, values_of
+from chart_support import (
+    KubeRayCRDs,
+    Rendered,
+    cluster_of,
+    model_host_templates,
+    ray_templates,
+    render,
+    router_templates,
+    values_of,
+)
 
 from serving.config import load_settings
 
@@ -39,20 +47,10 @@ def _advertised(params: dict[str, str]) -> dict[str, float]:
     return yaml.safe_load(yaml.safe_load(params["resources"])) if "resources" in params else {}
 
 
-def _valid(rendered: Rendered, kuberay_schemas: dict[str, Any]) -> None:
+def _valid(rendered: Rendered, kuberay: KubeRayCRDs) -> None:
     import kubernetes_validate
 
-    service = rendered.one("RayService")
-    jsonschema.validate(service, kuberay_schemas["RayService"])
-    jsonschema.validate(
-        {
-            "apiVersion": "ray.io/v1",
-            "kind": "RayCluster",
-            "metadata": {"name": "check"},
-            "spec": service["spec"]["rayClusterConfig"],
-        },
-        kuberay_schemas["RayCluster"],
-    )
+    kuberay.check(rendered)
     for template in ray_templates(rendered).values():
         kubernetes_validate.validate(
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": template["spec"]},
@@ -83,7 +81,7 @@ def test_a_default_install_has_two_router_pods_spread_over_nodes(renders) -> Non
                 assert not term["labelSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
 
 
-def test_required_anti_affinity_and_more_router_pods(generate, kuberay_schemas) -> None:
+def test_required_anti_affinity_and_more_router_pods(generate, kuberay: KubeRayCRDs) -> None:
     rendered = render(
         generate,
         "required",
@@ -103,7 +101,7 @@ def test_required_anti_affinity_and_more_router_pods(generate, kuberay_schemas) 
             }
         ),
     )
-    _valid(rendered, kuberay_schemas)
+    _valid(rendered, kuberay)
     group = _group(rendered)
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (3, 3, 3)
     kind, (term,) = _anti_affinity_terms(group)

@@ -199,7 +199,7 @@ def test_processes_started_under_the_server_are_never_taken_for_orphans(start) -
     supervisor once killed a compiler an engine had just spawned, and the engine's start failed)."""
     fake = start("busy")
     record = fake.record()
-    time.sleep(5 * 2.0)  # several of the supervisor's orphan checks (serving/supervise.py: ORPHAN_CHECK_S)
+    time.sleep(3 * 2.0)  # three of the supervisor's orphan checks (serving/supervise.py: ORPHAN_CHECK_S)
     assert "its parent in the server had died" not in fake.output(), fake.output()
     assert fake.proc.poll() is None and all(_running(p) for p in [record["pid"], *record["children"]])
     os.killpg(fake.proc.pid, signal.SIGTERM)

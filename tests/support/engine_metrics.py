@@ -7,6 +7,8 @@ its ``ray_`` prefix; counters gain ``_total``, histograms are ``_bucket``, ``_su
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,12 +18,15 @@ _DEFINITION = re.compile(r'self\._(counter|gauge|histogram)_cls\(\s*name="vllm:(
 _SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
 
+@functools.cache
 def vllm_metrics() -> frozenset[str]:
-    """Every Prometheus series name the installed vLLM's stat logger can export through Ray."""
-    import vllm.v1.metrics.loggers as loggers
-
+    """Every Prometheus series name the installed vLLM's stat logger can export through Ray. The module's source is
+    found without importing vLLM (seconds)."""
+    spec = importlib.util.find_spec("vllm")
+    assert spec is not None and spec.submodule_search_locations, "vLLM is not installed"
+    loggers = Path(next(iter(spec.submodule_search_locations))) / "v1" / "metrics" / "loggers.py"
     names: set[str] = set()
-    for kind, name in _DEFINITION.findall(Path(loggers.__file__).read_text()):
+    for kind, name in _DEFINITION.findall(loggers.read_text()):
         names.update(f"ray_vllm_{name}{suffix}" for suffix in _SUFFIXES[kind])
     assert names, "no vLLM metric definitions found: has vLLM's metrics module changed shape?"
     return frozenset(names)
