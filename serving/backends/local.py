@@ -3,14 +3,15 @@
 Requests are validated into vLLM's own protocol types in the ingress (a bad body is a 400 before anything is
 queued). Streams come back from ``LLMServer`` in batches (lists of ``data: ...`` strings); they are flattened here.
 The ingress always asks the engine for usage, so the audit record has token counts, and drops the usage-only
-chunk again when the caller did not ask for it.
+chunk again when the caller did not ask for it. An error inside a stream (an ``ErrorResponse``, or the error event
+vLLM sends when generation fails) ends it with ``BackendFailure("engine_error")``; its text is not forwarded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -234,7 +235,7 @@ class LocalBackend:
                     # re-splitting the batch would multiply the per-message cost on the hot path.
                     events: list[str] = []
                     for item in batch:
-                        if _is_error(item):
+                        if _is_error(item) or _is_error_event(item):
                             if events:
                                 yield "".join(events)
                             raise BackendFailure("engine_error")
@@ -255,14 +256,45 @@ class LocalBackend:
                         raise _failure(exc) from None
                     batch = nxt if isinstance(nxt, list) else [nxt]
             finally:
+                stop()
+
+        def stop() -> None:
+            if not released:
                 release()
                 gen.cancel()  # a consumer that stops early (client gone) aborts the generation in the engine
 
-        return Opened(chunks=chunks(), usage=usage)
+        return Opened(chunks=_EngineStream(chunks(), stop), usage=usage)
+
+
+class _EngineStream:
+    """An engine's stream as ``Chunks``. Closing it stops the generation even before the first read: an async
+    generator closed before it started runs none of its code, so its own ``finally`` would not."""
+
+    def __init__(self, events: AsyncGenerator[str, None], stop: Callable[[], None]) -> None:
+        self._events = events
+        self._stop = stop
+
+    def __aiter__(self) -> _EngineStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()
+        finally:
+            self._stop()
 
 
 def _is_error(item: Any) -> bool:
     return type(item).__name__ == "ErrorResponse"
+
+
+def _is_error_event(item: Any) -> bool:
+    """vLLM's answer to a failure inside a chat or completions stream: an event holding an error object
+    (``data: {"error": {...}}``, from ``json.dumps``), then ``[DONE]``. Its message is the exception's text."""
+    return isinstance(item, str) and item.startswith('data: {"error":')
 
 
 def _error_response(item: Any) -> Exception:

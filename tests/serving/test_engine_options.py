@@ -115,13 +115,11 @@ def test_a_parser_error_lists_the_names_vllm_knows(tmp_path: Path) -> None:
 def test_only_local_pooling_models_serve_score_and_rerank(tmp_path: Path) -> None:
     from serving.backends.local import LocalBackend
     from serving.backends.openai_http import OpenAIBackend
-
-    class _Handle:
-        def options(self, **_: Any) -> _Handle:
-            return self
+    from tests.support.fake_engine import InProcessHandle
 
     embed, generate = (
-        LocalBackend(_settings(tmp_path, task=task).backends[0], _Handle(), "m") for task in ("embed", "generate")
+        LocalBackend(_settings(tmp_path, task=task).backends[0], InProcessHandle(None), "m")
+        for task in ("embed", "generate")
     )
     assert {e for e in Endpoint if embed.serves(e)} == {Endpoint.EMBEDDINGS, Endpoint.SCORE, Endpoint.RERANK}
     assert {e for e in Endpoint if generate.serves(e)} == {Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.RESPONSES}
@@ -192,42 +190,3 @@ def test_the_readme_table_lists_every_endpoint() -> None:
     table = readme.split("| Endpoint |", 1)[1].split("\n\n", 1)[0]
     rows = set(re.findall(r"^ *\| `(?:POST|GET|DELETE) (/v1/[a-z/]+)`", table, re.M))
     assert {e.path for e in Endpoint} | {"/v1/models"} == rows
-
-
-def test_a_local_request_is_parsed_once(tmp_path: Path) -> None:
-    """The gateway's ``validate`` result goes to ``open`` (``parsed``), which sends it to the engine as it is."""
-    import asyncio
-
-    from serving.backends.local import LocalBackend
-
-    sent: list[Any] = []
-
-    class _Stream:
-        def cancel(self) -> None:
-            pass
-
-        def __aiter__(self) -> _Stream:
-            return self
-
-        async def __anext__(self) -> Any:
-            raise StopAsyncIteration
-
-    class _Method:
-        def remote(self, request: Any, raw_info: Any) -> _Stream:
-            sent.append(request)
-            return _Stream()
-
-    class _Handle:
-        chat = _Method()
-
-        def options(self, **_: Any) -> _Handle:
-            return self
-
-    backend = LocalBackend(_settings(tmp_path).backends[0], _Handle(), "m")
-    body = {"model": "d", "messages": [{"role": "user", "content": "hi"}]}
-    parsed = backend.validate(Endpoint.CHAT, body)
-    validations: list[Any] = []
-    backend.validate = lambda *args: validations.append(args)  # type: ignore[method-assign,assignment]  # counts calls
-    with pytest.raises(Exception, match="empty_response"):  # the fake engine answers nothing
-        asyncio.run(backend.open(Endpoint.CHAT, body, request_id="r", trace_headers={}, parsed=parsed))
-    assert sent == [parsed] and validations == []
