@@ -3,6 +3,7 @@ Ray Serve acts on before our code runs. (uvicorn's keep-alive timer on a reset c
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -23,18 +24,25 @@ class EventStreamResponse(StreamingResponse):
     """
 
     async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        held = b""
-        async for chunk in self.body_iterator:
-            data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-            if held and data:  # something after [DONE] (never expected): keep the order
-                await send({"type": "http.response.body", "body": held, "more_body": True})
-                held = b""
-            if data.endswith(DONE_EVENT):
-                data, held = data[: -len(DONE_EVENT)], DONE_EVENT
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": held, "more_body": False})
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            held = b""
+            async for chunk in self.body_iterator:
+                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                if held and data:  # something after [DONE] (never expected): keep the order
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+                    held = b""
+                if data.endswith(DONE_EVENT):
+                    data, held = data[: -len(DONE_EVENT)], DONE_EVENT
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": held, "more_body": False})
+        finally:
+            # However the response ends (a client gone, even before the first chunk), the stream is closed, so its
+            # generation is cancelled and its request recorded; shielded, since the task may be being cancelled.
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await asyncio.shield(aclose())
 
 
 # A caller's request id is kept only if it is one of these: a UUID, or a hex token with at least one letter (a

@@ -10,10 +10,11 @@ returned.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -30,7 +31,15 @@ from routing.policy import BackendPolicy, Refusal, decide, policy_digest
 from routing.ratelimit import retry_after_header
 from serving import genai_semconv as genai
 from serving import strict
-from serving.backends.base import RESPONSE_TERMINAL_EVENTS, Backend, BackendFailure, BackendRefusal, Endpoint, Opened
+from serving.backends.base import (
+    RESPONSE_TERMINAL_EVENTS,
+    Backend,
+    BackendFailure,
+    BackendRefusal,
+    Chunks,
+    Endpoint,
+    Opened,
+)
 from serving.config import Settings
 from serving.egress_gate import EgressGate
 from serving.errors import (
@@ -64,7 +73,7 @@ class Outcome:
     status: int
     headers: dict[str, str]
     body: dict[str, Any] | None = None
-    stream: AsyncIterator[str] | None = None
+    stream: Chunks | None = None  # a RelayedStream
 
     @classmethod
     def error(cls, err: APIError, headers: Mapping[str, str]) -> Outcome:
@@ -382,13 +391,29 @@ class Router:
                 state.prompt_tokens = opened.usage.prompt_tokens
                 state.completion_tokens = opened.usage.completion_tokens
                 return Outcome(200, state.headers(), body=opened.body)
-            return Outcome(
-                200, {**state.headers(), "cache-control": "no-cache"}, stream=self._relay(state, opened, started)
+            relay = RelayedStream(
+                self._relay(state, opened, started), functools.partial(self._abandon, state, opened, started)
             )
+            return Outcome(200, {**state.headers(), "cache-control": "no-cache"}, stream=relay)
         headers = {"retry-after": retry_after_header(retry_after)} if retry_after else None
         raise Unavailable("no backend cleared for this request can serve it now; retry later", headers=headers)
 
-    async def _relay(self, state: RequestState, opened: Opened, started: float) -> AsyncIterator[str]:
+    async def _abandon(self, state: RequestState, opened: Opened, started: float) -> None:
+        """A started stream whose relay never began (the client left as the response started): the backend's
+        generation is cancelled and the request recorded as cancelled."""
+        assert opened.chunks is not None
+        try:
+            await opened.chunks.aclose()
+        finally:
+            state.attempts.append(
+                Attempt(
+                    backend=state.backend or "_", outcome="cancelled", reason="client_disconnected", ms=_ms(started)
+                )
+            )
+            state.status = 499
+            await self.recorder.finish(state)
+
+    async def _relay(self, state: RequestState, opened: Opened, started: float) -> AsyncGenerator[str, None]:
         """Pass a started stream through; a failure now ends it with an error event, never a clean finish, and so
         does the request's deadline (the backend's generation is then cancelled)."""
         assert opened.chunks is not None
@@ -575,6 +600,28 @@ class Router:
         status = {n: r is True for n, r in zip(names, results, strict=True)}
         ready = any(any(status[b] for b in route) for route in self.routes.values())
         return ready, status
+
+
+class RelayedStream:
+    """A started stream as the HTTP edge reads it: iterating relays the backend's chunks (``Router._relay``).
+    Closing it before the first read still ends the request (``Router._abandon``), which closing an async generator
+    that never started would not do: none of its code, ``finally`` included, would run."""
+
+    def __init__(self, relay: AsyncGenerator[str, None], abandon: Callable[[], Awaitable[None]]) -> None:
+        self._relay, self._abandon, self._started = relay, abandon, False
+
+    def __aiter__(self) -> RelayedStream:
+        return self
+
+    async def __anext__(self) -> str:
+        self._started = True
+        return await anext(self._relay)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._abandon()
+        await self._relay.aclose()
 
 
 class _SpanErrorOptions(TypedDict):

@@ -11,7 +11,8 @@ What is here:
 - openai: ``openai_client_class``, the async client less the ``_build_headers`` it adds ``x-stainless-*`` with.
 - ray: ``own_batching``, which routes Ray Serve LLM's private ``LLMServer._batch_output_stream`` to a subclass's
   own method; ``default_batch_interval_ms`` and ``raw_request_info`` from ``ray.llm._internal``;
-  ``init_ray_on_loopback``, ``ray.init``'s private ``_node_ip_address``.
+  ``init_ray_on_loopback``, ``ray.init``'s private ``_node_ip_address``; for the tests' fake engine,
+  ``llm_engine_protocol`` (Ray Serve LLM's ``LLMEngine``, not exported) and ``llm_server_without_a_cluster``.
 - google-re2: ``re2_extension``, the pybind11 module ``re2._re2`` (the routing package's scanners call it directly).
 - opentelemetry: ``genai_attributes`` (semantic conventions still ``_incubating``) and ``otlp_logs`` (the logs
   signal: ``opentelemetry._logs``, ``opentelemetry.sdk._logs``, the OTLP/HTTP ``_log_exporter``).
@@ -22,9 +23,10 @@ This module imports nothing of the project, so every package may import it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -171,6 +173,30 @@ def init_ray_with_metrics_port(metrics_export_port: int | None, **kwargs: Any) -
     import ray
 
     return ray.init(_metrics_export_port=metrics_export_port, **kwargs)
+
+
+def llm_engine_protocol() -> Any:
+    """Ray Serve LLM's engine protocol (``LLMEngine``, in ``ray.llm._internal``), which an engine given to
+    ``LLMServer`` as ``engine_cls`` implements: the tests' fake engine subclasses it."""
+    require("ray")
+    from ray.llm._internal.serve.core.engine.protocol import LLMEngine
+
+    return LLMEngine
+
+
+@contextlib.contextmanager
+def llm_server_without_a_cluster() -> Iterator[None]:
+    """Build and run Ray Serve LLM's ``LLMServer`` in this process with no Ray cluster (the tests' fake engine):
+    its report of the models it starts to Ray's telemetry actor is skipped, and no remote call starts a local
+    cluster (``ray._private``'s auto-connect)."""
+    require("ray")
+    from unittest import mock
+
+    with (
+        mock.patch("ray.llm._internal.serve.core.server.llm_server.push_telemetry_report_for_all_models"),
+        mock.patch("ray._private.auto_init_hook.enable_auto_connect", False),
+    ):
+        yield
 
 
 def ray_lora_loading() -> tuple[Any, Any, Any]:

@@ -109,6 +109,32 @@ def _request(conn: socket.socket) -> bytes:
     return received
 
 
+def test_a_stream_is_closed_however_the_response_ends_even_before_its_first_chunk() -> None:
+    """A client gone as the response starts (the start cannot be sent): the body's stream is still closed, so the
+    router cancels the generation and records the request (serving/router.py: RelayedStream)."""
+
+    class Stream:
+        closed, read = False, 0
+
+        def __aiter__(self) -> Stream:
+            return self
+
+        async def __anext__(self) -> str:
+            self.read += 1
+            return "data: {}\n\n"
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    async def gone(message: Message) -> None:
+        raise OSError("the client has gone")
+
+    stream = Stream()
+    with pytest.raises(OSError):
+        asyncio.run(EventStreamResponse(stream, media_type="text/event-stream").stream_response(gone))
+    assert stream.closed and stream.read == 0
+
+
 def test_a_client_that_stops_at_done_has_the_whole_response_and_keeps_its_connection() -> None:
     with _server(_stream_app()) as (port, _), socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         for _ in range(3):  # the same connection serves again: nothing of the last response was left unread

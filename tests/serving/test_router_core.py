@@ -5,7 +5,7 @@ log the recorder writes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +59,8 @@ class ScriptedBackend:
         if isinstance(self.answer, Exception):
             raise self.answer
         if isinstance(self.answer, list):
-            return Opened(chunks=_chunks(self.answer), usage=Usage(3, len(self.answer)))
+            self.stream = ScriptedChunks(self.answer)
+            return Opened(chunks=self.stream, usage=Usage(3, len(self.answer)))
         return Opened(body=self.answer, usage=Usage(3, 1))
 
     async def stored(
@@ -74,9 +75,22 @@ class ScriptedBackend:
         return None
 
 
-async def _chunks(events: list[str]) -> AsyncGenerator[str, None]:
-    for event in events:
-        yield event
+class ScriptedChunks:
+    """A backend's started stream that says whether it was closed (the generation cancelled)."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events, self.closed = list(events), False
+
+    def __aiter__(self) -> ScriptedChunks:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.closed or not self.events:
+            raise StopAsyncIteration
+        return self.events.pop(0)
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -242,3 +256,22 @@ def test_the_ceiling_of_a_caller_is_enforced_in_the_core(tmp_path: Path, model: 
     outcome = asyncio.run(main())
     assert outcome.status == 403 and outcome.body is not None
     assert outcome.body["error"]["type"] == "permission_error"
+
+
+def test_a_stream_closed_before_its_first_read_still_cancels_and_is_recorded(tmp_path: Path) -> None:
+    """A client gone as the response starts: the relay never runs, yet the backend's stream is closed (its
+    generation cancelled) and the request has its record."""
+    backends = _backends(uk=['data: {"choices":[]}\n\n', "data: [DONE]\n\n"])
+
+    async def main() -> Outcome:
+        router, audit = _router(tmp_path, backends)
+        outcome, _ = await _route(router, "local", "hello", stream=True)
+        assert outcome.stream is not None
+        await outcome.stream.aclose()
+        await audit.aclose()
+        return outcome
+
+    asyncio.run(main())
+    assert backends["uk"].stream.closed
+    [record] = audit_records(tmp_path / "audit.jsonl")
+    assert record["status"] == 499 and record["attempts"][-1]["reason"] == "client_disconnected"

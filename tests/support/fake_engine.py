@@ -24,26 +24,22 @@ import pickle
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
-from unittest import mock
+from typing import TYPE_CHECKING, Any, Literal
 
-from serving.thirdparty import require
-
-require("ray")  # the private names below are Ray 2.60's
-
-from ray.llm._internal.serve.core.engine.protocol import LLMEngine  # noqa: E402  # not exported publicly
-from ray.serve.exceptions import RequestCancelledError  # noqa: E402
-from ray.serve.llm.openai_api_models import (  # noqa: E402
+from ray.serve.exceptions import RequestCancelledError
+from ray.serve.llm.openai_api_models import (
     ChatCompletionResponse,
     CompletionResponse,
     EmbeddingResponse,
     ErrorResponse,
 )
 
-# Where ``LLMServer`` reports the models it starts to Ray's telemetry actor: calling it outside a cluster starts one.
-_TELEMETRY = "ray.llm._internal.serve.core.server.llm_server.push_telemetry_report_for_all_models"
-# Ray starts a local cluster on the first remote call when this is set (``ray.init`` implied).
-_AUTO_CONNECT = "ray._private.auto_init_hook.enable_auto_connect"
+from serving.thirdparty import llm_engine_protocol, llm_server_without_a_cluster
+
+if TYPE_CHECKING:  # for the type checker only; at run time through serving/thirdparty.py, which checks Ray's version
+    from ray.llm._internal.serve.core.engine.protocol import LLMEngine
+else:
+    LLMEngine = llm_engine_protocol()
 
 
 @dataclass(frozen=True)
@@ -325,7 +321,7 @@ async def in_process_server(llm_config: Any, engine_cls: type[LLMEngine] = FakeE
 
     cls: Any = _collectable(sovereign_server_cls())
     server = cls.__new__(cls)
-    with mock.patch(_TELEMETRY), mock.patch(_AUTO_CONNECT, False):
+    with llm_server_without_a_cluster():
         await server.__init__(llm_config, engine_cls=engine_cls)
     try:
         yield server
