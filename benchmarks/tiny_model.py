@@ -63,7 +63,7 @@ def build_tiny_llama(dest: Path, vocab_size: int = 512) -> Path:
         pad_token_id=fast.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types `to` unbound
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(dest, safe_serialization=True)
     return dest
 

@@ -26,7 +26,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     # The dequantised weights are plain bf16: drop the GGUF quantisation markers so vLLM loads them as such.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None  # type: ignore[assignment]  # not declared by transformers; torch types it as a Module
+    model.hf_quantizer = None
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
 
