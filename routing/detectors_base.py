@@ -69,8 +69,9 @@ class Detector:
     requires: Words | None = None
     # Bytes of which every match holds at least one: the digits for an identifier, "@" for an e-mail address.
     # The second pass then starts each search at the line of the next such byte (no match spans a line, so
-    # none starts earlier) and stops when none is left, where RE2 would scan on to the end: one memchr over
-    # the page of prose before an identifier instead of a DFA pass per row, and no search after the last one.
+    # none starts earlier), ends it with the line of the last such byte (so none ends later) and stops when
+    # none is left, where RE2 would scan on to the end: one memchr over the page of prose before an identifier
+    # instead of a DFA pass per row, and no search after the last one.
     needs: bytes | None = None
 
 
@@ -244,6 +245,13 @@ class Scanner:
             for pos, end in ranges:
                 if counts.get(signal, 0) >= MAX_COUNT:
                     break
+                if needs is not None:  # no match ends after the line of the last needed byte
+                    last = mark.rfind(probe, pos, end)
+                    if last < 0:
+                        continue
+                    newline = text.find(b"\n", last, end)
+                    if newline >= 0:
+                        end = newline + 1
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     if needs is not None:  # no match starts before the line of the next needed byte
                         ahead = mark.find(probe, pos, end)

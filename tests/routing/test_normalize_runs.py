@@ -80,3 +80,14 @@ def test_one_set_pass_finds_the_decoding_steps_a_search_each_would(text):
     data = text.encode()
     assert len(normalize._STEPS) == len(_STEP_REGEXES)
     assert normalize._steps(data) == {i for i, regex in enumerate(_STEP_REGEXES) if normalize._found(regex, data)}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_TEXTS)
+def test_ascii_entries_of_the_translation_tables_change_nothing(text):
+    """Both tables map ASCII to itself only so that str.translate finds those characters instead of raising and
+    clearing a KeyError for each: the translation is what it is without them."""
+    for table in (normalize._unicode_table(), normalize._fold_table()):
+        without = {cp: to for cp, to in table.items() if cp >= 0x80}
+        assert all(table[cp] == cp for cp in range(0x80))
+        assert text.translate(table) == text.translate(without)
