@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from re import _constants as _c
 from re import _parser
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from routing import detectors_base
 from routing.classify import classify_text
 from routing.detectors import DETECTORS, scanner
+from routing.detectors_base import Scanner
 from tests.routing.test_classify_corpus import ITEMS
 
 
@@ -405,12 +407,16 @@ def test_searching_only_between_needed_bytes_finds_what_the_whole_search_finds(t
     data = text.encode()
     rows = table.present(data)
     skipping = table.validate(data, rows, float("inf"))
-    whole = _WHOLE.validate(data, rows, float("inf"))
+    whole = _whole_text_table().validate(data, rows, float("inf"))
     assert skipping == whole
 
 
-_WHOLE = scanner.__wrapped__()  # a second table, compiled alike, with every row searched over the whole text
-_WHOLE._rows = tuple((*row[:-1], None) for row in _WHOLE._rows)
+@functools.cache
+def _whole_text_table() -> Scanner:
+    """A second table, compiled alike, whose rows all search the whole text (no ``needs``)."""
+    table = scanner.__wrapped__()
+    table._rows = tuple((*row[:-1], None) for row in table._rows)
+    return table
 
 
 def test_near_finds_context_words_in_any_case_inside_the_window_only():
