@@ -352,9 +352,10 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
         if text.isascii():
             piece = text.encode()
         else:
-            piece = normalize.normalise_utf8(text.encode("utf-8", "replace"))  # lone surrogates become "?"
-            if not piece.isascii():
-                folded.append(normalize.fold(piece.decode()))
+            # lone surrogates become "?"
+            piece, folded_text = normalize.normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+            if folded_text is not None:
+                folded.append(folded_text)
         size += len(piece) + len(_SEPARATOR)
         if size > MAX_TEXT_BYTES:
             raise _Unscannable

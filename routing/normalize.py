@@ -58,6 +58,7 @@ __all__ = [
     "needs_decoding",
     "needs_decoding_bytes",
     "normalise",
+    "normalise_and_fold_utf8",
     "normalise_ascii",
 ]
 
@@ -166,6 +167,44 @@ def normalise_utf8(data: bytes) -> bytes:
     only the runs of non-ASCII characters (each with the character before it, which a combining mark composes
     with) go through them; RE2 finds the runs."""
     return normalise_ascii(_map_runs(data, _normalise_runs))
+
+
+def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
+    """``normalise_utf8(data)`` and, when that is not ASCII, ``fold`` of it, from one cut of ``data`` into runs
+    (``_split_runs``), where the two calls would cut twice and fold would decode and encode the whole text again.
+
+    ``fold`` of the normalised text is its ASCII text as it is and each converted run folded. Folding, like
+    normalising, changes only non-ASCII runs, each taken with the character before it, and gives the same when
+    the pieces it is given are cut before any other ASCII character (``_map_runs``: normalisation never composes
+    across one); each converted run starts with the ASCII character its run started with (or that character
+    composed with the marks after it), so cutting the normalised text at the runs' starts is such a cut. Unless
+    ``normalise_ascii``, the last step, removed or changed a control character (NUL among them), which may join
+    what the cut kept apart: then the normalised text is folded as ``fold`` does it."""
+    if data.isascii():
+        return normalise_ascii(data), None
+    if b"\0" in data:
+        normalised = normalise_utf8(data)
+        return normalised, None if normalised.isascii() else fold(normalised.decode("utf-8", "replace"))
+    parts = _split_runs(data)
+    converted = _normalise_runs(b"\0".join(parts[1::2]).decode("utf-8", "replace"))  # the runs, joined by NUL
+    runs = converted.encode("utf-8", "replace").split(b"\0")
+    if len(runs) != len(parts) // 2:
+        raise ValueError("a conversion changed the number of runs")
+    parts[1::2] = runs
+    joined = b"".join(parts)
+    normalised = normalise_ascii(joined)
+    if normalised.isascii():
+        return normalised, None
+    if normalised != joined:
+        return normalised, fold(normalised.decode("utf-8", "replace"))
+    folded_runs = _fold_runs(converted).split("\0")
+    if len(folded_runs) != len(runs):
+        raise ValueError("a conversion changed the number of runs")
+    pieces: list[str] = [text.decode("ascii") for text in parts[0::2]]
+    folded = [""] * len(parts)
+    folded[0::2] = pieces
+    folded[1::2] = folded_runs
+    return normalised, "".join(folded)
 
 
 def _normalise_runs(runs: str) -> str:

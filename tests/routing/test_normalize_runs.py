@@ -91,3 +91,17 @@ def test_ascii_entries_of_the_translation_tables_change_nothing(text):
         without = {cp: to for cp, to in table.items() if cp >= 0x80}
         assert all(table[cp] == cp for cp in range(0x80))
         assert text.translate(table) == text.translate(without)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(st.one_of(_CHARS, st.sampled_from(list("\r\x0b\x0c\x01\x1b\x7f\u0085\u2028"))), max_size=40).map("".join),
+    st.binary(max_size=6),
+)
+def test_normalised_and_folded_from_one_cut_as_in_two_steps(text, junk):
+    """``normalise_and_fold_utf8`` gives what ``normalise_utf8`` and then ``fold`` give, control characters, NUL and
+    bytes that are not UTF-8 included."""
+    for data in (text.encode(), text.encode() + junk + text[::-1].encode(), text.replace("\x00", "").encode()):
+        normalised = normalize.normalise_utf8(data)
+        folded = None if normalised.isascii() else normalize.fold(normalised.decode("utf-8", "replace"))
+        assert normalize.normalise_and_fold_utf8(data) == (normalised, folded)
