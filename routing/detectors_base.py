@@ -245,21 +245,18 @@ class Scanner:
             for pos, end in ranges:
                 if counts.get(signal, 0) >= MAX_COUNT:
                     break
-                if needs is not None:  # no match ends after the line of the last needed byte
-                    last = mark.rfind(probe, pos, end)
-                    if last < 0:
-                        continue
-                    newline = text.find(b"\n", last, end)
-                    if newline >= 0:
-                        end = newline + 1
+                searches = 0
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     if needs is not None:  # no match starts before the line of the next needed byte
                         ahead = mark.find(probe, pos, end)
                         if ahead < 0:
                             break
+                        if searches == 1:  # nor ends after the line of the last one (bounded once, if needed)
+                            end = _line_end(text, mark.rfind(probe, ahead, end), end)
                         line = text.rfind(b"\n", pos, ahead) + 1
                         if line > pos:
                             pos = line
+                    searches += 1
                     spans = match(_UNANCHORED, text, pos, end)
                     start, stop = spans[0]
                     if start < 0:
@@ -320,6 +317,12 @@ class Scanner:
                     ranges.append([lo, hi])
             lo = hi
         return where.items()
+
+
+def _line_end(text: bytes, at: int, end: int) -> int:
+    """Where the line of ``text`` that holds ``at`` ends, its newline included; ``end`` at most."""
+    newline = text.find(b"\n", at, end)
+    return end if newline < 0 else newline + 1
 
 
 class Words:
