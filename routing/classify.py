@@ -399,12 +399,12 @@ def _scan_views(
         encoded = encoded if folded_encoded is None else (encoded or b"") + _SEPARATOR + folded_encoded
     if encoded is not None:
         deadline.check()
-        decoded = normalize.decode(encoded, deadline.check)
+        decoded, folded_decoded = normalize.decode_and_fold(encoded, deadline.check)
         deadline.check()
         more, _ = _scan(table, decoded.encode("utf-8", "replace"), deadline)
         _merge(counts, more)
-        if not decoded.isascii():
-            more, _ = _scan(table, normalize.fold(decoded).encode(), deadline)
+        if folded_decoded is not None:
+            more, _ = _scan(table, folded_decoded.encode(), deadline)
             _merge(counts, more)
     return counts
 

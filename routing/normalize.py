@@ -54,6 +54,7 @@ __all__ = [
     "MARKERS",
     "NORMALISATION_VERSION",
     "decode",
+    "decode_and_fold",
     "fold",
     "needs_decoding",
     "needs_decoding_bytes",
@@ -401,11 +402,30 @@ def decode(data: bytes, check: Callable[[], None] = lambda: None) -> str:
     Only the regions around the DECODE marker's matches are decoded (a few kilobytes each, widened to whole
     lines and merged where they meet), so a long text with one escaped string costs little; a document that is
     markup throughout is decoded whole."""
+    return normalise(_decoded(data, check))[:MAX_DECODED_BYTES]
+
+
+def decode_and_fold(data: bytes, check: Callable[[], None] = lambda: None) -> tuple[str, str | None]:
+    """``decode(data, check)`` and ``fold`` of it (None when it is ASCII), normalised and folded from one cut into
+    runs (``normalise_and_fold_utf8``) unless ``MAX_DECODED_BYTES`` cut the decoded view short."""
+    text = _decoded(data, check)
+    if text.isascii():
+        return normalise_ascii(text.encode()).decode()[:MAX_DECODED_BYTES], None
+    normalised, folded = normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+    decoded = normalised.decode("utf-8", "replace")
+    if len(decoded) > MAX_DECODED_BYTES:
+        decoded = decoded[:MAX_DECODED_BYTES]
+        folded = None if decoded.isascii() else fold(decoded)
+    return decoded, folded
+
+
+def _decoded(data: bytes, check: Callable[[], None]) -> str:
+    """What the regions of ``data`` decode to, joined, before the decoded view's normalisation."""
     pieces: list[str] = []
     for lo, hi in _regions(data):
         check()
         _decode_into(data[lo:hi], pieces, check, 0)
-    return normalise("\n\n".join(pieces))[:MAX_DECODED_BYTES]
+    return "\n\n".join(pieces)
 
 
 def _regions(data: bytes) -> list[tuple[int, int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,3 +107,24 @@ def test_normalised_and_folded_from_one_cut_as_in_two_steps(text, junk):
         normalised = normalize.normalise_utf8(data)
         folded = None if normalised.isascii() else normalize.fold(normalised.decode("utf-8", "replace"))
         assert normalize.normalise_and_fold_utf8(data) == (normalised, folded)
+
+
+# Markup and escapes whose decoded text is not ASCII (accented letters, combining marks, Cyrillic and Greek).
+_ESCAPED = st.one_of(
+    _MARKUP,
+    st.sampled_from(
+        ["\\u00e9", "\\u0301", "\\u0430", "\\u03b1", "&eacute;", "&#x301;", "%C3%A9", "Zo\u00eb", "\u0435"]
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_ESCAPED, max_size=16).map("".join), st.integers(min_value=1, max_value=40))
+def test_decoded_and_folded_from_one_cut_as_in_two_steps(text, limit):
+    """``decode_and_fold`` gives ``decode`` and ``fold`` of it, also when ``MAX_DECODED_BYTES`` cuts it short."""
+    data = normalize.normalise(text).encode("utf-8", "replace")
+    for cap in (normalize.MAX_DECODED_BYTES, limit):
+        with mock.patch.object(normalize, "MAX_DECODED_BYTES", cap):
+            decoded = normalize.decode(data)
+            folded = None if decoded.isascii() else normalize.fold(decoded)
+            assert normalize.decode_and_fold(data) == (decoded, folded)
