@@ -352,9 +352,10 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
         if text.isascii():
             piece = text.encode()
         else:
-            piece = normalize.normalise_utf8(text.encode("utf-8", "replace"))  # lone surrogates become "?"
-            if not piece.isascii():
-                folded.append(normalize.fold(piece.decode()))
+            # lone surrogates become "?"
+            piece, folded_text = normalize.normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+            if folded_text is not None:
+                folded.append(folded_text)
         size += len(piece) + len(_SEPARATOR)
         if size > MAX_TEXT_BYTES:
             raise _Unscannable
@@ -398,12 +399,12 @@ def _scan_views(
         encoded = encoded if folded_encoded is None else (encoded or b"") + _SEPARATOR + folded_encoded
     if encoded is not None:
         deadline.check()
-        decoded = normalize.decode(encoded, deadline.check)
+        decoded, folded_decoded = normalize.decode_and_fold(encoded, deadline.check)
         deadline.check()
         more, _ = _scan(table, decoded.encode("utf-8", "replace"), deadline)
         _merge(counts, more)
-        if not decoded.isascii():
-            more, _ = _scan(table, normalize.fold(decoded).encode(), deadline)
+        if folded_decoded is not None:
+            more, _ = _scan(table, folded_decoded.encode(), deadline)
             _merge(counts, more)
     return counts
 

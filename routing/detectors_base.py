@@ -69,8 +69,9 @@ class Detector:
     requires: Words | None = None
     # Bytes of which every match holds at least one: the digits for an identifier, "@" for an e-mail address.
     # The second pass then starts each search at the line of the next such byte (no match spans a line, so
-    # none starts earlier) and stops when none is left, where RE2 would scan on to the end: one memchr over
-    # the page of prose before an identifier instead of a DFA pass per row, and no search after the last one.
+    # none starts earlier), ends it with the line of the last such byte (so none ends later) and stops when
+    # none is left, where RE2 would scan on to the end: one memchr over the page of prose before an identifier
+    # instead of a DFA pass per row, and no search after the last one.
     needs: bytes | None = None
 
 
@@ -244,14 +245,18 @@ class Scanner:
             for pos, end in ranges:
                 if counts.get(signal, 0) >= MAX_COUNT:
                     break
+                searches = 0
                 while pos <= end:  # Regex.finditer, inline: this loop runs for every candidate
                     if needs is not None:  # no match starts before the line of the next needed byte
                         ahead = mark.find(probe, pos, end)
                         if ahead < 0:
                             break
+                        if searches == 1:  # nor ends after the line of the last one (bounded once, if needed)
+                            end = _line_end(text, mark.rfind(probe, ahead, end), end)
                         line = text.rfind(b"\n", pos, ahead) + 1
                         if line > pos:
                             pos = line
+                    searches += 1
                     spans = match(_UNANCHORED, text, pos, end)
                     start, stop = spans[0]
                     if start < 0:
@@ -312,6 +317,12 @@ class Scanner:
                     ranges.append([lo, hi])
             lo = hi
         return where.items()
+
+
+def _line_end(text: bytes, at: int, end: int) -> int:
+    """Where the line of ``text`` that holds ``at`` ends, its newline included; ``end`` at most."""
+    newline = text.find(b"\n", at, end)
+    return end if newline < 0 else newline + 1
 
 
 class Words:

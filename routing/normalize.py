@@ -54,10 +54,12 @@ __all__ = [
     "MARKERS",
     "NORMALISATION_VERSION",
     "decode",
+    "decode_and_fold",
     "fold",
     "needs_decoding",
     "needs_decoding_bytes",
     "normalise",
+    "normalise_and_fold_utf8",
     "normalise_ascii",
 ]
 
@@ -86,10 +88,17 @@ _NON_ASCII_RUN = _regex(rb"[\x00-\x7f]?[\x80-\xff]+")
 _INVISIBLE_LO = (0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x180B, 0x180C, 0x180D, 0x180E, 0x180F, 0x2800)
 
 
+# ASCII maps to itself in both translation tables. str.translate copies a character that a dict table lacks,
+# but only after the lookup has raised and cleared a KeyError (about 0.1 us), and half the characters it sees
+# are ASCII: each run starts with the ASCII character before it, and runs are joined by NUL (``_map_runs``).
+# Same output, about a third of the time.
+_ASCII_IDENTITY = {cp: cp for cp in range(0x80)}
+
+
 @cache
-def _unicode_table() -> dict[int, str | None]:
+def _unicode_table() -> dict[int, str | int | None]:
     """str.translate table for non-ASCII text: breaks, invisibles, dashes, spaces, quotes, confusables."""
-    table: dict[int, str | None] = {}
+    table: dict[int, str | int | None] = {}
     # Planes 0 and 1 hold every line break, space, dash, quote and all but a few format characters; plane 14
     # holds the tag characters and the supplementary variation selectors.
     for cp in (*range(0x80, 0xD800), *range(0xE000, 0x20000), *range(0xE0000, 0xE01F0)):
@@ -108,6 +117,7 @@ def _unicode_table() -> dict[int, str | None]:
         elif 0x300 <= cp < 0x370:  # a combining diacritic that NFKC could not compose with its letter: noise
             table[cp] = None
     table.update(_confusables())
+    table.update(_ASCII_IDENTITY)
     return table
 
 
@@ -158,6 +168,44 @@ def normalise_utf8(data: bytes) -> bytes:
     only the runs of non-ASCII characters (each with the character before it, which a combining mark composes
     with) go through them; RE2 finds the runs."""
     return normalise_ascii(_map_runs(data, _normalise_runs))
+
+
+def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
+    """``normalise_utf8(data)`` and, when that is not ASCII, ``fold`` of it, from one cut of ``data`` into runs
+    (``_split_runs``), where the two calls would cut twice and fold would decode and encode the whole text again.
+
+    ``fold`` of the normalised text is its ASCII text as it is and each converted run folded. Folding, like
+    normalising, changes only non-ASCII runs, each taken with the character before it, and gives the same when
+    the pieces it is given are cut before any other ASCII character (``_map_runs``: normalisation never composes
+    across one); each converted run starts with the ASCII character its run started with (or that character
+    composed with the marks after it), so cutting the normalised text at the runs' starts is such a cut. Unless
+    ``normalise_ascii``, the last step, removed or changed a control character (NUL among them), which may join
+    what the cut kept apart: then the normalised text is folded as ``fold`` does it."""
+    if data.isascii():
+        return normalise_ascii(data), None
+    if b"\0" in data:
+        normalised = normalise_utf8(data)
+        return normalised, None if normalised.isascii() else fold(normalised.decode("utf-8", "replace"))
+    parts = _split_runs(data)
+    converted = _normalise_runs(b"\0".join(parts[1::2]).decode("utf-8", "replace"))  # the runs, joined by NUL
+    runs = converted.encode("utf-8", "replace").split(b"\0")
+    if len(runs) != len(parts) // 2:
+        raise ValueError("a conversion changed the number of runs")
+    parts[1::2] = runs
+    joined = b"".join(parts)
+    normalised = normalise_ascii(joined)
+    if normalised.isascii():
+        return normalised, None
+    if normalised != joined:
+        return normalised, fold(normalised.decode("utf-8", "replace"))
+    folded_runs = _fold_runs(converted).split("\0")
+    if len(folded_runs) != len(runs):
+        raise ValueError("a conversion changed the number of runs")
+    pieces: list[str] = [text.decode("ascii") for text in parts[0::2]]
+    folded = [""] * len(parts)
+    folded[0::2] = pieces
+    folded[1::2] = folded_runs
+    return normalised, "".join(folded)
 
 
 def _normalise_runs(runs: str) -> str:
@@ -227,8 +275,8 @@ _LATIN_RANGES = ((0x80, 0x250), (0x1E00, 0x1F00), (0x2C60, 0x2C80), (0xA720, 0xA
 
 
 @cache
-def _fold_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
+def _fold_table() -> dict[int, str | int | None]:
+    table: dict[int, str | int | None] = {}
     for lo, hi in _LATIN_RANGES:
         for cp in range(lo, hi):
             ascii_form = anyascii(chr(cp))
@@ -236,6 +284,7 @@ def _fold_table() -> dict[int, str | None]:
                 table[cp] = ascii_form
     for cp in range(0x300, 0x370):  # combining diacritical marks left over after NFC
         table[cp] = None
+    table.update(_ASCII_IDENTITY)
     return table
 
 
@@ -353,11 +402,30 @@ def decode(data: bytes, check: Callable[[], None] = lambda: None) -> str:
     Only the regions around the DECODE marker's matches are decoded (a few kilobytes each, widened to whole
     lines and merged where they meet), so a long text with one escaped string costs little; a document that is
     markup throughout is decoded whole."""
+    return normalise(_decoded(data, check))[:MAX_DECODED_BYTES]
+
+
+def decode_and_fold(data: bytes, check: Callable[[], None] = lambda: None) -> tuple[str, str | None]:
+    """``decode(data, check)`` and ``fold`` of it (None when it is ASCII), normalised and folded from one cut into
+    runs (``normalise_and_fold_utf8``) unless ``MAX_DECODED_BYTES`` cut the decoded view short."""
+    text = _decoded(data, check)
+    if text.isascii():
+        return normalise_ascii(text.encode()).decode()[:MAX_DECODED_BYTES], None
+    normalised, folded = normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+    decoded = normalised.decode("utf-8", "replace")
+    if len(decoded) > MAX_DECODED_BYTES:
+        decoded = decoded[:MAX_DECODED_BYTES]
+        folded = None if decoded.isascii() else fold(decoded)
+    return decoded, folded
+
+
+def _decoded(data: bytes, check: Callable[[], None]) -> str:
+    """What the regions of ``data`` decode to, joined, before the decoded view's normalisation."""
     pieces: list[str] = []
     for lo, hi in _regions(data):
         check()
         _decode_into(data[lo:hi], pieces, check, 0)
-    return normalise("\n\n".join(pieces))[:MAX_DECODED_BYTES]
+    return "\n\n".join(pieces)
 
 
 def _regions(data: bytes) -> list[tuple[int, int]]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from re import _constants as _c
 from re import _parser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing import detectors_base
 from routing.classify import classify_text
 from routing.detectors import DETECTORS, scanner
+from routing.detectors_base import Scanner
 from tests.routing.test_classify_corpus import ITEMS
 
 
@@ -350,6 +354,69 @@ def test_skipping_to_the_needed_byte_finds_what_the_whole_search_finds(monkeypat
     whole = [table.validate(t, table.present(t), float("inf")) for t in texts]
     assert skipping == whole
     assert sum(bool(counts) for counts in whole) > 100
+
+
+# Pieces of identifiers, context words and filler, so that random joins put candidates, near-misses and the last
+# needed byte of a text on the same line, on lines of their own, at the very start and at the very end.
+_PIECES = st.sampled_from(
+    [
+        "943 476 5919",
+        "9434765919",
+        "07700 900123",
+        "07296140722",
+        "+44 20 7946 0000",
+        "AB 12 34 56 C",
+        "LS1 4DY",
+        "4539 1488 0343 6467",
+        "12-34-56 12345678",
+        "jane.doe@nhs.net",
+        "a@b",
+        "DOB: 17/12/1980",
+        "Jane Doe (12/03/1985)",
+        "1234567890",
+        "0123456789",
+        "99/123456Z",
+        "A1234BC",
+        "NHS",
+        "patient",
+        "sort code",
+        "HMRC UTR",
+        "passport",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n\n",
+        "-",
+        ".",
+        ",",
+        "x",
+        "lorem ipsum",
+        "7",
+        "12",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_searching_only_between_needed_bytes_finds_what_the_whole_search_finds(text):
+    """A row that needs a byte searches from the line of its next needed byte to the end of the line of its last
+    one; without ``needs`` it searches the whole text. Same counts on any text."""
+    table = scanner()
+    data = text.encode()
+    rows = table.present(data)
+    skipping = table.validate(data, rows, float("inf"))
+    whole = _whole_text_table().validate(data, rows, float("inf"))
+    assert skipping == whole
+
+
+@functools.cache
+def _whole_text_table() -> Scanner:
+    """A second table, compiled alike, whose rows all search the whole text (no ``needs``)."""
+    table = scanner.__wrapped__()
+    table._rows = tuple((*row[:-1], None) for row in table._rows)
+    return table
 
 
 def test_near_finds_context_words_in_any_case_inside_the_window_only():

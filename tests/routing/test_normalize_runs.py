@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +82,49 @@ def test_one_set_pass_finds_the_decoding_steps_a_search_each_would(text):
     data = text.encode()
     assert len(normalize._STEPS) == len(_STEP_REGEXES)
     assert normalize._steps(data) == {i for i, regex in enumerate(_STEP_REGEXES) if normalize._found(regex, data)}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_TEXTS)
+def test_ascii_entries_of_the_translation_tables_change_nothing(text):
+    """Both tables map ASCII to itself only so that str.translate finds those characters instead of raising and
+    clearing a KeyError for each: the translation is what it is without them."""
+    for table in (normalize._unicode_table(), normalize._fold_table()):
+        without = {cp: to for cp, to in table.items() if cp >= 0x80}
+        assert all(table[cp] == cp for cp in range(0x80))
+        assert text.translate(table) == text.translate(without)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(st.one_of(_CHARS, st.sampled_from(list("\r\x0b\x0c\x01\x1b\x7f\u0085\u2028"))), max_size=40).map("".join),
+    st.binary(max_size=6),
+)
+def test_normalised_and_folded_from_one_cut_as_in_two_steps(text, junk):
+    """``normalise_and_fold_utf8`` gives what ``normalise_utf8`` and then ``fold`` give, control characters, NUL and
+    bytes that are not UTF-8 included."""
+    for data in (text.encode(), text.encode() + junk + text[::-1].encode(), text.replace("\x00", "").encode()):
+        normalised = normalize.normalise_utf8(data)
+        folded = None if normalised.isascii() else normalize.fold(normalised.decode("utf-8", "replace"))
+        assert normalize.normalise_and_fold_utf8(data) == (normalised, folded)
+
+
+# Markup and escapes whose decoded text is not ASCII (accented letters, combining marks, Cyrillic and Greek).
+_ESCAPED = st.one_of(
+    _MARKUP,
+    st.sampled_from(
+        ["\\u00e9", "\\u0301", "\\u0430", "\\u03b1", "&eacute;", "&#x301;", "%C3%A9", "Zo\u00eb", "\u0435"]
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_ESCAPED, max_size=16).map("".join), st.integers(min_value=1, max_value=40))
+def test_decoded_and_folded_from_one_cut_as_in_two_steps(text, limit):
+    """``decode_and_fold`` gives ``decode`` and ``fold`` of it, also when ``MAX_DECODED_BYTES`` cuts it short."""
+    data = normalize.normalise(text).encode("utf-8", "replace")
+    for cap in (normalize.MAX_DECODED_BYTES, limit):
+        with mock.patch.object(normalize, "MAX_DECODED_BYTES", cap):
+            decoded = normalize.decode(data)
+            folded = None if decoded.isascii() else normalize.fold(decoded)
+            assert normalize.decode_and_fold(data) == (decoded, folded)
