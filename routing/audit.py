@@ -412,9 +412,17 @@ def verify(
     on stderr (when it is a terminal). Reasons never quote record content. Raises ``OSError`` when the file
     cannot be read.
     """
+    return verify_lines(audit_lines(path, progress=progress, desc="verify"), expect_head=expect_head, anchors=anchors)
+
+
+def audit_lines(path: Path | str, *, progress: bool = False, desc: str = "read") -> Iterator[bytes]:
+    """The lines of the audit log at ``path``, read in 1 MiB blocks. ``progress``: a bar of the bytes read on stderr
+    (when it is a terminal), updated every 65,536 lines (cheap per line). Raises ``OSError`` when the file cannot
+    be read."""
     with open(path, "rb", buffering=1 << 20) as fh:
         if not progress:
-            return verify_lines(fh, expect_head=expect_head, anchors=anchors)
+            yield from fh
+            return
         from tqdm import tqdm
 
         with tqdm(
@@ -422,24 +430,19 @@ def verify(
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            desc="verify",
+            desc=desc,
             file=sys.stderr,
             disable=None,
             mininterval=0.5,
         ) as bar:
-            return verify_lines(_counted(fh, bar.update), expect_head=expect_head, anchors=anchors)
-
-
-def _counted(lines: Iterable[bytes], advance: Callable[[int], object], every: int = 65536) -> Iterator[bytes]:
-    """``lines`` unchanged, reporting the bytes read to ``advance`` every ``every`` lines (cheap per line)."""
-    pending = 0
-    for number, line in enumerate(lines, start=1):
-        pending += len(line)
-        if number % every == 0:
-            advance(pending)
             pending = 0
-        yield line
-    advance(pending)
+            for number, line in enumerate(fh, start=1):
+                pending += len(line)
+                if number % 65536 == 0:
+                    bar.update(pending)
+                    pending = 0
+                yield line
+            bar.update(pending)
 
 
 def verify_lines(

@@ -12,12 +12,13 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from routing.audit import audit_lines
 
 DIMENSIONS = ("team", "model", "backend", "level", "day", "caller")
 DEFAULT_BY = ("team", "model")
@@ -136,33 +137,6 @@ def write_report(report: Report, fmt: str, out: TextIO) -> None:
     writer.writerows(report.rows())
 
 
-def _read(path: Path, progress: bool) -> Iterator[bytes]:
-    with open(path, "rb", buffering=1 << 20) as fh:
-        if not progress:
-            yield from fh
-            return
-        from tqdm import tqdm
-
-        with tqdm(
-            total=os.fstat(fh.fileno()).st_size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc="usage",
-            file=sys.stderr,
-            disable=None,
-            mininterval=0.5,
-        ) as bar:
-            pending = 0
-            for number, line in enumerate(fh, start=1):
-                pending += len(line)
-                if number % 65536 == 0:
-                    bar.update(pending)
-                    pending = 0
-                yield line
-            bar.update(pending)
-
-
 def main(argv: list[str]) -> int:
     """``sovereign usage report --audit PATH [--since DATE] [--until DATE] [--by DIMS] [--format csv|json]``."""
     parser = argparse.ArgumentParser(prog="sovereign usage", description="Usage (requests, tokens) from the audit log.")
@@ -184,7 +158,12 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     by = tuple(d.strip() for d in args.by.split(",") if d.strip())
     try:
-        report = usage_report(_read(args.audit, not args.no_progress), by=by, since=args.since, until=args.until)
+        report = usage_report(
+            audit_lines(args.audit, progress=not args.no_progress, desc="usage"),
+            by=by,
+            since=args.since,
+            until=args.until,
+        )
     except ValueError as exc:
         print(f"sovereign usage: {exc}", file=sys.stderr)
         return 2
