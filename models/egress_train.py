@@ -16,8 +16,10 @@ One command, reproducible from the repository:
 
 The head, per window of tokens (64 at a stride of 32): each token t has a projection ``W e_t`` of its static
 embedding ``e_t`` (so a token never seen in training still gets a sensible value); the window's hidden layer is
-``relu((sum W e_t + c W mu) / (n + c) + b)``, smoothed towards the corpus's mean token ``mu``; a linear output reads
-it, plus the window's mean learned weight of its word pieces and of their hashed bigrams. A text's score is its
+``relu((sum W e_t + c W mu) / (n + c) + V f + b)``, smoothed towards the corpus's mean token ``mu``, where ``f`` is
+the window's density of specificity flags (``routing.egress_review.FEATURES``, ``FEATURE_SCALE * sum / (n + c)``);
+a linear output reads it, plus ``v f`` and the window's mean learned weight of its word pieces and of their hashed
+bigrams. Two such heads from different seeds are averaged (``Hyper.members``). A text's score is its
 highest window's (training uses the same maximum, so a long benign document is trained as benign everywhere, and one
 with a sensitive paragraph inside as sensitive somewhere). Categories come from a second linear output on the same
 hidden layer. (``Hyper`` also holds the options that were tried and are off: a learned per-token importance in the
@@ -79,7 +81,7 @@ class Hyper:
     category_loss: float = 0.5
     reference_weight: float = 0.3  # reference.txt's items (and documents built from them) count this much each
     balance: bool = True  # sensitive and benign items weigh the same in total
-    members: int = 1  # heads trained from different seeds, their logits averaged (folds into one wider head)
+    members: int = 2  # heads trained from different seeds, their logits averaged (folds into one wider head)
     seed: int = 19
 
 

@@ -7,8 +7,10 @@ Pure and synchronous: no Ray, no HTTP, no clock except the deadline.
 The model is MiniLM (all-MiniLM-L6-v2, the embedding model the app already serves), used as static token
 embeddings: each vocabulary token's embedding was computed once by the transformer (``models/egress_train.py``), and
 a window of tokens is read as the mean of its tokens' embeddings. A small trained head scores each window: one hidden
-layer over that mean, plus a weight per word piece and per (hashed) pair of neighbouring word pieces; the text's
-score is its highest window's (all of a request's strings, read together, in windows of 64 tokens at a stride of 32).
+layer over that mean and the window's density of per-word specificity flags (``FEATURES``: what tells a real case
+from general text on the same topic), plus a weight per word piece and per (hashed) pair of neighbouring word
+pieces; the text's score is its highest window's (all of a request's strings, read together, in windows of 64
+tokens at a stride of 32). The artefact may average several such heads (side by side in the same table).
 The head's first layer is linear, so it is folded into the token table when the artefact is written: the artefact
 holds, per token, that layer's output for the token's embedding, and a window's hidden layer is the mean of those
 rows (plus a prior, below) through a ReLU. The full transformer over a 2,000-token request takes 150-400 ms on a
