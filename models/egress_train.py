@@ -16,8 +16,10 @@ One command, reproducible from the repository:
 
 The head, per window of tokens (64 at a stride of 32): each token t has a projection ``W e_t`` of its static
 embedding ``e_t`` (so a token never seen in training still gets a sensible value); the window's hidden layer is
-``relu((sum W e_t + c W mu) / (n + c) + b)``, smoothed towards the corpus's mean token ``mu``; a linear output reads
-it, plus the window's mean learned weight of its word pieces and of their hashed bigrams. A text's score is its
+``relu((sum W e_t + c W mu) / (n + c) + V f + b)``, smoothed towards the corpus's mean token ``mu``, where ``f`` is
+the window's density of specificity flags (``routing.egress_review.FEATURES``, ``FEATURE_SCALE * sum / (n + c)``);
+a linear output reads it, plus ``v f`` and the window's mean learned weight of its word pieces and of their hashed
+bigrams. Two such heads from different seeds are averaged (``Hyper.members``). A text's score is its
 highest window's (training uses the same maximum, so a long benign document is trained as benign everywhere, and one
 with a sensitive paragraph inside as sensitive somewhere). Categories come from a second linear output on the same
 hidden layer. (``Hyper`` also holds the options that were tried and are off: a learned per-token importance in the
@@ -44,12 +46,15 @@ from models.manifest import sha256_file, write_manifest
 from routing.egress_review import (
     CONFIG_NAME,
     DEFAULT_ARTEFACT,
+    FEATURE_SCALE,
+    FEATURES,
     FORMAT,
     HEAD_NAME,
     previous_tokens,
     reading_views,
     request_texts,
     segment_windows,
+    tokens_and_flags,
 )
 
 DEFAULT_MODEL = Path("var/models/minilm")
@@ -72,10 +77,11 @@ class Hyper:
     bigrams: bool = True
     unigrams: bool = True
     attention: bool = False
+    features: bool = True  # the specificity flags (routing.egress_review.FEATURES) feed the head
     category_loss: float = 0.5
     reference_weight: float = 0.3  # reference.txt's items (and documents built from them) count this much each
     balance: bool = True  # sensitive and benign items weigh the same in total
-    members: int = 1  # heads trained from different seeds, their logits averaged (folds into one wider head)
+    members: int = 2  # heads trained from different seeds, their logits averaged (folds into one wider head)
     seed: int = 19
 
 
@@ -125,6 +131,7 @@ def item_segments(item: Item) -> list[list[str]]:
 @dataclass
 class Encoded:
     ids: np.ndarray  # all items' tokens, one flat array
+    flags: np.ndarray  # (tokens x FEATURES): each token's specificity flags (routing.egress_review.tokens_and_flags)
     prev: np.ndarray  # each token's predecessor for its bigram (routing.egress_review.previous_tokens)
     starts: np.ndarray  # window starts (into ids)
     ends: np.ndarray
@@ -137,18 +144,21 @@ class Encoded:
 
 def encode(items: Sequence[Item], tokenizer: Any, windows: Sequence[int]) -> Encoded:
     flat: list[np.ndarray] = []
+    flat_flags: list[np.ndarray] = []
     starts, ends, doc, prev = [], [], [], []
     offset = 0
+    cache: dict[str, Any] = {}
     for d, item in enumerate(items):
-        segments = []
+        segments, seg_flags = [], []
         for texts in item_segments(item):
-            encodings = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
-            segments.append(
-                np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings] or [np.zeros(0, np.int64)])
-            )
+            ids, flags = tokens_and_flags(texts, tokenizer, cache)
+            segments.append(ids)
+            seg_flags.append(flags)
         if not any(len(seg) for seg in segments):
             segments = [np.asarray([100], dtype=np.int64)]  # [UNK]: an empty text still gets a (neutral) window
+            seg_flags = [np.zeros((1, len(FEATURES)), dtype=np.float32)]
         lengths = [len(seg) for seg in segments]
+        flat_flags.append(np.concatenate(seg_flags))
         s, e = segment_windows(lengths, windows)
         starts.append(s + offset)
         ends.append(e + offset)
@@ -161,6 +171,7 @@ def encode(items: Sequence[Item], tokenizer: Any, windows: Sequence[int]) -> Enc
     reference = np.array([i.categories == ("reference",) for i in items])
     return Encoded(
         np.concatenate(flat),
+        np.concatenate(flat_flags),
         np.concatenate(prev),
         np.concatenate(starts),
         np.concatenate(ends),
@@ -194,6 +205,13 @@ def _torch_head(static: np.ndarray, hyper: Hyper, mu: np.ndarray) -> Any:
             self.bias = torch.nn.Parameter(torch.zeros(hyper.hidden))
             self.out = torch.nn.Linear(hyper.hidden, 1)
             self.cat = torch.nn.Linear(hyper.hidden, len(CATEGORIES))
+            self.feature_in = torch.nn.Linear(len(FEATURES), hyper.hidden, bias=False)
+            self.feature_out = torch.nn.Linear(len(FEATURES), 1, bias=False)
+            if not hyper.features:
+                torch.nn.init.zeros_(self.feature_in.weight)
+                torch.nn.init.zeros_(self.feature_out.weight)
+                self.feature_in.weight.requires_grad_(False)
+                self.feature_out.weight.requires_grad_(False)
             self.bigram = torch.nn.Parameter(torch.zeros(BIGRAM_BUCKETS))
             self.unigram = torch.nn.Parameter(torch.zeros(len(static)))
             torch.nn.init.zeros_(self.attn.weight)
@@ -214,12 +232,13 @@ def _torch_head(static: np.ndarray, hyper: Hyper, mu: np.ndarray) -> Any:
             c = hyper.prior_weight
             prior = self.proj(self.mu[None])[0]
             mean = (sums[:, :-2] + c * prior) / (sums[:, -2:-1] + c)
-            hidden = torch.relu(mean + self.bias)
+            specific = enc["flags"] * FEATURE_SCALE / (enc["lengths"][:, None] + c)
+            hidden = torch.relu(mean + self.feature_in(specific) + self.bias)
             logit = self.out(self.drop(hidden))[:, 0]
             lexical = sums[:, -1]
             if hyper.bigrams:
                 lexical = lexical + (enc["bigrams"] @ self.bigram[enc["buckets"]][:, None])[:, 0]
-            logit = logit + lexical / (enc["lengths"] + c)
+            logit = logit + lexical / (enc["lengths"] + c) + self.feature_out(specific)[:, 0]
             return logit, self.cat(self.drop(hidden))
 
     return Head()
@@ -272,7 +291,10 @@ def _tensors(enc: Encoded, static: np.ndarray) -> dict[str, Any]:
 
     tokens, unique = _counts(enc.ids, enc)
     bigrams, buckets = _counts(bigram_hashes(enc.ids, enc.prev), enc)
+    prefix = np.zeros((len(enc.ids) + 1, enc.flags.shape[1]), dtype=np.float32)
+    np.cumsum(enc.flags, axis=0, out=prefix[1:])
     return {
+        "flags": torch.tensor(prefix[enc.ends] - prefix[enc.starts]),
         "emb": torch.tensor(static[unique]),
         "unique": torch.tensor(unique),
         "tokens": tokens,
@@ -385,6 +407,8 @@ def fold_head(models: list[Any], categories: Any, static: np.ndarray) -> dict[st
             "cat_bias": categories.bias.numpy().astype(np.float32),
             "bigram": (sum(m.bigram for m in models) / n).numpy().astype(np.float32),
             "unigram": (sum(m.unigram for m in models) / n).numpy().astype(np.float32),
+            "feature_in": torch.cat([m.feature_in.weight.T for m in models], dim=1).numpy().astype(np.float32),
+            "feature_out": (sum(m.feature_out.weight[0] for m in models) / n).numpy().astype(np.float32),
         }
 
 
@@ -598,6 +622,8 @@ def main(argv: list[str]) -> int:
         "categories": list(CATEGORIES),
         "bigram_buckets": BIGRAM_BUCKETS if hyper.bigrams else 0,
         "bigram_mult": BIGRAM_MULT,
+        "features": list(FEATURES),
+        "feature_scale": FEATURE_SCALE,
         "hyper": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(hyper).items()},
         "data_sha256": _data_digest(),
         "cross_validation": cv,

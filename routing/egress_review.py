@@ -7,8 +7,10 @@ Pure and synchronous: no Ray, no HTTP, no clock except the deadline.
 The model is MiniLM (all-MiniLM-L6-v2, the embedding model the app already serves), used as static token
 embeddings: each vocabulary token's embedding was computed once by the transformer (``models/egress_train.py``), and
 a window of tokens is read as the mean of its tokens' embeddings. A small trained head scores each window: one hidden
-layer over that mean, plus a weight per word piece and per (hashed) pair of neighbouring word pieces; the text's
-score is its highest window's (all of a request's strings, read together, in windows of 64 tokens at a stride of 32).
+layer over that mean and the window's density of per-word specificity flags (``FEATURES``: what tells a real case
+from general text on the same topic), plus a weight per word piece and per (hashed) pair of neighbouring word
+pieces; the text's score is its highest window's (all of a request's strings, read together, in windows of 64
+tokens at a stride of 32). The artefact may average several such heads (side by side in the same table).
 The head's first layer is linear, so it is folded into the token table when the artefact is written: the artefact
 holds, per token, that layer's output for the token's embedding, and a window's hidden layer is the mean of those
 rows (plus a prior, below) through a ReLU. The full transformer over a 2,000-token request takes 150-400 ms on a
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import re2
 
 from models.manifest import MANIFEST_NAME, ManifestError, sha256_file, verify_manifest
 from routing import normalize
@@ -46,6 +49,7 @@ from routing.levels import Level
 __all__ = [
     "CATEGORIES",
     "DEFAULT_ARTEFACT",
+    "FEATURES",
     "UNAVAILABLE_SIGNAL",
     "ArtefactError",
     "EgressReviewer",
@@ -56,12 +60,14 @@ __all__ = [
     "reading_views",
     "request_texts",
     "segment_windows",
+    "tokens_and_flags",
+    "word_flags",
 ]
 
 DEFAULT_ARTEFACT = Path(__file__).resolve().parent / "data" / "egress_review"
 CONFIG_NAME = "config.json"
 HEAD_NAME = "head.safetensors"
-FORMAT = "sovereign-egress-review/1"
+FORMAT = "sovereign-egress-review/2"
 CATEGORIES = (
     "covert_source",
     "security_arrangements",
@@ -103,6 +109,81 @@ _WORD_CACHE_MAX = 200_000
 # CSV row is the same run of word pieces as the sentence in prose (each would otherwise be a word piece of its own
 # and dilute the window's mean).
 _STRUCTURE = str.maketrans(dict.fromkeys('{}[]<>"|=_*#`\\', " "))
+
+# Specificity: what tells a real case ("the prisoner in cell 14 last night", "Jayden (7)", "our source") from general
+# text on the same topic ("explain", "what is", "in general"). MiniLM's vocabulary is uncased and splits numbers and
+# times into pieces, so these are read from each word itself: a vector of flags per word, put on the word's first
+# word piece, whose mean over a window (like the word-piece weights) feeds the head beside the embedding. Plain
+# string operations and re2 (linear time) on words of at most _FEATURE_WORD characters.
+FEATURES = (
+    "capitalised_mid_sentence",
+    "digit",
+    "clock_time",
+    "day_or_date",
+    "relative_time",
+    "first_person",
+    "third_person",
+    "generic_cue",
+    "question",
+    "age",
+)
+FEATURE_SCALE = 8.0  # a window's feature input is FEATURE_SCALE * (flags summed) / (tokens + prior weight)
+_FEATURE_WORD = 40
+_EDGE_PUNCT = ".,;:!?()[]'\"\u2018\u2019\u201c\u201d-"
+_SENTENCE_END = (".", "!", "?", ":")
+
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_CLOCK = re2.compile(r"\d{1,2}([:.]\d{2})?(am|pm|hrs|hours)|\d{1,2}:\d{2}|\d{4}hrs?")
+_DATE = re2.compile(r"\d{1,2}(st|nd|rd|th)|\d{1,2}/\d{1,2}(/\d{2,4})?|\d{4}-\d{2}-\d{2}")
+_AGE = re2.compile(r"\(\d{1,2}\)|\d{1,2}-?(years?|yrs?)-?old|\d{1,2}yo|\d{1,2}-month-old")
+_DAYS = _word_set(
+    "monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun "
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec weekend"
+)
+_RELATIVE = _word_set(
+    "yesterday today tonight tomorrow overnight currently earlier recently now again still "
+    "yesterday's today's tonight's tomorrow's last this next"
+)
+_FIRST = _word_set("i i'm i've i'll i'd me my mine we we're we've we'll we'd us our ours")
+_THIRD = _word_set("he she him her his hers he's she's he'd she'd he'll she'll himself herself")
+_GENERIC = _word_set(
+    "explain explaining explanation what what's how why general generally typically usually often common "
+    "training course module leaflet guidance guide policy policies law laws legal legislation act statutory "
+    "statistics national public publicly example examples hypothetical fictional fiction scenario "
+    "role-play overview describe define definition history historical difference differences rules "
+    "principles process procedure procedures practice research article essay quiz learning students "
+    "someone anyone people person's generic template"
+)
+_NOT_NAMES = frozenset({"I", "I'm", "I've", "I'll", "I'd", "OK", "Ok"})
+_NO_FLAGS = (0.0,) * len(FEATURES)
+
+
+def word_flags(word: str) -> tuple[bool, tuple[float, ...]]:
+    """(whether the word is capitalised, its context-free flags: FEATURES with capitalisation left 0)."""
+    if len(word) > _FEATURE_WORD:
+        return False, _NO_FLAGS
+    bare = word.strip(_EDGE_PUNCT)
+    low = bare.lower()
+    capitalised = bool(bare) and bare[0].isupper() and any(c.islower() for c in bare) and bare not in _NOT_NAMES
+    digit = any(c.isdigit() for c in word)
+    flags = (
+        0.0,
+        float(digit),
+        float(digit and _CLOCK.fullmatch(low) is not None) or float(low in ("noon", "midnight")),
+        float(low in _DAYS or (digit and _DATE.fullmatch(low) is not None)),
+        float(low in _RELATIVE),
+        float(low in _FIRST),
+        float(low in _THIRD),
+        float(low in _GENERIC),
+        float(word.endswith("?")),
+        float(digit and (_AGE.fullmatch(word.strip(".,;:!?'\"")) is not None or _AGE.fullmatch(low) is not None)),
+    )
+    return capitalised, (flags if any(flags) else _NO_FLAGS)
 
 
 class ArtefactError(Exception):
@@ -264,6 +345,54 @@ def _pieces(text: str) -> Iterator[str]:
     yield text[start:]
 
 
+def tokens_and_flags(
+    texts: Sequence[str], tokenizer: Any, cache: dict[str, Any], check: Callable[[], None] = lambda: None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Word-piece ids of ``texts`` laid end to end (each word, between ``_BERT_SPACE``, tokenized once and
+    remembered in ``cache``), and a (tokens x FEATURES) array of each word's flags on its first word piece. A word is
+    mid-sentence unless it starts its text or follows a word that ends a sentence. Training and serving both read
+    text through this."""
+    ids: list[int] = []
+    positions: list[int] = []
+    rows: list[tuple[float, ...]] = []
+    for text in texts:
+        after_end = True
+        for piece in _pieces(text):
+            check()
+            words = _BERT_SPACE.split(piece)
+            # A snapshot of what the cache knows: the gate's other thread may empty it meanwhile.
+            known: dict[str, tuple[list[int], bool, tuple[float, ...]]] = {}
+            missing: list[str] = []
+            for word in set(words):
+                found = cache.get(word)
+                if found is None:
+                    missing.append(word)
+                else:
+                    known[word] = found
+            if missing:
+                encodings = tokenizer.encode_batch(missing, add_special_tokens=False)
+                for word, encoding in zip(missing, encodings, strict=True):
+                    known[word] = (encoding.ids, *word_flags(word))
+                if len(cache) + len(missing) > _WORD_CACHE_MAX:
+                    cache.clear()
+                cache.update((word, known[word]) for word in missing)
+            for word in words:
+                pieces, capitalised, flags = known[word]
+                if not pieces:
+                    continue
+                if capitalised and not after_end:
+                    flags = (1.0, *flags[1:])
+                if flags is not _NO_FLAGS:
+                    positions.append(len(ids))
+                    rows.append(flags)
+                ids.extend(pieces)
+                after_end = word.endswith(_SENTENCE_END)
+    feats = np.zeros((len(ids), len(FEATURES)), dtype=np.float32)
+    if rows:
+        feats[np.asarray(positions, dtype=np.int64)] = np.asarray(rows, dtype=np.float32)
+    return np.asarray(ids, dtype=np.int64), feats
+
+
 # -- the reviewer -------------------------------------------------------------------------------------------------
 
 
@@ -279,6 +408,8 @@ class _Head:
     unigram: np.ndarray  # (vocab,): weight of each word piece, added to the window's logit
     bigram: np.ndarray  # (buckets,): weight of each hashed word-piece bigram, added to the window's logit
     bigram_mult: int
+    feature_in: np.ndarray  # (FEATURES, hidden): the specificity flags' weights into the hidden layer
+    feature_out: np.ndarray  # (FEATURES,): and straight into the window's logit
 
 
 class EgressReviewer:
@@ -303,7 +434,7 @@ class EgressReviewer:
         self.threshold = float(threshold)
         self.categories = tuple(categories)
         self.digest = digest  # SHA-256 of the artefact's manifest: names exactly which head took a decision
-        self._words: dict[str, list[int]] = {}  # word -> its word-piece ids (see _BERT_SPACE)
+        self._words: dict[str, Any] = {}  # word -> its word-piece ids and flags (see tokens_and_flags)
         self.meta = dict(meta)
 
     # -- loading ----------------------------------------------------------------------------------------------
@@ -322,6 +453,8 @@ class EgressReviewer:
             raise ArtefactError(f"egress review artefact {artefact}: unreadable {CONFIG_NAME} ({exc})") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ArtefactError(f"egress review artefact {artefact}: not a {FORMAT} artefact")
+        if config.get("features") != list(FEATURES):
+            raise ArtefactError(f"egress review artefact {artefact}: trained on other specificity features")
         _verify_model(model, config.get("model_files"))
         head = _read_head(artefact / HEAD_NAME, int(config.get("bigram_mult", 1)))
         tokenizer = _tokenizer(model / "tokenizer.json")
@@ -361,10 +494,12 @@ class EgressReviewer:
 
         try:
             segments = [self._token_ids(segment, deadline) for segment in reading_views(texts, check)]
-            lengths = [len(s) for s in segments]
+            lengths = [len(ids) for ids, _ in segments]
             if not any(lengths):
                 return Review(False, (), 0.0, score_bucket(0.0))
-            hidden, cat_logits, lexical = self._windows_of(np.concatenate(segments), lengths)
+            hidden, cat_logits, lexical = self._windows_of(
+                np.concatenate([ids for ids, _ in segments]), np.concatenate([f for _, f in segments]), lengths
+            )
             if time.perf_counter() > deadline:
                 raise ReviewError("the egress review ran past its deadline")
             h = self._head
@@ -384,37 +519,21 @@ class EgressReviewer:
         categories = tuple(SIGNAL_PREFIX + self.categories[i] for i in sorted(shown))
         return Review(True, categories, score, score_bucket(score))
 
-    def _token_ids(self, texts: list[str], deadline: float) -> np.ndarray:
-        """The texts' word-piece ids, concatenated, exactly as the tokenizer gives them text by text."""
-        cache = self._words
-        ids: list[int] = []
-        for text in texts:
-            for piece in _pieces(text):
-                if time.perf_counter() > deadline:
-                    raise ReviewError("the egress review ran past its deadline")
-                words = _BERT_SPACE.split(piece)
-                # A snapshot of what the cache knows: the gate's other thread may empty it meanwhile.
-                known: dict[str, list[int]] = {}
-                missing: list[str] = []
-                for word in set(words):
-                    found = cache.get(word)
-                    if found is None:
-                        missing.append(word)
-                    else:
-                        known[word] = found
-                if missing:
-                    encodings = self._tokenizer.encode_batch(missing, add_special_tokens=False)
-                    known.update((word, encoding.ids) for word, encoding in zip(missing, encodings, strict=True))
-                    if len(cache) + len(missing) > _WORD_CACHE_MAX:
-                        cache.clear()
-                    cache.update((word, known[word]) for word in missing)
-                for word in words:
-                    ids.extend(known[word])
-        return np.asarray(ids, dtype=np.int64)
+    def _token_ids(self, texts: list[str], deadline: float) -> tuple[np.ndarray, np.ndarray]:
+        """The texts' word-piece ids, concatenated, exactly as the tokenizer gives them text by text, and each
+        token's specificity flags (``FEATURES``; a word's flags on its first word piece)."""
 
-    def _windows_of(self, ids: np.ndarray, lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def check() -> None:
+            if time.perf_counter() > deadline:
+                raise ReviewError("the egress review ran past its deadline")
+
+        return tokens_and_flags(texts, self._tokenizer, self._words, check)
+
+    def _windows_of(
+        self, ids: np.ndarray, flags: np.ndarray, lengths: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per window (each configured size at half-size strides, within each segment of ``lengths`` tokens): the
-        hidden layer, the category logits and the word-piece term."""
+        hidden layer, the category logits and the word-piece and specificity terms."""
         h = self._head
         rows = h.table[ids]
         prefix = np.zeros((len(ids) + 1, rows.shape[1]), dtype=np.float32)
@@ -423,13 +542,16 @@ class EgressReviewer:
         c = np.float32(self.prior_weight)
         sums = prefix[ends] - prefix[starts]
         k, weight = len(h.bias), sums[:, -1:] + c
-        hidden = np.maximum((sums[:, :k] + c * h.prior) / weight + h.bias, 0.0)
+        fsum = np.zeros((len(ids) + 1, flags.shape[1]), dtype=np.float32)
+        np.cumsum(flags, axis=0, out=fsum[1:])
+        specific = (fsum[ends] - fsum[starts]) * np.float32(FEATURE_SCALE) / weight
+        hidden = np.maximum((sums[:, :k] + c * h.prior) / weight + specific @ h.feature_in + h.bias, 0.0)
         cat_logits = (sums[:, k:-1] + c * h.cat_prior) / weight + h.cat_bias
         prev = previous_tokens(ids, lengths)
         weights = h.unigram[ids] + h.bigram[(prev * h.bigram_mult + ids) % len(h.bigram)]
         gsum = np.zeros(len(ids) + 1, dtype=np.float32)
         np.cumsum(weights, out=gsum[1:])
-        lexical = (gsum[ends] - gsum[starts]) / ((ends - starts).astype(np.float32) + c)
+        lexical = (gsum[ends] - gsum[starts]) / ((ends - starts).astype(np.float32) + c) + specific @ h.feature_out
         return hidden, cat_logits, lexical
 
 
@@ -496,6 +618,8 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
             unigram=t["unigram"].astype(np.float32),
             bigram=t["bigram"].astype(np.float32),
             bigram_mult=bigram_mult,
+            feature_in=t["feature_in"].astype(np.float32),
+            feature_out=t["feature_out"].astype(np.float32),
         )
     except Exception as exc:
         raise ArtefactError(f"egress review artefact: unreadable {path.name} ({exc.__class__.__name__})") from None
@@ -505,6 +629,8 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
         and head.prior.shape == head.out.shape == (hidden,)
         and head.cat_prior.shape == head.cat_bias.shape
         and head.table.shape[1] == hidden + len(head.cat_bias) + 1
+        and head.feature_in.shape == (len(FEATURES), hidden)
+        and head.feature_out.shape == (len(FEATURES),)
     ):
         raise ArtefactError(f"egress review artefact: {path.name} has inconsistent shapes")
     return head

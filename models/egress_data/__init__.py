@@ -1,7 +1,8 @@
 """Labelled data for the egress review (routing/egress_review.py): handwritten items, and items generated from them.
 
 Handwritten items live in ``*.txt`` beside this file, one per category plus ``general.txt``, ``everyday*.txt``
-(everyday OFFICIAL work), ``mixed.txt`` and ``sensitive_more.txt`` (harder items); ``reference.txt`` is generated
+(everyday OFFICIAL work), ``mixed.txt`` and ``sensitive_more.txt`` (harder items), ``twins_train.txt`` (training
+only: ``TRAINING_ONLY``); ``reference.txt`` is generated
 once by ``make_reference.py`` and committed. Each item is a header line and the text up to the next header::
 
     === S covert_source | cs01 | chat
@@ -60,8 +61,15 @@ class Item:
         return held_out(self.group)
 
 
+# Files written after the held-out figures were first reported: their groups are training only, so that the held-out
+# split stays the same items (and the figures before and after them compare).
+TRAINING_ONLY = frozenset({"twins_train"})
+
+
 def held_out(group: str) -> bool:
     """Whether a group belongs to the held-out split (fixed by the group's name, never by the data)."""
+    if group.partition(":")[0] in TRAINING_ONLY:
+        return False
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
 
 

@@ -18,12 +18,15 @@ from hypothesis import strategies as st
 from models.manifest import MANIFEST_NAME
 from routing.egress_review import (
     DEFAULT_ARTEFACT,
+    FEATURES,
     ArtefactError,
     EgressReviewer,
     Review,
     ReviewError,
     request_texts,
     score_bucket,
+    tokens_and_flags,
+    word_flags,
 )
 from tests.routing.dresses import ALL, NEUTRAL
 from tests.support import wheel_minilm
@@ -169,6 +172,21 @@ def test_an_artefact_without_its_manifest_or_with_an_extra_file_is_refused(tmp_p
         EgressReviewer.load(artefact, wheel_minilm())
 
 
+def test_an_artefact_trained_on_other_specificity_flags_is_refused(tmp_path: Path) -> None:
+    """The head's flag weights mean what ``FEATURES`` says only if the artefact was trained on that list: one trained
+    on another (even with a correct manifest) is refused."""
+    from models.manifest import write_manifest
+
+    artefact = _copy_artefact(tmp_path)
+    config = json.loads((artefact / "config.json").read_text())
+    config["features"] = list(reversed(config["features"]))
+    (artefact / "config.json").write_text(json.dumps(config))
+    (artefact / MANIFEST_NAME).unlink()
+    write_manifest(artefact, "test")
+    with pytest.raises(ArtefactError, match="specificity features"):
+        EgressReviewer.load(artefact, wheel_minilm())
+
+
 def test_a_different_model_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "minilm"
     shutil.copytree(wheel_minilm(), model)
@@ -245,6 +263,26 @@ def test_a_sensitive_paragraph_inside_a_long_benign_document_is_found(reviewer: 
     assert len(reviewer._tokenizer.encode(document, add_special_tokens=False).ids) > 2000
     assert not reviewer.review_texts([filler + filler], deadline_s=5).sensitive
     assert reviewer.review_texts([document], deadline_s=5).sensitive
+
+
+def test_specificity_flags_mark_what_a_real_case_carries(reviewer: EgressReviewer) -> None:
+    text = "The prisoner in cell 14 saw Dr Patel at 5am on Tuesday. Jayden (7) told our source. Explain what it is?"
+    ids, flags = tokens_and_flags([text], reviewer._tokenizer, {})
+    assert ids.tolist() == reviewer._tokenizer.encode(text, add_special_tokens=False).ids
+    assert flags.shape == (len(ids), len(FEATURES))
+    counts = dict(zip(FEATURES, flags.sum(axis=0).tolist(), strict=True))
+    assert counts["capitalised_mid_sentence"] == 3  # Dr, Patel, Tuesday; "The" and "Jayden" start their sentences
+    assert counts["clock_time"] == 1 and counts["day_or_date"] == 1 and counts["age"] == 1
+    assert counts["first_person"] == 1 and counts["generic_cue"] == 2 and counts["question"] == 1
+    assert word_flags("x" * 41) == (False, (0.0,) * len(FEATURES))  # long runs are not read for flags
+
+
+@given(st.lists(st.text(max_size=60), max_size=4))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_flags_reader_tokenizes_exactly_as_the_tokenizer_does(reviewer: EgressReviewer, texts: list[str]) -> None:
+    ids, flags = tokens_and_flags(texts, reviewer._tokenizer, {})
+    expected = [i for t in texts for i in reviewer._tokenizer.encode(t, add_special_tokens=False).ids]
+    assert ids.tolist() == expected and len(flags) == len(ids)
 
 
 def test_the_request_and_its_texts_get_the_same_verdict(reviewer: EgressReviewer) -> None:
