@@ -31,16 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routing.egress_review import CATEGORIES
+
 DATA_DIR = Path(__file__).resolve().parent
-CATEGORIES = (
-    "covert_source",
-    "security_arrangements",
-    "protected_person",
-    "child",
-    "health",
-    "operational_plan",
-    "private_individual",
-)
 HELD_OUT_PERCENT = 30
 _HEADER = re.compile(r"^=== ([SB]) ([a-z_,]+) \| ([a-z0-9]+) \| ([a-z]+)\s*$")
 
