@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_a_detailed_result_reads_as_this_suites_summary():
 def test_the_prefix_repetition_dataset_shares_prefixes_of_the_asked_length(tmp_path: Path):
     from benchmarks.vllm_client import PrefixRepetition
 
-    common = {
+    common: dict[str, Any] = {
         "base_url": "http://127.0.0.1:8000/v1",
         "model": "m",
         "tokenizer": tmp_path,
@@ -70,10 +71,10 @@ def test_the_prefix_repetition_dataset_shares_prefixes_of_the_asked_length(tmp_p
         "result_dir": tmp_path,
         "result_filename": "r",
     }
-    pairs = dict(itertools.pairwise(vllm_bench_args(**common, prefix=PrefixRepetition(384, 8))))  # type: ignore[arg-type]
+    pairs = dict(itertools.pairwise(vllm_bench_args(**common, prefix=PrefixRepetition(384, 8))))
     assert pairs["--dataset-name"] == "prefix_repetition"
     assert pairs["--prefix-repetition-prefix-len"] == "384" and pairs["--prefix-repetition-suffix-len"] == "128"
     assert pairs["--prefix-repetition-num-prefixes"] == "8" and pairs["--prefix-repetition-output-len"] == "32"
     assert "--random-input-len" not in pairs
     with pytest.raises(ValueError):
-        vllm_bench_args(**common, prefix=PrefixRepetition(512, 8))  # type: ignore[arg-type]
+        vllm_bench_args(**common, prefix=PrefixRepetition(512, 8))

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -206,7 +206,9 @@ def test_an_engine_that_answers_nothing_is_a_failure(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fail_with", ["event", "exception"])
-def test_an_engine_failure_mid_stream_ends_it_after_the_bytes_sent(tmp_path: Path, fail_with: str) -> None:
+def test_an_engine_failure_mid_stream_ends_it_after_the_bytes_sent(
+    tmp_path: Path, fail_with: Literal["event", "exception"]
+) -> None:
     """vLLM answers a failure inside a stream with an error event (its exception's text) and ``[DONE]``; an engine
     that dies raises instead. Either way the caller has the chunks sent before it, then a ``BackendFailure``, and
     never the engine's text."""
@@ -225,7 +227,7 @@ def test_an_engine_failure_mid_stream_ends_it_after_the_bytes_sent(tmp_path: Pat
         await s.handle.drain()
         assert s.engine.calls[0].outcome == "failed"
 
-    run(tmp_path, scenario, Script(tokens=6, fail_after=2, fail_with=fail_with))  # type: ignore[arg-type]
+    run(tmp_path, scenario, Script(tokens=6, fail_after=2, fail_with=fail_with))
 
 
 @pytest.mark.parametrize("reads", [0, 2])
