@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -38,6 +38,7 @@ from serving.backends.base import (
     BackendRefusal,
     Chunks,
     Endpoint,
+    GuardedStream,
     Opened,
 )
 from serving.config import Settings
@@ -73,7 +74,7 @@ class Outcome:
     status: int
     headers: dict[str, str]
     body: dict[str, Any] | None = None
-    stream: Chunks | None = None  # a RelayedStream
+    stream: Chunks | None = None  # a GuardedStream over Router._relay (Router._abandon when closed unread)
 
     @classmethod
     def error(cls, err: APIError, headers: Mapping[str, str]) -> Outcome:
@@ -391,7 +392,7 @@ class Router:
                 state.prompt_tokens = opened.usage.prompt_tokens
                 state.completion_tokens = opened.usage.completion_tokens
                 return Outcome(200, state.headers(), body=opened.body)
-            relay = RelayedStream(
+            relay = GuardedStream(
                 self._relay(state, opened, started), functools.partial(self._abandon, state, opened, started)
             )
             return Outcome(200, {**state.headers(), "cache-control": "no-cache"}, stream=relay)
@@ -600,28 +601,6 @@ class Router:
         status = {n: r is True for n, r in zip(names, results, strict=True)}
         ready = any(any(status[b] for b in route) for route in self.routes.values())
         return ready, status
-
-
-class RelayedStream:
-    """A started stream as the HTTP edge reads it: iterating relays the backend's chunks (``Router._relay``).
-    Closing it before the first read still ends the request (``Router._abandon``), which closing an async generator
-    that never started would not do: none of its code, ``finally`` included, would run."""
-
-    def __init__(self, relay: AsyncGenerator[str, None], abandon: Callable[[], Awaitable[None]]) -> None:
-        self._relay, self._abandon, self._started = relay, abandon, False
-
-    def __aiter__(self) -> RelayedStream:
-        return self
-
-    async def __anext__(self) -> str:
-        self._started = True
-        return await anext(self._relay)
-
-    async def aclose(self) -> None:
-        if not self._started:
-            self._started = True
-            await self._abandon()
-        await self._relay.aclose()
 
 
 class _SpanErrorOptions(TypedDict):

@@ -11,7 +11,7 @@ This is the convention the fallback loop relies on (after Ray Serve LLM's ``LLME
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -88,6 +88,30 @@ class Chunks(Protocol):
     async def __anext__(self) -> str: ...
 
     async def aclose(self) -> None: ...
+
+
+class GuardedStream:
+    """An async generator as ``Chunks`` that runs ``on_unread_close`` when it is closed before its first read: an
+    async generator closed before it starts runs none of its code, its ``finally`` included. Once read, closing it
+    closes the generator, whose own ``finally`` does the rest."""
+
+    def __init__(self, events: AsyncGenerator[str, None], on_unread_close: Callable[[], Awaitable[None]]) -> None:
+        self._events, self._on_unread_close, self._read = events, on_unread_close, False
+
+    def __aiter__(self) -> GuardedStream:
+        return self
+
+    async def __anext__(self) -> str:
+        self._read = True
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        try:
+            if not self._read:
+                self._read = True
+                await self._on_unread_close()
+        finally:
+            await self._events.aclose()
 
 
 @dataclass

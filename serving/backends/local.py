@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -22,6 +22,7 @@ from serving.backends.base import (
     BackendFailure,
     BackendRefusal,
     Endpoint,
+    GuardedStream,
     Opened,
     Usage,
     error_envelope,
@@ -263,28 +264,10 @@ class LocalBackend:
                 release()
                 gen.cancel()  # a consumer that stops early (client gone) aborts the generation in the engine
 
-        return Opened(chunks=_EngineStream(chunks(), stop), usage=usage)
+        async def stop_unread() -> None:
+            stop()
 
-
-class _EngineStream:
-    """An engine's stream as ``Chunks``. Closing it stops the generation even before the first read: an async
-    generator closed before it started runs none of its code, so its own ``finally`` would not."""
-
-    def __init__(self, events: AsyncGenerator[str, None], stop: Callable[[], None]) -> None:
-        self._events = events
-        self._stop = stop
-
-    def __aiter__(self) -> _EngineStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return await anext(self._events)
-
-    async def aclose(self) -> None:
-        try:
-            await self._events.aclose()
-        finally:
-            self._stop()
+        return Opened(chunks=GuardedStream(chunks(), stop_unread), usage=usage)
 
 
 def _is_error(item: Any) -> bool:

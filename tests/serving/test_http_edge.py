@@ -111,7 +111,7 @@ def _request(conn: socket.socket) -> bytes:
 
 def test_a_stream_is_closed_however_the_response_ends_even_before_its_first_chunk() -> None:
     """A client gone as the response starts (the start cannot be sent): the body's stream is still closed, so the
-    router cancels the generation and records the request (serving/router.py: RelayedStream)."""
+    router cancels the generation and records the request (serving/backends/base.py: GuardedStream)."""
 
     class Stream:
         closed, read = False, 0
