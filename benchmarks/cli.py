@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--num-prefixes", type=int, default=4, help="prefix-repetition: distinct shared prefixes")
     c.add_argument("--engine-replicas", type=int, default=1, help="engine replicas of the gateway targets")
     c.add_argument(
+        "--engine-stats-interval",
+        type=float,
+        default=0.0,
+        help="seconds between readings of the engine's metrics during a run, for their peaks (KV-cache use, "
+        "queue); 0 (the default): read them before and after only. Each reading costs the targets behind Ray "
+        "CPU: Ray's endpoint renders every Ray metric",
+    )
+    c.add_argument(
         "--cpu-hog",
         action="store_true",
         help="measure each target with a busy process beside it on the CPUs its engine leaves free",
@@ -272,6 +280,7 @@ def _compare(args: argparse.Namespace) -> int:
             client=args.client,
             prefix=prefix_repetition(args),
             engine_replicas=args.engine_replicas,
+            engine_stats_interval_s=args.engine_stats_interval,
         )
     except (ServerError, ValueError) as exc:
         print(f"sovereign bench compare: {exc}", file=sys.stderr)

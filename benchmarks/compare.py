@@ -308,6 +308,7 @@ def run_compare(
     client: str = "sovereign",
     prefix: PrefixRepetition | None = None,
     engine_replicas: int = 1,
+    engine_stats_interval_s: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start each target in turn, measure it, stop it. Returns the OUT document. With ``cpu_hog``, a busy
@@ -354,6 +355,7 @@ def run_compare(
             "seed": seed,
             "rounds": rounds,
             "cpu_hog": cpu_hog,
+            "engine_stats_interval_s": engine_stats_interval_s,
             "dataset": "random" if prefix is None else "prefix_repetition",
             **({"prefix_len": prefix.prefix_len, "num_prefixes": prefix.num_prefixes} if prefix else {}),
             "engine_replicas": engine_replicas,
@@ -385,7 +387,11 @@ def run_compare(
             cpu_before, stolen, clock = cpu_usage.snapshot(), cpu_usage.stolen_seconds(), time.monotonic()
             with contextlib.ExitStack() as stack:
                 sampler = (
-                    stack.enter_context(EngineSampler(target.metrics_url, settle_s=target.metrics_lag_s))
+                    stack.enter_context(
+                        EngineSampler(
+                            target.metrics_url, interval_s=engine_stats_interval_s, settle_s=target.metrics_lag_s
+                        )
+                    )
                     if target.metrics_url
                     else None
                 )
@@ -497,11 +503,13 @@ def format_comparison(doc: dict[str, Any]) -> str:
             lines.append(f"{name} rounds (out tok/s, the median one counts): {spread}")
     for name, stats in doc.get("engine_stats", {}).items():
         rate = stats.get("prefix_cache_hit_rate")
-        lines.append(
-            f"{name} engine: prefix-cache hit rate {'n/a' if rate is None else f'{rate:.3f}'}, peak KV-cache use "
-            f"{stats.get('peak_kv_cache_usage_perc', math.nan):.3f}, peak waiting "
-            f"{stats.get('peak_num_requests_waiting', math.nan):.0f}"
-        )
+        line = f"{name} engine: prefix-cache hit rate {'n/a' if rate is None else f'{rate:.3f}'}"
+        if "peak_kv_cache_usage_perc" in stats:  # only sampled during the run with --engine-stats-interval
+            line += (
+                f", peak KV-cache use {stats['peak_kv_cache_usage_perc']:.3f}, peak waiting "
+                f"{stats.get('peak_num_requests_waiting', math.nan):.0f}"
+            )
+        lines.append(line)
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
     for c, values in doc.get("sweep_ratios", {}).items():

@@ -4,7 +4,10 @@ Plain vLLM serves them on its ``/metrics`` as ``vllm:NAME``; under Ray Serve LLM
 Prometheus endpoint serves them as ``ray_vllm_NAME``, one series per engine replica. ``EngineSampler`` reads the
 endpoint before, during (every ``interval_s``) and after a run: the counters' growth over the run (prefix-cache
 queries and hits, in tokens) and the gauges' peaks (KV-cache use, requests running and waiting), summed over the
-replicas at each reading.
+replicas at each reading. ``interval_s=0`` (the default) takes the readings before and after only, so no peaks: a
+reading is not free. Ray's endpoint renders every Ray metric on the same CPUs as the engine (read every second, it
+cost the gateway about 10% of its output tokens/s at concurrency 16 on a 2-core CPU; benchmarks/RESULTS.md), and
+the parse runs in the load generator's process.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def parse(text: str) -> dict[str, float]:
     (a counter's samples end in ``_total``), whatever the exposition's ``# TYPE`` lines say."""
     values: dict[str, float] = {}
     replicas: dict[str, int] = {}
+    # Ray's exposition holds every Ray metric; only vLLM's lines are parsed (a substring test per line is cheap).
+    text = "\n".join(line for line in text.splitlines() if "vllm" in line) + "\n"
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             base = _base_name(sample.name)
@@ -50,7 +55,7 @@ def parse(text: str) -> dict[str, float]:
 class EngineSampler:
     """Samples an engine metrics endpoint while a run goes on (``with EngineSampler(url) as s: ...; s.result()``)."""
 
-    def __init__(self, url: str, interval_s: float = 1.0, settle_s: float = 0.0) -> None:
+    def __init__(self, url: str, interval_s: float = 0.0, settle_s: float = 0.0) -> None:
         """``settle_s``: how long the endpoint lags the engine (Ray's metrics agent exports every few seconds), waited
         before the last reading."""
         self.url = url
@@ -63,20 +68,24 @@ class EngineSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="engine-sampler", daemon=True)
 
-    def _read(self) -> dict[str, float] | None:
+    def _read(self, during_run: bool = False) -> dict[str, float] | None:
+        """One reading; gauges count towards the peaks only from readings during the run (the ones before and after
+        see an idle engine)."""
         try:
             values = parse(httpx.get(self.url, timeout=5).text)
         except (httpx.HTTPError, ValueError):
             return None
         self._samples += 1
-        for name in GAUGES:
+        for name in GAUGES if during_run else ():
             if name in values:
                 self._peaks[name] = max(self._peaks.get(name, 0.0), values[name])
         return values
 
     def _run(self) -> None:
+        if self.interval_s <= 0:
+            return
         while not self._stop.wait(self.interval_s):
-            self._read()
+            self._read(during_run=True)
 
     def __enter__(self) -> EngineSampler:
         self._first = self._read()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks.engine_stats import parse
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.engine_stats import EngineSampler, parse
 
 RAY = """# TYPE ray_vllm_prefix_cache_queries_total counter
 ray_vllm_prefix_cache_queries_total{replica="a"} 100.0
@@ -36,3 +43,43 @@ def test_ray_series_are_summed_over_replicas_and_kv_use_averaged() -> None:
 
 def test_plain_vllm_series_and_no_created_samples() -> None:
     assert parse(VLLM) == {"prefix_cache_hits": 42.0, "kv_cache_usage_perc": 0.25}
+
+
+class _Exposition(http.server.BaseHTTPRequestHandler):
+    """Serves RAY, with the gauges a busy engine shows, on every GET."""
+
+    def do_GET(self) -> None:
+        body = RAY.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def exposition_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exposition)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+
+
+def test_by_default_the_sampler_reads_before_and_after_only_and_reports_no_peaks(exposition_url: str) -> None:
+    with EngineSampler(exposition_url) as sampler:
+        time.sleep(0.3)
+    stats = sampler.result()
+    assert stats["samples"] == 2 and stats["prefix_cache_queries_tokens"] == 0
+    assert not any(key.startswith("peak_") for key in stats), stats
+
+
+def test_with_an_interval_the_peaks_come_from_readings_during_the_run(exposition_url: str) -> None:
+    with EngineSampler(exposition_url, interval_s=0.05) as sampler:
+        time.sleep(0.4)
+    stats = sampler.result()
+    assert stats["samples"] > 2
+    assert stats["peak_kv_cache_usage_perc"] == 0.3 and stats["peak_num_requests_waiting"] == 3
