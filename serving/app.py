@@ -185,7 +185,7 @@ class Ingress:
         from serving.metrics import Metrics, serve_metrics
         from serving.response_ids import ResponseIds
         from serving.telemetry import configure_logging, configure_tracing
-        from serving.thirdparty import release_reset_connections
+        from serving.thirdparty import release_reset_connections, serve_replica_states
 
         release_reset_connections()  # this replica's HTTP server is uvicorn, behind HAProxy
         settings = load_settings(data=settings_data)
@@ -219,7 +219,7 @@ class Ingress:
                 name: (engine_deployment_name(b), b.autoscaling.min_replicas, backends[name])
                 for name, b in engine_of.items()
             },
-            serve.status,
+            serve_replica_states,
             on_change=lambda name, up: metrics.backend_available.labels(backend=name).set(int(up)),
         ).start()
         keys = ReloadingKeyStore(settings.auth.keys_file) if settings.auth.keys_file else KeyStore.empty()

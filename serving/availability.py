@@ -29,16 +29,21 @@ def has_running_replica(replica_states: Mapping[str, int], min_replicas: int) ->
     return min_replicas == 0 or replica_states.get("RUNNING", 0) > 0
 
 
+ReplicaStates = Mapping[str, Mapping[str, int]]  # deployment name -> replica state -> count
+
+
 class EngineWatch:
-    """A daemon thread that keeps ``backend.available`` current for each local backend. ``status``: Serve's
-    ``serve.status`` (injected in tests); ``on_change(backend name, available)`` is called for each engine at the
-    start and, after a poll, for each that changed (the router's ``sovereign_backend_available`` gauge)."""
+    """A daemon thread that keeps ``backend.available`` current for each local backend. ``status(app name)``: the
+    application's replica states, or None where Serve has no such application
+    (``serving.thirdparty.serve_replica_states``; injected in tests); ``on_change(backend name, available)`` is called
+    for each engine at the start and, after a poll, for each that changed (the router's ``sovereign_backend_available``
+    gauge)."""
 
     def __init__(
         self,
         app_name: str,
         engines: Mapping[str, tuple[str, int, Any]],
-        status: Callable[[], Any],
+        status: Callable[[str], ReplicaStates | None],
         poll_s: float = POLL_S,
         on_change: Callable[[str, bool], None] = lambda name, available: None,
     ) -> None:
@@ -66,7 +71,7 @@ class EngineWatch:
     def poll(self) -> None:
         """Ask Serve once and update every engine's ``available``."""
         try:
-            app = self._status().applications.get(self._app)
+            app = self._status(self._app)
         except Exception as exc:  # the controller busy or restarting: keep the last answer
             log.debug("serve status unavailable: %s", type(exc).__name__)
             app = None
@@ -74,12 +79,11 @@ class EngineWatch:
             self._update(app)
         self._report()
 
-    def _update(self, app: Any) -> None:
+    def _update(self, app: ReplicaStates) -> None:
         for name, (deployment, min_replicas, backend) in self._engines.items():
-            status = app.deployments.get(deployment)
-            if status is None:
+            states = app.get(deployment)
+            if states is None:
                 continue
-            states = {str(getattr(k, "value", k)): int(v) for k, v in (status.replica_states or {}).items()}
             running = has_running_replica(states, min_replicas)
             # Skipped after two answers in a row with none running (a snapshot taken just before a replica came
             # up must not take a working engine out), and only once it has run: while the application starts, a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from serving.availability import EngineWatch, has_running_replica
@@ -15,21 +14,6 @@ def test_running_replicas_and_scale_to_zero() -> None:
     assert has_running_replica({}, min_replicas=0)  # a request is what starts its replicas
 
 
-@dataclass
-class _Deployment:
-    replica_states: dict[str, int]
-
-
-@dataclass
-class _App:
-    deployments: dict[str, _Deployment] = field(default_factory=dict)
-
-
-@dataclass
-class _Status:
-    applications: dict[str, _App]
-
-
 class _Backend:
     available = True
 
@@ -37,7 +21,8 @@ class _Backend:
 def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say() -> None:
     answers: list[Any] = []
 
-    def status() -> Any:
+    def status(app: str) -> Any:
+        assert app == "app"
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -51,11 +36,9 @@ def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say
         status,
         on_change=lambda name, up: reported.append((name, up)),
     )
-    lost = _Status(
-        {"app": _App({"engine-local": _Deployment({"PENDING_ALLOCATION": 1}), "engine-scaled": _Deployment({})})}
-    )
-    back = _Status({"app": _App({"engine-local": _Deployment({"RUNNING": 1}), "engine-scaled": _Deployment({})})})
-    answers += [lost, lost, back, lost, lost, TimeoutError(), _Status({}), back, lost, back]
+    lost = {"engine-local": {"PENDING_ALLOCATION": 1}, "engine-scaled": {}}
+    back = {"engine-local": {"RUNNING": 1}, "engine-scaled": {}}
+    answers += [lost, lost, back, lost, lost, TimeoutError(), None, back, lost, back]
     watch.poll()
     watch.poll()
     assert local.available is True  # not yet run: the application is starting, requests wait for it
@@ -76,6 +59,6 @@ def test_the_watch_follows_serve_and_keeps_its_last_answer_when_serve_cannot_say
     # sets ``available`` itself, and the next poll reports it.
     assert reported == [("local", True), ("scaled", True), ("local", False), ("local", True)]
     local.available = False
-    answers.append(_Status({}))
+    answers.append(None)
     watch.poll()
     assert reported[-1] == ("local", False)
