@@ -10,6 +10,7 @@ vLLM sends when generation fails) ends it with ``BackendFailure("engine_error")`
 from __future__ import annotations
 
 import asyncio
+import logging
 import typing
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
@@ -35,6 +36,8 @@ from serving.backends.errors import sanitised_refusal
 from serving.config import VLLMBackendConfig
 from serving.errors import BadRequest
 from serving.thirdparty import raw_request_info
+
+log = logging.getLogger("sovereign.backends.local")
 
 
 def request_models() -> dict[Endpoint, Any]:
@@ -289,12 +292,18 @@ def _error_response(item: Any) -> Exception:
 
 
 def _failure(exc: BaseException) -> BaseException:
+    """What a failure of the engine's stream becomes here. Serve cancels a handle's request itself when the HTTP
+    request that made it is cancelled (the client left): that is the client's cancellation, reported as one, and
+    it can reach the relay before the HTTP edge's own does."""
     if isinstance(exc, asyncio.CancelledError):
         return exc
     if isinstance(exc, BackendFailure | BackendRefusal):
         return exc
-    from ray.serve.exceptions import BackPressureError
+    from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
+    if isinstance(exc, RequestCancelledError):
+        return asyncio.CancelledError()
     if isinstance(exc, BackPressureError):
         return BackendFailure("overloaded")
+    log.warning("engine request failed", extra={"error_type": type(exc).__name__})  # the type only: no text
     return BackendFailure("unavailable")

@@ -205,6 +205,24 @@ def test_an_engine_that_answers_nothing_is_a_failure(tmp_path: Path) -> None:
     run(tmp_path, scenario, Script(silent=True))
 
 
+def test_a_stream_serve_cancelled_is_the_clients_cancellation_not_a_failure(tmp_path: Path) -> None:
+    """Serve cancels a handle's request when the HTTP request that made it is cancelled (the client left), and
+    that can reach the relay before the HTTP edge's own cancellation does: it is a cancellation (recorded 499),
+    not a failure of the engine (502)."""
+
+    async def scenario(s: Stack) -> None:
+        opened = await s.open(STREAM)
+        assert opened.chunks is not None
+        received: list[str] = []
+        with pytest.raises(asyncio.CancelledError):
+            async for chunk in opened.chunks:
+                received.append(chunk)
+        assert text(received) == " t0 t1"
+        assert s.backend.in_flight == 0
+
+    run(tmp_path, scenario, Script(tokens=6, fail_after=2, fail_with="serve_cancelled"))
+
+
 @pytest.mark.parametrize("fail_with", ["event", "exception"])
 def test_an_engine_failure_mid_stream_ends_it_after_the_bytes_sent(
     tmp_path: Path, fail_with: Literal["event", "exception"]

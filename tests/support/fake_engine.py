@@ -70,9 +70,10 @@ class Script:
     """Each token first waits for one release of its call's ``gate`` (a test lets tokens out one by one)."""
     fail_after: int | None = None
     """Stream this many tokens, then fail as ``fail_with`` says."""
-    fail_with: Literal["event", "exception"] = "event"
+    fail_with: Literal["event", "exception", "serve_cancelled"] = "event"
     """"event": what vLLM's stream generators do with an exception, an error event (``data: {"error": ...}``) and
-    ``[DONE]``; "exception": the generator raises (an engine that died under it)."""
+    ``[DONE]``; "exception": the generator raises (an engine that died under it); "serve_cancelled": Serve's
+    ``RequestCancelledError``, as a handle raises it when Serve cancelled the request (its HTTP caller left)."""
     error: EngineError | None = None
     """Answer with this ``ErrorResponse`` before anything else."""
     hang: bool = False
@@ -205,6 +206,11 @@ class FakeEngine(LLMEngine):
                 if script.fail_after is not None and i >= script.fail_after:
                     if script.fail_with == "exception":
                         raise RuntimeError("the fake engine died")
+                    if script.fail_with == "serve_cancelled":
+                        from ray.serve.exceptions import RequestCancelledError
+
+                        call.outcome = "cancelled"
+                        raise RequestCancelledError("fake")
                     failure = EngineError(500, "the fake engine failed", "InternalServerError")
                     yield f"data: {json.dumps({'error': failure.body()})}\n\n"
                     yield "data: [DONE]\n\n"
