@@ -209,7 +209,7 @@ class FakeEngine(LLMEngine):
                     if script.fail_with == "serve_cancelled":
                         from ray.serve.exceptions import RequestCancelledError
 
-                        call.outcome = "cancelled"
+                        call.outcome = "aborted"
                         raise RequestCancelledError("fake")
                     failure = EngineError(500, "the fake engine failed", "InternalServerError")
                     yield f"data: {json.dumps({'error': failure.body()})}\n\n"
