@@ -176,6 +176,14 @@ class Supervisor:
                 self._show(event)
         return True
 
+    def _drain_channel(self, fd: int) -> None:
+        """Show what the server reported before it went, without waiting for more: the pipe can stay open after the
+        server has exited (a process it started may hold the write end until the sweep kills it), so read only
+        while there is something to read."""
+        with contextlib.suppress(OSError):
+            while select.select([fd], [], [], 0)[0] and self._read_channel(fd, 0):
+                pass
+
     def _show(self, event: Event) -> None:
         if event.kind == "exit":
             self.reported_exit, self.reported_at = event.code, time.monotonic()
@@ -263,9 +271,7 @@ class Supervisor:
         )
         lifeline.write_record(self.state, self.record)
         stuck = self._wait(self.proc, read_fd)
-        with contextlib.suppress(OSError):
-            while self._read_channel(read_fd, 0):
-                pass
+        self._drain_channel(read_fd)
         os.close(read_fd)
         return self._finish(private, record, log_path, stuck)
 

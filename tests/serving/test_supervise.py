@@ -131,6 +131,19 @@ def test_sigterm_to_the_group_stops_the_server_and_clears_what_it_left(start) ->
     assert len(logs) == 1 and "Deployment Options" in logs[0].read_text()
 
 
+def test_a_channel_held_open_by_what_the_server_left_does_not_hold_the_supervisor(start) -> None:
+    """The server has exited, but a process it started still holds the write end of the channel: the supervisor
+    shows what was reported, sweeps what is left (that process too) and exits, rather than wait on the pipe."""
+    fake = start("holds_channel")
+    fake.record()  # started
+    family = fake.pids()
+    os.killpg(fake.proc.pid, signal.SIGTERM)
+    assert fake.proc.wait(timeout=15) == 0, fake.output()
+    assert _wait_gone(family, 5) == [], "processes of the server's tree left running"
+    out = fake.output()
+    assert "✓ drained" in out and "stopped in" in out
+
+
 def test_a_server_that_does_not_stop_is_killed_within_the_bound(start) -> None:
     from serving.supervise import FORCE_AFTER_S, STOP_LIMIT_S
 

@@ -12,6 +12,8 @@ SIGTERM, including the one the kernel sends when the supervisor dies. MODE:
 - ``orphan``: also starts a process whose parent exits at once (the supervisor adopts it and must kill it);
 - ``busy``: also runs a child that starts a short-lived process every few milliseconds, as a compiler driver does
   while an engine builds its kernels (none of them is an orphan: the supervisor must leave them all alone).
+- ``holds_channel``: one child inherits the write end of the supervisor's channel and keeps it open after the
+  server has exited (as a daemon Ray starts without closing its descriptors can): the supervisor must not wait on it.
 
 The fake server writes its pid, its children's pids and what stopped it to ``STATE/fake.json``.
 """
@@ -96,6 +98,8 @@ def serve(mode: str, state: str, *internal: str) -> int:
         subprocess.run([sys.executable, "-c", f"import subprocess; subprocess.Popen({SLEEPER!r})"], check=True)
     if mode == "busy":
         children.append(subprocess.Popen(["sh", "-c", "while :; do sleep 0.01; done"]).pid)
+    if mode == "holds_channel":
+        children.append(subprocess.Popen(SLEEPER, pass_fds=(int(args["--channel"]),)).pid)
     report.end("fake started")
     report.say(f"Sovereign inference server ready at http://127.0.0.1:{os.environ.get('FAKE_PORT', '0')}/v1")
     record = {"pid": os.getpid(), "children": children, "private": args["--private"]}
