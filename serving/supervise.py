@@ -177,9 +177,10 @@ class Supervisor:
         return True
 
     def _drain_channel(self, fd: int) -> None:
-        """Show what the server reported before it went, without waiting for more: the pipe can stay open after the
-        server has exited (a process it started may hold the write end until the sweep kills it), so read only
-        while there is something to read."""
+        """Show what the server reported before it went, without waiting for more. The write end can still be open
+        here: the server said it is exiting and has not gone (a thread of it stalled in the kernel while exiting keeps
+        its descriptors open), or something forked from it holds a copy. So read only while there is something to
+        read."""
         with contextlib.suppress(OSError):
             while select.select([fd], [], [], 0)[0] and self._read_channel(fd, 0):
                 pass

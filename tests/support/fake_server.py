@@ -13,7 +13,7 @@ SIGTERM, including the one the kernel sends when the supervisor dies. MODE:
 - ``busy``: also runs a child that starts a short-lived process every few milliseconds, as a compiler driver does
   while an engine builds its kernels (none of them is an orphan: the supervisor must leave them all alone).
 - ``holds_channel``: one child inherits the write end of the supervisor's channel and keeps it open after the
-  server has exited (as a daemon Ray starts without closing its descriptors can): the supervisor must not wait on it.
+  server has exited, as a server whose exit stalls in the kernel does: the supervisor must not wait on the pipe.
 
 The fake server writes its pid, its children's pids and what stopped it to ``STATE/fake.json``.
 """
