@@ -215,6 +215,10 @@ def main(argv: list[str]) -> int:
     from routing.egress_review import DEFAULT_ARTEFACT, EgressReviewer
 
     reviewer = EgressReviewer.load(DEFAULT_ARTEFACT, args.model)
+    if reviewer.meta.get("contextual"):
+        import torch
+
+        torch.set_num_threads(1)  # the second stage's transformer, as the router runs it (serving/egress_gate.py)
     bodies = chat_bodies(reviewer._tokenizer, args.tokens, args.requests)
     tokens = [
         sum(len(reviewer._tokenizer.encode(m["content"], add_special_tokens=False).ids) for m in b["messages"])
@@ -226,8 +230,11 @@ def main(argv: list[str]) -> int:
         "request_tokens": {"min": min(tokens), "max": max(tokens)},
         "artefact_manifest_sha256": reviewer.digest,
     }
+    # How many bodies the second stage reads (the head's logit inside its band): each of those pays the transformer.
+    doc["second_stage_share"] = statistics.mean(reviewer.review_request(b, deadline_s=10).second_stage for b in bodies)
     doc["review_alone"] = time_review(reviewer, bodies, cold=False)
     print(f"review alone ({min(tokens)}-{max(tokens)} tokens): {json.dumps(doc['review_alone'])}", flush=True)
+    print(f"share of bodies the second stage read: {doc['second_stage_share']:.2f}", flush=True)
     doc["review_alone_cold"] = time_review(reviewer, bodies, cold=True)
     print(f"review alone, word cache emptied each time: {json.dumps(doc['review_alone_cold'])}", flush=True)
     # End to end, only the bodies that may leave: the route has no sovereign backend, so one the review flags would

@@ -6,10 +6,12 @@ One command, reproducible from the repository:
    [SEP]``, mean of the three outputs), 30,522 x 384 (cached under ``var/`` by the model's digest);
 2. read the labelled data (``models/egress_data``) and its fixed split: the held-out groups are never trained on and
    never used to choose anything;
-3. choose the threshold by 5-fold cross-validation over the training groups (out-of-fold scores), as the highest
-   threshold that keeps recall on the handwritten sensitive items at ``--target-recall``;
-4. train the head on every training item, fold its first layer into the token table and write the artefact with its
-   SHA-256 manifest (``routing/data/egress_review``);
+3. 5-fold cross-validation over the training groups (out-of-fold scores): each fold trains the head and, on its
+   training items' top windows, the second stage (below), and reads its held-back items. From those scores: how
+   the second stage's logit joins the head's (``Stacking``), and the threshold, the highest that keeps recall on
+   the handwritten sensitive items at ``--target-recall``;
+4. train the head and the second stage on every training item, fold the head's first layer into the token table
+   and write the artefact with its SHA-256 manifest (``routing/data/egress_review``);
 5. load that artefact through ``routing.egress_review.EgressReviewer`` (the code the server runs) and evaluate it on
    the held-out split: recall on sensitive items, false-positive rate on benign same-topic items and on general
    ones, per category; write ``report.json`` and the precision/recall plot.
@@ -22,8 +24,15 @@ a linear output reads it, plus ``v f`` and the window's mean learned weight of i
 bigrams. Two such heads from different seeds are averaged (``Hyper.members``). A text's score is its
 highest window's (training uses the same maximum, so a long benign document is trained as benign everywhere, and one
 with a sensitive paragraph inside as sensitive somewhere). Categories come from a second linear output on the same
-hidden layer. (``Hyper`` also holds the options that were tried and are off: a learned per-token importance in the
-mean, several heads averaged.)
+hidden layer.
+
+The second stage (``routing/egress_context.py``; ``Hyper.contextual``): MiniLM itself reads the top window (int8),
+and a logistic regression on that embedding moves the window's logit, only where the head's logit lies within
+``contextual_band`` standard deviations of the head's own threshold. Its logit joins the head's with weight
+``contextual_weight``, both standardised over the out-of-fold logits; the weight and the band were chosen in
+cross-validation (``benchmarks/RESULTS.md``, "A contextual second stage").
+
+(``Hyper`` also holds the options that were tried and are off: a learned per-token importance in the mean.)
 """
 
 from __future__ import annotations
@@ -43,8 +52,10 @@ import numpy as np
 
 from models.egress_data import CATEGORIES, Item, splits
 from models.manifest import sha256_file, write_manifest
+from routing.egress_context import embed_windows, load_transformer
 from routing.egress_review import (
     CONFIG_NAME,
+    CONTEXTUAL_WEIGHT,
     DEFAULT_ARTEFACT,
     FEATURE_SCALE,
     FEATURES,
@@ -83,6 +94,13 @@ class Hyper:
     balance: bool = True  # sensitive and benign items weigh the same in total
     members: int = 2  # heads trained from different seeds, their logits averaged (folds into one wider head)
     seed: int = 19
+    # The second stage (routing/egress_context.py): MiniLM itself on the top window, where the head is least sure.
+    # Off by default: it cuts false positives but costs ~10 ms on most long requests (benchmarks/RESULTS.md, "A
+    # contextual second stage"); `--hyper '{"contextual": true}'` trains it into the artefact.
+    contextual: bool = False
+    contextual_weight: float = 0.5  # its share of the stacked logit, in standard deviations of each stage's logits
+    contextual_band: float = 0.5  # it runs within this many standard deviations of the head's own threshold
+    contextual_decay: float = 1e-4  # L2 weight of its logistic regression
 
 
 # -- distillation -------------------------------------------------------------------------------------------------
@@ -373,15 +391,6 @@ def fit_categories(enc: Encoded, static: np.ndarray, hyper: Hyper, mu: np.ndarra
     return model
 
 
-def predict(models: list[Any], enc: Encoded, static: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        t = _tensors(enc, static)
-        logit = torch.stack([m(t)[0] for m in models]).mean(dim=0)
-        return torch.sigmoid(_doc_max(logit, t["doc"], enc.n)).numpy()
-
-
 def fold_head(models: list[Any], categories: Any, static: np.ndarray) -> dict[str, np.ndarray]:
     """The head as the artefact stores it. The table's columns, per token: each member's first layer applied to the
     token's embedding (side by side; their logits are averaged, so the output weights are divided by the number of
@@ -415,19 +424,113 @@ def fold_head(models: list[Any], categories: Any, static: np.ndarray) -> dict[st
 # -- choosing the threshold ---------------------------------------------------------------------------------------
 
 
-def cross_validate(items: list[Item], tokenizer: Any, static: np.ndarray, hyper: Hyper, folds: int = 5) -> np.ndarray:
-    """Out-of-fold scores for ``items`` (folds by group, so twins stay together)."""
+def window_logits(models: list[Any], enc: Encoded, static: np.ndarray) -> np.ndarray:
+    """Every window's logit (the members' logits averaged, as the folded artefact computes them)."""
+    import torch
+
+    with torch.no_grad():
+        t = _tensors(enc, static)
+        return torch.stack([m(t)[0] for m in models]).mean(dim=0).numpy()
+
+
+def top_windows(enc: Encoded, logits: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per item: its highest window's logit and that window's word-piece ids (what the second stage reads)."""
+    best = np.full(enc.n, -np.inf)
+    where = np.zeros(enc.n, dtype=np.int64)
+    for w, (d, value) in enumerate(zip(enc.doc, logits, strict=True)):
+        if value > best[d]:
+            best[d], where[d] = value, w
+    return best, [enc.ids[enc.starts[w] : enc.ends[w]] for w in where]
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, weight_decay: float) -> tuple[np.ndarray, float]:
+    """A logistic regression (L-BFGS, L2 on the weights): the second stage's reading of a window's embedding."""
+    import torch
+
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=300)
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + weight_decay * (w @ w)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), float(b.detach())
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Out-of-fold logits of the training items: the head's top window, and the second stage's on that window."""
+
+    fast: np.ndarray
+    contextual: np.ndarray | None
+
+
+def cross_validate(
+    items: list[Item], tokenizer: Any, static: np.ndarray, hyper: Hyper, transformer: Any = None, folds: int = 5
+) -> Folds:
+    """Out-of-fold logits for ``items`` (folds by group, so twins stay together). With ``transformer``, each fold
+    also fits the second stage on its training items' top windows and reads its held-back items' top windows."""
     groups = sorted({i.group for i in items})
     random.Random(hyper.seed).shuffle(groups)
     fold_of = {g: n % folds for n, g in enumerate(groups)}
-    scores = np.zeros(len(items))
+    fast = np.zeros(len(items))
+    contextual = np.zeros(len(items)) if transformer is not None else None
     for f in range(folds):
         train = [i for i in items if fold_of[i.group] != f]
         test_idx = [n for n, i in enumerate(items) if fold_of[i.group] == f]
         enc = encode(train, tokenizer, hyper.windows)
         model = fit(enc, static, hyper, corpus_mean(enc, static))
-        scores[test_idx] = predict(model, encode([items[n] for n in test_idx], tokenizer, hyper.windows), static)
-    return scores
+        test_enc = encode([items[n] for n in test_idx], tokenizer, hyper.windows)
+        fast[test_idx], test_windows = top_windows(test_enc, window_logits(model, test_enc, static))
+        if contextual is not None:
+            w, b = fit_contextual(model, enc, static, transformer, hyper)
+            contextual[test_idx] = embed_windows(transformer, test_windows) @ w + b
+    return Folds(fast, contextual)
+
+
+def fit_contextual(
+    models: list[Any], enc: Encoded, static: np.ndarray, transformer: Any, hyper: Hyper
+) -> tuple[np.ndarray, float]:
+    """The second stage's regression, on each training item's top window under ``models``."""
+    _, windows = top_windows(enc, window_logits(models, enc, static))
+    return fit_logistic(embed_windows(transformer, windows), enc.y, hyper.contextual_decay)
+
+
+@dataclass(frozen=True)
+class Stacking:
+    """How the second stage's logit joins the head's, fixed from the out-of-fold logits: inside ``band`` (head
+    logits), ``logit = fast + scale * (contextual - offset)``."""
+
+    band: tuple[float, float]
+    scale: float
+    offset: float
+
+    def apply(self, fast: np.ndarray, contextual: np.ndarray) -> np.ndarray:
+        inside = (fast > self.band[0]) & (fast < self.band[1])
+        return np.where(inside, fast + self.scale * (contextual - self.offset), fast)
+
+
+def stacking(folds: Folds, items: list[Item], hyper: Hyper, target_recall: float) -> Stacking:
+    """Both stages' logits standardised over the folds; the band centred on the head's own threshold."""
+    assert folds.contextual is not None
+    centre = _logit(choose_threshold(_sigmoid(folds.fast), items, target_recall))
+    half = hyper.contextual_band * float(folds.fast.std())
+    scale = hyper.contextual_weight * float(folds.fast.std()) / float(folds.contextual.std())
+    return Stacking((centre - half, centre + half), scale, float(folds.contextual.mean()))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
 
 
 def corpus_mean(enc: Encoded, static: np.ndarray) -> np.ndarray:
@@ -587,7 +690,10 @@ def main(argv: list[str]) -> int:
     train, held_out = data["train"], data["held_out"]
     print(f"items: {len(train)} training, {len(held_out)} held out")
 
-    oof = cross_validate(train, tokenizer, static, hyper)
+    transformer = load_transformer(args.model) if hyper.contextual else None
+    folds = cross_validate(train, tokenizer, static, hyper, transformer)
+    stack = stacking(folds, train, hyper, args.target_recall) if folds.contextual is not None else None
+    oof = _sigmoid(stack.apply(folds.fast, folds.contextual) if stack and folds.contextual is not None else folds.fast)
     threshold = choose_threshold(oof, train, args.target_recall)
     cv = rates(oof, train, threshold)
     print(f"cross-validated threshold {threshold:.3f}: {json.dumps(_headline(cv))}")
@@ -612,6 +718,17 @@ def main(argv: list[str]) -> int:
     mu = corpus_mean(enc, static)
     model = fit(enc, static, hyper, mu)
     arrays = fold_head(model, fit_categories(enc, static, hyper, mu), static)
+    contextual_config: dict[str, Any] | None = None
+    if stack is not None:
+        # The regression, with the stacking folded in: inside the band, logit = fast + weight . e + bias.
+        w, b = fit_contextual(model, enc, static, transformer, hyper)
+        arrays[CONTEXTUAL_WEIGHT] = (stack.scale * w).astype(np.float32)
+        contextual_config = {
+            "band": [round(stack.band[0], 6), round(stack.band[1], 6)],
+            "bias": stack.scale * (b - stack.offset),
+            "reads": "MiniLM itself on the head's top window, [CLS] window [SEP], mean of the last layer, "
+            "L2-normalised, Linear layers int8 (routing/egress_context.py)",
+        }
     config = {
         "format": FORMAT,
         "model": "sentence-transformers/all-MiniLM-L6-v2 (static token embeddings, mean of [CLS] t [SEP])",
@@ -628,6 +745,8 @@ def main(argv: list[str]) -> int:
         "data_sha256": _data_digest(),
         "cross_validation": cv,
     }
+    if contextual_config is not None:
+        config["contextual"] = contextual_config
     digest = write_artefact(args.out, arrays, config)
     print(f"wrote {args.out} (manifest SHA-256 {digest})")
 
@@ -636,7 +755,11 @@ def main(argv: list[str]) -> int:
     reviewer = EgressReviewer.load(args.out, args.model)
     scores = np.array([_score(reviewer, i) for i in held_out])
     # The reviewer (numpy, folded float16 table) must read the held-out items as the trained model does.
-    trained = predict(model, encode(held_out, tokenizer, hyper.windows), static)
+    held_enc = encode(held_out, tokenizer, hyper.windows)
+    fast, windows = top_windows(held_enc, window_logits(model, held_enc, static))
+    if stack is not None:
+        fast = stack.apply(fast, embed_windows(transformer, windows) @ w + b)
+    trained = _sigmoid(fast)
     parity = float(np.max(np.abs(trained - scores)))
     print(f"largest difference between the trained model and the written artefact: {parity:.5f}")
     if parity > 0.02:

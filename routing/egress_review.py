@@ -14,17 +14,20 @@ tokens at a stride of 32). The artefact may average several such heads (side by 
 The head's first layer is linear, so it is folded into the token table when the artefact is written: the artefact
 holds, per token, that layer's output for the token's embedding, and a window's hidden layer is the mean of those
 rows (plus a prior, below) through a ReLU. The full transformer over a 2,000-token request takes 150-400 ms on a
-2-core CPU; this takes one to a few milliseconds.
+2-core CPU; this takes one to a few milliseconds. Where the head is least sure (its top window's logit within a
+band around the threshold) and the artefact has one, a second stage reads that one window with the transformer
+itself (``routing.egress_context``: about 9 ms here).
 
 A window of ``n`` tokens is smoothed towards the mean token of the training corpus with weight ``prior_weight``
 (``(sum + c * prior) / (n + c)``): a text of three tokens is mostly "an average text" and only slightly itself, so
 short greetings and one-word questions do not swing the score on noise.
 
 The artefact (a folder) holds ``config.json`` (windows, prior weight, threshold, categories, the SHA-256 of each
-MiniLM file the table was distilled from, and the evaluation figures), ``head.safetensors`` (the folded table and the
-rest of the head) and ``manifest.sha256.json`` (the SHA-256 of both, written by ``models.manifest``). ``load``
-verifies the artefact against its manifest and the model folder against the digests the artefact recorded (and
-against the folder's own manifest when it has one), and uses the model folder's tokenizer.
+MiniLM file the table was distilled from, the second stage's band, and the evaluation figures), ``head.safetensors``
+(the folded table, the rest of the head and the second stage's regression) and ``manifest.sha256.json`` (the SHA-256
+of both, written by ``models.manifest``). ``load`` verifies the artefact against its manifest and the model folder
+against the digests the artefact recorded (and against the folder's own manifest when it has one), and uses the
+model folder's tokenizer (and its transformer, for the second stage).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import re2
 from models.manifest import MANIFEST_NAME, ManifestError, sha256_file, verify_manifest
 from routing import normalize
 from routing.classify import Classification, Signal
+from routing.egress_context import ContextualStage, load_transformer
 from routing.levels import Level
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
 DEFAULT_ARTEFACT = Path(__file__).resolve().parent / "data" / "egress_review"
 CONFIG_NAME = "config.json"
 HEAD_NAME = "head.safetensors"
+CONTEXTUAL_WEIGHT = "contextual_weight"  # in HEAD_NAME, with the config's "contextual" section
 FORMAT = "sovereign-egress-review/2"
 CATEGORIES = (
     "covert_source",
@@ -202,6 +207,7 @@ class Review:
     categories: tuple[str, ...]  # signal names, e.g. ("semantic_child", "semantic_health"); empty when not flagged
     score: float  # the highest window's probability of being sensitive
     bucket: str  # e.g. "semantic_score_0.9": the score floored to a tenth
+    second_stage: bool = False  # the transformer read the top window (the head's logit was inside its band)
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -426,8 +432,10 @@ class EgressReviewer:
         categories: Sequence[str],
         digest: str,
         meta: Mapping[str, Any],
+        contextual: ContextualStage | None = None,
     ) -> None:
         self._head = head
+        self._contextual = contextual  # the second stage near the threshold (routing/egress_context.py), if trained
         self._tokenizer = tokenizer
         self.windows = tuple(int(w) for w in windows)
         self.prior_weight = float(prior_weight)
@@ -460,6 +468,7 @@ class EgressReviewer:
         tokenizer = _tokenizer(model / "tokenizer.json")
         if min(head.table.shape[0], len(head.unigram)) < tokenizer.get_vocab_size():
             raise ArtefactError(f"egress review artefact {artefact}: its token table is smaller than the vocabulary")
+        contextual = _contextual_stage(artefact, model, config["contextual"]) if config.get("contextual") else None
         digest = sha256_file(artefact / MANIFEST_NAME)
         return cls(
             head=head,
@@ -470,6 +479,7 @@ class EgressReviewer:
             categories=config.get("categories", CATEGORIES),
             digest=digest,
             meta=config,
+            contextual=contextual,
         )
 
     # -- reviewing --------------------------------------------------------------------------------------------
@@ -497,15 +507,23 @@ class EgressReviewer:
             lengths = [len(ids) for ids, _ in segments]
             if not any(lengths):
                 return Review(False, (), 0.0, score_bucket(0.0))
+            ids = np.concatenate([ids for ids, _ in segments])
+            starts, ends = segment_windows(lengths, self.windows)
             hidden, cat_logits, lexical = self._windows_of(
-                np.concatenate([ids for ids, _ in segments]), np.concatenate([f for _, f in segments]), lengths
+                ids, np.concatenate([f for _, f in segments]), lengths, starts, ends
             )
             if time.perf_counter() > deadline:
                 raise ReviewError("the egress review ran past its deadline")
             h = self._head
             logits = hidden @ h.out + h.out_bias + lexical
             best = int(np.argmax(logits))
-            score = float(_sigmoid(logits[best]))
+            logit = float(logits[best])
+            second_stage = self._contextual is not None and self._contextual.applies(logit)
+            if self._contextual is not None and second_stage:
+                logit = self._contextual.logit(logit, ids[starts[best] : ends[best]])
+                if time.perf_counter() > deadline:
+                    raise ReviewError("the egress review ran past its deadline")
+            score = float(_sigmoid(logit))
         except ReviewError:
             raise
         except Exception as exc:  # the message may quote the text: keep only the kind of failure
@@ -513,11 +531,11 @@ class EgressReviewer:
         if not math.isfinite(score):
             raise ReviewError("the egress review produced no score")
         if score < self.threshold:
-            return Review(False, (), score, score_bucket(score))
+            return Review(False, (), score, score_bucket(score), second_stage)
         cat_p = _sigmoid(cat_logits[best])
         shown = [i for i in np.argsort(-cat_p) if cat_p[i] >= CATEGORY_SHOWN] or [int(np.argmax(cat_p))]
         categories = tuple(SIGNAL_PREFIX + self.categories[i] for i in sorted(shown))
-        return Review(True, categories, score, score_bucket(score))
+        return Review(True, categories, score, score_bucket(score), second_stage)
 
     def _token_ids(self, texts: list[str], deadline: float) -> tuple[np.ndarray, np.ndarray]:
         """The texts' word-piece ids, concatenated, exactly as the tokenizer gives them text by text, and each
@@ -530,7 +548,7 @@ class EgressReviewer:
         return tokens_and_flags(texts, self._tokenizer, self._words, check)
 
     def _windows_of(
-        self, ids: np.ndarray, flags: np.ndarray, lengths: Sequence[int]
+        self, ids: np.ndarray, flags: np.ndarray, lengths: Sequence[int], starts: np.ndarray, ends: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per window (each configured size at half-size strides, within each segment of ``lengths`` tokens): the
         hidden layer, the category logits and the word-piece and specificity terms."""
@@ -538,7 +556,6 @@ class EgressReviewer:
         rows = h.table[ids]
         prefix = np.zeros((len(ids) + 1, rows.shape[1]), dtype=np.float32)
         np.cumsum(rows, axis=0, out=prefix[1:])
-        starts, ends = segment_windows(lengths, self.windows)
         c = np.float32(self.prior_weight)
         sums = prefix[ends] - prefix[starts]
         k, weight = len(h.bias), sums[:, -1:] + c
@@ -634,6 +651,26 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
     ):
         raise ArtefactError(f"egress review artefact: {path.name} has inconsistent shapes")
     return head
+
+
+def _contextual_stage(artefact: Path, model: Path, config: Mapping[str, Any]) -> ContextualStage:
+    """The second stage: its regression from the head's file, the transformer from the (verified) model folder."""
+    from safetensors.numpy import load_file
+
+    try:
+        weight = load_file(str(artefact / HEAD_NAME))[CONTEXTUAL_WEIGHT].astype(np.float32)
+        low, high = (float(x) for x in config["band"])
+        bias = float(config["bias"])
+    except Exception as exc:
+        raise ArtefactError(f"egress review artefact: unreadable contextual stage ({exc.__class__.__name__})") from None
+    try:
+        transformer = load_transformer(model)
+    except Exception as exc:
+        kind = exc.__class__.__name__
+        raise ArtefactError(f"egress review model {model}: cannot load the transformer ({kind})") from None
+    if weight.shape != (transformer.config.hidden_size,) or not low < high:
+        raise ArtefactError("egress review artefact: its contextual stage does not fit the model")
+    return ContextualStage(transformer, weight, bias, (low, high))
 
 
 def _tokenizer(path: Path) -> Any:

@@ -55,6 +55,12 @@ class EgressGate:
             return
         # Two threads, so one slow review does not hold up every other (the tokenizer releases the GIL).
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="egress-review")
+        if self.reviewer.meta.get("contextual"):
+            import torch
+
+            # The second stage's transformer runs in this (router) process: one thread per review, so two reviews
+            # at once take two CPUs at most and never spread over the ones the router shares with the engines.
+            torch.set_num_threads(1)
 
     @property
     def digest(self) -> str | None:

@@ -5,20 +5,26 @@ Uses the artefact that ships (routing/data/egress_review) and MiniLM from its wh
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import random
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.manifest import MANIFEST_NAME
+from models.manifest import MANIFEST_NAME, write_manifest
+from routing.egress_context import ContextualStage, embed_windows
 from routing.egress_review import (
+    CONTEXTUAL_WEIGHT,
     DEFAULT_ARTEFACT,
     FEATURES,
+    HEAD_NAME,
     ArtefactError,
     EgressReviewer,
     Review,
@@ -175,8 +181,6 @@ def test_an_artefact_without_its_manifest_or_with_an_extra_file_is_refused(tmp_p
 def test_an_artefact_trained_on_other_specificity_flags_is_refused(tmp_path: Path) -> None:
     """The head's flag weights mean what ``FEATURES`` says only if the artefact was trained on that list: one trained
     on another (even with a correct manifest) is refused."""
-    from models.manifest import write_manifest
-
     artefact = _copy_artefact(tmp_path)
     config = json.loads((artefact / "config.json").read_text())
     config["features"] = list(reversed(config["features"]))
@@ -348,3 +352,117 @@ def test_any_json_body_gets_a_verdict_or_a_review_error(reviewer: EgressReviewer
     assert review.bucket == score_bucket(review.score)
     assert review.sensitive == (review.score >= reviewer.threshold)
     assert bool(review.categories) == review.sensitive
+
+
+# -- the second stage (routing/egress_context.py) -------------------------------------------------------------------
+
+# Texts on the categories' topics, general and specific, among which some land inside the second stage's band.
+NEAR_THE_LINE = [
+    *ISSUE_SENSITIVE,
+    *ISSUE_BENIGN,
+    "Run a training exercise on handling a covert source: the scenario is fictional and the names are made up.",
+    "Summarise the published inspection report on HMP Northfield's security for the staff briefing on Monday.",
+    "Our team meets at 10am on Thursday in room 4 to plan the witness care leaflet.",
+    "Draft guidance for officers on when a child in care should be referred to the local authority.",
+    "The prison's healthcare team reviews medication for prisoners on constant watch; explain the process.",
+    "Prepare the briefing for tomorrow's search of the warehouse: two teams, entry at 6am.",
+    "Jayden told his teacher about what happens at home. What should the school do next?",
+    "Write a lessons-learned note on the 2019 escape from a category C prison, using the public report.",
+]
+
+
+def _with_second_stage(directory: Path, band_around_threshold: tuple[float, float] = (-3.0, 3.0)) -> Path:
+    """The shipped artefact with a second stage added: a regression drawn at random (fixed seed) and a band around
+    the head's threshold. Its verdicts mean nothing; the wiring is what the tests below check, with the real
+    transformer. (The stage trained on the data is measured in benchmarks/RESULTS.md, "A contextual second stage".)"""
+    from safetensors.numpy import load_file, save_file
+
+    artefact = directory / "artefact"
+    shutil.copytree(DEFAULT_ARTEFACT, artefact)
+    tensors = load_file(str(artefact / HEAD_NAME))
+    tensors[CONTEXTUAL_WEIGHT] = np.random.default_rng(19).normal(0.0, 3.0, 384).astype(np.float32)
+    save_file(tensors, str(artefact / HEAD_NAME))
+    config = json.loads((artefact / "config.json").read_text())
+    centre = _logit(config["threshold"])
+    config["contextual"] = {"band": [centre + band_around_threshold[0], centre + band_around_threshold[1]], "bias": 0.0}
+    (artefact / "config.json").write_text(json.dumps(config))
+    (artefact / MANIFEST_NAME).unlink()
+    write_manifest(artefact, "test")
+    return artefact
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> EgressReviewer:
+    return EgressReviewer.load(_with_second_stage(tmp_path_factory.mktemp("staged")), wheel_minilm())
+
+
+def test_the_shipped_artefact_has_no_second_stage(reviewer: EgressReviewer) -> None:
+    assert reviewer._contextual is None and "contextual" not in reviewer.meta
+    assert not reviewer.review_texts([ISSUE_SENSITIVE[0]], deadline_s=5).second_stage
+
+
+def _head_only(reviewer: EgressReviewer) -> EgressReviewer:
+    head_only = copy.copy(reviewer)
+    head_only._contextual = None
+    return head_only
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_a_second_stage_reads_only_inside_its_band(staged: EgressReviewer) -> None:
+    reviewer = staged
+    stage = reviewer._contextual
+    assert stage is not None and stage.band_low < stage.band_high
+    head = _head_only(reviewer)
+    inside = 0
+    for text in NEAR_THE_LINE:
+        fast = _logit(head.review_texts([text], deadline_s=5).score)
+        review = reviewer.review_texts([text], deadline_s=5)
+        full = _logit(review.score)
+        assert review.second_stage == stage.applies(fast)
+        if stage.applies(fast):
+            inside += 1
+            assert full != pytest.approx(fast, abs=1e-9)  # the transformer's reading moved it
+        else:
+            assert full == pytest.approx(fast, abs=1e-9)  # outside the band the head's logit stands
+    assert inside, "none of these texts is near the line: pick others"
+
+
+def test_the_second_stage_reads_the_heads_top_window_as_training_embedded_it(staged: EgressReviewer) -> None:
+    """The window the head scored highest, through ``embed_windows`` (the trainer's code), and the folded
+    regression: the reviewer's logit is exactly that."""
+    reviewer = staged
+    stage = reviewer._contextual
+    assert stage is not None
+    text = ISSUE_SENSITIVE[2]
+    ids, _ = tokens_and_flags([text], reviewer._tokenizer, {})
+    assert len(ids) <= 64  # one window: the whole text
+    fast = _logit(_head_only(reviewer).review_texts([text], deadline_s=5).score)
+    embedding = embed_windows(stage._transformer, [ids])[0]
+    expected = fast + float(embedding @ stage.weight) + stage.bias if stage.applies(fast) else fast
+    assert _logit(reviewer.review_texts([text], deadline_s=5).score) == pytest.approx(expected, abs=1e-4)
+
+
+class _BrokenTransformer:
+    config = type("Config", (), {"hidden_size": 384})()
+
+    def __call__(self, **_: object) -> object:
+        raise RuntimeError("the secret canary phrase")  # a failure whose message could quote text
+
+
+def test_a_failing_second_stage_fails_closed_without_text(staged: EgressReviewer) -> None:
+    stage = staged._contextual
+    assert stage is not None
+    broken = copy.copy(staged)
+    broken._contextual = ContextualStage(_BrokenTransformer(), stage.weight, stage.bias, (-1e9, 1e9))
+    with pytest.raises(ReviewError) as info:
+        broken.review_texts(["The prisoner in cell 14 attempted suicide last night."], deadline_s=5)
+    assert "canary" not in str(info.value)
+
+
+def test_a_second_stage_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    artefact = _with_second_stage(tmp_path, band_around_threshold=(1.0, -1.0))
+    with pytest.raises(ArtefactError, match="contextual stage"):
+        EgressReviewer.load(artefact, wheel_minilm())
