@@ -191,7 +191,9 @@ def test_personal_data_never_reaches_the_commercial_backend(tmp_path: Path) -> N
     assert backends["commercial"].opened == [] and len(backends["uk"].opened) == 1
     [record] = records
     assert record["event"] == "request" and record["backend"] == "uk" and record["level"] != "OFFICIAL"
-    assert record["candidates"] == ["uk"] and "943" not in str(records)
+    assert record["candidates"] == ["uk"]
+    # No part of the prompt in the record (not a fragment such as "943": a record's timestamp may hold those digits).
+    assert not any(part in str(records) for part in ("943 476 5919", "9434765919", "probation"))
 
 
 def test_official_text_leaves_only_after_a_durable_egress_record(tmp_path: Path) -> None:
