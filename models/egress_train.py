@@ -67,6 +67,7 @@ from routing.egress_review import (
     segment_windows,
     tokens_and_flags,
 )
+from routing.egress_review import _sigmoid as sigmoid  # the reviewer's own, so training reads scores as it does
 
 DEFAULT_MODEL = Path("var/models/minilm")
 DEFAULT_REPORT = Path("benchmarks/results/egress-review")
@@ -518,14 +519,10 @@ class Stacking:
 def stacking(folds: Folds, items: list[Item], hyper: Hyper, target_recall: float) -> Stacking:
     """Both stages' logits standardised over the folds; the band centred on the head's own threshold."""
     assert folds.contextual is not None
-    centre = _logit(choose_threshold(_sigmoid(folds.fast), items, target_recall))
+    centre = _logit(choose_threshold(sigmoid(folds.fast), items, target_recall))
     half = hyper.contextual_band * float(folds.fast.std())
     scale = hyper.contextual_weight * float(folds.fast.std()) / float(folds.contextual.std())
     return Stacking((centre - half, centre + half), scale, float(folds.contextual.mean()))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
 
 
 def _logit(p: float) -> float:
@@ -693,7 +690,9 @@ def main(argv: list[str]) -> int:
     transformer = load_transformer(args.model) if hyper.contextual else None
     folds = cross_validate(train, tokenizer, static, hyper, transformer)
     stack = stacking(folds, train, hyper, args.target_recall) if folds.contextual is not None else None
-    oof = _sigmoid(stack.apply(folds.fast, folds.contextual) if stack and folds.contextual is not None else folds.fast)
+    oof = sigmoid(
+        folds.fast if stack is None or folds.contextual is None else stack.apply(folds.fast, folds.contextual)
+    )
     threshold = choose_threshold(oof, train, args.target_recall)
     cv = rates(oof, train, threshold)
     print(f"cross-validated threshold {threshold:.3f}: {json.dumps(_headline(cv))}")
@@ -759,7 +758,7 @@ def main(argv: list[str]) -> int:
     fast, windows = top_windows(held_enc, window_logits(model, held_enc, static))
     if stack is not None:
         fast = stack.apply(fast, embed_windows(transformer, windows) @ w + b)
-    trained = _sigmoid(fast)
+    trained = sigmoid(fast)
     parity = float(np.max(np.abs(trained - scores)))
     print(f"largest difference between the trained model and the written artefact: {parity:.5f}")
     if parity > 0.02:

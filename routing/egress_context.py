@@ -70,8 +70,6 @@ class ContextualStage:
         return self.band_low < fast_logit < self.band_high
 
     def logit(self, fast_logit: float, window: np.ndarray) -> float:
-        """The window's logit after the second stage (``fast_logit`` itself outside the band)."""
-        if not self.applies(fast_logit):
-            return fast_logit
+        """The window's logit after the second stage, for a ``fast_logit`` inside the band (``applies``)."""
         embedding = embed_windows(self._transformer, [window])[0]
         return fast_logit + float(embedding @ self.weight) + self.bias

@@ -16,7 +16,7 @@ holds, per token, that layer's output for the token's embedding, and a window's 
 rows (plus a prior, below) through a ReLU. The full transformer over a 2,000-token request takes 150-400 ms on a
 2-core CPU; this takes one to a few milliseconds. Where the head is least sure (its top window's logit within a
 band around the threshold) and the artefact has one, a second stage reads that one window with the transformer
-itself (``routing.egress_context``: about 9 ms here).
+itself (``routing.egress_context``; its cost is in benchmarks/RESULTS.md).
 
 A window of ``n`` tokens is smoothed towards the mean token of the training corpus with weight ``prior_weight``
 (``(sum + c * prior) / (n + c)``): a text of three tokens is mostly "an average text" and only slightly itself, so
@@ -416,6 +416,7 @@ class _Head:
     bigram_mult: int
     feature_in: np.ndarray  # (FEATURES, hidden): the specificity flags' weights into the hidden layer
     feature_out: np.ndarray  # (FEATURES,): and straight into the window's logit
+    contextual_weight: np.ndarray | None = None  # (hidden of MiniLM,): the second stage's folded regression, if any
 
 
 class EgressReviewer:
@@ -468,7 +469,7 @@ class EgressReviewer:
         tokenizer = _tokenizer(model / "tokenizer.json")
         if min(head.table.shape[0], len(head.unigram)) < tokenizer.get_vocab_size():
             raise ArtefactError(f"egress review artefact {artefact}: its token table is smaller than the vocabulary")
-        contextual = _contextual_stage(artefact, model, config["contextual"]) if config.get("contextual") else None
+        contextual = _contextual_stage(head, model, config["contextual"]) if config.get("contextual") else None
         digest = sha256_file(artefact / MANIFEST_NAME)
         return cls(
             head=head,
@@ -518,9 +519,10 @@ class EgressReviewer:
             logits = hidden @ h.out + h.out_bias + lexical
             best = int(np.argmax(logits))
             logit = float(logits[best])
-            second_stage = self._contextual is not None and self._contextual.applies(logit)
-            if self._contextual is not None and second_stage:
-                logit = self._contextual.logit(logit, ids[starts[best] : ends[best]])
+            stage, second_stage = self._contextual, False
+            if stage is not None and stage.applies(logit):
+                second_stage = True
+                logit = stage.logit(logit, ids[starts[best] : ends[best]])
                 if time.perf_counter() > deadline:
                     raise ReviewError("the egress review ran past its deadline")
             score = float(_sigmoid(logit))
@@ -637,6 +639,7 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
             bigram_mult=bigram_mult,
             feature_in=t["feature_in"].astype(np.float32),
             feature_out=t["feature_out"].astype(np.float32),
+            contextual_weight=t[CONTEXTUAL_WEIGHT].astype(np.float32) if CONTEXTUAL_WEIGHT in t else None,
         )
     except Exception as exc:
         raise ArtefactError(f"egress review artefact: unreadable {path.name} ({exc.__class__.__name__})") from None
@@ -653,24 +656,23 @@ def _read_head(path: Path, bigram_mult: int) -> _Head:
     return head
 
 
-def _contextual_stage(artefact: Path, model: Path, config: Mapping[str, Any]) -> ContextualStage:
+def _contextual_stage(head: _Head, model: Path, config: Mapping[str, Any]) -> ContextualStage:
     """The second stage: its regression from the head's file, the transformer from the (verified) model folder."""
-    from safetensors.numpy import load_file
-
     try:
-        weight = load_file(str(artefact / HEAD_NAME))[CONTEXTUAL_WEIGHT].astype(np.float32)
         low, high = (float(x) for x in config["band"])
         bias = float(config["bias"])
     except Exception as exc:
         raise ArtefactError(f"egress review artefact: unreadable contextual stage ({exc.__class__.__name__})") from None
+    if head.contextual_weight is None:
+        raise ArtefactError(f"egress review artefact: {HEAD_NAME} lacks the contextual stage's weights")
     try:
         transformer = load_transformer(model)
     except Exception as exc:
         kind = exc.__class__.__name__
         raise ArtefactError(f"egress review model {model}: cannot load the transformer ({kind})") from None
-    if weight.shape != (transformer.config.hidden_size,) or not low < high:
+    if head.contextual_weight.shape != (transformer.config.hidden_size,) or not low < high:
         raise ArtefactError("egress review artefact: its contextual stage does not fit the model")
-    return ContextualStage(transformer, weight, bias, (low, high))
+    return ContextualStage(transformer, head.contextual_weight, bias, (low, high))
 
 
 def _tokenizer(path: Path) -> Any:
