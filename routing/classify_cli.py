@@ -12,6 +12,11 @@ it before a request leaves: to every input the rules call OFFICIAL, with the sam
 ``--artefact``, ``--threshold``; no server, no network). A flagged input is raised to OFFICIAL-SENSITIVE with its
 ``semantic_*`` signals; one the review cannot answer gets ``semantic_review_unavailable`` and is raised too. An
 artefact or model that does not verify is an error (exit status 2).
+
+``--score`` checks the results against labels a department put on its own corpus: each line's ``"expect"``
+(``"sensitive"``: must not leave, so it must be classified above OFFICIAL; ``"benign"``: may leave) and optional
+``"category"``. Recall and the false-positive rate, overall and per category, go to standard error after the
+results (which keep their format); lines without a label are counted apart.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,6 +80,45 @@ def _reviewed(
     return raise_level(c, signals)
 
 
+class Score:
+    """Results against the labels on their input lines: ``(expect, category) -> [flagged, total]``."""
+
+    LABELS = ("sensitive", "benign")
+
+    def __init__(self) -> None:
+        self.flagged: Counter[tuple[str, str]] = Counter()
+        self.total: Counter[tuple[str, str]] = Counter()
+        self.unlabelled = 0
+
+    def add(self, line: str, result: dict[str, Any]) -> None:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            item = None
+        expect = item.get("expect") if isinstance(item, dict) else None
+        if expect not in self.LABELS:
+            self.unlabelled += 1
+            return
+        category = item.get("category") if isinstance(item, dict) else None
+        key = (str(expect), str(category) if category is not None else "")
+        self.total[key] += 1
+        self.flagged[key] += bool(result["local_only"])
+
+    def lines(self) -> list[str]:
+        def rate(expect: str, category: str | None = None) -> str:
+            keys = [k for k in self.total if k[0] == expect and (category is None or k[1] == category)]
+            flagged, total = sum(self.flagged[k] for k in keys), sum(self.total[k] for k in keys)
+            share = f" ({100 * flagged / total:.1f}%)" if total else ""
+            return f"{flagged}/{total}{share}"
+
+        out = [f"score: sensitive kept local {rate('sensitive')}; benign kept local {rate('benign')}"]
+        for category in sorted({k[1] for k in self.total if k[1]}):
+            out.append(f"  {category}: sensitive {rate('sensitive', category)}, benign {rate('benign', category)}")
+        if self.unlabelled:
+            out.append(f"  {self.unlabelled} line(s) without expect: sensitive|benign, not scored")
+        return out
+
+
 def _classify_line(number: int, line: str, reviewer: Reviewer | None = None) -> dict[str, Any]:
     try:
         item = json.loads(line)
@@ -90,13 +135,6 @@ def _classify_line(number: int, line: str, reviewer: Reviewer | None = None) -> 
     return _error(item_id, f"line {number}: expected input.text (string) or input.request (object)")
 
 
-def classify_lines(lines: Iterable[str], reviewer: Reviewer | None = None) -> Iterator[dict[str, Any]]:
-    """One result per non-blank input line (blank lines are skipped)."""
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            yield _classify_line(number, line, reviewer)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sovereign classify",
@@ -105,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--jsonl", metavar="FILE", help="JSON Lines input ('-' for standard input)")
     parser.add_argument("text", nargs="*", metavar="TEXT", help="text to classify (joined with spaces)")
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="score the results against each line's expect (sensitive|benign) and category, on standard error",
+    )
     review = parser.add_argument_group("egress review (the semantic second opinion)")
     review.add_argument(
         "--egress-review",
@@ -144,18 +187,26 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
         return 0
     source = args.jsonl or "-"
     if source == "-":
-        return _run(stdin or sys.stdin, out, reviewer)
+        return _run(stdin or sys.stdin, out, reviewer, args.score)
     try:
         with open(source, encoding="utf-8", errors="surrogateescape") as handle:
-            return _run(handle, out, reviewer)
+            return _run(handle, out, reviewer, args.score)
     except OSError as exc:
         print(f"sovereign classify: cannot read {source}: {exc.strerror}", file=sys.stderr)
         return 2
 
 
-def _run(lines: Iterable[str], out: TextIO, reviewer: Reviewer | None = None) -> int:
+def _run(lines: Iterable[str], out: TextIO, reviewer: Reviewer | None = None, score: bool = False) -> int:
     status = 0
-    for result in classify_lines(lines, reviewer):
+    tally = Score() if score else None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        result = _classify_line(number, line, reviewer)
         status = 1 if "error" in result else status
         out.write(json.dumps(result) + "\n")
+        if tally is not None:
+            tally.add(line, result)
+    if tally is not None:
+        print("\n".join(tally.lines()), file=sys.stderr)
     return status

@@ -24,12 +24,14 @@ from stdnum import luhn as _luhn
 from stdnum.gb import utr as _utr
 
 from routing import names, normalize
-from routing.detectors_base import Detector, Match, Scanner, Words, near
+from routing.detectors_base import Detector, Match, Regex, Scanner, Words, near, re2_options
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
 from routing.phones import uk_number_type
+from serving.thirdparty import re2_extension
 
 OS = Level.OFFICIAL_SENSITIVE
+_UNANCHORED = re2_extension().RE2.Anchor.UNANCHORED
 _NON_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
 _MOD23 = b"ZABCDEFGHJKLMNPQRTUVWXY"  # PNC and CRO check letters (no I, O, S)
 
@@ -205,7 +207,7 @@ def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 
 def _driving_licence(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    s = m.group().upper()  # SSSSS D MM DD Y II N CC
+    s = b"".join(m.group().split()).upper()  # SSSSS D MM DD Y II N CC, as printed in groups or not
     surname = s[:5].rstrip(b"9")
     if not surname or not surname.isalpha():
         return None
@@ -239,8 +241,17 @@ _TEST_CARDS = frozenset(
 )
 
 
+# An account number on the lines after a labelled sort code ("Sort code: 52 19 36" then "Account no: 24151480").
+_ACCOUNT_AFTER = Regex(rb"(?:^|[^0-9])[0-9]{8}(?:[^0-9]|$)", re2_options(1 << 20))
+_ACCOUNT_LOOK = 80
+
+
 def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
+    if m.group(b"labelled") is None:  # sort code and account on one line
+        return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
+    end = m.end()
+    found = _ACCOUNT_AFTER._match(_UNANCHORED, text, end, min(len(text), end + _ACCOUNT_LOOK))[0][0]
+    return "sort_code_account" if found >= 0 else None
 
 
 def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
@@ -430,14 +441,28 @@ def _dob_after_name(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 _JUSTICE_WINDOW = 200
 
 
+# An event dated before 1970 ("in 1605", "on 13 July 1955", "in March 1969"): history, whose people are public
+# figures (Guy Fawkes, Ruth Ellis), not the subjects of a live case. A statute's year ("Criminal Justice Act
+# 1967") has no such preposition before it.
+_HISTORIC_EVENT = Regex(
+    rb"(?i:\b(?:in|on|of|during|until|since|from|by)[ \t]+(?:\d{1,2}(?:st|nd|rd|th)?[ \t]+)?"
+    rb"(?:" + _MONTHS + rb"[ \t]+)?)"
+    rb"(?:1[0-8]\d\d|19[0-6]\d)\b",
+    re2_options(1 << 20),
+)
+
+
 def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
-    """A named person within a window of justice vocabulary; one count per cluster of nearby words."""
+    """A named person within a window of justice vocabulary, unless the window dates what it tells before 1970
+    (``_HISTORIC_EVENT``); one count per cluster of nearby words."""
     start, end = m.span()
     if start < state.get("justice_done", -1):
         return None
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
+    if _HISTORIC_EVENT._match(_UNANCHORED, text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi))[0][0] >= 0:
+        return None
     if names.find_person(text, lo, hi):
         state["justice_done"] = hi
         return "justice_context_named_person"
@@ -459,6 +484,12 @@ _JUSTICE_WORDS = (
     rb"|drug[ \t]+(?:dealing|supply)"
     rb"|possession[ \t]+with[ \t]+intent|indecent|abuse|abused|at[ \t]+risk[ \t]+of[ \t]+harm"
     rb"|looked[ \t]+after[ \t]+child"
+    # probation, youth justice and the courts' own words
+    rb"|licence[ \t]+conditions?|on[ \t]+licence|unpaid[ \t]+work|community[ \t]+payback|referral[ \t]+order"
+    rb"|restorative[ \t]+justice|youth[ \t]+offending|pre-sentence[ \t]+report|approved[ \t]+premises"
+    rb"|exclusion[ \t]+zone|electronic[ \t]+monitoring|verdict|on[ \t]+bail|bail[ \t]+conditions"
+    rb"|(?:at|in|to|before)[ \t]+court|court[ \t]+(?:date|appearance|case|result|order|list)"
+    rb"|witness[ \t]+statement|prosecuted|prosecution|segregation[ \t]+unit|adjudication"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
@@ -509,14 +540,16 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "driving_licence",
         OS,
-        _alnum_id(rb"(?i:[A-Z9]{5}\d[0156]\d[0-3]\d\d[A-Z9]{2}\d[A-Z0-9]{2})"),
+        _alnum_id(rb"(?i:[A-Z9]{5}" + _SP + rb"\d[0156]\d[0-3]\d\d" + _SP + rb"[A-Z9]{2}\d" + _SP + rb"[A-Z0-9]{2})"),
         _driving_licence,
     ),
     Detector(
         "sort_code_account",
         OS,
         rb"\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
-        rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b",
+        rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b"
+        # a labelled sort code alone on its line: the validator looks for the account number after it
+        rb"|(?P<labelled>(?i:sort[ \t]*code)[^\n\d]{0,20}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b)",
         _sort_code_account,
         requires=_BANK_CONTEXT,
     ),
@@ -561,8 +594,9 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "date_of_birth",
         OS,
-        rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t]+of[ \t]+birth|birth[ \t]*date|born(?:[ \t]+on)?))"
-        rb"[ \t]*[:\-,]?[ \t]*(?P<date>" + _DATE + rb")",
+        # also as a field name: dateOfBirth, date_of_birth, "dob": "1984-07-22"
+        rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|born(?:[ \t]+on)?))"
+        rb"[\"']?[ \t]*[:=\-,]?[ \t]*[\"']?[ \t]*(?P<date>" + _DATE + rb")",
         _dob_labelled,
     ),
     Detector("date_of_birth", OS, _NAME + _DATE_AFTER_NAME, _dob_after_name, trigger=_DATE_AFTER_NAME),

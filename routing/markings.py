@@ -46,12 +46,12 @@ _TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
 _SEP = rb"[ \t]*(?:[:/|,]+|" + _DASH + rb"+)?[ \t]*"
 _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
 # Upper-case descriptors, caveats and codewords after a marking on a banner line.
-_UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9][A-Z0-9 \t/:|,()\-]*)?"
+_UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9\[(][A-Z0-9 \t/:|,()\[\]\-]*)?"
 _LABEL = (
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
     rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling[ \t_\-]*caveat)"
-    rb"[\"']{0,2}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(]{0,2}[ \t]*"
+    rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(*_]{0,4}[ \t]*"  # Markdown: | Label | **SECRET** |
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
@@ -62,6 +62,8 @@ _HANDLING = (
 # Descriptors after a marking written in any case ("Official - Sensitive: Personal").
 _ANY_CASE_TAIL = rb"(?:[ \t]*(?:[:/|,]+|-+)[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only|staff))?"
 _SUBJECT = rb"(?i:\bsubject)[ \t]*:[ \t]*\[?[ \t]*"
+# A mail client's tag in a subject line, in any case: "Subject: RE: [official-sensitive] Q4 outturn".
+_SUBJECT_TAG = rb"(?i:\bsubject[ \t]*:[ \t]*(?:(?:re|fw|fwd)[ \t]*:[ \t]*)*)[\[(][ \t]*"
 # A document pasted as a quoted value whose first line is its banner: a JSON string ("note": "SECRET\n...",
 # its line breaks still escaped) or a quoted CSV field (4411,"SECRET\n..."). Only when a line break follows, so
 # that a list of levels in a schema ("enum": ["OFFICIAL","SECRET"]) is not a banner.
@@ -69,9 +71,14 @@ _VALUE_START = rb"(?:[:=][ \t]*\"|,\")[ \t*#=_~\-\[(<|>'.]*"
 _VALUE_LINE_END = rb"[ \t*#=_~\-\])>|'.]*(?:\\[nr]|(?m:$))"
 _FIELD_START = rb"(?m:^|[,\t|])[\"']?"
 _FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
+# A quoted field of a semicolon-separated row (Excel's CSV in many locales): quoted, so that an HTML entity's ";"
+# before a bare word is not a field separator.
+_QUOTED_FIELD_START = rb"(?m:^|;)\""
+_QUOTED_FIELD_END = rb"\"(?:;|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
-    rb"(?i:\b(?:is|are|was|were|been|be|remains?)[ \t]+(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
+    rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s)[ \t]+"
+    rb"(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
     rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated)(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
 )
 _CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
@@ -99,7 +106,22 @@ def _rows(
         banner_word = rb"(?:" + upper + rb"|" + (title or upper) + rb")\b"
         banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
     else:
-        line_start = _LEAD + word + rb"[ \t]*(?:[:|/\])>]|" + _DASH + rb")"
+        # a marking in any case with its descriptor, whatever follows: "Official-Sensitive Commercial   Draft 4",
+        # at the start of a line or of a quoted value
+        described = any_case + rb"[ \t]*(?:[:/|,]+|-+)?[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only)\b"
+        line_start = (
+            rb"(?:"
+            + _LEAD
+            + rb"|"
+            + _VALUE_START
+            + rb")(?:"
+            + word
+            + rb"[ \t]*(?:[:|/\])>]|"
+            + _DASH
+            + rb")|"
+            + described
+            + rb")"
+        )
         banner = (
             _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
         )
@@ -114,11 +136,13 @@ def _rows(
         + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
+        *([] if single_word else [_SUBJECT_TAG + any_case + rb"\b"]),
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
         # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
         # lower case: "this is top secret lol" is banter
         _HANDLING + (word if single_word else _capitalised(any_case) + rb"\b"),
         _FIELD_START + word + _FIELD_END,
+        _QUOTED_FIELD_START + word + _UPPER_TAIL + _QUOTED_FIELD_END,
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
         # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
         rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
@@ -188,20 +212,28 @@ def _said_of_this_text(signal: str) -> Validator:
     return validate
 
 
-_OS_UPPER = rb"OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIVE"
+# Welsh Government's bilingual markings name the same levels (SWYDDOGOL-SENSITIF, CYFRINACH, CYFRINACH IAWN),
+# upper case as banners write them. A word joiner or zero-width space between two words is removed in the
+# normalised view, so the words may also touch ("TOPSECRET").
+_OS_UPPER = (
+    rb"(?:OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENSITIVE"
+    rb"|SWYDDOGOL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIF)"
+)
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive)"
 
 MARKING_DETECTORS: tuple[Detector, ...] = (
     *_rows(
         "marking_top_secret",
         Level.TOP_SECRET,
-        rb"TOP(?:[ \t]+|[ \t]*-[ \t]*)SECRET",
+        rb"(?:TOP[ \t]*-?[ \t]*SECRET|CYFRINACH[ \t]+IAWN)",
         rb"(?i:top(?:[ \t]+|[ \t]*-[ \t]*)secret)",
         single_word=False,
     ),
     # "TOP SECRET" never matches these SECRET forms as SECRET alone: every form anchors what comes before the
     # word (line start, label, bracket, field separator, handling phrase, sentence end, deixis).
-    *_rows("marking_secret", Level.SECRET, rb"SECRET", rb"(?i:secret)", single_word=True, title=rb"Secret"),
+    *_rows(
+        "marking_secret", Level.SECRET, rb"(?:SECRET|CYFRINACH)", rb"(?i:secret)", single_word=True, title=rb"Secret"
+    ),
     *_rows("marking_official_sensitive", Level.OFFICIAL_SENSITIVE, _OS_UPPER, _OS_ANY, single_word=False),
     *_rows(
         "marking_caveat",

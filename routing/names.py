@@ -24,21 +24,26 @@ development dependency. Rebuild them with ``python -m routing.names`` (needs ``f
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from routing.detectors_base import Regex, re2_options
+from routing.detectors_base import Candidate, Regex, re2_options
 from serving.thirdparty import re2_extension
 
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 # Titles people are addressed by in case papers and police/probation notes.
 _TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
+# Lower-case particles inside a name: Cai ap Dafydd, Ruud van der Berg, Ana de la Cruz, Omar bin Said.
+_PARTICLES = (
+    rb"(?:(?:ap|ab|ferch|verch|van|von|der|den|de|da|di|du|del|della|dos|das|la|le|bin|binti|ibn|al|el)[ \t]+){0,2}"
+)
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
 _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
-    rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<last>[A-Z][A-Za-z'\-]+)"
+    rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+))\b",
     re2_options(8 << 20),
 )
@@ -50,7 +55,8 @@ _ROLE_BEFORE = Regex(
     rb"|appellant|respondent|inmate|detainee|resident|tenant|child|pupil|patient|client|service[ \t]+user"
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
-    rb"|officer|informant|source|person)s?)[ \t]*[:,\-]?[ \t]+$",
+    rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
+    rb"|registered[ \t]+keeper)s?)[ \t]*[:,\-]?[ \t]+$",
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
@@ -60,7 +66,7 @@ _SAID_AFTER = Regex(
     re2_options(1 << 20),
 )
 _PAIR = Regex(
-    rb"\b(?:[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
+    rb"\b(?:[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+" + _PARTICLES + rb"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
     rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?)\b",
     re2_options(1 << 20),
 )
@@ -176,10 +182,28 @@ def _word(raw: bytes) -> str:
     return word[:-2] if word.endswith("'s") else word.rstrip("'")
 
 
+def _overlapping(regex: Regex, buf: bytes, lo: int, hi: int) -> Iterator[Candidate]:
+    """``regex``'s matches in ``buf[lo:hi]``, each search after a match starting at that match's second word: a
+    capitalised word that is no name ("Prisoner Lukasz Wroblewski", "Defendant Kwame Mensah") would otherwise
+    take the first name into its own match and hide the name. Every word starts at most two searches."""
+    pos = lo
+    while pos < hi:
+        for m in regex.finditer(buf, pos, hi):
+            yield m
+            start, end = m.span()
+            space = buf.find(b" ", start, end)
+            tab = buf.find(b"\t", start, end)
+            second = min(x for x in (space, tab, end) if x >= 0)
+            pos = max(second + 1, pos + 1)
+            break
+        else:
+            return
+
+
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
     """True when ``buf[lo:hi]`` names a person by the rules in the module docstring."""
     firsts, sur = first_names(), surnames()
-    for m in _NAME_RX.finditer(buf, lo, hi):
+    for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
         if _is_case_citation(buf, start, end):
             continue
@@ -227,7 +251,7 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
 def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
     """A capitalised pair outside the lists that the words around it say is a person (``_ROLE_BEFORE``,
     ``_SAID_AFTER``), unless either word is one that starts phrases which are not people."""
-    for m in _PAIR.finditer(buf, lo, hi):
+    for m in _overlapping(_PAIR, buf, lo, hi):
         start, end = m.span()
         words = m.group().split()
         if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):

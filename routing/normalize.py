@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
-NORMALISATION_VERSION = "2026-12-06.1"
+NORMALISATION_VERSION = "2026-12-07.1"
 
 _LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
 # ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
@@ -152,7 +152,11 @@ def warm() -> None:
 
 
 def normalise_ascii(data: bytes) -> bytes:
-    """ASCII (or UTF-8) bytes with every line break as \n and other control characters removed."""
+    """ASCII (or UTF-8) bytes with every line break as \n and other control characters removed. A Windows line
+    break (CR LF) is one break, not two: a quoted-printable soft break (``=`` CR LF) and rules that read the next
+    line ("Sort code: ..." then "Account: ...") see the lines as the document has them."""
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
     return data.translate(_ASCII_TABLE, _ASCII_DELETE)
 
 
@@ -319,6 +323,12 @@ _DECODE = _regex(DECODE_MARKER)
 _TAG = _regex(  # a tag's name ends at a space, tab, line break, "/", or a no-break space (UTF-8 C2 A0)
     rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>"
 )
+# Attributes whose values are text a reader sees or a tool reads (a page's <meta content>, a link's target with
+# its query, an image's alt text): the tag step removes the tags, and these values are kept after the text.
+_TEXT_ATTRIBUTE = _regex(
+    rb"(?i:\b(?:content|title|alt|href|summary|label|placeholder|aria-label|data-[a-z0-9\-]{1,40})[ \t\n]*=[ \t\n]*)"
+    rb"(?:\"([^\"<>]{2,})\"|'([^'<>]{2,})')"
+)
 _INLINE_TAGS = frozenset(
     b"a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark nobr q s samp small span strike strong "
     b"sub sup time tt u var wbr".split()
@@ -466,7 +476,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         steps = _steps(data)
     for _ in range(2):  # twice: markup that was itself escaped (XML pasted into an HTML e-mail)
         if _TAG_STEP in steps:
-            data = _sub(_TAG, data, _tag_replacement)
+            data = _without_tags(data)
             steps = _steps(data)
         if _ENTITY_STEP in steps and b"&" in data:
             data = html.unescape(data.decode("utf-8", "replace")).encode("utf-8", "replace")
@@ -474,7 +484,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         else:
             break
     if _TAG_STEP in steps:
-        data = _sub(_TAG, data, _tag_replacement)
+        data = _without_tags(data)
         steps = _steps(data)
     if b"\\rtf" in data:
         data = _sub(_RTF, _sub(_RTF_DESTINATION, data, b""), _rtf_replacement)
@@ -537,6 +547,26 @@ def _join_letters(data: bytes, spans: Spans) -> bytes:
     """ "S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
     start, end = spans[0]
     return data[start:end].replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
+
+
+def _without_tags(data: bytes) -> bytes:
+    """``data`` with its tags removed (block tags as line breaks), and the values of its text attributes
+    (``_TEXT_ATTRIBUTE``) after it, one per line."""
+    values = [data[a:b] for spans in _all_spans(_TEXT_ATTRIBUTE, data) for a, b in spans[1:] if a >= 0]
+    text = _sub(_TAG, data, _tag_replacement)
+    return b"\n\n".join([text, *values]) if values else text
+
+
+def _all_spans(regex: Regex, data: bytes) -> Iterator[Spans]:
+    match = regex._match
+    at, size = 0, len(data)
+    while at < size:
+        spans = match(_UNANCHORED, data, at, size)
+        start, end = spans[0]
+        if start < 0:
+            return
+        yield spans
+        at = end if end > start else end + 1
 
 
 def _tag_replacement(data: bytes, spans: Spans) -> bytes:

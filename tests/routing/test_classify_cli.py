@@ -76,3 +76,22 @@ def test_console_script_dispatch():
         check=True,
     )
     assert json.loads(proc.stdout)["level"] == "TOP SECRET"
+
+
+def test_score_counts_labelled_lines_by_category_and_keeps_the_results(capsys):
+    lines = [
+        {"id": 1, "expect": "sensitive", "category": "marking", "input": {"text": "SECRET\nthe plan"}},
+        {"id": 2, "expect": "sensitive", "category": "marking", "input": {"text": "the plan, unmarked"}},
+        {"id": 3, "expect": "benign", "category": "marking", "input": {"text": "explain what SECRET means"}},
+        {"id": 4, "expect": "benign", "input": {"text": "jane.doe@gmail.com"}},
+        {"id": 5, "input": {"text": "no label"}},
+    ]
+    status, results = run(["--score"], stdin="".join(json.dumps(line) + "\n" for line in lines))
+    assert status == 0 and [r["id"] for r in results] == [1, 2, 3, 4, 5]
+    assert set(results[0]) == {"id", "level", "local_only", "signals"}  # the results keep their format
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "score: sensitive kept local 1/2 (50.0%); benign kept local 1/2 (50.0%)",
+        "  marking: sensitive 1/2 (50.0%), benign 0/1 (0.0%)",
+        "  1 line(s) without expect: sensitive|benign, not scored",
+    ]
