@@ -67,6 +67,11 @@ _UTR_CONTEXT = Words(
     b"self assessment",
     b"self-assessment",
     b"hmrc",
+    b"sa302",
+    b"sa100",
+    b"tax return",
+    b"tax year",
+    b"taxyear",
 )
 _NHS_CONTEXT = Words(b"nhs", b"chi number", b"patient", b"health")
 # stdnum.gb.nhs.checksum's weights (10 for the first digit down to 1 for the check digit), applied to the ASCII
@@ -75,12 +80,18 @@ _NHS_CONTEXT = Words(b"nhs", b"chi number", b"patient", b"health")
 _NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
 
 
+_INTERNATIONAL_PREFIX = Regex(rb"\+[0-9]{1,3}[ \t.\-]{0,2}\(?$", re2_options(1 << 20))
+
+
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
     d = _digits(raw)  # ten digits, as the pattern has them: the mod-11 checksum alone is its whole test
     if d.startswith(b"999") or sum(map(mul, d, _NHS_WEIGHTS)) % 11 or _placeholder(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
+    before = text[max(0, start - 8) : start]  # a copy, so that "$" is the number's start
+    if b"+" in before and _INTERNATIONAL_PREFIX._match(_UNANCHORED, before, 0, len(before))[0][0] >= 0:
+        return None  # "+1 212-555-0147": a telephone number after its country code
     health = near(text, start, end, _NHS_CONTEXT)
     if not health and near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
         return "utr"  # a valid UTR among tax words, and nothing says health: counted as what it most likely is
@@ -202,6 +213,14 @@ def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 _PASSPORT_CONTEXT = Words(b"passport")
 
 
+# Two letters and seven digits that are other things' numbers: Microsoft's knowledge-base articles (KB5039212).
+_NOT_PASSPORT_PREFIXES = frozenset({b"KB"})
+
+
+def _passport_letters(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    return None if m.group()[:2].upper() in _NOT_PASSPORT_PREFIXES else "uk_passport"
+
+
 def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     return "uk_passport" if near(text, m.start(), m.end(), _PASSPORT_CONTEXT) else None
 
@@ -300,10 +319,35 @@ _ROBOT_LOCAL = frozenset({b"git", b"noreply", b"no-reply", b"donotreply", b"do-n
 
 
 def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    local, _at, domain = m.group().lower().rpartition(b"@")
+    return _email_address(m.group().lower())
+
+
+def _email_address(address: bytes) -> str | None:
+    local, _at, domain = address.rpartition(b"@")
     if domain in _EXAMPLE_DOMAINS or domain.endswith(_EXAMPLE_TLDS) or local in _ROBOT_LOCAL:
         return None
     return "email"
+
+
+_SPELT_OUT = Regex(rb"[ \t]*(?:[\[({<][ \t]*(at|dot)[ \t]*[\])}>]|[ \t](at|dot)[ \t])[ \t]*", re2_options(1 << 20))
+
+
+def _email_spelt_out(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    """``ngozi.eze88 [at] yahoo [dot] com``: the address with its "at" and "dot" put back."""
+    raw = m.group().lower()
+    address = _sub_spelt(raw)
+    return _email_address(address) if address.count(b"@") == 1 else None
+
+
+def _sub_spelt(raw: bytes) -> bytes:
+    out, at = [], 0
+    for spans in _SPELT_OUT.finditer(raw):
+        start, end = spans.span()
+        out.append(raw[at:start])
+        out.append(b"@" if spans.group(1) == b"at" or spans.group(2) == b"at" else b".")
+        at = end
+    out.append(raw[at:])
+    return b"".join(out)
 
 
 # Ofcom's ranges reserved for TV, radio and examples (national significant number prefixes): never a person.
@@ -365,6 +409,10 @@ def _uk_nsn(raw: bytes) -> bytes | None:
     return d
 
 
+# 071-075 and 077-079: Ofcom's mobile ranges (076 is pagers, 070 personal numbering, checked by phonenumbers).
+_MOBILE_RANGES = frozenset({b"71", b"72", b"73", b"74", b"75", b"77", b"78", b"79"})
+
+
 def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers or drama ranges."""
     raw = m.group().replace(b"\t", b" ")  # phonenumbers takes spaces, not tabs, as punctuation
@@ -384,7 +432,30 @@ def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     # region's metadata), so every personal type below is a valid number: no separate validity check.
     if national.startswith(_DRAMA_PREFIXES) or _placeholder(b"0" + national):
         return None
+    if len(national) == 10 and national[:2] in _MOBILE_RANGES:
+        return "uk_phone"  # a mobile number whether or not phonenumbers' metadata lists its block as allocated yet
     return "uk_phone" if kind in _PERSONAL_PHONE else None
+
+
+# A postcode is someone's address unless the address is an organisation's: a prison, a court, a police station,
+# a ministry, a company. Those words within the address's lines before the postcode (and no person named there)
+# make it a public address.
+_ORGANISATION = Regex(
+    rb"\b(?:HMP|HMYOI|HMPPS|(?i:crown[ \t]+court|magistrates'?[ \t]+court|county[ \t]+court|courts[ \t]+of[ \t]+justice"
+    rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
+    rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
+    rb"|convention|conference|venue|department|agency|office|ltd|limited|plc|llp))\b",
+    re2_options(1 << 20),
+)
+_ADDRESS_LOOK = 120
+
+
+def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    start = m.start()
+    lo = max(0, start - _ADDRESS_LOOK)
+    if _ORGANISATION._match(_UNANCHORED, text, lo, start)[0][0] >= 0 and not names.find_person(text, lo, start):
+        return None
+    return "uk_postcode"
 
 
 # --- dates of birth and named people ---------------------------------------------------------------------
@@ -444,12 +515,37 @@ _JUSTICE_WINDOW = 200
 # An event dated before 1970 ("in 1605", "on 13 July 1955", "in March 1969"): history, whose people are public
 # figures (Guy Fawkes, Ruth Ellis), not the subjects of a live case. A statute's year ("Criminal Justice Act
 # 1967") has no such preposition before it.
+_HISTORIC_YEAR = rb"(?:1[0-8]\d\d|19[0-6]\d)\b"
 _HISTORIC_EVENT = Regex(
-    rb"(?i:\b(?:in|on|of|during|until|since|from|by)[ \t]+(?:\d{1,2}(?:st|nd|rd|th)?[ \t]+)?"
-    rb"(?:" + _MONTHS + rb"[ \t]+)?)"
-    rb"(?:1[0-8]\d\d|19[0-6]\d)\b",
+    rb"(?i:\b(?:in|on|of|during|until|since|from|by)[ \t]+(?:the[ \t]+year[ \t]+)?(?:\d{1,2}(?:st|nd|rd|th)?[ \t]+)?"
+    rb"(?:"
+    + _MONTHS
+    + rb"[ \t]+)?)"
+    + _HISTORIC_YEAR
+    # a month and year without a preposition ("(13 July 1955)", "July 1955"), a year in brackets as law reports
+    # cite it ("R v Dudley and Stephens (1884)")
+    + rb"|(?i:\b"
+    + _MONTHS
+    + rb"[ \t]+)"
+    + _HISTORIC_YEAR
+    + rb"|\("
+    + _HISTORIC_YEAR
+    + rb"\)",
     re2_options(1 << 20),
 )
+# A date of birth is no event: "born 12 March 1962", "DOB: March 1962".
+_BIRTH_BEFORE = Regex(
+    rb"(?i:born|birth|d\.?o\.?b\.?)[ \t:,\-]*(?:on[ \t]+)?(?:\d{1,2}(?:st|nd|rd|th)?[ \t]+)?$", re2_options(1 << 20)
+)
+
+
+def _historic(text: bytes, lo: int, hi: int) -> bool:
+    for event in _HISTORIC_EVENT.finditer(text, lo, hi):
+        at = event.start()
+        before = text[max(0, at - 24) : at]  # a copy, so that "$" is the event's start
+        if _BIRTH_BEFORE._match(_UNANCHORED, before, 0, len(before))[0][0] < 0:
+            return True
+    return False
 
 
 def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
@@ -461,7 +557,7 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
-    if _HISTORIC_EVENT._match(_UNANCHORED, text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi))[0][0] >= 0:
+    if _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
         return None
     if names.find_person(text, lo, hi):
         state["justice_done"] = hi
@@ -483,13 +579,16 @@ _JUSTICE_WORDS = (
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"
     rb"|possession[ \t]+with[ \t]+intent|indecent|abuse|abused|at[ \t]+risk[ \t]+of[ \t]+harm"
-    rb"|looked[ \t]+after[ \t]+child"
+    rb"|looked[ \t\-]+after[ \t\-]+child(?:ren)?|probationers?"
     # probation, youth justice and the courts' own words
     rb"|licence[ \t]+conditions?|on[ \t]+licence|unpaid[ \t]+work|community[ \t]+payback|referral[ \t]+order"
     rb"|restorative[ \t]+justice|youth[ \t]+offending|pre-sentence[ \t]+report|approved[ \t]+premises"
     rb"|exclusion[ \t]+zone|electronic[ \t]+monitoring|verdict|on[ \t]+bail|bail[ \t]+conditions"
     rb"|(?:at|in|to|before)[ \t]+court|court[ \t]+(?:date|appearance|case|result|order|list)"
     rb"|witness[ \t]+statement|prosecuted|prosecution|segregation[ \t]+unit|adjudication"
+    rb"|(?:further|victim[ \t]+personal)[ \t]+statement|ptph|oic|released[ \t]+under[ \t]+investigation"
+    rb"|appellant|(?:was|were|been|also|being)[ \t]+charged|procurator[ \t]+fiscal|detained|detention|deportation"
+    rb"|deported|foreign[ \t]+national[ \t]+offenders?|fno|modern[ \t]+slavery|trafficking|trafficked|nrm"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
@@ -535,7 +634,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector("cro_number", OS, _alnum_id(rb"SF\d{2}/\d{1,6}[A-Z]"), _cro_search_file),
     Detector("prison_number", OS, _alnum_id(rb"[A-Z]\d{4}[A-Z]{2}"), _prison_number),
     Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn, requires=_CRN_CONTEXT),
-    Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}")),
+    Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}"), _passport_letters),
     Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits, requires=_PASSPORT_CONTEXT),
     Detector(
         "driving_licence",
@@ -590,13 +689,14 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
             rb"(?i:GIR[ \t]{0,3}0AA|[A-PR-UWYZ](?:\d[A-HJKPSTUW\d]?|[A-HK-Y]\d[ABEHMNPRVWXY\d]?)"
             rb"[ \t]{0,3}\d[ABD-HJLNP-UW-Z]{2})"
         ),
+        _postcode,
     ),
     Detector(
         "date_of_birth",
         OS,
         # also as a field name: dateOfBirth, date_of_birth, "dob": "1984-07-22"
         rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|born(?:[ \t]+on)?))"
-        rb"[\"']?[ \t]*[:=\-,]?[ \t]*[\"']?[ \t]*(?P<date>" + _DATE + rb")",
+        rb"[\"'>]?[ \t]*[:=\-,]?[ \t]*[\"']?[ \t]*(?P<date>" + _DATE + rb")",
         _dob_labelled,
     ),
     Detector("date_of_birth", OS, _NAME + _DATE_AFTER_NAME, _dob_after_name, trigger=_DATE_AFTER_NAME),
@@ -617,6 +717,25 @@ IDENTIFIER_DETECTORS = tuple(
     if det.signal == "justice_context_named_person"
     else replace(det, needs=b"@" if det.signal == "email" else _DIGITS)
     for det in IDENTIFIER_DETECTORS
+)
+
+# An e-mail address spelt out against harvesters ("name [at] domain [dot] com"): words, not "@", so no needed byte.
+_SPELT_AT = rb"[ \t]*[\[({<][ \t]*(?i:at)[ \t]*[\])}>][ \t]*"  # in brackets: "meet at the station.com" is no address
+_SPELT_DOT = rb"[ \t]*(?:[\[({<][ \t]*(?i:dot)[ \t]*[\])}>]|[ \t](?i:dot)[ \t]|\.)[ \t]*"
+IDENTIFIER_DETECTORS += (
+    Detector(
+        "email",
+        OS,
+        rb"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*"
+        + _SPELT_AT
+        + rb"[A-Za-z0-9\-]+(?:"
+        + _SPELT_DOT
+        + rb"[A-Za-z0-9\-]+)*"
+        + _SPELT_DOT
+        + rb"[A-Za-z]{2,24}\b",
+        _email_spelt_out,
+        trigger=rb"[A-Za-z0-9][ \t]*[\[({<][ \t]*(?i:at)[ \t]*[\])}>]",
+    ),
 )
 
 DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS

@@ -41,7 +41,7 @@ from serving.thirdparty import re2_extension
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 _DASH = rb"-"  # en and em dashes are "-" once normalised
-_LEAD = rb"(?m:^)[ \t*#=_~\-\[(<|>\"'.]*"
+_LEAD = rb"(?m:^)[ \t*#=_~\-\[(<>\"'.]*"  # not "|": "| SECRET | ... |" is a Markdown table's cell
 _TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
 _SEP = rb"[ \t]*(?:[:/|,]+|" + _DASH + rb"+)?[ \t]*"
 _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
@@ -50,18 +50,26 @@ _UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9\[(][A-Z0-9 \t/:|,()\[\]\-]*)?"
 _LABEL = (
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
-    rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling[ \t_\-]*caveat)"
+    rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling(?:[ \t_\-]*(?:caveat|instructions?))?"
+    # a Microsoft Purview sensitivity label in a mail header: MSIP_Label_<guid>_Name=OFFICIAL-SENSITIVE
+    rb"|\bmsip_label_[0-9a-f\-]{8,40}_name)"
     rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(*_]{0,4}[ \t]*"  # Markdown: | Label | **SECRET** |
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
-    rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|email|e-mail|message|note|report"
-    rb"|information|material|minute|minutes|letter|paper|annex|file|attachment)[ \t]+(?:is|are)"
-    rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are))[ \t]+"
+    rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|doc|email|e-mail|message|note|report"
+    rb"|information|material|minute|minutes|letter|paper|annex|file|attachment|conversation|chat|thread|text"
+    rb"|paragraph|section|passage|extract)[ \t]+(?:is|are)"
+    rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are)"
+    rb"|\bin[ \t]+this[ \t]+(?:conversation|chat|thread|session|document|email|e-mail)[ \t]+(?:is|are))[ \t]+"
 )
+# Upper-case codewords between a marking and the separator that starts a line's text: "TOP SECRET STRAP1 - ...".
+_CODEWORDS = rb"(?:[ \t]+[A-Z][A-Z0-9]{1,11}){0,3}"
+# A bilingual banner's other language first: "ZASTRZEZONE / RESTRICTED" (the folded view has the letters in ASCII).
+_OTHER_LANGUAGE = rb"(?:[A-Z][A-Z\-]{2,24}[ \t]*/[ \t]*)?"
 # Descriptors after a marking written in any case ("Official - Sensitive: Personal").
 _ANY_CASE_TAIL = rb"(?:[ \t]*(?:[:/|,]+|-+)[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only|staff))?"
-_SUBJECT = rb"(?i:\bsubject)[ \t]*:[ \t]*\[?[ \t]*"
+_SUBJECT = rb"(?i:\bsubject[ \t]*:[ \t]*(?:(?:re|fw|fwd|aw|tr)[ \t]*:[ \t]*)*)\[?[ \t]*"
 # A mail client's tag in a subject line, in any case: "Subject: RE: [official-sensitive] Q4 outturn".
 _SUBJECT_TAG = rb"(?i:\bsubject[ \t]*:[ \t]*(?:(?:re|fw|fwd)[ \t]*:[ \t]*)*)[\[(][ \t]*"
 # A document pasted as a quoted value whose first line is its banner: a JSON string ("note": "SECRET\n...",
@@ -70,17 +78,24 @@ _SUBJECT_TAG = rb"(?i:\bsubject[ \t]*:[ \t]*(?:(?:re|fw|fwd)[ \t]*:[ \t]*)*)[\[(
 _VALUE_START = rb"(?:[:=][ \t]*\"|,\")[ \t*#=_~\-\[(<|>'.]*"
 _VALUE_LINE_END = rb"[ \t*#=_~\-\])>|'.]*(?:\\[nr]|(?m:$))"
 _FIELD_START = rb"(?m:^|[,\t|])[\"']?"
+# A document part whose whole value is the marking: "header": "OFFICIAL-SENSITIVE", a YAML line "footer: SECRET"
+# (a tool call writing a document). Other keys name options ("name": "SECRET" in a labelling tool's settings). The
+# key starts with its keyword or a short prefix: letters of any length before it cost the first pass ~20%.
+_PART_KEY = rb"(?i:(?:page|doc|document|report)?[_\-]?(?:header|footer|banner|heading|watermark|stamp))[A-Za-z_]{0,12}"
+_KEY_VALUE_START = rb"(?:\"" + _PART_KEY + rb"\"[ \t]*:[ \t]*\"|(?m:^)[ \t]*" + _PART_KEY + rb":[ \t]+)"
+_KEY_VALUE_END = rb"(?:\"[ \t]*(?:[,}]|(?m:$))|[ \t]*(?m:$))"
 _FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
-# A quoted field of a semicolon-separated row (Excel's CSV in many locales): quoted, so that an HTML entity's ";"
-# before a bare word is not a field separator.
-_QUOTED_FIELD_START = rb"(?m:^|;)\""
-_QUOTED_FIELD_END = rb"\"(?:;|(?m:$))"
+# A field of a semicolon-separated row (Excel's CSV in many locales), quoted or not.
+_QUOTED_FIELD_START = rb"(?m:^|;)\"?"
+_QUOTED_FIELD_END = rb"\"?(?:;|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
     rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s)[ \t]+"
     rb"(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
-    rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated)(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
+    rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated|headed|stamped)"
+    rb"(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
 )
+_ITS = rb"(?i:\b(?:it|this|that)'s[ \t]+)"  # "it's official-sensitive personal so keep it short"
 _CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
 # "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
 _DEIXIS = rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
@@ -92,19 +107,32 @@ _DOCUMENT = (
 
 
 def _rows(
-    signal: str, level: Level, upper: bytes, any_case: bytes, *, single_word: bool, title: bytes | None = None
+    signal: str,
+    level: Level,
+    upper: bytes,
+    any_case: bytes,
+    *,
+    single_word: bool,
+    title: bytes | None = None,
+    any_case_stated: bool = False,
 ) -> tuple[Detector, ...]:
     """The rows for one marking: ``upper`` as the GSC writes it, ``any_case`` after labels and in multi-word
-    banners, ``title`` (single words) alone on a banner line."""
+    banners, ``title`` (single words) alone on a banner line; ``any_case_stated``: "this doc is official
+    sensitive" in lower case counts (no one says that in jest, as they say "this is top secret")."""
     word = upper + rb"\b"
     if single_word:
         # "SECRET - ...", "SECRET // ...", "SECRET | ...", "SECRET: Operation X", "SECRET: the plan" but not
         # "SECRET: str = ..."
         line_start = (
-            _LEAD + word + rb"(?:[ \t]*(?:[|/\])>]|" + _DASH + rb"[ \t]*[A-Za-z \t])|:[ \t]+[A-Za-z0-9\"'][^=\n]*$)"
+            _LEAD
+            + word
+            + _CODEWORDS
+            + rb"(?:[ \t]*(?:[|/\])>]|"
+            + _DASH
+            + rb"[ \t]*[A-Za-z \t])|:[ \t]+[A-Za-z0-9\"'][^=\n]*$)"
         )
         banner_word = rb"(?:" + upper + rb"|" + (title or upper) + rb")\b"
-        banner = _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
+        banner = _LEAD + _OTHER_LANGUAGE + rb"(?:" + word + _UPPER_TAIL + rb"|" + banner_word + rb")" + _PAGE + _TRAIL
     else:
         # a marking in any case with its descriptor, whatever follows: "Official-Sensitive Commercial   Draft 4",
         # at the start of a line or of a quoted value
@@ -116,6 +144,7 @@ def _rows(
             + _VALUE_START
             + rb")(?:"
             + word
+            + _CODEWORDS
             + rb"[ \t]*(?:[:|/\])>]|"
             + _DASH
             + rb")|"
@@ -123,7 +152,18 @@ def _rows(
             + rb")"
         )
         banner = (
-            _LEAD + rb"(?:" + word + _UPPER_TAIL + rb"|" + any_case + rb"\b" + _ANY_CASE_TAIL + rb")" + _PAGE + _TRAIL
+            _LEAD
+            + _OTHER_LANGUAGE
+            + rb"(?:"
+            + word
+            + _UPPER_TAIL
+            + rb"|"
+            + any_case
+            + rb"\b"
+            + _ANY_CASE_TAIL
+            + rb")"
+            + _PAGE
+            + _TRAIL
         )
     forms = [
         banner,
@@ -140,15 +180,17 @@ def _rows(
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
         # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
         # lower case: "this is top secret lol" is banter
-        _HANDLING + (word if single_word else _capitalised(any_case) + rb"\b"),
+        _HANDLING + (word if single_word else (any_case if any_case_stated else _capitalised(any_case)) + rb"\b"),
         _FIELD_START + word + _FIELD_END,
         _QUOTED_FIELD_START + word + _UPPER_TAIL + _QUOTED_FIELD_END,
+        _KEY_VALUE_START + word + _UPPER_TAIL + _KEY_VALUE_END,
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
         # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
         rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
     ]
     stated_word = any_case if not single_word else rb"(?:" + upper + rb"|" + (title or upper) + rb")"
-    stated = rb"(?:" + _STATED + stated_word + rb"|" + _CLASSIFIED_AS + upper + rb")\b"
+    its_word = any_case if any_case_stated else upper  # "it's top secret lol" is banter; "it's OFFICIAL-SENSITIVE" not
+    stated = rb"(?:" + _STATED + stated_word + rb"|" + _CLASSIFIED_AS + upper + rb"|" + _ITS + its_word + rb")\b"
     return (
         Detector(signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")"),
         Detector(signal=signal, level=level, pattern=stated, validate=_said_of_this_text(signal)),
@@ -216,7 +258,7 @@ def _said_of_this_text(signal: str) -> Validator:
 # upper case as banners write them. A word joiner or zero-width space between two words is removed in the
 # normalised view, so the words may also touch ("TOPSECRET").
 _OS_UPPER = (
-    rb"(?:OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENSITIVE"
+    rb"(?:OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENSITIVE|OFF-?SENS"
     rb"|SWYDDOGOL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIF)"
 )
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive)"
@@ -234,7 +276,14 @@ MARKING_DETECTORS: tuple[Detector, ...] = (
     *_rows(
         "marking_secret", Level.SECRET, rb"(?:SECRET|CYFRINACH)", rb"(?i:secret)", single_word=True, title=rb"Secret"
     ),
-    *_rows("marking_official_sensitive", Level.OFFICIAL_SENSITIVE, _OS_UPPER, _OS_ANY, single_word=False),
+    *_rows(
+        "marking_official_sensitive",
+        Level.OFFICIAL_SENSITIVE,
+        _OS_UPPER,
+        _OS_ANY,
+        single_word=False,
+        any_case_stated=True,
+    ),
     *_rows(
         "marking_caveat",
         Level.OFFICIAL_SENSITIVE,

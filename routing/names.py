@@ -51,18 +51,19 @@ _NAME_RX = Regex(
 # it ("the victim, Tomasz Wozniak", "defendant: Kwame Mensah") or what is said of it after it ("Ayo Bankole,
 # 16, ...", "Ayo Bankole (16)", "Ayo Bankole was remanded", "Ayo Bankole's licence").
 _ROLE_BEFORE = Regex(
-    rb"(?i:\b(?:victim|witness|defendant|offender|prisoner|suspect|accused|complainant|perpetrator|claimant"
+    rb"(?i:\b(?:victim|witness|defendant|offender|prisoner|suspect|accused|complainant|complainer|perpetrator|claimant"
     rb"|appellant|respondent|inmate|detainee|resident|tenant|child|pupil|patient|client|service[ \t]+user"
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
-    rb"|registered[ \t]+keeper)s?)[ \t]*[:,\-]?[ \t]+$",
+    rb"|registered[ \t]+keeper)s?)[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
     rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
-    rb"|absconded|breached|failed|attended|received|remains|stated)\b))",
+    rb"|absconded|breached|failed|attended|received|remains|stated|gave|made|faces|returned|refused|admits|denies"
+    rb")\b))",
     re2_options(1 << 20),
 )
 _PAIR = Regex(
@@ -172,6 +173,7 @@ _TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
 # Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
 # neighbours is tried, which one regex's non-overlapping matches would not do.
 _CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
+_NEXT_CAPITAL = Regex(rb"[ \t]+[A-Z]", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 
@@ -256,6 +258,8 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
         words = m.group().split()
         if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
             continue
+        if _NEXT_CAPITAL._match(_ANCHOR_START, buf, end, min(len(buf), end + 4))[0][0] >= 0:
+            continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name
         window = buf[max(0, start - 40) : start]  # a copy, so that "$" is the name's start
         before = _ROLE_BEFORE._match(_UNANCHORED, window, 0, len(window))[0][0] >= 0
         if before or _SAID_AFTER._match(_ANCHOR_START, buf, end, min(len(buf), end + 40))[0][0] >= 0:

@@ -339,14 +339,16 @@ _QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
 _ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
 # A base64 run (standard or URL-safe alphabet) and the lines that continue it (MIME parts wrap at 76): 16 or more
 # characters, or fewer with a digit, "+", "/" or "=" padding, or a whole line (a shorter run of letters inside a
-# line is a word).
+# line is a word). A continuation line does not start with "-": the MIME boundary after a part ("--b1_8c2f--").
 _BASE64 = _regex(
     rb"(?:[A-Za-z0-9+/_\-]{16,}|[A-Za-z0-9+/_\-]*[0-9+/][A-Za-z0-9+/_\-]*)={0,2}"
-    rb"(?:[ \t]*\n[A-Za-z0-9+/_\-]{2,}={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
+    rb"(?:[ \t]*\n[A-Za-z0-9+/_][A-Za-z0-9+/_\-]+={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
 )
 # RTF groups that hold no text (font and colour tables, styles, document info, \\* destinations), one level deep.
 _RTF_DESTINATION = _regex(rb"\{\\(?:fonttbl|colortbl|stylesheet|info|listtable|\*)(?:[^{}]|\{[^{}]*\})*\}")
-_RTF = _regex(rb"\\([a-z]{1,32})-?[0-9]{0,10} ?|\\[^a-z]|[{}]")
+# \uN (a Unicode character, N signed 16-bit) with the one fallback character after it; other control words,
+# control symbols and braces.
+_RTF = _regex(rb"\\u(-?[0-9]{1,6}) ?(?:\\'[0-9a-fA-F]{2}|[^\\{}\n])?|\\([a-z]{1,32})-?[0-9]{0,10} ?|\\[^a-z]|[{}]")
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
@@ -538,6 +540,10 @@ def _sub(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans]
 
 def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
     start, end = spans[1]
+    if start >= 0:  # \uN: the character, its fallback dropped
+        code = int(data[start:end]) % 65536
+        return b"" if 0xD800 <= code < 0xE000 else chr(code).encode("utf-8")
+    start, end = spans[2]
     if start < 0:
         return b""  # a brace
     return b"\n" if data[start:end] in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
