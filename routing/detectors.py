@@ -158,7 +158,7 @@ def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 _PNC_CONTEXT = Words(b"pnc", b"police national computer")
 _CRO_CONTEXT = Words(b"cro", b"criminal record")
-_PRISON_CONTEXT = Words(b"prison", b"noms", b"hmp", b"inmate", b"offender", b"custody", b"booking")
+_PRISON_CONTEXT = Words(b"prison", b"noms", b"hmp", b"inmate", b"offender", b"custody", b"booking", b"parole")
 _CRN_CONTEXT = Words(b"crn", b"case reference", b"case ref", b"probation", b"delius")
 
 
@@ -198,7 +198,8 @@ def _cro_search_file(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 
 def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    if m.group()[:1] in b"AG" or near(text, m.start(), m.end(), _PRISON_CONTEXT):
+    raw = m.group()
+    if (raw[:1] in b"AG" and raw.isupper()) or near(text, m.start(), m.end(), _PRISON_CONTEXT):
         return "prison_number"
     return None
 
@@ -589,6 +590,10 @@ _JUSTICE_WORDS = (
     rb"|(?:further|victim[ \t]+personal)[ \t]+statement|ptph|oic|released[ \t]+under[ \t]+investigation"
     rb"|appellant|(?:was|were|been|also|being)[ \t]+charged|procurator[ \t]+fiscal|detained|detention|deportation"
     rb"|deported|foreign[ \t]+national[ \t]+offenders?|fno|modern[ \t]+slavery|trafficking|trafficked|nrm"
+    rb"|cse|child[ \t]+sexual[ \t]+exploitation|went[ \t]+missing|missing[ \t]+from[ \t]+(?:care|placement|home)"
+    rb"|lac[ \t]+review|segregation|self-harm|ligature|acct[ \t]+review|supervision[ \t]+(?:note|session|appointment)"
+    rb"|missed[ \t]+(?:an[ \t]+|his[ \t]+|her[ \t]+)?appointments?|warning[ \t]+letter|positive[ \t]+drug[ \t]+test"
+    rb"|recall[ \t]+report|approved[ \t]+address|risk[ \t]+to[ \t]+(?:partner|children|the[ \t]+public|staff)"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
@@ -632,7 +637,8 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector("pnc_id", OS, _alnum_id(rb"\d{3,9}[A-Z]"), _pnc_bare, requires=_PNC_CONTEXT),
     Detector("cro_number", OS, _alnum_id(rb"\d{1,6}/\d{2}[A-Z]"), _cro_standard),
     Detector("cro_number", OS, _alnum_id(rb"SF\d{2}/\d{1,6}[A-Z]"), _cro_search_file),
-    Detector("prison_number", OS, _alnum_id(rb"[A-Z]\d{4}[A-Z]{2}"), _prison_number),
+    # in lower case only with a prison word near ("can you check if g5512vt's parole hearing moved?")
+    Detector("prison_number", OS, _alnum_id(rb"(?i:[A-Z]\d{4}[A-Z]{2})"), _prison_number),
     Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn, requires=_CRN_CONTEXT),
     Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}"), _passport_letters),
     Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits, requires=_PASSPORT_CONTEXT),
@@ -648,7 +654,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         rb"\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b[^\n\d]{1,40}?\b\d{8}\b"
         rb"|\b\d{8}\b[^\n\d]{1,40}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b"
         # a labelled sort code alone on its line: the validator looks for the account number after it
-        rb"|(?P<labelled>(?i:sort[ \t]*code)[^\n\d]{0,20}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b)",
+        rb"|(?P<labelled>(?i:sort[ \t_\-]*code)[^\n\d]{0,20}?\b\d{2}" + _SEP + rb"\d{2}" + _SEP + rb"\d{2}\b)",
         _sort_code_account,
         requires=_BANK_CONTEXT,
     ),
@@ -695,7 +701,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         "date_of_birth",
         OS,
         # also as a field name: dateOfBirth, date_of_birth, "dob": "1984-07-22"
-        rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|born(?:[ \t]+on)?))"
+        rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|born(?:[ \t]+on)?|dyddiad[ \t]+geni))"
         rb"[\"'>]?[ \t]*[:=\-,]?[ \t]*[\"']?[ \t]*(?P<date>" + _DATE + rb")",
         _dob_labelled,
     ),
@@ -735,6 +741,33 @@ IDENTIFIER_DETECTORS += (
         + rb"[A-Za-z]{2,24}\b",
         _email_spelt_out,
         trigger=rb"[A-Za-z0-9][ \t]*[\[({<][ \t]*(?i:at)[ \t]*[\])}>]",
+    ),
+)
+
+# A table whose header row names a date-of-birth column (a spreadsheet, CSV or query result): its rows are people,
+# and a date in the rows under it is someone's date of birth. The header has no digit, so no needed byte.
+_DOB_WORDS = rb"(?i:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|dyddiad[ \t]+geni)"
+_DATE_RX = Regex(_DATE, re2_options(1 << 20))
+_TABLE_LOOK = 600
+
+
+def _dob_column(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    line_end = text.find(b"\n", m.end())
+    if line_end < 0:
+        return None
+    for date in _DATE_RX.finditer(text, line_end, min(len(text), line_end + _TABLE_LOOK)):
+        if _date_ok(date.group(), max_year=_THIS_YEAR - 5):
+            return "date_of_birth"
+    return None
+
+
+IDENTIFIER_DETECTORS += (
+    Detector(
+        "date_of_birth",
+        OS,
+        rb"(?m:^|[,;\t|])[ \t]*[\"']?" + _DOB_WORDS + rb"[\"']?[ \t]*(?m:[,;\t|]|$)",
+        _dob_column,
+        trigger=_DOB_WORDS,
     ),
 )
 

@@ -66,7 +66,7 @@ _HANDLING = (
 # Upper-case codewords between a marking and the separator that starts a line's text: "TOP SECRET STRAP1 - ...".
 _CODEWORDS = rb"(?:[ \t]+[A-Z][A-Z0-9]{1,11}){0,3}"
 # A bilingual banner's other language first: "ZASTRZEZONE / RESTRICTED" (the folded view has the letters in ASCII).
-_OTHER_LANGUAGE = rb"(?:[A-Z][A-Z\-]{2,24}[ \t]*/[ \t]*)?"
+_OTHER_LANGUAGE = rb"(?:[A-Z][A-Z\-]{2,24}[ \t]*/[ \t]*|UK[ \t]+)?"  # also "UK OFFICIAL-SENSITIVE"
 # Descriptors after a marking written in any case ("Official - Sensitive: Personal").
 _ANY_CASE_TAIL = rb"(?:[ \t]*(?:[:/|,]+|-+)[ \t]*(?i:personal|commercial|locsen|uk[ \t]+eyes[ \t]+only|staff))?"
 _SUBJECT = rb"(?i:\bsubject[ \t]*:[ \t]*(?:(?:re|fw|fwd|aw|tr)[ \t]*:[ \t]*)*)\[?[ \t]*"
@@ -86,8 +86,8 @@ _KEY_VALUE_START = rb"(?:\"" + _PART_KEY + rb"\"[ \t]*:[ \t]*\"|(?m:^)[ \t]*" + 
 _KEY_VALUE_END = rb"(?:\"[ \t]*(?:[,}]|(?m:$))|[ \t]*(?m:$))"
 _FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
 # A field of a semicolon-separated row (Excel's CSV in many locales), quoted or not.
-_QUOTED_FIELD_START = rb"(?m:^|;)\"?"
-_QUOTED_FIELD_END = rb"\"?(?:;|(?m:$))"
+_QUOTED_FIELD_START = rb"(?m:^|;)\"{0,2}"  # two: the row quoted again inside another CSV's field
+_QUOTED_FIELD_END = rb"\"{0,2}(?:;|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
     rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s)[ \t]+"
@@ -150,6 +150,13 @@ def _rows(
             + rb")|"
             + described
             + rb")"
+            # a quoted string that starts with it, in upper case: paragraph 'OFFICIAL-SENSITIVE - Parole Board...'
+            + rb"|[ \t(\[]['\"]"
+            + word
+            + _CODEWORDS
+            + rb"[ \t]*(?::|"
+            + _DASH
+            + rb")[ \t]*[A-Za-z]"
         )
         banner = (
             _LEAD
@@ -184,6 +191,8 @@ def _rows(
         _FIELD_START + word + _FIELD_END,
         _QUOTED_FIELD_START + word + _UPPER_TAIL + _QUOTED_FIELD_END,
         _KEY_VALUE_START + word + _UPPER_TAIL + _KEY_VALUE_END,
+        # a file name that carries the marking: Incident_Review_OFFICIAL-SENSITIVE_v4.docx, Plan_SECRET.pdf
+        rb"_" + upper + (rb"\.(?i:docx?|pdf|xlsx?|pptx?|odt|msg|eml|txt)\b" if single_word else rb"[_.]"),
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
         # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
         rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
@@ -256,9 +265,10 @@ def _said_of_this_text(signal: str) -> Validator:
 
 # Welsh Government's bilingual markings name the same levels (SWYDDOGOL-SENSITIF, CYFRINACH, CYFRINACH IAWN),
 # upper case as banners write them. A word joiner or zero-width space between two words is removed in the
-# normalised view, so the words may also touch ("TOPSECRET").
+# normalised view, so the words may also touch ("TOPSECRET"). Upper case, a scan's OCR may read I as l or 1 and O
+# as 0 ("RESTRlCTED").
 _OS_UPPER = (
-    rb"(?:OFFICIAL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENSITIVE|OFF-?SENS"
+    rb"(?:[O0]FF[Il1]C[Il1]AL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENS[Il1]T[Il1]VE|OFF-?SENS"
     rb"|SWYDDOGOL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIF)"
 )
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive)"
@@ -294,7 +304,7 @@ MARKING_DETECTORS: tuple[Detector, ...] = (
     *_rows(
         "marking_legacy_restricted",
         Level.OFFICIAL_SENSITIVE,
-        rb"RESTRICTED",
+        rb"RESTR[Il1]CTED",
         rb"(?i:restricted)",
         single_word=True,
         title=rb"Restricted",
@@ -302,7 +312,7 @@ MARKING_DETECTORS: tuple[Detector, ...] = (
     *_rows(
         "marking_legacy_confidential",
         Level.OFFICIAL_SENSITIVE,
-        rb"CONFIDENTIAL",
+        rb"C[O0]NF[Il1]DENT[Il1]AL",
         rb"(?i:confidential)",
         single_word=True,
         title=rb"Confidential",

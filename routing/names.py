@@ -56,7 +56,7 @@ _ROLE_BEFORE = Regex(
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
-    rb"|registered[ \t]+keeper)s?)[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
+    rb"|registered[ \t]+keeper|case)s?)[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
