@@ -317,6 +317,18 @@ def _payment_card(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 _EXAMPLE_DOMAINS = (b"example.com", b"example.org", b"example.net", b"example.co.uk", b"example.gov.uk")
 _EXAMPLE_TLDS = (b".example", b".test", b".invalid", b".localhost", b".local")
 _ROBOT_LOCAL = frozenset({b"git", b"noreply", b"no-reply", b"donotreply", b"do-not-reply", b"mailer-daemon"})
+# A team's or a function's mailbox (data.protection@, private.office@, pdu.north@, ycs.ops@) names no one: its
+# local part is made only of such words. One word that is not (a name, initials) makes it a person's address.
+_FUNCTION_WORDS = frozenset(
+    b"admin analysis analytical analytics accounts aid assurance bookings business care casework central centre "
+    b"commissioning communications comms complaints compliance contact contracts correspondence data delivery "
+    b"desk digital directorate enquiries enquiry estates events finance foi general governance group help helpdesk "
+    b"hr hub info information intelligence it legal mail media north east south west office operations ops "
+    b"payroll pdu performance policy press private probation procurement programme project protection public "
+    b"records reception recruitment reducing reoffending response safeguarding secretariat security service "
+    b"services strategy support team training unit victims wales england london ycs youth".split()
+)
+_LOCAL_SEPARATORS = bytes.maketrans(b"._-+", b"    ")
 
 
 def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
@@ -326,6 +338,8 @@ def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 def _email_address(address: bytes) -> str | None:
     local, _at, domain = address.rpartition(b"@")
     if domain in _EXAMPLE_DOMAINS or domain.endswith(_EXAMPLE_TLDS) or local in _ROBOT_LOCAL:
+        return None
+    if all(word in _FUNCTION_WORDS for word in local.translate(_LOCAL_SEPARATORS).split()):
         return None
     return "email"
 

@@ -85,9 +85,11 @@ _PART_KEY = rb"(?i:(?:page|doc|document|report)?[_\-]?(?:header|footer|banner|he
 _KEY_VALUE_START = rb"(?:\"" + _PART_KEY + rb"\"[ \t]*:[ \t]*\"|(?m:^)[ \t]*" + _PART_KEY + rb":[ \t]+)"
 _KEY_VALUE_END = rb"(?:\"[ \t]*(?:[,}]|(?m:$))|[ \t]*(?m:$))"
 _FIELD_END = rb"[\"']?(?:[,\t|]|(?m:$))"
-# A field of a semicolon-separated row (Excel's CSV in many locales), quoted or not.
-_QUOTED_FIELD_START = rb"(?m:^|;)\"{0,2}"  # two: the row quoted again inside another CSV's field
-_QUOTED_FIELD_END = rb"\"{0,2}(?:;|(?m:$))"
+# A field of a semicolon-separated row (Excel's CSV in many locales).
+# Quoted twice when the row is quoted again inside another CSV's field, escaped inside a JSON string (\"SECRET\";).
+# Unquoted only as a row's first field: after a ";" it may be an HTML entity's end (TOP&nbsp;SECRET;&nbsp;...).
+_QUOTED_FIELD_START = rb"(?:(?m:^)|;\\?\")(?:\\?\")?"
+_QUOTED_FIELD_END = rb"(?:\\?\"){0,2}(?:;|\\[rn]|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
     rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s)[ \t]+"
