@@ -572,9 +572,7 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
-    if _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
-        return None
-    if names.find_person(text, lo, hi):
+    if names.find_person(text, lo, hi) and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
         state["justice_done"] = hi
         return "justice_context_named_person"
     return None
@@ -781,7 +779,8 @@ IDENTIFIER_DETECTORS += (
         OS,
         rb"(?m:^|[,;\t|])[ \t]*[\"']?" + _DOB_WORDS + rb"[\"']?[ \t]*(?m:[,;\t|]|$)",
         _dob_column,
-        trigger=_DOB_WORDS,
+        # the header word beside a field separator: "Date of birth: 12/03/1985" (the labelled row's) is no header
+        trigger=rb"[,;\t|][ \t]*[\"']?" + _DOB_WORDS + rb"|" + _DOB_WORDS + rb"[\"']?[ \t]*[,;\t|]",
     ),
 )
 

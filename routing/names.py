@@ -188,18 +188,19 @@ def _overlapping(regex: Regex, buf: bytes, lo: int, hi: int) -> Iterator[Candida
     """``regex``'s matches in ``buf[lo:hi]``, each search after a match starting at that match's second word: a
     capitalised word that is no name ("Prisoner Lukasz Wroblewski", "Defendant Kwame Mensah") would otherwise
     take the first name into its own match and hide the name. Every word starts at most two searches."""
-    pos = lo
+    match, names = regex._match, regex.groupindex
+    hi = min(hi, len(buf))
+    pos = max(lo, 0)
     while pos < hi:
-        for m in regex.finditer(buf, pos, hi):
-            yield m
-            start, end = m.span()
-            space = buf.find(b" ", start, end)
-            tab = buf.find(b"\t", start, end)
-            second = min(x for x in (space, tab, end) if x >= 0)
-            pos = max(second + 1, pos + 1)
-            break
-        else:
+        spans = match(_UNANCHORED, buf, pos, hi)
+        start, end = spans[0]
+        if start < 0:
             return
+        yield tuple.__new__(Candidate, (buf, spans, names))
+        space = buf.find(b" ", start, end)
+        tab = buf.find(b"\t", start, end)
+        second = min(x for x in (space, tab, end) if x >= 0)
+        pos = max(second + 1, pos + 1)
 
 
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
