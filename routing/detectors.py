@@ -199,6 +199,8 @@ def _cro_search_file(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
+    if len(set(raw[1:5])) == 1:
+        return None  # A0000AA: a form's or a fixture's placeholder
     if (raw[:1] in b"AG" and raw.isupper()) or near(text, m.start(), m.end(), _PRISON_CONTEXT):
         return "prison_number"
     return None
@@ -326,7 +328,8 @@ _FUNCTION_WORDS = frozenset(
     b"hr hub info information intelligence it legal mail media north east south west office operations ops "
     b"payroll pdu performance policy press private probation procurement programme project protection public "
     b"records reception recruitment reducing reoffending response safeguarding secretariat security service "
-    b"services strategy support team training unit victims wales england london ycs youth".split()
+    b"services strategy support team training unit victims wales england london ycs youth listing court courts "
+    b"alerts newsletter bulletin".split()
 )
 _LOCAL_SEPARATORS = bytes.maketrans(b"._-+", b"    ")
 
@@ -459,7 +462,7 @@ _ORGANISATION = Regex(
     rb"\b(?:HMP|HMYOI|HMPPS|(?i:crown[ \t]+court|magistrates'?[ \t]+court|county[ \t]+court|courts[ \t]+of[ \t]+justice"
     rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
-    rb"|convention|conference|venue|department|agency|office|ltd|limited|plc|llp))\b",
+    rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp))\b",
     re2_options(1 << 20),
 )
 _ADDRESS_LOOK = 120
@@ -606,6 +609,7 @@ _JUSTICE_WORDS = (
     rb"|lac[ \t]+review|segregation|self-harm|ligature|acct[ \t]+review|supervision[ \t]+(?:note|session|appointment)"
     rb"|missed[ \t]+(?:an[ \t]+|his[ \t]+|her[ \t]+)?appointments?|warning[ \t]+letter|positive[ \t]+drug[ \t]+test"
     rb"|recall[ \t]+report|approved[ \t]+address|risk[ \t]+to[ \t]+(?:partner|children|the[ \t]+public|staff)"
+    rb"|oasys|risk[ \t]+of[ \t]+serious[ \t]+harm|risk[ \t]+management[ \t]+plan|rosh"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every

@@ -92,12 +92,20 @@ _QUOTED_FIELD_START = rb"(?:(?m:^)|;\\?\")(?:\\?\")?"
 _QUOTED_FIELD_END = rb"(?:\\?\"){0,2}(?:;|\\[rn]|(?m:$))"
 # "This note is marked SECRET", "was classified as TOP SECRET": checked by _said_of_this_text.
 _STATED = (
-    rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s)[ \t]+"
+    rb"(?i:(?:\b(?:is|are|was|were|been|be|remains?)|[a-z]'s|,)[ \t]+"
     rb"(?:(?:now|currently|still|also|formally|properly)[ \t]+)?"
     rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated|headed|stamped)"
     rb"(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
 )
-_ITS = rb"(?i:\b(?:it|this|that)'s[ \t]+)"  # "it's official-sensitive personal so keep it short"
+_ITS = rb"(?i:\b(?:it|this|that)'s[ \t]+)"
+# "the header reads SECRET - UK EYES ONLY", "The doc header says OFFICIAL-SENSITIVE [COMMERCIAL]"
+_HEADER_READS = (
+    rb"(?i:\b(?:header|banner|footer|marking|classification)[ \t]+(?:reads|says|shows|is)[ \t]*:?[ \t]+)[\"']?"
+)
+# A marking with its descriptor anywhere in a sentence: "from a OFFICIAL-SENSITIVE: PERSONAL paper"
+_DESCRIPTOR = (
+    rb"[ \t]*(?::|-)?[ \t]*\[?(?:PERSONAL|COMMERCIAL|LOCSEN)\]?"  # "it's official-sensitive personal so keep it short"
+)
 _CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
 # "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
 _DEIXIS = rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
@@ -190,7 +198,7 @@ def _rows(
         # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
         # lower case: "this is top secret lol" is banter
         _HANDLING + (word if single_word else (any_case if any_case_stated else _capitalised(any_case)) + rb"\b"),
-        _FIELD_START + word + _FIELD_END,
+        _FIELD_START + word + _UPPER_TAIL + _FIELD_END,
         _QUOTED_FIELD_START + word + _UPPER_TAIL + _QUOTED_FIELD_END,
         _KEY_VALUE_START + word + _UPPER_TAIL + _KEY_VALUE_END,
         # a file name that carries the marking: Incident_Review_OFFICIAL-SENSITIVE_v4.docx, Plan_SECRET.pdf
@@ -201,7 +209,22 @@ def _rows(
     ]
     stated_word = any_case if not single_word else rb"(?:" + upper + rb"|" + (title or upper) + rb")"
     its_word = any_case if any_case_stated else upper  # "it's top secret lol" is banter; "it's OFFICIAL-SENSITIVE" not
-    stated = rb"(?:" + _STATED + stated_word + rb"|" + _CLASSIFIED_AS + upper + rb"|" + _ITS + its_word + rb")\b"
+    stated = (
+        rb"(?:"
+        + _STATED
+        + stated_word
+        + rb"|"
+        + _CLASSIFIED_AS
+        + upper
+        + rb"|"
+        + _ITS
+        + its_word
+        + rb"|"
+        + _HEADER_READS
+        + upper
+        + (rb"|" + upper + _DESCRIPTOR if not single_word else rb"")
+        + rb")\b"
+    )
     return (
         Detector(signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")"),
         Detector(signal=signal, level=level, pattern=stated, validate=_said_of_this_text(signal)),

@@ -160,6 +160,20 @@ def surnames() -> frozenset[str]:
     return _load("surnames.txt") - _WORD_SURNAMES
 
 
+# An honour or an office before a name: a public figure in a public role (Sir Brian Leveson, Dame Vera Baird, Lord
+# Justice Edis, the Chief Constable), not a private individual in a case.
+_PUBLIC_OFFICE = Regex(
+    rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
+    rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor)[ \t]+$",
+    re2_options(1 << 20),
+)
+
+
+def _public_office_before(buf: bytes, start: int) -> bool:
+    before = buf[max(0, start - 24) : start]  # a copy, so that "$" is the name's start
+    return _PUBLIC_OFFICE._match(_UNANCHORED, before, 0, len(before))[0][0] >= 0
+
+
 def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
     """``R v Smith`` / ``Smith v Jones``: names in published case titles are public law reports."""
     before = buf[max(0, start - 3) : start]
@@ -208,7 +222,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
     firsts, sur = first_names(), surnames()
     for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
-        if _is_case_citation(buf, start, end):
+        if _is_case_citation(buf, start, end) or _public_office_before(buf, start):
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
