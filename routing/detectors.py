@@ -334,8 +334,34 @@ _FUNCTION_WORDS = frozenset(
 _LOCAL_SEPARATORS = bytes.maketrans(b"._-+", b"    ")
 
 
-def _email(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    return _email_address(m.group().lower())
+# Public-sector mail domains, and the header lines of a message: a colleague's work address in the From/To/Cc of
+# pasted correspondence is routine business contact detail (OFFICIAL), the same address elsewhere still counts.
+_PUBLIC_SECTOR_DOMAINS = (
+    b".gov.uk",
+    b".nhs.uk",
+    b"nhs.net",
+    b".police.uk",
+    b".mod.uk",
+    b"cjsm.net",
+    b".gov.scot",
+    b".gov.wales",
+    b".parliament.uk",
+)
+_HEADER_LINE = Regex(
+    rb"^(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by)"
+    rb"(?:[ \t]|</[A-Za-z]{1,8}>)*:",
+    re2_options(1 << 20),
+)
+
+
+def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    address = m.group().lower()
+    if address.endswith(_PUBLIC_SECTOR_DOMAINS):
+        line_start = text.rfind(b"\n", 0, m.start()) + 1
+        line = text[line_start : m.start()]  # a copy, so that "^" is the line's start
+        if _HEADER_LINE._match(_UNANCHORED, line, 0, len(line))[0][0] >= 0:
+            return None
+    return _email_address(address)
 
 
 def _email_address(address: bytes) -> str | None:
@@ -515,8 +541,14 @@ def _date_ok(raw: bytes, *, max_year: int) -> bool:
 _THIS_YEAR = datetime.date.today().year
 
 
+_PLACEHOLDER_DATES = frozenset({b"1900-01-01", b"01/01/1900", b"01-01-1900", b"01.01.1900"})
+
+
 def _dob_labelled(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    return "date_of_birth" if _date_ok(m.group(b"date") or b"", max_year=_THIS_YEAR) else None
+    date = m.group(b"date") or b""
+    if date in _PLACEHOLDER_DATES:
+        return None  # a form's or a fixture's "no date"
+    return "date_of_birth" if _date_ok(date, max_year=_THIS_YEAR) else None
 
 
 def _dob_after_name(m: Match, text: bytes, _: dict[str, Any]) -> str | None:

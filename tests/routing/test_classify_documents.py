@@ -53,3 +53,22 @@ def test_welsh_bilingual_markings():
 def test_a_labelled_sort_code_with_the_account_on_the_next_line():
     assert "sort_code_account" in signals("Sort code: 40-11-62\nAccount number: 31926819")
     assert "sort_code_account" not in signals("Sort code: 40-11-62\nPlease call us to confirm.")
+
+
+def test_a_colleagues_work_address_in_a_message_header_is_routine():
+    assert (
+        classify_text("From: l.nguyen@hmpps.gov.uk\nTo: a.hussain@hmcts.gov.uk\nSubject: rota").level == Level.OFFICIAL
+    )
+    assert classify_text("<b>From:</b> Jo Bloggs &lt;jo.bloggs@justice.gov.uk&gt;<br>").level == Level.OFFICIAL
+    # the same address in the text, and a personal address in a header, still count
+    assert "email" in signals("Her work address is jo.bloggs@justice.gov.uk, please write to her.")
+    assert "email" in signals("From: kemi.adebayo77@gmail.com\nTo: casework@justice.gov.uk")
+    # a team's mailbox names no one
+    assert classify_text("Please write to data.protection@justice.gov.uk").level == Level.OFFICIAL
+
+
+def test_statements_with_a_descriptor_or_a_header_are_validated_like_the_others():
+    assert "marking_official_sensitive" in signals("This paragraph is from a OFFICIAL-SENSITIVE: PERSONAL paper.")
+    assert "marking_secret" in signals("Can you proof this? The header reads SECRET - UK EYES ONLY.")
+    assert classify_text("When should I use OFFICIAL-SENSITIVE: PERSONAL?").level == Level.OFFICIAL
+    assert classify_text("Sir Brian Leveson reviewed the criminal courts in 2024.").level == Level.OFFICIAL
