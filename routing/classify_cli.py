@@ -81,7 +81,8 @@ def _reviewed(
 
 
 class Score:
-    """Results against the labels on their input lines: ``(expect, category) -> [flagged, total]``."""
+    """Results against the labels on their input lines: per ``(expect, category)``, how many lines there were
+    (``total``) and how many of them the classifier kept local (``flagged``)."""
 
     LABELS = ("sensitive", "benign")
 

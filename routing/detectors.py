@@ -6,7 +6,9 @@ counts when its validator accepts it, so "numbers that look right" do not: check
 C-level pass; the PNC/CRO mod-23 letter here, as the Police National Computer defines it), allocation rules
 applied (NI number prefixes and letters), and identifiers whose shape alone is too common (probation CRN, old
 9-digit passports, UTR, sort code + account) need a context word nearby. Fake ranges that can never identify
-anyone (NHS 999 test range, Ofcom drama phone numbers, published test card numbers, ``example.com``) do not count.
+anyone (NHS 999 test range, Ofcom drama phone numbers, published test card numbers, ``example.com``) do not count,
+nor do details that identify an organisation rather than a person: a postcode in an organisation's address, a
+team's mailbox, a colleague's public-sector address on an e-mail's header lines (``_postcode``, ``_email``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ around such words, and a cheap, explainable rule is enough:
   (``the victim, Tomasz Wozniak``) or what is said of it after it (``Ayo Bankole, 16,``, ``... was remanded``,
   ``Ayo Bankole's licence``); ``JOHN SMITH`` in capitals when the first name is known.
 
+A capitalised word before a name that is not one ("Prisoner Lukasz Wroblewski") does not hide it: each search
+after a match starts again at that match's second word. A name after an honour or a public office (Sir, Dame,
+Justice, Minister, Chief Constable) is a public figure in a public role, not a private individual.
+
 Names with diacritics are matched in the folded view (``routing.normalize.fold``: ``Siobhán`` is ``Siobhan``).
 The first-name and surname lists are derived from ``faker``'s person data for the Latin-script locales in
 ``_LOCALES``, folded to ASCII with ``anyascii``, and shipped in ``routing/data`` so that ``faker`` stays a
