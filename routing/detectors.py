@@ -30,10 +30,8 @@ from routing.detectors_base import Detector, Match, Regex, Scanner, Words, near,
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
 from routing.phones import uk_number_type
-from serving.thirdparty import re2_extension
 
 OS = Level.OFFICIAL_SENSITIVE
-_UNANCHORED = re2_extension().RE2.Anchor.UNANCHORED
 _NON_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
 _MOD23 = b"ZABCDEFGHJKLMNPQRTUVWXY"  # PNC and CRO check letters (no I, O, S)
 
@@ -91,8 +89,7 @@ def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if d.startswith(b"999") or sum(map(mul, d, _NHS_WEIGHTS)) % 11 or _placeholder(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
-    before = text[max(0, start - 8) : start]  # a copy, so that "$" is the number's start
-    if b"+" in before and _INTERNATIONAL_PREFIX._match(_UNANCHORED, before, 0, len(before))[0][0] >= 0:
+    if b"+" in text[max(0, start - 8) : start] and _INTERNATIONAL_PREFIX.ends_at(text, start, 8):
         return None  # "+1 212-555-0147": a telephone number after its country code
     health = near(text, start, end, _NHS_CONTEXT)
     if not health and near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
@@ -274,8 +271,7 @@ def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if m.group(b"labelled") is None:  # sort code and account on one line
         return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
     end = m.end()
-    found = _ACCOUNT_AFTER._match(_UNANCHORED, text, end, min(len(text), end + _ACCOUNT_LOOK))[0][0]
-    return "sort_code_account" if found >= 0 else None
+    return "sort_code_account" if _ACCOUNT_AFTER.found(text, end, end + _ACCOUNT_LOOK) else None
 
 
 def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
@@ -349,8 +345,8 @@ _PUBLIC_SECTOR_DOMAINS = (
     b".gov.wales",
     b".parliament.uk",
 )
-_HEADER_LINE = Regex(
-    rb"^(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by)"
+_HEADER_LINE = Regex(  # from the start of the line
+    rb"(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by)"
     rb"(?:[ \t]|</[A-Za-z]{1,8}>)*:",
     re2_options(1 << 20),
 )
@@ -358,11 +354,9 @@ _HEADER_LINE = Regex(
 
 def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     address = m.group().lower()
-    if address.endswith(_PUBLIC_SECTOR_DOMAINS):
-        line_start = text.rfind(b"\n", 0, m.start()) + 1
-        line = text[line_start : m.start()]  # a copy, so that "^" is the line's start
-        if _HEADER_LINE._match(_UNANCHORED, line, 0, len(line))[0][0] >= 0:
-            return None
+    line_start = text.rfind(b"\n", 0, m.start()) + 1
+    if address.endswith(_PUBLIC_SECTOR_DOMAINS) and _HEADER_LINE.starts_at(text, line_start, m.start()):
+        return None
     return _email_address(address)
 
 
@@ -375,25 +369,19 @@ def _email_address(address: bytes) -> str | None:
     return "email"
 
 
-_SPELT_OUT = Regex(rb"[ \t]*(?:[\[({<][ \t]*(at|dot)[ \t]*[\])}>]|[ \t](at|dot)[ \t])[ \t]*", re2_options(1 << 20))
+# "[at]", "(dot)", " dot " in a lower-cased spelt-out address; group 1 is the word.
+_SPELT_OUT = Regex(rb"[ \t]*(?:[\[({<][ \t]*(at|dot)[ \t]*[\])}>]|[ \t](dot)[ \t])[ \t]*", re2_options(1 << 20))
 
 
 def _email_spelt_out(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     """``ngozi.eze88 [at] yahoo [dot] com``: the address with its "at" and "dot" put back."""
-    raw = m.group().lower()
-    address = _sub_spelt(raw)
+    address = normalize.substitute(_SPELT_OUT, m.group().lower(), _spelt_symbol)
     return _email_address(address) if address.count(b"@") == 1 else None
 
 
-def _sub_spelt(raw: bytes) -> bytes:
-    out, at = [], 0
-    for spans in _SPELT_OUT.finditer(raw):
-        start, end = spans.span()
-        out.append(raw[at:start])
-        out.append(b"@" if spans.group(1) == b"at" or spans.group(2) == b"at" else b".")
-        at = end
-    out.append(raw[at:])
-    return b"".join(out)
+def _spelt_symbol(data: bytes, spans: normalize.Spans) -> bytes:
+    start = spans[1][0]
+    return b"@" if start >= 0 and data[start : start + 2] == b"at" else b"."
 
 
 # Ofcom's ranges reserved for TV, radio and examples (national significant number prefixes): never a person.
@@ -485,12 +473,17 @@ def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 # A postcode is someone's address unless the address is an organisation's: a prison, a court, a police station,
 # a ministry, a company. Those words within the address's lines before the postcode (and no person named there)
-# make it a public address.
+# make it a public address, unless the word names the street ("3 Station Road", "12 College Street": group
+# ``street``), which says nothing about who lives there.
+_STREET = (
+    rb"(?P<street>[ \t]+(?i:road|rd|street|st|lane|avenue|ave|way|close|drive|place|hill|terrace|gardens|square"
+    rb"|crescent|walk|row|parade|yard|court|mews|grove|park|green|view|approach)\b)?"
+)
 _ORGANISATION = Regex(
     rb"\b(?:HMP|HMYOI|HMPPS|(?i:crown[ \t]+court|magistrates'?[ \t]+court|county[ \t]+court|courts[ \t]+of[ \t]+justice"
     rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
-    rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp))\b",
+    rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp))\b" + _STREET,
     re2_options(1 << 20),
 )
 _ADDRESS_LOOK = 120
@@ -499,7 +492,8 @@ _ADDRESS_LOOK = 120
 def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     start = m.start()
     lo = max(0, start - _ADDRESS_LOOK)
-    if _ORGANISATION._match(_UNANCHORED, text, lo, start)[0][0] >= 0 and not names.find_person(text, lo, start):
+    organisation = any(word.group(b"street") is None for word in _ORGANISATION.finditer(text, lo, start))
+    if organisation and not names.find_person(text, lo, start):
         return None
     return "uk_postcode"
 
@@ -592,12 +586,7 @@ _BIRTH_BEFORE = Regex(
 
 
 def _historic(text: bytes, lo: int, hi: int) -> bool:
-    for event in _HISTORIC_EVENT.finditer(text, lo, hi):
-        at = event.start()
-        before = text[max(0, at - 24) : at]  # a copy, so that "$" is the event's start
-        if _BIRTH_BEFORE._match(_UNANCHORED, before, 0, len(before))[0][0] < 0:
-            return True
-    return False
+    return any(not _BIRTH_BEFORE.ends_at(text, event.start(), 24) for event in _HISTORIC_EVENT.finditer(text, lo, hi))
 
 
 def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:

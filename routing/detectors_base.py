@@ -114,6 +114,7 @@ Match = Candidate
 Validator = Callable[[Candidate, bytes, dict[str, Any]], "str | None"]
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _new = tuple.__new__
 
 
@@ -144,6 +145,22 @@ class Regex:
                 return
             yield _new(Candidate, (text, spans, names))
             pos = stop if stop > start else stop + 1
+
+    def found(self, text: bytes, pos: int = 0, endpos: int | None = None) -> bool:
+        """Whether the pattern matches anywhere in ``text[pos:endpos]`` (the bytes around the range seen as by
+        ``finditer``)."""
+        size = len(text)
+        return self._match(_UNANCHORED, text, max(0, pos), size if endpos is None else min(endpos, size))[0][0] >= 0
+
+    def starts_at(self, text: bytes, pos: int, endpos: int) -> bool:
+        """Whether a match starts exactly at ``pos`` (and lies within ``endpos``)."""
+        return self._match(_ANCHOR_START, text, max(0, pos), min(endpos, len(text)))[0][0] >= 0
+
+    def ends_at(self, text: bytes, at: int, look: int) -> bool:
+        """Whether the pattern, written to end with ``$``, matches in the ``look`` bytes before ``at``: they are
+        searched as a copy, so that ``$`` is ``at`` (``$`` in a range of the whole text sees the bytes after it)."""
+        window = text[max(0, at - look) : at]
+        return self._match(_UNANCHORED, window, 0, len(window))[0][0] >= 0
 
 
 _CHECK_EVERY = 64

@@ -257,7 +257,6 @@ _GENERAL = Regex(
     re2_options(1 << 20),
 )
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
-_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most
 
 
@@ -279,9 +278,7 @@ def _said_of_this_text(signal: str) -> Validator:
         found = _SENTENCE_BREAK._match(_UNANCHORED, text, end, min(len(text), end + _LOOK))[0][0]
         if found >= 0 and text[found : found + 1] == b"?":
             return None
-        if _ASKING._match(_ANCHOR_START, text, lo, start)[0][0] >= 0:
-            return None
-        if _GENERAL._match(_UNANCHORED, text, lo, start)[0][0] >= 0:
+        if _ASKING.starts_at(text, lo, start) or _GENERAL.found(text, lo, start):
             return None
         return signal
 

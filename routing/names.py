@@ -174,8 +174,7 @@ _PUBLIC_OFFICE = Regex(
 
 
 def _public_office_before(buf: bytes, start: int) -> bool:
-    before = buf[max(0, start - 24) : start]  # a copy, so that "$" is the name's start
-    return _PUBLIC_OFFICE._match(_UNANCHORED, before, 0, len(before))[0][0] >= 0
+    return _PUBLIC_OFFICE.ends_at(buf, start, 24)
 
 
 def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
@@ -193,7 +192,6 @@ _TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
 _CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
 _NEXT_CAPITAL = Regex(rb"[ \t]+[A-Z]", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
-_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 
 
 def _word(raw: bytes) -> str:
@@ -277,11 +275,9 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
         words = m.group().split()
         if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
             continue
-        if _NEXT_CAPITAL._match(_ANCHOR_START, buf, end, min(len(buf), end + 4))[0][0] >= 0:
+        if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
             continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name
-        window = buf[max(0, start - 40) : start]  # a copy, so that "$" is the name's start
-        before = _ROLE_BEFORE._match(_UNANCHORED, window, 0, len(window))[0][0] >= 0
-        if before or _SAID_AFTER._match(_ANCHOR_START, buf, end, min(len(buf), end + 40))[0][0] >= 0:
+        if _ROLE_BEFORE.ends_at(buf, start, 40) or _SAID_AFTER.starts_at(buf, end, end + 40):
             return True
     return False
 

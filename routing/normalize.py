@@ -471,7 +471,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     steps = _steps(data)
     if _PERCENT_STEP in steps and b"%" in data:
         # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
-        data = urllib.parse.unquote_to_bytes(_sub(_QUERY_KEY, data, b"\n"))
+        data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, b"\n"))
         steps = _steps(data)
     if _QP_STEP in steps:
         data = quopri.decodestring(data)
@@ -489,10 +489,10 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         data = _without_tags(data)
         steps = _steps(data)
     if b"\\rtf" in data:
-        data = _sub(_RTF, _sub(_RTF_DESTINATION, data, b""), _rtf_replacement)
+        data = substitute(_RTF, substitute(_RTF_DESTINATION, data, b""), _rtf_replacement)
         steps = _steps(data)
     if _SPACED_STEP in steps:
-        data = _sub(_SPACED_OR_BROKEN, data, _join_letters)
+        data = substitute(_SPACED_OR_BROKEN, data, _join_letters)
         steps = _steps(data)
     plain = _unescape(data) if _ESCAPE_STEP in steps and b"\\" in data else data
     if plain != original:  # what decoding left unchanged, the normalised view has scanned already
@@ -509,11 +509,7 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
             _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
 
 
-def _found(regex: Regex, data: bytes) -> bool:
-    return regex._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
-
-
-def _sub(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans], bytes]) -> bytes:
+def substitute(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans], bytes]) -> bytes:
     """``data`` with every match of ``regex`` replaced by ``replacement`` (bytes, or a function of the data and the
     match's spans, as RE2 gives them: ``(start, end)`` per group, ``(-1, -1)`` for one that did not take part).
     The search runs inline rather than through ``Regex.finditer``: a page of markup has hundreds of matches."""
@@ -558,21 +554,9 @@ def _join_letters(data: bytes, spans: Spans) -> bytes:
 def _without_tags(data: bytes) -> bytes:
     """``data`` with its tags removed (block tags as line breaks), and the values of its text attributes
     (``_TEXT_ATTRIBUTE``) after it, one per line."""
-    values = [data[a:b] for spans in _all_spans(_TEXT_ATTRIBUTE, data) for a, b in spans[1:] if a >= 0]
-    text = _sub(_TAG, data, _tag_replacement)
+    values = [m.group(1) or m.group(2) or b"" for m in _TEXT_ATTRIBUTE.finditer(data)]
+    text = substitute(_TAG, data, _tag_replacement)
     return b"\n\n".join([text, *values]) if values else text
-
-
-def _all_spans(regex: Regex, data: bytes) -> Iterator[Spans]:
-    match = regex._match
-    at, size = 0, len(data)
-    while at < size:
-        spans = match(_UNANCHORED, data, at, size)
-        start, end = spans[0]
-        if start < 0:
-            return
-        yield spans
-        at = end if end > start else end + 1
 
 
 def _tag_replacement(data: bytes, spans: Spans) -> bytes:
@@ -589,7 +573,7 @@ def _unescape(data: bytes) -> bytes:
                 return data.decode("unicode_escape").encode("utf-8", "replace")
         except UnicodeDecodeError:  # a malformed \x or \u escape: one at a time
             pass
-    return _sub(_ESCAPE, data, _escape_replacement)
+    return substitute(_ESCAPE, data, _escape_replacement)
 
 
 def _escape_replacement(data: bytes, spans: Spans) -> bytes:

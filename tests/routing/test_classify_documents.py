@@ -72,3 +72,9 @@ def test_statements_with_a_descriptor_or_a_header_are_validated_like_the_others(
     assert "marking_secret" in signals("Can you proof this? The header reads SECRET - UK EYES ONLY.")
     assert classify_text("When should I use OFFICIAL-SENSITIVE: PERSONAL?").level == Level.OFFICIAL
     assert classify_text("Sir Brian Leveson reviewed the criminal courts in 2024.").level == Level.OFFICIAL
+
+
+def test_an_organisation_word_that_names_the_street_keeps_a_postcode_personal():
+    assert classify_text("Visits to HMP Wandsworth, Heathfield Road, London SW18 3HU").level == Level.OFFICIAL
+    assert "uk_postcode" in signals("Address: 3 Station Road, Leeds LS6 2QB")
+    assert "uk_postcode" in signals("Flat 2, 10 College Street, Leeds LS6 2QB")

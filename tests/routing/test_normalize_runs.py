@@ -20,7 +20,7 @@ _TEXTS = st.lists(_CHARS, max_size=40).map("".join)
 
 
 def _per_run(data: bytes, convert) -> bytes:
-    return normalize._sub(
+    return normalize.substitute(
         normalize._NON_ASCII_RUN,
         data,
         lambda d, spans: convert(d[spans[0][0] : spans[0][1]].decode("utf-8", "replace")).encode("utf-8", "replace"),
@@ -81,7 +81,7 @@ _MARKUP = st.sampled_from(
 def test_one_set_pass_finds_the_decoding_steps_a_search_each_would(text):
     data = text.encode()
     assert len(normalize._STEPS) == len(_STEP_REGEXES)
-    assert normalize._steps(data) == {i for i, regex in enumerate(_STEP_REGEXES) if normalize._found(regex, data)}
+    assert normalize._steps(data) == {i for i, regex in enumerate(_STEP_REGEXES) if regex.found(data)}
 
 
 @settings(max_examples=1000, deadline=None)
