@@ -207,9 +207,7 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
                             raise _Unscannable
                         texts.extend(node)
                         continue
-                    joined = _joined_text_parts(node)
-                    if joined is not None:
-                        texts.append(joined)
+                    texts.extend(_joined_text_parts(node))
                 inner = iter(node)
             elif kind_of_node is int:
                 if abs(node) >= _MIN_IDENTIFIER_INT:
@@ -266,14 +264,16 @@ def _holds_token_ids(value: Any) -> bool:
     return any(type(t) is int for t in value)
 
 
-def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> str | None:
-    """A message's text parts as the model reads them (concatenated), when it has two or more."""
+def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> list[str]:
+    """A message's text parts as the model may read them, when it has two or more: concatenated (a word or a
+    number split between parts) and with a space between them (a name split at a word: clients and chat templates
+    differ on what they put between parts)."""
     texts = [
         p["text"]
         for p in parts
         if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS and isinstance(p.get("text"), str)
     ]
-    return "".join(texts) if len(texts) > 1 else None
+    return ["".join(texts), " ".join(texts)] if len(texts) > 1 else []
 
 
 def _data_urls(text: str, found: _Body) -> None:

@@ -25,7 +25,7 @@ from stdnum import iban as _iban
 from stdnum import luhn as _luhn
 from stdnum.gb import utr as _utr
 
-from routing import names, normalize
+from routing import names, normalize, tables
 from routing.detectors_base import Detector, Match, Regex, Scanner, Words, near, re2_options
 from routing.levels import Level
 from routing.markings import MARKING_DETECTORS
@@ -107,6 +107,7 @@ def _utr_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 
 _NINO_BAD_PREFIX = frozenset({b"BG", b"GB", b"KN", b"NK", b"NT", b"TN", b"ZZ"})
+_NINO_EXAMPLE = b"AB123456C"  # HMRC's own example of the format, in every form and data dictionary
 # Lower-case "at 12 34 56 a" in prose is not a NI number unless the text says so.
 _NINO_WORDS = frozenset(
     {
@@ -143,9 +144,9 @@ _NINO_CONTEXT = Words(b"insurance", b"nino", b"ni number", b"ni no", b"nin ")
 
 def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
-    s = raw.upper().replace(b" ", b"").replace(b"\t", b"")
+    s = raw.upper().translate(None, b" \t.-")
     a, b = s[0:1], s[1:2]
-    if a in b"DFIQUV" or b in b"DFIQUVO" or s[:2] in _NINO_BAD_PREFIX:
+    if a in b"DFIQUV" or b in b"DFIQUVO" or s[:2] in _NINO_BAD_PREFIX or s == _NINO_EXAMPLE:
         return None
     spaced_word = not raw[:2].isupper() and len(raw) > 9 and s[:2] in _NINO_WORDS
     if spaced_word and not near(text, m.start(), m.end(), _NINO_CONTEXT):
@@ -274,8 +275,12 @@ def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     return "sort_code_account" if _ACCOUNT_AFTER.found(text, end, end + _ACCOUNT_LOOK) else None
 
 
+_IBAN_EXAMPLE = b"GB82WEST12345698765432"  # the IBAN standard's (ECBS) own example, in documentation and tests
+
+
 def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    return "iban" if _iban.is_valid(b"".join(m.group().split()).decode()) else None
+    compact = b"".join(m.group().split()).upper()
+    return "iban" if compact != _IBAN_EXAMPLE and _iban.is_valid(compact.decode()) else None
 
 
 def _card_brand_ok(d: bytes) -> bool:
@@ -327,7 +332,9 @@ _FUNCTION_WORDS = frozenset(
     b"payroll pdu performance policy press private probation procurement programme project protection public "
     b"records reception recruitment reducing reoffending response safeguarding secretariat security service "
     b"services strategy support team training unit victims wales england london ycs youth listing court courts "
-    b"alerts newsletter bulletin".split()
+    b"alerts newsletter bulletin referral referrals regional region northwest northeast southwest southeast "
+    b"midlands yorkshire humber cymru scotland all staff everyone internal external national crowncourt "
+    b"countycourt magistrates tribunal tribunals dpo ops".split()
 )
 _LOCAL_SEPARATORS = bytes.maketrans(b"._-+", b"    ")
 
@@ -354,10 +361,24 @@ _HEADER_LINE = Regex(  # from the start of the line
 
 def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     address = m.group().lower()
-    line_start = text.rfind(b"\n", 0, m.start()) + 1
-    if address.endswith(_PUBLIC_SECTOR_DOMAINS) and _HEADER_LINE.starts_at(text, line_start, m.start()):
-        return None
+    if address.endswith(_PUBLIC_SECTOR_DOMAINS):
+        line_start = text.rfind(b"\n", 0, m.start()) + 1
+        if _HEADER_LINE.starts_at(text, line_start, m.start()) or not _person_shaped(address.partition(b"@")[0]):
+            return None
     return _email_address(address)
+
+
+def _person_shaped(local: bytes) -> bool:
+    """A public-sector mailbox's local part that names someone: two or three words (``first.last``,
+    ``j.smith``, ``jane.k.smith``), or one word from the name lists. With a function's or a region's word in it
+    (``enquiries.manchester.crowncourt``, ``vcs.northwest``, ``all.leeds``), or one word outside the lists
+    (``dpo``), it is a function's mailbox, which names no one."""
+    words = local.translate(_LOCAL_SEPARATORS).split()
+    if any(word in _FUNCTION_WORDS for word in words) or not all(word.isalpha() for word in words):
+        return False
+    if 2 <= len(words) <= 3:
+        return True
+    return len(words) == 1 and (words[0].decode() in names.first_names() or words[0].decode() in names.surnames())
 
 
 def _email_address(address: bytes) -> str | None:
@@ -447,8 +468,26 @@ def _uk_nsn(raw: bytes) -> bytes | None:
 _MOBILE_RANGES = frozenset({b"71", b"72", b"73", b"74", b"75", b"77", b"78", b"79"})
 
 
-def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers or drama ranges."""
+# What says a landline is an organisation's, in the few words before it: "switchboard", "enquiries", "helpline".
+_SWITCHBOARD = Regex(
+    rb"(?i:\b(?:switchboard|main[ \t]+(?:line|number)|enquir(?:y|ies)|helpline|help[ \t]+line|reception|front[ \t]+desk"
+    rb"|call[ \t]+cent(?:re|er)|contact[ \t]+cent(?:re|er)|infolinia|ff[o\xc3\xb4]+n)\b)",
+    re2_options(1 << 20),
+)
+_SWITCHBOARD_LOOK = 48
+
+
+def _organisation_line(text: bytes, start: int) -> bool:
+    """A landline labelled as an organisation's, or in an organisation's address with no one named there (as
+    ``_postcode`` decides)."""
+    if _SWITCHBOARD.found(text, max(0, start - _SWITCHBOARD_LOOK), start):
+        return True
+    return _organisation_address(text, start)
+
+
+def _uk_phone(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers, drama ranges, nor a
+    landline that is an organisation's (``_organisation_line``)."""
     raw = m.group().replace(b"\t", b" ")  # phonenumbers takes spaces, not tabs, as punctuation
     national = _uk_nsn(raw)
     if national is not None:  # the usual case: phonenumbers' verdict without its parser (see routing.phones)
@@ -468,7 +507,9 @@ def _uk_phone(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
         return None
     if len(national) == 10 and national[:2] in _MOBILE_RANGES:
         return "uk_phone"  # a mobile number whether or not phonenumbers' metadata lists its block as allocated yet
-    return "uk_phone" if kind in _PERSONAL_PHONE else None
+    if kind not in _PERSONAL_PHONE:
+        return None
+    return None if national[:1] in b"12" and _organisation_line(text, m.start()) else "uk_phone"
 
 
 # A postcode is someone's address unless the address is an organisation's: a prison, a court, a police station,
@@ -483,19 +524,23 @@ _ORGANISATION = Regex(
     rb"\b(?:HMP|HMYOI|HMPPS|(?i:crown[ \t]+court|magistrates'?[ \t]+court|county[ \t]+court|courts[ \t]+of[ \t]+justice"
     rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
-    rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp))\b" + _STREET,
+    rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp"
+    # Welsh: centre, court, prison, office, council
+    rb"|canolfan|llys|carchar|swyddfa|cyngor))\b" + _STREET,
     re2_options(1 << 20),
 )
 _ADDRESS_LOOK = 120
 
 
-def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    start = m.start()
+def _organisation_address(text: bytes, start: int) -> bool:
+    """An organisation's word in the address before ``start`` (not one that names the street), and no one named."""
     lo = max(0, start - _ADDRESS_LOOK)
     organisation = any(word.group(b"street") is None for word in _ORGANISATION.finditer(text, lo, start))
-    if organisation and not names.find_person(text, lo, start):
-        return None
-    return "uk_postcode"
+    return organisation and not names.find_person(text, lo, start)
+
+
+def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return None if _organisation_address(text, m.start()) else "uk_postcode"
 
 
 # --- dates of birth and named people ---------------------------------------------------------------------
@@ -589,19 +634,91 @@ def _historic(text: bytes, lo: int, hi: int) -> bool:
     return any(not _BIRTH_BEFORE.ends_at(text, event.start(), 24) for event in _HISTORIC_EVENT.finditer(text, lo, hi))
 
 
+# A justice word in a job title ("Senior Probation Officer", "Victim Liaison Officer", "Offender Manager"): a
+# colleague's role, which says nothing of a case.
+_JOB_TITLE_AFTER = Regex(
+    rb"(?:[ \t]+[A-Z][a-z]+)?[ \t]+(?:Officers?|Practitioners?|Managers?|Workers?|Leads?|Co-?ordinators?"
+    rb"|Administrators?|Supervisors?|Specialists?|Advisers?|Advisors?)\b",
+    re2_options(1 << 20),
+)
+# A text that says its people are invented: a training scenario, an exercise, fiction.
+_FICTION = Regex(
+    rb"(?i:\b(?:fictional|fictitious|imaginary|made-up|invented)[ \t]+(?:character|person|people|name|scenario|case"
+    rb"|trial|court|defendant|offender|victim|witness|example)s?\b|\bcharacters[ \t]+(?:are|is)[ \t]+(?:all[ \t]+)?"
+    rb"(?:fictional|fictitious|invented)|\b(?:training|exercise|practice)[ \t]+(?:scenario|case[ \t]+study)\b"
+    rb"|\bmock[ \t]+trial\b|\bmoot\b)",
+    re2_options(1 << 20),
+)
+_FICTION_LOOK = 400
+
+
+def _invented(text: bytes, start: int, end: int) -> bool:
+    return _FICTION.found(text, max(0, start - _FICTION_LOOK), min(len(text), end + _FICTION_LOOK))
+
+
 def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     """A named person within a window of justice vocabulary, unless the window dates what it tells before 1970
-    (``_HISTORIC_EVENT``); one count per cluster of nearby words."""
+    (``_HISTORIC_EVENT``) or the text says its people are invented (``_FICTION``); one count per cluster of
+    nearby words."""
     start, end = m.span()
-    if start < state.get("justice_done", -1):
+    if start < state.get("justice_done", -1) or _JOB_TITLE_AFTER.starts_at(text, end, end + 40):
         return None
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
-    if names.find_person(text, lo, hi) and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
+    if (
+        names.find_person(text, lo, hi)
+        and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi))
+        and not _invented(text, start, end)
+    ):
         state["justice_done"] = hi
         return "justice_context_named_person"
     return None
+
+
+# A prosecution's title in a live case: "R v Okonkwo", "R v Kieran ASHDOWN", "Regina v. Marsh", "HM Advocate v
+# Eilidh NicLeoid". The defendant is a private individual in a criminal case by the title alone, unless the title is
+# a published judgment's (a law report's citation or a year follows it), the defendant is a company or a public
+# body, the case is history (before 1970) or invented.
+_PROSECUTOR = rb"\b(?:R|(?i:regina|rex|the[ \t]+(?:queen|king|crown)|hm[ \t]+advocate|hma|dpp))[ \t]+[vV]\.?[ \t]+"
+_DEFENDANT = rb"(?P<v>[A-Z][A-Za-z'\-]+(?:[ \t]+(?:[A-Z][A-Za-z'\-]+|" + names.PARTICLES_PATTERN + rb")){0,4})"
+_LAW_REPORT = Regex(
+    rb"[^\n]{0,80}?(?:\[\d{4}\]|\(\d{4}(?:[ \t]*-[ \t]*\d{2,4})?\)|\b(?:EWCA|UKSC|UKHL|UKPC|EWHC|QBD?|KB|WLR|AC"
+    rb"|JC|SLT|SCCR|SCCR)\b|Cr[ \t]*App[ \t]*R|All[ \t]*ER|Crim[ \t]*LR)",
+    re2_options(1 << 20),
+)
+# The way an authority is cited in argument or teaching: "In R v Brown the House of Lords...", "see R v G".
+# (The match is the defendant's name, group "v": the prosecutor and "v" are before it.)
+_CITED = Regex(
+    rb"(?i:\b(?:in|see|cf\.?|per|following|applying|applied|overruling|overruled|distinguishing)[ \t]+)"
+    + _PROSECUTOR
+    + rb"$",
+    re2_options(1 << 20),
+)
+_BODY_CORPORATE = Regex(
+    rb"(?i:\b(?:ltd|limited|plc|llp|council|trust|company|authority|board|holdings|group|services|corporation"
+    rb"|partnership|university|railways?|water|construction|aggregates|stores|borough|county|constabulary|police"
+    rb"|commissioner|secretary[ \t]+of[ \t]+state|ministry|department)\b)",
+    re2_options(1 << 20),
+)
+
+
+def _prosecuted(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    start, end = m.span()
+    name = m.group()
+    words = name.split()
+    if len(words) == 1 and len(name) < 3:
+        return None  # "R v A (a youth)", "R v X": anonymised
+    if _BODY_CORPORATE.found(name) or _BODY_CORPORATE.found(text, end, min(len(text), end + 24)):
+        return None
+    if _LAW_REPORT.starts_at(text, end, min(len(text), end + 120)) or _CITED.ends_at(text, start, 40):
+        return None
+    if all(names.name_word(w) in names.NOT_NAME_WORDS for w in words):
+        return None
+    lo, hi = max(0, start - _JUSTICE_WINDOW), min(len(text), end + _JUSTICE_WINDOW)
+    if _historic(text, lo, hi) or _invented(text, start, end):
+        return None
+    return "justice_context_named_person"
 
 
 _JUSTICE_WORDS = (
@@ -633,6 +750,12 @@ _JUSTICE_WORDS = (
     rb"|missed[ \t]+(?:an[ \t]+|his[ \t]+|her[ \t]+)?appointments?|warning[ \t]+letter|positive[ \t]+drug[ \t]+test"
     rb"|recall[ \t]+report|approved[ \t]+address|risk[ \t]+to[ \t]+(?:partner|children|the[ \t]+public|staff)"
     rb"|oasys|risk[ \t]+of[ \t]+serious[ \t]+harm|risk[ \t]+management[ \t]+plan|rosh"
+    # probation and prison shorthand, and what staff write in chat
+    rb"|bail[ \t]+condition|licence[ \t]+recall|breach(?:ed)?[ \t]+(?:of[ \t]+)?(?:his|her|their|the)?[ \t]*"
+    rb"(?:licence|order|bail|curfew|non-mol|conditions|notification)|issue[ \t]+a[ \t]+breach|upw\b|rotl\b|drr\b|atr\b"
+    rb"|sex[ \t]+offenders?[ \t]+register|registered[ \t]+sex[ \t]+offender|on[ \t]+an?[ \t]+acct"
+    rb"|acct[ \t]+(?:plan|opened|document)|sheriff[ \t]+court|pre[ \t\-]+cons|previous[ \t]+convictions|non[ \t\-]mol\b"
+    rb"|arson|stabbing|stabbed|in[ \t]+the[ \t]+cells|delius|nomis|mosovo|ppo\b|pss\b"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
@@ -659,16 +782,25 @@ def _alnum_id(core: bytes) -> bytes:
 
 _SEP = rb"[ \t.\-]{0,3}"  # between a number's groups: spaces, tabs, dots or hyphens (dashes are "-" once normalised)
 _SP = rb"[ \t]{0,3}"  # optional spaces between the groups of an alphanumeric identifier
+_NHS_SEP = rb"[ \t.\-/]{0,3}"
+_NI_SEP = rb"[ \t.\-]{0,3}"  # "ZN.14.12.21.C", "ZN-14-12-21-C"
 
 IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
-        "nhs_number", OS, _digit_id(rb"\d{3}" + _SEP + rb"\d{3}" + _SEP + rb"\d{4}"), _nhs_number, also=(("utr", OS),)
+        "nhs_number",
+        OS,
+        # also "734/980/4830": slashes between the groups, as some clinical systems print it
+        _digit_id(rb"\d{3}" + _NHS_SEP + rb"\d{3}" + _NHS_SEP + rb"\d{4}"),
+        _nhs_number,
+        also=(("utr", OS),),
     ),
     Detector("utr", OS, _digit_id(rb"\d{5}" + _SP + rb"\d{5}K?"), _utr_number, requires=_UTR_CONTEXT),
     Detector(
         "ni_number",
         OS,
-        _alnum_id(rb"(?i:[A-Z]{2}" + _SP + rb"\d{2}" + _SP + rb"\d{2}" + _SP + rb"\d{2}" + _SP + rb"[A-D])"),
+        _alnum_id(
+            rb"(?i:[A-Z]{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"[A-D])"
+        ),
         _ni_number,
     ),
     Detector("pnc_id", OS, _alnum_id(rb"(?:19|20)\d{2}/?\d{7}[A-Z]"), _pnc_long),
@@ -811,7 +943,129 @@ IDENTIFIER_DETECTORS += (
     ),
 )
 
-DETECTORS: tuple[Detector, ...] = MARKING_DETECTORS + IDENTIFIER_DETECTORS
+# A table whose header row names a person column (routing.tables): a name in a cell under it is someone in a case
+# when the column is a role in one (defendant, victim...), another column is a case's (offence, sentence, release
+# date...) or justice words are in the table or just above it.
+_PERSON_COLUMN = (
+    rb"(?i:(?:full|first|last|given|family|maiden|preferred|legal|child'?s?|defendant'?s?|offender'?s?|prisoner'?s?"
+    rb"|client'?s?|victim'?s?|witness'?s?|person'?s?|nominal|subject|patient|pupil|applicant|individual|suspect)"
+    rb"[ \t_\-]?names?|surnames?|forenames?|defendant|offender|prisoner|probationer|victim|witness|child"
+    rb"|young[ \t_\-]person|nominal|suspect|accused|inmate|detainee|service[ \t_\-]user|client|person|individual)"
+)
+# A bare "name" column: in any case where a table's cells start, capitalised after ", " (source code's arguments,
+# "f(self, name, value)", are the commonest ", name," there is).
+_BARE_NAME = rb"(?i:names?)"
+_BARE_NAME_AFTER_SPACE = rb"(?:N(?i:ames?))"
+_QUOTES_OPEN = rb"[\"'`*\[]{0,2}"
+_CELL_OPEN = rb"[ \t]*" + _QUOTES_OPEN
+_CELL_CLOSE = rb"[\"'`*\]]{0,2}[ \t]*"
+# Words of a header's columns that say the rows are a case's (snake_case and camelCase read as words).
+_CASE_COLUMNS = Regex(
+    rb"(?i:\b(?:offen[cs]es?|charges?|sentences?|sentenced|convictions?|convicted|plea|verdict|custody|remand|bail"
+    rb"|release[ \t_]*date|licence|sed|led|crd|hdc|tier|mappa|marac|rosh|oasys|crn|pnc|cro|nomis|prison|establishment"
+    rb"|wing|cell|breach(?:es)?|recall|warrant|hearing|court|missing|placement|yjs|yot|unpaid|hours[ \t_]*ordered"
+    rb"|adjudications?|probation|victims?|witness(?:es)?|safeguarding|risk[ \t_]*of[ \t_]*serious[ \t_]*harm)\b)",
+    re2_options(1 << 20),
+)
+_TABLE_CONTEXT_TEXT = """
+    offen sentenc convict charge plea verdict custody remand bail release licence mappa marac rosh oasys crn pnc nomis
+    prison hmp establishment breach recall warrant hearing court missing placement yjs yot unpaid probation parole
+    victim witness safeguard defendant inmate detainee suspect accused nominal arrest police abuse harm hours_ordered
+    tier crd hdc upw acct rotl
+"""
+_TABLE_CONTEXT = Words(*(word.replace("_", " ").encode() for word in _TABLE_CONTEXT_TEXT.split()))
+_JUSTICE_RX = Regex(rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", re2_options(8 << 20))
+_TABLE_CONTEXT_BEFORE = 300
+
+
+def _person_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    start = m.start()
+    if start < state.get("table_done", -1):
+        return None  # a header already read: one finding per table
+    found = tables.people_in_table(text, start)
+    line_end = text.find(b"\n", start)
+    state["table_done"] = len(text) if line_end < 0 else line_end
+    if found is None:
+        return None
+    header, end = found
+    state["table_done"] = end
+    cells = " ".join(cell.replace("_", " ") for cell in header.cells).encode()
+    if any(header.cells[i].split("_")[0] in tables.JUSTICE_ROLES for i in header.full) or _CASE_COLUMNS.found(cells):
+        return "justice_context_named_person"
+    if header.staff:
+        return None  # colleagues by role and team: justice words in their job titles say nothing of a case
+    lo = max(0, text.rfind(b"\n", 0, start) - _TABLE_CONTEXT_BEFORE)
+    return "justice_context_named_person" if _JUSTICE_RX.found(text, lo, end) else None
+
+
+IDENTIFIER_DETECTORS += (
+    Detector(
+        "justice_context_named_person", OS, _PROSECUTOR + _DEFENDANT, _prosecuted, trigger=_PROSECUTOR + rb"[A-Z]"
+    ),
+    Detector(
+        "justice_context_named_person",
+        OS,
+        # a cell: at a line's start (not indented, as code is), after a separator, after text and two spaces
+        # (fixed width; not inside an indent), or first in an SQL column list ("INSERT INTO nominals (surname, ..."; not a call's arguments,
+        # "f(name, ...)")
+        rb"(?:(?m:^)|[;\t|][ \t]*|,|[^ \t\n][ \t]{2,}|[A-Za-z0-9_`\"][ \t]+\([ \t]*)"
+        + _QUOTES_OPEN
+        + rb"(?:"
+        + _PERSON_COLUMN
+        + rb"|"
+        + _BARE_NAME
+        + rb")"
+        + _CELL_CLOSE
+        + rb"(?m:[,;\t|]|  |$)"
+        + rb"|,[ \t]+"
+        + _QUOTES_OPEN
+        + rb"(?:"
+        + _PERSON_COLUMN
+        + rb"|"
+        + _BARE_NAME_AFTER_SPACE
+        + rb")"
+        + _CELL_CLOSE
+        + rb"(?m:[,;\t|]|  |$)",
+        _person_column,
+        # without one of these anywhere, no table in the text can be a case's (nor its header name a role in one):
+        # one search instead of reading every "name" column of a page of code
+        requires=_TABLE_CONTEXT,
+    ),
+)
+
+_MARKING_COLUMN = (
+    rb"(?i:(?:security|protective|data|gsc)?[ \t_\-]?(?:classification|marking|label|sensitivity)"
+    rb"(?:[ \t_\-]?(?:level|label))?|gsc)"
+)
+
+
+def _marking_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    if m.start() < state.get("marks_done", -1):
+        return None
+    line_end = text.find(b"\n", m.start())
+    state["marks_done"] = len(text) if line_end < 0 else line_end
+    return tables.marking_in_table(text, m.start())
+
+
+DETECTORS: tuple[Detector, ...] = (
+    *MARKING_DETECTORS,
+    # a register of documents with a classification column (routing.tables): the highest marking in it
+    Detector(
+        "marking_secret",
+        Level.SECRET,
+        rb"(?m:^|[,;\t|])" + _CELL_OPEN + _MARKING_COLUMN + _CELL_CLOSE + rb"(?m:[,;\t|]|$)",
+        _marking_column,
+        also=(
+            ("marking_top_secret", Level.TOP_SECRET),
+            ("marking_official_sensitive", OS),
+            ("marking_legacy_restricted", OS),
+            ("marking_legacy_confidential", OS),
+            ("marking_legacy_protect", OS),
+            ("marking_caveat", OS),
+        ),
+    ),
+    *IDENTIFIER_DETECTORS,
+)
 
 
 @cache

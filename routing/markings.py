@@ -346,4 +346,12 @@ MARKING_DETECTORS: tuple[Detector, ...] = (
         rb"(?i:protect[ \t]*(?::|-)[ \t]*(?:personal|commercial|staff|appointments|personnel))",
         single_word=False,
     ),
+    # PROTECT without a descriptor counts only as the whole value of a label ("classification": "PROTECT",
+    # securityLabel=PROTECT): alone on a line it is as often a heading of the CONTEST strategy (Prevent, Pursue,
+    # Protect, Prepare).
+    Detector(
+        signal="marking_legacy_protect",
+        level=Level.OFFICIAL_SENSITIVE,
+        pattern=_LABEL + rb"(?i:protect)[\"'*_\])]*[ \t]*(?:[,;}|]|(?m:$))",
+    ),
 )

@@ -41,14 +41,17 @@ _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/t
 # Titles people are addressed by in case papers and police/probation notes.
 _TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
 # Lower-case particles inside a name: Cai ap Dafydd, Ruud van der Berg, Ana de la Cruz, Omar bin Said.
-_PARTICLES = (
-    rb"(?:(?:ap|ab|ferch|verch|van|von|der|den|de|da|di|du|del|della|dos|das|la|le|bin|binti|ibn|al|el)[ \t]+){0,2}"
-)
+_PARTICLES_TEXT = "ap ab ferch verch van von der den de da di du del della dos das la le bin binti ibn al el"
+PARTICLES = frozenset(_PARTICLES_TEXT.split())
+PARTICLES_PATTERN = rb"(?:" + "|".join(sorted(PARTICLES)).encode() + rb")"
+_PARTICLES = rb"(?:" + PARTICLES_PATTERN + rb"[ \t]+){0,2}"
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
 _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
-    rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+))\b",
+    rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
+    # initials and a surname: "J.R. Threlfall", "D. K. Wragg"
+    rb"|(?:[A-Z]\.[ \t]?){1,3}[ \t]*(?P<isur>[A-Z][a-z][A-Za-z'\-]+))\b",
     re2_options(8 << 20),
 )
 # A capitalised pair that names someone whatever the lists say, because of the words around it: a role before
@@ -60,14 +63,17 @@ _ROLE_BEFORE = Regex(
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
-    rb"|registered[ \t]+keeper|case)s?)[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
+    rb"|registered[ \t]+keeper|case|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop)s?)"
+    rb"[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
-    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged[ \t]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
+    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged?[ \t:]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated|gave|made|faces|returned|refused|admits|denies"
-    rb")\b))",
+    rb")\b)"
+    # where the person is held or what they are: "Emrys Tregarthen, HMP Exeter", "J. Threlfall, a prisoner at"
+    rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:prisoner|inmate|detainee|defendant|offender|resident)s?\b))",
     re2_options(1 << 20),
 )
 _PAIR = Regex(
@@ -94,7 +100,7 @@ _NOT_SURNAMES_TEXT = """
     village borough district region north south east west central street's island islands river valley
     hill hills street street. close drive way place gardens grove terrace crescent row walk
 """
-_NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
+NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
 
 # Capitalised words that start phrases which are not people ("Operation Sunrise was launched", "Victim Support
 # said"): a pair with one of these is no name unless the lists say so.
@@ -109,9 +115,10 @@ _NOT_NAME_WORDS_TEXT = """
     figure page chapter volume issue version draft final dear yours regards kind best thanks thank please hello
     hi good morning afternoon evening today tomorrow yesterday chief inspector superintendent sergeant
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
-    junior deputy assistant acting interim principal
+    junior deputy assistant acting interim principal statement statements personal contact scheme liaison
+    impact
 """
-_NOT_NAME_WORDS = _NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
+NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
 # First names that are more often ordinary capitalised words at the start of a sentence or in titles.
 _NOT_FIRST_NAMES_TEXT = """
@@ -184,17 +191,18 @@ def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
     return before.endswith((b"v ", b"v. ")) or after.startswith((b" v ", b" v."))
 
 
-_TSUR, _FIRST, _LAST, _USUR, _UFIRST = (
-    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst")
+_TSUR, _FIRST, _LAST, _USUR, _UFIRST, _ISUR = (
+    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst", b"isur")
 )
 # Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
 # neighbours is tried, which one regex's non-overlapping matches would not do.
 _CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
 _NEXT_CAPITAL = Regex(rb"[ \t]+[A-Z]", re2_options(1 << 20))
+_TWO_CAPITALS_BEFORE = Regex(rb"\b[A-Z][A-Za-z'\-]*[ \t]+[A-Z][A-Za-z'\-]*[ \t]+$", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 
 
-def _word(raw: bytes) -> str:
+def name_word(raw: bytes) -> str:
     """A name word as the lists hold it: lower case, without a possessive ("Smith's", "Jones'")."""
     word = raw.decode("latin-1").lower()
     return word[:-2] if word.endswith("'s") else word.rstrip("'")
@@ -228,21 +236,45 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
-            if _word(tsur) not in _NOT_SURNAMES:
+            if name_word(tsur) not in NOT_SURNAMES:
+                return True
+            continue
+        isur = m.group(_ISUR)
+        if isur is not None:  # initials and a surname: a person when the words around say so (not a possessive:
+            # an author's initials, "J.R.R. Tolkien's The Hobbit")
+            if name_word(isur) not in NOT_NAME_WORDS and (
+                _ROLE_BEFORE.ends_at(buf, start, 40)
+                or (buf[end : end + 1] != b"'" and _SAID_AFTER.starts_at(buf, end, end + 40))
+            ):
                 return True
             continue
         first = m.group(_FIRST)
         if first is not None:
-            f, last = _word(first), _word(m.group(_LAST) or b"")  # the pattern takes a last name after a first
-            if last in _NOT_SURNAMES:
+            f, last = name_word(first), name_word(m.group(_LAST) or b"")  # the pattern takes a last name after a first
+            if last in NOT_SURNAMES:
                 continue
-            if f in firsts or (last in sur and f not in _NOT_SURNAMES):
+            if f in firsts:
+                return True
+            if last in sur and f not in NOT_SURNAMES and not _in_title_case_phrase(buf, start, end):
                 return True
             continue
         usur = m.group(_USUR) or b""  # the one alternative left
-        if len(usur) >= 3 and usur not in _ACRONYMS and _word(m.group(_UFIRST) or b"") in firsts:
+        if len(usur) >= 3 and usur not in _ACRONYMS and name_word(m.group(_UFIRST) or b"") in firsts:
             return True
     return _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi)
+
+
+def _is_first_name(word: str, firsts: frozenset[str]) -> bool:
+    """A known first name, or a hyphenated one with a known part (JEAN-LUC, ANNE-MARIE)."""
+    return word in firsts or ("-" in word and any(part in firsts for part in word.split("-")))
+
+
+def _in_title_case_phrase(buf: bytes, start: int, end: int) -> bool:
+    """A pair inside a longer run of capitalised words ("Advocates' Graduated Fee Scheme", "Very High Cost Cases"):
+    the next word is capitalised too, or the two before it are."""
+    if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
+        return True
+    return _TWO_CAPITALS_BEFORE.ends_at(buf, start, 48)
 
 
 def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
@@ -256,12 +288,12 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
             if (
                 gap.strip(b" \t") == b""
                 and before not in _ACRONYMS
-                and _word(before) in firsts
-                and _word(word) not in _NOT_SURNAMES
+                and _is_first_name(name_word(before), firsts)
+                and name_word(word) not in NOT_SURNAMES
                 and word not in _ACRONYMS
             ):
                 return True
-            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS and _word(word) in firsts:
+            if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS and name_word(word) in firsts:
                 return True
         previous = (word, m.end())
     return False
@@ -273,7 +305,9 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
     for m in _overlapping(_PAIR, buf, lo, hi):
         start, end = m.span()
         words = m.group().split()
-        if any(_word(w) in _NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
+        if any(name_word(w) in NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
+            continue
+        if _public_office_before(buf, start):
             continue
         if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
             continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name

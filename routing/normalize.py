@@ -307,14 +307,15 @@ def _fold_table() -> dict[int, str | int | None]:
 # itself is no marker: the rules read ``"classification": "SECRET"`` as it stands, identifiers in it are plain
 # text, and JSON inside a region decoded for another reason is parsed there.
 CONTROL_MARKER = rb"[\x00-\x08\x0b-\x1f\x7f]"
+# A query string's or form's value with "+" for its spaces and nothing escaped: "?q=new+mobile+is+07912+336+418".
+_FORM_VALUE = rb"[?&][A-Za-z0-9_.\-]{1,40}=[A-Za-z0-9_.\-]+\+[A-Za-z0-9]"
 DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
-    rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])"
-    rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
+    rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)|\{\\rtf|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
+    rb"|(?i:quoted-printable)|\{\\(?i:rtf)|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
 CONTROL, DECODE = range(len(MARKERS))
@@ -336,6 +337,7 @@ _INLINE_TAGS = frozenset(
 _ENTITY = _regex(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
 _PERCENT = _regex(rb"%[0-9A-Fa-f]{2}")
 _QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
+_FORM = _regex(_FORM_VALUE)
 _ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
 # A base64 run (standard or URL-safe alphabet) and the lines that continue it (MIME parts wrap at 76): 16 or more
 # characters, or fewer with a digit, "+", "/" or "=" padding, or a whole line (a shorter run of letters inside a
@@ -345,10 +347,15 @@ _BASE64 = _regex(
     rb"(?:[ \t]*\n[A-Za-z0-9+/_][A-Za-z0-9+/_\-]+={0,2})*|[A-Za-z0-9+/_\-]{6,}={1,2}|(?m:^)[A-Za-z0-9+/_\-]{6,}(?m:$)"
 )
 # RTF groups that hold no text (font and colour tables, styles, document info, \\* destinations), one level deep.
-_RTF_DESTINATION = _regex(rb"\{\\(?:fonttbl|colortbl|stylesheet|info|listtable|\*)(?:[^{}]|\{[^{}]*\})*\}")
-# \uN (a Unicode character, N signed 16-bit) with the one fallback character after it; other control words,
-# control symbols and braces.
-_RTF = _regex(rb"\\u(-?[0-9]{1,6}) ?(?:\\'[0-9a-fA-F]{2}|[^\\{}\n])?|\\([a-z]{1,32})-?[0-9]{0,10} ?|\\[^a-z]|[{}]")
+_RTF_START = _regex(rb"\{\\(?i:rtf)")
+_RTF_DESTINATION = _regex(rb"\{\\(?:(?i:fonttbl|colortbl|stylesheet|info|listtable)|\*)(?:[^{}]|\{[^{}]*\})*\}")
+# \uN (a Unicode character, N signed 16-bit) with the one fallback character after it; \'xx (a byte of the code
+# page); other control words, control symbols and braces. Control words in any case, as a text upper-cased whole
+# carries them.
+_RTF = _regex(
+    rb"\\[uU](-?[0-9]{1,6}) ?(?:\\'[0-9a-fA-F]{2}|[^\\{}\n])?|\\'([0-9a-fA-F]{2})|\\([a-zA-Z]{1,32})-?[0-9]{0,10} ?"
+    rb"|\\([^a-zA-Z])|[{}]"
+)
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
@@ -469,9 +476,13 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
     original = data if depth == 0 else None
     steps = _steps(data)
-    if _PERCENT_STEP in steps and b"%" in data:
-        # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped.
-        data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, b"\n"))
+    for _ in range(2):  # twice: a URL inside a URL's query is escaped twice ("%252C")
+        if not ((_PERCENT_STEP in steps and b"%" in data) or (b"+" in data and _FORM.found(data))):
+            break
+        # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped as a
+        # form value: "+" is a space there (application/x-www-form-urlencoded, as browsers send forms and query
+        # strings), and a literal "+" would have been sent as %2B.
+        data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, b"\n").replace(b"+", b" "))
         steps = _steps(data)
     if _QP_STEP in steps:
         data = quopri.decodestring(data)
@@ -488,8 +499,13 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if _TAG_STEP in steps:
         data = _without_tags(data)
         steps = _steps(data)
-    if b"\\rtf" in data:
-        data = substitute(_RTF, substitute(_RTF_DESTINATION, data, b""), _rtf_replacement)
+    for _ in range(2):  # twice: an RTF document quoted inside another (its braces and backslashes escaped)
+        if not _RTF_START.found(data):
+            break
+        # an RTF document starts a line, as it would in a file of its own
+        data = substitute(
+            _RTF, substitute(_RTF_DESTINATION, substitute(_RTF_START, data, b"\n{\\rtf"), b""), _rtf_replacement
+        )
         steps = _steps(data)
     if _SPACED_STEP in steps:
         data = substitute(_SPACED_OR_BROKEN, data, _join_letters)
@@ -540,9 +556,17 @@ def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
         code = int(data[start:end]) % 65536
         return b"" if 0xD800 <= code < 0xE000 else chr(code).encode("utf-8")
     start, end = spans[2]
+    if start >= 0:  # \'e1: a byte of the document's code page (Windows-1252, RTF's usual \ansicpg)
+        return bytes([int(data[start:end], 16)]).decode("cp1252", "replace").encode("utf-8")
+    start, end = spans[4]
+    if start >= 0:  # a control symbol: an escaped brace or backslash is that character, the others nothing
+        symbol = data[start:end]
+        return symbol if symbol in b"\\{}" else b""
+    start, end = spans[3]
     if start < 0:
         return b""  # a brace
-    return b"\n" if data[start:end] in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
+    word = data[start:end].lower()
+    return b"\n" if word in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
 
 
 def _join_letters(data: bytes, spans: Spans) -> bytes:

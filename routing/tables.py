@@ -1,0 +1,255 @@
+"""People in tables as staff paste them: a header row that names a person column says that the cells under it are
+people, where the prose rules (``routing.names``) need a first name from the lists or words around a name.
+
+The header and the rows are read as CSV (comma, semicolon, tab or pipe, with the ``csv`` module's quoting),
+Markdown (pipes, a ``|---|`` rule under the header), fixed-width query output (two spaces or more between
+columns) or an SQL ``INSERT`` (the column list in brackets, a row per bracketed tuple). A person column is
+``name``, ``full name``, ``surname``/``forename``, or a role (``defendant``, ``victim``, ``child``...); a cell
+under it is a name when it looks like one (two to five words, each capitalised or in capitals, particles and
+initials allowed; a single word under ``surname`` or ``forename``), and not an anonymised label (``Person A``,
+``[REDACTED]``) or a phrase of everyday words.
+
+``people_in_table`` only finds the people; whether the table is about a case (its header's columns, the words
+around it) is the caller's rule (``routing.detectors``). Bounded: a header line of at most ``MAX_LINE`` bytes and
+``MAX_ROWS`` rows under it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from routing import names
+
+MAX_LINE = 2048  # bytes of a header or row line that are read
+MAX_ROWS = 40  # rows under a header that are read
+
+_FULL_NAME_HEADERS_TEXT = """
+    name names full_name fullname person individual subject nominal client service_user defendant offender prisoner
+    probationer victim witness child young_person pupil patient inmate detainee suspect accused applicant claimant
+    tenant resident learner
+"""
+_FULL_NAME_HEADERS = frozenset(_FULL_NAME_HEADERS_TEXT.split())
+# The words before "name" that make it a person's: "defendant name", "child's name", "full name".
+_NAME_QUALIFIERS_TEXT = """
+    full first last given family maiden preferred legal child child's defendant defendant's offender offender's
+    prisoner prisoner's client client's victim victim's witness witness's person person's nominal subject patient
+    pupil applicant individual suspect
+"""
+_NAME_QUALIFIERS = frozenset(_NAME_QUALIFIERS_TEXT.split())
+_SURNAME_HEADERS = frozenset(("surname", "surnames", "last_name", "lastname", "family_name"))
+_FORENAME_HEADERS = frozenset(("forename", "forenames", "first_name", "firstname", "given_name", "given_names"))
+# Person columns whose cells are in a case by being in the column: the header itself is the justice context.
+_JUSTICE_ROLES_TEXT = "defendant offender prisoner probationer victim witness inmate detainee suspect accused nominal"
+JUSTICE_ROLES = frozenset(_JUSTICE_ROLES_TEXT.split())
+# Words of a cell that make it a label, not a name ("Person A", "Child 2", "[REDACTED]").
+_ANONYMOUS_TEXT = """
+    person child offender victim witness defendant prisoner subject nominal redacted anon anonymous unknown withheld
+    tbc tba none null example sample test individual client
+"""
+_ANONYMOUS = frozenset(_ANONYMOUS_TEXT.split())
+
+
+_MARKING_HEADERS_TEXT = """
+    classification security_classification protective_marking marking security_marking gsc gsc_marking
+    classification_level security_label sensitivity sensitivity_label data_classification
+"""
+_MARKING_HEADERS = frozenset(_MARKING_HEADERS_TEXT.split())
+# Columns that explain each level: the table is about the scheme, not a register of marked documents.
+_EXPLAINING = frozenset(("description", "meaning", "definition", "explanation", "examples", "example", "guidance"))
+_STAFF_HEADERS_TEXT = """
+    role job_title job position grade band team department directorate unit line_manager manager post title_role
+    staff_role business_unit
+"""
+_STAFF_HEADERS = frozenset(_STAFF_HEADERS_TEXT.split())
+_LEVELS = frozenset(("OFFICIAL", "OFFICIAL SENSITIVE", "SECRET", "TOP SECRET"))
+# A marking column's cell (upper case, dashes and underscores as spaces, spaces folded) -> (rank, signal).
+_MARKINGS: dict[str, tuple[int, str]] = {
+    "TOP SECRET": (3, "marking_top_secret"),
+    "SECRET": (2, "marking_secret"),
+    "UK SECRET": (2, "marking_secret"),
+    "OFFICIAL SENSITIVE": (1, "marking_official_sensitive"),
+    "OFFICIAL SENSITIVE PERSONAL": (1, "marking_official_sensitive"),
+    "OFFICIAL SENSITIVE COMMERCIAL": (1, "marking_official_sensitive"),
+    "OFFICIAL: SENSITIVE": (1, "marking_official_sensitive"),
+    "OFFSENS": (1, "marking_official_sensitive"),
+    "OFF SENS": (1, "marking_official_sensitive"),
+    "RESTRICTED": (1, "marking_legacy_restricted"),
+    "CONFIDENTIAL": (1, "marking_legacy_confidential"),
+    "PROTECT": (1, "marking_legacy_protect"),
+    "UK EYES ONLY": (1, "marking_caveat"),
+}
+
+
+# What a line of source code holds and a table's header row does not.
+_CODE = (b"=", b"def ", b"return ", b"self.", b"lambda", b"{", b"}", b"print(", b"()")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A header row: its delimiter, the cells' normalised names, and which columns hold people."""
+
+    delimiter: str
+    cells: tuple[str, ...]
+    full: tuple[int, ...]  # whole names
+    parts: tuple[int, ...]  # surname or forename: a single word is a name there
+    marks: tuple[int, ...]  # a protective marking per row (classification, security label...)
+    sql: bool
+
+    @property
+    def staff(self) -> bool:
+        """A column that says the rows are staff (role, grade, team): a list of colleagues, not of cases."""
+        return not _STAFF_HEADERS.isdisjoint(self.cells)
+
+
+def _normalised(cell: str) -> str:
+    """A header cell as compared: lower case, quotes and decoration stripped, ``_``/``-``/spaces as one ``_``."""
+    cell = cell.strip().strip("\"'`*#[]()<>:").strip().lower()
+    return "_".join(cell.replace("-", " ").replace("_", " ").split())
+
+
+def _role(cell: str) -> str | None:
+    if cell in _MARKING_HEADERS:
+        return "mark"
+    if cell in _SURNAME_HEADERS or cell in _FORENAME_HEADERS:
+        return "part"
+    if cell in _FULL_NAME_HEADERS:
+        return "full"
+    words = cell.split("_")
+    if len(words) >= 2 and words[-1] in ("name", "names") and words[-2] in _NAME_QUALIFIERS:
+        return "part" if words[-2] in ("first", "last", "given", "family", "maiden") else "full"
+    if len(words) >= 3 and words[0] == "name" and words[1] == "of" and words[2] in _NAME_QUALIFIERS:
+        return "full"  # "name of child"
+    return None
+
+
+def _split(line: str, delimiter: str, sql: bool) -> list[str]:
+    if delimiter == "  ":
+        return [cell.strip() for cell in line.split("  ") if cell.strip()]
+    if sql:
+        line = line.strip().lstrip("(").rstrip(";,").rstrip(")")
+    elif delimiter == "|":
+        line = line.strip().strip("|")
+    try:
+        return next(csv.reader([line], delimiter=delimiter, quotechar="'" if sql else '"', skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return []
+
+
+def header_at(text: bytes, at: int) -> tuple[Header, int] | None:
+    """The header row of the line that holds ``at``, and where that line ends, when it names a person column and
+    has two columns or more."""
+    start = text.rfind(b"\n", 0, at) + 1
+    end = text.find(b"\n", at)
+    end = len(text) if end < 0 else end
+    if end - start > MAX_LINE:
+        return None
+    raw = text[start:end]
+    if any(code in raw for code in _CODE):
+        return None  # a line of source code that names a variable "name"
+    line = raw.decode("utf-8", "replace")
+    sql = False
+    lower = line.lower()
+    if "insert" in lower and "(" in line:  # INSERT INTO nominals (surname, forename, ...) VALUES
+        line = line[line.index("(") + 1 : line.rindex(")") if ")" in line else len(line)]
+        sql = True
+    delimiter = max(("\t", "|", ";", ","), key=line.count)
+    if line.count(delimiter) == 0:
+        if "  " not in line.strip():
+            return None
+        delimiter = "  "
+    cells = tuple(_normalised(cell) for cell in _split(line, delimiter, False))
+    if len(cells) < 2:
+        return None
+    roles = [_role(cell) for cell in cells]
+    full = tuple(i for i, role in enumerate(roles) if role == "full")
+    parts = tuple(i for i, role in enumerate(roles) if role == "part")
+    marks = tuple(i for i, role in enumerate(roles) if role == "mark")
+    if not full and not parts and not marks:
+        return None
+    return Header(delimiter, cells, full, parts, marks, sql), end
+
+
+def _name_word(word: str) -> bool:
+    word = word.strip("'\"")  # a nickname in quotes: Patrick 'Paddy' McDonagh
+    if len(word) == 2 and word[1] == "." and word[0].isupper():
+        return True  # an initial
+    core = word.replace("'", "").replace("\u2019", "").replace("-", "")
+    return len(core) >= 2 and core.isalpha() and word[0].isupper() and word.lower() not in _ANONYMOUS
+
+
+def looks_like_name(cell: str, single: bool) -> bool:
+    """Whether a cell holds a person's name: two to five name words (``Kieran Faulkner``, ``PHAM Minh Tuan``,
+    ``van der Berg, Ruud``, ``J. Whitlock``), or one under a surname or forename column."""
+    cell = cell.strip().strip("\"'*")
+    if "," in cell:  # "Khan, Imran"
+        cell = " ".join(reversed([part.strip() for part in cell.split(",", 1)]))
+    words = [w for w in cell.split() if w.lower() not in names.PARTICLES]
+    if not words or len(words) > 5 or (len(words) == 1 and not single):
+        return False
+    if any(not _name_word(w) for w in words):
+        return False
+    lowered = [w.lower().strip(".") for w in words]
+    if all(w in names.NOT_NAME_WORDS for w in lowered):
+        return False
+    return not (len(words) > 1 and any(w in names.NOT_SURNAMES for w in lowered[1:]))
+
+
+def _rows(text: bytes, header: Header, pos: int) -> Iterator[tuple[list[str], int]]:
+    """The cells of each row under a header whose line ends at ``pos``, and where the row ends; up to the first line
+    that is no row (prose after the table), ``MAX_ROWS`` at most."""
+    size = len(text)
+    for _ in range(MAX_ROWS):
+        if pos >= size:
+            return
+        start = pos + 1
+        end = text.find(b"\n", start)
+        pos = size if end < 0 else end
+        raw = text[start : min(pos, start + MAX_LINE)].decode("utf-8", "replace")
+        if not raw.strip() or (header.delimiter == "|" and set(raw.strip()) <= set("|-: ")):
+            continue  # a blank line, or Markdown's rule under the header
+        cells = _split(raw, header.delimiter, header.sql)
+        if len(cells) < 2:
+            return
+        yield cells, pos
+
+
+def people_in_table(text: bytes, at: int) -> tuple[Header, int] | None:
+    """When the line holding ``at`` is a table's header with a person column and a row under it names someone
+    there: the header, and where the rows that were read end."""
+    found = header_at(text, at)
+    if found is None or not (found[0].full or found[0].parts):
+        return None
+    header, end = found
+    named = False
+    for cells, row_end in _rows(text, header, end):
+        end = row_end
+        if any(i < len(cells) and looks_like_name(cells[i], False) for i in header.full) or (
+            header.parts and all(i < len(cells) and looks_like_name(cells[i], True) for i in header.parts)
+        ):
+            named = True
+    return (header, end) if named else None
+
+
+def marking_in_table(text: bytes, at: int) -> str | None:
+    """The highest protective marking in a marking column of the table whose header holds ``at`` (a register of
+    documents: ``id;title;classification``), as the marking's signal; None for a table about the scheme itself
+    (a column that describes or explains each level)."""
+    found = header_at(text, at)
+    if found is None or not found[0].marks or not _EXPLAINING.isdisjoint(found[0].cells):
+        return None
+    header, end = found
+    levels: set[str] = set()
+    best: tuple[int, str] | None = None
+    for cells, _ in _rows(text, header, end):
+        for i in header.marks:
+            if i < len(cells):
+                value = " ".join(cells[i].upper().replace("-", " ").replace("_", " ").split())
+                levels.add(value)
+                marking = _MARKINGS.get(value)
+                if marking is not None and (best is None or marking[0] > best[0]):
+                    best = marking
+    if len(levels & _LEVELS) >= 3:
+        return None  # each level in turn: a table of the scheme, not a register of documents
+    return None if best is None else best[1]
