@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata, resources
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any
 
-from routing import normalize
+from routing import names, normalize
 from routing.detectors import scanner
 from routing.detectors_base import Scanner, ScanTimeout
 from routing.levels import Level
@@ -266,14 +266,24 @@ def _holds_token_ids(value: Any) -> bool:
 
 def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> list[str]:
     """A message's text parts as the model may read them, when it has two or more: concatenated (a word or a
-    number split between parts) and with a space between them (a name split at a word: clients and chat templates
+    number split between parts), and, where a part ends with a letter and the next starts with a capital, with a
+    space there too (a name split at a word: "... for Gwenllian" and "Ap Dafydd ..."; clients and chat templates
     differ on what they put between parts)."""
     texts = [
         p["text"]
         for p in parts
         if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS and isinstance(p.get("text"), str)
     ]
-    return ["".join(texts), " ".join(texts)] if len(texts) > 1 else []
+    if len(texts) < 2:
+        return []
+    joined = "".join(texts)
+    pieces = [texts[0]]
+    for before, text in pairwise(texts):
+        if before[-1:].isalpha() and (text[:1].isupper() or text.split(" ", 1)[0] in names.PARTICLES):
+            pieces.append(" ")
+        pieces.append(text)
+    spaced = "".join(pieces)
+    return [joined] if spaced == joined else [joined, spaced]
 
 
 def _data_urls(text: str, found: _Body) -> None:

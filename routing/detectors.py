@@ -637,10 +637,20 @@ def _historic(text: bytes, lo: int, hi: int) -> bool:
 # A justice word in a job title ("Senior Probation Officer", "Victim Liaison Officer", "Offender Manager"): a
 # colleague's role, which says nothing of a case.
 _JOB_TITLE_AFTER = Regex(
-    rb"(?:[ \t]+[A-Z][a-z]+)?[ \t]+(?:Officers?|Practitioners?|Managers?|Workers?|Leads?|Co-?ordinators?"
-    rb"|Administrators?|Supervisors?|Specialists?|Advisers?|Advisors?)\b",
+    rb"(?:(?:[ \t]|&nbsp;)+[A-Z][A-Za-z]+)?(?:[ \t]|&nbsp;)+(?:(?i:officers?|practitioners?|managers?|workers?|leads?"
+    rb"|co-?ordinators?"
+    rb"|administrators?|supervisors?|specialists?|advisers?|advisors?)\b)",
     re2_options(1 << 20),
 )
+
+
+def _job_title_after(text: bytes, end: int) -> bool:
+    after = text[end : end + 48]
+    if not after.isascii():  # the title's letters with diacritics: read them folded
+        after = normalize.fold(after.decode("utf-8", "replace")).encode("ascii", "replace")
+    return _JOB_TITLE_AFTER.starts_at(after, 0, len(after))
+
+
 # A text that says its people are invented: a training scenario, an exercise, fiction.
 _FICTION = Regex(
     rb"(?i:\b(?:fictional|fictitious|imaginary|made-up|invented)[ \t]+(?:character|person|people|name|scenario|case"
@@ -661,7 +671,7 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     (``_HISTORIC_EVENT``) or the text says its people are invented (``_FICTION``); one count per cluster of
     nearby words."""
     start, end = m.span()
-    if start < state.get("justice_done", -1) or _JOB_TITLE_AFTER.starts_at(text, end, end + 40):
+    if start < state.get("justice_done", -1) or _job_title_after(text, end):
         return None
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
@@ -873,7 +883,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         OS,
         # also as a field name: dateOfBirth, date_of_birth, "dob": "1984-07-22"
         rb"(?i:\b(?:d\.?o\.?b\.?|date[ \t_\-]*of[ \t_\-]*birth|birth[ \t_\-]*date|born(?:[ \t]+on)?|dyddiad[ \t]+geni))"
-        rb"[\"'>]?[ \t]*[:=\-,]?[ \t]*[\"']?[ \t]*(?P<date>" + _DATE + rb")",
+        rb"[\"'>]{0,2}[ \t]*[:=\-,]?[ \t]*[\"']{0,2}[ \t]*(?P<date>" + _DATE + rb")",  # quotes doubled in a CSV cell
         _dob_labelled,
     ),
     Detector("date_of_birth", OS, _NAME + _DATE_AFTER_NAME, _dob_after_name, trigger=_DATE_AFTER_NAME),
@@ -1006,8 +1016,8 @@ IDENTIFIER_DETECTORS += (
         "justice_context_named_person",
         OS,
         # a cell: at a line's start (not indented, as code is), after a separator, after text and two spaces
-        # (fixed width; not inside an indent), or first in an SQL column list ("INSERT INTO nominals (surname, ..."; not a call's arguments,
-        # "f(name, ...)")
+        # (fixed width; not inside an indent), or first in an SQL column list ("INSERT INTO nominals (surname,
+        # ..."; not a call's arguments, "f(name, ...)")
         rb"(?:(?m:^)|[;\t|][ \t]*|,|[^ \t\n][ \t]{2,}|[A-Za-z0-9_`\"][ \t]+\([ \t]*)"
         + _QUOTES_OPEN
         + rb"(?:"

@@ -34,6 +34,7 @@ import binascii
 import html
 import json
 import quopri
+import re
 import unicodedata
 import urllib.parse
 import warnings
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
-NORMALISATION_VERSION = "2026-12-07.1"
+NORMALISATION_VERSION = "2026-12-07.2"
 
 _LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
 # ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
@@ -212,8 +213,15 @@ def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
     return normalised, "".join(folded)
 
 
+# Combining diacritics on an ASCII letter ("OF\u0301FICIAL", "Lt\u0327d", a name in decomposed form): removed before
+# NFKC, which would otherwise compose most of them into letters that no rule reads as their ASCII base. Letters
+# that carry their diacritic precomposed (Zoë) keep it; the folded view reads those. One fixed-width look-behind
+# and a character class: linear in the text.
+_MARKS_ON_ASCII = re.compile(r"(?<=[\x00-\x7f])[\u0300-\u036f]+")
+
+
 def _normalise_runs(runs: str) -> str:
-    return unicodedata.normalize("NFKC", runs).translate(_unicode_table())
+    return unicodedata.normalize("NFKC", _MARKS_ON_ASCII.sub("", runs)).translate(_unicode_table())
 
 
 def fold(text: str) -> str:
@@ -315,7 +323,7 @@ DECODE_MARKER = (
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)|\{\\(?i:rtf)|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
+    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
 CONTROL, DECODE = range(len(MARKERS))
@@ -328,7 +336,8 @@ _TAG = _regex(  # a tag's name ends at a space, tab, line break, "/", or a no-br
 # its query, an image's alt text): the tag step removes the tags, and these values are kept after the text.
 _TEXT_ATTRIBUTE = _regex(
     rb"(?i:\b(?:content|title|alt|href|summary|label|placeholder|aria-label|data-[a-z0-9\-]{1,40})[ \t\n]*=[ \t\n]*)"
-    rb"(?:\"([^\"<>]{2,})\"|'([^'<>]{2,})')"
+    # quotes doubled when the markup is a CSV field's, escaped when it is a JSON string's
+    rb"(?:\\?\"\"?([^\"<>\\]{2,})\\?\"|'([^'<>]{2,})')"
 )
 _INLINE_TAGS = frozenset(
     b"a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark nobr q s samp small span strike strong "
@@ -359,6 +368,7 @@ _RTF = _regex(
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
+_QP_SPREAD_BREAK = _regex(rb"=[ \t]*\n(?:[ \t]*\n)+")  # a soft break, then the empty lines markup left
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
 # The patterns by which ``_decode_into`` decides which decoders a text needs, in one RE2 set: one pass over the
@@ -506,6 +516,9 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         data = substitute(
             _RTF, substitute(_RTF_DESTINATION, substitute(_RTF_START, data, b"\n{\\rtf"), b""), _rtf_replacement
         )
+        steps = _steps(data)
+    if _QP_STEP in steps and b"=\n" in data:  # soft breaks that markup around the lines kept apart ("SECR=</p><p>ET")
+        data = quopri.decodestring(substitute(_QP_SPREAD_BREAK, data, b"=\n"))
         steps = _steps(data)
     if _SPACED_STEP in steps:
         data = substitute(_SPACED_OR_BROKEN, data, _join_letters)

@@ -20,7 +20,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from routing import names
+from routing import names, normalize
 
 MAX_LINE = 2048  # bytes of a header or row line that are read
 MAX_ROWS = 40  # rows under a header that are read
@@ -83,7 +83,7 @@ _MARKINGS: dict[str, tuple[int, str]] = {
 
 
 # What a line of source code holds and a table's header row does not.
-_CODE = (b"=", b"def ", b"return ", b"self.", b"lambda", b"{", b"}", b"print(", b"()")
+_CODE = ("=", "def ", "return ", "self.", "lambda", "{", "}", "print(", "()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,10 @@ class Header:
 
 
 def _normalised(cell: str) -> str:
-    """A header cell as compared: lower case, quotes and decoration stripped, ``_``/``-``/spaces as one ``_``."""
+    """A header cell as compared: folded to ASCII, lower case, quotes and decoration stripped, ``_``/``-``/spaces as
+    one ``_``."""
+    if not cell.isascii():  # "Téam", "na\u0327me": as the folded view reads them
+        cell = normalize.fold(cell)
     cell = cell.strip().strip("\"'`*#[]()<>:").strip().lower()
     return "_".join(cell.replace("-", " ").replace("_", " ").split())
 
@@ -137,23 +140,60 @@ def _split(line: str, delimiter: str, sql: bool) -> list[str]:
         return []
 
 
-def header_at(text: bytes, at: int) -> tuple[Header, int] | None:
-    """The header row of the line that holds ``at``, and where that line ends, when it names a person column and
-    has two columns or more."""
+def _lines(text: bytes, at: int) -> tuple[bytes, Iterator[bytes], int] | None:
+    """The line of ``text`` that holds ``at``, the lines after it (``MAX_ROWS`` at most), and where the last of
+    them ends. A table pasted into a JSON string has its line breaks escaped (``\\n``): its lines are then the
+    pieces of the one line of text."""
     start = text.rfind(b"\n", 0, at) + 1
     end = text.find(b"\n", at)
     end = len(text) if end < 0 else end
+    line = text[start:end]
+    if b"\\n" in line:
+        cut = line.rfind(b"\\n", 0, at - start)
+        pieces = line[cut + 2 if cut >= 0 else 0 :].replace(b"\\r", b"").split(b"\\n")
+        if len(pieces[0]) > MAX_LINE:
+            return None
+        return pieces[0], iter(pieces[1 : MAX_ROWS + 1]), end
     if end - start > MAX_LINE:
         return None
-    raw = text[start:end]
-    if any(code in raw for code in _CODE):
-        return None  # a line of source code that names a variable "name"
+
+    def following() -> Iterator[bytes]:
+        pos = end
+        for _ in range(MAX_ROWS):
+            if pos >= len(text):
+                return
+            row_end = text.find(b"\n", pos + 1)
+            row_end = len(text) if row_end < 0 else row_end
+            yield text[pos + 1 : min(row_end, pos + 1 + MAX_LINE)]
+            pos = row_end
+
+    last = end
+    for _ in range(MAX_ROWS):  # where the rows that may be read end (the caller's context for the table)
+        nxt = text.find(b"\n", last + 1)
+        if nxt < 0:
+            last = len(text)
+            break
+        last = nxt
+    return line, following(), last
+
+
+def header_at(text: bytes, at: int) -> tuple[Header, Iterator[bytes], int] | None:
+    """The header row of the line that holds ``at``, the lines after it, and where they end, when the header has two
+    columns or more and one of them holds people or markings."""
+    found = _lines(text, at)
+    if found is None:
+        return None
+    raw, rows, end = found
     line = raw.decode("utf-8", "replace")
     sql = False
     lower = line.lower()
     if "insert" in lower and "(" in line:  # INSERT INTO nominals (surname, forename, ...) VALUES
         line = line[line.index("(") + 1 : line.rindex(")") if ")" in line else len(line)]
         sql = True
+    if line.count('"') % 2:  # the table starts inside a quoted field (a CSV cell or a JSON string holding it)
+        line = line[line.rindex('"') + 1 :]
+    if any(code in line for code in _CODE):
+        return None  # a line of source code that names a variable "name"
     delimiter = max(("\t", "|", ";", ","), key=line.count)
     if line.count(delimiter) == 0:
         if "  " not in line.strip():
@@ -168,7 +208,7 @@ def header_at(text: bytes, at: int) -> tuple[Header, int] | None:
     marks = tuple(i for i, role in enumerate(roles) if role == "mark")
     if not full and not parts and not marks:
         return None
-    return Header(delimiter, cells, full, parts, marks, sql), end
+    return Header(delimiter, cells, full, parts, marks, sql), rows, end
 
 
 def _name_word(word: str) -> bool:
@@ -196,53 +236,44 @@ def looks_like_name(cell: str, single: bool) -> bool:
     return not (len(words) > 1 and any(w in names.NOT_SURNAMES for w in lowered[1:]))
 
 
-def _rows(text: bytes, header: Header, pos: int) -> Iterator[tuple[list[str], int]]:
-    """The cells of each row under a header whose line ends at ``pos``, and where the row ends; up to the first line
-    that is no row (prose after the table), ``MAX_ROWS`` at most."""
-    size = len(text)
-    for _ in range(MAX_ROWS):
-        if pos >= size:
-            return
-        start = pos + 1
-        end = text.find(b"\n", start)
-        pos = size if end < 0 else end
-        raw = text[start : min(pos, start + MAX_LINE)].decode("utf-8", "replace")
+def _rows(header: Header, lines: Iterator[bytes]) -> Iterator[list[str]]:
+    """The cells of each row under a header, up to the first line that is no row (prose after the table)."""
+    for raw_line in lines:
+        raw = raw_line.decode("utf-8", "replace")
         if not raw.strip() or (header.delimiter == "|" and set(raw.strip()) <= set("|-: ")):
             continue  # a blank line, or Markdown's rule under the header
         cells = _split(raw, header.delimiter, header.sql)
         if len(cells) < 2:
             return
-        yield cells, pos
+        yield cells
 
 
 def people_in_table(text: bytes, at: int) -> tuple[Header, int] | None:
     """When the line holding ``at`` is a table's header with a person column and a row under it names someone
-    there: the header, and where the rows that were read end."""
+    there: the header, and where the lines that may hold its rows end."""
     found = header_at(text, at)
     if found is None or not (found[0].full or found[0].parts):
         return None
-    header, end = found
-    named = False
-    for cells, row_end in _rows(text, header, end):
-        end = row_end
+    header, lines, end = found
+    for cells in _rows(header, lines):
         if any(i < len(cells) and looks_like_name(cells[i], False) for i in header.full) or (
             header.parts and all(i < len(cells) and looks_like_name(cells[i], True) for i in header.parts)
         ):
-            named = True
-    return (header, end) if named else None
+            return header, end
+    return None
 
 
 def marking_in_table(text: bytes, at: int) -> str | None:
     """The highest protective marking in a marking column of the table whose header holds ``at`` (a register of
     documents: ``id;title;classification``), as the marking's signal; None for a table about the scheme itself
-    (a column that describes or explains each level)."""
+    (a column that describes or explains each level, or each level in turn)."""
     found = header_at(text, at)
     if found is None or not found[0].marks or not _EXPLAINING.isdisjoint(found[0].cells):
         return None
-    header, end = found
+    header, lines, _ = found
     levels: set[str] = set()
     best: tuple[int, str] | None = None
-    for cells, _ in _rows(text, header, end):
+    for cells in _rows(header, lines):
         for i in header.marks:
             if i < len(cells):
                 value = " ".join(cells[i].upper().replace("-", " ").replace("_", " ").split())
@@ -251,5 +282,5 @@ def marking_in_table(text: bytes, at: int) -> str | None:
                 if marking is not None and (best is None or marking[0] > best[0]):
                     best = marking
     if len(levels & _LEVELS) >= 3:
-        return None  # each level in turn: a table of the scheme, not a register of documents
+        return None
     return None if best is None else best[1]

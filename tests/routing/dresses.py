@@ -160,6 +160,17 @@ def split_parts(text: str, rng: random.Random) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": parts}]}
 
 
+def split_parts_at_a_line(text: str, rng: random.Random) -> dict[str, Any]:
+    """The text split across two content parts at a line break, as a client that sends a document and its
+    question apart does (one part when the text is one line). Each part is also read alone, so a split inside a
+    line can cut a benign text's context from what it qualifies ("Visiting H" | "MP Brockhill: ... 01527 ...");
+    that split is a sensitive item's dress (``split_parts``), not a neutral one."""
+    breaks = [i + 1 for i, ch in enumerate(text[:-1]) if ch == "\n"]
+    cut = rng.choice(breaks) if breaks else len(text)
+    parts = [{"type": "text", "text": piece} for piece in (text[:cut], text[cut:]) if piece]
+    return {"model": "m", "messages": [{"role": "user", "content": parts}]}
+
+
 def upper_case(text: str, _rng: random.Random) -> str:
     """Court lists and headings write everything in capitals."""
     return text.upper()
@@ -182,11 +193,12 @@ NEUTRAL: dict[str, Dress] = {
     "mime_base64": mime_base64,
     "percent_encoded": percent_encoded,
     "rich_text": rich_text,
-    "split_parts": split_parts,
+    "split_parts_at_a_line": split_parts_at_a_line,
 }
 # Dresses for sensitive items only: capitals change what a benign text's words look like (a recipe's "Secret:"
-# heading becomes a banner), so benign items are not held to them.
-SENSITIVE_ONLY: dict[str, Dress] = {"upper_case": upper_case}
+# heading becomes a banner), and a split at any point can cut a benign text's context from what it qualifies
+# (``split_parts_at_a_line``), so benign items are not held to them.
+SENSITIVE_ONLY: dict[str, Dress] = {"upper_case": upper_case, "split_parts": split_parts}
 ALL: dict[str, Dress] = {**NEUTRAL, **SENSITIVE_ONLY}
 
 

@@ -101,7 +101,7 @@ def test_two_dresses_at_once():
     names = sorted(dresses.NEUTRAL)
     misses = []
     for item in CAUGHT:
-        first, second = rng.sample([n for n in names if n != "split_parts"], 2)
+        first, second = rng.sample([n for n in names if not n.startswith("split_parts")], 2)
         text = dresses.ALL[first](item["text"], rng)
         assert isinstance(text, str)
         if classify(dresses.ALL[second](text, rng)).level < classify_text(item["text"]).level:
