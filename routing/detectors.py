@@ -269,6 +269,8 @@ _ACCOUNT_LOOK = 80
 
 
 def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if not _digits(m.group()).strip(b"0"):
+        return None  # 00-00-00 / 00000000: a layout's or a form's example
     if m.group(b"labelled") is None:  # sort code and account on one line
         return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
     end = m.end()
@@ -1040,6 +1042,62 @@ IDENTIFIER_DETECTORS += (
         # without one of these anywhere, no table in the text can be a case's (nor its header name a role in one):
         # one search instead of reading every "name" column of a page of code
         requires=_TABLE_CONTEXT,
+    ),
+)
+
+
+def _bank_columns(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    if m.start() < state.get("bank_done", -1):
+        return None
+    line_end = text.find(b"\n", m.start())
+    state["bank_done"] = len(text) if line_end < 0 else line_end
+    return "sort_code_account" if tables.bank_details_in_table(text, m.start()) else None
+
+
+# The second line of a passport's machine-readable zone (ICAO 9303 TD3, 44 characters), as OCR of a data page gives
+# it: document number, nationality, date of birth, sex, expiry, each number with its check digit (weights 7, 3, 1;
+# A-Z count 10-35, "<" 0). Any nationality: a foreign national's passport is personal data as much as a British one.
+_MRZ_VALUE = {**{ord(str(d)): d for d in range(10)}, **{65 + i: 10 + i for i in range(26)}, ord("<"): 0}
+_MRZ_SPECIMENS = frozenset({b"L898902C3", b"L898902C<"})  # ICAO's own specimen (Utopia)
+
+
+def _mrz_check(field: bytes, digit: int) -> bool:
+    return sum(_MRZ_VALUE[c] * (7, 3, 1)[i % 3] for i, c in enumerate(field)) % 10 == digit - 48
+
+
+def _passport_mrz(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    line = m.group()
+    if line[:9] in _MRZ_SPECIMENS or line[10:13] == b"UTO" or not line[:9].strip(b"<0"):
+        return None
+    checked = _mrz_check(line[0:9], line[9]) and _mrz_check(line[13:19], line[19]) and _mrz_check(line[21:27], line[27])
+    return "passport_mrz" if checked else None
+
+
+IDENTIFIER_DETECTORS += (
+    Detector(
+        "passport_mrz",
+        OS,
+        # the line's 44 characters with none of the zone's characters on either side (a JSON string's "\n" too)
+        rb"(?:(?m:^)|[^A-Z0-9<\n])(?P<v>[A-Z0-9<]{9}[0-9][A-Z<]{3}[0-9]{6}[0-9][MFX<][0-9]{6}[0-9][A-Z0-9<]{14}[0-9<][0-9])"
+        rb"(?:[^A-Z0-9<\n]|(?m:$))",
+        _passport_mrz,
+        trigger=rb"[0-9][A-Z<]{3}[0-9]{7}[MFX<][0-9]{7}[A-Z0-9<]{14}[0-9<][0-9]",
+        needs=b"0123456789",
+    ),
+)
+
+
+# A payment file or statement with sort code and account number columns (routing.tables): a row with both.
+IDENTIFIER_DETECTORS += (
+    Detector(
+        "sort_code_account",
+        OS,
+        rb"(?:(?m:^)|[;\t|,][ \t]*|[^ \t\n][ \t]{2,}|[A-Za-z0-9_`\"][ \t]+\([ \t]*)"
+        + _QUOTES_OPEN
+        + rb"(?i:(?:bank|branch|destination|payee)?[ \t_\-]?sort[ \t_\-]?code)"
+        + _CELL_CLOSE
+        + rb"(?m:[,;\t|]|  |$)",
+        _bank_columns,
     ),
 )
 

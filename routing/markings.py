@@ -48,18 +48,21 @@ _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+
 # Upper-case descriptors, caveats and codewords after a marking on a banner line.
 _UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9\[(][A-Z0-9 \t/:|,()\[\]\-]*)?"
 _LABEL = (
+    # an e-mail's X-Protective-Marking header writes the level as SEC=: "VER=2012.3, NS=gov.uk, SEC=SECRET"
+    rb"(?:\bSEC|"
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
     rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling(?:[ \t_\-]*(?:caveat|instructions?))?"
     # a Microsoft Purview sensitivity label in a mail header: MSIP_Label_<guid>_Name=OFFICIAL-SENSITIVE
-    rb"|\bmsip_label_[0-9a-f\-]{8,40}_name)"
+    rb"|\bmsip_label_[0-9a-f\-]{8,40}_name))"
     rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(*_]{0,4}[ \t]*"  # Markdown: | Label | **SECRET** |
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
     rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|doc|email|e-mail|message|note|report"
     rb"|information|material|minute|minutes|letter|paper|annex|file|attachment|conversation|chat|thread|text"
-    rb"|paragraph|section|passage|extract)[ \t]+(?:is|are)"
+    rb"|paragraph|section|passage|extract|brief|briefing|submission|memo|record|draft|summary|slides?|deck"
+    rb"|presentation|plan|assessment|spreadsheet|table|list|log|transcript|statement)[ \t]+(?:is|are)"
     rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are)"
     rb"|\bin[ \t]+this[ \t]+(?:conversation|chat|thread|session|document|email|e-mail)[ \t]+(?:is|are))[ \t]+"
 )
@@ -108,7 +111,12 @@ _DESCRIPTOR = (
 )
 _CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
 # "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
-_DEIXIS = rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy)[ \t]+"
+_DEIXIS = (
+    rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy"
+    # "I'm pasting an OFFICIAL-SENSITIVE briefing below", "forwarding the SECRET annex"
+    rb"|\b(?:pasting|pasted|attaching|sharing|forwarding|enclosing|uploading|sending)[ \t]+(?:in[ \t]+)?"
+    rb"(?:an?|the|this|my|our|some))[ \t]+"
+)
 _DOCUMENT = (
     rb"[ \t]+(?:[A-Za-z]+[ \t]+)?(?i:document|report|briefing|brief|note|notes|email|e-mail|annex|annexe|appendix"
     rb"|paper|papers|material|information|submission|minute|minutes|letter|file|files|attachment|record|records"
@@ -193,7 +201,17 @@ def _rows(
         + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
         _SUBJECT + word,
-        *([] if single_word else [_SUBJECT_TAG + any_case + rb"\b"]),
+        *(
+            []
+            if single_word
+            else [
+                _SUBJECT_TAG + any_case + rb"\b",
+                # a footer or header in any case with a field after it: "official-sensitive | v1.3 | page 14"
+                _LEAD + any_case + rb"[ \t]*\|",
+                # a heading that ends with it: "Slide 4 - OFFICIAL SENSITIVE"
+                rb"[ \t]-[ \t]+" + word + _TRAIL,
+            ]
+        ),
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",
         # the handling phrase takes a capitalised multi-word marking ("handle as Official Sensitive"), not
         # lower case: "this is top secret lol" is banter

@@ -261,7 +261,9 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         usur = m.group(_USUR) or b""  # the one alternative left
         if len(usur) >= 3 and usur not in _ACRONYMS and name_word(m.group(_UFIRST) or b"") in firsts:
             return True
-    return _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi)
+    return (
+        _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi) or _named_in_lower_case(buf, lo, hi)
+    )
 
 
 def _is_first_name(word: str, firsts: frozenset[str]) -> bool:
@@ -275,6 +277,25 @@ def _in_title_case_phrase(buf: bytes, start: int, end: int) -> bool:
     if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
         return True
     return _TWO_CAPITALS_BEFORE.ends_at(buf, start, 48)
+
+
+@cache
+def _lower_case_first_name() -> Regex:
+    """A known first name in lower case and the word after it (chat: "can u check if darren whitlock got...")."""
+    alternatives = b"|".join(sorted(name.encode() for name in first_names() if name.isascii() and name.isalpha()))
+    return Regex(rb"\b(?:" + alternatives + rb")[ \t]+(?P<last>[a-z]{3,}(?:-[a-z]{3,})?)\b", re2_options(64 << 20))
+
+
+def _named_in_lower_case(buf: bytes, lo: int, hi: int) -> bool:
+    """A first name and a surname both from the lists, in lower case, as chat writes them, when neither word is
+    also one that starts phrases which are not people."""
+    sur = surnames()
+    for m in _lower_case_first_name().finditer(buf, lo, hi):
+        words = m.group().split()
+        last = name_word(words[-1])
+        if last in sur and not any(name_word(w) in NOT_NAME_WORDS for w in words):
+            return True
+    return False
 
 
 def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:

@@ -323,7 +323,7 @@ DECODE_MARKER = (
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
+    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
 )
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
 CONTROL, DECODE = range(len(MARKERS))
@@ -365,7 +365,7 @@ _RTF = _regex(
     rb"\\[uU](-?[0-9]{1,6}) ?(?:\\'[0-9a-fA-F]{2}|[^\\{}\n])?|\\'([0-9a-fA-F]{2})|\\([a-zA-Z]{1,32})-?[0-9]{0,10} ?"
     rb"|\\([^a-zA-Z])|[{}]"
 )
-_SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] ){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
+_SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
 _QP_SPREAD_BREAK = _regex(rb"=[ \t]*\n(?:[ \t]*\n)+")  # a soft break, then the empty lines markup left
@@ -583,9 +583,13 @@ def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
 
 
 def _join_letters(data: bytes, spans: Spans) -> bytes:
-    """ "S E C R E T" is SECRET; "OFFICIAL-\nSENSITIVE" is OFFICIAL-SENSITIVE."""
+    """ "S E C R E T" is SECRET, "T O P   S E C R E T" TOP SECRET (a wider gap between words); "OFFICIAL-\nSENSITIVE"
+    is OFFICIAL-SENSITIVE."""
     start, end = spans[0]
-    return data[start:end].replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
+    piece = data[start:end]
+    if b"\n" in piece:  # a word hyphenated across a line break
+        return piece.replace(b" ", b"").replace(b"\n", b"").replace(b"\t", b"")
+    return b" ".join(word.replace(b" ", b"") for word in piece.split(b"  ") if word.strip())
 
 
 def _without_tags(data: bytes) -> bytes:

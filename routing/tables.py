@@ -58,6 +58,15 @@ _MARKING_HEADERS_TEXT = """
 _MARKING_HEADERS = frozenset(_MARKING_HEADERS_TEXT.split())
 # Columns that explain each level: the table is about the scheme, not a register of marked documents.
 _EXPLAINING = frozenset(("description", "meaning", "definition", "explanation", "examples", "example", "guidance"))
+_SORT_HEADERS_TEXT = """
+    sort_code sortcode sort bank_sort_code branch_sort_code sort_code_number destination_sort_code payee_sort_code
+"""
+_SORT_HEADERS = frozenset(_SORT_HEADERS_TEXT.split())
+_ACCOUNT_HEADERS_TEXT = """
+    account_number account_no acct_no account acct bank_account bank_account_number account_num acc_no acct_number
+    destination_account_number payee_account_number account_no.
+"""
+_ACCOUNT_HEADERS = frozenset(_ACCOUNT_HEADERS_TEXT.split())
 _STAFF_HEADERS_TEXT = """
     role job_title job position grade band team department directorate unit line_manager manager post title_role
     staff_role business_unit
@@ -96,6 +105,8 @@ class Header:
     parts: tuple[int, ...]  # surname or forename: a single word is a name there
     marks: tuple[int, ...]  # a protective marking per row (classification, security label...)
     sql: bool
+    sort: tuple[int, ...] = ()  # a bank sort code per row
+    account: tuple[int, ...] = ()  # a bank account number per row
 
     @property
     def staff(self) -> bool:
@@ -115,6 +126,10 @@ def _normalised(cell: str) -> str:
 def _role(cell: str) -> str | None:
     if cell in _MARKING_HEADERS:
         return "mark"
+    if cell in _SORT_HEADERS:
+        return "sort"
+    if cell in _ACCOUNT_HEADERS:
+        return "account"
     if cell in _SURNAME_HEADERS or cell in _FORENAME_HEADERS:
         return "part"
     if cell in _FULL_NAME_HEADERS:
@@ -206,9 +221,11 @@ def header_at(text: bytes, at: int) -> tuple[Header, Iterator[bytes], int] | Non
     full = tuple(i for i, role in enumerate(roles) if role == "full")
     parts = tuple(i for i, role in enumerate(roles) if role == "part")
     marks = tuple(i for i, role in enumerate(roles) if role == "mark")
-    if not full and not parts and not marks:
+    sort = tuple(i for i, role in enumerate(roles) if role == "sort")
+    account = tuple(i for i, role in enumerate(roles) if role == "account")
+    if not full and not parts and not marks and not (sort and account):
         return None
-    return Header(delimiter, cells, full, parts, marks, sql), rows, end
+    return Header(delimiter, cells, full, parts, marks, sql, sort, account), rows, end
 
 
 def _name_word(word: str) -> bool:
@@ -284,3 +301,21 @@ def marking_in_table(text: bytes, at: int) -> str | None:
     if len(levels & _LEVELS) >= 3:
         return None
     return None if best is None else best[1]
+
+
+def bank_details_in_table(text: bytes, at: int) -> bool:
+    """Whether the table whose header holds ``at`` has sort code and account number columns and a row with both
+    (six digits and eight, separators and Excel's leading apostrophe aside; not all zeros, as a layout's example)."""
+    found = header_at(text, at)
+    if found is None or not (found[0].sort and found[0].account):
+        return False
+    header, lines, _ = found
+    for cells in _rows(header, lines):
+        for i in header.sort:
+            for j in header.account:
+                if i < len(cells) and j < len(cells):
+                    sort_code = "".join(ch for ch in cells[i] if ch.isdigit())
+                    account = "".join(ch for ch in cells[j] if ch.isdigit())
+                    if len(sort_code) == 6 and len(account) == 8 and sort_code.strip("0") and account.strip("0"):
+                        return True
+    return False
