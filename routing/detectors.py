@@ -268,9 +268,19 @@ _ACCOUNT_AFTER = Regex(rb"(?:^|[^0-9])[0-9]{8}(?:[^0-9]|$)", re2_options(1 << 20
 _ACCOUNT_LOOK = 80
 
 
+_NOT_BANK_LABEL = Regex(
+    rb"(?i:\bvat\b|company[ \t]+(?:no|number|reg)|registration|invoice|purchase[ \t]+order|\bpo[ \t]+(?:no|number)"
+    rb"|order[ \t]+(?:no|number|ref))",
+    re2_options(1 << 20),
+)
+
+
 def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if not _digits(m.group()).strip(b"0"):
         return None  # 00-00-00 / 00000000: a layout's or a form's example
+    start, end = m.span()
+    if m.group(b"labelled") is None and _NOT_BANK_LABEL.found(text, max(0, start - 24), end):
+        return None  # a VAT or company registration number, an invoice's or order's: no sort code said so
     if m.group(b"labelled") is None:  # sort code and account on one line
         return "sort_code_account" if near(text, m.start(), m.end(), _BANK_CONTEXT, 40) else None
     end = m.end()
@@ -355,7 +365,10 @@ _PUBLIC_SECTOR_DOMAINS = (
     b".parliament.uk",
 )
 _HEADER_LINE = Regex(  # from the start of the line
-    rb"(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by)"
+    rb"(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by"
+    # a meeting's invitees, a commit's author, a directory's or a signature's address line
+    rb"|required|optional|attendees?|invitees?|organi[sz]er|author|committer|reviewers?|assignee|signed-off-by"
+    rb"|co-authored-by|e-?mail|contact)"
     rb"(?:[ \t]|</[A-Za-z]{1,8}>)*:",
     re2_options(1 << 20),
 )
@@ -365,7 +378,13 @@ def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     address = m.group().lower()
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
         line_start = text.rfind(b"\n", 0, m.start()) + 1
-        if _HEADER_LINE.starts_at(text, line_start, m.start()) or not _person_shaped(address.partition(b"@")[0]):
+        line_end = text.find(b"\n", m.end())
+        alone = not text[line_start : m.start()].strip(b" \t<") and not text[m.end() : line_end].strip(b" \t>")
+        if (
+            alone  # a signature's address line
+            or _HEADER_LINE.starts_at(text, line_start, m.start())
+            or not _person_shaped(address.partition(b"@")[0])
+        ):
             return None
     return _email_address(address)
 
@@ -647,9 +666,13 @@ _JOB_TITLE_AFTER = Regex(
 
 
 def _job_title_after(text: bytes, end: int) -> bool:
+    if _JOB_TITLE_AFTER.starts_at(text, end, end + 48):
+        return True
     after = text[end : end + 48]
-    if not after.isascii():  # the title's letters with diacritics: read them folded
-        after = normalize.fold(after.decode("utf-8", "replace")).encode("ascii", "replace")
+    if after.isascii():
+        return False
+    # the title's letters with diacritics: read them folded
+    after = normalize.fold(after.decode("utf-8", "replace")).encode("ascii", "replace")
     return _JOB_TITLE_AFTER.starts_at(after, 0, len(after))
 
 
@@ -661,7 +684,7 @@ _FICTION = Regex(
     rb"|\bmock[ \t]+trial\b|\bmoot\b)",
     re2_options(1 << 20),
 )
-_FICTION_LOOK = 400
+_FICTION_LOOK = 240
 
 
 def _invented(text: bytes, start: int, end: int) -> bool:
@@ -962,7 +985,8 @@ _PERSON_COLUMN = (
     rb"(?i:(?:full|first|last|given|family|maiden|preferred|legal|child'?s?|defendant'?s?|offender'?s?|prisoner'?s?"
     rb"|client'?s?|victim'?s?|witness'?s?|person'?s?|nominal|subject|patient|pupil|applicant|individual|suspect)"
     rb"[ \t_\-]?names?|surnames?|forenames?|defendant|offender|prisoner|probationer|victim|witness|child"
-    rb"|young[ \t_\-]person|nominal|suspect|accused|inmate|detainee|service[ \t_\-]user|client|person|individual)"
+    rb"|young[ \t_\-]person|nominal|suspect|accused|inmate|detainee|service[ \t_\-]user|client|person|individual"
+    rb"|subject)"
 )
 # A bare "name" column: in any case where a table's cells start, capitalised after ", " (source code's arguments,
 # "f(self, name, value)", are the commonest ", name," there is).

@@ -210,6 +210,8 @@ def _rows(
                 _LEAD + any_case + rb"[ \t]*\|",
                 # a heading that ends with it: "Slide 4 - OFFICIAL SENSITIVE"
                 rb"[ \t]-[ \t]+" + word + _TRAIL,
+                # a tag in any case: "[official-sensitive] add ACCT fields" (a commit's or a ticket's subject)
+                rb"[\[(<][ \t]*" + any_case + rb"[ \t]*[\])>]",
             ]
         ),
         rb"[\[(<][ \t]*" + word + _UPPER_TAIL + rb"[ \t]*[\])>]",

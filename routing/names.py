@@ -63,7 +63,10 @@ _ROLE_BEFORE = Regex(
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
-    rb"|registered[ \t]+keeper|case|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop)s?)"
+    rb"|registered[ \t]+keeper|case|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop"
+    # the paper a case makes about someone: "the MAPPA referral for Rhodri ap Gwilym", "oral FDR on ..."
+    rb"|(?:referral|report|assessment|review|hearing|warrant|recall|dossier|psr|fdr|oasys|risk[ \t]+assessment)"
+    rb"[ \t]+(?:for|on|of|re|about|concerning))s?)"
     rb"[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
     re2_options(1 << 20),
 )
@@ -72,13 +75,20 @@ _SAID_AFTER = Regex(
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated|gave|made|faces|returned|refused|admits|denies"
     rb")\b)"
-    # where the person is held or what they are: "Emrys Tregarthen, HMP Exeter", "J. Threlfall, a prisoner at"
-    rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:prisoner|inmate|detainee|defendant|offender|resident)s?\b))",
+    # where the person is held or what they are: "Emrys Tregarthen, HMP Exeter", "J. Threlfall, a prisoner at",
+    # "Oksana HRYTSENKO at HMP Send", "Chen Jiahui (victim of ...)", "Keeley-Ann Brannock (assault on ...)"
+    rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:prisoner|inmate|detainee|defendant|offender|resident)s?\b)"
+    rb"|[ \t]+(?i:at|in|from|to)[ \t]+(?:HMP|HMYOI)\b"
+    rb"|[ \t]*\([ \t]*(?i:the[ \t]+)?(?i:victim|witness|defendant|offender|prisoner|suspect|complainant|accused|assault"
+    rb"|robbery|burglary|theft|murder|manslaughter|rape|wounding|gbh|abh|arson|stalking|harassment|fraud)\b)",
     re2_options(1 << 20),
 )
 _PAIR = Regex(
     rb"\b(?:[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+" + _PARTICLES + rb"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
-    rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?)\b",
+    rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?"
+    # a given name and a surname in capitals, either way round, as court, police and Home Office papers write them
+    # ("Oksana HRYTSENKO", "WANG Zihan")
+    rb"|[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z]{3,}(?:-[A-Z]{2,})?|[A-Z]{3,}(?:-[A-Z]{2,})?[ \t]+[A-Z][a-z]+)\b",
     re2_options(1 << 20),
 )
 
@@ -175,13 +185,75 @@ def surnames() -> frozenset[str]:
 # Justice Edis, the Chief Constable), not a private individual in a case.
 _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
-    rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor)[ \t]+$",
+    rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor"
+    # officials in role: police ranks, probation and prison roles, councillors
+    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI)[ \t]+$",
     re2_options(1 << 20),
 )
 
 
 def _public_office_before(buf: bytes, start: int) -> bool:
     return _PUBLIC_OFFICE.ends_at(buf, start, 24)
+
+
+# Colleagues, not the subjects of a case: a name in a meeting's list of people ("Attendees: Samira Osei (Safer
+# Custody Lead), Dan Whitcombe"), with a job title in brackets after it, or as a chat export's author ("[10:42]
+# Priya Ramaswamy" on its own line, "[11/06/2024 07:14] Walker, Sean:").
+_MEETING_LIST = Regex(
+    rb"(?im:^[ \t*\-]*(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
+    rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
+    rb"|actions?|owners?|assigned[ \t]+to)"
+    rb"[ \t]*:[^\n]*$)",
+    re2_options(1 << 20),
+)
+_JOB_IN_BRACKETS = Regex(
+    rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?i:lead|officer|manager|head|co-?ordinator|chair|director|governor"
+    rb"|practitioner|worker|administrator|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|lawyer"
+    rb"|solicitor|counsel|clerk|chaplain(?:cy)?|in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip)\)",
+    re2_options(1 << 20),
+)
+# A sign-off on the line before a name at the start of its line: an e-mail's signature.
+_SIGN_OFFS = frozenset(
+    (
+        b"thanks",
+        b"thank you",
+        b"many thanks",
+        b"regards",
+        b"kind regards",
+        b"best regards",
+        b"warm regards",
+        b"best wishes",
+        b"best",
+        b"cheers",
+        b"yours sincerely",
+        b"yours faithfully",
+    )
+)
+# A company's name, not a person's: "MORGAN PRYCE CONSTRUCTION LTD", "Hastings Builders' Merchants".
+_COMPANY_AFTER = Regex(
+    rb"(?:[ \t]+[A-Z][A-Za-z&'\-]*){0,3}[ \t]+(?i:ltd|limited|plc|llp|construction|services|group|holdings|associates"
+    rb"|partners|solicitors|merchants|consulting|contractors|(?:&|and)[ \t]+sons?)\b",
+    re2_options(1 << 20),
+)
+_CHAT_AUTHOR = Regex(rb"(?m:^)\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))
+
+
+def _staff(buf: bytes, start: int, end: int) -> bool:
+    """A colleague (as above), a signature's name, or a company named after people. (Each regex only where the
+    bytes it needs are there: this runs for every name candidate.)"""
+    line_start = buf.rfind(b"\n", 0, start) + 1
+    if buf.find(b":", line_start, start) >= 0 and _MEETING_LIST.starts_at(buf, line_start, start):
+        return True
+    if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.starts_at(buf, line_start, start):
+        return True
+    if line_start == start and start > 0:
+        previous = buf[buf.rfind(b"\n", 0, start - 1) + 1 : start - 1].strip().rstrip(b",.!").lower()
+        if b" ".join(previous.split()) in _SIGN_OFFS:
+            return True
+    after = buf[end : end + 3].lstrip(b" \t")
+    if after[:1] == b"(":
+        return _JOB_IN_BRACKETS.starts_at(buf, end, end + 60)
+    return (after[:1].isupper() or after[:1] in (b"&", b"l")) and _COMPANY_AFTER.starts_at(buf, end, end + 60)
 
 
 def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
@@ -232,7 +304,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
     firsts, sur = first_names(), surnames()
     for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
-        if _is_case_citation(buf, start, end) or _public_office_before(buf, start):
+        if _is_case_citation(buf, start, end) or _public_office_before(buf, start) or _staff(buf, start, end):
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
@@ -286,9 +358,16 @@ def _lower_case_first_name() -> Regex:
     return Regex(rb"\b(?:" + alternatives + rb")[ \t]+(?P<last>[a-z]{3,}(?:-[a-z]{3,})?)\b", re2_options(64 << 20))
 
 
+_LOWER_CASE_TITLE = Regex(rb"\b(?:mr|mrs|miss|mx)\.?[ \t]+[a-z][a-z'\-]{2,}", re2_options(1 << 20))
+
+
 def _named_in_lower_case(buf: bytes, lo: int, hi: int) -> bool:
-    """A first name and a surname both from the lists, in lower case, as chat writes them, when neither word is
-    also one that starts phrases which are not people."""
+    """A title and a word in lower case ("mr qureshi", "mrs o'neill"), or a first name and a surname both from the
+    lists ("bogdan ionescu"), as chat writes them, when no word is also one that starts phrases which are not people.
+    (Not "ms": "ms teams", "ms word".)"""
+    for m in _LOWER_CASE_TITLE.finditer(buf, lo, hi):
+        if name_word(m.group().split()[-1]) not in NOT_NAME_WORDS:
+            return True
     sur = surnames()
     for m in _lower_case_first_name().finditer(buf, lo, hi):
         words = m.group().split()
@@ -328,11 +407,17 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
         words = m.group().split()
         if any(name_word(w) in NOT_NAME_WORDS for w in (words[0], words[-1])) or _is_case_citation(buf, start, end):
             continue
-        if _public_office_before(buf, start):
+        if any(w in _ACRONYMS for w in words):
+            continue  # "Leeds PDU", "HMP Leeds", "CPS Wessex"
+        if _public_office_before(buf, start) or _staff(buf, start, end):
             continue
         if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
             continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name
-        if _ROLE_BEFORE.ends_at(buf, start, 40) or _SAID_AFTER.starts_at(buf, end, end + 40):
+        if (
+            _ROLE_BEFORE.ends_at(buf, start, 40)
+            or _SAID_AFTER.starts_at(buf, end, end + 40)
+            or m.group().endswith(b"'s")  # the pair took the possessive: "Keeley Hatherall's mum"
+        ):
             return True
     return False
 

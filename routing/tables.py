@@ -257,8 +257,8 @@ def _rows(header: Header, lines: Iterator[bytes]) -> Iterator[list[str]]:
     """The cells of each row under a header, up to the first line that is no row (prose after the table)."""
     for raw_line in lines:
         raw = raw_line.decode("utf-8", "replace")
-        if not raw.strip() or (header.delimiter == "|" and set(raw.strip()) <= set("|-: ")):
-            continue  # a blank line, or Markdown's rule under the header
+        if not raw.strip() or (header.delimiter == "|" and set(raw.strip()) <= set("|-+=: ")):
+            continue  # a blank line, or the rule under the header (Markdown, psql)
         cells = _split(raw, header.delimiter, header.sql)
         if len(cells) < 2:
             return
