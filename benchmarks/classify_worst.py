@@ -10,7 +10,8 @@ each shape that costs the classifier most per byte:
 - token ids: a completions prompt of token ids (small and identifier-sized integers), and batches of them;
 - many short strings and many short keys (the walk's cost per node, and one separator per string);
 - deep nesting (objects 60 deep, over and over) and many small messages;
-- tool-call arguments that are JSON with escapes (each is decoded and scanned again).
+- tool-call arguments that are JSON with escapes (each is decoded and scanned again);
+- lines that are all tables' headers and rows, and lines that are all prosecutions' titles.
 
 ``main`` times ``classify_request`` on each (with a deadline far away, so the time is the whole cost, then once
 with the configured deadline for the verdict) and writes ``{shape: {bytes, p50_ms, max_ms, cpu_p50_ms, level,
@@ -89,6 +90,14 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
         lambda: "AB 12 34 56 C ",
     )
     bodies["dense_identifiers"] = ("chat", _chat(_fill(room, lambda: rng.choice(mixed)())))
+    # every line a table's header or a row under one (routing.tables reads up to 40 rows under each header), and
+    # every line a prosecution's title (each a candidate the case rules check)
+    table = (
+        lambda: "name,offence,sort_code,account_number,classification\n",
+        lambda: f"Kieran Faulkner,burglary,{rng.randint(100000, 999999)},{rng.randint(10**7, 10**8 - 1)},SECRET\n",
+    )
+    bodies["table_lines"] = ("chat", _chat(_fill(room, lambda: rng.choice(table)())))
+    bodies["case_titles"] = ("chat", _chat(_fill(room, lambda: f"R v Okonkwo{rng.randint(0, 999)} - sentence\n")))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:
         return "completions", {"model": "default", "max_tokens": 1, "prompt": prompt}

@@ -14,6 +14,7 @@ team's mailbox, a colleague's public-sector address on an e-mail's header lines 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
 from operator import mul
@@ -374,12 +375,22 @@ _HEADER_LINE = Regex(  # from the start of the line
 )
 
 
+_LINE_LOOK = 1024  # how far back a validator looks for the start of a candidate's line
+
+
 def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     address = m.group().lower()
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
-        line_start = text.rfind(b"\n", 0, m.start()) + 1
-        line_end = text.find(b"\n", m.end())
-        alone = not text[line_start : m.start()].strip(b" \t<") and not text[m.end() : line_end].strip(b" \t>")
+        start, end = m.span()
+        # (bounded: a text of one long line must not make each candidate search all of it)
+        line_start = text.rfind(b"\n", max(0, start - _LINE_LOOK), start) + 1
+        line_end = text.find(b"\n", end, end + 8)
+        alone = (
+            start - line_start <= 8
+            and line_end >= 0
+            and not text[line_start:start].strip(b" \t<")
+            and not text[end:line_end].strip(b" \t>")
+        )
         if (
             alone  # a signature's address line
             or _HEADER_LINE.starts_at(text, line_start, m.start())
@@ -1014,17 +1025,32 @@ _JUSTICE_RX = Regex(rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", re2_options(8 << 2
 _TABLE_CONTEXT_BEFORE = 300
 
 
-def _person_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+def _table_at(
+    m: Match, text: bytes, state: dict[str, Any], key: str
+) -> tuple[tables.Header, Iterator[bytes], int] | None:
+    """The table whose header holds the match (``tables.header_at``), unless a row of this kind has read it already.
+    A header's lines are not read again for this kind (``state[key]``), so a text of many header-like lines costs
+    each of its lines a bounded number of reads."""
     start = m.start()
-    if start < state.get("table_done", -1):
-        return None  # a header already read: one finding per table
-    found = tables.people_in_table(text, start)
-    line_end = text.find(b"\n", start)
-    state["table_done"] = len(text) if line_end < 0 else line_end
+    if start < state.get(key, -1):
+        return None
+    found = tables.header_at(text, start)
+    if found is None:
+        line_end = text.find(b"\n", start)
+        state[key] = len(text) if line_end < 0 else line_end
+        return None
+    state[key] = found[2]
+    return found
+
+
+def _person_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    found = _table_at(m, text, state, "people_read")
     if found is None:
         return None
-    header, end = found
-    state["table_done"] = end
+    header, lines, end = found
+    if not tables.people_in_table(header, lines):
+        return None
+    start = m.start()
     cells = " ".join(cell.replace("_", " ") for cell in header.cells).encode()
     if any(header.cells[i].split("_")[0] in tables.JUSTICE_ROLES for i in header.full) or _CASE_COLUMNS.found(cells):
         return "justice_context_named_person"
@@ -1071,11 +1097,8 @@ IDENTIFIER_DETECTORS += (
 
 
 def _bank_columns(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
-    if m.start() < state.get("bank_done", -1):
-        return None
-    line_end = text.find(b"\n", m.start())
-    state["bank_done"] = len(text) if line_end < 0 else line_end
-    return "sort_code_account" if tables.bank_details_in_table(text, m.start()) else None
+    found = _table_at(m, text, state, "bank_read")
+    return "sort_code_account" if found is not None and tables.bank_details_in_table(found[0], found[1]) else None
 
 
 # The second line of a passport's machine-readable zone (ICAO 9303 TD3, 44 characters), as OCR of a data page gives
@@ -1132,11 +1155,8 @@ _MARKING_COLUMN = (
 
 
 def _marking_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
-    if m.start() < state.get("marks_done", -1):
-        return None
-    line_end = text.find(b"\n", m.start())
-    state["marks_done"] = len(text) if line_end < 0 else line_end
-    return tables.marking_in_table(text, m.start())
+    found = _table_at(m, text, state, "marks_read")
+    return None if found is None else tables.marking_in_table(found[0], found[1])
 
 
 DETECTORS: tuple[Detector, ...] = (

@@ -51,7 +51,7 @@ _NAME_RX = Regex(
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
     # initials and a surname: "J.R. Threlfall", "D. K. Wragg"
-    rb"|(?:[A-Z]\.[ \t]?){1,3}[ \t]*(?P<isur>[A-Z][a-z][A-Za-z'\-]+))\b",
+    rb"|(?:[A-Z]\.[ \t]?){1,3}[ \t]*(?P<isur>[A-Z][A-Za-z][A-Za-z'\-]+))\b",
     re2_options(8 << 20),
 )
 # A capitalised pair that names someone whatever the lists say, because of the words around it: a role before
@@ -201,9 +201,8 @@ def _public_office_before(buf: bytes, start: int) -> bool:
 # Priya Ramaswamy" on its own line, "[11/06/2024 07:14] Walker, Sean:").
 _MEETING_LIST = Regex(
     rb"(?im:^[ \t*\-]*(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
-    rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
-    rb"|actions?|owners?|assigned[ \t]+to)"
-    rb"[ \t]*:[^\n]*$)",
+    rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by)"
+    rb"[ \t]*:)",
     re2_options(1 << 20),
 )
 _JOB_IN_BRACKETS = Regex(
@@ -235,20 +234,21 @@ _COMPANY_AFTER = Regex(
     rb"|partners|solicitors|merchants|consulting|contractors|(?:&|and)[ \t]+sons?)\b",
     re2_options(1 << 20),
 )
-_CHAT_AUTHOR = Regex(rb"(?m:^)\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))
+_CHAT_AUTHOR = Regex(rb"\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))  # searched in a copy: $ is the name
 
 
 def _staff(buf: bytes, start: int, end: int) -> bool:
     """A colleague (as above), a signature's name, or a company named after people. (Each regex only where the
     bytes it needs are there: this runs for every name candidate.)"""
-    line_start = buf.rfind(b"\n", 0, start) + 1
+    line_start = buf.rfind(b"\n", max(0, start - 512), start) + 1  # bounded: a text may be one long line
     if buf.find(b":", line_start, start) >= 0 and _MEETING_LIST.starts_at(buf, line_start, start):
         return True
-    if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.starts_at(buf, line_start, start):
+    if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.ends_at(buf, start, start - line_start):
         return True
     if line_start == start and start > 0:
-        previous = buf[buf.rfind(b"\n", 0, start - 1) + 1 : start - 1].strip().rstrip(b",.!").lower()
-        if b" ".join(previous.split()) in _SIGN_OFFS:
+        previous_start = buf.rfind(b"\n", max(0, start - 40), start - 1) + 1
+        previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
+        if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
     after = buf[end : end + 3].lstrip(b" \t")
     if after[:1] == b"(":

@@ -9,7 +9,8 @@ under it is a name when it looks like one (two to five words, each capitalised o
 initials allowed; a single word under ``surname`` or ``forename``), and not an anonymised label (``Person A``,
 ``[REDACTED]``) or a phrase of everyday words.
 
-``people_in_table`` only finds the people; whether the table is about a case (its header's columns, the words
+``header_at`` reads a header and hands back the lines under it; ``people_in_table``, ``marking_in_table`` and
+``bank_details_in_table`` read those. Whether a table of people is about a case (its header's columns, the words
 around it) is the caller's rule (``routing.detectors``). Bounded: a header line of at most ``MAX_LINE`` bytes and
 ``MAX_ROWS`` rows under it.
 """
@@ -265,29 +266,24 @@ def _rows(header: Header, lines: Iterator[bytes]) -> Iterator[list[str]]:
         yield cells
 
 
-def people_in_table(text: bytes, at: int) -> tuple[Header, int] | None:
-    """When the line holding ``at`` is a table's header with a person column and a row under it names someone
-    there: the header, and where the lines that may hold its rows end."""
-    found = header_at(text, at)
-    if found is None or not (found[0].full or found[0].parts):
-        return None
-    header, lines, end = found
+def people_in_table(header: Header, lines: Iterator[bytes]) -> bool:
+    """Whether a row under ``header`` names someone in a person column."""
+    if not (header.full or header.parts):
+        return False
     for cells in _rows(header, lines):
         if any(i < len(cells) and looks_like_name(cells[i], False) for i in header.full) or (
             header.parts and all(i < len(cells) and looks_like_name(cells[i], True) for i in header.parts)
         ):
-            return header, end
-    return None
+            return True
+    return False
 
 
-def marking_in_table(text: bytes, at: int) -> str | None:
-    """The highest protective marking in a marking column of the table whose header holds ``at`` (a register of
-    documents: ``id;title;classification``), as the marking's signal; None for a table about the scheme itself
-    (a column that describes or explains each level, or each level in turn)."""
-    found = header_at(text, at)
-    if found is None or not found[0].marks or not _EXPLAINING.isdisjoint(found[0].cells):
+def marking_in_table(header: Header, lines: Iterator[bytes]) -> str | None:
+    """The highest protective marking in a marking column under ``header`` (a register of documents:
+    ``id;title;classification``), as the marking's signal; None for a table about the scheme itself (a column that
+    describes or explains each level, or each level in turn)."""
+    if not header.marks or not _EXPLAINING.isdisjoint(header.cells):
         return None
-    header, lines, _ = found
     levels: set[str] = set()
     best: tuple[int, str] | None = None
     for cells in _rows(header, lines):
@@ -303,13 +299,11 @@ def marking_in_table(text: bytes, at: int) -> str | None:
     return None if best is None else best[1]
 
 
-def bank_details_in_table(text: bytes, at: int) -> bool:
-    """Whether the table whose header holds ``at`` has sort code and account number columns and a row with both
-    (six digits and eight, separators and Excel's leading apostrophe aside; not all zeros, as a layout's example)."""
-    found = header_at(text, at)
-    if found is None or not (found[0].sort and found[0].account):
+def bank_details_in_table(header: Header, lines: Iterator[bytes]) -> bool:
+    """Whether a row under ``header`` has a sort code and an account number in its columns (six digits and eight,
+    separators and Excel's leading apostrophe aside; not all zeros, as a layout's example)."""
+    if not (header.sort and header.account):
         return False
-    header, lines, _ = found
     for cells in _rows(header, lines):
         for i in header.sort:
             for j in header.account:

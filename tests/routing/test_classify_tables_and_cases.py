@@ -1,0 +1,209 @@
+"""Shapes found by the red-team sets of 2026-12-07 (documents_8-10, benchmarks/redteam/): tables, live cases,
+colleagues, organisations' details and the decoders they needed. Each test names the rule it pins."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing import normalize, tables
+from routing.classify import classify_request, classify_text
+from routing.levels import Level
+
+PERSON = "justice_context_named_person"
+
+
+def signals(text: str) -> set[str]:
+    return {s.type for s in classify_text(text).signals}
+
+
+# --- tables -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "surname,forename,offence\nWhitcombe,Arlo,burglary\n",
+        "child;age;placement;missing_episodes\nKaydence Moorcroft;14;residential;4\n",
+        "| Name | Hours ordered |\n|---|---|\n| Rhodri Penhaligon | 120 |\n",
+        "INSERT INTO nominals (surname, forename, mappa_category) VALUES\n ('O''Reilly','Declan',1);",
+        " first_name | last_name | offence\n------------+-----------+--------\n Tobi       | Oduya     | robbery\n",
+        'note: {"rows": "defendant,plea\\nMarcus Feeney,guilty\\nAnya Rusu,not guilty"}',
+    ],
+)
+def test_a_person_column_makes_its_cells_people(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name,role,team\nAisha Rahman,Senior Probation Officer,Leeds PDU\n",  # colleagues by role
+        "name,type,nullable\nfull_name,text,no\noffence_code,varchar,yes\n",  # a schema, not people
+        "name,offence\nPerson A,theft\n[REDACTED],burglary\n",  # anonymised
+        "def f(self, name, value):\n    return name, value\n",  # code
+    ],
+)
+def test_tables_that_are_not_about_people_in_a_case(text):
+    assert PERSON not in signals(text), text
+
+
+def test_a_header_is_read_folded_and_inside_a_csv_cell():
+    header = tables.header_at(b'4411,2026-11-02,"Na\xcc\x81me,Ro\xcc\x81le\nx,y', 20)
+    assert header is not None and header[0].cells == ("name", "role") and header[0].staff
+
+
+def test_a_classification_column_is_a_register_of_markings_unless_it_lists_the_scheme():
+    assert "marking_secret" in signals("id;title;classification\n1;Estate plan;SECRET\n2;Menu;OFFICIAL\n")
+    scheme = "classification,who\nOFFICIAL,all\nOFFICIAL-SENSITIVE,need to know\nSECRET,SC\n"
+    header = tables.header_at(scheme.encode(), 3)
+    assert header is not None and tables.marking_in_table(header[0], header[1]) is None
+
+
+def test_sort_code_and_account_columns():
+    assert "sort_code_account" in signals("payee,sort_code,account_number\nA Vane,163591,90872355\n")
+    assert signals("field,sort_code,account_number\nexample,000000,00000000\n") == set()
+
+
+# --- live cases and what is not one -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "R v Adeyinka - sentence adjourned for a pre-sentence report.",
+        "T20257710  R v Callum BRIGHOUSE   Trial (day 3)   (custody)",
+        "REGINA V. THORNEYCROFT: PTPH LISTED FRIDAY",
+        "Counsel's note for HM Advocate v Ruairidh MacAskill.",
+    ],
+)
+def test_a_live_prosecution_names_its_defendant(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In R v Brown the defendants were convicted.",  # cited in argument
+        "R v Cunningham [1957] 2 QB 396 - subjective recklessness.",  # a law report
+        "R v Tesco Supermarkets Ltd is listed for sentence.",  # a company
+        "Moot problem: the fictional case R v Hollowell concerns a made-up defendant.",  # invented
+        "HM Advocate v Kidd 1960 JC 61 - the classic Scottish authority.",
+    ],
+)
+def test_published_corporate_and_invented_cases_are_not_live(text):
+    assert PERSON not in signals(text), text
+
+
+# --- names: cues, colleagues ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please confirm the release date for Oksana HRYTSENKO at HMP Send; she was sentenced at Southwark.",
+        "Chen Jiahui (victim of the romance fraud) wants to know if he has been charged.",
+        "Re the MAPPA referral for Rhodri ap Gwilym - he is due out of HMP Parc in August.",
+        "just spoke to mr qureshi, his son got remanded again at the youth court",
+        "cant believe they gave bogdan ionescu bail again after the third breach of the non mol",
+        "Adjudication: K.J. Halloran, a prisoner at HMP Lowdham Grange, is charged with fighting.",
+        "JEAN-LUC DUBOIS - MAPPA level 2 - registered sex offender",
+        "Person on probation: Quentin Abernethy-Lowe\nRequirement: 40 RAR days, 2 missed.",
+    ],
+)
+def test_cues_that_make_a_name_a_persons_in_a_case(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Attendees: Samira Osei (Safer Custody Lead), Dan Whitcombe\nAgenda: ACCT audit at HMP Pentonville",
+        "[10:42] Priya Ramaswamy\nThe UPW induction had three no-shows; I will raise it at the team meeting.",
+        "Re the MAPPA referral process: can we add the fire service?\n\nThanks,\nBethan Lewis\nBridgend PDU",
+        "Governor Helen Ashcombe said the new workshop at HMP Send will help women on release.",
+        "You are assisting PO Sam Rees in the Swansea PDU with probation policy.",
+        "The library at HMP Risley wants a guide to J.R.R. Tolkien's The Hobbit.",
+        "Training scenario (characters are fictional): Dean Marlowe, a defendant, was convicted of theft.",
+        "Senior Probation Officer Aisha Rahman will chair the panel.",
+    ],
+)
+def test_colleagues_officials_authors_and_fiction_are_not_subjects_of_a_case(text):
+    assert PERSON not in signals(text), text
+
+
+# --- organisations' details and published examples ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Visiting HMP Brockhill: Redditch Road, call the visits line on 01527 552 650.",
+        "The court's switchboard is 0161 240 5000.",
+        "enquiries to enquiries.manchester.crowncourt@justice.gov.uk or vcs.northwest@justice.gov.uk",
+        "Author: Hannah Price <hannah.price@justice.gov.uk>",
+        "Data dictionary: NINO example AB123456C; IBAN example GB82 WEST 1234 5698 7654 32.",
+        "VAT Reg No: GB 788 2310 64   Company No: 08812447   Accounts Payable",
+    ],
+)
+def test_organisations_details_and_published_examples(text):
+    assert classify_text(text).level == Level.OFFICIAL, signals(text)
+
+
+def test_a_colleagues_address_in_the_text_still_counts_and_a_mobile_always_does():
+    assert "email" in signals("Her work address is jo.bloggs@justice.gov.uk, please write to her.")
+    assert "uk_phone" in signals("HMP Leeds: his mobile is 07912 336 418")
+
+
+# --- decoders ---------------------------------------------------------------------------------------------------
+
+
+def test_form_encoded_and_twice_escaped_urls():
+    assert "uk_phone" in signals("GET /search?note=new+mobile+is+07912+336+418&u=1 HTTP/1.1")
+    assert PERSON in signals("q=reply+to+Aleksandra+Wiercinska%252C+the+victim+of+the+burglary")
+
+
+def test_rtf_code_page_bytes_escaped_braces_and_nested_documents():
+    assert "Siobhán" in normalize.decode(rb"{\rtf1\ansi Statement of Siobh\'e1n N\'ed Bhriain.\par}")
+    nested = r"{\rtf1\ansi convert: \{\\rtf1 \{\\b SECRET - UK EYES ONLY\}\\par plan\\par\}}"
+    assert "marking_secret" in signals(nested)
+
+
+def test_letter_spaced_banner_with_gaps_between_words():
+    assert "marking_top_secret" in signals("T O P   S E C R E T\n\nJOINT ASSESSMENT")
+
+
+def test_combining_marks_on_ascii_letters_are_removed():
+    assert normalize.normalise("OF\u0301FICIAL Lt\u0327d") == "OFFICIAL Ltd"
+    assert normalize.normalise("Zoë") == "Zoë"  # a precomposed letter keeps its diacritic (the folded view reads it)
+
+
+def test_markings_in_mail_headers_footers_and_tags():
+    assert "marking_official_sensitive" in signals(
+        "X-Protective-Marking: VER=2012.3, NS=gov.uk, SEC=OFFICIAL-SENSITIVE"
+    )
+    assert signals("X-Protective-Marking: VER=2012.3, NS=gov.uk, SEC=OFFICIAL") == set()
+    assert "marking_official_sensitive" in signals("Appendix C\n\nofficial-sensitive | v1.3 | page 14")
+    assert "marking_official_sensitive" in signals("Slide 4 - OFFICIAL SENSITIVE\nSpeaker notes")
+    assert "marking_official_sensitive" in signals("    [official-sensitive] add ACCT data fields")
+    assert "marking_legacy_protect" in signals('{"classification": "PROTECT"}')
+    assert signals("Prevent\nPursue\nProtect\nPrepare") == set()
+
+
+def test_a_passport_machine_readable_zone():
+    assert "passport_mrz" in signals("P<GBROKONKWO<<LEAH<<<<<\n1771571676GBR9104185F3109225<<<<<<<<<<<<<<04")
+    assert signals("L898902C36UTO7408122F1204159ZE184226B<<<<<10") == set()  # ICAO's specimen
+
+
+def test_a_name_split_between_message_parts_at_a_word():
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Parole dossier for the victim Siobhan"},
+                    {"type": "text", "text": "Ni Bhriain - summarise her statement."},
+                ],
+            }
+        ]
+    }
+    assert PERSON in {s.type for s in classify_request(body).signals}
