@@ -375,6 +375,7 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
 
 _CONTROL = normalize.CONTROL
 _DECODE = normalize.DECODE
+_BINARY = normalize.BINARY
 
 
 def _scan(
@@ -393,7 +394,11 @@ def _scan(
     if rows + _CONTROL in found:  # \r, \f, NUL...: normalise (safe on UTF-8: no byte of a sequence is < 0x80)
         buf = normalize.normalise_ascii(buf)
         found = table.present(buf)
-    return table.validate(buf, found, deadline.at), (buf if rows + _DECODE in found else None)
+    counts = table.validate(buf, found, deadline.at)
+    if rows + _BINARY in found:  # files, images, sounds in base64: counted as content that cannot be read
+        for kind in normalize.binary_kinds(buf):
+            counts[unscanned_signal(kind)] = 1
+    return counts, (buf if rows + _DECODE in found else None)
 
 
 def _scan_views(
@@ -442,6 +447,12 @@ def _classify(
     else:
         folded = []
     counts = _scan_views(table, buf, folded, deadline, found)
+    encoded = [signal for signal in counts if signal in _UNSCANNED_LEVELS]
+    if encoded:  # base64 files in the text: unreadable content like an image part (level_for may accept them)
+        unscanned = dict(unscanned)
+        for signal in encoded:
+            unscanned[signal.removeprefix("unscanned_")] = max(unscanned.get(signal.removeprefix("unscanned_"), 0), 1)
+            del counts[signal]
     if not unscanned:
         return _verdict(counts, declared, floor)
     readable = _verdict(counts, declared, floor)

@@ -325,10 +325,31 @@ DECODE_MARKER = (
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
     rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
 )
-MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER)
-CONTROL, DECODE = range(len(MARKERS))
+# A file, an image or a sound in base64 (a .docx, a PDF, a scan pasted as text or carried in JSON, a data: URL in
+# prose): the base64 of the format's magic bytes at the start of a run, and enough of the run to be no word. The
+# classifier cannot read what it encodes, so it is unscanned content (``binary_kinds``).
+_BINARY_PREFIXES: dict[bytes, str] = {
+    b"UEsDB": "file",  # PK\x03\x04: zip, so .docx, .xlsx, .pptx, .odt
+    b"JVBERi": "file",  # %PDF
+    b"0M8R4KGxGuE": "file",  # an OLE2 compound file: .doc, .xls, .msg
+    b"H4sI": "file",  # gzip
+    b"UklGR": "file",  # RIFF: .wav, .webp, .avi
+    b"/9j/": "image",  # JPEG
+    b"iVBORw0KGgo": "image",  # PNG
+    b"R0lGOD": "image",  # GIF
+    b"SUQz": "audio",  # ID3: .mp3
+    b"T2dnUw": "audio",  # Ogg
+}
+BINARY_MARKER = (
+    rb"(?:(?m:^)|[^A-Za-z0-9+/=])(?:"
+    + b"|".join(prefix.replace(b"/", rb"\/").replace(b"+", rb"\+") for prefix in _BINARY_PREFIXES)
+    + rb")[A-Za-z0-9+/]{60}"
+)
+MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER, BINARY_MARKER)
+CONTROL, DECODE, BINARY = range(len(MARKERS))
 
 _DECODE = _regex(DECODE_MARKER)
+_BINARY = _regex(BINARY_MARKER)
 _TAG = _regex(  # a tag's name ends at a space, tab, line break, "/", or a no-break space (UTF-8 C2 A0)
     rb"<(/?)([A-Za-z][A-Za-z0-9:_\-]{0,40})(?:(?:[ \t\n/]|\xc2\xa0)[^<>]*)?>|<!--[^<>]*-->|<![^<>]*>|<\?[^<>]*>"
 )
@@ -413,6 +434,18 @@ _MAX_BASE64_BODY = 8 << 20  # how far a region may stretch to take in a MIME par
 _MAX_BASE64_RUNS = 256
 _MAX_JSON_ATTEMPTS = 64
 _MAX_DEPTH = 3  # decoded text is decoded again (base64 holding HTML, JSON holding base64...), this many times
+
+
+def binary_kinds(data: bytes) -> set[str]:
+    """The kinds of content (``file``, ``image``, ``audio``) that base64 runs in ``data`` encode (``BINARY_MARKER``)."""
+    kinds: set[str] = set()
+    for match in _BINARY.finditer(data):
+        run = match.group()
+        for prefix, kind in _BINARY_PREFIXES.items():
+            if prefix in run[:16]:
+                kinds.add(kind)
+                break
+    return kinds
 
 
 def needs_decoding_bytes(data: bytes) -> bool:

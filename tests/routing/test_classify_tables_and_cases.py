@@ -207,3 +207,21 @@ def test_a_name_split_between_message_parts_at_a_word():
         ]
     }
     assert PERSON in {s.type for s in classify_request(body).signals}
+
+
+# --- files, images and sounds pasted as base64 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("magic", "kind"),
+    [(b"PK\x03\x04", "file"), (b"%PDF-1.7\n", "file"), (b"\x89PNG\r\n\x1a\n", "image"), (b"\xff\xd8\xff\xe0", "image")],
+)
+def test_base64_of_a_file_in_the_text_is_content_that_cannot_be_read(magic, kind):
+    import base64
+
+    blob = base64.b64encode(magic + bytes(range(120))).decode()
+    for text in (f"Open this file: {blob}", f'{{"content": "{blob}"}}', f"![scan](data:image/jpeg;base64,{blob})"):
+        result = classify_text(text)
+        assert result.local_only and kind in result.unscanned, (text[:40], result)
+        assert result.readable_level == Level.OFFICIAL  # what could be read is OFFICIAL: a backend may accept it
+    assert classify_text("The PNG signature starts iVBORw0KGgo in base64.").level == Level.OFFICIAL
