@@ -999,10 +999,14 @@ _PERSON_COLUMN = (
     rb"|young[ \t_\-]person|nominal|suspect|accused|inmate|detainee|service[ \t_\-]user|client|person|individual"
     rb"|subject)"
 )
-# A bare "name" column: in any case where a table's cells start, capitalised after ", " (source code's arguments,
-# "f(self, name, value)", are the commonest ", name," there is).
 _BARE_NAME = rb"(?i:names?)"
-_BARE_NAME_AFTER_SPACE = rb"(?:N(?i:ames?))"
+# After ", " only capitalised ("ID, Full Name, Offence", as a header is typed): source code's arguments
+# ("f(self, name, fullname)") are the commonest ", name," there is.
+_PERSON_COLUMN_CAPITALISED = (
+    rb"(?:N(?i:ames?)|F(?i:ull[ \t_\-]?names?)|F(?i:irst[ \t_\-]?names?)|L(?i:ast[ \t_\-]?names?)"
+    rb"|G(?i:iven[ \t_\-]?names?)|S(?i:urnames?)|F(?i:orenames?)|D(?i:efendant)|O(?i:ffender)|P(?i:risoner)"
+    rb"|V(?i:ictim)|W(?i:itness)|C(?i:hild)|C(?i:lient)|P(?i:erson)|S(?i:ubject)|N(?i:ominal))"
+)
 _QUOTES_OPEN = rb"[\"'`*\[]{0,2}"
 _CELL_OPEN = rb"[ \t]*" + _QUOTES_OPEN
 _CELL_CLOSE = rb"[\"'`*\]]{0,2}[ \t]*"
@@ -1068,9 +1072,9 @@ IDENTIFIER_DETECTORS += (
         "justice_context_named_person",
         OS,
         # a cell: at a line's start (not indented, as code is), after a separator, after text and two spaces
-        # (fixed width; not inside an indent), or first in an SQL column list ("INSERT INTO nominals (surname,
-        # ..."; not a call's arguments, "f(name, ...)")
-        rb"(?:(?m:^)|[;\t|][ \t]*|,|[^ \t\n][ \t]{2,}|[A-Za-z0-9_`\"][ \t]+\([ \t]*)"
+        # (fixed width; not inside an indent), or first in an SQL INSERT's column list ("INSERT INTO nominals
+        # (surname, ..."; not a call's arguments, "f(name, ...)")
+        rb"(?:(?m:^)|[;\t|][ \t]*|,|[^ \t\n][ \t]{2,}|(?i:insert[ \t]+into[ \t]+)[A-Za-z0-9_.`\"\[\]]+[ \t]*\([ \t]*)"
         + _QUOTES_OPEN
         + rb"(?:"
         + _PERSON_COLUMN
@@ -1081,11 +1085,7 @@ IDENTIFIER_DETECTORS += (
         + rb"(?m:[,;\t|]|  |$)"
         + rb"|,[ \t]+"
         + _QUOTES_OPEN
-        + rb"(?:"
-        + _PERSON_COLUMN
-        + rb"|"
-        + _BARE_NAME_AFTER_SPACE
-        + rb")"
+        + _PERSON_COLUMN_CAPITALISED
         + _CELL_CLOSE
         + rb"(?m:[,;\t|]|  |$)",
         _person_column,
@@ -1139,7 +1139,7 @@ IDENTIFIER_DETECTORS += (
     Detector(
         "sort_code_account",
         OS,
-        rb"(?:(?m:^)|[;\t|,][ \t]*|[^ \t\n][ \t]{2,}|[A-Za-z0-9_`\"][ \t]+\([ \t]*)"
+        rb"(?:(?m:^)|[;\t|,][ \t]*|[^ \t\n][ \t]{2,}|(?i:insert[ \t]+into[ \t]+)[A-Za-z0-9_.`\"\[\]]+[ \t]*\([ \t]*)"
         + _QUOTES_OPEN
         + rb"(?i:(?:bank|branch|destination|payee)?[ \t_\-]?sort[ \t_\-]?code)"
         + _CELL_CLOSE
@@ -1149,8 +1149,8 @@ IDENTIFIER_DETECTORS += (
 )
 
 _MARKING_COLUMN = (
-    rb"(?i:(?:security|protective|data|gsc)?[ \t_\-]?(?:classification|marking|label|sensitivity)"
-    rb"(?:[ \t_\-]?(?:level|label))?|gsc)"
+    rb"(?i:(?:security|protective|data|gsc)?[ \t_\-]?(?:classification|marking|sensitivity)"
+    rb"(?:[ \t_\-]?(?:level|label))?|(?:security|sensitivity)[ \t_\-]?label|gsc)"
 )
 
 
@@ -1165,7 +1165,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "marking_secret",
         Level.SECRET,
-        rb"(?m:^|[,;\t|])" + _CELL_OPEN + _MARKING_COLUMN + _CELL_CLOSE + rb"(?m:[,;\t|]|$)",
+        # a cell at a line's start (not indented, as code is) or after a separator
+        rb"(?:(?m:^)|[,;\t|][ \t]*)" + _QUOTES_OPEN + _MARKING_COLUMN + _CELL_CLOSE + rb"(?m:[,;\t|]|$)",
         _marking_column,
         also=(
             ("marking_top_secret", Level.TOP_SECRET),
