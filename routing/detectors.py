@@ -669,10 +669,7 @@ def _historic(text: bytes, lo: int, hi: int) -> bool:
 # A justice word in a job title ("Senior Probation Officer", "Victim Liaison Officer", "Offender Manager"): a
 # colleague's role, which says nothing of a case.
 _JOB_TITLE_AFTER = Regex(
-    rb"(?:(?:[ \t]|&nbsp;)+[A-Z][A-Za-z]+)?(?:[ \t]|&nbsp;)+(?:(?i:officers?|practitioners?|managers?|workers?|leads?"
-    rb"|co-?ordinators?"
-    rb"|administrators?|supervisors?|specialists?|advisers?|advisors?)\b)",
-    re2_options(1 << 20),
+    rb"(?:(?:[ \t]|&nbsp;)+[A-Z][A-Za-z]+)?(?:[ \t]|&nbsp;)+" + names.JOB_WORDS, re2_options(1 << 20)
 )
 
 

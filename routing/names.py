@@ -205,10 +205,16 @@ _MEETING_LIST = Regex(
     rb"[ \t]*:)",
     re2_options(1 << 20),
 )
+# The last word of a job title (any case, also plural): "Safer Custody Lead", "Senior Probation Officer".
+JOB_WORDS = (
+    rb"(?i:(?:lead|officer|manager|head|co-?ordinator|chair|director|governor|practitioner|worker|administrator"
+    rb"|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|specialist|lawyer|solicitor|counsel|clerk"
+    rb"|chaplain(?:cy)?)s?\b)"
+)
 _JOB_IN_BRACKETS = Regex(
-    rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?i:lead|officer|manager|head|co-?ordinator|chair|director|governor"
-    rb"|practitioner|worker|administrator|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|lawyer"
-    rb"|solicitor|counsel|clerk|chaplain(?:cy)?|in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip)\)",
+    rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
+    + JOB_WORDS
+    + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip))\)",
     re2_options(1 << 20),
 )
 # A sign-off on the line before a name at the start of its line: an e-mail's signature.
