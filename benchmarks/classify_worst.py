@@ -96,8 +96,9 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
         lambda: "name,offence,sort_code,account_number,classification\n",
         lambda: f"Kieran Faulkner,burglary,{rng.randint(100000, 999999)},{rng.randint(10**7, 10**8 - 1)},SECRET\n",
     )
-    bodies["table_lines"] = ("chat", _chat(_fill(room, lambda: rng.choice(table)())))
-    bodies["case_titles"] = ("chat", _chat(_fill(room, lambda: f"R v Okonkwo{rng.randint(0, 999)} - sentence\n")))
+    lines = room * 95 // 100  # each line break is two bytes of JSON ("\\n")
+    bodies["table_lines"] = ("chat", _chat(_fill(lines, lambda: rng.choice(table)())))
+    bodies["case_titles"] = ("chat", _chat(_fill(lines, lambda: f"R v Okonkwo{rng.randint(0, 999)} - sentence\n")))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:
         return "completions", {"model": "default", "max_tokens": 1, "prompt": prompt}

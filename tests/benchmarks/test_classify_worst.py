@@ -11,6 +11,8 @@ SHAPES = {
     "digit_groups",
     "valid_nhs_numbers",
     "dense_identifiers",
+    "table_lines",
+    "case_titles",
     "token_ids_small",
     "token_ids_long",
     "token_id_batches",
