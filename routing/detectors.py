@@ -108,7 +108,7 @@ def _utr_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 
 _NINO_BAD_PREFIX = frozenset({b"BG", b"GB", b"KN", b"NK", b"NT", b"TN", b"ZZ"})
-_NINO_EXAMPLE = b"AB123456C"  # HMRC's own example of the format, in every form and data dictionary
+_NINO_EXAMPLE = b"AB123456C"  # the format's usual example in forms, guides and data dictionaries (HMRC's QQ is refused)
 # Lower-case "at 12 34 56 a" in prose is not a NI number unless the text says so.
 _NINO_WORDS = frozenset(
     {

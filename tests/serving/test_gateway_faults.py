@@ -22,7 +22,7 @@ SENSITIVE_SNIPPETS = [
     "OFFICIAL-SENSITIVE",
     "Classification: SECRET",
     "contact jo.bloggs@justice.gov.uk",
-    "NI number AB 12 34 56 C",
+    "NI number JG 10 37 28 D",  # (AB 12 34 56 C is the format's usual example, not a number)
     "card 4539 1488 0343 6467",
 ]
 
