@@ -1183,4 +1183,5 @@ def scanner() -> Scanner:
     """The compiled table with the normalisation's markers (built once per process: compiling the set takes a
     few milliseconds)."""
     normalize.warm()
+    names.warm()
     return Scanner(DETECTORS, normalize.MARKERS)

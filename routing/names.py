@@ -367,6 +367,12 @@ def _lower_case_first_name() -> Regex:
 _LOWER_CASE_TITLE = Regex(rb"\b(?:mr|mrs|miss|mx)\.?[ \t]+[a-z][a-z'\-]{2,}", re2_options(1 << 20))
 
 
+def warm() -> None:
+    """Load the name lists and compile the lower-case first-name regex now (about 40 ms), not inside the first
+    request's deadline."""
+    _lower_case_first_name().found(b"warm up")
+
+
 def _named_in_lower_case(buf: bytes, lo: int, hi: int) -> bool:
     """A title and a word in lower case ("mr qureshi", "mrs o'neill"), or a first name and a surname both from the
     lists ("bogdan ionescu"), as chat writes them, when no word is also one that starts phrases which are not people.
