@@ -11,7 +11,8 @@ each shape that costs the classifier most per byte:
 - many short strings and many short keys (the walk's cost per node, and one separator per string);
 - deep nesting (objects 60 deep, over and over) and many small messages;
 - tool-call arguments that are JSON with escapes (each is decoded and scanned again);
-- lines that are all tables' headers and rows, and lines that are all prosecutions' titles.
+- lines that are all tables' headers and rows, and lines that are all prosecutions' titles;
+- numbers as OCR reads them (``l29O``) all through the body.
 
 ``main`` times ``classify_request`` on each (with a deadline far away, so the time is the whole cost, then once
 with the configured deadline for the verdict) and writes ``{shape: {bytes, p50_ms, max_ms, cpu_p50_ms, level,
@@ -96,6 +97,8 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
         lambda: "name,offence,sort_code,account_number,classification\n",
         lambda: f"Kieran Faulkner,burglary,{rng.randint(100000, 999999)},{rng.randint(10**7, 10**8 - 1)},SECRET\n",
     )
+    # numbers as OCR reads them (O for 0, l for 1), all through the body: the decoded view's digit step is bounded
+    bodies["ocr_digits"] = ("chat", _chat(_fill(room, lambda: "".join(rng.choices("0123456789Ol", k=4)) + " ")))
     lines = room * 95 // 100  # each line break is two bytes of JSON ("\\n")
     bodies["table_lines"] = ("chat", _chat(_fill(lines, lambda: rng.choice(table)())))
     bodies["case_titles"] = ("chat", _chat(_fill(lines, lambda: f"R v Okonkwo{rng.randint(0, 999)} - sentence\n")))

@@ -451,8 +451,8 @@ def _classify(
     if encoded:  # base64 files in the text: unreadable content like an image part (level_for may accept them)
         unscanned = dict(unscanned)
         for signal in encoded:
-            unscanned[signal.removeprefix("unscanned_")] = max(unscanned.get(signal.removeprefix("unscanned_"), 0), 1)
-            del counts[signal]
+            kind = signal.removeprefix("unscanned_")
+            unscanned[kind] = max(unscanned.get(kind, 0), counts.pop(signal))
     if not unscanned:
         return _verdict(counts, declared, floor)
     readable = _verdict(counts, declared, floor)

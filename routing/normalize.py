@@ -315,6 +315,13 @@ def _fold_table() -> dict[int, str | int | None]:
 # itself is no marker: the rules read ``"classification": "SECRET"`` as it stands, identifiers in it are plain
 # text, and JSON inside a region decoded for another reason is parsed there.
 CONTROL_MARKER = rb"[\x00-\x08\x0b-\x1f\x7f]"
+# A number as OCR reads it, with O for 0 and I or l for 1 ("634 659 l29O", "SH 6l 94 27 A", "O9/O3/l994"): a digit and
+# one of those letters side by side in a token of them.
+_OCR_DIGITS_PATTERN = rb"\b(?:[0-9]+[OIl][0-9OIl]*|[OIl][0-9][0-9OIl]*)\b"
+_OCR_AS_DIGITS = bytes.maketrans(b"OIl", b"011")
+# A scanned form has a few such numbers; a region with more is a dump of codes, not OCR: it is not read as digits
+# (that would scan it twice, past the deadline for a body of nothing else).
+_MAX_OCR_TOKENS = 256
 # A query string's or form's value with "+" for its spaces and nothing escaped: "?q=new+mobile+is+07912+336+418".
 _FORM_VALUE = rb"[?&][A-Za-z0-9_.\-]{1,40}=[A-Za-z0-9_.\-]+\+[A-Za-z0-9]"
 DECODE_MARKER = (
@@ -323,7 +330,7 @@ DECODE_MARKER = (
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]"
+    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]|" + _OCR_DIGITS_PATTERN
 )
 # A file, an image or a sound in base64 (a .docx, a PDF, a scan pasted as text or carried in JSON, a data: URL in
 # prose): the base64 of the format's magic bytes at the start of a run, and enough of the run to be no word. The
@@ -389,6 +396,7 @@ _RTF = _regex(
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
+_OCR_DIGITS = _regex(_OCR_DIGITS_PATTERN)
 _QP_SPREAD_BREAK = _regex(rb"=[ \t]*\n(?:[ \t]*\n)+")  # a soft break, then the empty lines markup left
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
 
@@ -404,10 +412,19 @@ _STEPS: tuple[bytes, ...] = (
     _PATTERNS[_ESCAPE],
     _PATTERNS[_BASE64_CONTEXT],
     _PATTERNS[_JSON_START],
+    _PATTERNS[_OCR_DIGITS],
 )
-_PERCENT_STEP, _QP_STEP, _TAG_STEP, _ENTITY_STEP, _SPACED_STEP, _ESCAPE_STEP, _BASE64_STEP, _JSON_STEP = range(
-    len(_STEPS)
-)
+(
+    _PERCENT_STEP,
+    _QP_STEP,
+    _TAG_STEP,
+    _ENTITY_STEP,
+    _SPACED_STEP,
+    _ESCAPE_STEP,
+    _BASE64_STEP,
+    _JSON_STEP,
+    _OCR_STEP,
+) = range(len(_STEPS))
 
 
 @cache
@@ -556,6 +573,9 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if _SPACED_STEP in steps:
         data = substitute(_SPACED_OR_BROKEN, data, _join_letters)
         steps = _steps(data)
+    if _OCR_STEP in steps and _few(_OCR_DIGITS, data, _MAX_OCR_TOKENS):
+        data = substitute(_OCR_DIGITS, data, _as_digits)
+        steps = _steps(data)
     plain = _unescape(data) if _ESCAPE_STEP in steps and b"\\" in data else data
     if plain != original:  # what decoding left unchanged, the normalised view has scanned already
         pieces.append(plain.decode("utf-8", "replace"))
@@ -613,6 +633,16 @@ def _rtf_replacement(data: bytes, spans: Spans) -> bytes:
         return b""  # a brace
     word = data[start:end].lower()
     return b"\n" if word in (b"par", b"pard", b"line", b"page", b"sect", b"row", b"cell") else b""
+
+
+def _few(regex: Regex, data: bytes, most: int) -> bool:
+    """Whether ``regex`` matches ``data`` at most ``most`` times (it stops counting there)."""
+    return all(n < most for n, _ in enumerate(regex.finditer(data)))
+
+
+def _as_digits(data: bytes, spans: Spans) -> bytes:
+    start, end = spans[0]
+    return data[start:end].translate(_OCR_AS_DIGITS)
 
 
 def _join_letters(data: bytes, spans: Spans) -> bytes:

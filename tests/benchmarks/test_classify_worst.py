@@ -13,6 +13,7 @@ SHAPES = {
     "dense_identifiers",
     "table_lines",
     "case_titles",
+    "ocr_digits",
     "token_ids_small",
     "token_ids_long",
     "token_id_batches",

@@ -225,3 +225,10 @@ def test_base64_of_a_file_in_the_text_is_content_that_cannot_be_read(magic, kind
         assert result.local_only and kind in result.unscanned, (text[:40], result)
         assert result.readable_level == Level.OFFICIAL  # what could be read is OFFICIAL: a backend may accept it
     assert classify_text("The PNG signature starts iVBORw0KGgo in base64.").level == Level.OFFICIAL
+
+
+def test_numbers_as_ocr_reads_them():
+    assert "nhs_number" in signals("NHS No: 634 659 l29O")  # l for 1, O for 0
+    assert "ni_number" in signals("National lnsurance No: SH 6l 94 27 A")
+    assert normalize.decode(b"DoB: O9/O3/l994").strip() == "DoB: 09/03/1994"
+    assert classify_text("compile with -O3 and the I01 flag").level == Level.OFFICIAL

@@ -44,6 +44,7 @@ _STEP_REGEXES = (
     normalize._ESCAPE,
     normalize._BASE64_CONTEXT,
     normalize._JSON_START,
+    normalize._OCR_DIGITS,
 )
 _MARKUP = st.sampled_from(
     [
@@ -62,6 +63,8 @@ _MARKUP = st.sampled_from(
         "base64,",
         "Content-Transfer-Encoding: quoted-printable",
         "S E C R E T",
+        "l29O",
+        "6l",
         "A-\nB",
         "<",
         "&",
