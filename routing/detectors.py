@@ -798,7 +798,8 @@ _JUSTICE_WORDS = (
     rb"(?:licence|order|bail|curfew|non-mol|conditions|notification)|issue[ \t]+a[ \t]+breach|upw\b|rotl\b|drr\b|atr\b"
     rb"|sex[ \t]+offenders?[ \t]+register|registered[ \t]+sex[ \t]+offender|on[ \t]+an?[ \t]+acct"
     rb"|acct[ \t]+(?:plan|opened|document)|sheriff[ \t]+court|pre[ \t\-]+cons|previous[ \t]+convictions|non[ \t\-]mol\b"
-    rb"|arson|stabbing|stabbed|in[ \t]+the[ \t]+cells|delius|nomis|mosovo|ppo\b|pss\b"
+    rb"|arson|stabbing|stabbed|in[ \t]+the[ \t]+cells|delius|nomis|mosovo|ppo\b|pss\b|reparation"
+    rb"|end[ \t\-]+of[ \t\-]+order"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every

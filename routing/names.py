@@ -64,8 +64,10 @@ _ROLE_BEFORE = Regex(
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
     rb"|registered[ \t]+keeper|case|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop"
+    rb"|court[ \t]+user|visitor|member[ \t]+of[ \t]+the[ \t]+public|caller"
     # the paper a case makes about someone: "the MAPPA referral for Rhodri ap Gwilym", "oral FDR on ..."
-    rb"|(?:referral|report|assessment|review|hearing|warrant|recall|dossier|psr|fdr|oasys|risk[ \t]+assessment)"
+    rb"|(?:referral|report|assessment|review|hearing|warrant|recall|dossier|psr|fdr|oasys|risk[ \t]+assessment"
+    rb"|(?:legal[ \t]+aid|la|bail|crime)[ \t]+(?:app|application))"
     rb"[ \t]+(?:for|on|of|re|about|concerning))s?)"
     rb"[\"']?[ \t]*[:,=\-]?[ \t]*[\"']?[ \t]*$",  # also a JSON key: "name": "
     re2_options(1 << 20),
@@ -74,6 +76,9 @@ _SAID_AFTER = Regex(
     rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged?[ \t:]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated|gave|made|faces|returned|refused|admits|denies"
+    # what a log or a headline says a person did or had done to them
+    rb"|became|assaulted|threatened|spat|punched|kicked|stole|damaged|charged|arrested|remanded|convicted|sentenced"
+    rb"|bailed|recalled"
     rb")\b)"
     # where the person is held or what they are: "Emrys Tregarthen, HMP Exeter", "J. Threlfall, a prisoner at",
     # "Oksana HRYTSENKO at HMP Send", "Chen Jiahui (victim of ...)", "Keeley-Ann Brannock (assault on ...)"
@@ -126,7 +131,7 @@ _NOT_NAME_WORDS_TEXT = """
     hi good morning afternoon evening today tomorrow yesterday chief inspector superintendent sergeant
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
     junior deputy assistant acting interim principal statement statements personal contact scheme liaison
-    impact
+    impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president
 """
 NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 

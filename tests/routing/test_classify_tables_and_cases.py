@@ -108,6 +108,8 @@ def test_published_corporate_and_invented_cases_are_not_live(text):
         "Adjudication: K.J. Halloran, a prisoner at HMP Lowdham Grange, is charged with fighting.",
         "JEAN-LUC DUBOIS - MAPPA level 2 - registered sex offender",
         "Person on probation: Quentin Abernethy-Lowe\nRequirement: 40 RAR days, 2 missed.",
+        "can you expedite the crime LA app for Tyrese Gethin? remanded, first appearance tomorrow",
+        "Court user Bartosz Pryce became abusive at the counter and was arrested.",
     ],
 )
 def test_cues_that_make_a_name_a_persons_in_a_case(text):
@@ -125,6 +127,7 @@ def test_cues_that_make_a_name_a_persons_in_a_case(text):
         "The library at HMP Risley wants a guide to J.R.R. Tolkien's The Hobbit.",
         "Training scenario (characters are fictional): Dean Marlowe, a defendant, was convicted of theft.",
         "Senior Probation Officer Aisha Rahman will chair the panel.",
+        "Draft a briefing on the Lord Chancellor's speech about the Crown Court backlog.",
     ],
 )
 def test_colleagues_officials_authors_and_fiction_are_not_subjects_of_a_case(text):
