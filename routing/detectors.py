@@ -738,10 +738,11 @@ _CITED = Regex(
     + rb"$",
     re2_options(1 << 20),
 )
-_BODY_CORPORATE = Regex(
-    rb"(?i:\b(?:ltd|limited|plc|llp|council|trust|company|authority|board|holdings|group|services|corporation"
-    rb"|partnership|university|railways?|water|construction|aggregates|stores|borough|county|constabulary|police"
-    rb"|commissioner|secretary[ \t]+of[ \t]+state|ministry|department)\b)",
+_BODY_CORPORATE = Regex(  # a company (names.COMPANY_WORDS) or a public body
+    rb"\b(?:"
+    + names.COMPANY_WORDS
+    + rb"|(?i:council|trust|authority|board|university|borough|county|constabulary|police|commissioner"
+    rb"|secretary[ \t]+of[ \t]+state|ministry|department))\b",
     re2_options(1 << 20),
 )
 

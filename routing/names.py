@@ -240,11 +240,13 @@ _SIGN_OFFS = frozenset(
     )
 )
 # A company's name, not a person's: "MORGAN PRYCE CONSTRUCTION LTD", "Hastings Builders' Merchants".
-_COMPANY_AFTER = Regex(
-    rb"(?:[ \t]+[A-Z][A-Za-z&'\-]*){0,3}[ \t]+(?i:ltd|limited|plc|llp|construction|services|group|holdings|associates"
-    rb"|partners|solicitors|merchants|consulting|contractors|(?:&|and)[ \t]+sons?)\b",
-    re2_options(1 << 20),
+# Words that end a company's name ("Tesco Stores Ltd", "Morgan Pryce Construction"), for this module and the case
+# titles' rule (``routing.detectors``).
+COMPANY_WORDS = (
+    rb"(?i:ltd|limited|plc|llp|construction|services|group|holdings|associates|partners|partnership|solicitors"
+    rb"|merchants|consulting|contractors|corporation|company|stores|aggregates|railways?|water|(?:&|and)[ \t]+sons?)"
 )
+_COMPANY_AFTER = Regex(rb"(?:[ \t]+[A-Z][A-Za-z&'\-]*){0,3}[ \t]+" + COMPANY_WORDS + rb"\b", re2_options(1 << 20))
 _CHAT_AUTHOR = Regex(rb"\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))  # searched in a copy: $ is the name
 
 

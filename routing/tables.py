@@ -173,24 +173,14 @@ def _lines(text: bytes, at: int) -> tuple[bytes, Iterator[bytes], int] | None:
     if end - start > MAX_LINE:
         return None
 
-    def following() -> Iterator[bytes]:
-        pos = end
-        for _ in range(MAX_ROWS):
-            if pos >= len(text):
-                return
-            row_end = text.find(b"\n", pos + 1)
-            row_end = len(text) if row_end < 0 else row_end
-            yield text[pos + 1 : min(row_end, pos + 1 + MAX_LINE)]
-            pos = row_end
-
-    last = end
-    for _ in range(MAX_ROWS):  # where the rows that may be read end (the caller's context for the table)
-        nxt = text.find(b"\n", last + 1)
-        if nxt < 0:
-            last = len(text)
-            break
-        last = nxt
-    return line, following(), last
+    rows: list[bytes] = []
+    pos = end  # the lines after it, each cut at MAX_LINE, and where the last of them ends (the table's extent)
+    while len(rows) < MAX_ROWS and pos < len(text):
+        row_end = text.find(b"\n", pos + 1)
+        row_end = len(text) if row_end < 0 else row_end
+        rows.append(text[pos + 1 : min(row_end, pos + 1 + MAX_LINE)])
+        pos = row_end
+    return line, iter(rows), pos
 
 
 def header_at(text: bytes, at: int) -> tuple[Header, Iterator[bytes], int] | None:
