@@ -561,6 +561,7 @@ _DIGEST_MODULES = (
     "markings.py",
     "names.py",
     "phones.py",
+    "tables.py",
     "levels.py",
 )
 _DIGEST_DATA = ("first_names.txt", "surnames.txt")

@@ -163,3 +163,21 @@ def test_never_raises_and_never_lowers(body, declared, floor):
     assert c.level >= c.detected_level
     assert list(c.signals) == sorted(c.signals, key=lambda s: s.type)
     assert all(s.count > 0 for s in c.signals)
+
+
+def test_the_classifier_digest_covers_every_module_it_runs():
+    """Every module of ours that a decision runs through is hashed into ``classifier_digest``, so that a change to
+    any of them (a new detector module included) changes the digest the audit record names."""
+    import subprocess
+    import sys
+
+    from routing import classify
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, routing.classify; print(' '.join(sys.modules))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    ours = {name.removeprefix("routing.") + ".py" for name in loaded if name.startswith("routing.")}
+    assert ours == set(classify._DIGEST_MODULES)
