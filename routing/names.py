@@ -192,13 +192,17 @@ _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor"
     # officials in role: police ranks, probation and prison roles, councillors
-    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI)[ \t]+$",
+    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI)"
+    # and what the office is of or for: "Chief Inspector of Prisons", "Secretary of State for Justice"
+    rb"(?:[ \t]+(?:of|for)(?:[ \t]+(?:the|State[ \t]+for))?[ \t]+[A-Z][A-Za-z']+"
+    rb"(?:[ \t]+(?:and|&)[ \t]+[A-Z][A-Za-z']+)?)?"
+    rb"[ \t]+$",
     re2_options(1 << 20),
 )
 
 
 def _public_office_before(buf: bytes, start: int) -> bool:
-    return _PUBLIC_OFFICE.ends_at(buf, start, 24)
+    return _PUBLIC_OFFICE.ends_at(buf, start, 72)
 
 
 # Colleagues, not the subjects of a case: a name in a meeting's list of people ("Attendees: Samira Osei (Safer

@@ -235,3 +235,47 @@ def test_numbers_as_ocr_reads_them():
     assert "ni_number" in signals("National lnsurance No: SH 6l 94 27 A")
     assert normalize.decode(b"DoB: O9/O3/l994").strip() == "DoB: 09/03/1994"
     assert classify_text("compile with -O3 and the I01 flag").level == Level.OFFICIAL
+
+
+# --- the justice vocabulary: custody, offences, courts, probation, youth justice and safeguarding as staff write them
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Connor Walsh was jailed for six years at Leeds.",
+        "Kayleigh Brooks' bail application is listed for Friday.",
+        "Marcus Jones failed to surrender at Highbury this morning.",
+        "Dean Foster, category B prisoner, moves to Garth next week.",
+        "Ryan Cole is on a tag until March and wants to vary the hours.",
+        "Tanya Reid pleads not guilty to affray.",
+        "Jordan Price was interviewed under caution about the GBH.",
+        "Liam Shaw is on a youth rehabilitation order with the YOT.",
+        "Amelia Grant (14) was placed into care; section 47 enquiries are ongoing.",
+        "Harvey Mills took an overdose on Tuesday night and is now on constant watch.",
+        "Shane Rowley's trial starts Monday; indictment served.",
+        "Paula Dunn's release date has moved to 14 June.",
+        "Kieran Ashdown was recalled on Friday after the police call-out.",
+        "Łukasz Nowak's licence was revoked yesterday.",
+    ],
+)
+def test_what_staff_write_of_a_case_is_justice_context(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi all, Sarah Jones will run the jury room refurbishment project from Monday.",
+        "Please send bail information queries to Darren Lee in the listings office.",
+        "Thanks to Priya Patel for the release date of the new software version.",
+        "Mark Evans is on basic training this week, back Monday.",
+        "The strategy meeting is chaired by Helen Ward, Head of Operations.",
+        "Emma Wilson's foster care policy paper is attached for comment.",
+        "Jane Doe pleaded with the council to fix the roof.",
+        "HM Chief Inspector of Prisons Charlie Taylor said conditions at the jail were among the worst he had seen.",
+        "The Secretary of State for Justice, Alex Chalk, announced the early release scheme.",
+    ],
+)
+def test_the_same_words_in_ordinary_work_or_of_an_office_holder_are_not(text):
+    assert PERSON not in signals(text), text
