@@ -207,7 +207,13 @@ def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     return None
 
 
+# A CRN in lower case ("crn x123456"), as chat writes it, only right after its label.
+_CRN_LABEL = Regex(rb"(?i:\bcrn)[ \t:#.\-]{0,4}$", re2_options(1 << 20))
+
+
 def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if m.group()[0] >= 0x61 and not _CRN_LABEL.ends_at(text, m.start(), 12):  # a-z
+        return None
     return "probation_crn" if near(text, m.start(), m.end(), _CRN_CONTEXT) else None
 
 
@@ -889,7 +895,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector("cro_number", OS, _alnum_id(rb"SF\d{2}/\d{1,6}[A-Z]"), _cro_search_file),
     # in lower case only with a prison word near ("can you check if g5512vt's parole hearing moved?")
     Detector("prison_number", OS, _alnum_id(rb"(?i:[A-Z]\d{4}[A-Z]{2})"), _prison_number),
-    Detector("probation_crn", OS, _alnum_id(rb"[A-Z]\d{6}"), _crn, requires=_CRN_CONTEXT),
+    Detector("probation_crn", OS, _alnum_id(rb"(?i:[A-Z])\d{6}"), _crn, requires=_CRN_CONTEXT),
     Detector("uk_passport", OS, _alnum_id(rb"(?i:[A-Z]{2})\d{7}"), _passport_letters),
     Detector("uk_passport", OS, _digit_id(rb"\d{9}"), _passport_digits, requires=_PASSPORT_CONTEXT),
     Detector(

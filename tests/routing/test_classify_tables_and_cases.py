@@ -279,3 +279,8 @@ def test_what_staff_write_of_a_case_is_justice_context(text):
 )
 def test_the_same_words_in_ordinary_work_or_of_an_office_holder_are_not(text):
     assert PERSON not in signals(text), text
+
+
+def test_a_probation_crn_in_lower_case_only_right_after_its_label():
+    assert "probation_crn" in signals("crn x123456 breach, can u chase")
+    assert "probation_crn" not in signals("probation dashboard build v123456 deployed")
