@@ -27,7 +27,9 @@ development dependency. Rebuild them with ``python -m routing.names`` (needs ``f
 
 from __future__ import annotations
 
+import re
 import sys
+import unicodedata
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -487,7 +489,28 @@ _LOCALES = (
     "vi_VN",
     "id_ID",
     "sq_AL",
+    "uk_UA",
+    "ru_RU",
+    "zh_CN",
 )
+
+
+# A provider's attributes that hold names: first_names, first_names_female, last_names_male, male_last_names (pl_PL),
+# unisex_last_names, last_romanized_names (zh_CN's pinyin; not its given names, which English text spells in too many
+# ways and which are often English words: "Gang", "Ping").
+_FIRST_ATTR = re.compile(r"^first_names(?:_[a-z]+)*$")
+_LAST_ATTR = re.compile(r"^(?:[a-z]+_)?last_(?:romanized_)?names(?:_[a-z]+)*$")
+_PLAIN_ATTRS = ("first_names", "first_names_male", "first_names_female", "last_names")
+# Names of two or three letters are taken only from the plain lists of Latin-script locales: elsewhere (pinyin,
+# transliterated Cyrillic, pl_PL's long lists) they are too often an English word ("He", "An", "Job", "Sun").
+_MIN_EXTRA_LETTERS = 4
+
+
+def _script_ok(name: str) -> tuple[bool, bool]:
+    """(Latin or Cyrillic, Latin only): scripts whose transliteration is the spelling English text uses (Lukasz,
+    Hrytsenko); not Arabic, Devanagari or Han, whose letter-by-letter transliteration is not how names are spelt."""
+    scripts = {unicodedata.name(ch, "").split(" ", 1)[0] for ch in name if ch.isalpha()}
+    return scripts <= {"LATIN", "CYRILLIC"}, scripts <= {"LATIN"}
 
 
 def _names_from_faker() -> tuple[set[str], set[str]]:
@@ -502,15 +525,15 @@ def _names_from_faker() -> tuple[set[str], set[str]]:
             provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
         except ModuleNotFoundError:
             continue
-        for attr in ("first_names", "first_names_male", "first_names_female"):
-            firsts.update(getattr(provider, attr, ()) or ())
-        lasts.update(getattr(provider, "last_names", ()) or ())
-
-    def clean(names: set[str]) -> set[str]:
-        folded = {anyascii(n) for n in names}  # Zoë -> Zoe, Łukasz -> Lukasz: the folded view's spelling
-        return {n for n in folded if n.isascii() and n.isalpha() and 2 <= len(n) <= 20 and n[0].isupper()}
-
-    return clean(firsts), clean(lasts)
+        for attr in dir(provider):
+            into = firsts if _FIRST_ATTR.match(attr) else lasts if _LAST_ATTR.match(attr) else None
+            for name in (getattr(provider, attr, ()) or ()) if into is not None else ():
+                readable, latin = _script_ok(name)
+                folded = anyascii(name)  # Zoë -> Zoe, Łukasz -> Lukasz: the folded view's spelling
+                shortest = 2 if latin and attr in _PLAIN_ATTRS else _MIN_EXTRA_LETTERS
+                if readable and folded.isascii() and folded.isalpha() and shortest <= len(folded) <= 20:
+                    into.add(folded)
+    return {n for n in firsts if n[0].isupper()}, {n for n in lasts if n[0].isupper()}
 
 
 def rebuild(data_dir: Path) -> None:
