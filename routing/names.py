@@ -527,7 +527,9 @@ def _names_from_faker() -> tuple[set[str], set[str]]:
             continue
         for attr in dir(provider):
             into = firsts if _FIRST_ATTR.match(attr) else lasts if _LAST_ATTR.match(attr) else None
-            for name in (getattr(provider, attr, ()) or ()) if into is not None else ():
+            if into is None:
+                continue
+            for name in getattr(provider, attr, ()) or ():
                 readable, latin = _script_ok(name)
                 folded = anyascii(name)  # Zoë -> Zoe, Łukasz -> Lukasz: the folded view's spelling
                 shortest = 2 if latin and attr in _PLAIN_ATTRS else _MIN_EXTRA_LETTERS
