@@ -384,7 +384,12 @@ _HEADER_LINE = Regex(  # from the start of the line
 _LINE_LOOK = 1024  # how far back a validator looks for the start of a candidate's line
 
 
+_LOCAL_PART_PUNCTUATION = frozenset(b"._%+-")
+
+
 def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if m.start() > 0 and text[m.start() - 1] in _LOCAL_PART_PUNCTUATION:
+        return None  # the tail of a longer address that was rejected ("smith@..." in "omar.smith@...")
     address = m.group().lower()
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
         start, end = m.span()

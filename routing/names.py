@@ -21,8 +21,9 @@ Justice, Minister, Chief Constable) is a public figure in a public role, not a p
 
 Names with diacritics are matched in the folded view (``routing.normalize.fold``: ``Siobhán`` is ``Siobhan``).
 The first-name and surname lists are derived from ``faker``'s person data for the Latin-script locales in
-``_LOCALES``, folded to ASCII with ``anyascii``, and shipped in ``routing/data`` so that ``faker`` stays a
-development dependency. Rebuild them with ``python -m routing.names`` (needs ``faker``).
+``_LOCALES``, folded to ASCII with ``anyascii``, with the project's own supplements of names faker lacks
+(``routing/data/*_supplement.txt``), and shipped in ``routing/data`` so that ``faker`` stays a development
+dependency. Rebuild them with ``python -m routing.names`` (needs ``faker``).
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def surnames() -> frozenset[str]:
 # Justice Edis, the Chief Constable), not a private individual in a case.
 _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
-    rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor"
+    rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
+    rb"|Coroner"
     # officials in role: police ranks, probation and prison roles, councillors
     rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI)"
     # and what the office is of or for: "Chief Inspector of Prisons", "Secretary of State for Justice"
@@ -226,6 +228,25 @@ _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
     + JOB_WORDS
     + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip))\)",
+    re2_options(1 << 20),
+)
+# What a workplace says of a colleague after the name: where they work ("Keeley Hatherall from the safeguarding
+# hub"), that they are new ("Dafydd Pritchard-Jones - our new SPO"), cover, join, leave or retire.
+_TEAMS = rb"(?i:team|hub|unit|office|service|department|directorate|helpdesk|desk|pdu|omu|yot|hmcts|laa|cps)"
+_COLLEAGUE_AFTER = Regex(
+    rb"[ \t]+from[ \t]+(?:the[ \t]+|our[ \t]+)?(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + _TEAMS + rb"\b"
+    rb"|[ \t]*[,\-][ \t]*(?i:our|the)[ \t]+new[ \t]+"
+    rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been))?[ \t]+(?i:retiring|retires|retired[ \t]+from"
+    rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
+    rb"|on[ \t]+annual[ \t]+leave"
+    rb"|starts[ \t]+as)\b",
+    re2_options(1 << 20),
+)
+# ... and before it: "welcome to", "croeso i", "farewell message for", "congratulations to".
+_COLLEAGUE_BEFORE = Regex(
+    rb"(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?"
+    rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
+    rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for)[ \t,:]+$",
     re2_options(1 << 20),
 )
 # A sign-off on the line before a name at the start of its line: an e-mail's signature.
@@ -269,6 +290,8 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
+    if _COLLEAGUE_AFTER.starts_at(buf, end, end + 80) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40):
+        return True
     after = buf[end : end + 3].lstrip(b" \t")
     if after[:1] == b"(":
         return _JOB_IN_BRACKETS.starts_at(buf, end, end + 60)
@@ -538,9 +561,17 @@ def _names_from_faker() -> tuple[set[str], set[str]]:
     return {n for n in firsts if n[0].isupper()}, {n for n in lasts if n[0].isupper()}
 
 
+def _supplement(path: Path) -> set[str]:
+    """A hand-written list beside the shipped ones: one name a line, ``#`` starts a comment."""
+    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
 def rebuild(data_dir: Path) -> None:
-    """Write ``first_names.txt`` and ``surnames.txt`` from faker's person providers."""
+    """Write ``first_names.txt`` and ``surnames.txt`` from faker's person providers and the project's supplements
+    (``first_names_supplement.txt``, ``surnames_supplement.txt``)."""
     firsts, lasts = _names_from_faker()
+    firsts |= _supplement(data_dir / "first_names_supplement.txt")
+    lasts |= _supplement(data_dir / "surnames_supplement.txt")
     (data_dir / "first_names.txt").write_text("\n".join(sorted(firsts)) + "\n")
     (data_dir / "surnames.txt").write_text("\n".join(sorted(lasts)) + "\n")
 

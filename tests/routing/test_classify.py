@@ -181,3 +181,19 @@ def test_the_classifier_digest_covers_every_module_it_runs():
     ).stdout.split()
     ours = {name.removeprefix("routing.") + ".py" for name in loaded if name.startswith("routing.")}
     assert ours == set(classify._DIGEST_MODULES)
+
+
+def test_the_shipped_name_lists_are_what_their_builder_makes(tmp_path):
+    """``python -m routing.names`` rebuilds ``first_names.txt`` and ``surnames.txt`` from faker and the project's
+    supplements: the shipped lists are exactly that (so the classifier's digest names reproducible data)."""
+    import shutil
+    from pathlib import Path
+
+    from routing import names
+
+    data = Path(names.__file__).parent / "data"
+    for supplement in ("first_names_supplement.txt", "surnames_supplement.txt"):
+        shutil.copy(data / supplement, tmp_path / supplement)
+    names.rebuild(tmp_path)
+    for shipped in ("first_names.txt", "surnames.txt"):
+        assert (tmp_path / shipped).read_text() == (data / shipped).read_text(), shipped

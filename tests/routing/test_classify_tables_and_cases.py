@@ -284,3 +284,23 @@ def test_the_same_words_in_ordinary_work_or_of_an_office_holder_are_not(text):
 def test_a_probation_crn_in_lower_case_only_right_after_its_label():
     assert "probation_crn" in signals("crn x123456 breach, can u chase")
     assert "probation_crn" not in signals("probation dashboard build v123456 deployed")
+
+
+def test_a_rejected_colleague_address_does_not_count_by_its_tail():
+    """A colleague's address alone on a signature's line is rejected; the search goes on inside it, and the tail
+    it then finds ("siddiqui@justice.gov.uk") is part of the same address, not one of its own."""
+    assert "email" not in signals("Thanks,\n\nOmar Siddiqui\nLegal Aid Agency\nomar.siddiqui@justice.gov.uk\nTel")
+    assert "email" in signals("write to omar.smith@gmail.com")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Croeso i Dafydd Pritchard-Jones - our new SPO for Caernarfon office! RAR days queries to him please.",
+        "Keeley Hatherall from the safeguarding hub called about the county lines workshop.",
+        "Draft a farewell message for Brian Hulme, who is retiring after 34 years as a court clerk at the magistrates.",
+        "Court 2: Recorder Aziz - Mentions. Court 3: HH Judge Whitcombe - Trial (continued)",
+    ],
+)
+def test_colleagues_by_what_a_workplace_says_of_them_and_judges_by_office(text):
+    assert PERSON not in signals(text), text
