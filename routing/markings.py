@@ -200,7 +200,7 @@ def _rows(
         + _VALUE_LINE_END
         + (rb"|:[ \t]+[A-Za-z0-9][^=\n]*$)" if single_word else rb")"),
         _LABEL + any_case + rb"\b",
-        _SUBJECT + word,
+        _SUBJECT + (word if single_word else any_case + rb"\b"),
         *(
             []
             if single_word
@@ -246,9 +246,27 @@ def _rows(
         + rb")\b"
     )
     return (
-        Detector(signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")"),
+        Detector(
+            signal=signal, level=level, pattern=rb"(?m)(?:" + rb"|".join(forms) + rb")", validate=_carried(signal)
+        ),
         Detector(signal=signal, level=level, pattern=stated, validate=_said_of_this_text(signal)),
     )
+
+
+# Where a marking's form is met and it still marks nothing: an example of the form ("put the marking in the subject,
+# e.g. [OFFICIAL-SENSITIVE]") and the office's Secret Santa.
+_EXAMPLE_BEFORE = Regex(rb"(?i:\be\.?g\.?|\bfor[ \t]+example|\bsuch[ \t]+as|\bi\.?e\.?)[ \t,:]*$", re2_options(1 << 20))
+_SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
+
+
+def _carried(signal: str) -> Validator:
+    def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+        start, end = m.span()
+        if _EXAMPLE_BEFORE.ends_at(text, start, 24) or _SANTA.found(text, start, min(len(text), end + 8)):
+            return None
+        return signal
+
+    return validate
 
 
 def _capitalised(any_case: bytes) -> bytes:

@@ -200,7 +200,7 @@ _PUBLIC_OFFICE = Regex(
     # and what the office is of or for: "Chief Inspector of Prisons", "Secretary of State for Justice"
     rb"(?:[ \t]+(?:of|for)(?:[ \t]+(?:the|State[ \t]+for))?[ \t]+[A-Z][A-Za-z']+"
     rb"(?:[ \t]+(?:and|&)[ \t]+[A-Z][A-Za-z']+)?)?"
-    rb"[ \t]+$",
+    rb"[ \t]*,?[ \t]+$",
     re2_options(1 << 20),
 )
 
@@ -214,7 +214,9 @@ def _public_office_before(buf: bytes, start: int) -> bool:
 # Priya Ramaswamy" on its own line, "[11/06/2024 07:14] Walker, Sean:").
 _MEETING_LIST = Regex(
     rb"(?im:^[ \t*\-]*(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
-    rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by)"
+    rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
+    # a pasted e-mail's sender and copies, a ticket's people
+    rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author)"
     rb"[ \t]*:)",
     re2_options(1 << 20),
 )
@@ -242,13 +244,24 @@ _COLLEAGUE_AFTER = Regex(
     rb"|starts[ \t]+as)\b",
     re2_options(1 << 20),
 )
-# ... and before it: "welcome to", "croeso i", "farewell message for", "congratulations to".
+# ... and before it: "welcome to", "croeso i", "my colleague", a job title, "farewell message for".
 _COLLEAGUE_BEFORE = Regex(
-    rb"(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?"
+    rb"(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
+    # a job title before the name: "the AP manager Jodie Marsh", "Senior Probation Officer Helen Ward"
+    rb"|\b(?:manager|lead|head|director|administrator|co-?ordinator|analyst|clerk|usher|chaplain|facilitator"
+    rb"|supervisor)"
     rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
     rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for)[ \t,:]+$",
     re2_options(1 << 20),
 )
+# A colleague who is the subject of a case ("her colleague Hollie Pennock is under police investigation", "court usher
+# Reece Begum failed to declare a caution"): what a workplace says of colleagues then does not make them one.
+_HR_CASE = Regex(
+    rb"(?i:\b(?:disciplinary|grievance|misconduct|investigation|suspended|suspension|dismiss(?:ed|al)|allegations?"
+    rb"|alleged|caution(?:ed)?|convicted|conviction|arrested|charged|police))\b",
+    re2_options(1 << 20),
+)
+_HR_LOOK = 160
 # A sign-off on the line before a name at the start of its line: an e-mail's signature.
 _SIGN_OFFS = frozenset(
     (
@@ -290,7 +303,9 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
-    if _COLLEAGUE_AFTER.starts_at(buf, end, end + 80) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40):
+    if (
+        _COLLEAGUE_AFTER.starts_at(buf, end, end + 80) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
+    ) and not _HR_CASE.found(buf, max(0, start - _HR_LOOK), end + _HR_LOOK):
         return True
     after = buf[end : end + 3].lstrip(b" \t")
     if after[:1] == b"(":

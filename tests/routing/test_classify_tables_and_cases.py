@@ -304,3 +304,37 @@ def test_a_rejected_colleague_address_does_not_count_by_its_tail():
 )
 def test_colleagues_by_what_a_workplace_says_of_them_and_judges_by_office(text):
     assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SECRET SANTA 2024\nSign up by 29 November. Spending limit £10.",
+        "Put the marking in square brackets at the start of the subject, e.g. [OFFICIAL-SENSITIVE].",
+        "From: Gemma Threlfall\nSent: 04 June 2024 09:12\nSubject: RE: transfers with open CSIPs\n\nwho confirms the "
+        "CSIP review before the escort to the receiving prison?",
+        "Help me write a reference for my colleague Marta Silva, applying for a policy role in the Youth Justice team.",
+        "A new Approved Premises opens in Bedford on 1 August; thanks to the AP manager Jodie Marsh.",
+        "HM Chief Inspector of Prisons, Charlie Taylor, described conditions at the jail as among the worst seen.",
+        "-- synthetic fixtures for the unit test (NOT real people)\n-- TEST001 | Kyle Brennan | prisoner | remand",
+        "Write a regex for a full UK postcode such as SW1A 1AA, with or without the space.",
+        "What do the parts of a prison number mean? It looks like the usual example A1234BC.",
+    ],
+)
+def test_examples_test_data_colleagues_and_office_parties_are_not_cases(text):
+    assert not classify_text(text).signals, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject: official sensitive - STC staffing contingency\n\nThe operator told us staffing fell below safe levels.",
+        "Grievance: a clerk alleges her colleague Hollie Pennock is under police investigation for stalking her.",
+        "Disciplinary investigation: court usher Reece Begum failed to declare a caution for common assault.",
+        "HOME VISIT 11/06 - joint with police DAPO\n- 38 Glebe Street, Burnley BB11 2LR (new address)",
+        "the probate applicant says refund to 60-83-71 / 20145588 - name on acc is Mrs P. Achterberg",
+        "07/06/2024  14:21  88,064  X731604_PSR_final_v3.docx",
+    ],
+)
+def test_a_colleague_in_a_case_a_home_address_and_labelled_numbers_still_count(text):
+    assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE, text
