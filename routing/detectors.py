@@ -840,7 +840,8 @@ _JUSTICE_WORDS = (
     rb"|deported|foreign[ \t]+national[ \t]+offenders?|fno|modern[ \t]+slavery|trafficking|trafficked|nrm"
     rb"|cse|child[ \t]+sexual[ \t]+exploitation|went[ \t]+missing|missing[ \t]+from[ \t]+(?:care|placement|home)"
     rb"|lac[ \t]+review|segregation|self-harm|ligature|acct[ \t]+review|supervision[ \t]+(?:note|session|appointment)"
-    rb"|missed[ \t]+(?:an[ \t]+|his[ \t]+|her[ \t]+)?appointments?|warning[ \t]+letter|positive[ \t]+drug[ \t]+test"
+    rb"|missed[ \t]+(?:an[ \t]+|his[ \t]+|her[ \t]+|your[ \t]+|their[ \t]+|my[ \t]+)?appointments?|warning[ \t]+letter"
+    rb"|positive[ \t]+drug[ \t]+test"
     rb"|recall[ \t]+report|approved[ \t]+address|risk[ \t]+to[ \t]+(?:partner|children|the[ \t]+public|staff)"
     rb"|oasys|risk[ \t]+of[ \t]+serious[ \t]+harm|risk[ \t]+management[ \t]+plan|rosh"
     # probation and prison shorthand, and what staff write in chat
@@ -858,7 +859,13 @@ _JUSTICE_WORDS = (
     rb"|custody|hmp|hmyoi)|(?:his|her|their|'s|earliest|conditional|automatic)[ \t]+release[ \t]+date|crd\b"
     rb"|home[ \t]+detention[ \t]+curfew|hdc\b|ipp\b|lifers?|category[ \t]+[abcd][ \t]+(?:prisoner|jail|establishment)"
     rb"|open[ \t]+prison|iep\b|basic[ \t]+regime|(?:put|placed|going|gone|back|kept)[ \t]+on[ \t]+basic"
-    rb"|on[ \t]+(?:an?[ \t]+|his[ \t]+|her[ \t]+)?(?:electronic[ \t]+)?tag"
+    rb"|on[ \t]+(?:an?[ \t]+|his[ \t]+|her[ \t]+)?(?:electronic[ \t]+)?tag|(?:my|your|his|her|their)[ \t]+tag\b"
+    rb"|tag[ \t]+(?:equipment|fitted|removed|strap)"
+    # life on a prison wing, as officers' notes write it
+    rb"|(?:in|to|from|behind)[ \t]+(?:his|her|their|the)[ \t]+cell|cell[ \t]+(?:search(?:ed)?|mate|bell|door|share"
+    rb"|sharing|clearance)|cellmate|on[ \t]+the[ \t]+wing|wing[ \t]+(?:obs|observations?|staff|search)"
+    rb"|off[ \t]+association|code[ \t]+(?:blue|red)|psychoactive|cat[ \t]+[abcd]\b|csip|on[ \t]+the[ \t]+numbers"
+    rb"|vulnerable[ \t]+prisoners?"
     # offences, as staff name them
     rb"|gbh|abh|wounding|affray|criminal[ \t]+(?:damage|case|charges?|proceedings|investigation|history)"
     rb"|shoplift(?:ing|ed|er)|drink[ \t\-]+driv(?:ing|er)|drug[ \t\-]+driving|dangerous[ \t]+driving"
@@ -884,6 +891,17 @@ _JUSTICE_WORDS = (
     rb"|(?:in|into|entered)[ \t]+foster[ \t]+care|(?:his|her|their)[ \t]+foster[ \t]+(?:carers?|placement|parents?)"
     rb"|lado\b|suicid(?:e|al)[ \t]+(?:attempt|ideation|thoughts|risk|watch)|attempted[ \t]+suicide|overdosed"
     rb"|took[ \t]+an[ \t]+overdose|self[ \t\-]+harm(?:ed|ing)"
+    # Welsh, with the mutated forms (carchar, garchar, ngharchar, charchar); the folded view reads mechnïaeth as
+    # mechniaeth
+    rb"|n?g?h?c?h?archar|[cg]archarorion|n?g?h?c?h?archaror|ngharcharor|carcharu|garcharu|llys[ \t]+y[ \t]+goron"
+    rb"|lys[ \t]+y[ \t]+goron|llys[ \t]+(?:yr[ \t]+)?ynadon|ar[ \t]+brawf|gwasanaeth[ \t]+prawf"
+    rb"|n?[dt]h?roseddw(?:r|yr)|n?[dt]h?rosedd(?:au)?|d?dedfryd(?:u|wyd)?|nedfryd|h?arest(?:io|iwyd|iwyd)"
+    rb"|f?mechniaeth|n?[dt]h?yst(?:ion|iolaeth)?|d?dioddefw(?:r|yr|raig)|nioddefwr|euog|n?g?h?c?h?yhudd(?:o|wyd|iad)"
+    rb"|h?ymosod(?:iad|odd)?|c?g?h?am-?drin|camdriniaeth|diogelu[ \t]+(?:plant|oedolion)|gorchymyn[ \t]+cymunedol"
+    rb"|gorchymyn[ \t]+atal|dwyn[ \t]+o[ \t]+siop|g?camfanteisio|cyfiawnder[ \t]+ieuenctid|torri[ \t]+amodau"
+    rb"|methu[ \t]+(?:ei|eich|(?:a|\xc3\xa2)[ \t]+mynychu[ \t]+eich)[ \t]+apwyntiad"
+    # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
+    rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every

@@ -391,7 +391,10 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         if len(usur) >= 3 and usur not in _ACRONYMS and name_word(m.group(_UFIRST) or b"") in firsts:
             return True
     return (
-        _named_in_capitals(buf, lo, hi, firsts) or _named_by_context(buf, lo, hi) or _named_in_lower_case(buf, lo, hi)
+        _named_in_capitals(buf, lo, hi, firsts)
+        or _named_by_context(buf, lo, hi)
+        or _named_in_lower_case(buf, lo, hi)
+        or _named_alone_with_age(buf, lo, hi, firsts)
     )
 
 
@@ -459,6 +462,35 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
             if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS and name_word(word) in firsts:
                 return True
         previous = (word, m.end())
+    return False
+
+
+# A given name alone with an age, as case notes write a child or young person: "Kayden (16)", "Amira, 14, first
+# offence", "Jayden (aged 7)"; initials with an age: "J.M. (15)".
+_AGE = (
+    rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo)?[ \t]*\)"
+    rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-))"
+)
+_NAME_WITH_AGE = Regex(
+    rb"\b(?P<first>[A-Z][a-z]+(?:-[A-Z][a-z]+)?)[ \t]*" + _AGE + rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
+    re2_options(1 << 20),
+)
+_MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names
+
+
+def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    for m in _NAME_WITH_AGE.finditer(buf, lo, hi):
+        first = m.group(b"first")
+        if first is None:
+            return True  # initials and an age
+        word = name_word(first)
+        if (
+            _is_first_name(word, firsts)
+            and word not in _MONTH_NAMES
+            and word not in NOT_NAME_WORDS
+            and not _staff(buf, m.start(), m.start() + len(first))
+        ):
+            return True
     return False
 
 

@@ -338,3 +338,33 @@ def test_examples_test_data_colleagues_and_office_parties_are_not_cases(text):
 )
 def test_a_colleague_in_a_case_a_home_address_and_labelled_numbers_still_count(text):
     assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Youth Court - 10/06 - Kayden (16)\n- charged with robbery of a phone at knifepoint",
+        "Draft the panel report: Amira, 14, first offence, shoplifting £60 of makeup with two friends.",
+        "Young person: J.M. (15) - remanded, arrived 28/05",
+        "Mae Rhiannon Pritchard, a gafodd ei hymosod arni, wedi rhoi tystiolaeth yn Llys y Goron Casnewydd.",
+        "Person ifanc: Cai Williams (15)\n- Wedi'i arestio ddydd Sadwrn am ddwyn o siop yng Nghaernarfon.",
+        "Adalat ne Mohammed Asif Rahman ko dhoke ke jurm mein 3 saal qaid ki saza di hai.",
+        "Big Dave (David Kirkby, C2-31) has been going round the cells on the wing taxing the new lads for vapes.",
+        "16:05 code blue called, John McGuire found unresponsive by his cellmate, suspected psychoactive substance",
+        "Hi Dean, you missed your appointment today. Dean Hollis replied that his tag was playing up.",
+    ],
+)
+def test_a_young_persons_age_welsh_and_the_wings_words_are_justice_context(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In June, 14, 15 and 16 prisoners were released early.",
+        "Room (12) is booked for the sentencing training.",
+        "Croeso i'r tîm, Siân Jones! Mae hi'n gweithio ar ddiogelu data.",
+    ],
+)
+def test_numbers_after_months_and_rooms_and_welsh_office_news_are_not(text):
+    assert PERSON not in signals(text), text
