@@ -102,6 +102,15 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
     lines = room * 95 // 100  # each line break is two bytes of JSON ("\\n")
     bodies["table_lines"] = ("chat", _chat(_fill(lines, lambda: rng.choice(table)())))
     bodies["case_titles"] = ("chat", _chat(_fill(lines, lambda: f"R v Okonkwo{rng.randint(0, 999)} - sentence\n")))
+    # every line an identifier broken at its end after a label, or spaced out a character at a time (the rejoined
+    # view reads a bounded number of each)
+    bodies["wrapped_lines"] = (
+        "chat",
+        _chat(
+            _fill(lines, lambda: f"NHS no. {rng.randint(100, 999)} {rng.randint(100, 999)}\n{rng.randint(1000, 9999)} ")
+        ),
+    )
+    bodies["spaced_out"] = ("chat", _chat(_fill(room, lambda: " ".join(rng.choices("0123456789ABC", k=9)) + " | ")))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:
         return "completions", {"model": "default", "max_tokens": 1, "prompt": prompt}

@@ -376,6 +376,7 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
 _CONTROL = normalize.CONTROL
 _DECODE = normalize.DECODE
 _BINARY = normalize.BINARY
+_REJOIN = normalize.REJOIN
 
 
 def _scan(
@@ -395,6 +396,8 @@ def _scan(
         buf = normalize.normalise_ascii(buf)
         found = table.present(buf)
     counts = table.validate(buf, found, deadline.at)
+    if rows + _REJOIN in found:  # identifiers broken by a line break or spaced out: read them whole
+        _merge(counts, table.scan(normalize.rejoined(buf), deadline.at) or {})
     if rows + _BINARY in found:  # files, images, sounds in base64: counted as content that cannot be read
         for kind in normalize.binary_kinds(buf):
             counts[unscanned_signal(kind)] = 1

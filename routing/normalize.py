@@ -352,8 +352,14 @@ BINARY_MARKER = (
     + b"|".join(prefix.replace(b"/", rb"\/").replace(b"+", rb"\+") for prefix in _BINARY_PREFIXES)
     + rb")[A-Za-z0-9+/]{60}"
 )
-MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER, BINARY_MARKER)
-CONTROL, DECODE, BINARY = range(len(MARKERS))
+# An identifier broken across a line (a PDF's column wrap: "NHS no. 472605\n1180", a number split between two
+# messages) or spaced out a character at a time (an OCR'd form's boxes: "A 9 1 3 7 F N", "| H | L | 3 | 0 |"):
+# ``rejoined`` reads them whole.
+_WRAPPED_PATTERN = rb"[0-9][ \t]*\n(?:[ \t]*\n)?[ \t]*[0-9]"
+_SPACED_OUT_PATTERN = rb"\b[0-9A-Z]{1,2}(?:(?:[ \t]{1,2}|[ \t]*\|[ \t]*)[0-9A-Z]\b){5,40}"
+REJOIN_MARKER = _WRAPPED_PATTERN + rb"|" + _SPACED_OUT_PATTERN
+MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER, BINARY_MARKER, REJOIN_MARKER)
+CONTROL, DECODE, BINARY, REJOIN = range(len(MARKERS))
 
 _DECODE = _regex(DECODE_MARKER)
 _BINARY = _regex(BINARY_MARKER)
@@ -463,6 +469,39 @@ def binary_kinds(data: bytes) -> set[str]:
                 kinds.add(kind)
                 break
     return kinds
+
+
+_WRAP = _regex(rb"(?P<left>[^\n]{0,64}[0-9])[ \t]*\n(?:[ \t]*\n)?[ \t]*(?P<right>[0-9][^\n]{0,48})")
+_SPACED_OUT = _regex(_SPACED_OUT_PATTERN)
+_SPACING = re.compile(rb"[ \t|]")
+# What says the number before a line break is an identifier: only then are the two lines read as one.
+_IDENTIFIER_LABEL = _regex(
+    rb"(?i:nhs|national[ \t]+insurance|\bni\b|nino|card|iban|account|a/c|\bacc\b|sort|passport|licen[cs]e|pnc|cro"
+    rb"|prison|crn|phone|mobile|\btel\b|dob|birth|utr|number|\bno\b)"
+)
+_MAX_REJOINED = 64  # places rejoined per text
+_MAX_WRAPS_READ = 1024  # line ends between digits looked at per text: a table of numbers has thousands
+
+
+def rejoined(data: bytes) -> bytes:
+    """The identifiers of normalised ``data`` that a line break or spacing breaks up, read whole: for each line that
+    ends in a digit after an identifier's label and is continued by a line that starts with one, the two lines
+    joined with a space and without one; each run of single characters spaced out (or split by a table's "|"),
+    after up to 64 bytes of what comes before it, with its spacing removed. One line each (the REJOIN marker)."""
+    out: list[bytes] = []
+    for n, match in enumerate(_WRAP.finditer(data)):
+        if n >= _MAX_WRAPS_READ or len(out) >= 2 * _MAX_REJOINED:
+            break
+        left, right = match.group(b"left"), match.group(b"right")
+        if _IDENTIFIER_LABEL.found(left):
+            out += (left + b" " + right, left + right)
+    for n, match in enumerate(_SPACED_OUT.finditer(data)):
+        if n >= _MAX_REJOINED:
+            break
+        start = match.start()
+        before = data[max(0, start - 64) : start].rpartition(b"\n")[2]
+        out.append(before + _SPACING.sub(b"", match.group()))
+    return b"\n".join(out)
 
 
 def needs_decoding_bytes(data: bytes) -> bool:

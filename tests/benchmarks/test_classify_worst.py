@@ -13,6 +13,8 @@ SHAPES = {
     "dense_identifiers",
     "table_lines",
     "case_titles",
+    "wrapped_lines",
+    "spaced_out",
     "ocr_digits",
     "token_ids_small",
     "token_ids_long",

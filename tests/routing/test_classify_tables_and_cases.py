@@ -368,3 +368,22 @@ def test_a_young_persons_age_welsh_and_the_wings_words_are_justice_context(text)
 )
 def test_numbers_after_months_and_rooms_and_welsh_office_news_are_not(text):
     assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("Discharge summary received, NHS no. 472605\n1180, seen at A&E for a head injury.", "nhs_number"),
+        ("The caller gave their card as 4547 3091\n8264 5512 to pay the court fine.", "payment_card"),
+        ("Compensation payment\nIBAN: GB16 HBUK 4011\n6271 5582 03\nRef: CICA top-up", "iban"),
+        ("National Insurance number given: JT 48 27\n61 C", "ni_number"),
+        ("Prison number: A 9 1 3 7 F N\nWing: C  Cell: 2-07", "prison_number"),
+        ("| National Insurance number | | |\n|---|---|---|\n| H | L | 3 | 0 | 9 | 2 | 6 | 4 | C |", "ni_number"),
+    ],
+)
+def test_identifiers_broken_at_a_line_or_spaced_out_are_read_whole(text, signal):
+    assert signal in signals(text), text
+
+
+def test_numbers_at_line_ends_without_a_label_are_not_joined():
+    assert not classify_text("row,4726051\n180,12\nrow,4547309\n18264551,2").signals
