@@ -328,7 +328,7 @@ def test_examples_test_data_colleagues_and_office_parties_are_not_cases(text):
 @pytest.mark.parametrize(
     "text",
     [
-        "Subject: official sensitive - STC staffing contingency\n\nThe operator told us staffing fell below safe levels.",
+        "Subject: official sensitive - STC staffing contingency\n\nStaffing fell below safe levels.",
         "Grievance: a clerk alleges her colleague Hollie Pennock is under police investigation for stalking her.",
         "Disciplinary investigation: court usher Reece Begum failed to declare a caution for common assault.",
         "HOME VISIT 11/06 - joint with police DAPO\n- 38 Glebe Street, Burnley BB11 2LR (new address)",
