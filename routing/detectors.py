@@ -543,10 +543,25 @@ def _organisation_line(text: bytes, start: int) -> bool:
     return _organisation_address(text, start)
 
 
+# A number stored without its "+": "mobile": 447834512906 in JSON, msisdn=447834512906 in a log. Only after a label.
+_PHONE_CONTEXT = Words(b"mobile", b"phone", b"tel", b"msisdn", b"sms", b"whatsapp", b"contact number")
+
+
+def _uk_phone_bare(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    start = m.start()
+    if text[start - 1 : start] == b"+" or not near(text, start, start, _PHONE_CONTEXT, 32):
+        return None  # "+44...": the formatted row's
+    return _personal_phone(b"+" + m.group(), text, start)
+
+
 def _uk_phone(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return _personal_phone(m.group(), text, m.start())
+
+
+def _personal_phone(raw: bytes, text: bytes, start: int) -> str | None:
     """Geographic, mobile and personal numbers; not freephone, 03/08/09 service numbers, drama ranges, nor a
     landline that is an organisation's (``_organisation_line``)."""
-    raw = m.group().replace(b"\t", b" ")  # phonenumbers takes spaces, not tabs, as punctuation
+    raw = raw.replace(b"\t", b" ")  # phonenumbers takes spaces, not tabs, as punctuation
     national = _uk_nsn(raw)
     if national is not None:  # the usual case: phonenumbers' verdict without its parser (see routing.phones)
         kind = uk_number_type(national)
@@ -567,7 +582,7 @@ def _uk_phone(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         return "uk_phone"  # a mobile number whether or not phonenumbers' metadata lists its block as allocated yet
     if kind not in _PERSONAL_PHONE:
         return None
-    return None if national[:1] in b"12" and _organisation_line(text, m.start()) else "uk_phone"
+    return None if national[:1] in b"12" and _organisation_line(text, start) else "uk_phone"
 
 
 # A postcode is someone's address unless the address is an organisation's: a prison, a court, a police station,
@@ -1005,6 +1020,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         ),
         _uk_phone,
     ),
+    Detector("uk_phone", OS, _digit_id(rb"44[1-37]\d{8,9}"), _uk_phone_bare, requires=_PHONE_CONTEXT),
     Detector(
         "uk_postcode",
         OS,

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
-NORMALISATION_VERSION = "2026-12-07.2"
+NORMALISATION_VERSION = "2026-12-07.3"
 
 _LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
 # ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
@@ -126,13 +126,22 @@ def _is_selector(cp: int) -> bool:
     return 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF or cp == 0x034F
 
 
+_IDENTIFIER_PUNCTUATION = frozenset("/.:@")
+
+
 @cache
 def _confusables() -> dict[int, str]:
     """Non-ASCII letters that Unicode's confusables data (TR39) says look like one ASCII letter or digit."""
     data = json.loads(resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8"))
     mapping: dict[int, str] = {}
     for char, glyphs in data.items():
-        if len(char) != 1 or char.isascii() or not char.isalpha():
+        if len(char) != 1 or char.isascii():
+            continue
+        if not char.isalpha():
+            # punctuation that identifiers and addresses are written with: "2019\u22150482913U" (a division slash)
+            marks = [g["c"] for g in glyphs if g["c"] in _IDENTIFIER_PUNCTUATION]
+            if marks and unicodedata.category(char)[0] in "PS":
+                mapping[ord(char)] = marks[0]
             continue
         latin = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()]
         letters = [c for c in latin if c.isalpha()]
@@ -492,7 +501,7 @@ def rejoined(data: bytes) -> bytes:
     for n, match in enumerate(_WRAP.finditer(data)):
         if n >= _MAX_WRAPS_READ or len(out) >= 2 * _MAX_REJOINED:
             break
-        left, right = match.group(b"left"), match.group(b"right")
+        left, right = match.group(b"left") or b"", match.group(b"right") or b""
         if _IDENTIFIER_LABEL.found(left):
             out += (left + b" " + right, left + right)
     for n, match in enumerate(_SPACED_OUT.finditer(data)):
@@ -702,9 +711,20 @@ def _without_tags(data: bytes) -> bytes:
     return b"\n\n".join([text, *values]) if values else text
 
 
+# XML elements of a person's name: their texts stay on one line, as the name reads ("<Forename>Tyler</Forename>
+# <Surname>Mumford</Surname>" is "Tyler Mumford").
+_NAME_PART_TAGS = frozenset(
+    b"forename forenames firstname first_name givenname given_name givennames given_names middlename middle_name "
+    b"surname lastname last_name familyname family_name".split()
+)
+
+
 def _tag_replacement(data: bytes, spans: Spans) -> bytes:
     start, end = spans[2]
-    return b"" if start >= 0 and data[start:end].lower() in _INLINE_TAGS else b"\n"
+    if start < 0:
+        return b"\n"
+    name = data[start:end].lower()
+    return b"" if name in _INLINE_TAGS else b" " if name in _NAME_PART_TAGS else b"\n"
 
 
 def _unescape(data: bytes) -> bytes:

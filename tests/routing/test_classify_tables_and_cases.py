@@ -387,3 +387,24 @@ def test_identifiers_broken_at_a_line_or_spaced_out_are_read_whole(text, signal)
 
 def test_numbers_at_line_ends_without_a_label_are_not_joined():
     assert not classify_text("row,4726051\n180,12\nrow,4547309\n18264551,2").signals
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        (
+            "<CourtList><Case><Defendant><Forename>Tyler</Forename><Surname>Mumford</Surname></Defendant>\n"
+            "<Offence>Assault occasioning actual bodily harm</Offence></Case></CourtList>",
+            PERSON,
+        ),
+        ("PNC ID 2019\u22150482913U - check the custody record before the interview", "pnc_id"),
+        ('{"name": "Ryan Stott", "licence_status": "active", "mobile": 447834512906}', "uk_phone"),
+    ],
+)
+def test_xml_name_parts_look_alike_slashes_and_numbers_stored_without_plus(text, signal):
+    assert signal in signals(text), text
+
+
+def test_a_bare_number_needs_a_phone_label_and_an_organisations_line_stays_official():
+    assert not signals("order id 447834512906 shipped")
+    assert not signals('<p>Ministry of Justice switchboard - <a href="tel:+442033343555">020 3334 3555</a></p>')
