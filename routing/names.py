@@ -52,7 +52,7 @@ _PARTICLES = rb"(?:" + PARTICLES_PATTERN + rb"[ \t]+){0,2}"
 _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
-    rb"|(?P<usur>[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
+    rb"|(?P<usur>(?:Ma?c)?[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
     # initials and a surname: "J.R. Threlfall", "D. K. Wragg"
     rb"|(?:[A-Z]\.[ \t]?){1,3}[ \t]*(?P<isur>[A-Z][A-Za-z][A-Za-z'\-]+))\b",
     re2_options(8 << 20),
@@ -117,6 +117,8 @@ _NOT_SURNAMES_TEXT = """
     first second third last next general national local public private royal state county city town
     village borough district region north south east west central street's island islands river valley
     hill hills street street. close drive way place gardens grove terrace crescent row walk
+    room rooms suite floor wing block building campus hub desk line panel meeting session workshop training
+    course form forms policy guidance plan plans list register template
 """
 NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
 
@@ -384,7 +386,12 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
                 continue
             if f in firsts:
                 return True
-            if last in sur and f not in NOT_SURNAMES and not _in_title_case_phrase(buf, start, end):
+            if (
+                last in sur
+                and f not in NOT_SURNAMES
+                and f not in NOT_NAME_WORDS
+                and not _in_title_case_phrase(buf, start, end)
+            ):
                 return True
             continue
         usur = m.group(_USUR) or b""  # the one alternative left
@@ -415,7 +422,17 @@ def _in_title_case_phrase(buf: bytes, start: int, end: int) -> bool:
 def _lower_case_first_name() -> Regex:
     """A known first name in lower case and the word after it (chat: "can u check if darren whitlock got...")."""
     alternatives = b"|".join(sorted(name.encode() for name in first_names() if name.isascii() and name.isalpha()))
-    return Regex(rb"\b(?:" + alternatives + rb")[ \t]+(?P<last>[a-z]{3,}(?:-[a-z]{3,})?)\b", re2_options(64 << 20))
+    return Regex(
+        rb"\b(?:"
+        + alternatives
+        + rb")[ \t]+(?P<last>(?:(?:al|el|bin|ibn|abu|van|von|de|da|di|du|le|la|mc|mac|o)[\-' ])?"
+        rb"[a-z]{3,}(?:-[a-z]{3,})?)\b",
+        re2_options(64 << 20),
+    )
+
+
+# A surname's particle in lower case ("al-rashid", "van der berg", "o'neill"): the word after it is looked up.
+_LOWER_CASE_PARTICLE = re.compile(r"^(?:al|el|bin|ibn|abu|van|von|de|da|di|du|le|la|mc|mac|o)[\-' ]")
 
 
 _LOWER_CASE_TITLE = Regex(rb"\b(?:mr|mrs|miss|mx)\.?[ \t]+[a-z][a-z'\-]{2,}", re2_options(1 << 20))
@@ -437,8 +454,10 @@ def _named_in_lower_case(buf: bytes, lo: int, hi: int) -> bool:
     sur = surnames()
     for m in _lower_case_first_name().finditer(buf, lo, hi):
         words = m.group().split()
-        last = name_word(words[-1])
-        if last in sur and not any(name_word(w) in NOT_NAME_WORDS for w in words):
+        last = name_word(m.group(b"last") or b"")
+        bare = _LOWER_CASE_PARTICLE.sub("", last)
+        known = last in sur or (bare != last and (bare in sur or bare in first_names()))
+        if known and name_word(words[0]) not in NOT_NAME_WORDS and bare not in NOT_NAME_WORDS:
             return True
     return False
 

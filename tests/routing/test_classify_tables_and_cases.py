@@ -408,3 +408,19 @@ def test_xml_name_parts_look_alike_slashes_and_numbers_stored_without_plus(text,
 def test_a_bare_number_needs_a_phone_label_and_an_organisations_line_stays_official():
     assert not signals("order id 447834512906 shipped")
     assert not signals('<p>Ministry of Justice switchboard - <a href="tel:+442033343555">020 3334 3555</a></p>')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "we attended the police station for mohammed al-rashid on 3 june (arrested for robbery at Lewisham)",
+        "NOTICE OF REPORT (DIS1)\nPrisoner: McALLISTER, Brendan   Wing/cell: B2-14\nCharge: Para 1 - commits any assault",
+    ],
+)
+def test_surname_particles_in_lower_case_and_mc_in_capitals(text):
+    assert PERSON in signals(text), text
+
+
+def test_a_room_named_like_a_surname_is_no_person():
+    text = "Course: Victim awareness refresher\nVenue: Training Room 2\nFacilitator: Anna Kowalczyk (L&D)\nPlaces: 12"
+    assert PERSON not in signals(text)
