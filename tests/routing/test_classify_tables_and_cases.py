@@ -414,7 +414,7 @@ def test_a_bare_number_needs_a_phone_label_and_an_organisations_line_stays_offic
     "text",
     [
         "we attended the police station for mohammed al-rashid on 3 june (arrested for robbery at Lewisham)",
-        "NOTICE OF REPORT (DIS1)\nPrisoner: McALLISTER, Brendan   Wing/cell: B2-14\nCharge: Para 1 - commits any assault",
+        "NOTICE OF REPORT\nPrisoner: McALLISTER, Brendan   Wing/cell: B2-14\nCharge: Para 1 - commits any assault",
     ],
 )
 def test_surname_particles_in_lower_case_and_mc_in_capitals(text):
