@@ -491,7 +491,7 @@ _AGE = (
     rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-))"
 )
 _NAME_WITH_AGE = Regex(
-    rb"\b(?P<first>[A-Z][a-z]+(?:-[A-Z][a-z]+)?)[ \t]*" + _AGE + rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
+    rb"\b(?P<first>[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)?)[ \t]*" + _AGE + rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
     re2_options(1 << 20),
 )
 _MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names

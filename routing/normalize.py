@@ -364,7 +364,8 @@ BINARY_MARKER = (
 # An identifier broken across a line (a PDF's column wrap: "NHS no. 472605\n1180", a number split between two
 # messages) or spaced out a character at a time (an OCR'd form's boxes: "A 9 1 3 7 F N", "| H | L | 3 | 0 |"):
 # ``rejoined`` reads them whole.
-_WRAPPED_PATTERN = rb"[0-9][ \t]*\n(?:[ \t]*\n)?[ \t]*[0-9]"
+_LINE_BREAKS_BETWEEN = rb"(?:[ \t]*(?:\n|\\[nr])){1,4}[ \t]*"  # up to three blank lines; also escaped, in JSON
+_WRAPPED_PATTERN = rb"[0-9]" + _LINE_BREAKS_BETWEEN + rb"[0-9]"
 _SPACED_OUT_PATTERN = rb"\b[0-9A-Z]{1,2}(?:(?:[ \t]{1,2}|[ \t]*\|[ \t]*)[0-9A-Z]\b){5,40}"
 REJOIN_MARKER = _WRAPPED_PATTERN + rb"|" + _SPACED_OUT_PATTERN
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER, BINARY_MARKER, REJOIN_MARKER)
@@ -480,7 +481,7 @@ def binary_kinds(data: bytes) -> set[str]:
     return kinds
 
 
-_WRAP = _regex(rb"(?P<left>[^\n]{0,64}[0-9])[ \t]*\n(?:[ \t]*\n)?[ \t]*(?P<right>[0-9][^\n]{0,48})")
+_WRAP = _regex(rb"(?P<left>[^\n]{0,64}[0-9])" + _LINE_BREAKS_BETWEEN + rb"(?P<right>[0-9][^\n]{0,48})")
 _SPACED_OUT = _regex(_SPACED_OUT_PATTERN)
 _SPACING = re.compile(rb"[ \t|]")
 # What says the number before a line break is an identifier: only then are the two lines read as one.
