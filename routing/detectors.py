@@ -203,8 +203,8 @@ _PRISON_NUMBER_EXAMPLE = b"A1234BC"  # the format's usual example in guides and 
 # SW1A 1AA", "regex ... e.g. EC1A 1BB"): the formats' usual examples then count for nothing.
 # (A word of prose: not "intranet.example/search?q=...".)
 _EXAMPLE_CUE = Regex(
-    rb"(?i:(?:^|[ \t(,;:\"'])(?:example|e\.g\.?|eg|such[ \t]+as|for[ \t]+instance|formats?|pattern|regex|placeholder)"
-    rb"\b[^\n]{0,48}$)",
+    rb"(?i:(?:^|[ \t(,;:\"'])(?:example|e\.g\.?|eg|such[ \t]+as|like|for[ \t]+instance|formats?|pattern|regex"
+    rb"|placeholder)\b[^\n]{0,48}$)",
     re2_options(1 << 20),
 )
 

@@ -53,6 +53,8 @@ _LABEL = (
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
     rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling(?:[ \t_\-]*(?:caveat|instructions?))?"
+    # a field's short name in a log or a schema: doc_class=, docClass:, security_class
+    rb"|(?:\b|_)(?:doc|document|data|security|info)[ \t_\-]*class"
     # a Microsoft Purview sensitivity label in a mail header: MSIP_Label_<guid>_Name=OFFICIAL-SENSITIVE
     rb"|\bmsip_label_[0-9a-f\-]{8,40}_name))"
     rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(*_]{0,4}[ \t]*"  # Markdown: | Label | **SECRET** |

@@ -402,6 +402,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         or _named_by_context(buf, lo, hi)
         or _named_in_lower_case(buf, lo, hi)
         or _named_alone_with_age(buf, lo, hi, firsts)
+        or _named_in_fields(buf, lo, hi)
     )
 
 
@@ -509,6 +510,81 @@ def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) 
             and word not in NOT_NAME_WORDS
             and not _staff(buf, m.start(), m.start() + len(first))
         ):
+            return True
+    return False
+
+
+# A record's name fields, in JSON, YAML, logs or a query string: "firstName": "Jamie", ... "lastName": "Fairclough";
+# SURNAME=POPESCU|GIVEN=ANDREEA. A given-name field and a family-name field with names in them, either way round.
+_FIELD_VALUE = rb"[\"']?[ \t]*[:=][ \t]*[\"']?[ \t]*"
+_GIVEN_FIELD = rb"(?i:first[ \t_\-]?names?|fore[ \t_\-]?names?|given(?:[ \t_\-]?names?)?|christian[ \t_\-]?name)"
+_FAMILY_FIELD = rb"(?i:last[ \t_\-]?name|sur[ \t_\-]?name|family[ \t_\-]?name)"
+_NAME_VALUE = rb"[A-Z][A-Za-z'\-]+"
+_NAME_FIELDS = Regex(
+    rb"\b"
+    + _GIVEN_FIELD
+    + _FIELD_VALUE
+    + rb"(?P<a>"
+    + _NAME_VALUE
+    + rb")[^\n]{0,80}?\b"
+    + _FAMILY_FIELD
+    + _FIELD_VALUE
+    + rb"(?P<b>"
+    + _NAME_VALUE
+    + rb")|\b"
+    + _FAMILY_FIELD
+    + _FIELD_VALUE
+    + rb"(?P<c>"
+    + _NAME_VALUE
+    + rb")[^\n]{0,80}?\b"
+    + _GIVEN_FIELD
+    + _FIELD_VALUE
+    + rb"(?P<d>"
+    + _NAME_VALUE
+    + rb")",
+    re2_options(1 << 20),
+)
+# The values a schema, a form or a fixture puts in name fields.
+_PLACEHOLDER_NAMES = frozenset(
+    [
+        "doe",
+        "bloggs",
+        "citizen",
+        "example",
+        "test",
+        "sample",
+        "person",
+        "user",
+        "string",
+        "name",
+        "first",
+        "last",
+        "surname",
+        "forename",
+        "given",
+        "null",
+        "none",
+        "unknown",
+        "redacted",
+        "anonymous",
+    ]
+)
+
+
+def _placeholder(word: str) -> bool:
+    return word in _PLACEHOLDER_NAMES or any(part in word for part in ("test", "example", "dummy", "fake", "xxx"))
+
+
+def _named_in_fields(buf: bytes, lo: int, hi: int) -> bool:
+    """A record's given-name and family-name fields, both filled with names (a JSON object's lines are joined for the
+    search: its fields are on lines of their own)."""
+    window = buf[lo:hi]
+    if b"name" not in window.lower():
+        return False
+    flat = window.replace(b"\n", b" ")
+    for m in _NAME_FIELDS.finditer(flat):
+        values = [m.group(g) for g in (b"a", b"b", b"c", b"d")]
+        if not any(_placeholder(name_word(v)) for v in values if v is not None):
             return True
     return False
 

@@ -367,7 +367,12 @@ BINARY_MARKER = (
 _LINE_BREAKS_BETWEEN = rb"(?:[ \t]*(?:\n|\\[nr])){1,4}[ \t]*"  # up to three blank lines; also escaped, in JSON
 _WRAPPED_PATTERN = rb"[0-9]" + _LINE_BREAKS_BETWEEN + rb"[0-9]"
 _SPACED_OUT_PATTERN = rb"\b[0-9A-Z]{1,2}(?:(?:[ \t]{1,2}|[ \t]*\|[ \t]*)[0-9A-Z]\b){5,40}"
-REJOIN_MARKER = _WRAPPED_PATTERN + rb"|" + _SPACED_OUT_PATTERN
+# A file or object name with its words joined by "_" ("02_Hollis_Jason_VPS_victim_statement.docx",
+# "KOWALCZYK_Ewa_1990-02-17_statement.pdf"): the rules' word boundaries do not see the words inside it.
+_SNAKE_NAME_PATTERN = rb"_[A-Z][a-z]+_"
+# (The first pass looks for four single characters spaced out, cheaper for its DFA than the whole run's pattern.)
+_SPACED_OUT_START = rb"\b[0-9A-Z]{1,2}[ \t|]{1,3}[0-9A-Z][ \t|]{1,3}[0-9A-Z][ \t|]{1,3}[0-9A-Z]\b"
+REJOIN_MARKER = _WRAPPED_PATTERN + rb"|" + _SPACED_OUT_START + rb"|" + _SNAKE_NAME_PATTERN
 MARKERS: tuple[bytes, ...] = (CONTROL_MARKER, DECODE_MARKER, BINARY_MARKER, REJOIN_MARKER)
 CONTROL, DECODE, BINARY, REJOIN = range(len(MARKERS))
 
@@ -490,14 +495,17 @@ _IDENTIFIER_LABEL = _regex(
     rb"|prison|crn|phone|mobile|\btel\b|dob|birth|utr|number|\bno\b)"
 )
 _MAX_REJOINED = 64  # places rejoined per text
+_SNAKE_NAME = _regex(_SNAKE_NAME_PATTERN)
+_SNAKE_LINE = 256  # bytes of a file name's line either side of it, at most
 _MAX_WRAPS_READ = 1024  # line ends between digits looked at per text: a table of numbers has thousands
 
 
 def rejoined(data: bytes) -> bytes:
-    """The identifiers of normalised ``data`` that a line break or spacing breaks up, read whole: for each line that
-    ends in a digit after an identifier's label and is continued by a line that starts with one, the two lines
-    joined with a space and without one; each run of single characters spaced out (or split by a table's "|"),
-    after up to 64 bytes of what comes before it, with its spacing removed. One line each (the REJOIN marker)."""
+    """The identifiers and names of normalised ``data`` that a line break, spacing or underscores break up or glue,
+    read whole: for each line that ends in a digit after an identifier's label and is continued by a line that
+    starts with one, the two lines joined with a space and without one; each run of single characters spaced out (or
+    split by a table's "|"), after up to 64 bytes of what comes before it, with its spacing removed; each line with a
+    file name of capitalised words joined by "_", with spaces for them. One line each (the REJOIN marker)."""
     out: list[bytes] = []
     for n, match in enumerate(_WRAP.finditer(data)):
         if n >= _MAX_WRAPS_READ or len(out) >= 2 * _MAX_REJOINED:
@@ -511,6 +519,16 @@ def rejoined(data: bytes) -> bytes:
         start = match.start()
         before = data[max(0, start - 64) : start].rpartition(b"\n")[2]
         out.append(before + _SPACING.sub(b"", match.group()))
+    line_end = -1
+    for n, match in enumerate(_SNAKE_NAME.finditer(data)):
+        if n >= _MAX_REJOINED:
+            break
+        if match.start() < line_end:
+            continue  # that line is out already
+        start = data.rfind(b"\n", max(0, match.start() - _SNAKE_LINE), match.start()) + 1
+        line_end = data.find(b"\n", match.end(), match.end() + _SNAKE_LINE)
+        line_end = min(len(data), match.end() + _SNAKE_LINE) if line_end < 0 else line_end
+        out.append(data[start:line_end].replace(b"_", b" "))
     return b"\n".join(out)
 
 

@@ -424,3 +424,37 @@ def test_surname_particles_in_lower_case_and_mc_in_capitals(text):
 def test_a_room_named_like_a_surname_is_no_person():
     text = "Course: Victim awareness refresher\nVenue: Training Room 2\nFacilitator: Anna Kowalczyk (L&D)\nPlaces: 12"
     assert PERSON not in signals(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        (
+            '{\n  "prisoner": {\n    "firstName": "Jamie",\n    "lastName": "Fairclough",\n    "establishment": "HMP '
+            'Garth"\n  },\n  "adjudication": {"charge": "Possession of an unauthorised article"}\n}',
+            PERSON,
+        ),
+        ("API|FLT=BA0872|SURNAME=POPESCU|GIVEN=ANDREEA|DOB=19930517|ESCORT=Y prisoner transfer", PERSON),
+        (
+            "2024-10-16T13:02:44Z INFO doc-ingest upload ok id=7f3c1e doc_class=OFFICIAL-SENSITIVE",
+            "marking_official_sensitive",
+        ),
+        ("Files attached to case 21/04567 bundle:\n- 02_Hollis_Jason_VPS_victim_statement.docx", PERSON),
+        ("s3://evidence/witness/2024/06/KOWALCZYK_Ewa_1990-02-17_statement_signed.pdf", PERSON),
+    ],
+)
+def test_name_fields_a_logs_class_field_and_names_in_file_names(text, signal):
+    assert signal in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"firstName": "John", "lastName": "Doe"} is the example record for the prisoner API',
+        "SELECT * FROM offenders WHERE surname = 'TESTSURNAME' AND forename = 'TESTFORENAME';",
+        "I need to match UK postcodes like SW1A 1AA in a validation function.",
+        "Documents:\n- Government_Security_Classifications_Policy_June_2023.pdf (PDF, 412 KB)",
+    ],
+)
+def test_placeholder_names_example_postcodes_and_policy_file_names_are_not(text):
+    assert not classify_text(text).signals, text
