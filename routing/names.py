@@ -491,11 +491,24 @@ _AGE = (
     rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo)?[ \t]*\)"
     rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-))"
 )
+# ... or with where a prison holds them: "Kyle on B2", "Abdirahman, F wing", "(Nikos, D wing)", "Dave in C2-31".
+_LOCATION = (
+    rb"(?:[ \t]*,?[ \t]*(?:on|in|from)?[ \t]+|[ \t]*,[ \t]*)(?:[A-K][1-6](?:[\-.][0-9]{1,3})?|[A-K][ \t]?wing)\b"
+)
 _NAME_WITH_AGE = Regex(
-    rb"\b(?P<first>[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)?)[ \t]*" + _AGE + rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
+    rb"\b(?P<first>[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)?)(?:[ \t]*" + _AGE + rb"|" + _LOCATION + rb")"
+    rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
     re2_options(1 << 20),
 )
 _MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names
+
+
+# A place in a building or a paper size, not a wing or a cell: "Sarah in B2 meeting room", "James on A4 paper".
+_NOT_A_CELL_AFTER = Regex(
+    rb"[ \t]+(?i:room|rooms|meeting|paper|size|format|office|offices|floor|building|level|printer|sheet|envelope"
+    rb"|landscape|portrait|booking)\b",
+    re2_options(1 << 20),
+)
 
 
 def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
@@ -509,6 +522,7 @@ def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) 
             and word not in _MONTH_NAMES
             and word not in NOT_NAME_WORDS
             and not _staff(buf, m.start(), m.start() + len(first))
+            and not _NOT_A_CELL_AFTER.starts_at(buf, m.end(), m.end() + 16)
         ):
             return True
     return False

@@ -458,3 +458,9 @@ def test_name_fields_a_logs_class_field_and_names_in_file_names(text, signal):
 )
 def test_placeholder_names_example_postcodes_and_policy_file_names_are_not(text):
     assert not classify_text(text).signals, text
+
+
+def test_a_given_name_with_where_a_prison_holds_them():
+    assert PERSON in signals("anyone know if Kyle on B2 got his HDC address approved?")
+    assert PERSON in signals("Key work session 07/06 - Abdirahman, F wing. Mostly talked about his IPP.")
+    assert PERSON not in signals("Please book Sarah in B2 meeting room for the parole training.")
