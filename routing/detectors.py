@@ -893,7 +893,7 @@ _JUSTICE_WORDS = (
     rb"|(?:his|her|their)[ \t]+trial|stood[ \t]+trial|on[ \t]+trial|indicted|indictment|summonsed"
     rb"|arrest[ \t]+warrant|warrant[ \t]+(?:for[ \t]+(?:his|her|their)[ \t]+arrest|issued|executed)"
     rb"|pleads?[ \t]+(?:not[ \t]+)?guilty|guilty[ \t]+plea|not[ \t]+guilty|plea[ \t]+hearing|interviewed[ \t]+under"
-    rb"[ \t]+caution|crime[ \t]+(?:reference|ref|number)|charging[ \t]+decision|mg5\b|mg11\b"
+    rb"[ \t]+caution|crime[ \t]+(?:reference|ref|number)|charging[ \t]+decision|mg5\b|mg11\b|psrs?\b"
     # probation, youth justice and safeguarding
     rb"|community[ \t]+sentence|post[ \t\-]+sentence[ \t]+supervision|rar[ \t]+days|failed[ \t]+to[ \t]+surrender"
     rb"|failed[ \t]+to[ \t]+comply[ \t]+with[ \t]+(?:his|her|their|the)[ \t]+(?:order|licence|requirements?)"

@@ -53,6 +53,8 @@ _NAME_RX = Regex(
     rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>(?:Ma?c)?[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
+    # Surname, Given in title case, as lists and logs write them ("Dabrowski, Tomasz"): both from the lists
+    rb"|(?P<csur>[A-Z][a-z][A-Za-z'\-]+),[ \t]+(?P<cfirst>[A-Z][a-z]+)"
     # initials and a surname: "J.R. Threlfall", "D. K. Wragg"
     rb"|(?:[A-Z]\.[ \t]?){1,3}[ \t]*(?P<isur>[A-Z][A-Za-z][A-Za-z'\-]+))\b",
     re2_options(8 << 20),
@@ -322,8 +324,8 @@ def _is_case_citation(buf: bytes, start: int, end: int) -> bool:
     return before.endswith((b"v ", b"v. ")) or after.startswith((b" v ", b" v."))
 
 
-_TSUR, _FIRST, _LAST, _USUR, _UFIRST, _ISUR = (
-    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst", b"isur")
+_TSUR, _FIRST, _LAST, _USUR, _UFIRST, _ISUR, _CSUR, _CFIRST = (
+    _NAME_RX.groupindex[name] for name in (b"tsur", b"first", b"last", b"usur", b"ufirst", b"isur", b"csur", b"cfirst")
 )
 # Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
 # neighbours is tried, which one regex's non-overlapping matches would not do.
@@ -392,6 +394,11 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
                 and f not in NOT_NAME_WORDS
                 and not _in_title_case_phrase(buf, start, end)
             ):
+                return True
+            continue
+        csur = m.group(_CSUR)
+        if csur is not None:
+            if name_word(csur) in sur and name_word(m.group(_CFIRST) or b"") in firsts:
                 return True
             continue
         usur = m.group(_USUR) or b""  # the one alternative left

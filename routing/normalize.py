@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
-NORMALISATION_VERSION = "2026-12-07.3"
+NORMALISATION_VERSION = "2026-12-07.4"
 
 _LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
 # ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
@@ -394,7 +394,7 @@ _INLINE_TAGS = frozenset(
 )
 _ENTITY = _regex(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
 _PERCENT = _regex(rb"%[0-9A-Fa-f]{2}")
-_QUERY_KEY = _regex(rb"[?&][A-Za-z0-9_.\-]{1,40}=")
+_QUERY_KEY = _regex(rb"[?&]([A-Za-z0-9_.\-]{1,40})=")
 _FORM = _regex(_FORM_VALUE)
 _ESCAPE = _regex(rb'\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|["nrt/\\])')
 # A base64 run (standard or URL-safe alphabet) and the lines that continue it (MIME parts wrap at 76): 16 or more
@@ -598,6 +598,13 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
     return regions
 
 
+def _query_key(data: bytes, spans: Spans) -> bytes:
+    """A query parameter's key on a line of its own, as its value's label, and the value from the next line's start
+    (a banner stays one): "?defendant=..." reads "defendant:" and the value under it."""
+    start, end = spans[1]
+    return b"\n" + data[start:end] + b":\n"
+
+
 def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], depth: int) -> None:
     """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
     ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
@@ -606,10 +613,10 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     for _ in range(2):  # twice: a URL inside a URL's query is escaped twice ("%252C")
         if not ((_PERCENT_STEP in steps and b"%" in data) or (b"+" in data and _FORM.found(data))):
             break
-        # Each query parameter's value on a line of its own (its own ?, & and = are escaped), then unescaped as a
-        # form value: "+" is a space there (application/x-www-form-urlencoded, as browsers send forms and query
-        # strings), and a literal "+" would have been sent as %2B.
-        data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, b"\n").replace(b"+", b" "))
+        # Each query parameter's key and value on lines of their own (its own ?, & and = are escaped), then
+        # unescaped as a form value: "+" is a space there (application/x-www-form-urlencoded, as browsers send
+        # forms and query strings), and a literal "+" would have been sent as %2B.
+        data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, _query_key).replace(b"+", b" "))
         steps = _steps(data)
     if _QP_STEP in steps:
         data = quopri.decodestring(data)

@@ -464,3 +464,11 @@ def test_a_given_name_with_where_a_prison_holds_them():
     assert PERSON in signals("anyone know if Kyle on B2 got his HDC address approved?")
     assert PERSON in signals("Key work session 07/06 - Abdirahman, F wing. Mostly talked about his IPP.")
     assert PERSON not in signals("Please book Sarah in B2 meeting room for the parole training.")
+
+
+def test_surname_comma_given_in_title_case_and_a_query_key_as_its_values_label():
+    assert PERSON in signals("Dabrowski, Tomasz - remanded in custody at Leicester")
+    assert PERSON not in signals("Leeds, Bradford and Wakefield probation offices")
+    assert PERSON in signals("GET /courtlists/search?defendant=D%C4%85browski%2C%20Tomasz&court=Leicester HTTP/1.1")
+    form = "prompt=OFFICIAL-SENSITIVE+%E2%80%93+LEGAL+PRIVILEGE%0A%0AAdvice+to%3A+Head+of+Policy"
+    assert "marking_official_sensitive" in signals("POST /ask HTTP/1.1\n\nsession=7f3a9c&" + form)
