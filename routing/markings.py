@@ -102,7 +102,7 @@ _STATED = (
     rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated|headed|stamped)"
     rb"(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
 )
-_ITS = rb"(?i:\b(?:it|this|that)'s[ \t]+)"
+_ITS = rb"(?i:\b(?:it'?s|this'?s|that'?s|it[ \t]+is|this[ \t]+is)[ \t]+)"  # also as chat writes it: "its off-sen"
 # "the header reads SECRET - UK EYES ONLY", "The doc header says OFFICIAL-SENSITIVE [COMMERCIAL]"
 _HEADER_READS = (
     rb"(?i:\b(?:header|banner|footer|marking|classification)[ \t]+(?:reads|says|shows|is)[ \t]*:?[ \t]+)[\"']?"
@@ -111,7 +111,13 @@ _HEADER_READS = (
 _DESCRIPTOR = (
     rb"[ \t]*(?::|-)?[ \t]*\[?(?:PERSONAL|COMMERCIAL|LOCSEN)\]?"  # "it's official-sensitive personal so keep it short"
 )
-_CLASSIFIED_AS = rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+)[\"'(\[]?"
+_CLASSIFIED_AS = (
+    rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+"
+    # "a document with the mark OFFICIAL-SENSITIVE on the top"
+    rb"|\bwith[ \t]+(?:the|a)[ \t]+(?:protective[ \t]+)?(?:mark|marking|label|classification|banner)[ \t]+"
+    rb"(?:of[ \t]+)?)"
+    rb"[\"'(\[]?"
+)
 # "the attached OFFICIAL-SENSITIVE briefing": this text's own material, named with its marking.
 _DEIXIS = (
     rb"(?i:\b(?:the[ \t]+)?(?:attached|enclosed|following|above|below)|\bthis|\bthese|\bour|\bmy"
@@ -167,7 +173,8 @@ def _rows(
             + _CODEWORDS
             + rb"[ \t]*(?:[:|/\])>]|"
             + _DASH
-            + rb")|"
+            # a sentence after it: "OFFICIAL-SENSITIVE. Parole Board capacity review."
+            + rb"|\.[ \t]+[A-Z])|"
             + described
             + rb")"
             # a quoted string that starts with it, in upper case: paragraph 'OFFICIAL-SENSITIVE - Parole Board...'
@@ -333,7 +340,7 @@ _OS_UPPER = (
     rb"(?:[O0]FF[Il1]C[Il1]AL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENS[Il1]T[Il1]VE|OFF-?SENS"
     rb"|SWYDDOGOL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIF)"
 )
-_OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive)"
+_OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|off-sens?)"
 
 MARKING_DETECTORS: tuple[Detector, ...] = (
     *_rows(

@@ -68,7 +68,8 @@ _ROLE_BEFORE = Regex(
     rb"|young[ \t]+person|mother|father|mum|dad|partner|husband|wife|son|daughter|brother|sister|stepfather"
     rb"|stepmother|boyfriend|girlfriend|named|called|known[ \t]+as|alias|aka|subject|nominal|applicant"
     rb"|officer|informant|source|person|probationer|parolee|deponent|statement[ \t]+of|name|full[ \t]+name"
-    rb"|registered[ \t]+keeper|case|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop"
+    rb"|registered[ \t]+keeper|my[ \t]+name[ \t]+is|name[ \t]+is|case"
+    rb"|(?:person|people)[ \t]+on[ \t]+(?:probation|licence|remand|bail)|pop"
     rb"|court[ \t]+user|visitor|member[ \t]+of[ \t]+the[ \t]+public|caller"
     # the paper a case makes about someone: "the MAPPA referral for Rhodri ap Gwilym", "oral FDR on ..."
     rb"|(?:referral|report|assessment|review|hearing|warrant|recall|dossier|psr|fdr|oasys|risk[ \t]+assessment"
@@ -87,7 +88,10 @@ _SAID_AFTER = Regex(
     rb")\b)"
     # where the person is held or what they are: "Emrys Tregarthen, HMP Exeter", "J. Threlfall, a prisoner at",
     # "Oksana HRYTSENKO at HMP Send", "Chen Jiahui (victim of ...)", "Keeley-Ann Brannock (assault on ...)"
-    rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:prisoner|inmate|detainee|defendant|offender|resident)s?\b)"
+    rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:(?:registered[ \t]+)?(?:sex[ \t]+)?offender|prisoner|inmate"
+    rb"|detainee|defendant|resident)s?\b)"
+    # a cell in brackets: "Hamza Qureshi (B3-11)"
+    rb"|[ \t]*\([ \t]*[A-K][0-9]?-[0-9]{1,3}[ \t]*\)"
     rb"|[ \t]+(?i:at|in|from|to)[ \t]+(?:HMP|HMYOI)\b"
     rb"|[ \t]*\([ \t]*(?i:the[ \t]+)?(?i:victim|witness|defendant|offender|prisoner|suspect|complainant|accused|assault"
     rb"|robbery|burglary|theft|murder|manslaughter|rape|wounding|gbh|abh|arson|stalking|harassment|fraud)\b)",
@@ -172,7 +176,9 @@ _WORD_SURNAMES = frozenset(_WORD_SURNAMES_TEXT.split())
 _ACRONYMS = frozenset(
     b"NHS HMP HMYOI CPS MOJ DWP HMRC PNC CRO CRN DOB NOMS OASYS MAPPA MARAC YOT DBS GP UK GB USA EU BBC "
     b"ITV RE FAO "
-    b"ATTN CC NB PS TODO NOTE FIXME API URL".split()
+    b"ATTN CC NB PS TODO NOTE FIXME API URL "
+    # justice bodies and teams as places write them: "Bolton PDU", "Leeds OMU", "Cardiff YJS", "Wessex LAA"
+    b"PDU OMU YJS YOS LAA HMCTS HMPPS CICA OPG OPCC PCC VLO ESO SPO NPS CRC".split()
 )
 
 
@@ -244,7 +250,7 @@ _COLLEAGUE_AFTER = Regex(
     rb"|[ \t]*[,\-][ \t]*(?i:our|the)[ \t]+new[ \t]+"
     rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been))?[ \t]+(?i:retiring|retires|retired[ \t]+from"
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
-    rb"|on[ \t]+annual[ \t]+leave"
+    rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
     rb"|starts[ \t]+as)\b",
     re2_options(1 << 20),
 )
@@ -330,7 +336,8 @@ _TSUR, _FIRST, _LAST, _USUR, _UFIRST, _ISUR, _CSUR, _CFIRST = (
 # Words in capitals, for names as court lists and headings write them (JOHN SMITH, SMITH, JOHN): every pair of
 # neighbours is tried, which one regex's non-overlapping matches would not do.
 _CAPS_WORD = Regex(rb"\b[A-Z][A-Z'\-]+\b", re2_options(1 << 20))
-_NEXT_CAPITAL = Regex(rb"[ \t]+[A-Z]", re2_options(1 << 20))
+# (Not the pronoun "I": "My name is Sunil Rao I am on D wing".)
+_NEXT_CAPITAL = Regex(rb"[ \t]+(?:[A-HJ-Z]|I[A-Za-z])", re2_options(1 << 20))
 _TWO_CAPITALS_BEFORE = Regex(rb"\b[A-Z][A-Za-z'\-]*[ \t]+[A-Z][A-Za-z'\-]*[ \t]+$", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 
@@ -443,7 +450,7 @@ def _lower_case_first_name() -> Regex:
 _LOWER_CASE_PARTICLE = re.compile(r"^(?:al|el|bin|ibn|abu|van|von|de|da|di|du|le|la|mc|mac|o)[\-' ]")
 
 
-_LOWER_CASE_TITLE = Regex(rb"\b(?:mr|mrs|miss|mx)\.?[ \t]+[a-z][a-z'\-]{2,}", re2_options(1 << 20))
+_LOWER_CASE_TITLE = Regex(rb"\b(?:mr|mrs|miss|mx)\.?[ \t]+(?:[a-z]\.?[ \t]+)?[a-z][a-z'\-]{2,}", re2_options(1 << 20))
 
 
 def warm() -> None:

@@ -472,3 +472,42 @@ def test_surname_comma_given_in_title_case_and_a_query_key_as_its_values_label()
     assert PERSON in signals("GET /courtlists/search?defendant=D%C4%85browski%2C%20Tomasz&court=Leicester HTTP/1.1")
     form = "prompt=OFFICIAL-SENSITIVE+%E2%80%93+LEGAL+PRIVILEGE%0A%0AAdvice+to%3A+Head+of+Policy"
     assert "marking_official_sensitive" in signals("POST /ask HTTP/1.1\n\nsession=7f3a9c&" + form)
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        (
+            "I have document with the mark OFFICIAL-SENSITIVE on the top, please improve the english",
+            "marking_official_sensitive",
+        ),
+        ("its off-sen so dont share anywhere but can u tidy this para", "marking_official_sensitive"),
+        ("mrs k. brennan rang, her son kyle got a 12 month DTO at the youth court today", PERSON),
+        ("WARN recall-notify failed for subject 'Bilal Chaudhry' (recall_type=FIXED_TERM, pdu=Leeds)", PERSON),
+        ("ViSOR update - Nguyen Van Minh, registered sex offender. Failed to notify foreign travel.", PERSON),
+        ("Hamza Qureshi (B3-11) on ACCT - superficial cuts to forearm found at unlock.", PERSON),
+        ("Dear Governor,\nMy name is Sunil Rao I am on D wing cell D2-31. Waiting 5 weeks for my cat C move.", PERSON),
+    ],
+)
+def test_set_15s_categories(text, signal):
+    assert signal in signals(text), text
+
+
+def test_a_marking_with_a_sentence_after_it_opening_an_embeddings_input():
+    body = {"model": "m", "input": ["OFFICIAL-SENSITIVE. Parole Board capacity review. Section 1: the backlog."]}
+    assert "marking_official_sensitive" in {s.type for s in classify_request(body).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this is top secret lol, don't tell anyone about the surprise party",
+        "Helen Achterberg has invited you to: Crown Court recovery - listing workshop\nAttendees: Rajesh Menon",
+        "Write a piece on Elizabeth Fry's prison reform work at Newgate in the 1810s.",
+        "Congratulations to Marcus Liddell, probation service officer in the Bolton PDU, who has been shortlisted.",
+        "Use the GOV.UK Pay sandbox test card 4444 3333 2222 1111 for local testing of fines payments.",
+        "TRAINING EXERCISE - FICTIONAL DATA ONLY\nName: Joe Bloggs   DOB: 01/01/1980\nOffence (fictional): theft",
+    ],
+)
+def test_banter_invitations_history_awards_test_cards_and_exercises_are_not(text):
+    assert not classify_text(text).signals, text
