@@ -424,10 +424,12 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
     streams: list[dict[str, Any]] = [{"events": []} for _ in range(3)]
 
     def read(state: dict[str, Any]) -> None:
+        # Long enough to be in flight when the signal comes (three events in), short enough to finish inside the
+        # 20 s drain on a loaded 2-core host: 200 tokens took past it once at ~3 tokens/s while other work ran.
         body = {
             "model": "default",
             "stream": True,
-            "max_tokens": 200,
+            "max_tokens": 120,
             "ignore_eos": True,
             "messages": [{"role": "user", "content": "Tell me everything"}],
         }
