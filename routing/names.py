@@ -417,6 +417,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         or _named_in_lower_case(buf, lo, hi)
         or _named_alone_with_age(buf, lo, hi, firsts)
         or _named_in_fields(buf, lo, hi)
+        or _named_by_possessive_case(buf, lo, hi, firsts)
     )
 
 
@@ -537,6 +538,31 @@ def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) 
             and word not in NOT_NAME_WORDS
             and not _staff(buf, m.start(), m.start() + len(first))
             and not _NOT_A_CELL_AFTER.starts_at(buf, m.end(), m.end() + 16)
+        ):
+            return True
+    return False
+
+
+# A given name or a surname alone, in any case, whose case the next words are: "jade's been bailed", "okafor's
+# licence conditions", "Shane's solicitor", "kieran's recall".
+_POSSESSIVE_CASE = Regex(
+    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})'s[ \t]+(?:been[ \t]+|got[ \t]+|on[ \t]+)?(?i:licen[cs]e|bail|bailed|curfew|trial"
+    rb"|sentence|sentenced|recall|recalled|tag|hearing|release[ \t]+date|parole|solicitor|remand|remanded|probation"
+    rb"|offending|conviction|convicted|arrest|arrested|charged|charges|pre[ \t\-]?cons|psr|oasys|risk[ \t]+assessment"
+    rb"|supervision|breach|breached)\b",
+    re2_options(1 << 20),
+)
+
+
+def _named_by_possessive_case(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    sur = surnames()
+    for m in _POSSESSIVE_CASE.finditer(buf, lo, hi):
+        who = name_word(m.group(b"who") or b"")
+        if (
+            (who in firsts or who in sur)
+            and who not in NOT_NAME_WORDS
+            and who not in _MONTH_NAMES
+            and not _staff(buf, m.start(), m.start() + len(who))
         ):
             return True
     return False

@@ -511,3 +511,9 @@ def test_a_marking_with_a_sentence_after_it_opening_an_embeddings_input():
 )
 def test_banter_invitations_history_awards_test_cards_and_exercises_are_not(text):
     assert not classify_text(text).signals, text
+
+
+def test_a_name_alone_whose_case_the_next_words_are():
+    assert PERSON in signals("okafor's licence conditions need varying, new address approved by CAS3")
+    assert PERSON in signals("Shane's solicitor emailed - he wants his bail conditions varied")
+    assert PERSON not in signals("Sarah's release notes for the sentencing calculator are attached")
