@@ -90,8 +90,9 @@ _SAID_AFTER = Regex(
     # "Oksana HRYTSENKO at HMP Send", "Chen Jiahui (victim of ...)", "Keeley-Ann Brannock (assault on ...)"
     rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:(?:registered[ \t]+)?(?:sex[ \t]+)?offender|prisoner|inmate"
     rb"|detainee|defendant|resident)s?\b)"
-    # a cell in brackets: "Hamza Qureshi (B3-11)"
+    # a cell in brackets: "Hamza Qureshi (B3-11)"; another name in brackets: "WANG Zihan (goes by Kevin)"
     rb"|[ \t]*\([ \t]*[A-K][0-9]?-[0-9]{1,3}[ \t]*\)"
+    rb"|[ \t]*\([ \t]*(?i:goes[ \t]+by|aka|a\.k\.a\.?|known[ \t]+as|also[ \t]+known[ \t]+as|nee)\b"
     rb"|[ \t]+(?i:at|in|from|to)[ \t]+(?:HMP|HMYOI)\b"
     rb"|[ \t]*\([ \t]*(?i:the[ \t]+)?(?i:victim|witness|defendant|offender|prisoner|suspect|complainant|accused|assault"
     rb"|robbery|burglary|theft|murder|manslaughter|rape|wounding|gbh|abh|arson|stalking|harassment|fraud)\b)",
@@ -516,6 +517,12 @@ _NAME_WITH_AGE = Regex(
     re2_options(1 << 20),
 )
 _MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names
+# ... or after a person's description: "a lad called Lorcan", "the young person named Tia".
+_DESCRIBED_AND_NAMED = Regex(
+    rb"(?i:\b(?:lad|man|woman|girl|boy|lass|guy|bloke|client|prisoner|offender|young[ \t]+person|person|kid|child|son"
+    rb"|daughter|fella|chap)[ \t]+(?:called|named))[ \t]+(?P<first>[A-Z][a-z]+)\b",
+    re2_options(1 << 20),
+)
 
 
 # A place in a building or a paper size, not a wing or a cell: "Sarah in B2 meeting room", "James on A4 paper".
@@ -527,6 +534,10 @@ _NOT_A_CELL_AFTER = Regex(
 
 
 def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
+        word = name_word(m.group(b"first") or b"")
+        if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
+            return True
     for m in _NAME_WITH_AGE.finditer(buf, lo, hi):
         first = m.group(b"first")
         if first is None:

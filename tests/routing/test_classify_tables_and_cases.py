@@ -517,3 +517,9 @@ def test_a_name_alone_whose_case_the_next_words_are():
     assert PERSON in signals("okafor's licence conditions need varying, new address approved by CAS3")
     assert PERSON in signals("Shane's solicitor emailed - he wants his bail conditions varied")
     assert PERSON not in signals("Sarah's release notes for the sentencing calculator are attached")
+
+
+def test_a_given_name_after_a_description_and_a_name_with_another_in_brackets():
+    assert PERSON in signals("I've got a lad called Lorcan on my caseload, just released from HMP Altcourse.")
+    assert PERSON in signals("WANG Zihan (goes by Kevin) - FNO, finished his sentence for the cannabis grow")
+    assert PERSON not in signals("I called Sarah about the probation rota.")
