@@ -264,7 +264,10 @@ def _rows(
 
 # Where a marking's form is met and it still marks nothing: an example of the form ("put the marking in the subject,
 # e.g. [OFFICIAL-SENSITIVE]") and the office's Secret Santa.
-_EXAMPLE_BEFORE = Regex(rb"(?i:\be\.?g\.?|\bfor[ \t]+example|\bsuch[ \t]+as|\bi\.?e\.?)[ \t,:]*$", re2_options(1 << 20))
+_EXAMPLE_BEFORE = Regex(  # (also in markup not yet decoded: "e.g.&nbsp;[OFFICIAL-SENSITIVE]")
+    rb"(?i:\be\.?g\.?|\bfor(?:[ \t]|&nbsp;)+example|\bsuch(?:[ \t]|&nbsp;)+as|\bi\.?e\.?)(?:[ \t,:]|&nbsp;|&#160;)*$",
+    re2_options(1 << 20),
+)
 _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 
 
