@@ -145,6 +145,9 @@ _NINO_CONTEXT = Words(b"insurance", b"nino", b"ni number", b"ni no", b"nin ")
 
 def _ni_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
+    start, end = m.span()
+    if text[end : end + 1].isdigit() and start > 0 and text[start - 1 : start] not in (b" ", b"\t", b"\n"):
+        return None  # a digit runs on only in a fixed-width record's field, which starts after spacing
     s = raw.upper().translate(None, b" \t.-")
     a, b = s[0:1], s[1:2]
     if a in b"DFIQUV" or b in b"DFIQUVO" or s[:2] in _NINO_BAD_PREFIX or s == _NINO_EXAMPLE:
@@ -967,9 +970,17 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "ni_number",
         OS,
-        _alnum_id(
-            rb"(?i:[A-Z]{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"\d{2}" + _NI_SEP + rb"[A-D])"
-        ),
+        # a digit may follow the suffix letter: a fixed-width record runs the next field on ("LJ000864C19780203...")
+        _AB
+        + rb"(?P<v>(?i:[A-Z]{2}"
+        + _NI_SEP
+        + rb"\d{2}"
+        + _NI_SEP
+        + rb"\d{2}"
+        + _NI_SEP
+        + rb"\d{2}"
+        + _NI_SEP
+        + rb"[A-D]))(?:[^A-Za-z\n]|(?m:$))",
         _ni_number,
     ),
     Detector("pnc_id", OS, _alnum_id(rb"(?:19|20)\d{2}/?\d{7}[A-Z]"), _pnc_long),

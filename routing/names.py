@@ -396,6 +396,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
                 continue
             if f in firsts:
                 return True
+            if f in sur and last in firsts and f not in NOT_NAME_WORDS and not _in_title_case_phrase(buf, start, end):
+                return True  # surname first, as exports and file names write it: "Rowbotham Demi"
             if (
                 last in sur
                 and f not in NOT_SURNAMES

@@ -523,3 +523,14 @@ def test_a_given_name_after_a_description_and_a_name_with_another_in_brackets():
     assert PERSON in signals("I've got a lad called Lorcan on my caseload, just released from HMP Altcourse.")
     assert PERSON in signals("WANG Zihan (goes by Kevin) - FNO, finished his sentence for the cannabis grow")
     assert PERSON not in signals("I called Sarah about the probation rota.")
+
+
+def test_a_fixed_width_records_ni_number_and_a_surname_first_file_name():
+    record = "19244038WHITTAKER           JOANNE         LJ000864C1978020320100559585508000354136"
+    assert "ni_number" in signals("Payroll interface, one record:\n" + record)
+    assert PERSON in signals("PSR_Rowbotham_Demi_final_v2.docx       2 days ago     Court Team")
+
+
+def test_an_escaped_line_breaks_letter_does_not_start_an_ni_number():
+    note = '{"note": "The ICAO 9303 specimen reads:\\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"}'
+    assert "ni_number" not in signals("Can you tidy up this record? " + note)
