@@ -321,61 +321,86 @@ def forward(pid: int, sig: int) -> None:
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
 
 
-def sweep_in_helper(
-    server_id: str,
-    private: str,
-    members: Iterable[tuple[int, float]],
-    exclude: Iterable[int],
-    timeout_s: float,
-    remove_private: bool,
-) -> tuple[list[str], bool] | None:
-    """Kill what server ``server_id`` left running (its tagged processes and recorded ``members``, except
-    ``exclude``) and, with ``remove_private``, remove its private folder: in a helper process, waiting at most
-    ``timeout_s`` for its answer. Returns (what was killed, whether the folder is gone), or None if the helper did
-    not answer in time.
+class SweepHelper:
+    """A process that kills what server ``server_id`` left running (its tagged processes and recorded ``members``,
+    except ``exclude``) and, with ``remove_private``, removes its private folder, when asked.
 
     A helper because this work reads /proc for every process and removes a folder whose users just died: on this
     project's VM kernel both have been seen to stall in the kernel (``shrink_dcache_parent``) right after a large
-    tree died, and a process stalled there cannot exit. The supervisor's exit must not wait on it, so the helper is
-    never collected here either (see ``Supervisor.reap``): it passes to init when the supervisor exits."""
-    spec = json.dumps(
-        {
-            "server_id": server_id,
-            "private": private,
-            "members": list(members),
-            "exclude": list(exclude),
-            "timeout_s": max(0.2, timeout_s - 0.5),
-            "remove": remove_private,
-        }
-    )
-    helper = subprocess.Popen(
-        [sys.executable, "-m", "serving.lifeline", spec],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    assert helper.stdout is not None
-    answer, deadline = b"", time.monotonic() + timeout_s
-    with contextlib.suppress(OSError):
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([helper.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(helper.stdout.fileno(), 65536) if ready else b""
-            if not chunk:
-                break
-            answer += chunk
-    helper.stdout.close()
-    helper.returncode = 0  # never collected here: keeps Popen from doing so later
-    try:
-        result = json.loads(answer)
-        return list(result["killed"]), bool(result["removed"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    tree died, and a process stalled there cannot exit. Started with the supervisor, before anything of the server
+    exists: starting a process after the tree died has stalled too (the supervisor was seen blocked in ``vfork`` for
+    its helper a minute after the signal), so the supervisor's stop starts none; it writes the request to the
+    helper's stdin and reads the answer with a bound. The helper exits at the end of its stdin, so it goes when
+    the supervisor does, and it is never collected here (see ``Supervisor.reap``): it passes to init."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.lifeline"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.proc.returncode = 0  # never collected here: keeps Popen from doing so later
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def sweep(
+        self,
+        server_id: str,
+        private: str,
+        members: Iterable[tuple[int, float]],
+        exclude: Iterable[int],
+        timeout_s: float,
+        remove_private: bool,
+    ) -> tuple[list[str], bool] | None:
+        """Returns (what was killed, whether the folder is gone), or None if the helper did not answer within
+        ``timeout_s``. Once only: the helper exits after its answer."""
+        spec = json.dumps(
+            {
+                "server_id": server_id,
+                "private": private,
+                "members": list(members),
+                "exclude": list(exclude),
+                "timeout_s": max(0.2, timeout_s - 0.5),
+                "remove": remove_private,
+            }
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        answer, deadline = b"", time.monotonic() + timeout_s
+        with contextlib.suppress(OSError):  # a helper that died: no answer
+            self.proc.stdin.write(spec.encode() + b"\n")  # far below a pipe's buffer: never blocks
+            self.proc.stdin.close()
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(self.proc.stdout.fileno(), 65536) if ready else b""
+                if not chunk:
+                    break
+                answer += chunk
+        self.close()
+        try:
+            result = json.loads(answer)
+            return list(result["killed"]), bool(result["removed"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def close(self) -> None:
+        """Let the helper go without a request (the end of its stdin)."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
-def _sweep_main(spec_json: str) -> int:
-    """The helper of ``sweep_in_helper``: prints {"killed": [...], "removed": bool} as one JSON line."""
+def _sweep_main() -> int:
+    """The ``SweepHelper`` process: waits for one request on stdin, prints {"killed": [...], "removed": bool} as one
+    JSON line; exits at once at the end of its stdin."""
     import shutil
 
+    spec_json = sys.stdin.readline()
+    if not spec_json.strip():
+        return 0
     spec = json.loads(spec_json)
     exclude = {int(pid) for pid in spec["exclude"]}
     members = [(int(pid), float(started)) for pid, started in spec["members"]]
@@ -394,4 +419,4 @@ def _sweep_main(spec_json: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_sweep_main(sys.argv[1]))
+    sys.exit(_sweep_main())

@@ -85,6 +85,7 @@ class Supervisor:
         self.reported_at = 0.0
         self.log_path: Path | None = None
         self.record: lifeline.ServerRecord | None = None
+        self.sweeper: lifeline.SweepHelper | None = None  # started before the server: see lifeline.SweepHelper
         self._buffer = b""
 
     # -- children -------------------------------------------------------------------------------------------------
@@ -222,6 +223,8 @@ class Supervisor:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            if self.sweeper is not None:
+                self.sweeper.close()  # unused (a failed start): it exits at the end of its stdin
             self.terminal.close()
 
     def _run(self) -> int:
@@ -253,6 +256,8 @@ class Supervisor:
             port=port,
         )
         record = lifeline.write_record(self.state, self.record)  # before the server starts: it may die at once
+        self.sweeper = lifeline.SweepHelper()
+        self.helpers.add(self.sweeper.pid)
         self.terminal.say(f"sovereign serve: starting (log: {log_path})")
         read_fd, write_fd = os.pipe()
         command = [*self.command, "--supervisor", str(os.getpid()), "--private", private, "--channel", str(write_fd)]
@@ -324,7 +329,8 @@ class Supervisor:
             else self.stop_at + self.settings.server.drain_timeout_s + STOP_LIMIT_S - 1.0
         )
         members = self.record.members if self.record is not None else []
-        swept = lifeline.sweep_in_helper(
+        assert self.sweeper is not None  # started before the server
+        swept = self.sweeper.sweep(
             self.server_id,
             private,
             members,

@@ -278,6 +278,25 @@ def test_records_of_running_servers_are_left_alone(tmp_path: Path) -> None:
     assert [r for _, r in lifeline.read_records(tmp_path)] == [record]
 
 
+def test_the_sweep_helper_kills_what_a_server_left_and_removes_its_folder(tmp_path: Path) -> None:
+    """Started before anything dies, it sweeps when asked (by the server's tag and by recorded members) and exits
+    after its answer; never asked, it exits at the end of its stdin."""
+    private = tmp_path / "private"
+    private.mkdir()
+    env = {**os.environ, lifeline.SERVER_ID_ENV: "feedc0de"}
+    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    helper = lifeline.SweepHelper()
+    swept = helper.sweep("feedc0de", str(private), [], exclude=[], timeout_s=10, remove_private=True)
+    assert swept is not None
+    killed, removed = swept
+    assert removed and not private.exists() and any(str(left.pid) in k for k in killed)
+    assert left.wait(timeout=5) == -signal.SIGKILL
+    assert psutil.Process(helper.pid).wait(timeout=5) == 0
+    idle = lifeline.SweepHelper()
+    idle.close()
+    assert psutil.Process(idle.pid).wait(timeout=5) == 0
+
+
 def test_bounded_steps() -> None:
     assert bounded(lambda: None, 1) == "done"
     assert bounded(lambda: time.sleep(5), 0.2) == "timeout"
