@@ -20,6 +20,9 @@ brought to one canonical form, and the few encodings that hide text entirely are
   entities, percent-escapes, quoted-printable and base64 runs that decode to text, and JSON found anywhere in a
   string (its scalars written out as ``key: value`` lines, so a ``"classification": "SECRET"`` pair reads as a
   label). Only text that carries such an encoding (``needs_decoding``) has one.
+- **rejoined** (``rejoined``): identifiers that a line break or spacing breaks up, read whole (a PDF column's wrap
+  after a label, an OCR'd form's boxes a character at a time), and lines with file names whose words are joined by
+  underscores, with spaces for them. Only text with the REJOIN marker has one, a few lines long.
 
 A message's text parts joined the way the model reads them is the fourth view; ``routing.classify`` builds it,
 since it is about the request's shape, not about one string.
