@@ -567,8 +567,30 @@ _POSSESSIVE_CASE = Regex(
 )
 
 
+# ... or what was done to them: "okafor was remanded", "Whitlock got recalled".
+_ALONE_AND_DONE = Regex(
+    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:was|is|has[ \t]+been|got|been|were)[ \t]+(?:just[ \t]+)?(?i:remanded"
+    rb"|recalled|sentenced|charged|arrested|bailed|convicted|jailed|breached|released[ \t]+on[ \t]+licence)\b",
+    re2_options(1 << 20),
+)
+
+
+# A town that is also a surname: "a man from Hull was jailed".
+_PLACE_BEFORE = Regex(rb"(?i:\b(?:from|in|at|to|of|near|for))[ \t]+$", re2_options(1 << 20))
+
+
 def _named_by_possessive_case(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
     sur = surnames()
+    for m in _ALONE_AND_DONE.finditer(buf, lo, hi):
+        who = name_word(m.group(b"who") or b"")
+        if (
+            who in sur
+            and who not in firsts
+            and who not in NOT_NAME_WORDS
+            and who not in NOT_SURNAMES
+            and not _PLACE_BEFORE.ends_at(buf, m.start(), 12)
+        ):
+            return True  # a surname that is no given name: "okafor", not "kyle was remanded" (that needs a cue)
     for m in _POSSESSIVE_CASE.finditer(buf, lo, hi):
         who = name_word(m.group(b"who") or b"")
         if (

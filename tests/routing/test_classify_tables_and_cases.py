@@ -534,3 +534,9 @@ def test_a_fixed_width_records_ni_number_and_a_surname_first_file_name():
 def test_an_escaped_line_breaks_letter_does_not_start_an_ni_number():
     note = '{"note": "The ICAO 9303 specimen reads:\\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"}'
     assert "ni_number" not in signals("Can you tidy up this record? " + note)
+
+
+def test_a_surname_alone_with_what_was_done_to_them():
+    assert PERSON in signals("okafor was remanded in custody yesterday")
+    assert PERSON not in signals("A 34-year-old man from Hull was jailed for six years at Hull Crown Court yesterday.")
+    assert PERSON not in signals("the prisoner was remanded")
