@@ -249,7 +249,8 @@ _TEAMS = rb"(?i:team|hub|unit|office|service|department|directorate|helpdesk|des
 _COLLEAGUE_AFTER = Regex(
     rb"[ \t]+from[ \t]+(?:the[ \t]+|our[ \t]+)?(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + _TEAMS + rb"\b"
     rb"|[ \t]*[,\-][ \t]*(?i:our|the)[ \t]+new[ \t]+"
-    rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been))?[ \t]+(?i:retiring|retires|retired[ \t]+from"
+    rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been)|[ \t]*,)?[ \t]+(?i:retiring|retires"
+    rb"|retired[ \t]+from"
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
     rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
     rb"|starts[ \t]+as)\b",
@@ -258,6 +259,7 @@ _COLLEAGUE_AFTER = Regex(
 # ... and before it: "welcome to", "croeso i", "my colleague", a job title, "farewell message for".
 _COLLEAGUE_BEFORE = Regex(
     rb"(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
+    rb"|\bnew[ \t]+(?:starter|joiner|colleague|member[ \t]+of[ \t]+staff|team[ \t]+member|apprentice|trainee)"
     # a job title before the name: "the AP manager Jodie Marsh", "Senior Probation Officer Helen Ward"
     rb"|\b(?:manager|lead|head|director|administrator|co-?ordinator|analyst|clerk|usher|chaplain|facilitator"
     rb"|supervisor)"

@@ -540,3 +540,9 @@ def test_a_surname_alone_with_what_was_done_to_them():
     assert PERSON in signals("okafor was remanded in custody yesterday")
     assert PERSON not in signals("A 34-year-old man from Hull was jailed for six years at Hull Crown Court yesterday.")
     assert PERSON not in signals("the prisoner was remanded")
+
+
+def test_someone_on_bail_and_not_a_policy_on_bail_accommodation_nor_a_new_starter():
+    assert PERSON in signals("Kyle Brennan, on bail for the burglary, missed his curfew")
+    assert PERSON not in signals("Our policy on bail accommodation support is attached; Helen Ward leads the review.")
+    assert PERSON not in signals("The new starter, Jamal Khan, joins the Birmingham PDU on Monday as a probation PSO.")
