@@ -857,10 +857,9 @@ _JUSTICE_WORDS = (
     rb"|licence[ \t]+conditions?|on[ \t]+licence|unpaid[ \t]+work|community[ \t]+payback|referral[ \t]+order"
     rb"|restorative[ \t]+justice|youth[ \t]+offending|pre-sentence[ \t]+report|approved[ \t]+premises"
     rb"|exclusion[ \t]+zone|electronic[ \t]+monitoring|verdict|bail[ \t]+conditions"
-    # someone on bail, not a policy on bail accommodation
+    # someone on bail, not a policy on bail accommodation (police or court bail: below)
     rb"|(?:is|was|were|been|being|remains?|released|out|currently|still|while|whilst|he's|she's|they're|,)"
     rb"[ \t]+on[ \t]+bail"
-    rb"|on[ \t]+(?:police|conditional|unconditional|court)[ \t]+bail"
     rb"|(?:at|in|to|before)[ \t]+court|court[ \t]+(?:date|appearance|case|result|order|list)"
     rb"|witness[ \t]+statement|prosecuted|prosecution|segregation[ \t]+unit|adjudication"
     rb"|(?:further|victim[ \t]+personal)[ \t]+statement|ptph|oic|released[ \t]+under[ \t]+investigation"

@@ -420,9 +420,9 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         _named_in_capitals(buf, lo, hi, firsts)
         or _named_by_context(buf, lo, hi)
         or _named_in_lower_case(buf, lo, hi)
-        or _named_alone_with_age(buf, lo, hi, firsts)
+        or _named_alone_with_a_cue(buf, lo, hi, firsts)
         or _named_in_fields(buf, lo, hi)
-        or _named_by_possessive_case(buf, lo, hi, firsts)
+        or _named_alone_by_their_case(buf, lo, hi, firsts)
     )
 
 
@@ -537,7 +537,8 @@ _NOT_A_CELL_AFTER = Regex(
 )
 
 
-def _named_alone_with_age(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    """A given name alone after a person's description, or with an age or a cell after it; initials with an age."""
     for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
         word = name_word(m.group(b"first") or b"")
         if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
@@ -581,7 +582,8 @@ _ALONE_AND_DONE = Regex(
 _PLACE_BEFORE = Regex(rb"(?i:\b(?:from|in|at|to|of|near|for))[ \t]+$", re2_options(1 << 20))
 
 
-def _named_by_possessive_case(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+def _named_alone_by_their_case(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    """A listed surname alone with what was done to them, or a listed name alone whose case the next words are."""
     sur = surnames()
     for m in _ALONE_AND_DONE.finditer(buf, lo, hi):
         who = name_word(m.group(b"who") or b"")

@@ -414,7 +414,10 @@ def _sweep_main() -> int:
     if spec["remove"]:
         shutil.rmtree(spec["private"], ignore_errors=True)
         removed = not Path(spec["private"]).exists()
-    print(json.dumps({"killed": killed, "removed": removed}), flush=True)
+    try:
+        print(json.dumps({"killed": killed, "removed": removed}), flush=True)
+    except BrokenPipeError:  # the supervisor stopped waiting for the answer and has gone: nothing to report to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the interpreter's exit
     return 0
 
 
