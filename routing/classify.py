@@ -208,6 +208,7 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
                         texts.extend(node)
                         continue
                     texts.extend(_joined_text_parts(node))
+                    texts.extend(_message_seams(node))
                 inner = iter(node)
             elif kind_of_node is int:
                 if abs(node) >= _MIN_IDENTIFIER_INT:
@@ -284,6 +285,44 @@ def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> list[str]:
         pieces.append(text)
     spaced = "".join(pieces)
     return [joined] if spaced == joined else [joined, spaced]
+
+
+# How much of each side of a seam between two messages is read together: an identifier (at most 20 characters
+# with its spacing) and the label before it ("his NHS number is").
+_SEAM_CHARS = 48
+
+
+def _message_text(item: Any) -> str | None:
+    """A message's text (``content`` as a string, or its text parts concatenated), or None for anything else."""
+    if not isinstance(item, Mapping) or "role" not in item:
+        return None
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS]
+        return "".join(t for t in texts if isinstance(t, str)) or None
+    return None
+
+
+def _message_seams(items: list[Any] | tuple[Any, ...]) -> list[str]:
+    """Where one message of a conversation ends in a letter or digit and the next starts with a digit or a
+    capital, the end of the first and the start of the second joined by a space: a number sent in two messages
+    as people type them ("his NHS number is 943 476", then "5919 sorry"). Each seam is scanned as a text of its
+    own, so nothing else is joined across messages."""
+    seams: list[str] = []
+    previous: str | None = None
+    for item in items:
+        text = _message_text(item)
+        if text is None:
+            previous = None
+            continue
+        if previous is not None:
+            tail, head = previous.rstrip()[-_SEAM_CHARS:], text.lstrip()[:_SEAM_CHARS]
+            if tail[-1:].isalnum() and (head[:1].isdigit() or head[:1].isupper()):
+                seams.append(tail + " " + head)
+        previous = text
+    return seams
 
 
 def _data_urls(text: str, found: _Body) -> None:

@@ -546,3 +546,16 @@ def test_someone_on_bail_and_not_a_policy_on_bail_accommodation_nor_a_new_starte
     assert PERSON in signals("Kyle Brennan, on bail for the burglary, missed his curfew")
     assert PERSON not in signals("Our policy on bail accommodation support is attached; Helen Ward leads the review.")
     assert PERSON not in signals("The new starter, Jamal Khan, joins the Birmingham PDU on Monday as a probation PSO.")
+
+
+def test_a_number_sent_in_two_messages_is_read_across_the_seam_and_nothing_else_is_joined():
+    def signals(*turns: tuple[str, str]) -> set[str]:
+        body = {"model": "m", "messages": [{"role": role, "content": text} for role, text in turns]}
+        return {s.type for s in classify_request(body).signals}
+
+    assert "nhs_number" in signals(("user", "his nhs number is 943 476"), ("user", "5919 sorry, cut off"))
+    parts = [{"type": "text", "text": "56 C"}]
+    turns = [{"role": "user", "content": "NI number is JK 12 34"}, {"role": "user", "content": parts}]
+    body = {"model": "m", "messages": turns}
+    assert "ni_number" in {s.type for s in classify_request(body).signals}
+    assert signals(("user", "meeting at 10"), ("assistant", "2 people confirmed")) == set()
