@@ -26,6 +26,10 @@ a marking counts only in these positions (text is normalised first: every line b
   questions, "if", "when") are checked by ``_said_of_this_text`` and do not count;
 - the last words of a line after a full stop (a footer): ``... end of note. OFFICIAL-SENSITIVE``.
 
+None of these counts for a marking given as an example (``e.g. [SECRET]``), a Secret Santa, or an item of a list
+of the scheme's levels (a schema's ``enum``, a regex's alternatives, a form's options: ``"OFFICIAL-SENSITIVE",
+"SECRET"``, ``TOP SECRET|SECRET``).
+
 Legacy banners and caveats raise to OFFICIAL-SENSITIVE (keeps them off commercial backends; a human re-marks
 them), SECRET and TOP SECRET to themselves.
 """
@@ -271,10 +275,43 @@ _EXAMPLE_BEFORE = Regex(  # (also in markup not yet decoded: "e.g.&nbsp;[OFFICIA
 _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 
 
+# A list of the scheme's levels (a schema's enum, a regex's alternatives, a drop-down's options): the marking
+# beside another level with a comma or a bar between them. Each side's level is read whole (OFFICIAL-SENSITIVE,
+# TOP SECRET) so that a marking beside the same level ("SECRET, SECRET", a bilingual banner) is no list.
+_LEVEL_WORDS = rb"(?i:official(?:[ \t\-]*sensitive)?|(?:top[ \t\-]*)?secret|restricted|confidential)"
+_LIST_SEPARATOR = rb"[\"'\])]*[ \t]*[,|][ \t\n]*[\"'\[(]*"
+_LEVEL_BEFORE = Regex(rb"(?P<level>" + _LEVEL_WORDS + rb")" + _LIST_SEPARATOR + rb"$", re2_options(1 << 20))
+_LEVEL_AFTER = Regex(_LIST_SEPARATOR + rb"(?P<level>" + _LEVEL_WORDS + rb")\b", re2_options(1 << 20))
+_LEVEL = Regex(_LEVEL_WORDS, re2_options(1 << 20))
+_NOT_LETTERS = bytes(c for c in range(256) if not chr(c).isalpha())
+
+
+def _level_key(words: bytes) -> bytes:
+    return words.lower().translate(None, _NOT_LETTERS)
+
+
+def _in_a_list_of_levels(text: bytes, start: int, end: int) -> bool:
+    """The marking matched in ``text[start:end]`` (with the label, decoration or words its form took) is one item
+    of a list of levels."""
+    level = _LEVEL._match(_UNANCHORED, text, start, end)[0]
+    if level[0] < 0:  # a Welsh or OCR-read spelling: not in a list of the English levels
+        return False
+    core_start, core_end = level
+    key = _level_key(text[core_start:core_end])
+    window = text[max(0, core_start - 48) : core_start]
+    before = _LEVEL_BEFORE._match(_UNANCHORED, window, 0, len(window))
+    if before[0][0] >= 0 and _level_key(window[slice(*before[1])]) != key:
+        return True
+    after = _LEVEL_AFTER._match(_ANCHOR_START, text, core_end, min(len(text), core_end + 48))
+    return after[0][0] >= 0 and _level_key(text[slice(*after[1])]) != key
+
+
 def _carried(signal: str) -> Validator:
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
         if _EXAMPLE_BEFORE.ends_at(text, start, 24) or _SANTA.found(text, start, min(len(text), end + 8)):
+            return None
+        if _in_a_list_of_levels(text, start, end):
             return None
         return signal
 
@@ -307,6 +344,7 @@ _GENERAL = Regex(
     re2_options(1 << 20),
 )
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most
 
 

@@ -559,3 +559,28 @@ def test_a_number_sent_in_two_messages_is_read_across_the_seam_and_nothing_else_
     body = {"model": "m", "messages": turns}
     assert "ni_number" in {s.type for s in classify_request(body).signals}
     assert signals(("user", "meeting at 10"), ("assistant", "2 people confirmed")) == set()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"enum": [\n    "OFFICIAL",\n    "OFFICIAL-SENSITIVE",\n    "SECRET",\n    "TOP SECRET"\n]',
+        'MARKING_RE = re.compile(r"\\b(OFFICIAL[-\\s]SENSITIVE|TOP SECRET|SECRET)\\b")',
+        "Sensitivity: OFFICIAL | OFFICIAL-SENSITIVE | SECRET (pick one)",
+    ],
+)
+def test_a_list_of_the_schemes_levels_is_no_marking(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "classification: SECRET, SECRET",
+        "SWYDDOGOL-SENSITIF / OFFICIAL-SENSITIVE\nNodyn",
+        "OFFICIAL-SENSITIVE, PERSONAL\nLetter to the Parole Board",
+        '{"classification": "SECRET", "owner": "ops"}',
+    ],
+)
+def test_a_marking_beside_the_same_level_or_a_descriptor_still_counts(text):
+    assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE
