@@ -279,7 +279,7 @@ _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 # beside another level with a comma or a bar between them. Each side's level is read whole (OFFICIAL-SENSITIVE,
 # TOP SECRET) so that a marking beside the same level ("SECRET, SECRET", a bilingual banner) is no list.
 _LEVEL_WORDS = rb"(?i:official(?:[ \t\-]*sensitive)?|(?:top[ \t\-]*)?secret|restricted|confidential)"
-_LIST_SEPARATOR = rb"[\"'\])]*[ \t]*[,|][ \t\n]*[\"'\[(]*"
+_LIST_SEPARATOR = rb"[\"'\])]*[ \t]*(?:[,|]|\n[ \t]*[\-*][ \t]+)[ \t\n]*[\"'\[(]*"  # a YAML or Markdown list too
 _LEVEL_BEFORE = Regex(rb"(?P<level>" + _LEVEL_WORDS + rb")" + _LIST_SEPARATOR + rb"$", re2_options(1 << 20))
 _LEVEL_AFTER = Regex(_LIST_SEPARATOR + rb"(?P<level>" + _LEVEL_WORDS + rb")\b", re2_options(1 << 20))
 _LEVEL = Regex(_LEVEL_WORDS, re2_options(1 << 20))

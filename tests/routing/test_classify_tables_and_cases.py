@@ -567,10 +567,22 @@ def test_a_number_sent_in_two_messages_is_read_across_the_seam_and_nothing_else_
         '"enum": [\n    "OFFICIAL",\n    "OFFICIAL-SENSITIVE",\n    "SECRET",\n    "TOP SECRET"\n]',
         'MARKING_RE = re.compile(r"\\b(OFFICIAL[-\\s]SENSITIVE|TOP SECRET|SECRET)\\b")',
         "Sensitivity: OFFICIAL | OFFICIAL-SENSITIVE | SECRET (pick one)",
+        "allowed_markings:\n  - OFFICIAL\n  - OFFICIAL-SENSITIVE\n  - SECRET\ndefault_marking: OFFICIAL",
     ],
 )
 def test_a_list_of_the_schemes_levels_is_no_marking(text):
     assert classify_text(text).level == Level.OFFICIAL
+
+
+def test_a_tool_schemas_enum_of_levels_is_read_as_the_list_it_is():
+    marking = {"type": "string", "enum": ["OFFICIAL", "OFFICIAL-SENSITIVE"]}
+    schema = {"type": "object", "properties": {"marking": marking}}
+    tool = {"type": "function", "function": {"name": "save", "parameters": schema}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "save this"}], "tools": [tool]}
+    assert classify_request(body).level == Level.OFFICIAL
+    # a list of short strings is one text: what it holds is still found
+    found = classify_request({"model": "m", "input": ["943 476 5919", "A1234BC"]}).signals
+    assert {s.type for s in found} == {"nhs_number", "prison_number"}
 
 
 @pytest.mark.parametrize(
