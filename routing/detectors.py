@@ -620,11 +620,28 @@ _HOME = Regex(
 )
 
 
+# The justice system's public buildings that every signature, invitation and letter template names: 102 Petty
+# France (the Ministry, HMCTS and LAA headquarters), the Royal Courts of Justice, the Central Criminal Court, the
+# Rolls Building, Field House, the Supreme Court, the Parole Board's and CICA's offices, Parliament, the Home Office
+# and the Treasury. Such a postcode is no one's home unless the words around say so ("lives at").
+_PUBLIC_BUILDING_POSTCODES = frozenset(
+    (
+        *(b"SW1H9AJ", b"WC2A2LL", b"EC4M7EH", b"EC4A1NL", b"EC4A1DZ", b"SW1P3BD", b"E144PU", b"G28JQ"),
+        *(b"SW1A0AA", b"SW1P4DF", b"SW1A2HQ"),
+    )
+)
+_PUBLIC_BUILDING = Regex(
+    rb"(?i:" + rb"|".join(code[:-3] + rb"[ \t]?" + code[-3:] for code in sorted(_PUBLIC_BUILDING_POSTCODES)) + rb")\b",
+    re2_options(1 << 20),
+)
+
+
 def _organisation_address(text: bytes, start: int) -> bool:
-    """An organisation's word in the address before ``start`` (not one that names the street), no one named, and
-    nothing that says it is someone's home."""
+    """An organisation's word in the address before ``start`` (not one that names the street) or a public
+    building's postcode, no one named, and nothing that says it is someone's home."""
     lo = max(0, start - _ADDRESS_LOOK)
     organisation = any(word.group(b"street") is None for word in _ORGANISATION.finditer(text, lo, start))
+    organisation = organisation or _PUBLIC_BUILDING.found(text, lo, start)
     if not organisation:
         return False
     return not _HOME.found(text, lo, min(len(text), start + 48)) and not names.find_person(text, lo, start)
@@ -636,8 +653,12 @@ _EXAMPLE_POSTCODES = frozenset((b"SW1A1AA", b"SW1A2AA", b"EC1A1BB", b"ZZ999ZZ"))
 
 
 def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    if m.group().upper().replace(b" ", b"").replace(b"\t", b"") in _EXAMPLE_POSTCODES and _an_example(text, m.start()):
+    code = m.group().upper().replace(b" ", b"").replace(b"\t", b"")
+    if code in _EXAMPLE_POSTCODES and _an_example(text, m.start()):
         return None
+    if code in _PUBLIC_BUILDING_POSTCODES:
+        start = m.start()
+        return "uk_postcode" if _HOME.found(text, max(0, start - _ADDRESS_LOOK), start + 48) else None
     return None if _organisation_address(text, m.start()) else "uk_postcode"
 
 

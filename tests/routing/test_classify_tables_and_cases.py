@@ -596,3 +596,10 @@ def test_a_tool_schemas_enum_of_levels_is_read_as_the_list_it_is():
 )
 def test_a_marking_beside_the_same_level_or_a_descriptor_still_counts(text):
     assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE
+
+
+def test_a_public_buildings_postcode_and_a_line_in_its_address_are_no_ones_home():
+    signature = "Rosalind Eke\nHR Business Partner\n102 Petty France, London SW1H 9AJ\nTeams / 020 3334 3555"
+    assert classify_text(signature).level == Level.OFFICIAL
+    assert classify_text("Deliveries go to the Royal Courts of Justice, Strand, London WC2A2LL").level == Level.OFFICIAL
+    assert "uk_postcode" in {s.type for s in classify_text("she lives at 102 Petty France, London SW1H 9AJ").signals}
