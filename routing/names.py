@@ -207,7 +207,9 @@ _PUBLIC_OFFICE = Regex(
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
     rb"|Coroner"
     # officials in role: police ranks, probation and prison roles, councillors
-    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI)"
+    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
+    # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
+    rb"|minister|chaired[ \t]+by)"
     # and what the office is of or for: "Chief Inspector of Prisons", "Secretary of State for Justice"
     rb"(?:[ \t]+(?:of|for)(?:[ \t]+(?:the|State[ \t]+for))?[ \t]+[A-Z][A-Za-z']+"
     rb"(?:[ \t]+(?:and|&)[ \t]+[A-Z][A-Za-z']+)?)?"
@@ -216,8 +218,12 @@ _PUBLIC_OFFICE = Regex(
 )
 
 
-def _public_office_before(buf: bytes, start: int) -> bool:
-    return _PUBLIC_OFFICE.ends_at(buf, start, 72)
+# ... or a post-nominal of an office after it: "Shabana Mahmood MP", "Jane Ashworth KC".
+_POST_NOMINAL = Regex(rb"[ \t]+(?:MP|MSP|MS|MEP|KC|QC|JP)\b", re2_options(1 << 20))
+
+
+def _public_figure(buf: bytes, start: int, end: int) -> bool:
+    return _PUBLIC_OFFICE.ends_at(buf, start, 72) or _POST_NOMINAL.starts_at(buf, end, end + 6)
 
 
 # Colleagues, not the subjects of a case: a name in a meeting's list of people ("Attendees: Samira Osei (Safer
@@ -375,7 +381,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
     firsts, sur = first_names(), surnames()
     for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
-        if _is_case_citation(buf, start, end) or _public_office_before(buf, start) or _staff(buf, start, end):
+        if _is_case_citation(buf, start, end) or _public_figure(buf, start, end) or _staff(buf, start, end):
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
@@ -692,7 +698,7 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
             continue
         if any(w in _ACRONYMS for w in words):
             continue  # "Leeds PDU", "HMP Leeds", "CPS Wessex"
-        if _public_office_before(buf, start) or _staff(buf, start, end):
+        if _public_figure(buf, start, end) or _staff(buf, start, end):
             continue
         if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
             continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name

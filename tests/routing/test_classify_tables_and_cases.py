@@ -603,3 +603,24 @@ def test_a_public_buildings_postcode_and_a_line_in_its_address_are_no_ones_home(
     assert classify_text(signature).level == Level.OFFICIAL
     assert classify_text("Deliveries go to the Royal Courts of Justice, Strand, London WC2A2LL").level == Level.OFFICIAL
     assert "uk_postcode" in {s.type for s in classify_text("she lives at 102 Petty France, London SW1H 9AJ").signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tell me about Elizabeth Fry and her work at Newgate Prison in the early 19th century.",
+        "What did the Independent Sentencing Review chaired by David Gauke recommend, in broad terms?",
+        "I'm writing a radio play set in a Victorian prison. Give me a scene where the warder and a young pickpocket"
+        " called Artful Tom argue about the treadmill.",
+        "INT. HMP BLACKWATER - VISITS HALL - DAY\n\nJONAH CREE (40s, tired) sits across from his daughter KIT (17).",
+        "For a prison reading group, a question about Magwitch, the escaped convict in Charles Dickens's novel.",
+        "Draft a letter to Shabana Mahmood MP about family visits in women's prisons.",
+    ],
+)
+def test_history_fiction_and_public_figures_by_their_office_are_no_case(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+def test_novel_psychoactive_substances_are_no_novel():
+    text = "the prisoner Jade Smith has been found with novel psychoactive substances on B wing"
+    assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
