@@ -21,6 +21,7 @@ can only keep such a request local or refuse it.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ ERROR_SIGNAL = "classification_error"
 TIMEOUT_SIGNAL = "classification_timeout"
 
 # Kinds of content the classifier cannot read, and the signal each raises (OFFICIAL-SENSITIVE).
-UNSCANNED_KINDS: tuple[str, ...] = ("image", "audio", "video", "file", "token_ids")
+UNSCANNED_KINDS: tuple[str, ...] = ("image", "audio", "video", "file", "token_ids", "script")
 _PART_KINDS = {
     "image_url": "image",
     "input_image": "image",
@@ -74,6 +75,41 @@ _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _TOKEN_FIELDS = ("prompt", "input")
 _DATA_URL_KINDS = {"image": "image", "audio": "audio", "video": "video", "application": "file", "font": "file"}
 _MIN_IDENTIFIER_INT = 100_000  # integers of six digits or more are scanned as text (identifiers in JSON numbers)
+
+
+# Words in scripts the rules have no vocabulary for: Greek, Cyrillic, Armenian, Hebrew, Arabic (Urdu, Persian), the
+# Indic scripts, Thai, Lao, Tibetan, Myanmar, Georgian, Hangul, Ethiopic, Khmer, Kana and Han. A name and a case
+# written in them ("translate this letter from a prisoner's mother") cannot be told from a leaflet, so text with
+# this many such letters, in runs of two or more (not a formula's single Greek letters), is content the classifier
+# cannot read (kind "script"). Latin-script languages are read: their letters fold to ASCII for the name lists.
+_OTHER_SCRIPT_WORD = re.compile(
+    "[\u0370-\u03ff\u0400-\u052f\u0530-\u058f\u0590-\u05ff\u0600-\u08ff\u0900-\u0dff\u0e00-\u0fff"
+    "\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u139f\u1780-\u17ff\u3040-\u30ff\u3100-\u318f"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\ufb1d-\ufdff\ufe70-\ufeff]{2,}"
+)
+_OTHER_SCRIPT_LETTERS = 12
+# ... unless the words around it say it is published material: a leaflet, a sign, a poster, a poem.
+_PUBLISHED = re.compile(
+    r"(?i:\b(?:(?:this|the|a|visitors?'?|door|foyer|welcome|warning)[ \t]+signs?"
+    r"(?![ \t]+(?:it|this|the|here|off|as|up|her|his|them)\b)|signage|leaflets?|posters?|newsletters?|bulletins?"
+    r"|poems?|poetry|slogans?|greetings?|proverbs?|menus?|timetables?|notice[ \t]+board|wellbeing[ \t]+board"
+    r"|reading[ \t]+group|song|lyrics|(?:event|conference)[ \t]+programme)\b)",
+    re.ASCII,
+)
+
+
+def _in_another_script(texts: list[str]) -> bool:
+    """At least ``_OTHER_SCRIPT_LETTERS`` letters of scripts the rules cannot read, across ``texts``, and no word
+    beside them that says they are published material."""
+    letters = 0
+    for text in texts:
+        if text.isascii():
+            continue
+        for word in _OTHER_SCRIPT_WORD.finditer(text):
+            letters += word.end() - word.start()
+            if letters >= _OTHER_SCRIPT_LETTERS:
+                return not any(_PUBLISHED.search(text) for text in texts)
+    return False
 
 
 def unscanned_signal(kind: str) -> str:
@@ -496,6 +532,8 @@ def _classify(
     else:
         folded = []
     counts = _scan_views(table, buf, folded, deadline, found)
+    if not buf.isascii() and _in_another_script(texts):
+        unscanned = {**unscanned, "script": 1}
     encoded = [signal for signal in counts if signal in _UNSCANNED_LEVELS]
     if encoded:  # base64 files in the text: unreadable content like an image part (level_for may accept them)
         unscanned = dict(unscanned)
@@ -613,7 +651,7 @@ _DIGEST_MODULES = (
     "tables.py",
     "levels.py",
 )
-_DIGEST_DATA = ("first_names.txt", "surnames.txt")
+_DIGEST_DATA = ("first_names.txt", "surnames.txt", "common_words.txt")
 _DIGEST_PACKAGES = ("google-re2", "python-stdnum", "phonenumbers", "anyascii", "confusable-homoglyphs")
 
 

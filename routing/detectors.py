@@ -958,6 +958,27 @@ _JUSTICE_WORDS = (
     rb"|h?ymosod(?:iad|odd)?|c?g?h?am-?drin|camdriniaeth|diogelu[ \t]+(?:plant|oedolion)|gorchymyn[ \t]+cymunedol"
     rb"|gorchymyn[ \t]+atal|dwyn[ \t]+o[ \t]+siop|g?camfanteisio|cyfiawnder[ \t]+ieuenctid|torri[ \t]+amodau"
     rb"|methu[ \t]+(?:ei|eich|(?:a|\xc3\xa2)[ \t]+mynychu[ \t]+eich)[ \t]+apwyntiad"
+    # casework outside the courts, where a named person's data is as sensitive: an employee's grievance,
+    # discipline or sickness; a patient's health; an adult's or a child's social care; immigration detention
+    rb"|grievance|disciplinary|gross[ \t]+misconduct|misconduct[ \t]+(?:hearing|investigation|allegations?)"
+    rb"|suspended[ \t]+(?:on[ \t]+full[ \t]+pay|pending|from[ \t]+(?:duty|work|today))"
+    rb"|(?:is|was|been|he's|she's|they're|being)[ \t]+suspended|signed[ \t]+off[ \t]+(?:sick|with|since)"
+    rb"|sickness[ \t]+absence|employment[ \t]+tribunal|capability[ \t]+(?:hearing|procedure|meeting)"
+    rb"|(?:was|were|been|be|being)[ \t]+dismissed|whistleblow(?:ing|er)|counter[ \t]+fraud|fraud[ \t]+investigation"
+    rb"|dementia|alzheimer's|schizophreni[ac]|psychosis|psychotic|bipolar|delirium"
+    rb"|(?:lacks?|lacking)[ \t]+capacity"
+    rb"|mental[ \t]+capacity|dols\b|deprivation[ \t]+of[ \t]+liberty|sectioned|mental[ \t]+health[ \t]+act"
+    rb"|diagnosed[ \t]+with|(?:a|his|her|their)[ \t]+diagnosis"
+    rb"|admitted[ \t]+(?:to[ \t]+(?:hospital|the[ \t]+ward)|with)"
+    rb"|discharge[ \t]+(?:letter|summary)|discharged[ \t]+from[ \t]+hospital|pregnant|miscarriage|chemotherapy"
+    rb"|overdose|learning[ \t]+disabilit(?:y|ies)|care[ \t]+home[ \t]+(?:resident|placement)|clozapine"
+    rb"|antipsychotics?|eating[ \t]+disorder|safeguarding[ \t]+(?:referral|concern|enquiry)|s\.?[ \t]?42\b"
+    rb"|section[ \t]+42|strategy[ \t]+(?:discussion|meeting)|mash\b|idva\b|isva\b|dash[ \t]+(?:risk|score|\d)"
+    rb"|refuge|forced[ \t]+marriage|fgm\b|honour[ \t\-]+based|child[ \t]+protection[ \t]+plan|cp[ \t]+plan"
+    rb"|foster[ \t]+carers?|special[ \t]+guardianship|care[ \t]+proceedings|deputyship|court[ \t]+of[ \t]+protection"
+    rb"|barring[ \t]+(?:referral|list)|dbs[ \t]+referral|going[ \t]+missing|disclosed[ \t]+(?:that|abuse|to)"
+    rb"|neglect|appropriate[ \t]+adult|strangled|strangulation|asylum[ \t]+(?:seeker|claim|applicant)|detainee"
+    rb"|immigration[ \t]+(?:removal|detention|bail)|removal[ \t]+centre|rule[ \t]+35"
     # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
 )

