@@ -979,6 +979,14 @@ _JUSTICE_WORDS = (
     rb"|barring[ \t]+(?:referral|list)|dbs[ \t]+referral|going[ \t]+missing|disclosed[ \t]+(?:that|abuse|to)"
     rb"|neglect|appropriate[ \t]+adult|strangled|strangulation|asylum[ \t]+(?:seeker|claim|applicant)|detainee"
     rb"|immigration[ \t]+(?:removal|detention|bail)|removal[ \t]+centre|rule[ \t]+35"
+    # a witness statement's own words, and a call to the police
+    rb"|make[ \t]+this[ \t]+statement|this[ \t]+statement[ \t]+(?:is[ \t]+true|consisting)"
+    rb"|(?:rang|called|dialled|phoned)[ \t]+(?:the[ \t]+)?(?:999|police)|(?:my|her|his)[ \t]+ex[ \t\-]?partner"
+    # Welsh safeguarding and drugs; Polish and Romanian words of a case (as the folded view spells them: "ofiara",
+    # "detinut")
+    rb"|tim[ \t]+diogelu|swyddog[ \t]+diogelu|cyffuriau"
+    rb"|wiezien|areszcie|ofiar[ay]|pobici[ae]|przemoc[ya]?|prokuratur[ay]"
+    rb"|detinut(?:ul|a)?|agresat[a]?|inchisoare|arestat[a]?|condamnat[a]?|victima"
     # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
 )

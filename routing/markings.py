@@ -178,7 +178,8 @@ def _rows(
             + rb"[ \t]*(?:[:|/\])>]|"
             + _DASH
             # a sentence after it: "OFFICIAL-SENSITIVE. Parole Board capacity review."
-            + rb"|\.[ \t]+[A-Z])|"
+            # a header's or a footer's next column after a run of spaces: "OFFICIAL - SENSITIVE      Draft report   7"
+            + rb"|\.[ \t]+[A-Z]|[ \t]{3}[A-Za-z])|"
             + described
             + rb")"
             # a quoted string that starts with it, in upper case: paragraph 'OFFICIAL-SENSITIVE - Parole Board...'
@@ -383,7 +384,21 @@ _OS_UPPER = (
 )
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|off-sens?)"
 
+# OFFICIAL-SENSITIVE as staff abbreviate it: a tag opening a subject or a message ("Subject: RE: [OS] Tender
+# evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" in chat. Not "(OS)" (Ordnance Survey, an operating
+# system) nor "OS 10" or "OS X".
+_OS_ABBREVIATION = (
+    rb"(?m:^)[ \t*>]*(?:" + _SUBJECT + rb")?\[OS\]"
+    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+)OS\b(?:[ \t]*[.,;!]|[ \t]+(?:so|and|pls|please|do|dont|don't"
+    rb"|not|btw|fyi)\b|[ \t]*$)"
+)
+
 MARKING_DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        signal="marking_official_sensitive",
+        level=Level.OFFICIAL_SENSITIVE,
+        pattern=rb"(?m)(?:" + _OS_ABBREVIATION + rb")",
+    ),
     *_rows(
         "marking_top_secret",
         Level.TOP_SECRET,

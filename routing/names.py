@@ -248,7 +248,9 @@ _MEETING_LIST = Regex(
 JOB_WORDS = (
     rb"(?i:(?:lead|officer|manager|head|co-?ordinator|chair|director|governor|practitioner|worker|administrator"
     rb"|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|specialist|lawyer|solicitor|counsel|clerk"
-    rb"|chaplain(?:cy)?)s?\b)"
+    rb"|chaplain(?:cy)?"
+    # Welsh: manager, officer, co-ordinator, director, head
+    rb"|rheolwr|swyddog|cydlynydd|cyfarwyddwr|pennaeth)s?\b)"
 )
 _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
@@ -525,7 +527,8 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
 # A given name alone with an age, as case notes write a child or young person: "Kayden (16)", "Amira, 14, first
 # offence", "Jayden (aged 7)"; initials with an age: "J.M. (15)".
 _AGE = (
-    rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo)?[ \t]*\)"
+    # (also Welsh "oed", Polish "lat", Romanian "de ani")
+    rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo|oed|lat|(?:de[ \t]+)?ani)?[ \t]*\)"
     rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-))"
 )
 # ... or with where a prison holds them: "Kyle on B2", "Abdirahman, F wing", "(Nikos, D wing)", "Dave in C2-31".
@@ -554,8 +557,19 @@ _NOT_A_CELL_AFTER = Regex(
 )
 
 
+# A given name in lower case with an age in brackets, as chat writes it: "rhys (15) got stopped again".
+_LOWER_CASE_NAME_WITH_AGE = Regex(
+    rb"\b(?P<first>[a-z]{3,})[ \t]*\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?|yo)?[ \t]*\)",
+    re2_options(1 << 20),
+)
+
+
 def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
     """A given name alone after a person's description, or with an age or a cell after it; initials with an age."""
+    for m in _LOWER_CASE_NAME_WITH_AGE.finditer(buf, lo, hi):
+        word = (m.group(b"first") or b"").decode()
+        if word in firsts and word not in common_words() and word not in NOT_NAME_WORDS:
+            return True
     for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
         word = name_word(m.group(b"first") or b"")
         if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
@@ -589,8 +603,11 @@ _POSSESSIVE_CASE = Regex(
 
 # ... or what was done to them: "okafor was remanded", "Whitlock got recalled".
 _ALONE_AND_DONE = Regex(
-    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:was|is|has[ \t]+been|got|been|were)[ \t]+(?:just[ \t]+)?(?i:remanded"
-    rb"|recalled|sentenced|charged|arrested|bailed|convicted|jailed|breached|released[ \t]+on[ \t]+licence)\b",
+    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:(?:was|is|has[ \t]+been|got|been|were)[ \t]+(?:just[ \t]+)?(?i:remanded"
+    rb"|recalled|sentenced|charged|arrested|bailed|convicted|jailed|breached|released[ \t]+on[ \t]+licence)"
+    # ... or what they did: "Turner breached his curfew again", "Kowalczyk absconded"
+    rb"|(?:has[ \t]+)?(?:again[ \t]+)?(?i:breached[ \t]+(?:his|her|their)|absconded|reoffended|re-offended"
+    rb"|failed[ \t]+to[ \t]+(?:attend|comply|surrender|return)|tested[ \t]+positive|assaulted|self-harmed))\b",
     re2_options(1 << 20),
 )
 
@@ -607,6 +624,7 @@ def _named_alone_by_their_case(buf: bytes, lo: int, hi: int, firsts: frozenset[s
         if (
             who in sur
             and who not in firsts
+            and who not in common_words()
             and who not in NOT_NAME_WORDS
             and who not in NOT_SURNAMES
             and not _PLACE_BEFORE.ends_at(buf, m.start(), 12)

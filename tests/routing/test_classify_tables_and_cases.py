@@ -645,3 +645,43 @@ def test_text_in_a_script_the_rules_cannot_read_stays_home_unless_it_says_it_is_
         'Translate "Welcome to visits" into Polish: Witamy w sali widzeń',  # a Latin script is read
     ):
         assert classify_text(text).level == Level.OFFICIAL, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject: RE: [OS] Tender evaluation - electronic monitoring lot 2",
+        "[10:41] Priya\nthis is OS so dont forward pls",
+        "4.4 Paperwork was incomplete.\nOFFICIAL - SENSITIVE                    Draft report - not for circulation     7",
+    ],
+)
+def test_official_sensitive_as_staff_abbreviate_it_and_a_footers_next_column(text):
+    assert classify_text(text).level == Level.OFFICIAL_SENSITIVE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Download the map data (OS) for Leeds",
+        "this is OS-agnostic code",
+        "DisplayName          Priority Guid\nOFFICIAL                    0 5f1b2c44-0a9e\nOFFICIAL-SENSITIVE          1 9a2f0c41-7d1e",
+    ],
+)
+def test_os_in_other_senses_and_a_label_table_are_not(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rhys (15) got stopped again last nite w the older lads, found 2 phones on him. worried its county lines",
+        "Turner breached his curfew again last night - EM data shows the tag leaving the address at 01:12",
+        "I, Siobhán Ní Bhriain, make this statement about what happened on the night of 4 August.",
+        "Mae Ffion Pryce-Jenkins (16 oed) wedi cael ei chyfeirio at y tîm diogelu.",
+        "Ștefan Bălănescu, 27 de ani, deținut pe aripa D, declară că a fost agresat de colegul de celulă.",
+        "Mr Oluwaseun Adeyemi-Bakare (59) has a learning disability; his nephew is taking his PIP each week",
+        "Priya Ramaswamy has been suspended on full pay pending investigation into her travel claims",
+    ],
+)
+def test_named_people_in_casework_and_as_chat_and_other_languages_write_them(text):
+    assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
