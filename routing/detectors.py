@@ -323,6 +323,18 @@ def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     return "iban" if compact != _IBAN_EXAMPLE and _iban.is_valid(compact.decode()) else None
 
 
+# Other countries' IBANs that documentation and tests use (Germany's, France's, the Netherlands').
+_IBAN_EXAMPLES_ABROAD = frozenset((b"DE89370400440532013000", b"FR1420041010050500013M02606", b"NL91ABNA0417164300"))
+
+
+def _iban_abroad(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    """Another country's IBAN (a victim's or a witness's account abroad): its own format and check digits."""
+    compact = b"".join(m.group().split())
+    if compact[:2] == b"GB":
+        return None  # the GB row's
+    return "iban" if compact not in _IBAN_EXAMPLES_ABROAD and _iban.is_valid(compact.decode()) else None
+
+
 def _card_brand_ok(d: bytes) -> bool:
     n = len(d)
     two, four = int(d[:2]), int(d[:4])
@@ -1060,6 +1072,8 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         _alnum_id(rb"(?i:[A-Z9]{5}" + _SP + rb"\d[0156]\d[0-3]\d\d" + _SP + rb"[A-Z9]{2}\d" + _SP + rb"[A-Z0-9]{2})"),
         _driving_licence,
     ),
+    # ... opening a fixed-width record, the next field run on: "KOWAL955213MA9THSP302025021803Northampton"
+    Detector("driving_licence", OS, rb"(?m:^)[A-Z9]{5}\d[0156]\d[0-3]\d\d[A-Z9]{2}\d[A-Z0-9]{2}", _driving_licence),
     Detector(
         "sort_code_account",
         OS,
@@ -1077,11 +1091,17 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         _iban_gb,
     ),
     Detector(
+        "iban",
+        OS,
+        _alnum_id(rb"[A-Z]{2}\d{2}(?:[ \t]?[A-Z0-9]{4}){2,7}(?:[ \t]?[A-Z0-9]{1,3})?"),
+        _iban_abroad,
+    ),
+    Detector(
         "payment_card",
         OS,
         _digit_id(
             rb"\d{13,19}|\d{4}(?:[ \t\-.]{1,3}\d{4}){2,3}(?:[ \t\-.]{0,3}\d{1,3})?"
-            rb"|\d{4}[ \t\-.]{1,3}\d{6}[ \t\-.]{1,3}\d{5}"
+            rb"|\d{4}[ \t\-.]{1,3}\d{6}[ \t\-.]{1,3}\d{5}|\d{8}[ \t\-.]{1,3}\d{8}"
         ),
         _payment_card,
     ),

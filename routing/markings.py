@@ -68,7 +68,8 @@ _HANDLING = (
     rb"|\b(?:this|the[ \t]+(?:attached|enclosed|following))[ \t]+(?:document|doc|email|e-mail|message|note|report"
     rb"|information|material|minute|minutes|letter|paper|annex|file|attachment|conversation|chat|thread|text"
     rb"|paragraph|section|passage|extract|brief|briefing|submission|memo|record|draft|summary|slides?|deck"
-    rb"|presentation|plan|assessment|spreadsheet|table|list|log|transcript|statement)[ \t]+(?:is|are)"
+    rb"|presentation|plan|assessment|spreadsheet|table|list|log|transcript|statement|item|agenda[ \t]+item|extract"
+    rb"|excerpt|content|contents|discussion|case|update|entry)[ \t]+(?:is|are)"
     rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are)"
     rb"|\bin[ \t]+this[ \t]+(?:conversation|chat|thread|session|document|email|e-mail)[ \t]+(?:is|are))[ \t]+"
 )
@@ -115,8 +116,16 @@ _HEADER_READS = (
 _DESCRIPTOR = (
     rb"[ \t]*(?::|-)?[ \t]*\[?(?:PERSONAL|COMMERCIAL|LOCSEN)\]?"  # "it's official-sensitive personal so keep it short"
 )
+# This text said to come from a document the sentence goes on to describe: "The following is an extract from a
+# document marked Official Sensitive", "Below is part of a report classified as SECRET".
+_EXTRACT_OF = (
+    rb"\b(?:the[ \t]+following|below|above|this|here|attached)[ \t]+(?:is|are)[ \t]+(?:an?[ \t]+|the[ \t]+|some[ \t]+)?"
+    rb"(?:extract|excerpt|copy|section|part|paragraph|passage|summary|page|pages|notes)s?[ \t]+(?:of|from)\b"
+)
 _CLASSIFIED_AS = (
     rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+"
+    # "The following is an extract from a document marked Official Sensitive"
+    rb"|" + _EXTRACT_OF + rb"[ \t]+[^.\n]{0,48}?\bmarked[ \t]+"
     # "a document with the mark OFFICIAL-SENSITIVE on the top"
     rb"|\bwith[ \t]+(?:the|a)[ \t]+(?:protective[ \t]+)?(?:mark|marking|label|classification|banner)[ \t]+"
     rb"(?:of[ \t]+)?)"
@@ -249,7 +258,7 @@ def _rows(
         + stated_word
         + rb"|"
         + _CLASSIFIED_AS
-        + upper
+        + (upper if single_word else rb"(?:" + upper + rb"|" + _capitalised(any_case) + rb")")
         + rb"|"
         + _ITS
         + its_word
@@ -344,6 +353,7 @@ _GENERAL = Regex(
     rb"|\b(?:if|when|whenever|whether|unless|once|until|must|should|may|might|would|could)\b",
     re2_options(1 << 20),
 )
+_THIS_TEXT_IS_FROM = Regex(rb"(?i)" + _EXTRACT_OF, re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most
@@ -367,7 +377,9 @@ def _said_of_this_text(signal: str) -> Validator:
         found = _SENTENCE_BREAK._match(_UNANCHORED, text, end, min(len(text), end + _LOOK))[0][0]
         if found >= 0 and text[found : found + 1] == b"?":
             return None
-        if _ASKING.starts_at(text, lo, start) or _GENERAL.found(text, lo, start):
+        if _ASKING.starts_at(text, lo, start):
+            return None
+        if _GENERAL.found(text, lo, start) and not _THIS_TEXT_IS_FROM.found(text, lo, start):
             return None
         return signal
 

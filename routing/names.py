@@ -212,7 +212,7 @@ def surnames() -> frozenset[str]:
 _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
-    rb"|Coroner|Dr|Prof|Professor"
+    rb"|Coroner|Dr|Prof|Professor|Chaplain|Imam|Rabbi|Reverend|Rev"
     # officials in role: police ranks, probation and prison roles, councillors
     rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
     # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
@@ -318,6 +318,9 @@ _COMPANY_AFTER = Regex(rb"(?:[ \t]+[A-Z][A-Za-z&'\-]*){0,3}[ \t]+" + COMPANY_WOR
 _CHAT_AUTHOR = Regex(rb"\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))  # searched in a copy: $ is the name
 
 
+_SLACK_AUTHOR_AFTER = Regex(rb"\*[ \t]+\d{1,2}:\d{2}\b", re2_options(1 << 20))
+
+
 def _staff(buf: bytes, start: int, end: int) -> bool:
     """A colleague (as above), a signature's name, or a company named after people. (Each regex only where the
     bytes it needs are there: this runs for every name candidate.)"""
@@ -326,6 +329,8 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         return True
     if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.ends_at(buf, start, start - line_start):
         return True
+    if buf[line_start : line_start + 1] == b"*" and _SLACK_AUTHOR_AFTER.starts_at(buf, end, end + 12):
+        return True  # a message's author in a Slack export: "*Dan Okonkwo* 09:12"
     if line_start == start and start > 0:
         previous_start = buf.rfind(b"\n", max(0, start - 40), start - 1) + 1
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
@@ -540,6 +545,7 @@ _NAME_WITH_AGE = Regex(
     rb"|(?:\b[A-Z]\.[ \t]?){1,3}[ \t]*" + _AGE,
     re2_options(1 << 20),
 )
+_WHERE_HELD = Regex(_LOCATION, re2_options(1 << 20))
 _MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names
 # ... or after a person's description: "a lad called Lorcan", "the young person named Tia".
 _DESCRIBED_AND_NAMED = Regex(
@@ -579,6 +585,16 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
         if first is None:
             return True  # initials and an age
         word = name_word(first)
+        at = m.start() + len(first)
+        if (  # a surname alone where a prison holds them: "did you hear about Kowalski on B3"
+            word in surnames()
+            and word not in firsts
+            and word not in common_words()
+            and word not in NOT_NAME_WORDS
+            and _WHERE_HELD.starts_at(buf, at, m.end())
+            and not _NOT_A_CELL_AFTER.starts_at(buf, m.end(), m.end() + 16)
+        ):
+            return True
         if (
             _is_first_name(word, firsts)
             and word not in _MONTH_NAMES

@@ -685,3 +685,41 @@ def test_os_in_other_senses_and_a_label_table_are_not(text):
 )
 def test_named_people_in_casework_and_as_chat_and_other_languages_write_them(text):
     assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("Beneficiary IBAN: PL61 1090 1014 0000 0712 1981 2874", "iban"),
+        ("[09:14:45] Visitor: card is 54663212 09970041 exp 11/26", "payment_card"),
+        ("KOWAL955213MA9THSP302025021803Northampton Magistrates'", "driving_licence"),
+        (
+            "Right, item five. Just to say this item is OFFICIAL-SENSITIVE so it'll be minuted separately.",
+            "marking_official_sensitive",
+        ),
+        (
+            "The following is an extract from a document marked Official Sensitive - please keep it inside the team.",
+            "marking_official_sensitive",
+        ),
+        (
+            "[21:07] Wiktor Sadowski\ndid you hear about Kowalski on B3\n[21:07] Wiktor Sadowski\nligature found",
+            "justice_context_named_person",
+        ),
+    ],
+)
+def test_set_18s_categories(text, signal):
+    assert signal in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "IBAN DE89370400440532013000 is the example in the bank's API docs",
+        "A document marked Official Sensitive must be stored securely.",
+        "#hmcts-listing-leads\n*Dan Okonkwo* 09:12\nheads up: court 1 heating is out again, trials might move",
+        "Update the CPD entry: Dr Eamon Gallagher's grand round on delirium management has moved to Thursday.",
+        "meet in York on B2 floor, ACCT training",
+    ],
+)
+def test_set_18s_benign_twins(text):
+    assert classify_text(text).level == Level.OFFICIAL
