@@ -110,6 +110,10 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
             _fill(lines, lambda: f"NHS no. {rng.randint(100, 999)} {rng.randint(100, 999)}\n{rng.randint(1000, 9999)} ")
         ),
     )
+    # a page of accented Latin letters: the non-ASCII runs are normalised and folded in pieces between deadline checks
+    accented = "Zażółć gęślą jaźń, détenu transféré à la prison; Łukasz Wróbel, Siobhán Ní Bhriain. "
+    per_piece = len(json.dumps(accented)) - 2  # JSON escapes each non-ASCII letter (\u00e9: six bytes)
+    bodies["accented_text"] = ("chat", _chat(accented * (room // per_piece)))
     bodies["spaced_out"] = ("chat", _chat(_fill(room, lambda: " ".join(rng.choices("0123456789ABC", k=9)) + " | ")))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:

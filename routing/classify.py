@@ -32,7 +32,7 @@ from typing import Any
 
 from routing import names, normalize
 from routing.detectors import scanner
-from routing.detectors_base import Scanner, ScanTimeout
+from routing.detectors_base import Regex, Scanner, ScanTimeout, re2_options
 from routing.levels import Level
 
 __all__ = ["Classification", "Signal", "classifier_digest", "classify_request", "classify_text"]
@@ -89,18 +89,18 @@ _OTHER_SCRIPT_WORD = re.compile(
 )
 _OTHER_SCRIPT_LETTERS = 12
 # ... unless the words around it say it is published material: a leaflet, a sign, a poster, a poem.
-_PUBLISHED = re.compile(
-    r"(?i:\b(?:(?:this|the|a|visitors?'?|door|foyer|welcome|warning)[ \t]+signs?"
-    r"(?![ \t]+(?:it|this|the|here|off|as|up|her|his|them)\b)|signage|leaflets?|posters?|newsletters?|bulletins?"
-    r"|poems?|poetry|slogans?|greetings?|proverbs?|menus?|timetables?|notice[ \t]+board|wellbeing[ \t]+board"
-    r"|reading[ \t]+group|song|lyrics|(?:event|conference)[ \t]+programme)\b)",
-    re.ASCII,
+_PUBLISHED = Regex(
+    rb"(?i)\b(?:(?:this|the|a|visitors?'?|door|foyer|welcome|warning)[ \t]+signs?[ \t]+(?:for|in|on|at|says|reads"
+    rb"|translation|text)|signage|leaflets?|posters?|newsletters?|bulletins?|poems?|poetry|slogans?|greetings?"
+    rb"|proverbs?|menus?|timetables?|notice[ \t]+board|wellbeing[ \t]+board|reading[ \t]+group|song|lyrics"
+    rb"|(?:event|conference)[ \t]+programme)\b",
+    re2_options(1 << 20),
 )
 
 
-def _in_another_script(texts: list[str]) -> bool:
+def _in_another_script(texts: list[str], buf: bytes) -> bool:
     """At least ``_OTHER_SCRIPT_LETTERS`` letters of scripts the rules cannot read, across ``texts``, and no word
-    beside them that says they are published material."""
+    in their normalised buffer ``buf`` that says they are published material."""
     letters = 0
     for text in texts:
         if text.isascii():
@@ -108,7 +108,7 @@ def _in_another_script(texts: list[str]) -> bool:
         for word in _OTHER_SCRIPT_WORD.finditer(text):
             letters += word.end() - word.start()
             if letters >= _OTHER_SCRIPT_LETTERS:
-                return not any(_PUBLISHED.search(text) for text in texts)
+                return not _PUBLISHED.found(buf)
     return False
 
 
@@ -427,8 +427,49 @@ def _signal(signal: str, count: int) -> Signal:
     return made
 
 
-def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
-    """The normalised view of ``texts`` as one buffer (UTF-8), and the folded view of its non-ASCII ones.
+# Non-ASCII text is normalised in pieces of about this many bytes, with the deadline checked between them: a page
+# of accented letters normalises at a few MB/s, so a body of it near the server's limit would otherwise hold the
+# caller for most of a second before the deadline is looked at.
+_NORMALISE_PIECE = 128 << 10
+
+
+def _normalise_and_fold(data: bytes, check: Callable[[], None]) -> tuple[bytes, str | None]:
+    """``normalize.normalise_and_fold_utf8(data)``, in pieces cut after a line break (else a space, else any ASCII
+    byte) with ``check`` called after each. Normalisation never composes across an ASCII character, and a cut
+    after a line feed keeps a CR LF whole, so the pieces give what the whole would (a combining mark that opens a
+    piece stays, where after an ASCII letter it would have been removed)."""
+    if len(data) <= _NORMALISE_PIECE:
+        return normalize.normalise_and_fold_utf8(data)
+    normalised: list[bytes] = []
+    folded: list[str] = []
+    any_folded = False
+    start = 0
+    while start < len(data):
+        end = start + _NORMALISE_PIECE
+        if end < len(data):
+            cut = data.rfind(b"\n", start, end) + 1  # after a line feed (0 when there is none)
+            if cut <= start:
+                cut = data.rfind(b" ", start, end)  # before a space
+            if cut <= start:
+                cut = end  # before the next ASCII byte
+                while cut < len(data) and data[cut] >= 0x80:
+                    cut += 1
+            end = cut
+        piece, piece_folded = normalize.normalise_and_fold_utf8(data[start:end])
+        normalised.append(piece)
+        if piece_folded is None:
+            folded.append(piece.decode("utf-8", "replace"))
+        else:
+            folded.append(piece_folded)
+            any_folded = True
+        start = end
+        check()
+    return b"".join(normalised), "".join(folded) if any_folded else None
+
+
+def _encode(texts: list[str], check: Callable[[], None] = lambda: None) -> tuple[bytes, list[str]]:
+    """The normalised view of ``texts`` as one buffer (UTF-8), and the folded view of its non-ASCII ones;
+    ``check`` (the deadline's) is called as long non-ASCII texts are normalised.
 
     ASCII strings go in as they are: their line breaks and control characters are normalised only when the
     first pass finds any (``_scan``), which saves a pass over the common text that has none."""
@@ -445,7 +486,7 @@ def _encode(texts: list[str]) -> tuple[bytes, list[str]]:
             piece = text.encode()
         else:
             # lone surrogates become "?"
-            piece, folded_text = normalize.normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+            piece, folded_text = _normalise_and_fold(text.encode("utf-8", "replace"), check)
             if folded_text is not None:
                 folded.append(folded_text)
         size += len(piece) + len(_SEPARATOR)
@@ -528,11 +569,11 @@ def _classify(
     caller has them already (``classify_text``'s ASCII path)."""
     table = scanner()
     if buf is None:
-        buf, folded = _encode(texts)
+        buf, folded = _encode(texts, deadline.check)
     else:
         folded = []
     counts = _scan_views(table, buf, folded, deadline, found)
-    if not buf.isascii() and _in_another_script(texts):
+    if not buf.isascii() and _in_another_script(texts, buf):
         unscanned = {**unscanned, "script": 1}
     encoded = [signal for signal in counts if signal in _UNSCANNED_LEVELS]
     if encoded:  # base64 files in the text: unreadable content like an image part (level_for may accept them)

@@ -15,6 +15,7 @@ SHAPES = {
     "case_titles",
     "wrapped_lines",
     "spaced_out",
+    "accented_text",
     "ocr_digits",
     "token_ids_small",
     "token_ids_long",

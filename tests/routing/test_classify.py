@@ -208,3 +208,22 @@ def test_the_shipped_common_words_are_what_their_builder_makes(tmp_path):
     names.rebuild_common_words(tmp_path)
     shipped = Path(names.__file__).parent / "data" / "common_words.txt"
     assert (tmp_path / "common_words.txt").read_text() == shipped.read_text()
+
+
+def test_long_non_ascii_text_is_normalised_in_pieces_with_the_deadline_checked_between():
+    """A body of accented text near the server's limit is normalised piece by piece, the deadline looked at after
+    each, and the pieces give what the whole would (cuts after a line feed, before a space or an ASCII byte)."""
+    import random
+
+    from routing import classify, normalize
+
+    rng = random.Random(5)
+    alphabet = "abc DEF déf ÉÈ ł ż ñ ß \r\n\t Зу 中 x" + "y" * 10
+    for size in (300_000, 600_000):
+        text = "".join(rng.choice(alphabet) for _ in range(size))
+        data = text.encode()
+        checks: list[int] = []
+        assert classify._normalise_and_fold(data, lambda: checks.append(1)) == normalize.normalise_and_fold_utf8(data)
+        assert len(checks) >= len(data) // classify._NORMALISE_PIECE
+    no_break = ("é" * 200_000).encode()  # nowhere to cut but the end
+    assert classify._normalise_and_fold(no_break, lambda: None) == normalize.normalise_and_fold_utf8(no_break)

@@ -641,7 +641,8 @@ def test_text_in_a_script_the_rules_cannot_read_stays_home_unless_it_says_it_is_
     assert "unscanned_script" in {s.type for s in classify_request(body).signals}
     for text in (
         "σ² = Σ(x − μ)²/n where α = 0.05 and β is the slope",  # a formula's single letters
-        "please translate for the prison library poster: 鲁迅在《故乡》里写道：其实地上本没有路，走的人多了，也便成了路。",
+        "please translate for the prison library poster: 鲁迅在《故乡》里写道：其实地上本没有路，"
+        "走的人多了，也便成了路。",
         'Translate "Welcome to visits" into Polish: Witamy w sali widzeń',  # a Latin script is read
     ):
         assert classify_text(text).level == Level.OFFICIAL, text
@@ -652,7 +653,8 @@ def test_text_in_a_script_the_rules_cannot_read_stays_home_unless_it_says_it_is_
     [
         "Subject: RE: [OS] Tender evaluation - electronic monitoring lot 2",
         "[10:41] Priya\nthis is OS so dont forward pls",
-        "4.4 Paperwork was incomplete.\nOFFICIAL - SENSITIVE                    Draft report - not for circulation     7",
+        "4.4 Paperwork was incomplete.\nOFFICIAL - SENSITIVE                    Draft report - not for circulation"
+        "     7",
     ],
 )
 def test_official_sensitive_as_staff_abbreviate_it_and_a_footers_next_column(text):
@@ -664,7 +666,8 @@ def test_official_sensitive_as_staff_abbreviate_it_and_a_footers_next_column(tex
     [
         "Download the map data (OS) for Leeds",
         "this is OS-agnostic code",
-        "DisplayName          Priority Guid\nOFFICIAL                    0 5f1b2c44-0a9e\nOFFICIAL-SENSITIVE          1 9a2f0c41-7d1e",
+        "DisplayName          Priority Guid\nOFFICIAL                    0 5f1b2c44-0a9e\n"
+        "OFFICIAL-SENSITIVE          1 9a2f0c41-7d1e",
     ],
 )
 def test_os_in_other_senses_and_a_label_table_are_not(text):
