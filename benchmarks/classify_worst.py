@@ -111,7 +111,7 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
         ),
     )
     # a page of accented Latin letters: the non-ASCII runs are normalised and folded in pieces between deadline checks
-    accented = "Zażółć gęślą jaźń, détenu transféré à la prison; Łukasz Wróbel, Siobhán Ní Bhriain. "
+    accented = "Zażółć gęślą jaźń; café, déjà vu, naïve façade, smörgåsbord, Ærøskøbing, Ŵyŷ ŝŀ. "
     per_piece = len(json.dumps(accented)) - 2  # JSON escapes each non-ASCII letter (\u00e9: six bytes)
     bodies["accented_text"] = ("chat", _chat(accented * (room // per_piece)))
     bodies["spaced_out"] = ("chat", _chat(_fill(room, lambda: " ".join(rng.choices("0123456789ABC", k=9)) + " | ")))

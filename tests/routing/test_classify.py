@@ -214,6 +214,7 @@ def test_long_non_ascii_text_is_normalised_in_pieces_with_the_deadline_checked_b
     """A body of accented text near the server's limit is normalised piece by piece, the deadline looked at after
     each, and the pieces give what the whole would (cuts after a line feed, before a space or an ASCII byte)."""
     import random
+    from functools import partial
 
     from routing import classify, normalize
 
@@ -223,7 +224,31 @@ def test_long_non_ascii_text_is_normalised_in_pieces_with_the_deadline_checked_b
         text = "".join(rng.choice(alphabet) for _ in range(size))
         data = text.encode()
         checks: list[int] = []
-        assert classify._normalise_and_fold(data, lambda: checks.append(1)) == normalize.normalise_and_fold_utf8(data)
+        whole = normalize.normalise_and_fold_utf8(data)
+        assert classify._normalise_and_fold(data, partial(checks.append, 1)) == whole
         assert len(checks) >= len(data) // classify._NORMALISE_PIECE
     no_break = ("é" * 200_000).encode()  # nowhere to cut but the end
     assert classify._normalise_and_fold(no_break, lambda: None) == normalize.normalise_and_fold_utf8(no_break)
+
+
+def test_text_dense_with_non_ascii_is_converted_whole_and_gives_what_the_runs_give():
+    """``normalise_and_fold_utf8`` converts text with more than a tenth of its bytes non-ASCII in one piece: the
+    result is the one its run-by-run path gives."""
+    import random
+
+    from routing import normalize
+
+    rng = random.Random(3)
+    alphabet = ["a", " ", "\n", "\r\n", "\r", "\t", "é", "É", "ł", "ß", "Зу", "中", "\u0301", "\u200b", "ﬁ", "Ⅳ"]
+    alphabet += ["SECRET", "\u00a0", "–", "\u2028", "\x0c", "e\u0301", "\u0085"]
+    for _ in range(2000):
+        data = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120))).encode()
+        if data.isascii():
+            continue
+        whole = normalize._normalise_and_fold_whole(data)
+        dense, normalize._DENSE = normalize._DENSE, 1  # no text is dense: every one takes the run-by-run path
+        try:
+            by_runs = normalize.normalise_and_fold_utf8(data)
+        finally:
+            normalize._DENSE = dense
+        assert whole == by_runs, data
