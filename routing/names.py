@@ -143,7 +143,7 @@ _NOT_NAME_WORDS_TEXT = """
     hi good morning afternoon evening today tomorrow yesterday chief inspector superintendent sergeant
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
     junior deputy assistant acting interim principal statement statements personal contact scheme liaison
-    impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president
+    impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president sheriff
 """
 NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
@@ -212,7 +212,7 @@ def surnames() -> frozenset[str]:
 _PUBLIC_OFFICE = Regex(
     rb"\b(?:Sir|Dame|Lord|Lady|Baroness|Baron|Rt\.?[ \t]+Hon\.?|Justice|HHJ|Judge|Minister|Secretary|Commissioner"
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
-    rb"|Coroner|Dr|Prof|Professor|Chaplain|Imam|Rabbi|Reverend|Rev"
+    rb"|Coroner|Dr|Prof|Professor|Chaplain|Imam|Rabbi|Reverend|Rev|Sheriff(?:[ \t]+Principal)?|Summary[ \t]+Sheriff"
     # officials in role: police ranks, probation and prison roles, councillors
     rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
     # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
@@ -268,7 +268,25 @@ _COLLEAGUE_AFTER = Regex(
     rb"|retired[ \t]+from"
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
     rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
-    rb"|starts[ \t]+as)\b",
+    rb"|starts[ \t]+as)\b"
+    # a job title after a dash, a comma or a bar ("Daniel O'Rourke - Head of Commissioning, Probation Service",
+    # "Leyla Demir, CEO"), or on the next line (a signature: the name, then "Unpaid Work Placement Coordinator")
+    rb"|[ \t]*(?:[,|:]|[ \t]-)[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,4}?(?:"
+    + JOB_WORDS
+    + rb"|CEO\b|(?i:chief[ \t]+executive)\b)"
+    + rb"|[ \t]*\r?\n[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,5}?"
+    + JOB_WORDS
+    # a record's role field after its name field: "name": "Amara Nwosu", "role": "Senior Policy Adviser"
+    + rb"|[\"']?[ \t]*[,;|][ \t]*[\"']?(?i:role|job[ \t_\-]?title|title|position|grade)[\"']?[ \t]*[:=][ \t]*[\"']?"
+    rb"(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + JOB_WORDS,
+    re2_options(1 << 20),
+)
+# A record's or a page's fields that hold the people who made or keep something ("maintainer: Ravinder Dhillon",
+# "<author>Paul B. Janeczko</author>", "Reviewed by:"): not the subject of a case.
+_MAKER_FIELD_BEFORE = Regex(
+    rb"(?i:\b(?:maintainer|author|owner|reviewer|approver|creator|editor|publisher|sponsor|organiser|organizer)s?"
+    rb"[\"']?[ \t]*[:=>][ \t]*[\"']?[ \t]*|\b(?:reviewed|approved|authored|written|compiled|edited|maintained)"
+    rb"[ \t]+by[ \t:]*)$",
     re2_options(1 << 20),
 )
 # ... and before it: "welcome to", "croeso i", "my colleague", a job title, "farewell message for".
@@ -337,7 +355,9 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
     if (
-        _COLLEAGUE_AFTER.starts_at(buf, end, end + 80) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
+        _COLLEAGUE_AFTER.starts_at(buf, end, end + 120)
+        or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
+        or _MAKER_FIELD_BEFORE.ends_at(buf, start, 32)
     ) and not _HR_CASE.found(buf, max(0, start - _HR_LOOK), end + _HR_LOOK):
         return True
     after = buf[end : end + 3].lstrip(b" \t")
@@ -390,17 +410,41 @@ def _overlapping(regex: Regex, buf: bytes, lo: int, hi: int) -> Iterator[Candida
         pos = max(second + 1, pos + 1)
 
 
+# Offices that follow a title: "Mr Recorder Lindqvist", "Mrs Justice Cheema-Grubb".
+_OFFICES = frozenset(("recorder", "justice", "sheriff", "commissioner", "coroner", "registrar"))
+# A name that is a building's, a publication's or an institution's: "Marcus Garvey House", "the Howard Journal".
+_INSTITUTION_WORDS = (
+    rb"House|Centre|Center|Building|Buildings|Hall|Library|School|Academy|College|University|Institute|Trust"
+    rb"|Foundation|Prize|Award|Lecture|Memorial|Journal|Review|Gazette|Society|Hospital|Prison|Court|Chambers"
+)
+_INSTITUTION_AFTER = Regex(rb"[ \t]+(?:" + _INSTITUTION_WORDS + rb")\b", re2_options(1 << 20))
+_INSTITUTION_LAST = Regex(rb"(?:" + _INSTITUTION_WORDS + rb")$", re2_options(1 << 20))
+
+
+def _institution(buf: bytes, start: int, end: int) -> bool:
+    return _INSTITUTION_AFTER.starts_at(buf, end, end + 14) or _INSTITUTION_LAST.ends_at(buf, end, 12)
+
+
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
     """True when ``buf[lo:hi]`` names a person by the rules in the module docstring."""
     firsts, sur = first_names(), surnames()
+    cleared = -1  # the end of the last candidate found to be a colleague, a public figure or a building's name
     for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
-        if _is_case_citation(buf, start, end) or _public_figure(buf, start, end) or _staff(buf, start, end):
+        if start < cleared:
+            continue  # its later words ("B. Janeczko" of "Paul B. Janeczko")
+        if (
+            _is_case_citation(buf, start, end)
+            or _public_figure(buf, start, end)
+            or _staff(buf, start, end)
+            or _institution(buf, start, end)
+        ):
+            cleared = end
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
             surname = name_word(tsur)
-            if len(surname) > 1 and surname not in NOT_SURNAMES:  # not an anonymised "Ms C"
+            if len(surname) > 1 and surname not in NOT_SURNAMES and surname not in _OFFICES:  # not "Ms C"
                 return True
             continue
         isur = m.group(_ISUR)

@@ -726,3 +726,27 @@ def test_set_18s_categories(text, signal):
 )
 def test_set_18s_benign_twins(text):
     assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sign off as:\n\nAaliyah Brathwaite\nUnpaid Work Placement Coordinator | Lambeth & Southwark\n"
+        "Probation Service",
+        "Court 2   HHJ Amarjit Sandhu   Sentences\nCourt 3   Mr Recorder Lindqvist   PTPHs\nCourt 4   trials",
+        "Monday: Sheriff MacLeod - custody court\nWednesday: Summary Sheriff Ross - domestic abuse court",
+        "Prison library record\nauthor: Paul B. Janeczko\nshelf: puzzles",
+        "site:\n  name: Honour-Based Abuse Guidance\n  maintainer: Ravinder Dhillon\n  team: Safeguarding Policy",
+        '{"team":"Safeguarding Policy Unit","members":[{"name":"Amara Nwosu","role":"Senior Policy Adviser"}]}',
+        "Reducing Reoffending Conference\n2. Daniel O'Rourke - Head of Commissioning, Probation Service",
+        "From 1 September the Brixton probation team moves to Marcus Garvey House, 2nd floor.",
+        "Kowalczyk's 2019 paper on bail hostel outcomes (Howard Journal of Crime and Justice) found lower breach rates",
+    ],
+)
+def test_staff_by_their_role_authors_office_holders_and_buildings_are_no_case(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+def test_a_role_field_does_not_hide_an_hr_case():
+    text = '{"name": "Priya Ramaswamy", "role": "Finance Officer", "case": "gross misconduct investigation"}'
+    assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
