@@ -217,6 +217,7 @@ _PUBLIC_OFFICE = Regex(
     rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
     # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
     rb"|minister|chaired[ \t]+by)"
+    rb"\.?"  # "Prof. Nadia Hussain"
     # and what the office is of or for: "Chief Inspector of Prisons", "Secretary of State for Justice"
     rb"(?:[ \t]+(?:of|for)(?:[ \t]+(?:the|State[ \t]+for))?[ \t]+[A-Z][A-Za-z']+"
     rb"(?:[ \t]+(?:and|&)[ \t]+[A-Z][A-Za-z']+)?)?"
@@ -248,7 +249,7 @@ _MEETING_LIST = Regex(
 JOB_WORDS = (
     rb"(?i:(?:lead|officer|manager|head|co-?ordinator|chair|director|governor|practitioner|worker|administrator"
     rb"|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|specialist|lawyer|solicitor|counsel|clerk"
-    rb"|chaplain(?:cy)?"
+    rb"|chaplain(?:cy)?|leader"
     # Welsh: manager, officer, co-ordinator, director, head
     rb"|rheolwr|swyddog|cydlynydd|cyfarwyddwr|pennaeth)s?\b)"
 )
@@ -275,6 +276,9 @@ _COLLEAGUE_AFTER = Regex(
     + JOB_WORDS
     + rb"|CEO\b|(?i:chief[ \t]+executive)\b)"
     + rb"|[ \t]*\r?\n[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,5}?"
+    + JOB_WORDS
+    # ... or in the next cell but one of a table's row: "| Kacper Nowicki | Youth Justice Service | Practice Manager |"
+    + rb"|[ \t]*[|\t][^|\t\n]{0,48}[|\t][ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,4}?"
     + JOB_WORDS
     # a record's role field after its name field: "name": "Amara Nwosu", "role": "Senior Policy Adviser"
     + rb"|[\"']?[ \t]*[,;|][ \t]*[\"']?(?i:role|job[ \t_\-]?title|title|position|grade)[\"']?[ \t]*[:=][ \t]*[\"']?"
@@ -425,10 +429,21 @@ def _institution(buf: bytes, start: int, end: int) -> bool:
     return _INSTITUTION_AFTER.starts_at(buf, end, end + 14) or _INSTITUTION_LAST.ends_at(buf, end, 12)
 
 
+def _named_earlier_as_public(buf: bytes, start: int, surname: bytes) -> bool:
+    """ "Ms Mahmood said ..." where the text named her before, outside the window, with her office ("the Lord
+    Chancellor, Shabana Mahmood")."""
+    prior = buf.rfind(b" " + surname, max(0, start - 1000), start)
+    if prior < 0:
+        return False
+    given = buf.rfind(b" ", max(0, prior - 32), prior) + 1
+    return given > 0 and buf[given : given + 1].isupper() and _public_figure(buf, given, prior + 1 + len(surname))
+
+
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
     """True when ``buf[lo:hi]`` names a person by the rules in the module docstring."""
     firsts, sur = first_names(), surnames()
     cleared = -1  # the end of the last candidate found to be a colleague, a public figure or a building's name
+    cleared_surnames: set[bytes] = set()  # their last words: "Ms Mahmood said" after "..., Shabana Mahmood,"
     for m in _overlapping(_NAME_RX, buf, lo, hi):
         start, end = m.span()
         if start < cleared:
@@ -440,9 +455,12 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             or _institution(buf, start, end)
         ):
             cleared = end
+            cleared_surnames.add(m.group().split()[-1])
             continue
         tsur = m.group(_TSUR)
         if tsur is not None:
+            if tsur in cleared_surnames or _named_earlier_as_public(buf, start, tsur):
+                continue
             surname = name_word(tsur)
             if len(surname) > 1 and surname not in NOT_SURNAMES and surname not in _OFFICES:  # not "Ms C"
                 return True
@@ -788,6 +806,8 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
         if any(w in _ACRONYMS for w in words):
             continue  # "Leeds PDU", "HMP Leeds", "CPS Wessex"
         if _public_figure(buf, start, end) or _staff(buf, start, end):
+            continue
+        if _named_earlier_as_public(buf, start, words[-1]):
             continue
         if _NEXT_CAPITAL.starts_at(buf, end, end + 4):
             continue  # a longer Title Case phrase ("Offender Management Statistics Quarterly"), not a name

@@ -750,3 +750,18 @@ def test_staff_by_their_role_authors_office_holders_and_buildings_are_no_case(te
 def test_a_role_field_does_not_hide_an_hr_case():
     text = '{"name": "Priya Ramaswamy", "role": "Finance Officer", "case": "gross misconduct investigation"}'
     assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Panel 2 speakers\n1. Chair: Prof. Nadia Hussain - University of Leeds\n"
+        "2. Leyla Demir - CEO, Second Chance Trust",
+        "the Lord Chancellor and Secretary of State for Justice, Shabana Mahmood, today set out plans to tackle prison"
+        " overcrowding. Ms Mahmood said the changes were necessary.",
+        "| Name | Organisation | Role |\n|---|---|---|\n| Kacper Nowicki | Youth Justice Service | Practice Manager |",
+        '{"members":[{"name":"Kevin Lowe","role":"Team Leader","ext":"4409"}],"team":"Safeguarding Policy"}',
+    ],
+)
+def test_speakers_a_minister_named_again_and_a_tables_roles_are_no_case(text):
+    assert classify_text(text).level == Level.OFFICIAL
