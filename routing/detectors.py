@@ -408,7 +408,9 @@ _HEADER_LINE = Regex(  # from the start of the line
     rb"(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by"
     # a meeting's invitees, a commit's author, a directory's or a signature's address line
     rb"|required|optional|attendees?|invitees?|organi[sz]er|author|committer|reviewers?|assignee|signed-off-by"
-    rb"|co-authored-by|e-?mail|contact)"
+    rb"|co-authored-by|e-?mail|contact"
+    # a message's machine identifiers
+    rb"|message-id|in-reply-to|references|thread-index)"
     rb"(?:[ \t]|</[A-Za-z]{1,8}>)*:",
     re2_options(1 << 20),
 )
@@ -420,10 +422,25 @@ _LINE_LOOK = 1024  # how far back a validator looks for the start of a candidate
 _LOCAL_PART_PUNCTUATION = frozenset(b"._%+-")
 
 
+# Mail providers whose addresses are someone's own, not an organisation's.
+_PERSONAL_MAIL_DOMAINS = frozenset(
+    b"gmail.com googlemail.com hotmail.com hotmail.co.uk outlook.com live.com live.co.uk msn.com yahoo.com "
+    b"yahoo.co.uk ymail.com icloud.com me.com mac.com aol.com aol.co.uk btinternet.com btopenworld.com sky.com "
+    b"talktalk.net virginmedia.com ntlworld.com blueyonder.co.uk tiscali.co.uk protonmail.com proton.me pm.me "
+    b"gmx.com gmx.co.uk mail.com zoho.com yandex.com yandex.ru mail.ru wp.pl o2.pl interia.pl onet.pl "
+    b"yahoo.ro qq.com 163.com".split()
+)
+
+
 def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if m.start() > 0 and text[m.start() - 1] in _LOCAL_PART_PUNCTUATION:
         return None  # the tail of a longer address that was rejected ("smith@..." in "omar.smith@...")
     address = m.group().lower()
+    if address.rpartition(b"@")[2] not in _PERSONAL_MAIL_DOMAINS and not address.endswith(_PUBLIC_SECTOR_DOMAINS):
+        # an organisation's address (a law firm's, a supplier's) in a mail's header: correspondence, not a case
+        line_start = text.rfind(b"\n", max(0, m.start() - _LINE_LOOK), m.start()) + 1
+        if _HEADER_LINE.starts_at(text, line_start, m.start()):
+            return None
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
         start, end = m.span()
         # (bounded: a text of one long line must not make each candidate search all of it)
@@ -616,6 +633,8 @@ _ORGANISATION = Regex(
     rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
     rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp"
+    # a vCard's or a form's work address
+    rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office"
     # Welsh: centre, court, prison, office, council
     rb"|canolfan|llys|carchar|swyddfa|cyngor))\b" + _STREET,
     re2_options(1 << 20),
@@ -795,7 +814,7 @@ _FICTION = Regex(
     rb"|\bmock[ \t]+trial\b|\bmoot\b"
     # a story, a play or a programme: "a scene where", "Dickens's novel", "this week's episode of"
     rb"|\b(?:screenplay|radio[ \t]+(?:play|drama)|stage[ \t]+play|short[ \t]+story|tv[ \t]+drama|soap[ \t]+opera"
-    rb"|sitcom)\b"
+    rb"|sitcom)\b|\b(?:the|a|this|that)[ \t]+(?:film|movie)\b"  # not "wrapped in cling film"
     rb"|\b(?:in|from)[ \t]+(?:the|his|her|a|my)[ \t]+novel\b|'s[ \t]+novel\b|\bnovel[ \t]+(?:by|called)\b"
     rb"|\bepisode[ \t]+of\b|\b(?:write|writing)[ \t]+a[ \t]+scene\b|\bscene[ \t]+where\b"
     rb"|\b(?:INT|EXT)\.[ \t]+[A-Z]"

@@ -79,7 +79,9 @@ _ROLE_BEFORE = Regex(
     re2_options(1 << 20),
 )
 _SAID_AFTER = Regex(
-    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged?[ \t:]+\d|\d{1,2}[ \t]*,|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
+    # (an age and a comma, not a figure's thousands: "Approved Premises\t46,030")
+    rb"(?i:'s?\b|[ \t]*,?[ \t]*(?:\(\d{1,2}\)|\(?aged?[ \t:]+\d|\d{1,2}[ \t]*,(?:[^0-9]|$)"
+    rb"|\d{1,2}[ \t]+(?:years?[ \t]+old|yo)\b"
     rb"|(?:was|is|has|had|who|were|pleaded|pled|admitted|denied|appeared|told|disclosed|said|reported|alleged"
     rb"|absconded|breached|failed|attended|received|remains|stated|gave|made|faces|returned|refused|admits|denies"
     # what a log or a headline says a person did or had done to them
@@ -587,6 +589,15 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
                 return True
             if gap.strip(b" \t") == b"," and len(before) >= 3 and before not in _ACRONYMS and name_word(word) in firsts:
                 return True
+            if (  # surname first without the comma, as payment files and nominal rolls write it: "NOWAK MAGDALENA"
+                gap.strip(b" \t") == b""
+                and before not in _ACRONYMS
+                and name_word(before) in surnames()
+                and name_word(before) not in firsts
+                and name_word(before) not in common_words()
+                and name_word(word) in firsts
+            ):
+                return True
         previous = (word, m.end())
     return False
 
@@ -805,6 +816,8 @@ def _named_by_context(buf: bytes, lo: int, hi: int) -> bool:
             continue
         if any(w in _ACRONYMS for w in words):
             continue  # "Leeds PDU", "HMP Leeds", "CPS Wessex"
+        if all(name_word(w) in common_words() for w in words):
+            continue  # two everyday words: "Approved Premises", "Holding Line"
         if _public_figure(buf, start, end) or _staff(buf, start, end):
             continue
         if _named_earlier_as_public(buf, start, words[-1]):

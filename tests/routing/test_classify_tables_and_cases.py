@@ -765,3 +765,36 @@ def test_a_role_field_does_not_hide_an_hr_case():
 )
 def test_speakers_a_minister_named_again_and_a_tables_roles_are_no_case(text):
     assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cost centre\tBudget (£k)\tOutturn (£k)\nProbation - Approved Premises\t46,030\t45,880",
+        "From: Fiona McLeod <fmcleod@mcleod-family-law.co.uk>\r\nTo: LAA Civil Billing\r\nSubject: bill rejected",
+        "Message-ID: <LO2P265MB5432A1C9E4B0F2D4@LO2P265MB5432.GBRP265.PROD.OUTLOOK.COM>\r\nSubject: bounce",
+        "BEGIN:VCARD\r\nORG:HMCTS;Camberwell Green Magistrates' Court\r\n"
+        "ADR;TYPE=WORK:;;15 D'Eynsford Road;London;;SE5 7UP",
+        "In The Shawshank Redemption, Andy Dufresne spends two decades in prison. How does the film portray it?",
+    ],
+)
+def test_set_18s_benign_twins_second_round(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("From: jade.okafor88@gmail.com\r\nSubject: my son's licence", "email"),
+        (
+            "2098612588323209960000120 MOJ WITNESS EXP   WEX250311-0042    NOWAK MAGDALENA",
+            "justice_context_named_person",
+        ),
+        (
+            "prisoner known as Skinny D was seen passing a package wrapped in cling film to Lewis Okoro",
+            "justice_context_named_person",
+        ),
+    ],
+)
+def test_set_18s_second_round(text, signal):
+    assert signal in {s.type for s in classify_text(text).signals}
