@@ -1383,6 +1383,71 @@ IDENTIFIER_DETECTORS += (
     ),
 )
 
+# --- credentials -----------------------------------------------------------------------------------------
+# A secret that opens a system: a private key, a cloud provider's or a service's access key in its own format, a
+# database URL with its password, a password or key assigned in config. Never to leave; placeholders and
+# environment look-ups ("changeme", "<password>", "${DB_PASSWORD}", os.environ[...]) are not secrets.
+_PLACEHOLDER_SECRET = Regex(
+    rb"(?i:^(?:[<{\[$%(*x.#_\-]|changeme|change_me|password|passw0rd|secret|example|dummy|redacted|placeholder|none"
+    rb"|null|true|false|test|xxx+|your|my|\*+|os\.|env|process\.|getenv|config|settings|vault|<))",
+    re2_options(1 << 20),
+)
+
+
+# A value that names a secret rather than being one: an environment variable's or a constant's name
+# (REPLACE_ME, DB_PASSWORD), a quoted-printable escape ("SECRET =E2=80=93 ..." in a MIME part).
+_NOT_A_SECRET_VALUE = Regex(
+    rb"[A-Z][A-Z0-9_]*$|[0-9A-F]{2}=|(?i:replace|todo|fixme|insert|enter|tbc|n/a)", re2_options(1 << 20)
+)
+
+
+def _assigned_secret(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    value = m.group(b"secret") or b""
+    if _PLACEHOLDER_SECRET.starts_at(value, 0, len(value)) or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value)):
+        return None
+    letters = sum(c.isalpha() for c in value.decode("latin-1"))
+    digits_or_marks = len(value) - letters
+    return "credential" if letters and digits_or_marks else None  # a mix, as passwords and keys are
+
+
+def _url_password(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    password = m.group(b"secret") or b""
+    return None if _PLACEHOLDER_SECRET.starts_at(password, 0, len(password)) else "credential"
+
+
+def _service_key(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    return None if b"EXAMPLE" in m.group().upper() else "credential"  # AWS's documented AKIAIOSFODNN7EXAMPLE
+
+
+CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
+    Detector("credential", OS, rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"),
+    Detector(
+        "credential",
+        OS,
+        # AWS access keys, GitHub and Slack tokens, OpenAI and Anthropic keys, Google API keys, Azure account keys
+        rb"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}"
+        rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35})\b"
+        rb"|(?i:accountkey)=[A-Za-z0-9+/]{40,}={0,2}",
+        _service_key,
+    ),
+    Detector(
+        "credential",
+        OS,
+        # scheme://user:password@host
+        rb"\b[a-z][a-z0-9+.\-]{1,20}://[^\s/:@\\\"']{1,64}:(?P<secret>[^\s/@\\\"']{4,64})@[A-Za-z0-9.\-]+",
+        _url_password,
+    ),
+    Detector(
+        "credential",
+        OS,
+        # password = "...", "apiKey": "...", client_secret: ... (the value a mix of letters and digits or marks)
+        rb"(?i:\b(?:[a-z_]*password|passwd|pwd|[a-z]+_?secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
+        rb"|access[_\-]?token|private[_\-]?key))[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;]{8,128})",
+        _assigned_secret,
+    ),
+)
+
+
 _MARKING_COLUMN = (
     rb"(?i:(?:security|protective|data|gsc)?[ \t_\-]?(?:classification|marking|sensitivity)"
     rb"(?:[ \t_\-]?(?:level|label))?|(?:security|sensitivity)[ \t_\-]?label|gsc)"
@@ -1413,6 +1478,7 @@ DETECTORS: tuple[Detector, ...] = (
         ),
     ),
     *IDENTIFIER_DETECTORS,
+    *CREDENTIAL_DETECTORS,
 )
 
 

@@ -798,3 +798,34 @@ def test_set_18s_benign_twins_second_round(text):
 )
 def test_set_18s_second_round(text, signal):
     assert signal in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DB_PASSWORD=Tr0ub4dor&3xyz",
+        '"apiKey": "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"',
+        "postgres://admin:S3cr3tPass!@db.internal:5432/app",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA",
+        "export OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+    ],
+)
+def test_a_credential_stays_home(text):
+    assert "credential" in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password: changeme",
+        "postgres://user:password@localhost/db",
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+        'token = os.environ["API_TOKEN"]',
+        "password=${DB_PASSWORD}",
+        "stringData:\n  DB_USER: REPLACE_ME\n  DB_PASSWORD: REPLACE_ME",
+        "Slide 4\r\n=E2=80=A2 SECRET =E2=80=93 very sensitive information",
+        "Your password: must contain at least 12 characters",
+    ],
+)
+def test_placeholders_examples_and_lookups_are_no_credential(text):
+    assert "credential" not in {s.type for s in classify_text(text).signals}
