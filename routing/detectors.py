@@ -216,10 +216,20 @@ def _an_example(text: bytes, start: int) -> bool:
     return _EXAMPLE_CUE.ends_at(text, start, 72)
 
 
+# A product's code of the same shape: "SKU A4471KT", "toner part no. A4821DK".
+_PRODUCT_LABEL = Regex(
+    rb"(?i:\b(?:sku|part[ \t]*(?:no|number|#)|stock[ \t]+(?:code|no)|product[ \t]+code|item[ \t]+code"
+    rb"|model[ \t]+(?:no|number)|cat(?:alogue)?[ \t]+no|order[ \t]+(?:no|number|ref)))\.?[ \t:#\-]*$",
+    re2_options(1 << 20),
+)
+
+
 def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
     if len(set(raw[1:5])) == 1 or (raw.upper() == _PRISON_NUMBER_EXAMPLE and _an_example(text, m.start())):
         return None  # A0000AA: a form's or a fixture's placeholder; A1234BC as a guide's example
+    if _PRODUCT_LABEL.ends_at(text, m.start() + (len(raw) - len(raw.lstrip(b" \t(,;:"))), 28):
+        return None
     if (raw[:1] in b"AG" and raw.isupper()) or near(text, m.start(), m.end(), _PRISON_CONTEXT):
         return "prison_number"
     return None
@@ -327,10 +337,19 @@ def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 _IBAN_EXAMPLES_ABROAD = frozenset((b"DE89370400440532013000", b"FR1420041010050500013M02606", b"NL91ABNA0417164300"))
 
 
-def _iban_abroad(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    """Another country's IBAN (a victim's or a witness's account abroad): its own format and check digits."""
+# A company's account: an invoice's or a supplier's details before it (also Polish "rachunek firmowy", "Sp. z o.o.").
+_BUSINESS_ACCOUNT = Regex(
+    rb"(?i:\b(?:invoice|faktura|vat|nip|company|supplier|vendor|firmowy|sp\.[ \t]*z[ \t]*o\.[ \t]*o|gmbh|ltd|limited"
+    rb"|s\.a\.|srl|llc|plc))",
+    re2_options(1 << 20),
+)
+
+
+def _iban_abroad(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    """Another country's IBAN (a victim's or a witness's account abroad): its own format and check digits; not a
+    company's on an invoice."""
     compact = b"".join(m.group().split())
-    if compact[:2] == b"GB":
+    if compact[:2] == b"GB" or _BUSINESS_ACCOUNT.found(text, max(0, m.start() - 200), m.start()):
         return None  # the GB row's
     return "iban" if compact not in _IBAN_EXAMPLES_ABROAD and _iban.is_valid(compact.decode()) else None
 
@@ -437,9 +456,10 @@ def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         return None  # the tail of a longer address that was rejected ("smith@..." in "omar.smith@...")
     address = m.group().lower()
     if address.rpartition(b"@")[2] not in _PERSONAL_MAIL_DOMAINS and not address.endswith(_PUBLIC_SECTOR_DOMAINS):
-        # an organisation's address (a law firm's, a supplier's) in a mail's header: correspondence, not a case
+        # an organisation's address (a law firm's, a supplier's) in a mail's header, or one that names a function
+        # (probate@firm.co.uk): correspondence, not a case
         line_start = text.rfind(b"\n", max(0, m.start() - _LINE_LOOK), m.start()) + 1
-        if _HEADER_LINE.starts_at(text, line_start, m.start()):
+        if _HEADER_LINE.starts_at(text, line_start, m.start()) or not _person_shaped(address.partition(b"@")[0]):
             return None
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
         start, end = m.span()
@@ -634,9 +654,12 @@ _ORGANISATION = Regex(
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
     rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp"
     # a vCard's or a form's work address
-    rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office"
+    rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office|bureau"
+    rb"|nhs[ \t]+(?:foundation[ \t]+)?trust"
+    # Welsh: hospital, health board
+    rb"|ysbyty|bwrdd[ \t]+iechyd"
     # Welsh: centre, court, prison, office, council
-    rb"|canolfan|llys|carchar|swyddfa|cyngor))\b" + _STREET,
+    rb"|canolfan|llys|carchar|swyddfa|cyngor)|House)\b" + _STREET,  # an office building's name: "Phoenix House"
     re2_options(1 << 20),
 )
 _ADDRESS_LOOK = 120
@@ -1010,6 +1033,10 @@ _JUSTICE_WORDS = (
     rb"|barring[ \t]+(?:referral|list)|dbs[ \t]+referral|going[ \t]+missing|disclosed[ \t]+(?:that|abuse|to)"
     rb"|neglect|appropriate[ \t]+adult|strangled|strangulation|asylum[ \t]+(?:seeker|claim|applicant)|detainee"
     rb"|immigration[ \t]+(?:removal|detention|bail)|removal[ \t]+centre|rule[ \t]+35"
+    # a child's death, social care, an employee's absence and health
+    rb"|post[ \t\-]?mortem|cdop\b|child[ \t]+death|social[ \t]+(?:care|services|worker)|occupational[ \t]+health"
+    rb"|oh[ \t]+(?:report|referral)|off[ \t]+sick|sick[ \t]+leave|attendance[ \t]+(?:review|meeting|management)"
+    rb"|stage[ \t]+(?:1|2|3|one|two|three)[ \t]+(?:meeting|absence|hearing|attendance|capability|review)"
     # a witness statement's own words, and a call to the police
     rb"|make[ \t]+this[ \t]+statement|this[ \t]+statement[ \t]+(?:is[ \t]+true|consisting)"
     rb"|(?:rang|called|dialled|phoned)[ \t]+(?:the[ \t]+)?(?:999|police)|(?:my|her|his)[ \t]+ex[ \t\-]?partner"

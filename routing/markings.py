@@ -107,7 +107,11 @@ _STATED = (
     rb"(?:protectively[ \t]+)?(?:marked|classified|graded|labell?ed|designated|headed|stamped)"
     rb"(?:[ \t]+(?:as|at))?[ \t]+)[\"'(\[]?"
 )
-_ITS = rb"(?i:\b(?:it'?s|this'?s|that'?s|it[ \t]+is|this[ \t]+is)[ \t]+)"  # also as chat writes it: "its off-sen"
+_ITS = (  # also as chat writes it: "its off-sen"; "this call is at SECRET"
+    rb"(?i:\b(?:it'?s|this'?s|that'?s|it[ \t]+is|this[ \t]+is)[ \t]+"
+    rb"|\b(?:call|meeting|session|discussion|conversation|brief|briefing|item)[ \t]+(?:is|will[ \t]+be)[ \t]+"
+    rb"(?:held[ \t]+)?at[ \t]+)"
+)
 # "the header reads SECRET - UK EYES ONLY", "The doc header says OFFICIAL-SENSITIVE [COMMERCIAL]"
 _HEADER_READS = (
     rb"(?i:\b(?:header|banner|footer|marking|classification)[ \t]+(?:reads|says|shows|is)[ \t]*:?[ \t]+)[\"']?"
@@ -119,8 +123,10 @@ _DESCRIPTOR = (
 # This text said to come from a document the sentence goes on to describe: "The following is an extract from a
 # document marked Official Sensitive", "Below is part of a report classified as SECRET".
 _EXTRACT_OF = (
-    rb"\b(?:the[ \t]+following|below|above|this|here|attached)[ \t]+(?:is|are)[ \t]+(?:an?[ \t]+|the[ \t]+|some[ \t]+)?"
-    rb"(?:extract|excerpt|copy|section|part|paragraph|passage|summary|page|pages|notes)s?[ \t]+(?:of|from)\b"
+    rb"\b(?:the[ \t]+following|below|above|this|here|attached|the[ \t]+(?:paragraph|text|passage|extract|excerpt"
+    rb"|section|notes?|content|wording)[ \t]+(?:below|above))[ \t]+(?:is|are|was|were|comes|came)[ \t]+"
+    rb"(?:(?:taken|lifted|copied|pasted|quoted|extracted)[ \t]+|(?:an?[ \t]+|the[ \t]+|some[ \t]+)?"
+    rb"(?:extract|excerpt|copy|section|part|paragraph|passage|summary|page|pages|notes)s?[ \t]+)?(?:of|from)\b"
 )
 _CLASSIFIED_AS = (
     rb"(?i:\b(?:classified|marked|graded)[ \t]+(?:as|at)[ \t]+"
@@ -244,6 +250,8 @@ def _rows(
         _FIELD_START + word + _UPPER_TAIL + _FIELD_END,
         _QUOTED_FIELD_START + word + _UPPER_TAIL + _QUOTED_FIELD_END,
         _KEY_VALUE_START + word + _UPPER_TAIL + _KEY_VALUE_END,
+        # a folder named by the marking, in a path or a URL: ".../Shared%20Documents/OFFICIAL-SENSITIVE/paper.docx"
+        rb"[/\\]" + upper + rb"[/\\]",
         # a file name that carries the marking: Incident_Review_OFFICIAL-SENSITIVE_v4.docx, Plan_SECRET.pdf
         rb"_" + upper + (rb"\.(?i:docx?|pdf|xlsx?|pptx?|odt|msg|eml|txt)\b" if single_word else rb"[_.]"),
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
@@ -359,6 +367,10 @@ _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most
 
 
+# A clause after a comma that says what this text is: ", it's official-sensitive", ", this is OS".
+_ITS_CLAUSE = Regex(rb"[ \t]*(?i:it'?s|it[ \t]+is|this[ \t]+is|this'?s)[ \t]", re2_options(1 << 20))
+
+
 def _said_of_this_text(signal: str) -> Validator:
     """A validator that accepts "This note is marked SECRET" and rejects the same words in a question, a rule
     or a hypothesis about documents in general ("How should a document marked SECRET be stored?", "If a file
@@ -377,6 +389,9 @@ def _said_of_this_text(signal: str) -> Validator:
         found = _SENTENCE_BREAK._match(_UNANCHORED, text, end, min(len(text), end + _LOOK))[0][0]
         if found >= 0 and text[found : found + 1] == b"?":
             return None
+        clause = max(text.rfind(b",", lo, start), text.rfind(b";", lo, start)) + 1
+        if clause > lo and _ITS_CLAUSE.starts_at(text, clause, start + 1):
+            return signal  # a request, then what this text is: "can you tidy this up, it's official-sensitive:"
         if _ASKING.starts_at(text, lo, start):
             return None
         if _GENERAL.found(text, lo, start) and not _THIS_TEXT_IS_FROM.found(text, lo, start):
@@ -401,7 +416,8 @@ _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|o
 # system) nor "OS 10" or "OS X".
 _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>]*(?:" + _SUBJECT + rb")?\[OS\]"
-    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+)OS\b(?:[ \t]*[.,;!]|[ \t]+(?:so|and|pls|please|do|dont|don't"
+    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+)"
+    rb"OS\b(?:[ \t]*[.,;!]|[ \t]+(?:so|and|pls|please|do|dont|don't"
     rb"|not|btw|fyi)\b|[ \t]*$)"
 )
 
