@@ -369,6 +369,7 @@ _LOOK = 400  # bytes either side of the match that make up its sentence, at most
 
 # A clause after a comma that says what this text is: ", it's official-sensitive", ", this is OS".
 _ITS_CLAUSE = Regex(rb"[ \t]*(?i:it'?s|it[ \t]+is|this[ \t]+is|this'?s)[ \t]", re2_options(1 << 20))
+_CONDITION = Regex(rb"[ \t\"'*#\-]*(?i:if|when|whenever|unless|once|where|suppose|imagine)\b", re2_options(1 << 20))
 
 
 def _said_of_this_text(signal: str) -> Validator:
@@ -390,7 +391,11 @@ def _said_of_this_text(signal: str) -> Validator:
         if found >= 0 and text[found : found + 1] == b"?":
             return None
         clause = max(text.rfind(b",", lo, start), text.rfind(b";", lo, start)) + 1
-        if clause > lo and _ITS_CLAUSE.starts_at(text, clause, start + 1):
+        if (
+            clause > lo
+            and _ITS_CLAUSE.starts_at(text, clause, start + 10)
+            and not _CONDITION.starts_at(text, lo, start)
+        ):
             return signal  # a request, then what this text is: "can you tidy this up, it's official-sensitive:"
         if _ASKING.starts_at(text, lo, start):
             return None

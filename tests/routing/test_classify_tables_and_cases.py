@@ -829,3 +829,42 @@ def test_a_credential_stays_home(text):
 )
 def test_placeholders_examples_and_lookups_are_no_credential(text):
     assert "credential" not in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("[00:00:04] Claire: Okay, before we start, reminder this call is at SECRET so cameras off", "marking_secret"),
+        ("The paragraph below is lifted from a document marked SECRET. Reword it:", "marking_secret"),
+        (
+            "can you tidy up the grammar in this, it's official-sensitive:\n\nthe review found",
+            "marking_official_sensitive",
+        ),
+        ("hiya can u make this read better, its OS so keep it in here", "marking_official_sensitive"),
+        (
+            "https://x.sharepoint.com/sites/ExCo/Shared%20Documents/OFFICIAL-SENSITIVE/paper.docx",
+            "marking_official_sensitive",
+        ),
+        (
+            "CDOP notes: Oliwia Pawlak, aged 3, died at home on 18/12/23. Post-mortem inconclusive.",
+            "justice_context_named_person",
+        ),
+        ("fyi Adaeze Okoro in finance is off again, her OH report says depression", "justice_context_named_person"),
+    ],
+)
+def test_set_20s_categories(text, signal):
+    assert signal in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If a file is sensitive, it's OFFICIAL-SENSITIVE and must be stored securely",
+        "Płatność przelewem na rachunek firmowy PL15 1050 1445 2610 2724 0083 5956 w terminie 14 dni. Faktura VAT",
+        "Jury Central Summoning Bureau\nPhoenix House\nRushton Avenue\nBradford BD3 7BH\n\nDear juror,",
+        "Kind regards,\r\nProbate Team\r\nHartley & Crane LLP\r\nprobate@hartleycrane.co.uk",
+        "Subject: RE: SKU A4471KT - toner order (printer room 2)",
+    ],
+)
+def test_set_20s_benign_twins(text):
+    assert classify_text(text).level == Level.OFFICIAL
