@@ -1147,7 +1147,9 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
         OS,
         _digit_id(
             rb"\d{13,19}|\d{4}(?:[ \t\-.]{1,3}\d{4}){2,3}(?:[ \t\-.]{0,3}\d{1,3})?"
-            rb"|\d{4}[ \t\-.]{1,3}\d{6}[ \t\-.]{1,3}\d{5}|\d{8}[ \t\-.]{1,3}\d{8}"
+            rb"|\d{4}[ \t\-.]{1,3}\d{6}[ \t\-.]{1,3}\d{5}"
+            # two groups of eight as a chat types them (one space or dash: not a table's two 8-digit columns)
+            rb"|\d{8}[ \-]\d{8}"
         ),
         _payment_card,
     ),
