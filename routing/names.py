@@ -92,6 +92,9 @@ _SAID_AFTER = Regex(
     # "Oksana HRYTSENKO at HMP Send", "Chen Jiahui (victim of ...)", "Keeley-Ann Brannock (assault on ...)"
     rb"|[ \t]*[,(][ \t]*(?:HMP|HMYOI|(?i:an?[ \t]+)?(?i:(?:registered[ \t]+)?(?:sex[ \t]+)?offender|prisoner|inmate"
     rb"|detainee|defendant|resident)s?\b)"
+    # a record's sex after the name, or the name in another script and then an age: "Nguyen Van Hung, male,",
+    # "WONG Siu-ming (黃少明), 16,"
+    rb"|[ \t]*,[ \t]*(?i:male|female)\b|[ \t]*\([^)\n]{1,24}\)[ \t]*,[ \t]*\d{1,2}[ \t]*,"
     # a cell in brackets: "Hamza Qureshi (B3-11)"; another name in brackets: "WANG Zihan (goes by Kevin)"
     rb"|[ \t]*\([ \t]*[A-K][0-9]?-[0-9]{1,3}[ \t]*\)"
     rb"|[ \t]*\([ \t]*(?i:goes[ \t]+by|aka|a\.k\.a\.?|known[ \t]+as|also[ \t]+known[ \t]+as|nee)\b"
@@ -105,7 +108,9 @@ _PAIR = Regex(
     rb"|[A-Z]{2,}(?:-[A-Z]{2,})?[ \t]+[A-Z]{2,}(?:[\-'][A-Z]{2,})?"
     # a given name and a surname in capitals, either way round, as court, police and Home Office papers write them
     # ("Oksana HRYTSENKO", "WANG Zihan")
-    rb"|[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z]{3,}(?:-[A-Z]{2,})?|[A-Z]{3,}(?:-[A-Z]{2,})?[ \t]+[A-Z][a-z]+)\b",
+    # (a given name's syllables joined by a hyphen, as Cantonese and Korean names are romanised: "WONG Siu-ming")
+    rb"|[A-Z][a-z]+(?:-[A-Z][a-z]+)?[ \t]+[A-Z]{3,}(?:-[A-Z]{2,})?"
+    rb"|[A-Z]{3,}(?:-[A-Z]{2,})?[ \t]+[A-Z][a-z]+(?:-[a-z]+)?)\b",
     re2_options(1 << 20),
 )
 

@@ -868,3 +868,8 @@ def test_set_20s_categories(text, signal):
 )
 def test_set_20s_benign_twins(text):
     assert classify_text(text).level == Level.OFFICIAL
+
+
+def test_a_given_name_romanised_with_a_hyphen_and_the_name_in_its_own_script_before_an_age():
+    text = "need an appropriate adult urgently: WONG Siu-ming (黃少明), 16, arrested at the Arndale for shop theft"
+    assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
