@@ -308,7 +308,9 @@ _COLLEAGUE_BEFORE = Regex(
     rb"|\b(?:manager|lead|head|director|administrator|co-?ordinator|analyst|clerk|usher|chaplain|facilitator"
     rb"|supervisor)"
     rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
-    rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for)[ \t,:]+$",
+    rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for"
+    # who runs a session: "training delivered by", "a workshop facilitated by"
+    rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by)[ \t,:]+$",
     re2_options(1 << 20),
 )
 # A colleague who is the subject of a case ("her colleague Hollie Pennock is under police investigation", "court usher
@@ -738,7 +740,7 @@ def _named_alone_by_their_case(buf: bytes, lo: int, hi: int, firsts: frozenset[s
 
 # A record's name fields, in JSON, YAML, logs or a query string: "firstName": "Jamie", ... "lastName": "Fairclough";
 # SURNAME=POPESCU|GIVEN=ANDREEA. A given-name field and a family-name field with names in them, either way round.
-_FIELD_VALUE = rb"[\"']?[ \t]*[:=][ \t]*[\"']?[ \t]*"
+_FIELD_VALUE = rb"[\"']?[ \t]*(?:[:=]|[ \t]-|[ \t]is)?[ \t]*[\"']?[ \t]*"  # also as typed: "first name Roxana"
 _GIVEN_FIELD = rb"(?i:first[ \t_\-]?names?|fore[ \t_\-]?names?|given(?:[ \t_\-]?names?)?|christian[ \t_\-]?name)"
 _FAMILY_FIELD = rb"(?i:last[ \t_\-]?name|sur[ \t_\-]?name|family[ \t_\-]?name)"
 _NAME_VALUE = rb"[A-Z][A-Za-z'\-]+"

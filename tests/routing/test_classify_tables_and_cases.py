@@ -873,3 +873,11 @@ def test_set_20s_benign_twins(text):
 def test_a_given_name_romanised_with_a_hyphen_and_the_name_in_its_own_script_before_an_age():
     text = "need an appropriate adult urgently: WONG Siu-ming (黃少明), 16, arrested at the Arndale for shop theft"
     assert "justice_context_named_person" in {s.type for s in classify_text(text).signals}
+
+
+def test_name_fields_typed_without_a_colon_across_two_messages_and_who_runs_a_session():
+    turns = [("user", "victim first name Roxana"), ("user", "surname Munteanu, she is 29, Romanian")]
+    body = {"model": "m", "messages": [{"role": role, "content": text} for role, text in turns]}
+    assert "justice_context_named_person" in {s.type for s in classify_request(body).signals}
+    text = "Safeguarding adults training (s.42 enquiries) delivered by Joanne Whitfield on Tuesday, room 4."
+    assert classify_text(text).level == Level.OFFICIAL
