@@ -84,12 +84,18 @@ _NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
 _INTERNATIONAL_PREFIX = Regex(rb"\+[0-9]{1,3}[ \t.\-]{0,2}\(?$", re2_options(1 << 20))
 
 
+_NHS_EXAMPLE = b"9434765919"
+_CODE_TEST = Regex(rb"(?i:\btest|\bassert|pytest|\bexample|\bsample|\bdummy|\bfixture|\bvalidat)", re2_options(1 << 20))
+
+
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
     d = _digits(raw)  # ten digits, as the pattern has them: the mod-11 checksum alone is its whole test
     if d.startswith(b"999") or sum(map(mul, d, _NHS_WEIGHTS)) % 11 or _placeholder(d):
         return None  # 999 000 0000-999 999 9999 is the test range: never issued to anyone
     start, end = m.span()
+    if d == _NHS_EXAMPLE and (_an_example(text, start) or _CODE_TEST.found(text, max(0, start - 200), start)):
+        return None  # NHS Digital's documented example, in a guide or a test
     if b"+" in text[max(0, start - 8) : start] and _INTERNATIONAL_PREFIX.ends_at(text, start, 8):
         return None  # "+1 212-555-0147": a telephone number after its country code
     health = near(text, start, end, _NHS_CONTEXT)
@@ -213,7 +219,9 @@ _EXAMPLE_CUE = Regex(
 
 
 def _an_example(text: bytes, start: int) -> bool:
-    return _EXAMPLE_CUE.ends_at(text, start, 72)
+    """A format's usual example value, as one: after a word that says so, or in a text that says its data is
+    synthetic, dummy or made up (a test fixture)."""
+    return _EXAMPLE_CUE.ends_at(text, start, 72) or _invented(text, start, start)
 
 
 # A product's code of the same shape: "SKU A4471KT", "toner part no. A4821DK".

@@ -881,3 +881,18 @@ def test_name_fields_typed_without_a_colon_across_two_messages_and_who_runs_a_se
     assert "justice_context_named_person" in {s.type for s in classify_request(body).signals}
     text = "Safeguarding adults training (s.42 enquiries) delivered by Joanne Whitfield on Tuesday, room 4."
     assert classify_text(text).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '@pytest.mark.parametrize("value", ["943 476 5919", "9990000018"])\ndef test_known_numbers(value):',
+        '# SYNTHETIC TEST DATA, NOT A REAL PERSON\n{"nhs_number": "9990000018", "prison_number": "A1234BC"}',
+    ],
+)
+def test_the_formats_examples_in_a_test_or_a_synthetic_fixture_are_not(text):
+    assert classify_text(text).level == Level.OFFICIAL
+
+
+def test_the_nhs_example_number_in_a_referral_still_counts():
+    assert "nhs_number" in {s.type for s in classify_text("Referral for J. Smith, NHS no 943 476 5919").signals}
