@@ -248,8 +248,19 @@ _MEETING_LIST = Regex(
     rb"(?im:^[ \t*\-]*(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
     rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
     # a pasted e-mail's sender and copies, a ticket's people
-    rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author)"
+    rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author"
+    rb"|speakers?|panel(?:lists?)?|presenters?|on[ \t]+duty|on[ \t]+call|duty[ \t]+(?:officer|manager|governor))"
     rb"[ \t]*:)",
+    re2_options(1 << 20),
+)
+# A rota's day lines ("Mon: Amanda Sykes, Joel Barker") under a title that says it is one.
+_DAY_LINE = Regex(
+    rb"(?i:[ \t*\-]*(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|urday)?"
+    rb"[ \t]*:)",
+    re2_options(1 << 20),
+)
+_ROTA = Regex(
+    rb"(?i:\b(?:rota|duty[ \t]+roster|roster|shift[ \t]+pattern|staffing|cover[ \t]+plan)\b)",
     re2_options(1 << 20),
 )
 # The last word of a job title (any case, also plural): "Safer Custody Lead", "Senior Probation Officer".
@@ -356,7 +367,10 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
     """A colleague (as above), a signature's name, or a company named after people. (Each regex only where the
     bytes it needs are there: this runs for every name candidate.)"""
     line_start = buf.rfind(b"\n", max(0, start - 512), start) + 1  # bounded: a text may be one long line
-    if buf.find(b":", line_start, start) >= 0 and _MEETING_LIST.starts_at(buf, line_start, start):
+    if buf.find(b":", line_start, start) >= 0 and (
+        _MEETING_LIST.starts_at(buf, line_start, start)
+        or (_DAY_LINE.starts_at(buf, line_start, start) and _ROTA.found(buf, max(0, start - 600), start))
+    ):
         return True
     if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.ends_at(buf, start, start - line_start):
         return True

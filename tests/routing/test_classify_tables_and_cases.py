@@ -896,3 +896,10 @@ def test_the_formats_examples_in_a_test_or_a_synthetic_fixture_are_not(text):
 
 def test_the_nhs_example_number_in_a_referral_still_counts():
     assert "nhs_number" in {s.type for s in classify_text("Referral for J. Smith, NHS no 943 476 5919").signals}
+
+
+def test_a_rotas_day_lines_and_a_speakers_list_are_colleagues():
+    rota = "Duty rota - Crown Court at Leeds ushers\nMon: Amanda Sykes, Joel Barker\nTue: Joel Barker, Farah Qureshi"
+    assert classify_text(rota).level == Level.OFFICIAL
+    log = "Wing log, remand prisoners\nMon: Amanda Sykes assaulted an officer on B wing"
+    assert classify_text(log).level == Level.OFFICIAL_SENSITIVE
