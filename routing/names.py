@@ -267,7 +267,9 @@ _ROTA = Regex(
 JOB_WORDS = (
     rb"(?i:(?:lead|officer|manager|head|co-?ordinator|chair|director|governor|practitioner|worker|administrator"
     rb"|adviser|advisor|analyst|inspector|liaison|facilitator|supervisor|specialist|lawyer|solicitor|counsel|clerk"
-    rb"|chaplain(?:cy)?|leader"
+    rb"|chaplain(?:cy)?|leader|caseworker|nurse|consultant|psychologist|psychiatrist|therapist|assistant|secretary"
+    rb"|executive|engineer|developer|designer|architect|researcher|trainer|tutor|mentor|planner|accountant|auditor"
+    rb"|paralegal|barrister|business[ \t]+partner|product[ \t]+owner|scrum[ \t]+master"
     # Welsh: manager, officer, co-ordinator, director, head
     rb"|rheolwr|swyddog|cydlynydd|cyfarwyddwr|pennaeth)s?\b)"
 )

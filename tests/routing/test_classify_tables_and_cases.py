@@ -903,3 +903,10 @@ def test_a_rotas_day_lines_and_a_speakers_list_are_colleagues():
     assert classify_text(rota).level == Level.OFFICIAL
     log = "Wing log, remand prisoners\nMon: Amanda Sykes assaulted an officer on B wing"
     assert classify_text(log).level == Level.OFFICIAL_SENSITIVE
+
+
+def test_more_job_titles_make_a_colleague_unless_an_hr_case_is_about_them():
+    text = "The safeguarding referral workshop will be run on Tuesday.\nSarah Jones, HR Business Partner"
+    assert classify_text(text).level == Level.OFFICIAL
+    case = "Sarah Jones, Staff Nurse, is suspended pending a misconduct investigation into missing controlled drugs."
+    assert classify_text(case).level == Level.OFFICIAL_SENSITIVE
