@@ -1466,6 +1466,7 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35})\b"
         rb"|(?i:accountkey)=[A-Za-z0-9+/]{40,}={0,2}",
         _service_key,
+        trigger=rb"\b(?:AKIA|ASIA|gh[pousr]_|github_pat_|xox[abpr]-|sk-|AIza)[0-9A-Za-z_\-]|(?i:accountkey)=",
     ),
     Detector(
         "credential",
@@ -1473,6 +1474,7 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         # scheme://user:password@host
         rb"\b[a-z][a-z0-9+.\-]{1,20}://[^\s/:@\\\"']{1,64}:(?P<secret>[^\s/@\\\"']{4,64})@[A-Za-z0-9.\-]+",
         _url_password,
+        trigger=rb"://[^\s/:@\\\"']+:[^\s/@\\\"']+@",
     ),
     Detector(
         "credential",
@@ -1481,6 +1483,8 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         rb"(?i:\b(?:[a-z_]*password|passwd|pwd|[a-z]+_?secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
         rb"|access[_\-]?token|private[_\-]?key))[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;]{8,128})",
         _assigned_secret,
+        trigger=rb"(?i:password|passwd|pwd|secret|api[_\-]?key|access[_\-]?key|auth[_\-]?token|access[_\-]?token"
+        rb"|private[_\-]?key)[\"']?[ \t]*(?:[:=]|=>)",
     ),
 )
 
