@@ -542,8 +542,11 @@ def _scan_views(
         deadline.check()
         decoded, folded_decoded = normalize.decode_and_fold(encoded, deadline.check)
         deadline.check()
-        more, _ = _scan(table, decoded.encode("utf-8", "replace"), deadline)
+        decoded_buf = decoded.encode("utf-8", "replace")
+        more, _ = _scan(table, decoded_buf, deadline)
         _merge(counts, more)
+        if not decoded_buf.isascii() and _in_another_script([decoded], decoded_buf):  # "\u041c\u0456\u0439 ..."
+            counts[unscanned_signal("script")] = 1
         if folded_decoded is not None:
             more, _ = _scan(table, folded_decoded.encode(), deadline)
             _merge(counts, more)

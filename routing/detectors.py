@@ -85,7 +85,7 @@ _INTERNATIONAL_PREFIX = Regex(rb"\+[0-9]{1,3}[ \t.\-]{0,2}\(?$", re2_options(1 <
 
 
 _NHS_EXAMPLE = b"9434765919"
-_CODE_TEST = Regex(rb"(?i:\btest|\bassert|pytest|\bexample|\bsample|\bdummy|\bfixture|\bvalidat)", re2_options(1 << 20))
+_CODE_TEST = Regex(rb"(?i:\btest|\bassert|pytest|\bdummy|\bfixture|\bvalidat)", re2_options(1 << 20))
 
 
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
@@ -693,7 +693,9 @@ _PUBLIC_BUILDING_POSTCODES = frozenset(
     )
 )
 _PUBLIC_BUILDING = Regex(
-    rb"(?i:" + rb"|".join(code[:-3] + rb"[ \t]?" + code[-3:] for code in sorted(_PUBLIC_BUILDING_POSTCODES)) + rb")\b",
+    rb"(?i:"
+    + rb"|".join(code[:-3] + rb"[ \t]{0,3}" + code[-3:] for code in sorted(_PUBLIC_BUILDING_POSTCODES))
+    + rb")\b",
     re2_options(1 << 20),
 )
 
@@ -1147,7 +1149,7 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "iban",
         OS,
-        _alnum_id(rb"[A-Z]{2}\d{2}(?:[ \t]?[A-Z0-9]{4}){2,7}(?:[ \t]?[A-Z0-9]{1,3})?"),
+        _alnum_id(rb"[A-Z]{2}\d{2}(?:" + _SP + rb"[A-Z0-9]{4}){2,7}(?:" + _SP + rb"[A-Z0-9]{1,3})?"),
         _iban_abroad,
     ),
     Detector(
@@ -1434,7 +1436,8 @@ _PLACEHOLDER_SECRET = Regex(
 # A value that names a secret rather than being one: an environment variable's or a constant's name
 # (REPLACE_ME, DB_PASSWORD), a quoted-printable escape ("SECRET =E2=80=93 ..." in a MIME part).
 _NOT_A_SECRET_VALUE = Regex(
-    rb"[A-Z][A-Z0-9_]*$|[0-9A-F]{2}=|(?i:replace|todo|fixme|insert|enter|tbc|n/a)", re2_options(1 << 20)
+    rb"[A-Z][A-Z0-9_]*$|[0-9A-F]{2}=|&(?:[a-z]+|#[0-9]+);|(?i:replace|todo|fixme|insert|enter|tbc|n/a)",
+    re2_options(1 << 20),
 )
 
 
@@ -1442,6 +1445,10 @@ def _assigned_secret(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     value = m.group(b"secret") or b""
     if _PLACEHOLDER_SECRET.starts_at(value, 0, len(value)) or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value)):
         return None
+    key = m.group().split(b"=", 1)[0].split(b":", 1)[0].strip(b"\"' \t").lower()
+    generic = key.endswith((b"_token", b"_key")) and b"secret" not in key and b"api" not in key
+    if generic and (len(value) < 16 or not any(c.isdigit() for c in value.decode("latin-1"))):
+        return None  # a generic "..._key: ..." names a secret only when its value looks like one
     letters = sum(c.isalpha() for c in value.decode("latin-1"))
     digits_or_marks = len(value) - letters
     return "credential" if letters and digits_or_marks else None  # a mix, as passwords and keys are
@@ -1457,22 +1464,26 @@ def _service_key(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 
 CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
-    Detector("credential", OS, rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"),
+    Detector(
+        "credential",
+        OS,
+        rb"-----BEGIN[ \t]+(?:(?:RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP)[ \t]+)?PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?-----",
+    ),
     Detector(
         "credential",
         OS,
         # AWS access keys, GitHub and Slack tokens, OpenAI and Anthropic keys, Google API keys, Azure account keys
-        rb"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}"
+        rb"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|(?i:gh[pousr]_)[A-Za-z0-9]{36,}|(?i:github_pat_)[A-Za-z0-9_]{40,}"
         rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35})\b"
         rb"|(?i:accountkey)=[A-Za-z0-9+/]{40,}={0,2}",
         _service_key,
-        trigger=rb"\b(?:AKIA|ASIA|gh[pousr]_|github_pat_|xox[abpr]-|sk-|AIza)[0-9A-Za-z_\-]|(?i:accountkey)=",
+        trigger=rb"\b(?:AKIA|ASIA|(?i:gh[pousr]_|github_pat_)|xox[abpr]-|sk-|AIza)[0-9A-Za-z_\-]|(?i:accountkey)=",
     ),
     Detector(
         "credential",
         OS,
         # scheme://user:password@host
-        rb"\b[a-z][a-z0-9+.\-]{1,20}://[^\s/:@\\\"']{1,64}:(?P<secret>[^\s/@\\\"']{4,64})@[A-Za-z0-9.\-]+",
+        rb"\b(?i:[a-z][a-z0-9+.\-]{1,20})://[^\s/:@\\\"']{1,64}:(?P<secret>[^\s/@\\\"']{4,64})@[A-Za-z0-9.\-]+",
         _url_password,
         trigger=rb"://[^\s/:@\\\"']+:[^\s/@\\\"']+@",
     ),
@@ -1481,9 +1492,11 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         OS,
         # password = "...", "apiKey": "...", client_secret: ... (the value a mix of letters and digits or marks)
         rb"(?i:\b(?:[a-z_]*password|passwd|pwd|[a-z]+_?secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
-        rb"|access[_\-]?token|private[_\-]?key))[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;]{8,128})",
+        rb"|[a-z]+_token|[a-z]+_key"
+        rb"|access[_\-]?token|private[_\-]?key))[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;<>]{8,128})",
         _assigned_secret,
-        trigger=rb"(?i:password|passwd|pwd|secret|api[_\-]?key|access[_\-]?key|auth[_\-]?token|access[_\-]?token"
+        trigger=rb"(?i:password|passwd|pwd|secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token|access[_\-]?token"
+        rb"|_token|_key"
         rb"|private[_\-]?key)[\"']?[ \t]*(?:[:=]|=>)",
     ),
 )

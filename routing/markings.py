@@ -297,7 +297,20 @@ _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 # beside another level with a comma or a bar between them. Each side's level is read whole (OFFICIAL-SENSITIVE,
 # TOP SECRET) so that a marking beside the same level ("SECRET, SECRET", a bilingual banner) is no list.
 _LEVEL_WORDS = rb"(?i:official(?:[ \t\-]*sensitive)?|(?:top[ \t\-]*)?secret|restricted|confidential)"
-_LIST_SEPARATOR = rb"[\"'\])]*[ \t]*(?:[,|]|\n[ \t]*[\-*][ \t]+)[ \t\n]*[\"'\[(]*"  # a YAML or Markdown list too
+# Between two items: a comma or a bar, or a YAML or Markdown bullet on the next line, with the quotes, escapes,
+# entities and tags that JSON, HTML, XML, RTF and percent-encoding put around them ("\"OFFICIAL\", \"SECRET\"",
+# "&quot;OFFICIAL&quot;, &quot;SECRET&quot;", "%22OFFICIAL%22%2C%20%22SECRET", "<li>OFFICIAL</li><li>SECRET").
+_LIST_DECOR = (
+    rb"(?:[ \t\n\"'\\\])(\[<>/*]|&(?i:quot|apos|#34|#39|#x22|#x27|nbsp);|%2[027]|\\[nrt]"
+    rb"|</?(?i:li|td|p|span|b|i|item|value|option)>)"
+)
+_LIST_SEPARATOR = (
+    _LIST_DECOR
+    + rb"{0,12}(?:,|\||%2[Cc]|%7[Cc]|&#44;|<(?i:li|option|item|value)>"
+    + rb"|(?:\n|\\n|\\par|<br[ \t]*/?>)[ \t]*[\-*][ \t]+)"
+    + _LIST_DECOR
+    + rb"{0,12}"
+)
 _LEVEL_BEFORE = Regex(rb"(?P<level>" + _LEVEL_WORDS + rb")" + _LIST_SEPARATOR + rb"$", re2_options(1 << 20))
 _LEVEL_AFTER = Regex(_LIST_SEPARATOR + rb"(?P<level>" + _LEVEL_WORDS + rb")\b", re2_options(1 << 20))
 _LEVEL = Regex(_LEVEL_WORDS, re2_options(1 << 20))
@@ -420,7 +433,7 @@ _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|o
 # evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" in chat. Not "(OS)" (Ordnance Survey, an operating
 # system) nor "OS 10" or "OS X".
 _OS_ABBREVIATION = (
-    rb"(?m:^)[ \t*>]*(?:" + _SUBJECT + rb")?\[OS\]"
+    rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
     rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+)"
     rb"OS\b(?:[ \t]*[.,;!]|[ \t]+(?:so|and|pls|please|do|dont|don't"
     rb"|not|btw|fyi)\b|[ \t]*$)"

@@ -860,6 +860,11 @@ def _json_lines(value: Any, key: str | None, lines: list[str], depth: int) -> No
         for k, v in value.items():
             _json_lines(v, str(k), lines, depth + 1)
     elif isinstance(value, list):
+        if len(value) > 1 and all(isinstance(item, str) and len(item) <= 32 for item in value):
+            # a list of short values reads as the list it is (an enum of levels is no banner), as the walk reads one
+            text = ", ".join(value)
+            lines.append(text if key is None else f"{key}: {text}")
+            return
         for item in value:
             _json_lines(item, key, lines, depth + 1)
     elif value is None or isinstance(value, bool | float):

@@ -240,6 +240,16 @@ def _texts_with_every_row() -> list[bytes]:
     pieces = [item["text"] for item in ITEMS if "text" in item]
     texts = [piece.encode() for piece in pieces]
     texts += [rng.choice(["\n", " ", ", ", "; "]).join(rng.choices(pieces, k=20)).encode() for _ in range(200)]
+    # and each signal's own items among others, so that a row with few items in the corpus is tried often enough
+    by_signal: dict[str, list[str]] = {}
+    for item in ITEMS:
+        if "text" in item and item.get("signal"):
+            by_signal.setdefault(item["signal"], []).append(item["text"])
+    for group in by_signal.values():
+        for _ in range(16):
+            chosen = rng.choices(group, k=4) + rng.choices(pieces, k=8)
+            rng.shuffle(chosen)
+            texts.append(rng.choice(["\n", " ", ", ", "; "]).join(chosen).encode())
     return texts
 
 
