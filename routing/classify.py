@@ -356,14 +356,23 @@ def _message_seams(items: list[Any] | tuple[Any, ...]) -> list[str]:
     seams: list[str] = []
     previous: str | None = None
     for item in items:
-        text = _message_text(item)
-        if text is None:
-            previous = None
-            continue
-        if previous is not None:
-            tail, head = previous.rstrip()[-_SEAM_CHARS:], text.lstrip()[:_SEAM_CHARS]
-            if tail[-1:].isalnum() and (head[:1].isdigit() or head[:1].isupper()):
-                seams.append(tail + " " + head)
+        # (the common message first, in the fewest steps: a body may hold a hundred thousand of them)
+        text = item.get("content") if type(item) is dict and "role" in item else None
+        if type(text) is not str:
+            text = _message_text(item)
+            if text is None:
+                previous = None
+                continue
+        if previous:
+            last = previous[-1]
+            if last.isspace():
+                last = previous.rstrip()[-1:]
+            if last.isalnum():
+                first = text[:1]
+                if first.isspace():
+                    first = text.lstrip()[:1]
+                if first.isdigit() or first.isupper():
+                    seams.append(previous.rstrip()[-_SEAM_CHARS:] + " " + text.lstrip()[:_SEAM_CHARS])
         previous = text
     return seams
 
