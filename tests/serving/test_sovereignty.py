@@ -416,16 +416,38 @@ def _dressed_requests(canary: str) -> list[tuple[str, dict]]:
             },
         ),
         ("embeddings", {"model": "embeddings-commercial-first", "input": [[101, 7592, 2088, 102]], "user": canary}),
+        (
+            "chat/completions",
+            {
+                "model": "commercial-first",
+                "max_tokens": 4,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Translate ({canary}): "
+                        "میرا بیٹا عمران ایچ ایم پی برمنگھم میں ہے، اسے انسولین نہیں ملی",
+                    }
+                ],
+            },
+        ),
+        (
+            "chat/completions",
+            {
+                "model": "commercial-first",
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": f"Why does this fail ({canary})? DB_PASSWORD=Tr0ub4dor&3xyz"}],
+            },
+        ),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(7))
 def test_documents_as_delivered_never_reach_commercial(
     app: RunningApp, commercial: FakeOpenAIServer, index: int
 ) -> None:
-    """An image part, token ids, a CRLF-marked minute and a Word-hyphenated marking: answered locally or
-    refused (the tiny local model reads no images), never sent to the fake OpenAI; the audit record names the
-    signal and the classifier."""
+    """An image part, token ids, a CRLF-marked minute, a Word-hyphenated marking, a letter in Urdu and a password in
+    config: answered locally or refused (the tiny local model reads no images), never sent to the fake OpenAI; the
+    audit record names the signal and the classifier."""
     canary = _canary()
     path, body = _dressed_requests(canary)[index]
     response = httpx.post(f"{app.base_url}/{path}", json=body, headers=app.headers(), timeout=120)
@@ -440,5 +462,7 @@ def test_documents_as_delivered_never_reach_commercial(
     assert {s["type"] for s in last["signals"]} & {
         "unscanned_image",
         "unscanned_token_ids",
+        "unscanned_script",
         "marking_official_sensitive",
+        "credential",
     }
