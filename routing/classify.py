@@ -241,8 +241,9 @@ def _walk(body: Mapping[str, Any], deadline: _Deadline) -> _Body:
                     if all(type(item) is str for item in node):  # a list of strings (input, stop): no descent
                         if nodes > MAX_NODES:
                             raise _Unscannable
-                        if all(len(item) <= _SHORT_ITEM for item in node):
-                            texts.append(", ".join(node))  # a list of values as it reads ("enum": [...])
+                        listed = normalize.short_list_text(node)
+                        if listed is not None:
+                            texts.append(listed)  # a list of values as it reads ("enum": [...])
                         else:
                             texts.extend(node)
                         continue
@@ -325,10 +326,6 @@ def _joined_text_parts(parts: list[Any] | tuple[Any, ...]) -> list[str]:
     spaced = "".join(pieces)
     return [joined] if spaced == joined else [joined, spaced]
 
-
-# A list of strings this short (an enum, tags, stop sequences) is read as one text, its items separated by commas;
-# longer strings (a batch of prompts, embeddings inputs) are texts of their own.
-_SHORT_ITEM = 32
 
 # How much of each side of a seam between two messages is read together: an identifier (at most 20 characters
 # with its spacing) and the label before it ("his NHS number is").

@@ -357,8 +357,10 @@ def _iban_abroad(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     """Another country's IBAN (a victim's or a witness's account abroad): its own format and check digits; not a
     company's on an invoice."""
     compact = b"".join(m.group().split())
-    if compact[:2] == b"GB" or _BUSINESS_ACCOUNT.found(text, max(0, m.start() - 200), m.start()):
+    if compact[:2] == b"GB":
         return None  # the GB row's
+    if _BUSINESS_ACCOUNT.found(text, max(0, m.start() - 200), m.start()):
+        return None
     return "iban" if compact not in _IBAN_EXAMPLES_ABROAD and _iban.is_valid(compact.decode()) else None
 
 
@@ -687,10 +689,7 @@ _HOME = Regex(
 # Rolls Building, Field House, the Supreme Court, the Parole Board's and CICA's offices, Parliament, the Home Office
 # and the Treasury. Such a postcode is no one's home unless the words around say so ("lives at").
 _PUBLIC_BUILDING_POSTCODES = frozenset(
-    (
-        *(b"SW1H9AJ", b"WC2A2LL", b"EC4M7EH", b"EC4A1NL", b"EC4A1DZ", b"SW1P3BD", b"E144PU", b"G28JQ"),
-        *(b"SW1A0AA", b"SW1P4DF", b"SW1A2HQ"),
-    )
+    b"SW1H9AJ WC2A2LL EC4M7EH EC4A1NL EC4A1DZ SW1P3BD E144PU G28JQ SW1A0AA SW1P4DF SW1A2HQ".split()
 )
 _PUBLIC_BUILDING = Regex(
     rb"(?i:"

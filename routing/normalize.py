@@ -828,6 +828,20 @@ def _b64(run: bytes) -> str | None:
     return decoded if readable else None
 
 
+# A list of strings this short (an enum, tags, stop sequences) is read as one text, its items separated by commas, as
+# it reads: an enum of levels is no banner. Longer strings (a batch of prompts, embeddings inputs, paragraphs) are
+# texts of their own.
+SHORT_LIST_ITEM = 32
+
+
+def short_list_text(items: list[Any]) -> str | None:
+    """Two or more short strings as one text ("OFFICIAL, OFFICIAL-SENSITIVE, SECRET"), else None. The body's walk
+    and the JSON found inside a string read lists the same way."""
+    if len(items) > 1 and all(type(item) is str and len(item) <= SHORT_LIST_ITEM for item in items):
+        return ", ".join(items)
+    return None
+
+
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _DECODER = json.JSONDecoder()
 
@@ -860,9 +874,8 @@ def _json_lines(value: Any, key: str | None, lines: list[str], depth: int) -> No
         for k, v in value.items():
             _json_lines(v, str(k), lines, depth + 1)
     elif isinstance(value, list):
-        if len(value) > 1 and all(isinstance(item, str) and len(item) <= 32 for item in value):
-            # a list of short values reads as the list it is (an enum of levels is no banner), as the walk reads one
-            text = ", ".join(value)
+        text = short_list_text(value)
+        if text is not None:
             lines.append(text if key is None else f"{key}: {text}")
             return
         for item in value:
