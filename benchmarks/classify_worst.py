@@ -114,6 +114,14 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
     accented = "Zażółć gęślą jaźń; café, déjà vu, naïve façade, smörgåsbord, Ærøskøbing, Ŵyŷ ŝŀ. "
     per_piece = len(json.dumps(accented)) - 2  # JSON escapes each non-ASCII letter (\u00e9: six bytes)
     bodies["accented_text"] = ("chat", _chat(accented * (room // per_piece)))
+    # quoted-printable without its header all through the body (soft breaks, escapes, a subject's encoded words):
+    # every line is read once more as quoted-printable, beside the text as it is
+    quoted = (
+        lambda: f"NHS no. {rng.randint(100, 999)} =\n{rng.randint(100, 999)} {rng.randint(1000, 9999)} =E2=80=93 ",
+        lambda: "classification =3D OFFICIAL=E2=80=91SENSITIVE=20\n",
+        lambda: f"Subject: =?utf-8?Q?case_{rng.randint(0, 9999)}_=E2=80=93_notes?= ",
+    )
+    bodies["quoted_printable"] = ("chat", _chat(_fill(lines, lambda: rng.choice(quoted)())))
     bodies["spaced_out"] = ("chat", _chat(_fill(room, lambda: " ".join(rng.choices("0123456789ABC", k=9)) + " | ")))
 
     def completions(prompt: list[Any]) -> tuple[str, dict[str, Any]]:

@@ -93,7 +93,7 @@ _PUBLISHED = Regex(
     rb"(?i)\b(?:(?:this|the|a|visitors?'?|door|foyer|welcome|warning)[ \t]+signs?[ \t]+(?:for|in|on|at|says|reads"
     rb"|translation|text)|signage|leaflets?|posters?|newsletters?|bulletins?|poems?|poetry|slogans?|greetings?"
     rb"|proverbs?|menus?|timetables?|notice[ \t]+board|wellbeing[ \t]+board|reading[ \t]+group|song|lyrics"
-    rb"|(?:event|conference)[ \t]+programme)\b",
+    rb"|(?:event|conference)[ \t]+programme|published[ \t]+by|fact[ \t]?sheets?)\b",
     re2_options(1 << 20),
 )
 
@@ -433,46 +433,6 @@ def _signal(signal: str, count: int) -> Signal:
     return made
 
 
-# Non-ASCII text is normalised in pieces of about this many bytes, with the deadline checked between them: a page
-# of accented letters normalises at a few MB/s, so a body of it near the server's limit would otherwise hold the
-# caller for most of a second before the deadline is looked at.
-_NORMALISE_PIECE = 128 << 10
-
-
-def _normalise_and_fold(data: bytes, check: Callable[[], None]) -> tuple[bytes, str | None]:
-    """``normalize.normalise_and_fold_utf8(data)``, in pieces cut after a line break (else a space, else any ASCII
-    byte) with ``check`` called after each. Normalisation never composes across an ASCII character, and a cut
-    after a line feed keeps a CR LF whole, so the pieces give what the whole would (a combining mark that opens a
-    piece stays, where after an ASCII letter it would have been removed)."""
-    if len(data) <= _NORMALISE_PIECE:
-        return normalize.normalise_and_fold_utf8(data)
-    normalised: list[bytes] = []
-    folded: list[str] = []
-    any_folded = False
-    start = 0
-    while start < len(data):
-        end = start + _NORMALISE_PIECE
-        if end < len(data):
-            cut = data.rfind(b"\n", start, end) + 1  # after a line feed (0 when there is none)
-            if cut <= start:
-                cut = data.rfind(b" ", start, end)  # before a space
-            if cut <= start:
-                cut = end  # before the next ASCII byte
-                while cut < len(data) and data[cut] >= 0x80:
-                    cut += 1
-            end = cut
-        piece, piece_folded = normalize.normalise_and_fold_utf8(data[start:end])
-        normalised.append(piece)
-        if piece_folded is None:
-            folded.append(piece.decode("utf-8", "replace"))
-        else:
-            folded.append(piece_folded)
-            any_folded = True
-        start = end
-        check()
-    return b"".join(normalised), "".join(folded) if any_folded else None
-
-
 def _encode(texts: list[str], check: Callable[[], None] = lambda: None) -> tuple[bytes, list[str]]:
     """The normalised view of ``texts`` as one buffer (UTF-8), and the folded view of its non-ASCII ones;
     ``check`` (the deadline's) is called as long non-ASCII texts are normalised.
@@ -492,7 +452,7 @@ def _encode(texts: list[str], check: Callable[[], None] = lambda: None) -> tuple
             piece = text.encode()
         else:
             # lone surrogates become "?"
-            piece, folded_text = _normalise_and_fold(text.encode("utf-8", "replace"), check)
+            piece, folded_text = normalize.normalise_and_fold_in_pieces(text.encode("utf-8", "replace"), check)
             if folded_text is not None:
                 folded.append(folded_text)
         size += len(piece) + len(_SEPARATOR)

@@ -88,6 +88,15 @@ _NHS_EXAMPLE = b"9434765919"
 _CODE_TEST = Regex(rb"(?i:\btest|\bassert|pytest|\bdummy|\bfixture|\bvalidat)", re2_options(1 << 20))
 
 
+# A label that says what a number is, when it is not a person's: an order's, an invoice's, a parcel's, a ticket's.
+_OTHER_NUMBER_LABEL = Regex(
+    rb"(?i:\b(?:order|invoice|purchase[ \t]+order|po|tracking|parcel|consignment|ticket|incident|inc|sku|serial"
+    rb"|transaction|booking|confirmation|policy|quote|quotation|customer|account|batch|lot|job|version|build|release)"
+    rb"[ \t]*(?:no\.?|number|num|ref(?:erence)?|id|#)?[ \t]*[:#=]?[ \t]*)$",
+    re2_options(1 << 20),
+)
+
+
 def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
     d = _digits(raw)  # ten digits, as the pattern has them: the mod-11 checksum alone is its whole test
@@ -99,6 +108,8 @@ def _nhs_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if b"+" in text[max(0, start - 8) : start] and _INTERNATIONAL_PREFIX.ends_at(text, start, 8):
         return None  # "+1 212-555-0147": a telephone number after its country code
     health = near(text, start, end, _NHS_CONTEXT)
+    if not health and _OTHER_NUMBER_LABEL.ends_at(text, start, 32):
+        return None  # "Order number: 4194814061": a number that its label says is something else
     if not health and near(text, start, end, _UTR_CONTEXT) and _utr.is_valid(d.decode()):
         return "utr"  # a valid UTR among tax words, and nothing says health: counted as what it most likely is
     if len(raw) == 10 and d[:1] in b"12" and not health:
@@ -325,6 +336,8 @@ def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if not _digits(m.group()).strip(b"0"):
         return None  # 00-00-00 / 00000000: a layout's or a form's example
     start, end = m.span()
+    if _business_account(text, start):
+        return None
     if m.group(b"labelled") is None and _NOT_BANK_LABEL.found(text, max(0, start - 24), end):
         return None  # a VAT or company registration number, an invoice's or order's: no sort code said so
     if m.group(b"labelled") is None:  # sort code and account on one line
@@ -336,9 +349,11 @@ def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 _IBAN_EXAMPLE = b"GB82WEST12345698765432"  # the IBAN standard's (ECBS) own example, in documentation and tests
 
 
-def _iban_gb(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+def _iban_gb(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     compact = b"".join(m.group().split()).upper()
-    return "iban" if compact != _IBAN_EXAMPLE and _iban.is_valid(compact.decode()) else None
+    if compact == _IBAN_EXAMPLE or _business_account(text, m.start()):
+        return None
+    return "iban" if _iban.is_valid(compact.decode()) else None
 
 
 # Other countries' IBANs that documentation and tests use (Germany's, France's, the Netherlands').
@@ -348,9 +363,18 @@ _IBAN_EXAMPLES_ABROAD = frozenset((b"DE89370400440532013000", b"FR14200410100505
 # A company's account: an invoice's or a supplier's details before it (also Polish "rachunek firmowy", "Sp. z o.o.").
 _BUSINESS_ACCOUNT = Regex(
     rb"(?i:\b(?:invoice|faktura|vat|nip|company|supplier|vendor|firmowy|sp\.[ \t]*z[ \t]*o\.[ \t]*o|gmbh|ltd|limited"
-    rb"|s\.a\.|srl|llc|plc))",
+    rb"|s\.a\.|srl|llc|plc|remittances?|government[ \t]+banking"
+    # a public body's own account, as its "how to pay" page gives it: "Account name: HMCTS Fines Receipts"
+    rb"|account[ \t]+name[ \t]*:[ \t]*(?:hmcts|hmrc|hmpps|hm[ \t]+courts|ministry|department|council|the[ \t]+)))",
     re2_options(1 << 20),
 )
+
+
+def _business_account(text: bytes, start: int) -> bool:
+    """An organisation's account: an invoice's, a supplier's or a public body's details before ``start``, and no
+    one named there (a refund to a person on the same page stays theirs)."""
+    lo = max(0, start - 200)
+    return _BUSINESS_ACCOUNT.found(text, lo, start) and not names.find_person(text, lo, start)
 
 
 def _iban_abroad(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
@@ -359,7 +383,7 @@ def _iban_abroad(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     compact = b"".join(m.group().split())
     if compact[:2] == b"GB":
         return None  # the GB row's
-    if _BUSINESS_ACCOUNT.found(text, max(0, m.start() - 200), m.start()):
+    if _business_account(text, m.start()):
         return None
     return "iban" if compact not in _IBAN_EXAMPLES_ABROAD and _iban.is_valid(compact.decode()) else None
 
@@ -663,6 +687,9 @@ _ORGANISATION = Regex(
     rb"|criminal[ \t]+court|tribunal|police|constabulary|ministry|home[ \t]+office|parliament|headquarters"
     rb"|council|hospital|university|college|museum|library|stadium|airport|cathedral|station|embassy"
     rb"|convention|conference|venue|department|agency|office|centre|center|ltd|limited|plc|llp"
+    # schools, surgeries, churches, hotels, charities, rooms to book, and a PO box (no one's home)
+    rb"|school|academy|nursery|surgery|clinic|pharmacy|church|mosque|temple|synagogue|hotel|theatre|charity"
+    rb"|(?:training|meeting|conference|function)[ \t]+room|suite|po[ \t]+box"
     # a vCard's or a form's work address
     rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office|bureau"
     rb"|nhs[ \t]+(?:foundation[ \t]+)?trust"
@@ -849,10 +876,14 @@ _FICTION = Regex(
     rb"|sitcom)\b|\b(?:the|a|this|that)[ \t]+(?:film|movie)\b"  # not "wrapped in cling film"
     rb"|\b(?:in|from)[ \t]+(?:the|his|her|a|my)[ \t]+novel\b|'s[ \t]+novel\b|\bnovel[ \t]+(?:by|called)\b"
     rb"|\bepisode[ \t]+of\b|\b(?:write|writing)[ \t]+a[ \t]+scene\b|\bscene[ \t]+where\b"
+    # a review of a programme: "TV review: 'The Long Licence', episode 3", "(played by Helen Brannock)"
+    rb"|\b(?:tv|television|film|drama|theatre)[ \t]+review\b|\bepisode[ \t]+\d|\bplayed[ \t]+by\b"
+    # a quiz or a reading group about them: "Induction quiz", "Book club - April pick: Great Expectations"
+    rb"|\bbook[ \t]+club\b|\bquiz\b|\bcharacters?[ \t]+in[ \t]+(?:the|a|his|her)\b"
     rb"|\b(?:INT|EXT)\.[ \t]+[A-Z]"
     # test data: "synthetic fixtures", "dummy data", "not a real person", "generated by faker"
     rb"|\b(?:synthetic|dummy|fake|fictional|fictitious)[ \t]+(?:test[ \t]+)?(?:data|fixtures?|users?|records?|person"
-    rb"|people|scenario)\b"
+    rb"|people|scenario|values|examples?|patients?|identifiers|details)\b"
     rb"|\btest[ \t]+(?:fixtures?|users?)\b|\bnot[ \t]+(?:an?[ \t]+)?real[ \t]+(?:person|people|individuals?)\b"
     rb"|\bgenerated[ \t]+by[ \t]+faker\b)",
     re2_options(1 << 20),
@@ -1056,6 +1087,42 @@ _JUSTICE_WORDS = (
     rb"|detinut(?:ul|a)?|agresat[a]?|inchisoare|arestat[a]?|condamnat[a]?|victima"
     # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
+    # prison, police, court and beaten in the other languages of the people a department deals with (Latin script,
+    # as the folded view spells them): Somali, Romanian, Portuguese and Spanish, Lithuanian, Albanian, Turkish,
+    # Vietnamese, Arabic and Persian transliterated, Welsh
+    rb"|xabsi(?:ga)?|booliska|maxkamad(?:da)?|la[ \t]+garaacay|politi(?:a|ei|st)|lovit|batut|amenintat"
+    rb"|prisao|carcel|presos?|vitima|victima|agredid[oa]|detid[oa]|detenid[oa]|kalejim(?:e|as|o)|policij(?:a|oje)"
+    rb"|burgun|gjykat[ae]|cezaevi(?:nde)?|hapishane|hapiste|nha[ \t]+tu|cong[ \t]+an|sijn|shurta|zendan|heddlu"
+    # health: what a patient has, takes and has done to them, as handovers, incident reports and letters write it
+    rb"|medication|prescribed|epilep(?:sy|tic)|seizures?|insulin|depression|anxiety|panic[ \t]+attacks?|ptsd"
+    rb"|psychiatric|mental[ \t]+health[ \t]+(?:crisis|team|nurse|assessment|act|liaison|issues|problems)"
+    rb"|detox|methadone|substance[ \t]+misuse|alcohol[ \t]+(?:dependen(?:ce|cy|t)|withdrawal|misuse)|ciwa"
+    rb"|fractured?|x-ray|injur(?:y|ies|ed)|(?:taken|rushed|admitted|escorted)[ \t]+to[ \t]+hospital"
+    rb"|(?:hospital|bedside|cuffed|cat[ \t]+a)[ \t]+escort|a&e|ambulance|cancer|terminal(?:ly)?[ \t]+ill|hiv"
+    rb"|on[ \t]+(?:a[ \t]+)?(?:s\.?[ \t]?136|section[ \t]+136)|depot[ \t]+(?:injection|medication)"
+    rb"|welfare[ \t]+check|dna'd|datix|falls?[ \t]+(?:assessment|risk|review)"
+    rb"|found[ \t]+on[ \t]+the[ \t]+floor|restraint|physical[ \t]+intervention|use[ \t]+of[ \t]+force"
+    # the Mental Health Act's sections as a transfer or a detention ("transfer under s.48", "on section 3")
+    rb"|(?:under|on)[ \t]+(?:s\.?|section)[ \t]?(?:2|3|37|41|47|48|49|135|136)|constant[ \t]+obs(?:ervations?)?"
+    # violence at home, as a note tells it: "he's been hitting his gf again"
+    rb"|(?:hitting|hit|beating|beat|punching|punched|kicking|kicked|strangled|choked|pushed|threatening|threatened)"
+    rb"[ \t]+(?:his|her|their)[ \t]+(?:gf|bf|girlfriend|boyfriend|partner|wife|husband|kids?|children|son|daughter"
+    rb"|mum|mother|dad|father)"
+    # personnel casework, vetting and money trouble
+    rb"|conduct[ \t]+and[ \t]+discipline|improvement[ \t]+plan|(?:final|written)[ \t]+warning"
+    rb"|attendance[ \t]+(?:warning|hearing)|exit[ \t]+interview|phased[ \t]+return"
+    rb"|bullying|sexual[ \t]+harassment|inappropriate[ \t]+(?:behaviour|comments|messages|touching|contact)"
+    rb"|vetting[ \t]+(?:decision|refusal|interview|review)|(?:clearance|vetting)[ \t]+(?:was[ \t]+)?(?:refused"
+    rb"|withdrawn|revoked|denied)|county[ \t]+court[ \t]+judg(?:e)?ments?|ccjs?|iva|bankrupt(?:cy)?"
+    rb"|gambling[ \t]+debts?|rent[ \t]+arrears|evict(?:ed|ion)|no[ \t]+fixed[ \t]+abode|nfa|sofa[ \t\-]+surfing"
+    # prisons, intelligence and missing people, as their logs write it
+    rb"|county[ \t]+line|intel(?:ligence)?[ \t]+(?:report|log|suggests|says|indicates)|int[ \t]+log"
+    rb"|yoi|secure[ \t]+(?:children's[ \t]+home|training[ \t]+centre)"
+    rb"|children's[ \t]+home|(?:was|were|been|got|being)[ \t]+(?:slashed|stabbed|beaten|attacked|punched|kicked)"
+    rb"|(?:supply|supplying|dealing)[ \t]+(?:of[ \t]+)?(?:drugs|spice|cannabis|heroin|cocaine|crack)"
+    rb"|missing[ \t]+(?:person|episodes?|from)|contact[ \t]+log|night[ \t]+log"
+    rb"|release[ \t]+planning|overstay(?:er|ed)|immigration[ \t]+(?:enforcement|status|offen[cs]es?)"
+    rb"|leave[ \t]+to[ \t]+remain|removal[ \t]+directions"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"
 # What follows the name in "Jane Doe (12/03/1985)": the first pass looks for this part alone, as tracking every
@@ -1442,6 +1509,9 @@ _NOT_A_SECRET_VALUE = Regex(
 
 def _assigned_secret(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     value = m.group(b"secret") or b""
+    whole = m.group()
+    if value.startswith(b"3D") and whole[: len(whole) - len(value)].rstrip(b"\"' \t").endswith(b"="):
+        value = value[2:].lstrip(b"\"'")  # "=3D" is "=" in quoted-printable: the value is what follows it
     if _PLACEHOLDER_SECRET.starts_at(value, 0, len(value)) or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value)):
         return None
     key = m.group().split(b"=", 1)[0].split(b":", 1)[0].strip(b"\"' \t").lower()

@@ -44,10 +44,10 @@ from serving.thirdparty import re2_extension
 
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
-_DASH = rb"-"  # en and em dashes are "-" once normalised
+_DASH = rb"-{1,3}"  # en and em dashes are "-" once normalised; typed, they are "--" or "---"
 _LEAD = rb"(?m:^)[ \t*#=_~\-\[(<>\"'.]*"  # not "|": "| SECRET | ... |" is a Markdown table's cell
 _TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
-_SEP = rb"[ \t]*(?:[:/|,]+|" + _DASH + rb"+)?[ \t]*"
+_SEP = rb"[ \t]*(?:[:/|,]+|-+)?[ \t]*"
 _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
 # Upper-case descriptors, caveats and codewords after a marking on a banner line.
 _UPPER_TAIL = rb"(?:" + _SEP + rb"[A-Z0-9\[(][A-Z0-9 \t/:|,()\[\]\-]*)?"
@@ -290,6 +290,13 @@ _EXAMPLE_BEFORE = Regex(  # (also in markup not yet decoded: "e.g.&nbsp;[OFFICIA
     rb"(?i:\be\.?g\.?|\bfor(?:[ \t]|&nbsp;)+example|\bsuch(?:[ \t]|&nbsp;)+as|\bi\.?e\.?)(?:[ \t,:]|&nbsp;|&#160;)*$",
     re2_options(1 << 20),
 )
+# ... or the markings a guide lists under "for example:", one a line (a PDF's text: "for\nexample:\n\n
+#   OFFICIAL-SENSITIVE\n  OFFICIAL-SENSITIVE COMMERCIAL").
+_EXAMPLE_LIST_BEFORE = Regex(
+    rb"(?i:\be\.?g\.?|\bfor[ \t\n]+example|\bsuch[ \t\n]+as|\bexamples?)[ \t,:]*\n(?:[ \t]*\n)?"
+    rb"(?:[ \t]*[A-Z][A-Z0-9 \t\-:/\[\]()]*\n){0,4}[ \t]*$",
+    re2_options(1 << 20),
+)
 _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 
 
@@ -341,6 +348,8 @@ def _carried(signal: str) -> Validator:
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
         if _EXAMPLE_BEFORE.ends_at(text, start, 24) or _SANTA.found(text, start, min(len(text), end + 8)):
+            return None
+        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240):
             return None
         if _in_a_list_of_levels(text, start, end):
             return None
@@ -430,12 +439,15 @@ _OS_UPPER = (
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|off-sens?)"
 
 # OFFICIAL-SENSITIVE as staff abbreviate it: a tag opening a subject or a message ("Subject: RE: [OS] Tender
-# evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" in chat. Not "(OS)" (Ordnance Survey, an operating
-# system) nor "OS 10" or "OS X".
+# evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" / "the brief below is OS" in chat. Not "(OS)"
+# (Ordnance Survey, an operating system) nor "OS 10" or "OS X".
 _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
-    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+)"
-    rb"OS\b(?:[ \t]*[.,;!]|[ \t]+(?:so|and|pls|please|do|dont|don't"
+    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+"
+    # "the brief below is OS", "the attached note is OS"
+    rb"|\b(?:brief|briefing|note|notes|email|e-mail|doc|document|paper|info|attachment|thread|chat|content|table"
+    rb"|below|above|attached)[ \t]+(?:below[ \t]+|above[ \t]+|attached[ \t]+)?(?:is|'s)[ \t]+)"
+    rb"OS\b(?:[ \t]*[.,;!]|[ \t]+-[ \t]|[ \t]+(?:so|and|pls|please|do|dont|don't"
     rb"|not|btw|fyi)\b|[ \t]*$)"
 )
 

@@ -56,7 +56,7 @@ PARTICLES_PATTERN = rb"(?:" + "|".join(sorted(PARTICLES)).encode() + rb")"
 _PARTICLES = rb"(?:" + PARTICLES_PATTERN + rb"[ \t]+){0,2}"
 # Title + name, Firstname [Initial] Lastname, or SURNAME, Firstname. One linear-time pass per window.
 _NAME_RX = Regex(
-    rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]+)"
+    rb"\b(?:" + _TITLES + rb"\.?[ \t]+(?:[A-Z]\.?[ \t]+)?(?P<tsur>[A-Z][A-Za-z'\-]*)"
     rb"|(?P<first>[A-Z][a-z]+)(?:-[A-Z][a-z]+)?[ \t]+(?:[A-Z]\.?[ \t]+)?" + _PARTICLES + rb"(?P<last>[A-Z][A-Za-z'\-]+)"
     rb"|(?P<usur>(?:Ma?c)?[A-Z][A-Z'\-]+),?[ \t]+(?P<ufirst>[A-Z][a-z]+)"
     # Surname, Given in title case, as lists and logs write them ("Dabrowski, Tomasz"): both from the lists
@@ -157,6 +157,7 @@ _NOT_NAME_WORDS_TEXT = """
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
     junior deputy assistant acting interim principal statement statements personal contact scheme liaison
     impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president sheriff
+    off osg usher
 """
 NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
@@ -255,7 +256,9 @@ _MEETING_LIST = Regex(
     rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
     # a pasted e-mail's sender and copies, a ticket's people
     rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author"
-    rb"|speakers?|panel(?:lists?)?|presenters?|on[ \t]+duty|on[ \t]+call|duty[ \t]+(?:officer|manager|governor))"
+    rb"|speakers?|panel(?:lists?)?|presenters?|on[ \t]+duty|on[ \t]+call|duty[ \t]+(?:officer|manager|governor)"
+    # an award's
+    rb"|winners?|nominees?|runners?[ \t\-]up|highly[ \t]+commended)"
     rb"[ \t]*:)",
     re2_options(1 << 20),
 )
@@ -276,13 +279,17 @@ JOB_WORDS = (
     rb"|chaplain(?:cy)?|leader|caseworker|nurse|consultant|psychologist|psychiatrist|therapist|assistant|secretary"
     rb"|executive|engineer|developer|designer|architect|researcher|trainer|tutor|mentor|planner|accountant|auditor"
     rb"|paralegal|barrister|business[ \t]+partner|product[ \t]+owner|scrum[ \t]+master"
+    # roles staff go by as acronyms: independent domestic violence adviser, prison officer grades, nurses
+    rb"|idva|isva|pso|osg|rmn|rgn|hca|cpn|amhp|usher|magistrate|volunteer"
+    # Polish: manager, director, specialist
+    rb"|kierownik|dyrektor|specjalista"
     # Welsh: manager, officer, co-ordinator, director, head
     rb"|rheolwr|swyddog|cydlynydd|cyfarwyddwr|pennaeth)s?\b)"
 )
 _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
     + JOB_WORDS
-    + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip))\)",
+    + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip|pso|osg|rmn|rgn|hca|idva|isva|amhp|cpn))\)",
     re2_options(1 << 20),
 )
 # What a workplace says of a colleague after the name: where they work ("Keeley Hatherall from the safeguarding
@@ -315,28 +322,37 @@ _COLLEAGUE_AFTER = Regex(
 # "<author>Paul B. Janeczko</author>", "Reviewed by:"): not the subject of a case.
 _MAKER_FIELD_BEFORE = Regex(
     rb"(?i:\b(?:maintainer|author|owner|reviewer|approver|creator|editor|publisher|sponsor|organiser|organizer)s?"
-    rb"[\"']?[ \t]*[:=>][ \t]*[\"']?[ \t]*|\b(?:reviewed|approved|authored|written|compiled|edited|maintained)"
+    rb"[\"']?[ \t]*[:=>][ \t]*[\"']?[ \t]*|\b(?:reviewed|approved|authored|written|compiled|edited|maintained"
+    rb"|developed|created|designed|devised|founded|published|produced)"
     rb"[ \t]+by[ \t:]*)$",
     re2_options(1 << 20),
 )
 # ... and before it: "welcome to", "croeso i", "my colleague", a job title, "farewell message for".
 _COLLEAGUE_BEFORE = Regex(
-    rb"(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
+    rb"(?:(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
     rb"|\bnew[ \t]+(?:starter|joiner|colleague|member[ \t]+of[ \t]+staff|team[ \t]+member|apprentice|trainee)"
+    rb"|\b(?:our|current|panel)[ \t]+volunteers?"
     # a job title before the name: "the AP manager Jodie Marsh", "Senior Probation Officer Helen Ward"
     rb"|\b(?:manager|lead|head|director|administrator|co-?ordinator|analyst|clerk|usher|chaplain|facilitator"
     rb"|supervisor)"
     rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
     rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for"
     # who runs a session: "training delivered by", "a workshop facilitated by"
-    rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by)[ \t,:]+$",
+    rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by)"
+    # prison and court staff by the short forms of their grades that rotas write: "Off Llewellyn", "OSG Barnes", "SO
+    # Patel (i/c)", "DDO HUGHES, Nia", "JP Rachel Ogunleye" (not "Officer": an officer assaulted or restraining someone
+    # is named in the incident's papers as a person in it)
+    rb"|\b(?:Off|OSG|SO|CM|DDO|JP|Usher))[ \t,:\-]+$",
     re2_options(1 << 20),
 )
 # A colleague who is the subject of a case ("her colleague Hollie Pennock is under police investigation", "court usher
 # Reece Begum failed to declare a caution"): what a workplace says of colleagues then does not make them one.
 _HR_CASE = Regex(
     rb"(?i:\b(?:disciplinary|grievance|misconduct|investigation|suspended|suspension|dismiss(?:ed|al)|allegations?"
-    rb"|alleged|caution(?:ed)?|convicted|conviction|arrested|charged|police))\b",
+    rb"|alleged|caution(?:ed)?|convicted|conviction|arrested|charged|police"
+    # ... or whose health or absence is: "Employee: Hodan Yusuf  Role: Custody Officer ... 46 days' absence"
+    rb"|sickness|off[ \t]+sick|days'?[ \t]+absence|capability|harassment|bullying|stress|anxiety"
+    rb"|depression|medication|counselling|domestic[ \t]+abuse|disclosed|vetting|warning))\b",
     re2_options(1 << 20),
 )
 _HR_LOOK = 160
@@ -368,6 +384,10 @@ _COMPANY_AFTER = Regex(rb"(?:[ \t]+[A-Z][A-Za-z&'\-]*){0,3}[ \t]+" + COMPANY_WOR
 _CHAT_AUTHOR = Regex(rb"\[[0-9/:\- ]{4,22}\][ \t]*$", re2_options(1 << 20))  # searched in a copy: $ is the name
 
 
+# Between a list's label and a name in it: other names, roles, addresses; a verb or a case's word says the label is a
+# transcript's speaker and the name is what they say ("Chair: Next case. Victim is Leanne Howarth, 29").
+_SENTENCE_WORD = re.compile(rb"\b(?:is|was|are|were|has|had|his|her|their|victim|perpetrator|referred|case)\b")
+_BRACKETED = re.compile(rb"\([^()\n]{0,80}\)")
 _SLACK_AUTHOR_AFTER = Regex(rb"\*[ \t]+\d{1,2}:\d{2}\b", re2_options(1 << 20))
 
 
@@ -375,11 +395,16 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
     """A colleague (as above), a signature's name, or a company named after people. (Each regex only where the
     bytes it needs are there: this runs for every name candidate.)"""
     line_start = buf.rfind(b"\n", max(0, start - 512), start) + 1  # bounded: a text may be one long line
-    if buf.find(b":", line_start, start) >= 0 and (
-        _MEETING_LIST.starts_at(buf, line_start, start)
-        or (_DAY_LINE.starts_at(buf, line_start, start) and _ROTA.found(buf, max(0, start - 600), start))
+    colon = buf.find(b":", line_start, start)
+    if (
+        colon >= 0
+        and (
+            _MEETING_LIST.starts_at(buf, line_start, start)
+            or (_DAY_LINE.starts_at(buf, line_start, start) and _ROTA.found(buf, max(0, start - 600), start))
+        )
+        and not _SENTENCE_WORD.search(_BRACKETED.sub(b"", buf[colon + 1 : start]))
     ):
-        return True
+        return True  # a list of people after its label, not what a transcript's speaker says ("Chair: Victim is ...")
     if buf[line_start : line_start + 1] == b"[" and _CHAT_AUTHOR.ends_at(buf, start, start - line_start):
         return True
     if buf[line_start : line_start + 1] == b"*" and _SLACK_AUTHOR_AFTER.starts_at(buf, end, end + 12):
@@ -389,10 +414,10 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
+    if _MAKER_FIELD_BEFORE.ends_at(buf, start, 32):
+        return True  # who wrote, owns or approved the thing: an HR policy's owner is not the subject of a case
     if (
-        _COLLEAGUE_AFTER.starts_at(buf, end, end + 120)
-        or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
-        or _MAKER_FIELD_BEFORE.ends_at(buf, start, 32)
+        _COLLEAGUE_AFTER.starts_at(buf, end, end + 120) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
     ) and not _HR_CASE.found(buf, max(0, start - _HR_LOOK), end + _HR_LOOK):
         return True
     after = buf[end : end + 3].lstrip(b" \t")
@@ -460,6 +485,31 @@ def _institution(buf: bytes, start: int, end: int) -> bool:
     return _INSTITUTION_AFTER.starts_at(buf, end, end + 14) or _INSTITUTION_LAST.ends_at(buf, end, 12)
 
 
+# Polish declines names: the genitive and accusative of "Bartosz Kowalczyk" is "Bartosza Kowalczyka", the instrumental
+# "Bartoszem Kowalczykiem", the dative "Bartoszowi"; "Kowalski" becomes "Kowalskiego", "Agnieszka Kowalska"
+# "Agnieszki Kowalskiej".
+_POLISH_ENDINGS = (
+    ("owi", ""),
+    ("iem", ""),
+    ("em", ""),
+    ("ego", "i"),
+    ("emu", "i"),
+    ("iej", "a"),
+    ("iej", "i"),  # a woman's surname, listed in its masculine form: "Zielińskiej" is Zieliński's
+    ("a", ""),
+    ("u", ""),
+    ("i", "a"),  # a woman's given name: "Agnieszki" is Agnieszka's
+)
+
+
+def _declined(word: str, names: frozenset[str]) -> bool:
+    """Whether ``word`` is a listed name with a Polish case ending (the stem at least four letters long)."""
+    for ending, nominative in _POLISH_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4 and word[: -len(ending)] + nominative in names:
+            return True
+    return False
+
+
 def _named_earlier_as_public(buf: bytes, start: int, surname: bytes) -> bool:
     """ "Ms Mahmood said ..." where the text named her before, outside the window, with her office ("the Lord
     Chancellor, Shabana Mahmood")."""
@@ -479,6 +529,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         start, end = m.span()
         if start < cleared:
             continue  # its later words ("B. Janeczko" of "Paul B. Janeczko")
+        if end < len(buf) and buf[end] >= 0x80:
+            continue  # a word cut short by a letter with a diacritic ("Zieli" of "Zielińska"): the folded view reads it
         if (
             _is_case_citation(buf, start, end)
             or _public_figure(buf, start, end)
@@ -495,6 +547,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             surname = name_word(tsur)
             if len(surname) > 1 and surname not in NOT_SURNAMES and surname not in _OFFICES:  # not "Ms C"
                 return True
+            if len(surname) == 1 and _CELL_AFTER.starts_at(buf, end, end + 24):
+                return True  # an initial with where a prison holds them: "Mr K (C2-14) found by night patrol"
             continue
         isur = m.group(_ISUR)
         if isur is not None:  # initials and a surname: a person when the words around say so (not a possessive:
@@ -512,6 +566,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
                 continue
             if f in firsts:
                 return True
+            if _declined(f, firsts) and _declined(last, sur):
+                return True  # both declined as Polish does: "w sprawie mojego syna, Bartosza Kowalczyka"
             if f in sur and last in firsts and f not in NOT_NAME_WORDS and not _in_title_case_phrase(buf, start, end):
                 return True  # surname first, as exports and file names write it: "Rowbotham Demi"
             if (
@@ -537,7 +593,50 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         or _named_alone_with_a_cue(buf, lo, hi, firsts)
         or _named_in_fields(buf, lo, hi)
         or _named_alone_by_their_case(buf, lo, hi, firsts)
+        or _named_in_east_asian_order(buf, lo, hi)
     )
+
+
+# Chinese, Hong Kong and Vietnamese names, family name first as their records and the Home Office's write them ("CHEN,
+# Xiao Ming", "Wang Zihan", "Nguyen Van Hung"). Given names are not listed (pinyin spells them in too many ways, and
+# many are English words alone: "Gang", "Ping"); a common family name followed by a given name built of pinyin
+# syllables (one word of one or two, or two words of one) is a name. Vietnamese ones by their middle names.
+_CHINESE_FAMILY_NAMES = (
+    b"wang li zhang liu chen yang huang zhao wu zhou xu zhu hu guo lin gao luo zheng liang xie tang han feng deng cao "
+    b"peng zeng xiao tian dong pan yuan cai jiang yu du ye cheng wei su lu ding ren yao shen zhong cui tan liao jin "
+    b"jia xia fu fang zou xiong bai meng qin qiu hou yin xue yan duan lei hao gu shao qian dai kong xiang chang wong "
+    b"chan cheung lau leung ng lee chow lam tsang yeung kwok fung tse yip chu siu mak lui poon choi tsui kwan"
+).split()
+_PINYIN_FINAL = (
+    rb"(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|ai|ao|an|ei|en|er|ia|ie|in|iu|ou|ua|ui|un|uo|ue|a|e|i|o|u)"
+)
+_PINYIN = rb"(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?" + _PINYIN_FINAL
+_PINYIN_CAPITAL = rb"(?:(?:Zh|Ch|Sh|[BPMFDTNLGKHJQXRZCSYW])" + _PINYIN_FINAL + rb"|A(?:ng|i|o|n)?|E(?:n|r)?|Ou?)"
+# "Zihan", "Xiaoming", "Xiao-Ming", "Xiao Ming"
+_GIVEN_PINYIN = (
+    _PINYIN_CAPITAL + rb"(?:-?(?:" + _PINYIN + rb"|" + _PINYIN_CAPITAL + rb"))?(?:[ \t]+" + _PINYIN_CAPITAL + rb")?"
+)
+_EAST_ASIAN_NAME = Regex(
+    rb"\b(?P<family>(?i:"
+    + b"|".join(_CHINESE_FAMILY_NAMES)
+    + rb"))(?:[ \t]*,)?[ \t]+"
+    + _GIVEN_PINYIN
+    + rb"\b|\b(?i:nguyen|tran|le|pham|hoang|huynh|phan|vu|vo|dang|bui|do|ngo|duong|ly)[ \t,]+(?i:van|thi|duc|ngoc"
+    rb"|minh|quoc|huu|xuan|thanh|dinh|kim|hong)[ \t]+[A-Z][a-z]+\b",
+    re2_options(4 << 20),
+)
+
+
+def _named_in_east_asian_order(buf: bytes, lo: int, hi: int) -> bool:
+    """A Chinese or Vietnamese name as described above, family name first; not a colleague's or an official's."""
+    for m in _EAST_ASIAN_NAME.finditer(buf, lo, hi):
+        start, end = m.span()
+        family = (m.group(b"family") or b"").lower().decode()
+        if family and family in common_words():
+            continue  # "Long", "Song", "Fan"
+        if not (_public_figure(buf, start, end) or _staff(buf, start, end)):
+            return True
+    return False
 
 
 def _is_first_name(word: str, firsts: frozenset[str]) -> bool:
@@ -648,6 +747,8 @@ _NAME_WITH_AGE = Regex(
     re2_options(1 << 20),
 )
 _WHERE_HELD = Regex(_LOCATION, re2_options(1 << 20))
+# A cell or a wing after a name, or a cell in brackets: "Mr K (C2-14)", "Mr J on B wing".
+_CELL_AFTER = Regex(_LOCATION + rb"|[ \t]*\([ \t]*[A-K][0-9]?-[0-9]{1,3}[ \t]*\)", re2_options(1 << 20))
 _MONTH_NAMES = frozenset(("april", "may", "june", "july", "august"))  # the months that are also given names
 # ... or after a person's description: "a lad called Lorcan", "the young person named Tia".
 _DESCRIBED_AND_NAMED = Regex(
@@ -672,12 +773,24 @@ _LOWER_CASE_NAME_WITH_AGE = Regex(
 )
 
 
+# A given name in lower case that chat asks someone to chase or see about something: "can u chase tomasz re his
+# licence recall", "spoke to kasia about her tag".
+_LOWER_CASE_NAME_CHASED = Regex(
+    rb"\b(?:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
+    rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)[ \t]+(?P<first>[a-z]{3,})[ \t]+(?:re|about|regarding|today"
+    rb"|tomorrow|again|asap)\b",
+    re2_options(1 << 20),
+)
+
+
 def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
-    """A given name alone after a person's description, or with an age or a cell after it; initials with an age."""
-    for m in _LOWER_CASE_NAME_WITH_AGE.finditer(buf, lo, hi):
-        word = (m.group(b"first") or b"").decode()
-        if word in firsts and word not in common_words() and word not in NOT_NAME_WORDS:
-            return True
+    """A given name alone after a person's description, or with an age or a cell after it; initials with an age; a
+    given name in lower case with an age or chased about something."""
+    for regex in (_LOWER_CASE_NAME_WITH_AGE, _LOWER_CASE_NAME_CHASED):
+        for m in regex.finditer(buf, lo, hi):
+            word = (m.group(b"first") or b"").decode()
+            if word in firsts and word not in common_words() and word not in NOT_NAME_WORDS:
+                return True
     for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
         word = name_word(m.group(b"first") or b"")
         if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:

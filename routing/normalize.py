@@ -63,12 +63,13 @@ __all__ = [
     "needs_decoding",
     "needs_decoding_bytes",
     "normalise",
+    "normalise_and_fold_in_pieces",
     "normalise_and_fold_utf8",
     "normalise_ascii",
 ]
 
 # Bumped whenever what these functions produce changes; part of the classifier's digest (routing.classify).
-NORMALISATION_VERSION = "2026-12-07.4"
+NORMALISATION_VERSION = "2026-12-08.1"
 
 _LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
 # ASCII: line breaks to \n, other control characters (NUL, ESC, DEL...) removed; tab and \n kept.
@@ -121,6 +122,12 @@ def _unicode_table() -> dict[int, str | int | None]:
         elif 0x300 <= cp < 0x370:  # a combining diacritic that NFKC could not compose with its letter: noise
             table[cp] = None
     table.update(_confusables())
+    # Digits of other scripts (Arabic-Indic, Devanagari, Bengali...), which NFKC leaves as they are: their value, so
+    # that a number written in them reads as the identifier it is (after the confusables, which map a few of them
+    # to the Latin letter they resemble).
+    for cp in range(0x80, 0x20000):
+        if unicodedata.category(chr(cp)) == "Nd":
+            table[cp] = str(unicodedata.decimal(chr(cp)))
     table.update(_ASCII_IDENTITY)
     return table
 
@@ -225,6 +232,46 @@ def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
     folded[0::2] = pieces
     folded[1::2] = folded_runs
     return normalised, "".join(folded)
+
+
+# Non-ASCII text is normalised in pieces of about this many bytes, with the deadline checked between them: a page
+# of accented letters normalises at a few MB/s, so a body of it near the server's limit would otherwise hold the
+# caller for most of a second before the deadline is looked at.
+_NORMALISE_PIECE = 128 << 10
+
+
+def normalise_and_fold_in_pieces(data: bytes, check: Callable[[], None]) -> tuple[bytes, str | None]:
+    """``normalise_and_fold_utf8(data)``, in pieces cut after a line break (else a space, else any ASCII
+    byte) with ``check`` called after each. Normalisation never composes across an ASCII character, and a cut
+    after a line feed keeps a CR LF whole, so the pieces give what the whole would (a combining mark that opens a
+    piece stays, where after an ASCII letter it would have been removed)."""
+    if len(data) <= _NORMALISE_PIECE:
+        return normalise_and_fold_utf8(data)
+    normalised: list[bytes] = []
+    folded: list[str] = []
+    any_folded = False
+    start = 0
+    while start < len(data):
+        end = start + _NORMALISE_PIECE
+        if end < len(data):
+            cut = data.rfind(b"\n", start, end) + 1  # after a line feed (0 when there is none)
+            if cut <= start:
+                cut = data.rfind(b" ", start, end)  # before a space
+            if cut <= start:
+                cut = end  # before the next ASCII byte
+                while cut < len(data) and data[cut] >= 0x80:
+                    cut += 1
+            end = cut
+        piece, piece_folded = normalise_and_fold_utf8(data[start:end])
+        normalised.append(piece)
+        if piece_folded is None:
+            folded.append(piece.decode("utf-8", "replace"))
+        else:
+            folded.append(piece_folded)
+            any_folded = True
+        start = end
+        check()
+    return b"".join(normalised), "".join(folded) if any_folded else None
 
 
 # Text with more than a tenth of its bytes non-ASCII (a page of Polish, French or Welsh) has so many runs that
@@ -357,13 +404,26 @@ _OCR_AS_DIGITS = bytes.maketrans(b"OIl", b"011")
 _MAX_OCR_TOKENS = 256
 # A query string's or form's value with "+" for its spaces and nothing escaped: "?q=new+mobile+is+07912+336+418".
 _FORM_VALUE = rb"[?&][A-Za-z0-9_.\-]{1,40}=[A-Za-z0-9_.\-]+\+[A-Za-z0-9]"
+# Quoted-printable without the header that names it (an e-mail's body pasted from its source, a ticket that
+# stored it raw): two escapes in a row ("=E2=80=93", "=0D=0A"), a soft line break ("=" ending a line, straight
+# after a character that is not a space or another "="), an escaped "=" ("=3D") or a space escaped at a line's end
+# ("=20"). Each is rare outside the encoding.
+_QP_CUE = rb"=[0-9A-F]{2}=[0-9A-F]{2}|[^ \t=\n]=\n|=3D|=20(?m:$)"
+# An RFC 2047 encoded word, as mail headers carry a subject with non-ASCII characters in it ("Subject:
+# =?utf-8?Q?OFFICIAL=E2=80=91SENSITIVE?=", "=?UTF-8?B?...?=").
+_ENCODED_WORD_PATTERN = rb"=\?[A-Za-z0-9_*\-]{1,40}\?[QqBb]\?[^?\s]{1,998}\?="
 DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
     rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
-    rb"|(?i:quoted-printable)|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]|" + _OCR_DIGITS_PATTERN
+    rb"|(?i:quoted-printable)|"
+    + _QP_CUE
+    + rb"|"
+    + _ENCODED_WORD_PATTERN
+    + rb"|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]|"
+    + _OCR_DIGITS_PATTERN
 )
 # A file, an image or a sound in base64 (a .docx, a PDF, a scan pasted as text or carried in JSON, a data: URL in
 # prose): the base64 of the format's magic bytes at the start of a run, and enough of the run to be no word. The
@@ -441,6 +501,8 @@ _RTF = _regex(
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
 _BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
 _QP = _regex(rb"(?i)quoted-printable")
+_QP_BARE = _regex(_QP_CUE)
+_ENCODED_WORD = _regex(_ENCODED_WORD_PATTERN)
 _OCR_DIGITS = _regex(_OCR_DIGITS_PATTERN)
 _QP_SPREAD_BREAK = _regex(rb"=[ \t]*\n(?:[ \t]*\n)+")  # a soft break, then the empty lines markup left
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
@@ -458,6 +520,8 @@ _STEPS: tuple[bytes, ...] = (
     _PATTERNS[_BASE64_CONTEXT],
     _PATTERNS[_JSON_START],
     _PATTERNS[_OCR_DIGITS],
+    _PATTERNS[_ENCODED_WORD],
+    _PATTERNS[_QP_BARE],
 )
 (
     _PERCENT_STEP,
@@ -469,6 +533,8 @@ _STEPS: tuple[bytes, ...] = (
     _BASE64_STEP,
     _JSON_STEP,
     _OCR_STEP,
+    _ENCODED_WORD_STEP,
+    _QP_BARE_STEP,
 ) = range(len(_STEPS))
 
 
@@ -581,7 +647,7 @@ def decode_and_fold(data: bytes, check: Callable[[], None] = lambda: None) -> tu
     text = _decoded(data, check)
     if text.isascii():
         return normalise_ascii(text.encode()).decode()[:MAX_DECODED_BYTES], None
-    normalised, folded = normalise_and_fold_utf8(text.encode("utf-8", "replace"))
+    normalised, folded = normalise_and_fold_in_pieces(text.encode("utf-8", "replace"), check)
     decoded = normalised.decode("utf-8", "replace")
     if len(decoded) > MAX_DECODED_BYTES:
         decoded = decoded[:MAX_DECODED_BYTES]
@@ -632,8 +698,10 @@ def _query_key(data: bytes, spans: Spans) -> bytes:
 def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], depth: int) -> None:
     """Append the plain text of ``data`` to ``pieces``, then decode what base64 and JSON in it hold. At depth 0
     ``data`` is a region of the scanned text, and is appended only if decoding changed it."""
+    given = data
     original = data if depth == 0 else None
     steps = _steps(data)
+    quoted_printable = _QP_BARE_STEP in steps and _QP_STEP not in steps
     for _ in range(2):  # twice: a URL inside a URL's query is escaped twice ("%252C")
         if not ((_PERCENT_STEP in steps and b"%" in data) or (b"+" in data and _FORM.found(data))):
             break
@@ -641,6 +709,9 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
         # unescaped as a form value: "+" is a space there (application/x-www-form-urlencoded, as browsers send
         # forms and query strings), and a literal "+" would have been sent as %2B.
         data = urllib.parse.unquote_to_bytes(substitute(_QUERY_KEY, data, _query_key).replace(b"+", b" "))
+        steps = _steps(data)
+    if _ENCODED_WORD_STEP in steps:
+        data = _decode_encoded_words(data)
         steps = _steps(data)
     if _QP_STEP in steps:
         data = quopri.decodestring(data)
@@ -687,6 +758,9 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if _JSON_STEP in steps:  # JSON in data before its escapes were decoded: its strings hold \n, not newlines
         for inner in _json_texts(data, check):
             _decode_into(normalise(inner).encode("utf-8", "replace"), pieces, check, depth + 1)
+    if quoted_printable:  # read as quoted-printable too, beside the text as it is: without the header that names
+        # the encoding, its cue may be something else (a base64 run's padding at a line's end)
+        _decode_into(quopri.decodestring(given), pieces, check, depth + 1)
 
 
 def substitute(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, Spans], bytes]) -> bytes:
@@ -712,6 +786,37 @@ def substitute(regex: Regex, data: bytes, replacement: bytes | Callable[[bytes, 
         return data
     out.append(data[copied:])
     return b"".join(out)
+
+
+# A mail's headers hold a few encoded words; a body of tens of thousands (a hostile one) is decoded this far, in a
+# bounded time, and the rest left as it is.
+_MAX_ENCODED_WORDS = 256
+
+
+def _decode_encoded_words(data: bytes) -> bytes:
+    end = len(data)
+    for n, word in enumerate(_ENCODED_WORD.finditer(data)):
+        if n == _MAX_ENCODED_WORDS:
+            end = word.start()
+            break
+    return substitute(_ENCODED_WORD, data[:end], _encoded_word) + data[end:]
+
+
+def _encoded_word(data: bytes, spans: Spans) -> bytes:
+    """An RFC 2047 encoded word's text in UTF-8 (its bytes read as UTF-8 when Python does not know its charset).
+    ``binascii`` decodes it, in C: a body may hold tens of thousands of them."""
+    charset, encoding, encoded = data[spans[0][0] + 2 : spans[0][1] - 2].split(b"?", 2)
+    try:
+        if encoding in b"Qq":
+            raw = binascii.a2b_qp(encoded, header=True)  # "_" is a space
+        else:
+            raw = binascii.a2b_base64(encoded + b"=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return data[spans[0][0] : spans[0][1]]
+    try:
+        return raw.decode(charset.decode("ascii").split("*")[0], "replace").encode("utf-8", "replace")
+    except LookupError:  # a charset Python does not know ("*" starts an RFC 2231 language tag)
+        return raw.decode("utf-8", "replace").encode("utf-8", "replace")
 
 
 def _rtf_replacement(data: bytes, spans: Spans) -> bytes:

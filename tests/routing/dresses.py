@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import quopri
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -171,6 +173,29 @@ def split_parts_at_a_line(text: str, rng: random.Random) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": parts}]}
 
 
+def quoted_printable_body(text: str, _rng: random.Random) -> str:
+    """An e-mail's body copied from its source without the headers: quoted-printable, soft line breaks at 76
+    characters, "=" and non-ASCII characters as =XX escapes, CR LF line ends."""
+    return quopri.encodestring(text.replace("\n", "\r\n").encode()).decode("ascii")
+
+
+# Decimal digits of scripts that write numbers with their own digits: Arabic-Indic, Extended Arabic-Indic (Urdu,
+# Persian), Devanagari, Bengali.
+OTHER_DIGITS = ("\u0660", "\u06f0", "\u0966", "\u09e6")
+
+
+def other_script_digits(text: str, rng: random.Random) -> str:
+    """Numbers in another script's digits, as a translated letter or a form filled in Urdu or Hindi writes them."""
+    zero = ord(rng.choice(OTHER_DIGITS))
+    return "".join(chr(zero + int(ch)) if "0" <= ch <= "9" else ch for ch in text)
+
+
+def typed_dashes(text: str, _rng: random.Random) -> str:
+    """Dashes typed as two hyphens, as plain-text mail and Markdown write them: between words in capitals
+    ("OFFICIAL--SENSITIVE") and between spaces (" -- ")."""
+    return re.sub(r"(?<=[A-Z])-(?=[A-Z])| - ", lambda m: m.group().replace("-", "--"), text)
+
+
 def upper_case(text: str, _rng: random.Random) -> str:
     """Court lists and headings write everything in capitals."""
     return text.upper()
@@ -194,6 +219,9 @@ NEUTRAL: dict[str, Dress] = {
     "percent_encoded": percent_encoded,
     "rich_text": rich_text,
     "split_parts_at_a_line": split_parts_at_a_line,
+    "quoted_printable_body": quoted_printable_body,
+    "other_script_digits": other_script_digits,
+    "typed_dashes": typed_dashes,
 }
 # Dresses for sensitive items only: capitals change what a benign text's words look like (a recipe's "Secret:"
 # heading becomes a banner), and a split at any point can cut a benign text's context from what it qualifies

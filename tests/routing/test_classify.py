@@ -216,7 +216,7 @@ def test_long_non_ascii_text_is_normalised_in_pieces_with_the_deadline_checked_b
     import random
     from functools import partial
 
-    from routing import classify, normalize
+    from routing import normalize
 
     rng = random.Random(5)
     alphabet = "abc DEF déf ÉÈ ł ż ñ ß \r\n\t Зу 中 x" + "y" * 10
@@ -225,10 +225,10 @@ def test_long_non_ascii_text_is_normalised_in_pieces_with_the_deadline_checked_b
         data = text.encode()
         checks: list[int] = []
         whole = normalize.normalise_and_fold_utf8(data)
-        assert classify._normalise_and_fold(data, partial(checks.append, 1)) == whole
-        assert len(checks) >= len(data) // classify._NORMALISE_PIECE
+        assert normalize.normalise_and_fold_in_pieces(data, partial(checks.append, 1)) == whole
+        assert len(checks) >= len(data) // normalize._NORMALISE_PIECE
     no_break = ("é" * 200_000).encode()  # nowhere to cut but the end
-    assert classify._normalise_and_fold(no_break, lambda: None) == normalize.normalise_and_fold_utf8(no_break)
+    assert normalize.normalise_and_fold_in_pieces(no_break, lambda: None) == normalize.normalise_and_fold_utf8(no_break)
 
 
 def test_text_dense_with_non_ascii_is_converted_whole_and_gives_what_the_runs_give():

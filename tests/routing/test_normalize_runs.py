@@ -45,6 +45,8 @@ _STEP_REGEXES = (
     normalize._BASE64_CONTEXT,
     normalize._JSON_START,
     normalize._OCR_DIGITS,
+    normalize._ENCODED_WORD,
+    normalize._QP_BARE,
 )
 _MARKUP = st.sampled_from(
     [
@@ -62,6 +64,11 @@ _MARKUP = st.sampled_from(
         "[1, ",
         "base64,",
         "Content-Transfer-Encoding: quoted-printable",
+        "=E2=80",
+        "=\n",
+        "=?utf-8?Q?x?=",
+        "=?",
+        "?=",
         "S E C R E T",
         "l29O",
         "6l",

@@ -1,0 +1,175 @@
+"""Shapes found by the red-team sets of the sixth round (documents_22-23, benchmarks/redteam/): encodings a mail's
+source carries, digits and dashes as other scripts and typists write them, the records of health, personnel and
+intelligence work, and names as Polish, Chinese and Vietnamese write them. Each test names the rule it pins."""
+
+from __future__ import annotations
+
+import quopri
+
+import pytest
+
+from routing import normalize
+from routing.classify import classify_text
+from routing.levels import Level
+
+PERSON = "justice_context_named_person"
+
+
+def signals(text: str) -> set[str]:
+    return {s.type for s in classify_text(text).signals}
+
+
+# --- encodings and characters -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zero", ["\u0660", "\u06f0", "\u0966", "\u09e6"])
+def test_digits_of_other_scripts_read_as_the_number_they_write(zero):
+    digits = "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in "NHS no. 943 476 5919")
+    assert "nhs_number" in signals(f"Referral for the patient, {digits}, seen on Monday.")
+
+
+@pytest.mark.parametrize("banner", ["OFFICIAL--SENSITIVE", "OFFICIAL -- SENSITIVE", "OFFICIAL---SENSITIVE"])
+def test_a_dash_typed_as_hyphens_inside_a_marking(banner):
+    assert classify_text(f"{banner}\n\nMinutes of the estates board").level == Level.OFFICIAL_SENSITIVE
+
+
+def test_quoted_printable_without_its_header_is_read_as_well():
+    body = "Dear team,\r\nthe referral for the patient gives NHS no. 943 476 5919 \u2013 please book her in.\r\n"
+    encoded = quopri.encodestring(body.encode(), quotetabs=False).decode()
+    encoded = encoded.replace("5919", "59=\r\n19")  # a soft break inside the number, as a 76-column wrap makes
+    assert "quoted-printable" not in encoded.lower()
+    assert "nhs_number" in signals(encoded)
+    html = '<meta name=3D"classification" content=3D"OFFICIAL-SENSITIVE">\r\n<p>Estates plan</p>'
+    assert classify_text(html).level == Level.OFFICIAL_SENSITIVE
+
+
+def test_a_base64_part_is_not_mangled_by_the_quoted_printable_reading():
+    import base64
+
+    encoded = base64.b64encode(b"OFFICIAL-SENSITIVE\r\n\r\nHMP regime change notice").decode()
+    part = "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded + "\r\n"
+    assert part.rstrip().endswith("=")  # padding at a line's end: also a quoted-printable soft break's shape
+    assert classify_text(part).level == Level.OFFICIAL_SENSITIVE
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "=?utf-8?Q?OFFICIAL=E2=80=91SENSITIVE_=E2=80=93_board_minutes?=",
+        "=?UTF-8?B?T0ZGSUNJQUwtU0VOU0lUSVZFIC0gYm9hcmQgbWludXRlcw==?=",
+        "=?iso-8859-1?q?SECRET_=E9t=E9_plan?=",
+        "=?x-unknown-charset?Q?SECRET_plan?=",
+    ],
+)
+def test_a_mail_headers_encoded_words_are_decoded(subject):
+    assert classify_text(f"From: registry@example.gov.uk\nSubject: {subject}\n\nSee attached.").level > Level.OFFICIAL
+
+
+def test_encoded_words_are_decoded_a_bounded_number_of_times():
+    word = "=?utf-8?Q?x?= "
+    data = (word * (normalize._MAX_ENCODED_WORDS + 10)).encode()
+    decoded = normalize._decode_encoded_words(data)
+    assert decoded.count(b"=?utf-8?Q?x?=") == 10  # the rest left as they were
+
+
+def test_a_password_escaped_by_quoted_printable_is_still_a_placeholder():
+    assert classify_text("DB_HOST=3Ddb.internal\nDB_PASSWORD=3D${DB_PASSWORD}\n").level == Level.OFFICIAL
+    assert "credential" in signals("DB_PASSWORD=3DWinter2024!x9\n")
+
+
+# --- the records of health, personnel and intelligence work ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DATIX W-88120\nAt 04:10 Mr Desmond Achterberg (79, bay 2) was found on the floor beside his bed; X-ray shows a"
+        " fractured wrist. Daughter informed.",
+        "Handover: Callum Rennick on D1 is on day 2 of his detox, shaking, medication as charted.",
+        "Vetting decision: clearance refused for Priyanka Deshmukh (applicant, EO) - undisclosed county court"
+        " judgments and an IVA.",
+        "INT LOG 25/118 - Jordan MACKIE believed to be running a county line from Croydon into Hastings.",
+        "Please write to Mrs Ilinca Moraru about her son Stefan, who was beaten by two men and taken to hospital.",
+        "Grievance note: Lowri Tregaron says a colleague has been sending inappropriate messages since the team day.",
+    ],
+)
+def test_a_person_named_in_a_health_personnel_or_intelligence_record(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "OCCUPATIONAL HEALTH - SERVICE UPDATE\nOur clinical lead, Hodan Warsame, will run two drop-ins on the new"
+        " referral portal.",
+        "Falls prevention week: Gemma Rutherford (Falls Lead) will visit each ward with the new posters.",
+        "The Datix module training was developed by Laura Pennington and is on the learning hub.",
+    ],
+)
+def test_staff_running_a_health_service_are_not(text):
+    assert classify_text(text).level == Level.OFFICIAL, text
+
+
+def test_an_employee_named_with_a_role_field_is_a_case_when_their_health_is_the_subject():
+    referral = (
+        "OCCUPATIONAL HEALTH REFERRAL\nEmployee: Tamsin Oduya   Role: Custody Officer   Manager: Gavin Price\n"
+        "Reason: 40 days' absence since March (anxiety and depression); she has disclosed domestic abuse at home."
+    )
+    assert PERSON in signals(referral)
+
+
+# --- colleagues by grade, role and what they did ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DETAIL - MONDAY\nA WING: SO Okafor (i/c), Off Blakemore, OSG Nakamura\nVISITS: Off Pritchard\nSwaps via the"
+        " detail office. Segregation unit cover: CM Wieczorek.",
+        "marac_date,agency,representative,role\n2025-02-03,IDVA service,Amara Boateng,Senior IDVA\n",
+        "Team meeting: Ionela Ciobanu (PSO) presented the new curfew reminder texts.",
+        "Youth court sitting rota: Chair JP Rachel Oyelaran, legal adviser to follow; usher cover Usher Dean Moss.",
+        "Induction quiz: which prison does Andy Dufresne escape from, and what is Jean Valjean's prisoner number?",
+    ],
+)
+def test_colleagues_by_grade_role_acronym_and_quizzes_on_fiction_are_not_cases(text):
+    assert PERSON not in signals(text), text
+
+
+def test_an_officer_in_an_incident_is_still_a_person_in_it():
+    text = "Officer Dean Moss was punched by a prisoner on the landing during unlock; taken to hospital."
+    assert PERSON in signals(text)
+
+
+# --- names as other languages and records write them -------------------------------------------------------
+
+
+def test_polish_declines_names_and_both_words_are_read_back_to_the_list():
+    letter = "piszę w sprawie mojego syna, Bartosza Kowalczyka, który jest w więzieniu HMP Bedford."
+    assert PERSON in signals(letter)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CHEN, Xiao Ming - overstayer, referred to the NRM after the enforcement visit.",
+        "Wang Zihan was remanded in custody at the youth court this morning.",
+        "NGUYEN Van Hung, found at a cannabis farm, referred as a potential victim of trafficking.",
+    ],
+)
+def test_chinese_and_vietnamese_names_family_name_first(text):
+    assert PERSON in signals(text), text
+
+
+def test_family_names_that_are_english_words_do_not_make_names():
+    assert classify_text("The Long Island court visit was sentenced to be rescheduled.").level == Level.OFFICIAL
+
+
+def test_a_lower_case_given_name_that_chat_asks_to_chase():
+    assert PERSON in signals("can u chase tomasz re his licence recall pls")
+    assert classify_text("can u chase the printer re the licence recall forms").level == Level.OFFICIAL
+
+
+def test_a_title_and_an_initial_with_the_cell():
+    assert PERSON in signals("Mr K (C2-14) found with a ligature by night patrol; ACCT opened.")
+    assert classify_text("Ms C said the hearing bundle was late.").level == Level.OFFICIAL
