@@ -523,8 +523,8 @@ def _person_shaped(local: bytes) -> bool:
     words = local.translate(_LOCAL_SEPARATORS).split()
     if any(word in _FUNCTION_WORDS for word in words) or not all(word.isalpha() for word in words):
         return False
-    if 2 <= len(words) <= 3:
-        return True
+    if 2 <= len(words) <= 3:  # unless every word is an everyday one: "assisted.prison.visits"
+        return not all(word.decode() in names.common_words() for word in words)
     return len(words) == 1 and (words[0].decode() in names.first_names() or words[0].decode() in names.surnames())
 
 
@@ -690,8 +690,10 @@ _ORGANISATION = Regex(
     # schools, surgeries, churches, hotels, charities, rooms to book, and a PO box (no one's home)
     rb"|school|academy|nursery|surgery|clinic|pharmacy|church|mosque|temple|synagogue|hotel|theatre|charity"
     rb"|(?:training|meeting|conference|function)[ \t]+room|suite|po[ \t]+box"
-    # a vCard's or a form's work address
-    rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office|bureau"
+    # a vCard's or a form's work address; an organisation's record in JSON ("resourceType": "Organization", a prison
+    # register's "prisonName", an establishment's "agencyType")
+    rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office|bureau|organi[sz]ation"
+    rb"|prison[ \t_]?(?:name|id)|agency[ \t_]?(?:type|id)|establishment|switchboard"
     rb"|nhs[ \t]+(?:foundation[ \t]+)?trust"
     # Welsh: hospital, health board
     rb"|ysbyty|bwrdd[ \t]+iechyd"
@@ -699,7 +701,8 @@ _ORGANISATION = Regex(
     rb"|canolfan|llys|carchar|swyddfa|cyngor)|House)\b" + _STREET,  # an office building's name: "Phoenix House"
     re2_options(1 << 20),
 )
-_ADDRESS_LOOK = 120
+_ADDRESS_LOOK = 240  # an organisation's word this far before the postcode (a JSON record's name, then its address)
+_ADDRESS_LINES = 120
 
 
 # What makes an address someone's home whatever else is near: "her address", "lives at", "home visit", "bail
@@ -734,7 +737,8 @@ def _organisation_address(text: bytes, start: int) -> bool:
     organisation = organisation or _PUBLIC_BUILDING.found(text, lo, start)
     if not organisation:
         return False
-    return not _HOME.found(text, lo, min(len(text), start + 48)) and not names.find_person(text, lo, start)
+    near = max(0, start - _ADDRESS_LINES)  # the address's own lines: a person named there lives at it
+    return not _HOME.found(text, lo, min(len(text), start + 48)) and not names.find_person(text, near, start)
 
 
 # Postcodes that stand for the format in guides and code (Buckingham Palace's, Downing Street's, Royal Mail's
@@ -1108,6 +1112,8 @@ _JUSTICE_WORDS = (
     rb"|(?:hitting|hit|beating|beat|punching|punched|kicking|kicked|strangled|choked|pushed|threatening|threatened)"
     rb"[ \t]+(?:his|her|their)[ \t]+(?:gf|bf|girlfriend|boyfriend|partner|wife|husband|kids?|children|son|daughter"
     rb"|mum|mother|dad|father)"
+    # sexual abuse or harassment as a child's disclosure or a complaint tells it
+    rb"|touch(?:ed|ing)[ \t]+(?:her|him|me|my|them)|sexual[ \t]+(?:comments|messages|remarks|advances|abuse)"
     # personnel casework, vetting and money trouble
     rb"|conduct[ \t]+and[ \t]+discipline|improvement[ \t]+plan|(?:final|written)[ \t]+warning"
     rb"|attendance[ \t]+(?:warning|hearing)|exit[ \t]+interview|phased[ \t]+return"
@@ -1358,11 +1364,18 @@ _CASE_COLUMNS = Regex(
     rb"|adjudications?|probation|victims?|witness(?:es)?|safeguarding|risk[ \t_]*of[ \t_]*serious[ \t_]*harm)\b)",
     re2_options(1 << 20),
 )
+# ... of which these say it whatever other columns there are: a staff list has no offence or sentence column.
+_CASE_ONLY_COLUMNS = Regex(
+    rb"(?i:\b(?:offen[cs]es?|charges?|sentences?|sentenced|convictions?|convicted|plea|verdict|remand|bail"
+    rb"|release[ \t_]*date|crd|hdc|mappa|marac|rosh|oasys|crn|pnc|cro|nomis|breach(?:es)?|recall|warrant"
+    rb"|adjudications?|victims?|risk[ \t_]*of[ \t_]*serious[ \t_]*harm)\b)",
+    re2_options(1 << 20),
+)
 _TABLE_CONTEXT_TEXT = """
     offen sentenc convict charge plea verdict custody remand bail release licence mappa marac rosh oasys crn pnc nomis
     prison hmp establishment breach recall warrant hearing court missing placement yjs yot unpaid probation parole
     victim witness safeguard defendant inmate detainee suspect accused nominal arrest police abuse harm hours_ordered
-    tier crd hdc upw acct rotl
+    tier crd hdc upw acct rotl cell wing segregation adjudication
 """
 _TABLE_CONTEXT = Words(*(word.replace("_", " ").encode() for word in _TABLE_CONTEXT_TEXT.split()))
 _JUSTICE_RX = Regex(rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", re2_options(8 << 20))
@@ -1396,7 +1409,11 @@ def _person_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
         return None
     start = m.start()
     cells = " ".join(cell.replace("_", " ") for cell in header.cells).encode()
-    if any(header.cells[i].split("_")[0] in tables.JUSTICE_ROLES for i in header.full) or _CASE_COLUMNS.found(cells):
+    if any(header.cells[i].split("_")[0] in tables.JUSTICE_ROLES for i in header.full):
+        return "justice_context_named_person"
+    if header.staff and not _CASE_ONLY_COLUMNS.found(cells):
+        return None  # colleagues by role, team or shift: a wing or a court in their columns says nothing of a case
+    if _CASE_COLUMNS.found(cells):
         return "justice_context_named_person"
     if header.staff:
         return None  # colleagues by role and team: justice words in their job titles say nothing of a case

@@ -384,6 +384,15 @@ _GENERAL = Regex(
     re2_options(1 << 20),
 )
 _THIS_TEXT_IS_FROM = Regex(rb"(?i)" + _EXTRACT_OF, re2_options(1 << 20))
+# Words that point at the text in hand ("the notes below", "the attached papers", "pasting ... here"), and the
+# conditions and modals of a rule about documents in general, which they do not overrule.
+_POINTING = Regex(
+    rb"(?i)\b(?:below|above|attached|enclosed|pasted|pasting|here(?:'s|[ \t]+is|[ \t]+are))\b", re2_options(1 << 20)
+)
+_CONDITIONAL = Regex(
+    rb"(?i)\b(?:if|when|whenever|whether|unless|once|until|must|should|may|might|would|could|any|every|all)\b",
+    re2_options(1 << 20),
+)
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most
@@ -401,6 +410,8 @@ def _said_of_this_text(signal: str) -> Validator:
 
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
+        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240):
+            return None  # one of a guide's examples, on a line of its own
         lo = max(0, start - _LOOK)
         cut = max(
             text.rfind(b".", lo, start),
@@ -421,7 +432,11 @@ def _said_of_this_text(signal: str) -> Validator:
             return signal  # a request, then what this text is: "can you tidy this up, it's official-sensitive:"
         if _ASKING.starts_at(text, lo, start):
             return None
-        if _GENERAL.found(text, lo, start) and not _THIS_TEXT_IS_FROM.found(text, lo, start):
+        if (
+            _GENERAL.found(text, lo, start)
+            and not _THIS_TEXT_IS_FROM.found(text, lo, start)
+            and (not _POINTING.found(text, lo, start) or _CONDITIONAL.found(text, lo, start))
+        ):
             return None
         return signal
 

@@ -778,8 +778,15 @@ _LOWER_CASE_NAME_WITH_AGE = Regex(
 _LOWER_CASE_NAME_CHASED = Regex(
     rb"\b(?:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
     rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)[ \t]+(?P<first>[a-z]{3,})[ \t]+(?:re|about|regarding|today"
-    rb"|tomorrow|again|asap)\b",
+    rb"|tomorrow|again|asap)\b"
+    # ... or who is off sick: "kasia is still off with stress"
+    rb"|\b(?P<off>[a-z]{3,})[ \t]+(?:is|was|has[ \t]+been|'s)[ \t]+(?:still[ \t]+)?(?:off[ \t]+(?:sick|with)"
+    rb"|signed[ \t]+off|suspended|in[ \t]+hospital)\b",
     re2_options(1 << 20),
+)
+# A given name with the surname in brackets, as a note names someone it has named before: "Kasia (Nowak) due out".
+_FIRST_AND_SURNAME_IN_BRACKETS = Regex(
+    rb"\b(?P<first>[A-Z][a-z]+)[ \t]*\([ \t]*(?P<last>[A-Z][A-Za-z'\-]+)[ \t]*\)", re2_options(1 << 20)
 )
 
 
@@ -788,9 +795,12 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
     given name in lower case with an age or chased about something."""
     for regex in (_LOWER_CASE_NAME_WITH_AGE, _LOWER_CASE_NAME_CHASED):
         for m in regex.finditer(buf, lo, hi):
-            word = (m.group(b"first") or b"").decode()
+            word = (m.group(b"first") or m.group(b"off") or b"").decode()
             if word in firsts and word not in common_words() and word not in NOT_NAME_WORDS:
                 return True
+    for m in _FIRST_AND_SURNAME_IN_BRACKETS.finditer(buf, lo, hi):
+        if name_word(m.group(b"first") or b"") in firsts and name_word(m.group(b"last") or b"") in surnames():
+            return True
     for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
         word = name_word(m.group(b"first") or b"")
         if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:

@@ -70,7 +70,7 @@ _ACCOUNT_HEADERS_TEXT = """
 _ACCOUNT_HEADERS = frozenset(_ACCOUNT_HEADERS_TEXT.split())
 _STAFF_HEADERS_TEXT = """
     role job_title job position grade band team department directorate unit line_manager manager post title_role
-    staff_role business_unit
+    staff_role business_unit shift shift_pattern rota
 """
 _STAFF_HEADERS = frozenset(_STAFF_HEADERS_TEXT.split())
 _LEVELS = frozenset(("OFFICIAL", "OFFICIAL SENSITIVE", "SECRET", "TOP SECRET"))

@@ -173,3 +173,72 @@ def test_a_lower_case_given_name_that_chat_asks_to_chase():
 def test_a_title_and_an_initial_with_the_cell():
     assert PERSON in signals("Mr K (C2-14) found with a ligature by night patrol; ACCT opened.")
     assert classify_text("Ms C said the hearing bundle was late.").level == Level.OFFICIAL
+
+
+# --- organisations' details, examples and talk about the scheme ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Brightmoor Facilities Ltd, company no. 08813352, VAT reg no. GB 167 9649 03.\nRemittances to: Sort code"
+        " 40-11-62, account 71022845.",
+        "How to pay your fine by bank transfer\nAccount name: HMCTS Fines Receipts\nBank: Government Banking Service\n"
+        "Sort code: 08-33-00\nAccount number: 12001020",
+        "Family Day at Walkley Primary School, Burnaby Crescent, Sheffield S6 2RL, 10am to 12pm.",
+        "Assisted Prison Visits Unit, PO Box 2152, Birmingham B15 1SD",
+        "can u check if the training room at LS11 5DR is free on 14/02",
+        '{"prisonId": "LPI", "prisonName": "HMP Liverpool", "active": true, "types": [{"code": "HMP"}],'
+        ' "operationalCapacity": 700, "addresses": [{"addressLine1": "68 Hornby Road", "town": "Liverpool",'
+        ' "postcode": "L9 3DF"}]}',
+        "Thank you for your order!\nOrder number: 4194814061\nDelivery to: Facilities, HMP Low Fell",
+        "E-bost: assisted.prison.visits@justice.gov.uk",
+    ],
+)
+def test_an_organisations_account_address_order_or_mailbox_is_no_ones(text):
+    assert classify_text(text).level == Level.OFFICIAL, text
+
+
+def test_a_refund_to_a_person_on_an_invoice_page_is_still_theirs():
+    text = "Invoice 2291 credit note: refund to Mrs Ilinca Moraru, sort code 40-11-62, account 71022845."
+    assert "sort_code_account" in signals(text)
+
+
+def test_markings_listed_as_a_guides_examples_and_markings_of_the_text_in_hand():
+    guide = "3.1 Markings go at the top and bottom of every page, for\nexample:\n\n      OFFICIAL-SENSITIVE\n"
+    guide += "      OFFICIAL-SENSITIVE COMMERCIAL\n\n3.2 Handling instructions may follow."
+    assert classify_text(guide).level == Level.OFFICIAL
+    assert classify_text("fyi the brief below is OS - pls dont fwd outside the team").level > Level.OFFICIAL
+    pasted = "ok pasting the gold group notes below - it's marked Official Sensitive LOCSEN so keep it here"
+    assert classify_text(pasted).level > Level.OFFICIAL
+    rule = "If the notes below are marked Official Sensitive, keep them off Teams."
+    assert classify_text(rule).level == Level.OFFICIAL
+
+
+def test_a_staff_table_by_shift_and_a_case_table_by_cell():
+    staff = "Surname\tForename\tWing\tShift\tRole\nMURPHY\tDeclan\tB\tEarly\tSO\nKOVAC\tMarek\tC\tLate\tSO\n"
+    assert classify_text(staff).level == Level.OFFICIAL
+    case = "surname,forename,cell,date_in,reason\nMcALLISTER,Callum,CSU-03,2024-03-01,own protection - debt\n"
+    assert PERSON in signals(case)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[MARAC case 7]\nChair: Next case, referred by police. Victim is Leanne Howarth, 29, her partner Jordan Platt.",
+        "heads up kasia is still off with stress, 6 wks now, HR want an attendance hearing",
+        "Kasia (Nowak) due out 14/05; NFA, ex-partner is a DA perpetrator so she can't return there.",
+        "Mr Ebenezer Quaye in healthcare meets the criteria for transfer under s.48; keep him on constant obs.",
+        "seen Marek Zawadzki today, admitted hes been hitting his gf again when she wont give him money",
+    ],
+)
+def test_people_in_a_transcript_a_chat_and_a_note(text):
+    assert PERSON in signals(text), text
+
+
+def test_a_programme_review_and_a_published_leaflet_in_another_script():
+    review = "TV review: 'The Long Licence', episode 3. Probation officer Kate Mercer (played by Helen Brannock)"
+    review += " confronts parolee Danny Cole."
+    assert classify_text(review).level == Level.OFFICIAL
+    leaflet = "قانون الضحايا – حقوقك. يمكنك طلب مترجم مجانًا.\nArabic summary. Published by the Ministry of Justice."
+    assert classify_text(leaflet).level == Level.OFFICIAL
