@@ -102,10 +102,13 @@ def _in_another_script(texts: list[str], buf: bytes) -> bool:
     """At least ``_OTHER_SCRIPT_LETTERS`` letters of scripts the rules cannot read, across ``texts``, and no word
     in their normalised buffer ``buf`` that says they are published material."""
     letters = 0
+    look_alike = normalize.confusables()
     for text in texts:
         if text.isascii():
             continue
         for word in _OTHER_SCRIPT_WORD.finditer(text):
+            if all(ord(ch) in look_alike for ch in word.group()):
+                continue  # Cyrillic or Greek letters standing in for Latin ones ("Рrоѕzę"): read as Latin
             letters += word.end() - word.start()
             if letters >= _OTHER_SCRIPT_LETTERS:
                 return not _PUBLISHED.found(buf)

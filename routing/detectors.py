@@ -261,6 +261,8 @@ _CRN_LABEL = Regex(rb"(?i:\bcrn)[ \t:#.\-]{0,4}$", re2_options(1 << 20))
 def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if m.group()[0] >= 0x61 and not _CRN_LABEL.ends_at(text, m.start(), 12):  # a-z
         return None
+    if _OTHER_NUMBER_LABEL.ends_at(text, m.start(), 32):
+        return None  # "release D482913", "build X102938": a version's or a ticket's number
     return "probation_crn" if near(text, m.start(), m.end(), _CRN_CONTEXT) else None
 
 
@@ -618,16 +620,26 @@ _MOBILE_RANGES = frozenset({b"71", b"72", b"73", b"74", b"75", b"77", b"78", b"7
 # What says a landline is an organisation's, in the few words before it: "switchboard", "enquiries", "helpline".
 _SWITCHBOARD = Regex(
     rb"(?i:\b(?:switchboard|main[ \t]+(?:line|number)|enquir(?:y|ies)|helpline|help[ \t]+line|reception|front[ \t]+desk"
-    rb"|call[ \t]+cent(?:re|er)|contact[ \t]+cent(?:re|er)|infolinia|ff[o\xc3\xb4]+n)\b)",
+    rb"|call[ \t]+cent(?:re|er)|contact[ \t]+cent(?:re|er)|infolinia|ff[o\xc3\xb4]+n"
+    # an event's or a service's booking line: "Book a place on 0114 ...", "To rearrange call 0300 ..."
+    rb"|book[ \t]+(?:a|your)[ \t]+(?:place|space|seat|appointment)[ \t]+on|to[ \t]+(?:rearrange|book|cancel))\b)",
     re2_options(1 << 20),
 )
 _SWITCHBOARD_LOOK = 48
+# ... or its opening hours after it: "0300 063 2100 (Mon-Fri, 9am-5pm)", "01443 425 006, lines open 9-5".
+_OPENING_HOURS_AFTER = Regex(
+    rb"[ \t]*[(,\-]?[ \t]*(?i:mon(?:day)?[ \t]*(?:-|to)[ \t]*(?:fri|sat|sun)|lines[ \t]+(?:are[ \t]+)?open|open[ \t]+\d"
+    rb"|\d{1,2}(?:[.:]\d\d)?[ \t]*(?:am)?[ \t]*(?:-|to)[ \t]*\d{1,2}(?:[.:]\d\d)?[ \t]*pm)",
+    re2_options(1 << 20),
+)
 
 
-def _organisation_line(text: bytes, start: int) -> bool:
-    """A landline labelled as an organisation's, or in an organisation's address with no one named there (as
-    ``_postcode`` decides)."""
+def _organisation_line(text: bytes, start: int, end: int) -> bool:
+    """A landline labelled as an organisation's or with its opening hours after it, or in an organisation's address
+    with no one named there (as ``_postcode`` decides)."""
     if _SWITCHBOARD.found(text, max(0, start - _SWITCHBOARD_LOOK), start):
+        return True
+    if _OPENING_HOURS_AFTER.starts_at(text, end, end + 40):
         return True
     return _organisation_address(text, start)
 
@@ -671,7 +683,7 @@ def _personal_phone(raw: bytes, text: bytes, start: int) -> str | None:
         return "uk_phone"  # a mobile number whether or not phonenumbers' metadata lists its block as allocated yet
     if kind not in _PERSONAL_PHONE:
         return None
-    return None if national[:1] in b"12" and _organisation_line(text, start) else "uk_phone"
+    return None if national[:1] in b"12" and _organisation_line(text, start, start + len(raw)) else "uk_phone"
 
 
 # A postcode is someone's address unless the address is an organisation's: a prison, a court, a police station,
@@ -1316,8 +1328,8 @@ _TABLE_LOOK = 600
 
 def _dob_column(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     line_end = text.find(b"\n", m.end())
-    if line_end < 0:
-        return None
+    if line_end < 0 or _invented(text, m.start(), m.end()):
+        return None  # (a table of synthetic test data: "# SYNTHETIC TEST DATA - no real patients")
     for date in _DATE_RX.finditer(text, line_end, min(len(text), line_end + _TABLE_LOOK)):
         if _date_ok(date.group(), max_year=_THIS_YEAR - 5):
             return "date_of_birth"

@@ -510,6 +510,19 @@ def _declined(word: str, names: frozenset[str]) -> bool:
     return False
 
 
+# A letter written as an escape or an entity: "Zieli\u0144ska" (JSON), "Zieli=C5=84ska" (quoted-printable, also
+# after a soft break), "Zieli&#324;ska", "Zieli&nacute;ska" (HTML).
+_ESCAPED_LETTER = Regex(rb"\\[ux][0-9A-Fa-f]{2}|=[0-9A-F]{2}|=\n|&#?[0-9A-Za-z]{2,8};", re2_options(1 << 20))
+
+
+def _cut_short(buf: bytes, end: int) -> bool:
+    """Whether the word that ends at ``end`` goes on in a letter with a diacritic, as it is or escaped: the folded
+    or the decoded view reads the whole word."""
+    if end >= len(buf):
+        return False
+    return buf[end] >= 0x80 or (buf[end] in b"\\=&" and _ESCAPED_LETTER.starts_at(buf, end, end + 10))
+
+
 def _named_earlier_as_public(buf: bytes, start: int, surname: bytes) -> bool:
     """ "Ms Mahmood said ..." where the text named her before, outside the window, with her office ("the Lord
     Chancellor, Shabana Mahmood")."""
@@ -529,8 +542,8 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         start, end = m.span()
         if start < cleared:
             continue  # its later words ("B. Janeczko" of "Paul B. Janeczko")
-        if end < len(buf) and buf[end] >= 0x80:
-            continue  # a word cut short by a letter with a diacritic ("Zieli" of "Zielińska"): the folded view reads it
+        if _cut_short(buf, end):
+            continue  # a word cut short by a letter with a diacritic ("Zieli" of "Zielińska"): another view reads it
         if (
             _is_case_citation(buf, start, end)
             or _public_figure(buf, start, end)
@@ -710,7 +723,7 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
             if (
                 gap.strip(b" \t") == b""
                 and before not in _ACRONYMS
-                and _is_first_name(name_word(before), firsts)
+                and (_is_first_name(name_word(before), firsts) or _declined(name_word(before), firsts))
                 and name_word(word) not in NOT_SURNAMES
                 and word not in _ACRONYMS
             ):

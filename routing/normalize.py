@@ -139,6 +139,11 @@ def _is_selector(cp: int) -> bool:
 _IDENTIFIER_PUNCTUATION = frozenset("/.:@")
 
 
+def confusables() -> dict[int, str]:
+    """Non-ASCII characters that look like one ASCII letter, digit or identifier mark, and the one they look like."""
+    return _confusables()
+
+
 @cache
 def _confusables() -> dict[int, str]:
     """Non-ASCII letters that Unicode's confusables data (TR39) says look like one ASCII letter or digit."""

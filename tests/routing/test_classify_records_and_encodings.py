@@ -242,3 +242,38 @@ def test_a_programme_review_and_a_published_leaflet_in_another_script():
     assert classify_text(review).level == Level.OFFICIAL
     leaflet = "قانون الضحايا – حقوقك. يمكنك طلب مترجم مجانًا.\nArabic summary. Published by the Ministry of Justice."
     assert classify_text(leaflet).level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Family Day at the visitors' centre. Book a place on 0114 255 0112 or email the team.",
+        "Fostering information evenings: call 01443 425 006 (Mon-Fri 9am-5pm).",
+        "@channel nDelius release D482913 went to preprod last night, pls smoke test the OASys handoff screen",
+        "# SYNTHETIC TEST DATA - no real patients\nnhs_number,dob,sex\n9991998772,2000-01-01,F\n",
+    ],
+)
+def test_a_services_line_a_release_number_and_a_synthetic_table(text):
+    assert classify_text(text).level == Level.OFFICIAL, text
+
+
+def test_a_private_landline_and_a_crn_stay_personal():
+    assert "uk_phone" in signals("His landline is 01443 425 006 and he was bailed to that address.")
+    assert "probation_crn" in signals("CRN D482913 missed his probation appointment again.")
+
+
+def test_latin_text_with_look_alike_letters_is_not_another_script():
+    dressed = "Рrоѕzę przetłumасzyć: doѕtаwа роśсіеlі do HМР Stуal opóźni sіę о tydzień, kiеrownik sprzеdażу."
+    assert "unscanned_script" not in signals(dressed)
+    assert "unscanned_script" in signals("Привет, как дела? Меня зовут Иван, я живу в Лондоне.")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"note": "dostawa do HMP Styal, Agnieszka Zieli\\u0144ska, kierownik sprzeda\\u017cy"}',
+        "dostawa do HMP Styal, Agnieszka Zieli=\n=C5=84ska, kierownik sprzeda=C5=BCy",
+    ],
+)
+def test_a_name_cut_short_by_an_escaped_letter_is_read_whole_elsewhere(text):
+    assert PERSON not in signals(text), text
