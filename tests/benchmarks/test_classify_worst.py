@@ -16,6 +16,7 @@ SHAPES = {
     "wrapped_lines",
     "spaced_out",
     "accented_text",
+    "quoted_printable",
     "ocr_digits",
     "token_ids_small",
     "token_ids_long",
