@@ -721,7 +721,8 @@ _ADDRESS_LINES = 120
 # address".
 _HOME = Regex(
     rb"(?i:\b(?:home|bail|approved|last[ \t]+known|his|her|their)[ \t]+address"
-    rb"|\b(?:lives|living|resides|residing|staying)[ \t]+(?:at|in)\b|\bhome[ \t]+visit|\bhv\b)",
+    rb"|\b(?:lives|living|resides|residing|staying)[ \t]+(?:at|in)\b|\bhome[ \t]+visit|\bhv\b"
+    rb"|\bhome[ \t]+(?:phone|number|tel|telephone|landline))",
     re2_options(1 << 20),
 )
 
@@ -1140,6 +1141,8 @@ _JUSTICE_WORDS = (
     rb"|(?:supply|supplying|dealing)[ \t]+(?:of[ \t]+)?(?:drugs|spice|cannabis|heroin|cocaine|crack)"
     rb"|missing[ \t]+(?:person|episodes?|from)|contact[ \t]+log|night[ \t]+log"
     rb"|release[ \t]+planning|overstay(?:er|ed)|immigration[ \t]+(?:enforcement|status|offen[cs]es?)"
+    rb"|failed[ \t]+to[ \t]+return[ \t]+to[ \t]+(?:the[ \t]+|his[ \t]+|her[ \t]+)?"
+    rb"(?:ap|approved|prison|hostel|custody|hmp)"
     rb"|leave[ \t]+to[ \t]+remain|removal[ \t]+directions"
 )
 _NAME = rb"\b[A-Z][a-z]+[ \t]+(?:[A-Z]\.?[ \t]+)?[A-Z][A-Za-z'\-]+"

@@ -157,7 +157,7 @@ _NOT_NAME_WORDS_TEXT = """
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
     junior deputy assistant acting interim principal statement statements personal contact scheme liaison
     impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president sheriff
-    off osg usher
+    off osg usher sgt insp supt cllr congratulations congrats welcome cheers happy
 """
 NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
@@ -286,6 +286,12 @@ JOB_WORDS = (
     # Welsh: manager, officer, co-ordinator, director, head
     rb"|rheolwr|swyddog|cydlynydd|cyfarwyddwr|pennaeth)s?\b)"
 )
+# A line that a job opens as its label: "Legal adviser: Conor Quigley", "YOT court officers: A. Begum", "Nurse in
+# charge (days): Rhodri Price".
+_JOB_LABEL = Regex(
+    rb"[ \t*\-]*(?:[A-Za-z]+[ \t]+){0,3}" + JOB_WORDS + rb"(?:[ \t]+in[ \t]+charge)?[ \t]*(?:\([^)\n]{0,40}\))?[ \t]*:",
+    re2_options(1 << 20),
+)
 _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
     + JOB_WORDS
@@ -301,6 +307,7 @@ _COLLEAGUE_AFTER = Regex(
     rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been)|[ \t]*,)?[ \t]+(?i:retiring|retires"
     rb"|retired[ \t]+from"
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
+    rb"|has[ \t]+accepted[ \t]+the|has[ \t]+been[ \t]+(?:appointed|promoted)|(?:will[ \t]+)?starts?[ \t]+on[ \t]+\d"
     rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
     rb"|starts[ \t]+as)\b"
     # a job title after a dash, a comma or a bar ("Daniel O'Rourke - Head of Commissioning, Probation Service",
@@ -349,7 +356,9 @@ _COLLEAGUE_BEFORE = Regex(
 # Reece Begum failed to declare a caution"): what a workplace says of colleagues then does not make them one.
 _HR_CASE = Regex(
     rb"(?i:\b(?:disciplinary|grievance|misconduct|investigation|suspended|suspension|dismiss(?:ed|al)|allegations?"
-    rb"|alleged|caution(?:ed)?|convicted|conviction|arrested|charged|police"
+    rb"|alleged|caution(?:ed)?|convicted|conviction|arrested|charged"
+    rb"|police[ \t]+(?:investigation|caution|interview|custody|bail|charge|report|matter|involvement)"
+    rb"|(?:reported|referred)[ \t]+to[ \t]+(?:the[ \t]+)?police"
     # ... or whose health or absence is: "Employee: Hodan Yusuf  Role: Custody Officer ... 46 days' absence"
     rb"|sickness|off[ \t]+sick|days'?[ \t]+absence|capability|harassment|bullying|stress|anxiety"
     rb"|depression|medication|counselling|domestic[ \t]+abuse|disclosed|vetting|warning))\b",
@@ -400,6 +409,7 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         colon >= 0
         and (
             _MEETING_LIST.starts_at(buf, line_start, start)
+            or _JOB_LABEL.starts_at(buf, line_start, start)
             or (_DAY_LINE.starts_at(buf, line_start, start) and _ROTA.found(buf, max(0, start - 600), start))
         )
         and not _SENTENCE_WORD.search(_BRACKETED.sub(b"", buf[colon + 1 : start]))
@@ -476,13 +486,14 @@ _OFFICES = frozenset(("recorder", "justice", "sheriff", "commissioner", "coroner
 _INSTITUTION_WORDS = (
     rb"House|Centre|Center|Building|Buildings|Hall|Library|School|Academy|College|University|Institute|Trust"
     rb"|Foundation|Prize|Award|Lecture|Memorial|Journal|Review|Gazette|Society|Hospital|Prison|Court|Chambers"
+    rb"|(?i:approved[ \t]+premises)|Road|Street"
 )
 _INSTITUTION_AFTER = Regex(rb"[ \t]+(?:" + _INSTITUTION_WORDS + rb")\b", re2_options(1 << 20))
 _INSTITUTION_LAST = Regex(rb"(?:" + _INSTITUTION_WORDS + rb")$", re2_options(1 << 20))
 
 
 def _institution(buf: bytes, start: int, end: int) -> bool:
-    return _INSTITUTION_AFTER.starts_at(buf, end, end + 14) or _INSTITUTION_LAST.ends_at(buf, end, 12)
+    return _INSTITUTION_AFTER.starts_at(buf, end, end + 24) or _INSTITUTION_LAST.ends_at(buf, end, 12)
 
 
 # Polish declines names: the genitive and accusative of "Bartosz Kowalczyk" is "Bartosza Kowalczyka", the instrumental
@@ -542,8 +553,9 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
         start, end = m.span()
         if start < cleared:
             continue  # its later words ("B. Janeczko" of "Paul B. Janeczko")
-        if _cut_short(buf, end):
-            continue  # a word cut short by a letter with a diacritic ("Zieli" of "Zielińska"): another view reads it
+        if _cut_short(buf, end) or (start > 0 and buf[start - 1] >= 0x80):
+            continue  # a word cut by a letter with a diacritic ("Zieli" of "Zielińska", "BEL" of "WRÓBEL"): another
+            # view reads it whole
         if (
             _is_case_citation(buf, start, end)
             or _public_figure(buf, start, end)

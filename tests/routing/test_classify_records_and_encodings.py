@@ -277,3 +277,27 @@ def test_latin_text_with_look_alike_letters_is_not_another_script():
 )
 def test_a_name_cut_short_by_an_escaped_letter_is_read_whole_elsewhere(text):
     assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "YOUTH COURT SITTING ROTA\nChair: JP Rachel Oyelaran\nLegal adviser: Conor Quigley\nUsher: Marie",
+        "marac_date,agency,representative,role\n2024-04-11,Police,DS Nia Hughes,Chair\n"
+        "2024-04-11,IDVA service,Amara Osei,Senior IDVA\n",
+        "Winner: Officer Ryan Whitaker, HMP Thornbury Fen. Ryan's football league cut violence on E wing by a third."
+        " Congratulations Ryan!",
+        "Great news - Nkechi Eze has accepted the Senior Policy Adviser post and will lead on sentencing data.",
+        "Today the reformer's name lives on in the Elizabeth Fry approved premises in Reading and in Fry Road.",
+        "CUSTODY STAFFING, early turn\nSgt WRÓBEL, Agnieszka\nDDO HUGHES, Nia\nFire drill Wednesday.",
+    ],
+)
+def test_staff_by_a_job_label_appointments_congratulations_and_places_named_after_people(text):
+    assert PERSON not in signals(text), text
+
+
+def test_a_colleague_in_a_police_matter_is_still_a_case_and_a_home_phone_is_personal():
+    assert PERSON in signals("Our usher Dean Moss was reported to the police for an assault in the car park.")
+    letter = "Clive House\n70 Petty France\nLondon SW1H 9EX\n\nVictim liaison: Sinéad Byrne's home phone: 0113 372 5300"
+    assert "uk_phone" in signals(letter)
+    assert PERSON in signals("Part B done for Liam O'Connell-Hughes: he failed to return to the AP on Saturday night.")
