@@ -114,6 +114,11 @@ def worst_case_bodies(size: int = DEFAULT_SIZE, seed: int = 11) -> dict[str, tup
     accented = "Zażółć gęślą jaźń; café, déjà vu, naïve façade, smörgåsbord, Ærøskøbing, Ŵyŷ ŝŀ. "
     per_piece = len(json.dumps(accented)) - 2  # JSON escapes each non-ASCII letter (\u00e9: six bytes)
     bodies["accented_text"] = ("chat", _chat(accented * (room // per_piece)))
+    # a page of another script (Cyrillic): every letter goes through both translation tables. Sized, like every
+    # shape, by its escaped JSON (six bytes a letter); a client that sends UTF-8 fits three times the letters in the
+    # same limit (RESULTS.md has that figure)
+    cyrillic = "Прошу перевести письмо заключённого его матери, дело номер семь. "
+    bodies["other_script_text"] = ("chat", _chat(cyrillic * (room // (len(json.dumps(cyrillic)) - 2))))
     # quoted-printable without its header all through the body (soft breaks, escapes, a subject's encoded words):
     # every line is read once more as quoted-printable, beside the text as it is
     quoted = (

@@ -17,6 +17,7 @@ SHAPES = {
     "spaced_out",
     "accented_text",
     "quoted_printable",
+    "other_script_text",
     "ocr_digits",
     "token_ids_small",
     "token_ids_long",
