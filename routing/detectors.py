@@ -88,11 +88,13 @@ _NHS_EXAMPLE = b"9434765919"
 _CODE_TEST = Regex(rb"(?i:\btest|\bassert|pytest|\bdummy|\bfixture|\bvalidat)", re2_options(1 << 20))
 
 
-# A label that says what a number is, when it is not a person's: an order's, an invoice's, a parcel's, a ticket's.
+# A label that says what a number or a code is, when it is not a person's: an order's, an invoice's, a parcel's, a
+# ticket's, a release's, a product's ("SKU A4471KT", "toner part no. A4821DK").
 _OTHER_NUMBER_LABEL = Regex(
     rb"(?i:\b(?:order|invoice|purchase[ \t]+order|po|tracking|parcel|consignment|ticket|incident|inc|sku|serial"
-    rb"|transaction|booking|confirmation|policy|quote|quotation|customer|account|batch|lot|job|version|build|release)"
-    rb"[ \t]*(?:no\.?|number|num|ref(?:erence)?|id|#)?[ \t]*[:#=]?[ \t]*)$",
+    rb"|transaction|booking|confirmation|policy|quote|quotation|customer|account|batch|lot|job|version|build|release"
+    rb"|part|stock|product|item|model|cat(?:alogue)?)"
+    rb"[ \t]*(?:no|number|num|code|ref(?:erence)?|id|#)?\.?[ \t]*[:#=\-]?[ \t]*)$",
     re2_options(1 << 20),
 )
 
@@ -235,20 +237,12 @@ def _an_example(text: bytes, start: int) -> bool:
     return _EXAMPLE_CUE.ends_at(text, start, 72) or _invented(text, start, start)
 
 
-# A product's code of the same shape: "SKU A4471KT", "toner part no. A4821DK".
-_PRODUCT_LABEL = Regex(
-    rb"(?i:\b(?:sku|part[ \t]*(?:no|number|#)|stock[ \t]+(?:code|no)|product[ \t]+code|item[ \t]+code"
-    rb"|model[ \t]+(?:no|number)|cat(?:alogue)?[ \t]+no|order[ \t]+(?:no|number|ref)))\.?[ \t:#\-]*$",
-    re2_options(1 << 20),
-)
-
-
 def _prison_number(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     raw = m.group()
     if len(set(raw[1:5])) == 1 or (raw.upper() == _PRISON_NUMBER_EXAMPLE and _an_example(text, m.start())):
         return None  # A0000AA: a form's or a fixture's placeholder; A1234BC as a guide's example
-    if _PRODUCT_LABEL.ends_at(text, m.start() + (len(raw) - len(raw.lstrip(b" \t(,;:"))), 28):
-        return None
+    if _OTHER_NUMBER_LABEL.ends_at(text, m.start() + (len(raw) - len(raw.lstrip(b" \t(,;:"))), 32):
+        return None  # a product's code of the same shape: "SKU A4471KT", "toner part no. A4821DK"
     if (raw[:1] in b"AG" and raw.isupper()) or near(text, m.start(), m.end(), _PRISON_CONTEXT):
         return "prison_number"
     return None
@@ -1372,18 +1366,19 @@ _QUOTES_OPEN = rb"[\"'`*\[]{0,2}"
 _CELL_OPEN = rb"[ \t]*" + _QUOTES_OPEN
 _CELL_CLOSE = rb"[\"'`*\]]{0,2}[ \t]*"
 # Words of a header's columns that say the rows are a case's (snake_case and camelCase read as words).
-_CASE_COLUMNS = Regex(
-    rb"(?i:\b(?:offen[cs]es?|charges?|sentences?|sentenced|convictions?|convicted|plea|verdict|custody|remand|bail"
-    rb"|release[ \t_]*date|licence|sed|led|crd|hdc|tier|mappa|marac|rosh|oasys|crn|pnc|cro|nomis|prison|establishment"
-    rb"|wing|cell|breach(?:es)?|recall|warrant|hearing|court|missing|placement|yjs|yot|unpaid|hours[ \t_]*ordered"
-    rb"|adjudications?|probation|victims?|witness(?:es)?|safeguarding|risk[ \t_]*of[ \t_]*serious[ \t_]*harm)\b)",
-    re2_options(1 << 20),
+# Those that say it whatever other columns there are (a staff list has no offence or sentence column) ...
+_CASE_ONLY_COLUMN_WORDS = (
+    rb"offen[cs]es?|charges?|sentences?|sentenced|convictions?|convicted|plea|verdict|remand|bail|release[ \t_]*date"
+    rb"|crd|hdc|mappa|marac|rosh|oasys|crn|pnc|cro|nomis|breach(?:es)?|recall|warrant|adjudications?|victims?"
+    rb"|risk[ \t_]*of[ \t_]*serious[ \t_]*harm"
 )
-# ... of which these say it whatever other columns there are: a staff list has no offence or sentence column.
-_CASE_ONLY_COLUMNS = Regex(
-    rb"(?i:\b(?:offen[cs]es?|charges?|sentences?|sentenced|convictions?|convicted|plea|verdict|remand|bail"
-    rb"|release[ \t_]*date|crd|hdc|mappa|marac|rosh|oasys|crn|pnc|cro|nomis|breach(?:es)?|recall|warrant"
-    rb"|adjudications?|victims?|risk[ \t_]*of[ \t_]*serious[ \t_]*harm)\b)",
+_CASE_ONLY_COLUMNS = Regex(rb"(?i:\b(?:" + _CASE_ONLY_COLUMN_WORDS + rb")\b)", re2_options(1 << 20))
+# ... and those that say it only where no column says the rows are staff (a wing, a court, a placement).
+_CASE_COLUMNS = Regex(
+    rb"(?i:\b(?:"
+    + _CASE_ONLY_COLUMN_WORDS
+    + rb"|custody|licence|sed|led|tier|prison|establishment|wing|cell|hearing|court|missing|placement|yjs|yot|unpaid"
+    rb"|hours[ \t_]*ordered|probation|witness(?:es)?|safeguarding)\b)",
     re2_options(1 << 20),
 )
 _TABLE_CONTEXT_TEXT = """
@@ -1430,8 +1425,6 @@ def _person_column(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
         return None  # colleagues by role, team or shift: a wing or a court in their columns says nothing of a case
     if _CASE_COLUMNS.found(cells):
         return "justice_context_named_person"
-    if header.staff:
-        return None  # colleagues by role and team: justice words in their job titles say nothing of a case
     lo = max(0, text.rfind(b"\n", 0, start) - _TABLE_CONTEXT_BEFORE)
     return "justice_context_named_person" if _JUSTICE_RX.found(text, lo, end) else None
 

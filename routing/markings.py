@@ -376,11 +376,12 @@ _ASKING = Regex(
 )
 # Documents in general, or a condition, before the statement: "a document ...", "any file ...", "files ...",
 # "if/when/once ...".
+_CONDITIONS = rb"if|when|whenever|whether|unless|once|until|must|should|may|might|would|could"
 _GENERAL = Regex(
     rb"(?i)\b(?:a|an|any|every|each|all|some|such|no)[ \t]+(?:[a-z\-]+[ \t]+){0,2}?(?:document|file|material"
     rb"|information|asset|email|e-mail|message|record|report|note|paper|item|data|thing)s?\b"
     rb"|\b(?:documents|files|materials|assets|emails|messages|records|reports|notes|papers|items)\b"
-    rb"|\b(?:if|when|whenever|whether|unless|once|until|must|should|may|might|would|could)\b",
+    rb"|\b(?:" + _CONDITIONS + rb")\b",
     re2_options(1 << 20),
 )
 _THIS_TEXT_IS_FROM = Regex(rb"(?i)" + _EXTRACT_OF, re2_options(1 << 20))
@@ -389,10 +390,7 @@ _THIS_TEXT_IS_FROM = Regex(rb"(?i)" + _EXTRACT_OF, re2_options(1 << 20))
 _POINTING = Regex(
     rb"(?i)\b(?:below|above|attached|enclosed|pasted|pasting|here(?:'s|[ \t]+is|[ \t]+are))\b", re2_options(1 << 20)
 )
-_CONDITIONAL = Regex(
-    rb"(?i)\b(?:if|when|whenever|whether|unless|once|until|must|should|may|might|would|could|any|every|all)\b",
-    re2_options(1 << 20),
-)
+_CONDITIONAL = Regex(rb"(?i)\b(?:" + _CONDITIONS + rb"|any|every|all)\b", re2_options(1 << 20))
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _LOOK = 400  # bytes either side of the match that make up its sentence, at most

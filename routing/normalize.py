@@ -130,7 +130,7 @@ def _unicode_table() -> dict[int, str | int | None]:
             table[cp] = "\n"
         elif 0x300 <= cp < 0x370:  # a combining diacritic that NFKC could not compose with its letter: noise
             table[cp] = None
-    table.update(_confusables())
+    table.update(confusables())
     # Digits of other scripts (Arabic-Indic, Devanagari, Bengali...), which NFKC leaves as they are: their value, so
     # that a number written in them reads as the identifier it is (after the confusables, which map a few of them
     # to the Latin letter they resemble).
@@ -147,14 +147,10 @@ def _is_selector(cp: int) -> bool:
 _IDENTIFIER_PUNCTUATION = frozenset("/.:@")
 
 
-def confusables() -> dict[int, str]:
-    """Non-ASCII characters that look like one ASCII letter, digit or identifier mark, and the one they look like."""
-    return _confusables()
-
-
 @cache
-def _confusables() -> dict[int, str]:
-    """Non-ASCII letters that Unicode's confusables data (TR39) says look like one ASCII letter or digit."""
+def confusables() -> dict[int, str]:
+    """Non-ASCII characters that Unicode's confusables data (TR39) says look like one ASCII letter, digit or
+    identifier mark, and the one they look like."""
     data = json.loads(resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8"))
     mapping: dict[int, str] = {}
     for char, glyphs in data.items():
@@ -827,7 +823,8 @@ def _encoded_word(data: bytes, spans: Spans) -> bytes:
         return data[spans[0][0] : spans[0][1]]
     try:
         return raw.decode(charset.decode("ascii").split("*")[0], "replace").encode("utf-8", "replace")
-    except LookupError:  # a charset Python does not know ("*" starts an RFC 2231 language tag)
+    except (LookupError, UnicodeError):  # a charset Python does not know ("*" starts an RFC 2231 language tag), or a
+        # codec that raises whatever the error handler ("idna"): the bytes as UTF-8
         return raw.decode("utf-8", "replace").encode("utf-8", "replace")
 
 
