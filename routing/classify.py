@@ -653,6 +653,38 @@ def classify_text(
         return _failed(ERROR_SIGNAL, declared)
 
 
+# Texts that take every view's first-use costs: the decoded view (HTML, entities, percent-escapes, an encoded word,
+# a base64 part, embedded JSON), the folded view and the name lists (diacritics, other scripts), and the validators
+# whose libraries load data on first use (phone numbers, check digits, dates). Made up; the phone numbers are
+# Ofcom's drama ranges.
+_WARM_UP_BODY = {
+    "messages": [
+        {"role": "system", "content": "<p><b>OFFICIAL&#8209;SENSITIVE</b></p> %41 =?utf-8?B?U0VDUkVU?="},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Zo\u00eb N\u00ed Bhriain, born 12/03/1990, NHS 943 476 5919, \u0141ukasz"},
+                {"type": "text", "text": "Call 07700 900123 or 0113 496 0000; prisoner A1234BC, CRN X123456"},
+            ],
+        },
+        {
+            "role": "user",
+            "content": "Content-Transfer-Encoding: base64\n\n"
+            "U0VDUkVUIGJyaWVmaW5nIG9uIEpvaG4gU21pdGgsIE5IUyA5NDMgNDc2IDU5MTkK",
+        },
+        {"role": "user", "content": '{"name": "\u041c\u0430\u0440\u0438\u044f", "dob": "1990-03-12"}\r\n'},
+    ]
+}
+
+
+def warm() -> None:
+    """Compile the detector table and pay every view's first-use costs now, outside any request's deadline: a
+    cold first classification (the table's compile, lazily built tables, libraries' data) takes longer than the
+    250 ms deadline on a busy host and fails closed as TOP SECRET. The server calls this before it takes
+    traffic, ``sovereign classify`` before its first input."""
+    classify_request(_WARM_UP_BODY, deadline_s=60)
+
+
 _DIGEST_MODULES = (
     "classify.py",
     "normalize.py",

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from routing.classify import ERROR_SIGNAL, Classification, classify_request, classify_text
+from routing.classify import ERROR_SIGNAL, Classification, classify_request, classify_text, warm
 from routing.levels import Level
 
 REVIEW_DEADLINE_S = 10.0  # offline: generous, so a slow machine does not turn answers into "unavailable"
@@ -182,6 +182,7 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
         except ArtefactError as exc:
             print(f"sovereign classify: {exc}", file=sys.stderr)
             return 2
+    warm()  # the first input's deadline must not pay for compiling the table
     if args.text:
         text = " ".join(args.text)
         out.write(json.dumps(_result(None, _reviewed(classify_text(text), reviewer, text=text))) + "\n")

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from routing.audit import Attempt
 from routing.budgets import Ledger, Limits, Scope, estimate_tokens
 from routing.classify import classify_request
+from routing.classify import warm as warm_classifier
 from routing.egress_review import UNAVAILABLE_SIGNAL, raise_level
 from routing.keys import Caller
 from routing.levels import Level
@@ -149,7 +150,7 @@ class Router:
         self.classification_deadline_s = settings.server.classification_deadline_ms / 1000
         # Compile the detector table and build the normalisation tables now, not inside the first request's
         # classification deadline (a cold first request on a busy host timed out and was refused as TOP SECRET).
-        classify_request({"messages": [{"role": "user", "content": "warm-up"}]}, deadline_s=60)
+        warm_classifier()
 
     async def route(
         self, state: RequestState, caller: Caller, body: dict[str, Any], deadline: asyncio.Timeout

@@ -95,3 +95,33 @@ def test_score_counts_labelled_lines_by_category_and_keeps_the_results(capsys):
         "  marking: sensitive 1/2 (50.0%), benign 0/1 (0.0%)",
         "  1 line(s) without expect: sensitive|benign, not scored",
     ]
+
+
+def test_the_classifier_is_warmed_before_the_first_input(monkeypatch):
+    """The table's compile and the views' first-use costs are paid before the first input's 250 ms deadline: a
+    cold first input (a Word-pasted letter naming a person, on a loaded machine) timed out and came back TOP
+    SECRET with ``classification_timeout``."""
+    import routing.classify_cli as cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "warm", lambda: calls.append("warm"))
+    real = cli.classify_text
+    monkeypatch.setattr(cli, "classify_text", lambda text: calls.append("classify") or real(text))
+    status, _ = run(["--jsonl", "-"], stdin=json.dumps({"id": 1, "input": {"text": "Zo\u00eb was remanded"}}) + "\n")
+    assert status == 0 and calls == ["warm", "classify"]
+
+
+def test_warm_takes_every_views_first_use_costs():
+    """After ``warm``, the views' first uses cost what later uses do: no first classification of these shapes
+    comes near the deadline (each is timed with a generous deadline, and must not have failed closed)."""
+    from routing.classify import TIMEOUT_SIGNAL, classify_text, warm
+
+    warm()
+    for text in (
+        "\u0141ukasz Wi\u015bniewski was remanded at HMP Pentonville",
+        "<div>Prisoner&nbsp;A1234BC</div>",
+        "Call 07911 123456, born 12/03/1990",
+        "Content-Transfer-Encoding: base64\n\nU0VDUkVUIGJyaWVmaW5nIG9uIEpvaG4gU21pdGgsIE5IUyA5NDMgNDc2IDU5MTkK",
+    ):
+        result = classify_text(text, deadline_s=0.25)
+        assert result.local_only and TIMEOUT_SIGNAL not in {s.type for s in result.signals}
