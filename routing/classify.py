@@ -88,6 +88,10 @@ _OTHER_SCRIPT_WORD = re.compile(
     "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\ufb1d-\ufdff\ufe70-\ufeff]{2,}"
 )
 _OTHER_SCRIPT_LETTERS = 12
+# Han, Kana and Hangul write a syllable or a whole word with one character ("张伟" is a name, "监狱" a prison): each
+# counts as this many letters, so a short sentence in Chinese weighs what it would in Russian.
+_SYLLABIC = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_LETTERS_PER_SYLLABLE = 3
 # ... unless the words around it say it is published material: a leaflet, a sign, a poster, a poem.
 _PUBLISHED = Regex(
     rb"(?i)\b(?:(?:this|the|a|visitors?'?|door|foyer|welcome|warning)[ \t]+signs?[ \t]+(?:for|in|on|at|says|reads"
@@ -110,6 +114,8 @@ def _in_another_script(texts: list[str], buf: bytes) -> bool:
             if all(ord(ch) in look_alike for ch in word.group()):
                 continue  # Cyrillic or Greek letters standing in for Latin ones ("Рrоѕzę"): read as Latin
             letters += word.end() - word.start()
+            if letters < _OTHER_SCRIPT_LETTERS and word.group()[0] >= "\u3040":
+                letters += (_LETTERS_PER_SYLLABLE - 1) * len(_SYLLABIC.findall(word.group()))
             if letters >= _OTHER_SCRIPT_LETTERS:
                 return not _PUBLISHED.found(buf)
     return False

@@ -878,12 +878,30 @@ _ALONE_AND_DONE = Regex(
 )
 
 
+# ... and a given name alone, where what follows can only be said of a person's case: "Tomasz breached his curfew
+# again", "kasia relapsed", "Wei was recalled", "Jade missed her drug test". A narrower list than a surname's: "Sarah
+# failed to attend" or "Sam was charged £40" are a colleague's day.
+_GIVEN_AND_DONE = Regex(
+    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:has[ \t]+)?(?:(?:just|again|also|now|then)[ \t]+)?(?:"
+    rb"(?:was|is|has[ \t]+been|had[ \t]+been|got|were)[ \t]+(?:just[ \t]+|been[ \t]+|now[ \t]+)?(?i:remanded"
+    rb"|recalled|sentenced[ \t]+to|arrested|bailed|convicted|jailed|sectioned|restrained|released[ \t]+on[ \t]+licence"
+    rb"|taken[ \t]+into[ \t]+care|found[ \t]+guilty|placed[ \t]+on[ \t]+(?:acct|an[ \t]+acct|constant[ \t]+watch))"
+    rb"|(?i:breached[ \t]+(?:his|her|their)[ \t]+(?:curfew|licence|license|bail|order|tag|conditions)|absconded"
+    rb"|reoffended|re-offended|self-harmed|self[ \t]+harmed|relapsed|overdosed|failed[ \t]+to[ \t]+(?:surrender|return)"
+    rb"|missed[ \t]+(?:his|her|their)[ \t]+(?:drug[ \t]+test|curfew|probation|supervision|unpaid[ \t]+work|upw|mdt)"
+    rb"|tested[ \t]+positive[ \t]+for[ \t]+(?:cocaine|heroin|spice|cannabis|opiates|drugs|amphetamines?|benzos|crack)"
+    rb"|disclosed[ \t]+(?:that[ \t]+(?:he|she|they|her|his)|abuse)|went[ \t]+missing|attempted[ \t]+suicide))\b",
+    re2_options(1 << 20),
+)
+
+
 # A town that is also a surname: "a man from Hull was jailed".
 _PLACE_BEFORE = Regex(rb"(?i:\b(?:from|in|at|to|of|near|for))[ \t]+$", re2_options(1 << 20))
 
 
 def _named_alone_by_their_case(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
-    """A listed surname alone with what was done to them, or a listed name alone whose case the next words are."""
+    """A listed surname alone with what was done to them, a listed given name alone with what only a person's case
+    says of them, or a listed name alone whose case the next words are."""
     sur = surnames()
     for m in _ALONE_AND_DONE.finditer(buf, lo, hi):
         who = name_word(m.group(b"who") or b"")
@@ -896,6 +914,17 @@ def _named_alone_by_their_case(buf: bytes, lo: int, hi: int, firsts: frozenset[s
             and not _PLACE_BEFORE.ends_at(buf, m.start(), 12)
         ):
             return True  # a surname that is no given name: "okafor", not "kyle was remanded" (that needs a cue)
+    for m in _GIVEN_AND_DONE.finditer(buf, lo, hi):
+        who = name_word(m.group(b"who") or b"")
+        if (
+            who in firsts
+            and who not in common_words()
+            and who not in NOT_NAME_WORDS
+            and who not in _MONTH_NAMES
+            and not _PLACE_BEFORE.ends_at(buf, m.start(), 12)
+            and not _staff(buf, m.start(), m.start() + len(who))
+        ):
+            return True
     for m in _POSSESSIVE_CASE.finditer(buf, lo, hi):
         who = name_word(m.group(b"who") or b"")
         if (

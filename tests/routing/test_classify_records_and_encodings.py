@@ -1,4 +1,5 @@
-"""Shapes found by the red-team sets of the sixth round (documents_22-23, benchmarks/redteam/): encodings a mail's
+"""Shapes found by the red-team sets of the sixth and seventh rounds (documents_22-23 and 27-28,
+benchmarks/redteam/): encodings a mail's
 source carries, digits and dashes as other scripts and typists write them, the records of health, personnel and
 intelligence work, and names as Polish, Chinese and Vietnamese write them. Each test names the rule it pins."""
 
@@ -304,3 +305,42 @@ def test_a_colleague_in_a_police_matter_is_still_a_case_and_a_home_phone_is_pers
     letter = "Clive House\n70 Petty France\nLondon SW1H 9EX\n\nVictim liaison: Sinéad Byrne's home phone: 0113 372 5300"
     assert "uk_phone" in signals(letter)
     assert PERSON in signals("Part B done for Liam O'Connell-Hughes: he failed to return to the AP on Saturday night.")
+
+
+# --- seventh round ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tomasz breached his curfew again last night, EM data shows out till 2am.",
+        "night log: kasia relapsed on the unit, tested positive for spice at 22:10, duty governor told",
+        "Wiktor was recalled to custody on Friday after the police visit.",
+        "Update for the MAPPA meeting: Callum absconded from the approved premises on Sunday.",
+    ],
+)
+def test_a_given_name_alone_with_what_only_a_case_says_of_a_person(text):
+    """A listed given name, no surname, followed by what can only be said of a person's case (not "was charged",
+    "failed to attend": a colleague's day has those too)."""
+    assert PERSON in signals(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sarah failed to attend the meeting about curfew policy; minutes to follow.",
+        "Tomasz was charged \u00a340 for parking at the prison car park and wants it refunded.",
+        "Summer was recalled as the best season for the visits hall garden project.",
+    ],
+)
+def test_a_colleague_s_day_beside_case_words_is_not_a_case(text):
+    assert PERSON not in signals(text)
+
+
+def test_a_short_sentence_in_han_is_another_script_but_a_glossed_term_is_not():
+    """One Han character writes a syllable or a word: nine of them and a prison's name are a sentence the rules cannot
+    read; two in an English gloss are not."""
+    assert "unscanned_script" in signals(
+        "\u6211\u7684\u513f\u5b50\u5f20\u4f1f\u88ab\u5173\u5728HMP Lewes\u76d1\u72f1\u3002"
+    )
+    assert classify_text("In the glossary, \u76d1\u72f1 means prison.").level == Level.OFFICIAL
