@@ -1,7 +1,7 @@
-"""Shapes found by the red-team sets of the sixth and seventh rounds (documents_22-23 and 27-28,
-benchmarks/redteam/): encodings a mail's
-source carries, digits and dashes as other scripts and typists write them, the records of health, personnel and
-intelligence work, and names as Polish, Chinese and Vietnamese write them. Each test names the rule it pins."""
+"""Shapes found by the red-team sets of the sixth and seventh rounds (documents_22-23 and 27-28, benchmarks/redteam/):
+encodings a mail's source carries, digits and dashes as other scripts and typists write them, the records of health,
+personnel and intelligence work, and names as Polish, Chinese and Vietnamese write them. Each test names the rule it
+pins."""
 
 from __future__ import annotations
 
