@@ -81,8 +81,9 @@ class ServerRecord(BaseModel):
     private: str  # the server's private folder (HAProxy's admin socket and configuration)
     host: str
     port: int
-    # (pid, start time) of every process under the supervisor when it last looked: Ray's two agents wipe their
-    # environment (the tag with it) when they set their process title, and they outlive a killed raylet for a minute
+    # (pid, start time) of every process under the supervisor when it last looked, and of those seen before that still
+    # run (an orphan whose parent died between two looks): Ray's two agents wipe their environment (the tag with it)
+    # when they set their process title, and they outlive a killed raylet for a minute
     members: list[tuple[int, float]] = []
 
 

@@ -136,13 +136,16 @@ class Supervisor:
         server are both killed before they can clean up)."""
         if self.record is None:
             return
-        members = []
+        # A member that still runs stays, even once it is no longer under this process: the server may have died
+        # since this loop last looked, and its daemons and Ray's agents (which clear the server's tag from their
+        # environment) are then orphans that only this record names for the sweep.
+        members = {pid: started for pid, started in self.record.members if lifeline.is_alive(pid, started)}
         with contextlib.suppress(psutil.Error):
             for proc in psutil.Process().children(recursive=True):
                 with contextlib.suppress(psutil.Error):
-                    members.append((proc.pid, proc.create_time()))
-        if {pid for pid, _ in members} != {pid for pid, _ in self.record.members}:
-            self.record = self.record.model_copy(update={"members": sorted(members)})
+                    members[proc.pid] = proc.create_time()
+        if set(members) != {pid for pid, _ in self.record.members}:
+            self.record = self.record.model_copy(update={"members": sorted(members.items())})
             with contextlib.suppress(OSError):
                 lifeline.write_record(self.state, self.record)
 

@@ -297,6 +297,37 @@ def test_the_sweep_helper_kills_what_a_server_left_and_removes_its_folder(tmp_pa
     assert psutil.Process(idle.pid).wait(timeout=5) == 0
 
 
+def test_the_record_keeps_members_that_left_the_tree_while_they_run(tmp_path: Path) -> None:
+    """A process once under the supervisor stays in the record while it runs, though it is no longer under it: when
+    the server dies, its daemons and Ray's agents (which wipe the server's tag from their environment) become orphans
+    that only the record names for the sweep, and the supervisor may look once more before it notices the death."""
+    from serving.supervise import Supervisor
+
+    # A process that is nobody's child here (its parent exited at once), as an orphaned agent is.
+    started = subprocess.run(
+        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True
+    )
+    orphan = psutil.Process(int(started.stdout))
+    try:
+        me = psutil.Process()
+        supervisor = Supervisor([], None, tmp_path, None)  # type: ignore[arg-type]  # only the record is used
+        supervisor.record = lifeline.ServerRecord(
+            server_id="abc",
+            supervisor_pid=me.pid,
+            supervisor_started=me.create_time(),
+            private=str(tmp_path / "private"),
+            host="127.0.0.1",
+            port=1,
+            members=[(orphan.pid, orphan.create_time()), (2**22 + 7, 1.0)],  # the second no longer runs
+        )
+        supervisor._record_members()
+        members = dict(supervisor.record.members)
+        assert members.get(orphan.pid) == orphan.create_time() and 2**22 + 7 not in members
+        assert [p.pid for p in lifeline.recorded(supervisor.record.members)].count(orphan.pid) == 1
+    finally:
+        orphan.kill()
+
+
 def test_bounded_steps() -> None:
     assert bounded(lambda: None, 1) == "done"
     assert bounded(lambda: time.sleep(5), 0.2) == "timeout"
