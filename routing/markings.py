@@ -45,7 +45,9 @@ from serving.thirdparty import re2_extension
 _re2 = re2_extension()  # re2._re2, at the version it was written for (serving/thirdparty.py)
 
 _DASH = rb"-{1,3}"  # en and em dashes are "-" once normalised; typed, they are "--" or "---"
-_LEAD = rb"(?m:^)[ \t*#=_~\-\[(<>\"'.]*"  # not "|": "| SECRET | ... |" is a Markdown table's cell
+# Not "|": "| SECRET | ... |" is a Markdown table's cell. A page number set apart by spaces (a PDF's running footer:
+# "3          OFFICIAL-SENSITIVE") or a spreadsheet's cell reference ("A1: OFFICIAL-SENSITIVE") may come first.
+_LEAD = rb"(?m:^)(?:[ \t]*[0-9]{1,4}[ \t]{2,}|[ \t]*[A-Z]{1,2}[0-9]{1,5}[ \t]*:[ \t]*)?[ \t*#=_~\-\[(<>\"'.]*"
 _TRAIL = rb"[ \t*#=_~\-\])>|\"'.,;}]*(?m:$)"
 _SEP = rb"[ \t]*(?:[:/|,]+|-+)?[ \t]*"
 _PAGE = rb"(?:[ \t]*(?:[|,\-][ \t]*)?(?i:page)[ \t]+\d+(?:[ \t]+(?i:of)[ \t]+\d+)?)?"
@@ -57,11 +59,15 @@ _LABEL = (
     rb"(?i:(?:\b|_)(?:security[ \t_\-]*|data[ \t_\-]*|document[ \t_\-]*|information[ \t_\-]*)?"
     rb"(?:classification|marking|sensitivity|caveat)(?:[ \t_\-]*level)?"
     rb"|\bprotective[ \t_\-]*marking|\bsecurity[ \t_\-]*level|\bhandling(?:[ \t_\-]*(?:caveat|instructions?))?"
+    # the scheme's own initials as a field's name: "gsc": "OS", gpms=RESTRICTED
+    rb"|(?:\b|_)gsc|(?:\b|_)gpms"
     # a field's short name in a log or a schema: doc_class=, docClass:, security_class
     rb"|(?:\b|_)(?:doc|document|data|security|info)[ \t_\-]*class"
     # a Microsoft Purview sensitivity label in a mail header: MSIP_Label_<guid>_Name=OFFICIAL-SENSITIVE
     rb"|\bmsip_label_[0-9a-f\-]{8,40}_name))"
-    rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb")[ \t]*[\"'\[(*_]{0,4}[ \t]*"  # Markdown: | Label | **SECRET** |
+    # Markdown: | Label | **SECRET** |; a name and value pair: {"name": "sensitivity", "value": "Official Sensitive"}
+    rb"[\"'*_]{0,4}[ \t]*(?::|=|\||" + _DASH + rb"|,[ \t]*[\"'](?i:value|level)[\"'][ \t]*:)"
+    rb"[ \t]*[\"'\[(*_]{0,4}[ \t]*"
 )
 _HANDLING = (
     rb"(?i:\b(?:treat(?:ed)?|handle(?:d)?)(?:[ \t]+(?:this|it|them))?[ \t]+as"
@@ -71,7 +77,10 @@ _HANDLING = (
     rb"|presentation|plan|assessment|spreadsheet|table|list|log|transcript|statement|item|agenda[ \t]+item|extract"
     rb"|excerpt|content|contents|discussion|case|update|entry)[ \t]+(?:is|are)"
     rb"|\b(?:this|these|it|the[ \t]+attached|the[ \t]+enclosed|attached|enclosed)[ \t]+(?:is|are)"
-    rb"|\bin[ \t]+this[ \t]+(?:conversation|chat|thread|session|document|email|e-mail)[ \t]+(?:is|are))[ \t]+"
+    rb"|\bin[ \t]+this[ \t]+(?:conversation|chat|thread|session|document|email|e-mail)[ \t]+(?:is|are)"
+    # a part of this paper or meeting by its number: "item three is official sensitive", "Annex B is SECRET"
+    rb"|\b(?:item|agenda[ \t]+item|annex|annexe|appendix|paragraph|section|slide|part)[ \t]+(?:[0-9]{1,3}[a-z]?|[a-z]"
+    rb"|one|two|three|four|five|six|seven|eight|nine|ten)[ \t]+(?:is|are))[ \t]+"
 )
 # Upper-case codewords between a marking and the separator that starts a line's text: "TOP SECRET STRAP1 - ...".
 _CODEWORDS = rb"(?:[ \t]+[A-Z][A-Z0-9]{1,11}){0,3}"
@@ -110,7 +119,9 @@ _STATED = (
 _ITS = (  # also as chat writes it: "its off-sen"; "this call is at SECRET"
     rb"(?i:\b(?:it'?s|this'?s|that'?s|it[ \t]+is|this[ \t]+is)[ \t]+"
     rb"|\b(?:call|meeting|session|discussion|conversation|brief|briefing|item)[ \t]+(?:is|will[ \t]+be)[ \t]+"
-    rb"(?:held[ \t]+)?at[ \t]+)"
+    rb"(?:held[ \t]+)?at[ \t]+"
+    # Welsh: "mae hwn yn SWYDDOGOL-SENSITIF" (this is)
+    rb"|\bmae[ \t]+(?:hwn|hyn|hon)[ \t]+yn[ \t]+)"
 )
 # "the header reads SECRET - UK EYES ONLY", "The doc header says OFFICIAL-SENSITIVE [COMMERCIAL]"
 _HEADER_READS = (
@@ -172,7 +183,7 @@ def _rows(
             _LEAD
             + word
             + _CODEWORDS
-            + rb"(?:[ \t]*(?:[|/\])>]|"
+            + rb"[*_]{0,3}(?:[ \t]*(?:[|/\])>]|"
             + _DASH
             + rb"[ \t]*[A-Za-z \t])|:[ \t]+[A-Za-z0-9\"'][^=\n]*$)"
         )
@@ -190,7 +201,7 @@ def _rows(
             + rb")(?:"
             + word
             + _CODEWORDS
-            + rb"[ \t]*(?:[:|/\])>]|"
+            + rb"[*_]{0,3}[ \t]*(?:[:|/\])>]|"
             + _DASH
             # a sentence after it: "OFFICIAL-SENSITIVE. Parole Board capacity review."
             # a header's or a footer's next column after a run of spaces: "OFFICIAL - SENSITIVE      Draft report   7"
@@ -259,7 +270,8 @@ def _rows(
         rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
     ]
     stated_word = any_case if not single_word else rb"(?:" + upper + rb"|" + (title or upper) + rb")"
-    its_word = any_case if any_case_stated else upper  # "it's top secret lol" is banter; "it's OFFICIAL-SENSITIVE" not
+    # "it's top secret lol" is banter; "it's OFFICIAL-SENSITIVE" not
+    its_word = rb"(?:" + upper + rb"|" + any_case + rb")" if any_case_stated else upper
     stated = (
         rb"(?:"
         + _STATED
@@ -286,8 +298,13 @@ def _rows(
 
 # Where a marking's form is met and it still marks nothing: an example of the form ("put the marking in the subject,
 # e.g. [OFFICIAL-SENSITIVE]") and the office's Secret Santa.
-_EXAMPLE_BEFORE = Regex(  # (also in markup not yet decoded: "e.g.&nbsp;[OFFICIAL-SENSITIVE]")
-    rb"(?i:\be\.?g\.?|\bfor(?:[ \t]|&nbsp;)+example|\bsuch(?:[ \t]|&nbsp;)+as|\bi\.?e\.?)(?:[ \t,:]|&nbsp;|&#160;)*$",
+# Also in markup not yet decoded ("e.g.&nbsp;[OFFICIAL-SENSITIVE]", "e.g. <em>OFFICIAL-SENSITIVE PERSONAL</em>"), and
+# a guide's "Example header: ..." with the example quoted.
+_EXAMPLE_BEFORE = Regex(
+    rb"(?i:\be\.?g\.?|\bfor(?:[ \t]|&nbsp;)+example|\bsuch(?:[ \t]|&nbsp;)+as|\bi\.?e\.?"
+    rb"|\bexamples?(?:[ \t]+(?:header|footer|banner|marking|label|subject(?:[ \t]+line)?|of[ \t]+a[ \t]+[a-z]+))?"
+    rb"[ \t]*:)"
+    rb"(?:[ \t,:\"']|&nbsp;|&#160;|&quot;|<(?i:em|strong|b|i|code|span|q)>)*(?:[A-Z][A-Z\-]{2,24}[ \t]*/[ \t]*)?$",
     re2_options(1 << 20),
 )
 # ... or the markings a guide lists under "for example:", one a line (a PDF's text: "for\nexample:\n\n
@@ -344,10 +361,18 @@ def _in_a_list_of_levels(text: bytes, start: int, end: int) -> bool:
     return after[0][0] >= 0 and _level_key(text[slice(*after[1])]) != key
 
 
+_WORD_START = Regex(rb"[A-Za-z0-9]", re2_options(1 << 20))
+
+
 def _carried(signal: str) -> Validator:
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
-        if _EXAMPLE_BEFORE.ends_at(text, start, 24) or _SANTA.found(text, start, min(len(text), end + 8)):
+        word = _WORD_START._match(_UNANCHORED, text, start, end)[0][0]  # a form may take the ': "' before it
+        if (
+            _EXAMPLE_BEFORE.ends_at(text, start, 64)
+            or (word > start and _EXAMPLE_BEFORE.ends_at(text, word, 64))
+            or _SANTA.found(text, start, min(len(text), end + 8))
+        ):
             return None
         if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240):
             return None
@@ -408,8 +433,8 @@ def _said_of_this_text(signal: str) -> Validator:
 
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
-        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240):
-            return None  # one of a guide's examples, on a line of its own
+        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240) or _EXAMPLE_BEFORE.ends_at(text, start, 40):
+            return None  # one of a guide's examples
         lo = max(0, start - _LOOK)
         cut = max(
             text.rfind(b".", lo, start),
@@ -449,26 +474,69 @@ _OS_UPPER = (
     rb"(?:[O0]FF[Il1]C[Il1]AL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]*)SENS[Il1]T[Il1]VE|OFF-?SENS"
     rb"|SWYDDOGOL(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)SENSITIF)"
 )
-_OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+)sensitive|off-sens?)"
+_OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+|_)sensitive|off-sens?)"  # _: an enum's value
 
 # OFFICIAL-SENSITIVE as staff abbreviate it: a tag opening a subject or a message ("Subject: RE: [OS] Tender
 # evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" / "the brief below is OS" in chat. Not "(OS)"
 # (Ordnance Survey, an operating system) nor "OS 10" or "OS X".
+# A handling instruction after it: "pls don't fwd", "do not share".
+_DO_NOT_PASS_ON = (
+    rb"(?i:(?:pls[ \t]+|please[ \t]+)?(?:do[ \t]+not|don'?t|dont|not[ \t]+to[ \t]+be)[ \t]+(?:forward|fwd|share|send"
+    rb"|circulate|copy|print|pass))"
+)
 _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
-    rb"|(?i:\b(?:this|it|that)(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+"
+    # a message that opens with it and says how to handle it: "OS - pls don't fwd", "os - commercial. ..."
+    rb"|(?m:^)[ \t*>\"']*(?i:os)[ \t]*(?:-{1,3}|:)[ \t]*(?:" + _DO_NOT_PASS_ON + rb"|(?i:commercial|personal|locsen)\b)"
+    # "this one's o/s - don't forward" (o/s is "outstanding" too, so only with the instruction)
+    rb"|(?i:\bo/s)[ \t]*[\-,.:]?[ \t]*" + _DO_NOT_PASS_ON + rb"|"
+    # ... or with its descriptor, said of this text: "no - it's o/s commercial, keep it in the bid team"
+    rb"(?i:\b(?:it'?s|this'?s|that'?s|this[ \t]+is)[ \t]+o/s[ \t]*[\-:]?[ \t]*(?:commercial|personal|locsen)\b)|"
+    rb"(?i:\b(?:this|it|that)(?:[ \t]+one)?(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+"
+    # "re-sending this as OS", "I've marked it OS"
+    rb"|\b(?:this|it|them|these)[ \t]+as[ \t]+|\bmarked[ \t]+(?:it[ \t]+|them[ \t]+)?(?:as[ \t]+)?"
     # "the brief below is OS", "the attached note is OS"
     rb"|\b(?:brief|briefing|note|notes|email|e-mail|doc|document|paper|info|attachment|thread|chat|content|table"
     rb"|below|above|attached)[ \t]+(?:below[ \t]+|above[ \t]+|attached[ \t]+)?(?:is|'s)[ \t]+)"
     rb"OS\b(?:[ \t]*[.,;!]|[ \t]+-[ \t]|[ \t]+(?:so|and|pls|please|do|dont|don't"
     rb"|not|btw|fyi)\b|[ \t]*$)"
 )
+# A mail's subject that opens with it: "Subject: OS: Estates backlog", "Subject: RE: OS - tender scores" (not an
+# IT ticket's "Subject: OS: Windows 11 rollout").
+_OS_SUBJECT = _SUBJECT + rb"OS[ \t]*(?::|" + _DASH + rb")[ \t]+(?P<next>[A-Za-z][A-Za-z0-9]*)"
+_OPERATING_SYSTEM_WORDS = frozenset(
+    b"windows linux mac macos ios android ubuntu debian rhel centos chromeos unix upgrade upgrades update updates"
+    b" patch patching patches version versions build builds image images install installation migration support"
+    b" licence licences license licenses deployment rollout".split()
+)
+
+
+def _a_subjects_tag(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    return None if (m.group(b"next") or b"").lower() in _OPERATING_SYSTEM_WORDS else "marking_official_sensitive"
+
 
 MARKING_DETECTORS: tuple[Detector, ...] = (
     Detector(
         signal="marking_official_sensitive",
         level=Level.OFFICIAL_SENSITIVE,
         pattern=rb"(?m)(?:" + _OS_ABBREVIATION + rb")",
+    ),
+    Detector(
+        signal="marking_official_sensitive",
+        level=Level.OFFICIAL_SENSITIVE,
+        pattern=_OS_SUBJECT,
+        validate=_a_subjects_tag,
+    ),
+    # The abbreviation as the whole value of a label ("gsc": "OS", classification: OS), and the marking as a value in
+    # a log line's key=value pairs (label=OFFICIAL-SENSITIVE, to=OFFICIAL-SENSITIVE in a relabelling record).
+    Detector(
+        signal="marking_official_sensitive",
+        level=Level.OFFICIAL_SENSITIVE,
+        pattern=_LABEL
+        + rb"OS[\"'*_\])]*[ \t]*(?:[,;}|]|(?m:$))|(?i:(?:\b|_)(?:label|labels|to|from|new|old|was|now|level))=[\"']?"
+        + _OS_UPPER
+        + rb"\b",
+        validate=_carried("marking_official_sensitive"),
     ),
     *_rows(
         "marking_top_secret",
@@ -518,6 +586,15 @@ MARKING_DETECTORS: tuple[Detector, ...] = (
         Level.OFFICIAL_SENSITIVE,
         rb"PROTECT[ \t]*(?::|" + _DASH + rb")[ \t]*(?:PERSONAL|COMMERCIAL|STAFF|APPOINTMENTS|PERSONNEL)",
         rb"(?i:protect[ \t]*(?::|-)[ \t]*(?:personal|commercial|staff|appointments|personnel))",
+        single_word=False,
+    ),
+    # The privacy markings of the old scheme, alone or with their group: IN CONFIDENCE, STAFF IN CONFIDENCE,
+    # COMMERCIAL IN CONFIDENCE ("in confidence" in a sentence is not one).
+    *_rows(
+        "marking_legacy_confidential",
+        Level.OFFICIAL_SENSITIVE,
+        rb"(?:(?:STAFF|MANAGEMENT|COMMERCIAL|MEDICAL|POLICY|PERSONAL)[ \t]+)?IN[ \t]+CONFIDENCE",
+        rb"(?i:in[ \t]+confidence)",
         single_word=False,
     ),
     # PROTECT without a descriptor counts only as the whole value of a label ("classification": "PROTECT",

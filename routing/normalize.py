@@ -981,12 +981,33 @@ def _json_texts(data: bytes, check: Callable[[], None]) -> Iterator[str]:
         yield "\n".join(lines)
 
 
+_NAME_KEYS = ("name", "key", "label", "field", "property", "title")
+_VALUE_KEYS = ("value", "values", "val")
+
+
+def _name_and_value(pair: dict[Any, Any]) -> str | None:
+    """A property written as a name and a value, as tags, metadata and form fields are (``{"name": "sensitivity",
+    "value": "Official Sensitive"}``, ``{"Key": "Classification", "Value": "SECRET"}``): the two as one ``name:
+    value`` line, as the property reads."""
+    if len(pair) > 6:
+        return None
+    lower = {str(k).lower(): v for k, v in pair.items()}
+    name = next((lower[k] for k in _NAME_KEYS if type(lower.get(k)) is str), None)
+    value = next((lower[k] for k in _VALUE_KEYS if type(lower.get(k)) is str), None)
+    if name is None or value is None or len(name) > 40 or len(value) > 80 or "\n" in value:
+        return None
+    return f"{name}: {value}"
+
+
 def _json_lines(value: Any, key: str | None, lines: list[str], depth: int) -> None:
     if depth > 64:
         return
     if isinstance(value, dict):
         for k, v in value.items():
             _json_lines(v, str(k), lines, depth + 1)
+        named = _name_and_value(value)
+        if named is not None:
+            lines.append(named)
     elif isinstance(value, list):
         text = short_list_text(value)
         if text is not None:

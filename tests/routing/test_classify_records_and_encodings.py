@@ -344,3 +344,48 @@ def test_a_short_sentence_in_han_is_another_script_but_a_glossed_term_is_not():
         "\u6211\u7684\u513f\u5b50\u5f20\u4f1f\u88ab\u5173\u5728HMP Lewes\u76d1\u72f1\u3002"
     )
     assert classify_text("In the glossary, \u76d1\u72f1 means prison.").level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"title": "Office move", "gsc": "OS", "body": "Teams move to floor 3."}',
+        '{"metadata": {"securityClassification": "OFFICIAL_SENSITIVE", "owner": "Directorate Office"}}',
+        '{"labels": [{"name": "sensitivity", "value": "Official Sensitive"}], "body": "FOI draft"}',
+        "2025-03-04T09:31:09Z WARN dms.audit action=RELABEL doc=EDRM/883102 from=OFFICIAL to=OFFICIAL-SENSITIVE",
+        "Contents\n1. Purpose\n\n1                                  OFFICIAL-SENSITIVE\n\fPurpose: lease events.",
+        "Sheet: Summary\nA1: OFFICIAL-SENSITIVE\nA3: Site\tB3: Lease end",
+        "# estates-model\n\n> **OFFICIAL-SENSITIVE** \u2013 do not make this repository public.\n\nRun it with make.",
+        "IN CONFIDENCE\n\nDear Clerk,\n\nThe Department is minded to amalgamate the two divisions.",
+        "Just a reminder that item three is official sensitive, so please don't screenshot the slides.",
+        "na - mae hwn yn SWYDDOGOL-SENSITIF, paid \u00e2'i anfon ymlaen plis",
+        "OS - pls don't fwd. ExCo moved to 3pm, estates paper now says 3 sites not 4.",
+        "os - commercial. pls dont share outside the bid team\n\nbidder B top on quality",
+        "this one's o/s - don't forward. can u sense check the payback maths",
+        "no - it's o/s commercial, keep it in the bid team",
+        "Subject: OS: Estates maintenance backlog - Q3 update\r\n\r\nAll,",
+        "Xiu - re-sending this as OS, I forgot to mark it first time.",
+    ],
+)
+def test_markings_where_systems_and_staff_put_them(text):
+    """Classification fields under other names and shapes (the scheme's initials, an enum's underscore, a name and
+    value pair, a log's key=value), page furniture before a banner, emphasis after one, the old privacy marking,
+    a numbered item or a Welsh sentence said to be marked, and the abbreviation with what to do with the text."""
+    assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject: OS: Windows 11 rollout for the Leeds office",
+        "the invoice is o/s, can you chase the supplier",
+        "She told me in confidence that she was leaving.",
+        "Use <strong>OFFICIAL-SENSITIVE</strong> sparingly, e.g. <em>OFFICIAL-SENSITIVE PERSONAL</em>.",
+        'Example header: "SWYDDOGOL-SENSITIF / OFFICIAL-SENSITIVE"',
+        '<xs:enumeration value="OFFICIAL"/>\n<xs:enumeration value="OFFICIAL-SENSITIVE"/>\n'
+        '<xs:enumeration value="SECRET"/>',
+        "Which OS - Windows or Linux - should the kiosk run?",
+    ],
+)
+def test_the_same_words_that_mark_nothing(text):
+    assert classify_text(text).level == Level.OFFICIAL, text
