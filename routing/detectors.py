@@ -821,6 +821,9 @@ def _dob_after_name(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 
 
 _JUSTICE_WINDOW = 200
+# A person named with a cue that says who they are (a relative's "your son, Jordan", an age, "a lad called Lorcan")
+# is the case's person further away: a letter names them in its first lines and tells the case a paragraph later.
+_CUE_WINDOW = 600
 
 
 # An event dated before 1970 ("in 1605", "on 13 July 1955", "in March 1969"): history, whose people are public
@@ -917,7 +920,10 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
     if (
-        names.find_person(text, lo, hi)
+        (
+            names.find_person(text, lo, hi)
+            or names.find_person_by_cue(text, max(0, start - _CUE_WINDOW), min(len(text), end + _CUE_WINDOW))
+        )
         and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi))
         and not _invented(text, start, end)
     ):
@@ -982,6 +988,9 @@ _JUSTICE_WORDS = (
     rb"|pleaded[ \t]+(?:not[ \t]+)?guilty|pled[ \t]+guilty|found[ \t]+guilty|acquitted|defendant|accused"
     rb"|suspect|perpetrator|complainants?|g[ia]ve[ \t]+evidence|crown[ \t]+court|magistrates|youth[ \t]+court"
     rb"|court[ \t]+hearing"
+    # an employee's case, the family court's, a victim's contact and a death investigated
+    rb"|misconduct|allegations?|investigating[ \t]+officer|cafcass|child[ \t]+arrangements|supervised[ \t]+contact"
+    rb"|family[ \t]+court|vlo|drug[ \t]+debts?|homicide"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"
@@ -1098,6 +1107,8 @@ _JUSTICE_WORDS = (
     rb"|detinut(?:ul|a)?|agresat[a]?|inchisoare|arestat[a]?|condamnat[a]?|victima"
     # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
+    # Polish: the injured party, the accused, witnesses, assault (as the folded view spells them)
+    rb"|pokrzywdzon[aeyi]|oskarzon(?:y|ego|a|ej|emu)|swiad(?:ek|ka|kowie|kami|kow)|napasc|napasci"
     # prison, police, court and beaten in the other languages of the people a department deals with (Latin script,
     # as the folded view spells them): Somali, Romanian, Portuguese and Spanish, Lithuanian, Albanian, Turkish,
     # Vietnamese, Arabic and Persian transliterated, Welsh

@@ -279,6 +279,7 @@ JOB_WORDS = (
     rb"|chaplain(?:cy)?|leader|caseworker|nurse|consultant|psychologist|psychiatrist|therapist|assistant|secretary"
     rb"|executive|engineer|developer|designer|architect|researcher|trainer|tutor|mentor|planner|accountant|auditor"
     rb"|paralegal|barrister|business[ \t]+partner|product[ \t]+owner|scrum[ \t]+master"
+    rb"|minute[ \t]+taker|note[ \t]+taker"
     # roles staff go by as acronyms: independent domestic violence adviser, prison officer grades, nurses
     rb"|idva|isva|pso|osg|rmn|rgn|hca|cpn|amhp|usher|magistrate|volunteer"
     # Polish: manager, director, specialist
@@ -309,7 +310,10 @@ _COLLEAGUE_AFTER = Regex(
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
     rb"|has[ \t]+accepted[ \t]+the|has[ \t]+been[ \t]+(?:appointed|promoted)|(?:will[ \t]+)?starts?[ \t]+on[ \t]+\d"
     rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
-    rb"|starts[ \t]+as)\b"
+    rb"|starts[ \t]+as"
+    # who runs a session: "Siobhan Reilly is presenting the new training module", "will be chairing"
+    rb"|(?:presenting|presents|delivering|delivers|facilitating|facilitates|chairing|chairs|hosting|hosts)"
+    rb"[ \t]+(?:the|a|an|our|this|today|tomorrow|at|on))\b"
     # a job title after a dash, a comma or a bar ("Daniel O'Rourke - Head of Commissioning, Probation Service",
     # "Leyla Demir, CEO"), or on the next line (a signature: the name, then "Unpaid Work Placement Coordinator")
     rb"|[ \t]*(?:[,|:]|[ \t]-)[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,4}?(?:"
@@ -328,9 +332,12 @@ _COLLEAGUE_AFTER = Regex(
 # A record's or a page's fields that hold the people who made or keep something ("maintainer: Ravinder Dhillon",
 # "<author>Paul B. Janeczko</author>", "Reviewed by:"): not the subject of a case.
 _MAKER_FIELD_BEFORE = Regex(
-    rb"(?i:\b(?:maintainer|author|owner|reviewer|approver|creator|editor|publisher|sponsor|organiser|organizer)s?"
+    rb"(?i:\b(?:maintainer|author|owner|reviewer|approver|creator|editor|publisher|sponsor|organiser|organizer"
+    # a ticket's or a booking's people: "Interpreter: Ms J. Lewandowska", "Assignee: ...", "Opened by: ..."
+    rb"|interpreter|trainer|presenter|assignee|requester|requestor|minute[ \t]+taker|note[ \t]+taker)s?"
     rb"[\"']?[ \t]*[:=>][ \t]*[\"']?[ \t]*|\b(?:reviewed|approved|authored|written|compiled|edited|maintained"
-    rb"|developed|created|designed|devised|founded|published|produced)"
+    rb"|developed|created|designed|devised|founded|published|produced|opened|raised|logged|requested|booked"
+    rb"|assigned[ \t]+to|resolved|closed)"
     rb"[ \t]+by[ \t:]*)$",
     re2_options(1 << 20),
 )
@@ -344,8 +351,12 @@ _COLLEAGUE_BEFORE = Regex(
     rb"|supervisor)"
     rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
     rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for"
+    # a job in the cell before the name: "| Minute taker | Rory Gill |", "Social worker<TAB>Chris Hale"
+    rb"|" + JOB_WORDS + rb"[^|\t\n]{0,24}[ \t]*[|\t][ \t]*(?:\*\*)?"
     # who runs a session: "training delivered by", "a workshop facilitated by"
-    rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by)"
+    rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by"
+    # who was taken on: "we have appointed Mrs Beverley Osei as our new pharmacy technician"
+    rb"|\b(?:have|has|we've)[ \t]+(?:appointed|recruited|hired))"
     # prison and court staff by the short forms of their grades that rotas write: "Off Llewellyn", "OSG Barnes", "SO
     # Patel (i/c)", "DDO HUGHES, Nia", "JP Rachel Ogunleye" (not "Officer": an officer assaulted or restraining someone
     # is named in the incident's papers as a person in it)
@@ -361,7 +372,11 @@ _HR_CASE = Regex(
     rb"|(?:reported|referred)[ \t]+to[ \t]+(?:the[ \t]+)?police"
     # ... or whose health or absence is: "Employee: Hodan Yusuf  Role: Custody Officer ... 46 days' absence"
     rb"|sickness|off[ \t]+sick|days'?[ \t]+absence|capability|harassment|bullying|stress|anxiety"
-    rb"|depression|medication|counselling|domestic[ \t]+abuse|disclosed|vetting|warning))\b",
+    rb"|depression|medication|counselling|domestic[ \t]+abuse|disclosed|warning"
+    # vetting as a case ("vetting refused", "failed vetting"), not a new starter's week ("will complete vetting")
+    rb"|vetting[ \t]+(?:refused|failed|withdrawn|decision|appeal|concerns?|review)"
+    rb"|(?:failed|refused|withdrawn)[ \t]+vetting"
+    rb"))\b",
     re2_options(1 << 20),
 )
 _HR_LOOK = 160
@@ -622,6 +637,21 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
     )
 
 
+def find_person_by_cue(buf: bytes, lo: int, hi: int) -> bool:
+    """True when ``buf[lo:hi]`` names a person by a given name after whose relative they are or what kind of person
+    they are ("your son, Jordan", "a lad called Lorcan"): ``find_person``'s strongest cues, for a wider window."""
+    return _named_by_description(buf, lo, hi, first_names())
+
+
+def _named_by_description(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    for regex in (_DESCRIBED_AND_NAMED, _KIN_AND_NAMED):
+        for m in regex.finditer(buf, lo, hi):
+            word = name_word(m.group(b"first") or b"")
+            if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
+                return True
+    return False
+
+
 # Chinese, Hong Kong and Vietnamese names, family name first as their records and the Home Office's write them ("CHEN,
 # Xiao Ming", "Wang Zihan", "Nguyen Van Hung"). Given names are not listed (pinyin spells them in too many ways, and
 # many are English words alone: "Gang", "Ping"); a common family name followed by a given name built of pinyin
@@ -783,6 +813,15 @@ _DESCRIBED_AND_NAMED = Regex(
 )
 
 
+# ... or after whose relative they are: "your son, Jordan, who is held on Houseblock 2", "my brother Pawel".
+_KIN_AND_NAMED = Regex(
+    rb"(?i:\b(?:my|your|her|his|their|our)[ \t]+(?:son|daughter|brother|sister|husband|wife|partner|mum|mother|dad"
+    rb"|father|nephew|niece|grandson|granddaughter|stepson|stepdaughter|boy|girl|child|cousin|uncle|aunt))"
+    rb"[ \t]*,?[ \t]+(?P<first>[A-Z][a-z]+)\b",
+    re2_options(1 << 20),
+)
+
+
 # A place in a building or a paper size, not a wing or a cell: "Sarah in B2 meeting room", "James on A4 paper".
 _NOT_A_CELL_AFTER = Regex(
     rb"[ \t]+(?i:room|rooms|meeting|paper|size|format|office|offices|floor|building|level|printer|sheet|envelope"
@@ -816,8 +855,8 @@ _FIRST_AND_SURNAME_IN_BRACKETS = Regex(
 
 
 def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
-    """A given name alone after a person's description, or with an age or a cell after it; initials with an age; a
-    given name in lower case with an age or chased about something."""
+    """A given name alone after a person's description or their relative's, or with an age or a cell after it;
+    initials with an age; a given name in lower case with an age or chased about something."""
     for regex in (_LOWER_CASE_NAME_WITH_AGE, _LOWER_CASE_NAME_CHASED):
         for m in regex.finditer(buf, lo, hi):
             word = (m.group(b"first") or m.group(b"off") or b"").decode()
@@ -826,10 +865,8 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
     for m in _FIRST_AND_SURNAME_IN_BRACKETS.finditer(buf, lo, hi):
         if name_word(m.group(b"first") or b"") in firsts and name_word(m.group(b"last") or b"") in surnames():
             return True
-    for m in _DESCRIBED_AND_NAMED.finditer(buf, lo, hi):
-        word = name_word(m.group(b"first") or b"")
-        if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
-            return True
+    if _named_by_description(buf, lo, hi, firsts):
+        return True
     for m in _NAME_WITH_AGE.finditer(buf, lo, hi):
         first = m.group(b"first")
         if first is None:
@@ -885,7 +922,8 @@ _GIVEN_AND_DONE = Regex(
     rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:has[ \t]+)?(?:(?:just|again|also|now|then)[ \t]+)?(?:"
     rb"(?:was|is|has[ \t]+been|had[ \t]+been|got|were)[ \t]+(?:just[ \t]+|been[ \t]+|now[ \t]+)?(?i:remanded"
     rb"|recalled|sentenced[ \t]+to|arrested|bailed|convicted|jailed|sectioned|restrained|released[ \t]+on[ \t]+licence"
-    rb"|taken[ \t]+into[ \t]+care|found[ \t]+guilty|placed[ \t]+on[ \t]+(?:acct|an[ \t]+acct|constant[ \t]+watch))"
+    rb"|taken[ \t]+into[ \t]+care|found[ \t]+guilty|placed[ \t]+on[ \t]+(?:acct|an[ \t]+acct|constant[ \t]+watch)"
+    rb"|(?:currently[ \t]+|still[ \t]+)?(?:suspended[ \t]+(?:on|pending|from)|signed[ \t]+off|off[ \t]+sick))"
     rb"|(?i:breached[ \t]+(?:his|her|their)[ \t]+(?:curfew|licence|license|bail|order|tag|conditions)|absconded"
     rb"|reoffended|re-offended|self-harmed|self[ \t]+harmed|relapsed|overdosed|failed[ \t]+to[ \t]+(?:surrender|return)"
     rb"|missed[ \t]+(?:his|her|their)[ \t]+(?:drug[ \t]+test|curfew|probation|supervision|unpaid[ \t]+work|upw|mdt)"

@@ -389,3 +389,39 @@ def test_markings_where_systems_and_staff_put_them(text):
 )
 def test_the_same_words_that_mark_nothing(text):
     assert classify_text(text).level == Level.OFFICIAL, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I've been appointed investigating officer for the case concerning Rachel Hughes. The allegations are misuse"
+        " of the corporate card. Rachel is currently suspended on full pay.",
+        "cafcass report for the Campbell case is in. Recommends Neil (7) lives with dad, supervised contact for now.",
+        "Pani Megan Jenkins (pokrzywdzona) zadzwoni\u0142a. Boi si\u0119 spotka\u0107 oskar\u017conego w s\u0105dzie.",
+        "can u remind me what the VLO said about Nicole Barraclough's kids - is her ex still barred from the school",
+        "Dear Mrs Achterberg,\n\nThank you for your letter of 4 March about your son, Jordan, who is held on Houseblock"
+        " 2.\n\nI am sorry to hear that Jordan was not able to call you on his birthday. I have looked into this and"
+        " understand that his phone credit was stopped after the telephone account was reviewed on 27 February, which"
+        " was later than it should have been, and I apologise for that. Jordan's credit was stopped after an"
+        " adjudication in which he was found guilty of possessing a mobile phone.",
+    ],
+)
+def test_people_named_by_their_relatives_their_case_and_their_family_court(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "reminder Siobhan Reilly is presenting the new VLO training module at the all-hands today",
+        "We have appointed Mrs Beverley Osei as our new pharmacy technician at HMP Channings Wood; she will complete"
+        " vetting and key training in her first week.",
+        "| Role | Name |\n|---|---|\n| Minute taker | Rory Gill |\n| Social worker | Chris Hale |\n\nchild protection"
+        " conference invite: turn into bullets",
+        "Court list interpreting, Leicester Magistrates' Court\nInterpreter: Ms J. Lewandowska (NRPSI 11022)",
+        "Number: CHG1462575\nOpened by: Aoife Ni Bhriain\nShort description: electronic monitoring curfew pilot"
+        " findings",
+    ],
+)
+def test_staff_who_present_are_appointed_sit_in_a_role_column_or_open_a_ticket(text):
+    assert PERSON not in signals(text), text
