@@ -278,8 +278,13 @@ def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     return "uk_passport" if near(text, m.start(), m.end(), _PASSPORT_CONTEXT) else None
 
 
-def _driving_licence(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+_LICENCE_EXAMPLE = b"MORGA753116SM9IJ"  # DVLA's own published example (Sarah Meredith Morgan), in guides and forms
+
+
+def _driving_licence(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     s = b"".join(m.group().split()).upper()  # SSSSS D MM DD Y II N CC, as printed in groups or not
+    if s[:16] == _LICENCE_EXAMPLE and _an_example(text, m.start()):
+        return None
     surname = s[:5].rstrip(b"9")
     if not surname or not surname.isalpha():
         return None
@@ -628,12 +633,20 @@ _OPENING_HOURS_AFTER = Regex(
 )
 
 
+# ... or before it: "The desk is staffed 08:00-18:00 Monday to Friday on 0113 206 5118".
+_OPENING_HOURS_BEFORE = Regex(
+    rb"(?i:mon(?:day)?[ \t]*(?:-|to)[ \t]*(?:fri|sat|sun)[a-z]*|\d{1,2}[.:]\d\d[ \t]*(?:-|to)[ \t]*\d{1,2}[.:]\d\d"
+    rb"|\bstaffed|\blines[ \t]+(?:are[ \t]+)?open)[^\n]{0,40}$",
+    re2_options(1 << 20),
+)
+
+
 def _organisation_line(text: bytes, start: int, end: int) -> bool:
-    """A landline labelled as an organisation's or with its opening hours after it, or in an organisation's address
+    """A landline labelled as an organisation's or with its opening hours beside it, or in an organisation's address
     with no one named there (as ``_postcode`` decides)."""
     if _SWITCHBOARD.found(text, max(0, start - _SWITCHBOARD_LOOK), start):
         return True
-    if _OPENING_HOURS_AFTER.starts_at(text, end, end + 40):
+    if _OPENING_HOURS_AFTER.starts_at(text, end, end + 40) or _OPENING_HOURS_BEFORE.ends_at(text, start, 72):
         return True
     return _organisation_address(text, start)
 
@@ -753,8 +766,15 @@ def _organisation_address(text: bytes, start: int) -> bool:
 _EXAMPLE_POSTCODES = frozenset((b"SW1A1AA", b"SW1A2AA", b"EC1A1BB", b"ZZ999ZZ"))
 
 
+# Non-geographic postcodes, which Royal Mail gives organisations only (HMRC's and DWP's BX, the Girobank code and
+# Santa's XM): no one lives at them.
+_NON_GEOGRAPHIC_AREAS = (b"BX", b"XM")
+
+
 def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     code = m.group().upper().replace(b" ", b"").replace(b"\t", b"")
+    if code.startswith(_NON_GEOGRAPHIC_AREAS) or code == b"GIR0AA":
+        return None
     if code in _EXAMPLE_POSTCODES and _an_example(text, m.start()):
         return None
     if code in _PUBLIC_BUILDING_POSTCODES:
@@ -796,18 +816,17 @@ def _date_ok(raw: bytes, *, max_year: int) -> bool:
             day, year = (nums[0], nums[1]) if nums[0] <= 31 else (nums[1], nums[0])
     except (ValueError, IndexError, KeyError):
         return False
-    return 1 <= day <= 31 and 1 <= month <= 12 and (year < 100 or 1900 <= year <= max_year)
+    return 1 <= day <= 31 and 1 <= month <= 12 and (year < 100 or _OLDEST_BIRTH_YEAR <= year <= max_year)
 
 
 _THIS_YEAR = datetime.date.today().year
-
-
-_PLACEHOLDER_DATES = frozenset({b"1900-01-01", b"01/01/1900", b"01-01-1900", b"01.01.1900"})
+# No one alive was born earlier: a date before it is a form's or a fixture's "no date" (1900-01-01) or history.
+_OLDEST_BIRTH_YEAR = _THIS_YEAR - 120
 
 
 def _dob_labelled(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     date = m.group(b"date") or b""
-    if date in _PLACEHOLDER_DATES or _invented(text, m.start(), m.end()):
+    if _invented(text, m.start(), m.end()):
         return None  # a form's or a fixture's "no date"; a training exercise's invented record
     return "date_of_birth" if _date_ok(date, max_year=_THIS_YEAR) else None
 

@@ -425,3 +425,30 @@ def test_people_named_by_their_relatives_their_case_and_their_family_court(text)
 )
 def test_staff_who_present_are_appointed_sit_in_a_role_column_or_open_a_ticket(text):
     assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("# fixtures - two records\n- name: Record Two\n  dob: 1900-01-02\n", "date_of_birth"),
+        ("HM Revenue & Customs\nSelf Assessment\nBX9 1AS\n\nDear adviser,", "uk_postcode"),
+        ("The escort desk is staffed 08:00-18:00 Monday to Friday on 0113 206 5118.", "uk_phone"),
+        ("Your licence number is 16 characters long, for example MORGA753116SM9IJ.", "driving_licence"),
+    ],
+)
+def test_an_organisations_details_and_a_formats_placeholders_are_no_one_s(text, signal):
+    """A date before anyone alive was born, a non-geographic postcode (organisations only), a landline with its
+    staffed hours before it, DVLA's own published example licence after a word that says it is one."""
+    assert signal not in signals(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("Name: Jane Kowalski\nDOB: 02/01/1936\nAddress: 4 Elm Road", "date_of_birth"),
+        ("Her home number is 0113 206 5118; call after 6pm.", "uk_phone"),
+        ("Defendant's licence: MORGA753116SM9IJ, seized at the roadside.", "driving_licence"),
+    ],
+)
+def test_the_same_shapes_of_a_person_still_count(text, signal):
+    assert signal in signals(text)
