@@ -766,14 +766,14 @@ def _organisation_address(text: bytes, start: int) -> bool:
 _EXAMPLE_POSTCODES = frozenset((b"SW1A1AA", b"SW1A2AA", b"EC1A1BB", b"ZZ999ZZ"))
 
 
-# Non-geographic postcodes, which Royal Mail gives organisations only (HMRC's and DWP's BX, the Girobank code and
-# Santa's XM): no one lives at them.
+# Non-geographic postcode areas, which Royal Mail gives organisations only (HMRC's and DWP's BX, Santa's XM): no one
+# lives at them.
 _NON_GEOGRAPHIC_AREAS = (b"BX", b"XM")
 
 
 def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     code = m.group().upper().replace(b" ", b"").replace(b"\t", b"")
-    if code.startswith(_NON_GEOGRAPHIC_AREAS) or code == b"GIR0AA":
+    if code.startswith(_NON_GEOGRAPHIC_AREAS):
         return None
     if code in _EXAMPLE_POSTCODES and _an_example(text, m.start()):
         return None
