@@ -425,11 +425,12 @@ def test_zz_sigterm_to_the_process_group_drains_streams_then_exits_within_the_bo
 
     def read(state: dict[str, Any]) -> None:
         # Long enough to be in flight when the signal comes (three events in), short enough to finish inside the
-        # 20 s drain on a loaded 2-core host: 200 tokens took past it once at ~3 tokens/s while other work ran.
+        # 20 s drain on a loaded 2-core host: 200 tokens took past it once at ~3 tokens/s while other work ran, and
+        # 120 once at ~4 tokens/s (85 events by the drain's end).
         body = {
             "model": "default",
             "stream": True,
-            "max_tokens": 120,
+            "max_tokens": 48,
             "ignore_eos": True,
             "messages": [{"role": "user", "content": "Tell me everything"}],
         }
