@@ -933,7 +933,9 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     (``_HISTORIC_EVENT``) or the text says its people are invented (``_FICTION``); one count per cluster of
     nearby words."""
     start, end = m.span()
-    if start < state.get("justice_done", -1) or _job_title_after(text, end):
+    if start < state.get("justice_done", -1) or (
+        _job_title_after(text, end) and not names.texted_by_their_worker(text, end)
+    ):
         return None
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
@@ -1009,7 +1011,10 @@ _JUSTICE_WORDS = (
     rb"|court[ \t]+hearing"
     # an employee's case, the family court's, a victim's contact and a death investigated
     rb"|misconduct|allegations?|investigating[ \t]+officer|cafcass|child[ \t]+arrangements|supervised[ \t]+contact"
-    rb"|family[ \t]+court|vlo|drug[ \t]+debts?|homicide"
+    rb"|family[ \t]+court|vlo|drug[ \t]+debts?|homicide|contact[ \t]+order"
+    # a school's, a hospital's, a prison's and Prevent's own case words
+    rb"|permanent(?:ly)?[ \t]+exclu(?:de|ded|sion)|fixed[ \t\-]+term[ \t]+exclusion|abscond(?:ed|ing|er|ers)?|imb"
+    rb"|restrained|channel[ \t]+panel|radicali[sz](?:ed|ation)"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"
@@ -1081,7 +1086,7 @@ _JUSTICE_WORDS = (
     rb"[ \t]+order|(?:taken|placed|put)[ \t]+into[ \t]+care|(?:is|was|been|grew[ \t]+up)[ \t]+in[ \t]+care\b"
     rb"|(?:in|into|entered)[ \t]+foster[ \t]+care|(?:his|her|their)[ \t]+foster[ \t]+(?:carers?|placement|parents?)"
     rb"|lado\b|suicid(?:e|al)[ \t]+(?:attempt|ideation|thoughts|risk|watch)|attempted[ \t]+suicide|overdosed"
-    rb"|took[ \t]+an[ \t]+overdose|self[ \t\-]+harm(?:ed|ing)"
+    rb"|took[ \t]+an[ \t]+overdose|self[ \t\-_]+harm(?:ed|ing)"
     # Welsh, with the mutated forms (carchar, garchar, ngharchar, charchar); the folded view reads mechnïaeth as
     # mechniaeth
     rb"|n?g?h?c?h?archar|[cg]archarorion|n?g?h?c?h?archaror|ngharcharor|carcharu|garcharu|llys[ \t]+y[ \t]+goron"
@@ -1128,11 +1133,15 @@ _JUSTICE_WORDS = (
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"
     # Polish: the injured party, the accused, witnesses, assault (as the folded view spells them)
     rb"|pokrzywdzon[aeyi]|oskarzon(?:y|ego|a|ej|emu)|swiad(?:ek|ka|kowie|kami|kow)|napasc|napasci"
+    # Lithuanian (police in its cases, detained, court), Urdu as staff transliterate it (police station, bail, court
+    # case, lock-up), Welsh child protection and children's services
+    rb"|policij[a-z]{0,3}|sulaikyt[a-z]{1,3}|teism[a-z]{1,3}|thana|zamanat|muqadm[ae]|mukadm[ae]|hawalat"
+    rb"|amddiffyn[ \t]+plant|gwasanaethau[ \t]+plant"
     # prison, police, court and beaten in the other languages of the people a department deals with (Latin script,
     # as the folded view spells them): Somali, Romanian, Portuguese and Spanish, Lithuanian, Albanian, Turkish,
     # Vietnamese, Arabic and Persian transliterated, Welsh
     rb"|xabsi(?:ga)?|booliska|maxkamad(?:da)?|la[ \t]+garaacay|politi(?:a|ei|st)|lovit|batut|amenintat"
-    rb"|prisao|carcel|presos?|vitima|victima|agredid[oa]|detid[oa]|detenid[oa]|kalejim(?:e|as|o)|policij(?:a|oje)"
+    rb"|prisao|carcel|presos?|vitima|victima|agredid[oa]|detid[oa]|detenid[oa]|kalejim(?:e|as|o)"
     rb"|burgun|gjykat[ae]|cezaevi(?:nde)?|hapishane|hapiste|nha[ \t]+tu|cong[ \t]+an|sijn|shurta|zendan|heddlu"
     # health: what a patient has, takes and has done to them, as handovers, incident reports and letters write it
     rb"|medication|prescribed|epilep(?:sy|tic)|seizures?|insulin|depression|anxiety|panic[ \t]+attacks?|ptsd"
@@ -1311,9 +1320,10 @@ IDENTIFIER_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "justice_context_named_person",
         OS,
-        rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b",
+        # "_" as well as a word boundary: a field or a value in snake case (event=safeguarding_flag, CURFEW_BREACH)
+        rb"(?i)(?:\b|_)(?:" + _JUSTICE_WORDS + rb")(?:\b|_)",
         _justice_person,
-        trigger=rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")",
+        trigger=rb"(?i)(?:\b|_)(?:" + _JUSTICE_WORDS + rb")",
     ),
 )
 
@@ -1418,7 +1428,7 @@ _TABLE_CONTEXT_TEXT = """
     tier crd hdc upw acct rotl cell wing segregation adjudication
 """
 _TABLE_CONTEXT = Words(*(word.replace("_", " ").encode() for word in _TABLE_CONTEXT_TEXT.split()))
-_JUSTICE_RX = Regex(rb"(?i)\b(?:" + _JUSTICE_WORDS + rb")\b", re2_options(8 << 20))
+_JUSTICE_RX = Regex(rb"(?i)(?:\b|_)(?:" + _JUSTICE_WORDS + rb")(?:\b|_)", re2_options(8 << 20))
 _TABLE_CONTEXT_BEFORE = 300
 
 

@@ -488,8 +488,13 @@ _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
     # a message that opens with it and says how to handle it: "OS - pls don't fwd", "os - commercial. ..."
     rb"|(?m:^)[ \t*>\"']*(?i:os)[ \t]*(?:-{1,3}|:)[ \t]*(?:" + _DO_NOT_PASS_ON + rb"|(?i:commercial|personal|locsen)\b)"
+    # "this is os so dont forward": in lower case only with the instruction
+    rb"|(?i:\b(?:this|it|that)(?:[ \t]+one)?(?:'s|[ \t]+is)[ \t]+os)[ \t]*[,\-]?[ \t]*(?:(?:so|and|-)[ \t]+)?"
+    + _DO_NOT_PASS_ON
     # "this one's o/s - don't forward" (o/s is "outstanding" too, so only with the instruction)
-    rb"|(?i:\bo/s)[ \t]*[\-,.:]?[ \t]*" + _DO_NOT_PASS_ON + rb"|"
+    + rb"|(?i:\bo/s)[ \t]*[\-,.:]?[ \t]*"
+    + _DO_NOT_PASS_ON
+    + rb"|"
     # ... or with its descriptor, said of this text: "no - it's o/s commercial, keep it in the bid team"
     rb"(?i:\b(?:it'?s|this'?s|that'?s|this[ \t]+is)[ \t]+o/s[ \t]*[\-:]?[ \t]*(?:commercial|personal|locsen)\b)|"
     rb"(?i:\b(?:this|it|that)(?:[ \t]+one)?(?:'s|[ \t]+is)[ \t]+|\bits[ \t]+"

@@ -822,6 +822,43 @@ _KIN_AND_NAMED = Regex(
 )
 
 
+# ... or with an age said in a sentence: "Mei is a 16-year-old girl who lives with her mother".
+_NAME_IS_AGED = Regex(
+    rb"\b(?P<first>[A-Z][a-z]+)[ \t]+(?:is|was)[ \t]+(?:a|an|now)[ \t]+\d{1,2}[ \t\-]*(?:year|yr)s?[ \t\-]*old\b",
+    re2_options(1 << 20),
+)
+# Initials after the label of whom a record is about: "Student: KH (Year 10)", "Client: J.M.", "YP: TB".
+_INITIALS_AFTER_ROLE = Regex(
+    rb"(?i:\b(?:student|pupil|child|young[ \t]+person|yp|client|patient|resident|service[ \t]+user|victim|prisoner"
+    rb"|detainee|complainant))[ \t]*:[ \t]*(?P<initials>[A-Z]\.?[ \t]?[A-Z]\.?(?:[ \t]?[A-Z]\.?)?)(?:[ \t]|$|\()",
+    re2_options(1 << 20),
+)
+# A probation officer's or a worker's text to the person they supervise: "Hi Iwan its Eoin your probation officer".
+_TEXT_TO_A_CLIENT = Regex(
+    rb"(?i:\b(?:hi|hello|hiya|dear))[ \t]+(?P<first>[A-Z][a-z]+)[ \t,.!]+(?i:it'?s|its|this[ \t]+is)[ \t]+[A-Z][a-z]+"
+    rb"[ \t,]+(?i:your)[ \t]+(?i:probation|yot|youth[ \t]+offending|offender[ \t]+manager|case[ \t]+manager"
+    rb"|support[ \t]+worker|key[ \t]+worker|social[ \t]+worker)",
+    re2_options(1 << 20),
+)
+
+
+def _text_to_a_client(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
+    for m in _TEXT_TO_A_CLIENT.finditer(buf, lo, hi):
+        word = name_word(m.group(b"first") or b"")
+        if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
+            return True
+    return False
+
+
+def texted_by_their_worker(buf: bytes, end: int) -> bool:
+    """Whether the job title that ends at ``end`` ("probation" of "your probation officer") is how a worker names
+    themselves to the person they supervise ("Hi Iwan its Eoin your probation officer"): the case's person."""
+    lo = max(0, end - 120)
+    return any(m.end() == end for m in _TEXT_TO_A_CLIENT.finditer(buf, lo, end)) and _text_to_a_client(
+        buf, lo, end, first_names()
+    )
+
+
 # A place in a building or a paper size, not a wing or a cell: "Sarah in B2 meeting room", "James on A4 paper".
 _NOT_A_CELL_AFTER = Regex(
     rb"[ \t]+(?i:room|rooms|meeting|paper|size|format|office|offices|floor|building|level|printer|sheet|envelope"
@@ -867,6 +904,15 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
             return True
     if _named_by_description(buf, lo, hi, firsts):
         return True
+    for m in _INITIALS_AFTER_ROLE.finditer(buf, lo, hi):
+        if (m.group(b"initials") or b"").replace(b".", b"").replace(b" ", b"") not in _ACRONYMS:
+            return True
+    for m in _NAME_IS_AGED.finditer(buf, lo, hi):  # the age says it is a person: any name, listed or not
+        word = name_word(m.group(b"first") or b"")
+        if word not in NOT_NAME_WORDS and (word in firsts or word not in common_words()):
+            return True
+    if _text_to_a_client(buf, lo, hi, firsts):
+        return True
     for m in _NAME_WITH_AGE.finditer(buf, lo, hi):
         first = m.group(b"first")
         if first is None:
@@ -899,7 +945,8 @@ _POSSESSIVE_CASE = Regex(
     rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})'s[ \t]+(?:been[ \t]+|got[ \t]+|on[ \t]+)?(?i:licen[cs]e|bail|bailed|curfew|trial"
     rb"|sentence|sentenced|recall|recalled|tag|hearing|release[ \t]+date|parole|solicitor|remand|remanded|probation"
     rb"|offending|conviction|convicted|arrest|arrested|charged|charges|pre[ \t\-]?cons|psr|oasys|risk[ \t]+assessment"
-    rb"|supervision|breach|breached)\b",
+    rb"|supervision|breach|breached|victims?|appeal|offence|offences|co-?defendant|fit[ \t]+note|sick[ \t]+note"
+    rb"|absence|sickness|grievance|disciplinary|capability|acct)\b",
     re2_options(1 << 20),
 )
 
@@ -1028,6 +1075,20 @@ _PLACEHOLDER_NAMES = frozenset(
         "unknown",
         "redacted",
         "anonymous",
+        # a schema's or a table definition's types and keywords: "first_name TEXT NOT NULL", "given: string"
+        "text",
+        "varchar",
+        "nvarchar",
+        "char",
+        "character",
+        "str",
+        "int",
+        "integer",
+        "uuid",
+        "required",
+        "optional",
+        "value",
+        "field",
     ]
 )
 

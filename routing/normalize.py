@@ -424,7 +424,8 @@ DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
     rb"|&(?:#[0-9]{2,7};?|#[xX][0-9a-fA-F]{2,6};?|[A-Za-z]{2,8};)"
-    rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,)"
+    rb"|%(?:[2-7][0-9A-Fa-f]|0[AaDd9])|" + _FORM_VALUE + rb"|(?i:transfer-encoding:[ \t]*base64|;[ \t]*base64,"
+    rb"|\bdecode[ \t]+(?:this|the[ \t]+following|it|below)\b)"
     rb"|\\u[0-9A-Fa-f]{4}|[{\[,:][ \t]*\\\"|[A-Z]\\[nrt]|[A-Za-z0-9.,:;)\]\"'*]\\[nr][ \t*#\[(=\-]*[A-Z]"
     rb"|(?i:quoted-printable)|"
     + _QP_CUE
@@ -507,7 +508,8 @@ _RTF = _regex(
     rb"|\\([^a-zA-Z])|[{}]"
 )
 _SPACED_OR_BROKEN = _regex(rb"\b(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]")
-_BASE64_CONTEXT = _regex(rb"(?i)base64")  # a MIME header or data: URL says so; loose base64 is not decoded
+# A MIME header, a data: URL or the request itself says so ("decode this: ..."); loose base64 is not decoded.
+_BASE64_CONTEXT = _regex(rb"(?i)base64|\bdecode[ \t]+(?:this|the[ \t]+following|it|below)\b")
 _QP = _regex(rb"(?i)quoted-printable")
 _QP_BARE = _regex(_QP_CUE)
 _ENCODED_WORD = _regex(_ENCODED_WORD_PATTERN)

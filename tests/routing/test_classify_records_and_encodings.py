@@ -452,3 +452,43 @@ def test_an_organisations_details_and_a_formats_placeholders_are_no_one_s(text, 
 )
 def test_the_same_shapes_of_a_person_still_count(text, signal):
     assert signal in signals(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '2024-07-19T02:31:12Z care-app WARN event=safeguarding_flag resident="Lewis Ashworth" reason="3rd fall"',
+        "AssetPlus extract: Mei is a 16-year-old girl who lives with her mother. Referral Order for criminal damage.",
+        "CPOMS entry\nStudent: KH (Year 10)\nKH said his dad hits him when he drinks. DSL informed, MASH referral.",
+        "22/07 To Iwan: Hi Iwan its Eoin your probation officer. You missed todays appt. Call me.",
+        "decode this and tidy it into a contact log entry:\n\n"
+        "Q2xpZW50OiBHZXRoaW4gYXAgR3dpbHltCk1lbnRhbCBoZWFsdGg6IGRpc2Nsb3NlZCBzdWljaWRhbCB0aG91Z2h0cywgcGxhbiB0byBq"
+        "dW1wIGZyb20gdGhlIG11bHRpLXN0b3JleS4KQWN0aW9uOiBjcmlzaXMgdGVhbSBjYWxsZWQsIEdQIGluZm9ybWVkLgo=",
+        "Quick q - can I tell Rui's victim the release date if Rui is going to an AP in the same town?",
+        "I\u0161verskite: Darius Petrauskas buvo sulaikytas Corby mieste. Teismo pos\u0117dis kit\u0105 savait\u0119.",
+    ],
+)
+def test_people_in_snake_case_fields_by_age_initials_their_worker_s_text_and_base64_asked_to_be_decoded(text):
+    """Casework words as a log's snake-case values, a name with its age in a sentence, initials after the record's
+    label, a worker's text to the person they supervise, a base64 block the request asks to decode, a possessive
+    before "victim", Lithuanian case words."""
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE safeguarding_concerns (\n  id SERIAL PRIMARY KEY,\n  first_name TEXT NOT NULL,\n"
+        "  last_name TEXT NOT NULL\n);",
+        "Subject: HMP Ranby - visitors' centre snagging\n\nHi Martin, the toilets need refitting.\n\nPhil",
+        "Hi Sarah, it's Tom from probation - the team meeting moved to 3pm.",
+        "Sarah is a 45-year-old analyst who joined the team in March.",
+    ],
+)
+def test_a_schema_a_subject_line_a_colleague_s_message_and_a_colleague_s_age(text):
+    assert PERSON not in signals(text), text
+
+
+def test_lower_case_os_with_a_handling_instruction():
+    assert "marking_official_sensitive" in signals("this is os so dont forward but the gov wants the plan redone")
+    assert classify_text("this is os x compatible so dont forward the old one").level == Level.OFFICIAL
