@@ -487,7 +487,11 @@ _DO_NOT_PASS_ON = (
 _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
     # a message that opens with it and says how to handle it: "OS - pls don't fwd", "os - commercial. ..."
-    rb"|(?m:^)[ \t*>\"']*(?i:os)[ \t]*(?:-{1,3}|:)[ \t]*(?:" + _DO_NOT_PASS_ON + rb"|(?i:commercial|personal|locsen)\b)"
+    rb"|(?:(?m:^)[ \t*>\"']*|"
+    + _VALUE_START
+    + rb")(?i:os)[ \t]*(?:-{1,3}|:)[ \t]*(?:"
+    + _DO_NOT_PASS_ON
+    + rb"|(?i:commercial|personal|locsen)\b)"
     # "this is os so dont forward": in lower case only with the instruction
     rb"|(?i:\b(?:this|it|that)(?:[ \t]+one)?(?:'s|[ \t]+is)[ \t]+os)[ \t]*[,\-]?[ \t]*(?:(?:so|and|-)[ \t]+)?"
     + _DO_NOT_PASS_ON

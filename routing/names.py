@@ -817,7 +817,7 @@ _DESCRIBED_AND_NAMED = Regex(
 _KIN_AND_NAMED = Regex(
     rb"(?i:\b(?:my|your|her|his|their|our)[ \t]+(?:son|daughter|brother|sister|husband|wife|partner|mum|mother|dad"
     rb"|father|nephew|niece|grandson|granddaughter|stepson|stepdaughter|boy|girl|child|cousin|uncle|aunt))"
-    rb"[ \t]*,?[ \t]+(?P<first>[A-Z][a-z]+)\b",
+    rb"[ \t]*,?[ \t]+(?P<first>[A-Z][A-Za-z]+)\b",  # (upper case too: "MY BROTHER, DARIUSZ")
     re2_options(1 << 20),
 )
 
@@ -965,8 +965,8 @@ _ALONE_AND_DONE = Regex(
 # ... and a given name alone, where what follows can only be said of a person's case: "Tomasz breached his curfew
 # again", "kasia relapsed", "Wei was recalled", "Jade missed her drug test". A narrower list than a surname's: "Sarah
 # failed to attend" or "Sam was charged £40" are a colleague's day.
-_GIVEN_AND_DONE = Regex(
-    rb"\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:has[ \t]+)?(?:(?:just|again|also|now|then)[ \t]+)?(?:"
+_GIVEN_AND_DONE = Regex(  # in any case: "MAREK BREACHED HIS CURFEW" as a text in capitals writes it
+    rb"(?i)\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:has[ \t]+)?(?:(?:just|again|also|now|then)[ \t]+)?(?:"
     rb"(?:was|is|has[ \t]+been|had[ \t]+been|got|were)[ \t]+(?:just[ \t]+|been[ \t]+|now[ \t]+)?(?i:remanded"
     rb"|recalled|sentenced[ \t]+to|arrested|bailed|convicted|jailed|sectioned|restrained|released[ \t]+on[ \t]+licence"
     rb"|taken[ \t]+into[ \t]+care|found[ \t]+guilty|placed[ \t]+on[ \t]+(?:acct|an[ \t]+acct|constant[ \t]+watch)"
