@@ -940,14 +940,14 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     lo = max(start - _JUSTICE_WINDOW, state.get("justice_searched", 0) - 64, 0)
     hi = end + _JUSTICE_WINDOW
     state["justice_searched"] = hi
-    if (
-        (
-            names.find_person(text, lo, hi)
-            or names.find_person_by_cue(text, max(0, start - _CUE_WINDOW), min(len(text), end + _CUE_WINDOW))
-        )
-        and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi))
-        and not _invented(text, start, end)
-    ):
+    cue_lo, cue_hi = max(0, start - _CUE_WINDOW), min(len(text), end + _CUE_WINDOW)
+    if names.find_person(text, lo, hi):
+        invented = _invented(text, start, end)
+    elif names.find_person_by_cue(text, cue_lo, cue_hi):
+        invented = _FICTION.found(text, max(0, cue_lo - _FICTION_LOOK), min(len(text), cue_hi + _FICTION_LOOK))
+    else:
+        return None
+    if not invented and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
         state["justice_done"] = hi
         return "justice_context_named_person"
     return None
@@ -1015,6 +1015,10 @@ _JUSTICE_WORDS = (
     # a school's, a hospital's, a prison's and Prevent's own case words
     rb"|permanent(?:ly)?[ \t]+exclu(?:de|ded|sion)|fixed[ \t\-]+term[ \t]+exclusion|abscond(?:ed|ing|er|ers)?|imb"
     rb"|restrained|channel[ \t]+panel|radicali[sz](?:ed|ation)"
+    # prison self-harm's process (in capitals: "acct" is an account), what it records, and violence at home
+    rb"|(?-i:ACCT)[ \t.,;:)]|swallow(?:ed|ing)[ \t]+(?:batteries|blades?|razors?)"
+    rb"|threatened[ \t]+(?:her|him|them|me)[ \t]+with[ \t]+an?[ \t]+(?:knife|weapon|hammer|bat|gun)"
+    rb"|fled[ \t]+(?:her|his|their)[ \t]+(?:partner|husband|wife|home)"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"
     rb"|rape|raped|murder|murdered|manslaughter|grooming|exploitation|county[ \t]+lines"
     rb"|drug[ \t]+(?:dealing|supply)"

@@ -649,6 +649,16 @@ def _named_by_description(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) 
             word = name_word(m.group(b"first") or b"")
             if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
                 return True
+    for m in _RECORD_NAME.finditer(buf, lo, hi):  # a form's or a record's own name field: whom the record is about
+        first, last = name_word(m.group(b"first") or b""), name_word(m.group(b"last") or b"")
+        if (
+            _is_first_name(first, firsts)
+            and last not in NOT_SURNAMES
+            and last not in NOT_NAME_WORDS
+            and not _placeholder(last)
+            and not _staff(buf, m.span(m[2][b"first"])[0], m.end())  # (m[2]: the pattern's group names)
+        ):
+            return True
     return False
 
 
@@ -822,6 +832,13 @@ _KIN_AND_NAMED = Regex(
 )
 
 
+# The name field that opens a form or a record about someone: "Name: Bilal Patel   Wing: A3", "Client: Jo Reid".
+_RECORD_NAME = Regex(
+    rb"(?m:^)[ \t]*(?i:name|full[ \t]+name|client|patient|prisoner|resident|student|pupil|young[ \t]+person"
+    rb"|service[ \t]+user|offender|victim|complainant|employee)[ \t]*:[ \t]*(?P<first>[A-Z][a-z]+)[ \t]+"
+    rb"(?P<last>[A-Z][A-Za-z'\-]+)\b",
+    re2_options(1 << 20),
+)
 # ... or with an age said in a sentence: "Mei is a 16-year-old girl who lives with her mother".
 _NAME_IS_AGED = Regex(
     rb"\b(?P<first>[A-Z][a-z]+)[ \t]+(?:is|was)[ \t]+(?:a|an|now)[ \t]+\d{1,2}[ \t\-]*(?:year|yr)s?[ \t\-]*old\b",

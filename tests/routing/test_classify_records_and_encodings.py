@@ -492,3 +492,34 @@ def test_a_schema_a_subject_line_a_colleague_s_message_and_a_colleague_s_age(tex
 def test_lower_case_os_with_a_handling_instruction():
     assert "marking_official_sensitive" in signals("this is os so dont forward but the gov wants the plan redone")
     assert classify_text("this is os x compatible so dont forward the old one").level == Level.OFFICIAL
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "COMP 1 - Complaint form\n\nName: Bilal Patel          Wing: A3\n\nWhat is your complaint about?\nOn 08/01"
+        " I asked for my phone credit and was taken to the floor. My wrist is still swollen and I have not been"
+        " seen. I have asked for the footage to be kept and I want the complaint passed to the IMB.",
+        "Hi Greta, update on Ana Pereira - moved to the healthcare unit last night after swallowing batteries."
+        " Can you check the ACCT is reviewed today?",
+        "Mrs Zielinska presented at the front desk with two children (aged 4 and 11). She says she has been"
+        " sleeping at a friend's since last week and cannot stay there beyond the weekend. She fled her partner's"
+        " home after he threatened her with a knife.",
+    ],
+)
+def test_a_record_s_name_field_prison_self_harm_and_violence_at_home(text):
+    """A form's name field read with the case a paragraph later; ACCT in capitals; what a violent partner did."""
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Field      Type      Format\nSORT_CODE  CHAR(6)   000000\nACCT_NO    CHAR(8)   00000000",
+        "TRAINING EXERCISE - FICTIONAL DATA ONLY\nName: Joe Bloggs   DOB: 01/01/1980\nOffence (fictional): theft\n"
+        "Task: learners should say which fields count as personal data under UK GDPR and which are special"
+        " category or criminal offence data, and write the model answer for the trainer to mark.",
+    ],
+)
+def test_an_account_column_and_a_marked_exercise_s_record(text):
+    assert PERSON not in signals(text), text
