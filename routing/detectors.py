@@ -1140,7 +1140,9 @@ _JUSTICE_WORDS = (
     # Lithuanian (police in its cases, detained, court), Urdu as staff transliterate it (police station, bail, court
     # case, lock-up), Welsh child protection and children's services
     rb"|policij[a-z]{0,3}|sulaikyt[a-z]{1,3}|teism[a-z]{1,3}|thana|zamanat|muqadm[ae]|mukadm[ae]|hawalat"
-    rb"|amddiffyn[ \t]+plant|gwasanaethau[ \t]+plant"
+    rb"|amddiffyn[ \t]+plant|gwasanaethau[ \t]+plant|police[ \t]+(?:le[ \t]+ga(?:yi|ye|i|e)|ne[ \t]+pak(?:ra|ar|da))"
+    # immigration removal centres, by name as detainees' families write them
+    rb"|harmondsworth|colnbrook|brook[ \t]+house|tinsley[ \t]+house|yarl'?s[ \t]+wood|dungavel|derwentside"
     # prison, police, court and beaten in the other languages of the people a department deals with (Latin script,
     # as the folded view spells them): Somali, Romanian, Portuguese and Spanish, Lithuanian, Albanian, Turkish,
     # Vietnamese, Arabic and Persian transliterated, Welsh

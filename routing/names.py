@@ -832,6 +832,10 @@ _KIN_AND_NAMED = Regex(
 )
 
 
+# A given name and a surname as two quoted fields of a row: SQL's VALUES ('Stacey', 'Ashworth', 12, ...), a quoted CSV.
+_QUOTED_NAME_FIELDS = Regex(
+    rb"['\"](?P<first>[A-Z][a-z]+)['\"][ \t]*,[ \t]*['\"](?P<last>[A-Z][A-Za-z'\-]+)['\"]", re2_options(1 << 20)
+)
 # The name field that opens a form or a record about someone: "Name: Bilal Patel   Wing: A3", "Client: Jo Reid".
 _RECORD_NAME = Regex(
     rb"(?m:^)[ \t]*(?i:name|full[ \t]+name|client|patient|prisoner|resident|student|pupil|young[ \t]+person"
@@ -1116,7 +1120,11 @@ def _placeholder(word: str) -> bool:
 
 def _named_in_fields(buf: bytes, lo: int, hi: int) -> bool:
     """A record's given-name and family-name fields, both filled with names (a JSON object's lines are joined for the
-    search: its fields are on lines of their own)."""
+    search: its fields are on lines of their own), or a row's two quoted fields that are a listed given name and a
+    listed surname."""
+    for m in _QUOTED_NAME_FIELDS.finditer(buf, lo, hi):
+        if name_word(m.group(b"first") or b"") in first_names() and name_word(m.group(b"last") or b"") in surnames():
+            return True
     window = buf[lo:hi]
     if b"name" not in window.lower():
         return False

@@ -523,3 +523,16 @@ def test_a_record_s_name_field_prison_self_harm_and_violence_at_home(text):
 )
 def test_an_account_column_and_a_marked_exercise_s_record(text):
     assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INSERT INTO safeguarding_concerns (first_name, last_name, age, concern)\nVALUES\n"
+        "  ('Stacey', 'Ashworth', 12, 'parent drug use, home conditions poor');",
+        "translate: mera naam Priya hai, Gurpreet Chaudhry ki biwi. Mere shohar ko Friday police le gayi.",
+        "Walaalkay Liban Abdi waxaa lagu hayaa xarunta Harmondsworth muddo 2 bilood ah.",
+    ],
+)
+def test_names_as_a_rows_quoted_fields_and_detention_as_families_write_it(text):
+    assert PERSON in signals(text), text
