@@ -252,7 +252,9 @@ def _public_figure(buf: bytes, start: int, end: int) -> bool:
 # Custody Lead), Dan Whitcombe"), with a job title in brackets after it, or as a chat export's author ("[10:42]
 # Priya Ramaswamy" on its own line, "[11/06/2024 07:14] Walker, Sean:").
 _MEETING_LIST = Regex(
-    rb"(?im:^[ \t*\-]*(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
+    # (a paper's or a team's own word may come first: "Report prepared by:", "Staff on duty:")
+    rb"(?im:^[ \t*\-]*(?:(?:report|document|paper|minutes|notes|form|record|staff)[ \t]+)?"
+    rb"(?:chair(?:ed[ \t]+by)?|facilitators?|attendees?|present|apologies|organi[sz]er|invitees?"
     rb"|required|optional|minute[ \t]+taker|note[ \t]+taker|prepared[ \t]+by|reviewed[ \t]+by|approved[ \t]+by"
     # a pasted e-mail's sender and copies, a ticket's people
     rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author"
@@ -310,7 +312,7 @@ _COLLEAGUE_AFTER = Regex(
     rb"|leaving[ \t]+us|leaves[ \t]+us|joins[ \t]+us|joining[ \t]+(?:us|the[ \t]+team)|covering"
     rb"|has[ \t]+accepted[ \t]+the|has[ \t]+been[ \t]+(?:appointed|promoted)|(?:will[ \t]+)?starts?[ \t]+on[ \t]+\d"
     rb"|on[ \t]+annual[ \t]+leave|has[ \t]+invited[ \t]+you|invited[ \t]+you|has[ \t]+shared|has[ \t]+joined|joins"
-    rb"|starts[ \t]+as"
+    rb"|starts[ \t]+as|who[ \t]+(?:has[ \t]+)?joined"
     # who runs a session: "Siobhan Reilly is presenting the new training module", "will be chairing"
     rb"|(?:presenting|presents|delivering|delivers|facilitating|facilitates|chairing|chairs|hosting|hosts)"
     rb"[ \t]+(?:the|a|an|our|this|today|tomorrow|at|on))\b"
@@ -343,7 +345,7 @@ _MAKER_FIELD_BEFORE = Regex(
 )
 # ... and before it: "welcome to", "croeso i", "my colleague", a job title, "farewell message for".
 _COLLEAGUE_BEFORE = Regex(
-    rb"(?:(?i:\bwelcome(?:[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
+    rb"(?:(?i:\bwelcome(?:d|[ \t]+(?:to|back))?|\bcroeso(?:[ \t]+(?:i|nol))?|\bmy[ \t]+(?:colleague|line[ \t]+manager)"
     rb"|\bnew[ \t]+(?:starter|joiner|colleague|member[ \t]+of[ \t]+staff|team[ \t]+member|apprentice|trainee)"
     rb"|\b(?:our|current|panel)[ \t]+volunteers?"
     # a job title before the name: "the AP manager Jodie Marsh", "Senior Probation Officer Helen Ward"
@@ -804,7 +806,9 @@ _AGE = (
 )
 # ... or with where a prison holds them: "Kyle on B2", "Abdirahman, F wing", "(Nikos, D wing)", "Dave in C2-31".
 _LOCATION = (
-    rb"(?:[ \t]*,?[ \t]*(?:on|in|from)?[ \t]+|[ \t]*,[ \t]*)(?:[A-K][1-6](?:[\-.][0-9]{1,3})?|[A-K][ \t]?wing)\b"
+    rb"(?:(?:[ \t]*,?[ \t]*(?:on|in|from)?[ \t]+|[ \t]*,[ \t]*)(?:[A-K][1-6](?:[\-.][0-9]{1,3})?|[A-K][ \t]?wing)\b"
+    # ... or the room, bed or cell a log gives in brackets: "Okafor (Rm 7) signed out", "Xiaoling Lam (bed 6)"
+    rb"|[ \t]*\([ \t]*(?i:rm|bed|cell)\.?[ \t]*[0-9]{1,3}[ \t]*\))"
 )
 _NAME_WITH_AGE = Regex(
     rb"\b(?P<first>[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)?)(?:[ \t]*" + _AGE + rb"|" + _LOCATION + rb")"

@@ -536,3 +536,18 @@ def test_an_account_column_and_a_marked_exercise_s_record(text):
 )
 def test_names_as_a_rows_quoted_fields_and_detention_as_families_write_it(text):
     assert PERSON in signals(text), text
+
+
+def test_a_resident_by_surname_and_room_and_staff_by_the_labels_of_their_work():
+    log = (
+        "AP daily occurrence book - 18/08\n15:10  Okafor (Rm 7) signed out for job centre appt.\n20:30  Not"
+        " returned by curfew 19:00, police informed as per breach protocol."
+    )
+    assert PERSON in signals(log)
+    for text in (
+        "Housing Options - quarterly summary\nHouseholds citing domestic abuse: 19%. Refuge referrals: 65.\n"
+        "Report prepared by: Marcia Grant",
+        "AP occurrence book\n10:47  Curfew check: all residents in by 19:00.\nStaff on duty: Andrei Popescu",
+        "Rule 35 reports submitted: 33. The team welcomed Attila Horvath, who joined from the Heathrow site.",
+    ):
+        assert PERSON not in signals(text), text
