@@ -262,16 +262,22 @@ def test_port_in_use() -> None:
     assert not lifeline.port_in_use("127.0.0.1", port)
 
 
-def test_records_of_running_servers_are_left_alone(tmp_path: Path) -> None:
+def _this_process_record(tmp_path: Path, members: list[tuple[int, float]] | None = None) -> lifeline.ServerRecord:
+    """A server record whose supervisor is this test process."""
     me = psutil.Process()
-    record = lifeline.ServerRecord(
+    return lifeline.ServerRecord(
         server_id="abc",
         supervisor_pid=me.pid,
         supervisor_started=me.create_time(),
         private=str(tmp_path / "private"),
         host="127.0.0.1",
         port=1,
+        members=members or [],
     )
+
+
+def test_records_of_running_servers_are_left_alone(tmp_path: Path) -> None:
+    record = _this_process_record(tmp_path)
     lifeline.write_record(tmp_path, record)
     (tmp_path / "run" / "server-garbage.json").write_text("{not json")
     assert lifeline.clear_stale(tmp_path) == []
@@ -309,17 +315,9 @@ def test_the_record_keeps_members_that_left_the_tree_while_they_run(tmp_path: Pa
     )
     orphan = psutil.Process(int(started.stdout))
     try:
-        me = psutil.Process()
         supervisor = Supervisor([], None, tmp_path, None)  # type: ignore[arg-type]  # only the record is used
-        supervisor.record = lifeline.ServerRecord(
-            server_id="abc",
-            supervisor_pid=me.pid,
-            supervisor_started=me.create_time(),
-            private=str(tmp_path / "private"),
-            host="127.0.0.1",
-            port=1,
-            members=[(orphan.pid, orphan.create_time()), (2**22 + 7, 1.0)],  # the second no longer runs
-        )
+        # (the second member no longer runs)
+        supervisor.record = _this_process_record(tmp_path, [(orphan.pid, orphan.create_time()), (2**22 + 7, 1.0)])
         supervisor._record_members()
         members = dict(supervisor.record.members)
         assert members.get(orphan.pid) == orphan.create_time() and 2**22 + 7 not in members
