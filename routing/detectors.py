@@ -944,7 +944,7 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     if names.find_person(text, lo, hi):
         invented = _invented(text, start, end)
     elif names.find_person_by_cue(text, cue_lo, cue_hi):
-        invented = _FICTION.found(text, max(0, cue_lo - _FICTION_LOOK), min(len(text), cue_hi + _FICTION_LOOK))
+        invented = _invented(text, cue_lo, cue_hi)
     else:
         return None
     if not invented and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
@@ -1016,7 +1016,7 @@ _JUSTICE_WORDS = (
     rb"|permanent(?:ly)?[ \t]+exclu(?:de|ded|sion)|fixed[ \t\-]+term[ \t]+exclusion|abscond(?:ed|ing|er|ers)?|imb"
     rb"|restrained|channel[ \t]+panel|radicali[sz](?:ed|ation)"
     # prison self-harm's process (in capitals: "acct" is an account), what it records, and violence at home
-    rb"|(?-i:ACCT)[ \t.,;:)]|swallow(?:ed|ing)[ \t]+(?:batteries|blades?|razors?)"
+    rb"|(?-i:ACCT)\b|swallow(?:ed|ing)[ \t]+(?:batteries|blades?|razors?)"
     rb"|threatened[ \t]+(?:her|him|them|me)[ \t]+with[ \t]+an?[ \t]+(?:knife|weapon|hammer|bat|gun)"
     rb"|fled[ \t]+(?:her|his|their)[ \t]+(?:partner|husband|wife|home)"
     rb"|recalled[ \t]+to[ \t]+prison|released[ \t]+on[ \t]+licence|restraining[ \t]+order|non-molestation"

@@ -314,6 +314,7 @@ _EXAMPLE_LIST_BEFORE = Regex(
     rb"(?:[ \t]*[A-Z][A-Z0-9 \t\-:/\[\]()]*\n){0,4}[ \t]*$",
     re2_options(1 << 20),
 )
+_EXAMPLE_LOOK = 64  # bytes before a marking that _EXAMPLE_BEFORE reads
 _SANTA = Regex(rb"(?i:secret)[ \t]+(?i:santa)\b", re2_options(1 << 20))
 
 
@@ -369,8 +370,8 @@ def _carried(signal: str) -> Validator:
         start, end = m.span()
         word = _WORD_START._match(_UNANCHORED, text, start, end)[0][0]  # a form may take the ': "' before it
         if (
-            _EXAMPLE_BEFORE.ends_at(text, start, 64)
-            or (word > start and _EXAMPLE_BEFORE.ends_at(text, word, 64))
+            _EXAMPLE_BEFORE.ends_at(text, start, _EXAMPLE_LOOK)
+            or (word > start and _EXAMPLE_BEFORE.ends_at(text, word, _EXAMPLE_LOOK))
             or _SANTA.found(text, start, min(len(text), end + 8))
         ):
             return None
@@ -433,7 +434,7 @@ def _said_of_this_text(signal: str) -> Validator:
 
     def validate(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         start, end = m.span()
-        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240) or _EXAMPLE_BEFORE.ends_at(text, start, 40):
+        if _EXAMPLE_LIST_BEFORE.ends_at(text, start, 240) or _EXAMPLE_BEFORE.ends_at(text, start, _EXAMPLE_LOOK):
             return None  # one of a guide's examples
         lo = max(0, start - _LOOK)
         cut = max(
@@ -476,14 +477,14 @@ _OS_UPPER = (
 )
 _OS_ANY = rb"(?i:official(?:[ \t]*(?::|" + _DASH + rb")[ \t]*|[ \t]+|_)sensitive|off-sens?)"  # _: an enum's value
 
-# OFFICIAL-SENSITIVE as staff abbreviate it: a tag opening a subject or a message ("Subject: RE: [OS] Tender
-# evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" / "the brief below is OS" in chat. Not "(OS)"
-# (Ordnance Survey, an operating system) nor "OS 10" or "OS X".
-# A handling instruction after it: "pls don't fwd", "do not share".
+# A handling instruction: "pls don't fwd", "do not share".
 _DO_NOT_PASS_ON = (
     rb"(?i:(?:pls[ \t]+|please[ \t]+)?(?:do[ \t]+not|don'?t|dont|not[ \t]+to[ \t]+be)[ \t]+(?:forward|fwd|share|send"
     rb"|circulate|copy|print|pass))"
 )
+# OFFICIAL-SENSITIVE as staff abbreviate it: a tag opening a subject or a message ("Subject: RE: [OS] Tender
+# evaluation", "[OS] heads up: ..."), and "this is OS" / "it's OS" / "the brief below is OS" in chat. Not "(OS)"
+# (Ordnance Survey, an operating system) nor "OS 10" or "OS X".
 _OS_ABBREVIATION = (
     rb"(?m:^)[ \t*>\"']*\[OS\]|" + _SUBJECT + rb"\[OS\]"
     # a message that opens with it and says how to handle it: "OS - pls don't fwd", "os - commercial. ..."

@@ -645,12 +645,19 @@ def find_person_by_cue(buf: bytes, lo: int, hi: int) -> bool:
     return _named_by_description(buf, lo, hi, first_names())
 
 
+def _given_name_in(regex: Regex, buf: bytes, lo: int, hi: int, firsts: frozenset[str], end: int = -1) -> bool:
+    """Whether a match of ``regex`` in ``buf[lo:hi]`` (ending at ``end``, when given) has a listed given name in its
+    group ``first``."""
+    for m in regex.finditer(buf, lo, hi):
+        word = name_word(m.group(b"first") or b"")
+        if (end < 0 or m.end() == end) and _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
+            return True
+    return False
+
+
 def _named_by_description(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
-    for regex in (_DESCRIBED_AND_NAMED, _KIN_AND_NAMED):
-        for m in regex.finditer(buf, lo, hi):
-            word = name_word(m.group(b"first") or b"")
-            if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
-                return True
+    if _given_name_in(_DESCRIBED_AND_NAMED, buf, lo, hi, firsts) or _given_name_in(_KIN_AND_NAMED, buf, lo, hi, firsts):
+        return True
     for m in _RECORD_NAME.finditer(buf, lo, hi):  # a form's or a record's own name field: whom the record is about
         first, last = name_word(m.group(b"first") or b""), name_word(m.group(b"last") or b"")
         if (
@@ -867,21 +874,10 @@ _TEXT_TO_A_CLIENT = Regex(
 )
 
 
-def _text_to_a_client(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
-    for m in _TEXT_TO_A_CLIENT.finditer(buf, lo, hi):
-        word = name_word(m.group(b"first") or b"")
-        if _is_first_name(word, firsts) and word not in NOT_NAME_WORDS:
-            return True
-    return False
-
-
 def texted_by_their_worker(buf: bytes, end: int) -> bool:
     """Whether the job title that ends at ``end`` ("probation" of "your probation officer") is how a worker names
     themselves to the person they supervise ("Hi Iwan its Eoin your probation officer"): the case's person."""
-    lo = max(0, end - 120)
-    return any(m.end() == end for m in _TEXT_TO_A_CLIENT.finditer(buf, lo, end)) and _text_to_a_client(
-        buf, lo, end, first_names()
-    )
+    return _given_name_in(_TEXT_TO_A_CLIENT, buf, max(0, end - 120), end, first_names(), end=end)
 
 
 # A place in a building or a paper size, not a wing or a cell: "Sarah in B2 meeting room", "James on A4 paper".
@@ -936,7 +932,7 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
         word = name_word(m.group(b"first") or b"")
         if word not in NOT_NAME_WORDS and (word in firsts or word not in common_words()):
             return True
-    if _text_to_a_client(buf, lo, hi, firsts):
+    if _given_name_in(_TEXT_TO_A_CLIENT, buf, lo, hi, firsts):
         return True
     for m in _NAME_WITH_AGE.finditer(buf, lo, hi):
         first = m.group(b"first")
@@ -992,11 +988,11 @@ _ALONE_AND_DONE = Regex(
 # failed to attend" or "Sam was charged £40" are a colleague's day.
 _GIVEN_AND_DONE = Regex(  # in any case: "MAREK BREACHED HIS CURFEW" as a text in capitals writes it
     rb"(?i)\b(?P<who>[A-Za-z][a-z'\-]{2,})[ \t]+(?:has[ \t]+)?(?:(?:just|again|also|now|then)[ \t]+)?(?:"
-    rb"(?:was|is|has[ \t]+been|had[ \t]+been|got|were)[ \t]+(?:just[ \t]+|been[ \t]+|now[ \t]+)?(?i:remanded"
+    rb"(?:was|is|has[ \t]+been|had[ \t]+been|got|were)[ \t]+(?:just[ \t]+|been[ \t]+|now[ \t]+)?(?:remanded"
     rb"|recalled|sentenced[ \t]+to|arrested|bailed|convicted|jailed|sectioned|restrained|released[ \t]+on[ \t]+licence"
     rb"|taken[ \t]+into[ \t]+care|found[ \t]+guilty|placed[ \t]+on[ \t]+(?:acct|an[ \t]+acct|constant[ \t]+watch)"
     rb"|(?:currently[ \t]+|still[ \t]+)?(?:suspended[ \t]+(?:on|pending|from)|signed[ \t]+off|off[ \t]+sick))"
-    rb"|(?i:breached[ \t]+(?:his|her|their)[ \t]+(?:curfew|licence|license|bail|order|tag|conditions)|absconded"
+    rb"|(?:breached[ \t]+(?:his|her|their)[ \t]+(?:curfew|licence|license|bail|order|tag|conditions)|absconded"
     rb"|reoffended|re-offended|self-harmed|self[ \t]+harmed|relapsed|overdosed|failed[ \t]+to[ \t]+(?:surrender|return)"
     rb"|missed[ \t]+(?:his|her|their)[ \t]+(?:drug[ \t]+test|curfew|probation|supervision|unpaid[ \t]+work|upw|mdt)"
     rb"|tested[ \t]+positive[ \t]+for[ \t]+(?:cocaine|heroin|spice|cannabis|opiates|drugs|amphetamines?|benzos|crack)"
