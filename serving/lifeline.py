@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -252,7 +253,7 @@ def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | 
     if not path.exists():
         return True
     helper = subprocess.Popen(
-        [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], True)", str(path)],
+        [sys.executable, "-m", "serving.lifeline", "--remove", str(path), str(timeout_s)],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -261,6 +262,24 @@ def remove_folder(path: str | Path, timeout_s: float = 3.0, helpers: set[int] | 
     with contextlib.suppress(subprocess.TimeoutExpired):
         helper.wait(timeout=timeout_s)
     return not path.exists()
+
+
+def remove_tree(path: str | Path, timeout_s: float, between: Callable[[], object] | None = None) -> bool:
+    """Remove ``path`` and all in it, again until it is gone or ``timeout_s`` passes, calling ``between`` before
+    each new pass. One pass is not enough: a process still dying when it listed a folder (HAProxy and Serve's proxy
+    keep per-node files in the private folder) can add an entry after the listing, and the folder then survives
+    with its parents. Returns whether ``path`` is gone."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        if between is not None:
+            between()
+        time.sleep(0.05)
 
 
 def _record_processes(record: ServerRecord) -> list[psutil.Process]:
@@ -396,9 +415,9 @@ class SweepHelper:
 
 def _sweep_main() -> int:
     """The ``SweepHelper`` process: waits for one request on stdin, prints {"killed": [...], "removed": bool} as one
-    JSON line; exits at once at the end of its stdin."""
-    import shutil
-
+    JSON line; exits at once at the end of its stdin. With ``--remove PATH SECONDS``, ``remove_folder``'s helper."""
+    if sys.argv[1:2] == ["--remove"]:
+        return 0 if remove_tree(sys.argv[2], timeout_s=float(sys.argv[3])) else 1
     spec_json = sys.stdin.readline()
     if not spec_json.strip():
         return 0
@@ -410,11 +429,16 @@ def _sweep_main() -> int:
         found = {p.pid: p for p in [*tagged(spec["server_id"], spec["private"], exclude), *recorded(members)]}
         return [p for pid, p in found.items() if pid not in exclude and _status(p) != psutil.STATUS_ZOMBIE]
 
-    killed = kill_all(left, timeout_s=float(spec["timeout_s"]))
+    timeout_s = float(spec["timeout_s"])
+    deadline = time.monotonic() + timeout_s
+    killed = kill_all(left, timeout_s=timeout_s)
     removed = True
-    if spec["remove"]:
-        shutil.rmtree(spec["private"], ignore_errors=True)
-        removed = not Path(spec["private"]).exists()
+    if spec["remove"]:  # the folder has what is left of the bound, and 0.4 s at least (within the reply's margin)
+        removed = remove_tree(
+            spec["private"],
+            timeout_s=max(0.4, deadline - time.monotonic()),
+            between=lambda: killed.extend(k for k in kill_all(left, timeout_s=0.2) if k not in killed),
+        )
     try:
         print(json.dumps({"killed": killed, "removed": removed}), flush=True)
     except BrokenPipeError:  # the supervisor stopped waiting for the answer and has gone: nothing to report to

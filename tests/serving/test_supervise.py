@@ -6,6 +6,7 @@ The same behaviour on the real application (Ray, HAProxy, vLLM) is tested in tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -301,6 +302,36 @@ def test_the_sweep_helper_kills_what_a_server_left_and_removes_its_folder(tmp_pa
     idle = lifeline.SweepHelper()
     idle.close()
     assert psutil.Process(idle.pid).wait(timeout=5) == 0
+
+
+def test_the_folder_is_removed_though_a_dying_process_still_adds_to_it(tmp_path: Path) -> None:
+    """A process that adds an entry after the first pass listed a folder (as HAProxy's reload does in the private
+    folder's per-node folder) leaves it behind one pass; passes go on, the writer is stopped between them, and the
+    folder goes. ``remove_folder`` (another process) removes what a pass can."""
+    private = tmp_path / "private"
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # (not once the private folder has gone)
+                (private / "node").mkdir(exist_ok=True)
+                (private / "node" / f"admin.sock.{n}.tmp").touch()
+            n += 1
+
+    def kill_the_writer() -> None:
+        stop.set()
+        thread.join()
+
+    (private / "node").mkdir(parents=True)
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    assert lifeline.remove_tree(private, timeout_s=10, between=kill_the_writer)
+    kill_the_writer()
+    assert not private.exists()
+    (private / "node" / "deep").mkdir(parents=True)
+    (private / "node" / "deep" / "server-state").write_text("x")
+    assert lifeline.remove_folder(private, timeout_s=10) and not private.exists()
 
 
 def test_the_record_keeps_members_that_left_the_tree_while_they_run(tmp_path: Path) -> None:
