@@ -225,7 +225,7 @@ _PRISON_NUMBER_EXAMPLE = b"A1234BC"  # the format's usual example in guides and 
 # SW1A 1AA", "regex ... e.g. EC1A 1BB"): the formats' usual examples then count for nothing.
 # (A word of prose: not "intranet.example/search?q=...".)
 _EXAMPLE_CUE = Regex(
-    rb"(?i:(?:^|[ \t(,;:\"'])(?:example|e\.g\.?|eg|such[ \t]+as|like|for[ \t]+instance|formats?|pattern|regex"
+    rb"(?i:(?:^|[ \t(,;:\"'])(?:examples?|e\.g\.?|eg|such[ \t]+as|like|for[ \t]+instance|formats?|pattern|regex"
     rb"|placeholder)\b[^\n]{0,48}$)",
     re2_options(1 << 20),
 )
@@ -257,6 +257,8 @@ def _crn(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         return None
     if _OTHER_NUMBER_LABEL.ends_at(text, m.start(), 32):
         return None  # "release D482913", "build X102938": a version's or a ticket's number
+    if _an_example(text, m.start()):
+        return None  # "a CRN (e.g. X123456)", a fixture's synthetic record
     return "probation_crn" if near(text, m.start(), m.end(), _CRN_CONTEXT) else None
 
 
@@ -275,6 +277,8 @@ def _passport_letters(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
 
 
 def _passport_digits(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if _an_example(text, m.start()):
+        return None  # "the field accepts 9 digits (e.g. 123456789)"
     return "uk_passport" if near(text, m.start(), m.end(), _PASSPORT_CONTEXT) else None
 
 
@@ -333,10 +337,18 @@ _NOT_BANK_LABEL = Regex(
 )
 
 
+# The Government Banking Service's sort codes (Citi's 08-32, NatWest's 60-70-80): public bodies' accounts, as HMRC's
+# and the courts' "how to pay" pages give them; no private person banks there.
+_GOVERNMENT_SORT_CODES = (b"0832", b"607080")
+
+
 def _sort_code_account(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    if not _digits(m.group()).strip(b"0"):
+    digits = _digits(m.group())
+    if not digits.strip(b"0"):
         return None  # 00-00-00 / 00000000: a layout's or a form's example
     start, end = m.span()
+    if digits.startswith(_GOVERNMENT_SORT_CODES):
+        return None
     if _business_account(text, start):
         return None
     if m.group(b"labelled") is None and _NOT_BANK_LABEL.found(text, max(0, start - 24), end):
@@ -364,7 +376,7 @@ _IBAN_EXAMPLES_ABROAD = frozenset((b"DE89370400440532013000", b"FR14200410100505
 # A company's account: an invoice's or a supplier's details before it (also Polish "rachunek firmowy", "Sp. z o.o.").
 _BUSINESS_ACCOUNT = Regex(
     rb"(?i:\b(?:invoice|faktura|vat|nip|company|supplier|vendor|firmowy|sp\.[ \t]*z[ \t]*o\.[ \t]*o|gmbh|ltd|limited"
-    rb"|s\.a\.|srl|llc|plc|remittances?|government[ \t]+banking"
+    rb"|s\.a\.|srl|llc|plc|remittances?|government[ \t]+banking|gbs|receipts[ \t]+(?:acc|account)"
     # a public body's own account, as its "how to pay" page gives it: "Account name: HMCTS Fines Receipts"
     rb"|account[ \t]+name[ \t]*:[ \t]*(?:hmcts|hmrc|hmpps|hm[ \t]+courts|ministry|department|council|the[ \t]+)))",
     re2_options(1 << 20),
@@ -403,7 +415,14 @@ def _card_brand_ok(d: bytes) -> bool:
     return two in (50, 56, 57, 58) and n >= 13  # Maestro
 
 
-def _payment_card(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+# The start of an IBAN (country, check digits, bank code) just before a card-shaped run: the run is the IBAN's
+# sort code and account ("GB08 NWBK 6073 1026 7625 98"), not a card.
+_IBAN_BEFORE = Regex(rb"\b[A-Z]{2}\d{2}[ \t]?(?:[A-Z0-9]{4}[ \t]?){1,2}$", re2_options(1 << 20))
+
+
+def _payment_card(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    if _IBAN_BEFORE.ends_at(text, m.start(), 16):
+        return None
     # A card number followed by more digits in the same run ("4539 1488 0343 6467 123": a CVV, an amount) is
     # a candidate that fails as a whole; its groups are tried again without the trailing ones.
     groups = m.group().replace(b"-", b" ").replace(b".", b" ").split()
@@ -440,7 +459,8 @@ _FUNCTION_WORDS = frozenset(
     b"services strategy support team training unit victims wales england london ycs youth listing court courts "
     b"alerts newsletter bulletin referral referrals regional region northwest northeast southwest southeast "
     b"midlands yorkshire humber cymru scotland all staff everyone internal external national crowncourt "
-    b"countycourt magistrates tribunal tribunals dpo ops".split()
+    b"countycourt magistrates tribunal tribunals dpo ops transport travel fleet facilities witness witnesses "
+    b"cps hmcts hmpps moj laa opg cica noms".split()
 )
 _LOCAL_SEPARATORS = bytes.maketrans(b"._-+", b"    ")
 
@@ -620,8 +640,13 @@ _MOBILE_RANGES = frozenset({b"71", b"72", b"73", b"74", b"75", b"77", b"78", b"7
 _SWITCHBOARD = Regex(
     rb"(?i:\b(?:switchboard|main[ \t]+(?:line|number)|enquir(?:y|ies)|helpline|help[ \t]+line|reception|front[ \t]+desk"
     rb"|call[ \t]+cent(?:re|er)|contact[ \t]+cent(?:re|er)|infolinia|ff[o\xc3\xb4]+n"
+    # a service's other lines and desks: "out of hours line", "Advice line:", "Textphone:", "our service desk ("
+    rb"|out[ \t\-]+of[ \t\-]+hours|advice[ \t]+line|textphone|minicom|fax|service[ \t]+desk|duty[ \t]+desk"
+    # a list of a body's lines by what they are for ("Appointments / Apwyntiadau: 0161 ..."), an extension
+    rb"|ext(?:ension)?\.?[ \t]*\d{2,6}"
     # an event's or a service's booking line: "Book a place on 0114 ...", "To rearrange call 0300 ..."
-    rb"|book[ \t]+(?:a|your)[ \t]+(?:place|space|seat|appointment)[ \t]+on|to[ \t]+(?:rearrange|book|cancel))\b)",
+    rb"|book[ \t]+(?:a|your)[ \t]+(?:place|space|seat|appointment)[ \t]+on|to[ \t]+(?:rearrange|book|cancel))\b"
+    rb"|\bappointments(?:[ \t]*/[ \t]*[a-z]+)?[ \t]*:)",
     re2_options(1 << 20),
 )
 _SWITCHBOARD_LOOK = 48
@@ -712,7 +737,7 @@ _ORGANISATION = Regex(
     # a vCard's or a form's work address; an organisation's record in JSON ("resourceType": "Organization", a prison
     # register's "prisonName", an establishment's "agencyType")
     rb"|type=work|work[ \t]+address|business[ \t]+address|registered[ \t]+office|bureau|organi[sz]ation"
-    rb"|prison[ \t_]?(?:name|id)|agency[ \t_]?(?:type|id)|establishment|switchboard"
+    rb"|prison[ \t_]?(?:name|id)|agency[ \t_]?(?:type|id)|establishment|switchboard|enquiries"
     rb"|nhs[ \t]+(?:foundation[ \t]+)?trust"
     # Welsh: hospital, health board
     rb"|ysbyty|bwrdd[ \t]+iechyd"
@@ -780,6 +805,8 @@ def _postcode(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if code in _PUBLIC_BUILDING_POSTCODES:
         start = m.start()
         return "uk_postcode" if _HOME.found(text, max(0, start - _ADDRESS_LOOK), start + 48) else None
+    if _invented(text, m.start(), m.start()):
+        return None  # a fixture's or a training exercise's made-up address
     return None if _organisation_address(text, m.start()) else "uk_postcode"
 
 
@@ -843,6 +870,9 @@ _JUSTICE_WINDOW = 200
 # A person named with a cue that says who they are (a relative's "your son, Jordan", an age, "a lad called Lorcan")
 # is the case's person further away: a letter names them in its first lines and tells the case a paragraph later.
 _CUE_WINDOW = 600
+# A form's, a record's or a letter's field that says whom it is about ("Name of child:", "Re:") heads it: its
+# case may be told anywhere below, as far as a long assessment runs.
+_RECORD_WINDOW = 2400
 
 
 # An event dated before 1970 ("in 1605", "on 13 July 1955", "in March 1969"): history, whose people are public
@@ -918,14 +948,36 @@ _FICTION = Regex(
     rb"|\b(?:synthetic|dummy|fake|fictional|fictitious)[ \t]+(?:test[ \t]+)?(?:data|fixtures?|users?|records?|person"
     rb"|people|scenario|values|examples?|patients?|identifiers|details)\b"
     rb"|\btest[ \t]+(?:fixtures?|users?)\b|\bnot[ \t]+(?:an?[ \t]+)?real[ \t]+(?:person|people|individuals?)\b"
-    rb"|\bgenerated[ \t]+by[ \t]+faker\b)",
+    rb"|\bgenerated[ \t]+by[ \t]+faker\b"
+    # a disclaimer: "ALL NAMES, EVENTS AND PLACES ARE FICTITIOUS", "all characters in this scenario are invented"
+    rb"|\ball[ \t]+(?:names|characters|people|persons|individuals|events)\b[^\n\]]{0,60}?\b(?:are|is)[ \t\n]+"
+    rb"(?:entirely[ \t\n]+|wholly[ \t\n]+)?(?:fictitious|fictional|invented|made[ \t\-]up|imaginary))",
     re2_options(1 << 20),
 )
 _FICTION_LOOK = 240
 
 
+_HEADING_LOOK = 160
+_DISCLAIMER_LOOK = 2048
+_ALL_INVENTED = Regex(
+    rb"(?i:\ball[ \t]+(?:names|characters|people|persons|individuals|events)\b[^\n\]]{0,60}?\b(?:are|is)[ \t\n]+"
+    rb"(?:entirely[ \t\n]+|wholly[ \t\n]+)?(?:fictitious|fictional|invented|made[ \t\-]up|imaginary))",
+    re2_options(1 << 20),
+)
+
+
 def _invented(text: bytes, start: int, end: int) -> bool:
-    return _FICTION.found(text, max(0, start - _FICTION_LOOK), min(len(text), end + _FICTION_LOOK))
+    """The words around say the people are invented, or the text's heading does ("INVESTIGATION REPORT - TRAINING
+    PACK (FICTIONAL CASE)")."""
+    if _FICTION.found(text, max(0, start - _FICTION_LOOK), min(len(text), end + _FICTION_LOOK)):
+        return True
+    heading = text.find(b"\n", 0, _HEADING_LOOK)
+    if heading > 0 and start > heading and _FICTION.found(text, 0, heading):
+        return True
+    # a disclaimer for the whole text, near its start or its end
+    return _ALL_INVENTED.found(text, 0, min(len(text), _DISCLAIMER_LOOK)) or _ALL_INVENTED.found(
+        text, max(0, len(text) - _DISCLAIMER_LOOK), len(text)
+    )
 
 
 def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
@@ -945,6 +997,8 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
         invented = _invented(text, start, end)
     elif names.find_person_by_cue(text, cue_lo, cue_hi):
         invented = _invented(text, cue_lo, cue_hi)
+    elif names.find_record_subject(text, max(0, start - _RECORD_WINDOW), start):
+        invented = _invented(text, max(0, start - _RECORD_WINDOW), end)
     else:
         return None
     if not invented and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
@@ -1091,6 +1145,20 @@ _JUSTICE_WORDS = (
     rb"|(?:in|into|entered)[ \t]+foster[ \t]+care|(?:his|her|their)[ \t]+foster[ \t]+(?:carers?|placement|parents?)"
     rb"|lado\b|suicid(?:e|al)[ \t]+(?:attempt|ideation|thoughts|risk|watch)|attempted[ \t]+suicide|overdosed"
     rb"|took[ \t]+an[ \t]+overdose|self[ \t\-_]+harm(?:ed|ing)"
+    # what health, social care and schools write of someone at risk: thoughts of ending a life, a diagnosis of
+    # serious mental illness, harm at home seen by a school or a health visitor, a knife brought in, a suspension
+    rb"|suicidal|end(?:ing|ed)?[ \t]+(?:his|her|their|my|both[ \t]+their)[ \t]+(?:own[ \t]+)?li(?:fe|ves)"
+    rb"|(?:kill|killing|hurt|hurting|harm|harming|hang|hanging)[ \t]+(?:himself|herself|myself)"
+    rb"|ptsd|schizophreni[ac]|bipolar|psychosis|psychotic|personality[ \t]+disorder|eating[ \t]+disorder"
+    rb"|anorexi[ac]|bulimi[ac]|postnatal[ \t]+depression|pnd\b|epds[ \t]+(?:score|of)"
+    rb"|(?:dad|mum|father|mother|step-?dad|stepfather|partner|boyfriend|husband|uncle)[ \t]+(?:hits|hit|beats|beat"
+    rb"|slaps|slapped|punches|punched|kicks|kicked|hurts|burns|burnt|chokes|choked)[ \t]+(?:her|him|them|me)\b"
+    rb"|marks[ \t]+(?:seen|noted|observed)[ \t]+on|bruis(?:e|es|ed|ing)[ \t]+(?:on|to)[ \t]+(?:her|his|their)"
+    rb"|(?:brought|carried|carrying|concealed)[ \t]+an?[ \t]+(?:kitchen[ \t]+)?(?:knife|blade|bladed[ \t]+article"
+    rb"|weapon|machete)|for[ \t]+\d{1,2}[ \t]+school[ \t]+days?|suspension[ \t]+from[ \t]+school"
+    rb"|\bda[ \t]+(?:history|victim|perpetrator|risk|disclosure|incident|referral)"
+    rb"|do[ \t]+not[ \t]+disclose[ \t]+(?:(?:her|his|their|the)[ \t]+)?(?:new[ \t]+)?address"
+    rb"|lone[ \t]+(?:visits?|working)[ \t]+not[ \t]+(?:permitted|allowed)"
     # Welsh, with the mutated forms (carchar, garchar, ngharchar, charchar); the folded view reads mechnïaeth as
     # mechniaeth
     rb"|n?g?h?c?h?archar|[cg]archarorion|n?g?h?c?h?archaror|ngharcharor|carcharu|garcharu|llys[ \t]+y[ \t]+goron"
@@ -1128,10 +1196,16 @@ _JUSTICE_WORDS = (
     # a witness statement's own words, and a call to the police
     rb"|make[ \t]+this[ \t]+statement|this[ \t]+statement[ \t]+(?:is[ \t]+true|consisting)"
     rb"|(?:rang|called|dialled|phoned)[ \t]+(?:the[ \t]+)?(?:999|police)|(?:my|her|his)[ \t]+ex[ \t\-]?partner"
+    rb"|crime[ \t]+report|stab[ \t]+(?:him|her|them|me|you)\b|threatened[ \t]+(?:my|his|her|their|our)[ \t]+(?:son"
+    rb"|daughter|child|kids|children|family|partner|wife|husband|mum|dad|sister|brother)"
+    # a prison's own word in a prisoner's letter: "my pad mate"
+    rb"|pad[ \t\-]?mate"
     # Welsh safeguarding and drugs; Polish and Romanian words of a case (as the folded view spells them: "ofiara",
     # "detinut")
     rb"|tim[ \t]+diogelu|swyddog[ \t]+diogelu|cyffuriau"
     rb"|wiezien|areszcie|ofiar[ay]|pobici[ae]|przemoc[ya]?|prokuratur[ay]"
+    # Polish: beat (me), detained, bail ("pobil mnie", "policja zatrzymala go", "wyszedl za kaucja")
+    rb"|pobil[ao]?|zatrzymal[ao]?|zatrzyman[ya]|kaucj[aei]"
     rb"|detinut(?:ul|a)?|agresat[a]?|inchisoare|arestat[a]?|condamnat[a]?|victima"
     # Urdu and Polish as staff transliterate or paste them: sentence, imprisonment, crime, arrested, prison
     rb"|saza|qaid|jurm|giraftar|mujrim|wyrok|wiezieni[ae]|skazan[ya]|aresztowan[ya]|zarzut(?:y|em)?"

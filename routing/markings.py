@@ -158,8 +158,10 @@ _DEIXIS = (
 _DOCUMENT = (
     rb"[ \t]+(?:[A-Za-z]+[ \t]+)?(?i:document|report|briefing|brief|note|notes|email|e-mail|annex|annexe|appendix"
     rb"|paper|papers|material|information|submission|minute|minutes|letter|file|files|attachment|record|records"
-    rb"|case|assessment|summary|memo|draft|spreadsheet|data)s?\b"
+    rb"|case|assessment|summary|memo|draft|spreadsheet|data|discussion|meeting|call|conversation|session|chat"
+    rb"|thread)s?\b"
 )
+_THIS_IS_A = rb"(?i:\b(?:this|it|that)(?:[ \t]+is|'s)[ \t]+an?)[ \t]+"
 
 
 def _rows(
@@ -266,6 +268,8 @@ def _rows(
         # a file name that carries the marking: Incident_Review_OFFICIAL-SENSITIVE_v4.docx, Plan_SECRET.pdf
         rb"_" + upper + (rb"\.(?i:docx?|pdf|xlsx?|pptx?|odt|msg|eml|txt)\b" if single_word else rb"[_.]"),
         _DEIXIS + rb"(?:" + upper + rb"|" + (title or any_case) + rb")" + _DOCUMENT,
+        # "can I remind everyone this is an OFFICIAL-SENSITIVE discussion" (upper case: "a Secret Garden session")
+        _THIS_IS_A + upper + _DOCUMENT,
         # a footer, also as the end of a quoted CSV field or JSON string ("... end of note. SECRET",4411)
         rb"[.!?][ \t]+" + word + rb"[ \t.]*(?:[\"'][ \t]*[,;}\]][^\n]*)?$",
     ]
@@ -508,7 +512,8 @@ _OS_ABBREVIATION = (
     # "the brief below is OS", "the attached note is OS"
     rb"|\b(?:brief|briefing|note|notes|email|e-mail|doc|document|paper|info|attachment|thread|chat|content|table"
     rb"|below|above|attached)[ \t]+(?:below[ \t]+|above[ \t]+|attached[ \t]+)?(?:is|'s)[ \t]+)"
-    rb"OS\b(?:[ \t]*[.,;!]|[ \t]+-[ \t]|[ \t]+(?:so|and|pls|please|do|dont|don't"
+    rb"OS\b(?:[ \t]*[\-:]?[ \t]*(?i:commercial|personal|locsen)\b)?"  # "its OS commercial so dont fwd"
+    rb"(?:[ \t]*[.,;!]|[ \t]+-[ \t]|[ \t]+(?:so|and|pls|please|do|dont|don't"
     rb"|not|btw|fyi)\b|[ \t]*$)"
 )
 # A mail's subject that opens with it: "Subject: OS: Estates backlog", "Subject: RE: OS - tender scores" (not an

@@ -139,6 +139,8 @@ _NOT_SURNAMES_TEXT = """
     hill hills street street. close drive way place gardens grove terrace crescent row walk
     room rooms suite floor wing block building campus hub desk line panel meeting session workshop training
     course form forms policy guidance plan plans list register template
+    wharf quay quays dock docks basin marina embankment parade precinct arcade plaza piazza boulevard mall
+    circus mews yard estate works approach democrats democrat conservatives labour party
 """
 NOT_SURNAMES = frozenset(_NOT_SURNAMES_TEXT.split())
 
@@ -157,7 +159,7 @@ _NOT_NAME_WORDS_TEXT = """
     constable detective officer judge magistrate recorder clerk governor director manager head lead senior
     junior deputy assistant acting interim principal statement statements personal contact scheme liaison
     impact lord lady sir dame chancellor speaker mayor attorney coroner ombudsman registrar president sheriff
-    off osg usher sgt insp supt cllr congratulations congrats welcome cheers happy
+    off osg usher sgt insp supt cllr councillor congratulations congrats welcome cheers happy
 """
 NOT_NAME_WORDS = NOT_SURNAMES | frozenset(_NOT_NAME_WORDS_TEXT.split())
 
@@ -260,7 +262,10 @@ _MEETING_LIST = Regex(
     rb"|from|cc|reporter|assignee|assigned[ \t]+to|raised[ \t]+by|requested[ \t]+by|submitted[ \t]+by|owner|author"
     rb"|speakers?|panel(?:lists?)?|presenters?|on[ \t]+duty|on[ \t]+call|duty[ \t]+(?:officer|manager|governor)"
     # an award's
-    rb"|winners?|nominees?|runners?[ \t\-]up|highly[ \t]+commended)"
+    rb"|winners?|nominees?|runners?[ \t\-]up|highly[ \t]+commended"
+    # an event's and a record's people: "Host: ...", "HR: ...", "Trade union observer: ...", "Recorded by: ..."
+    rb"|hosts?|hosted[ \t]+by|hr|observers?|(?:trade[ \t]+)?union[ \t]+(?:rep|representative|observer)"
+    rb"|recorded[ \t]+by|logged[ \t]+by|completed[ \t]+by)"
     rb"[ \t]*:)",
     re2_options(1 << 20),
 )
@@ -298,7 +303,10 @@ _JOB_LABEL = Regex(
 _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
     + JOB_WORDS
-    + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip|pso|osg|rmn|rgn|hca|idva|isva|amhp|cpn))\)",
+    + rb"|(?i:in-reach|team|unit|pdu|omu|yot|vlo|spo|po|pqip|pso|osg|rmn|rgn|hca|idva|isva|amhp|cpn"
+    # a school's and a council's roles: safeguarding lead, SEN co-ordinator, educational psychologist, OT, health
+    # visitor, social worker, reviewing officer
+    rb"|dsl|ddsl|senco|ep|ot|hv|sw|iro|dho|slt))\)",
     re2_options(1 << 20),
 )
 # What a workplace says of a colleague after the name: where they work ("Keeley Hatherall from the safeguarding
@@ -561,6 +569,23 @@ def _named_earlier_as_public(buf: bytes, start: int, surname: bytes) -> bool:
     return given > 0 and buf[given : given + 1].isupper() and _public_figure(buf, given, prior + 1 + len(surname))
 
 
+_EARLIER_LOOK = 3000
+
+
+def _named_earlier_as_staff(buf: bytes, start: int, end: int) -> bool:
+    """A full name the text gave before as a colleague's ("Host: Joanne Whitlock, Fostering Recruitment Manager",
+    then "Joanne Whitlock explained the assessment process")."""
+    name, lo = buf[start:end], max(0, start - _EARLIER_LOOK)
+    prior = buf.rfind(name, lo, start)
+    for _ in range(4):
+        if prior < 0:
+            return False
+        if _staff(buf, prior, prior + len(name)):
+            return True
+        prior = buf.rfind(name, lo, prior)
+    return False
+
+
 def find_person(buf: bytes, lo: int, hi: int) -> bool:
     """True when ``buf[lo:hi]`` names a person by the rules in the module docstring."""
     firsts, sur = first_names(), surnames()
@@ -578,6 +603,7 @@ def find_person(buf: bytes, lo: int, hi: int) -> bool:
             or _public_figure(buf, start, end)
             or _staff(buf, start, end)
             or _institution(buf, start, end)
+            or (m.group(_FIRST) is not None and _named_earlier_as_staff(buf, start, end))
         ):
             cleared = end
             cleared_surnames.add(m.group().split()[-1])
@@ -658,17 +684,40 @@ def _given_name_in(regex: Regex, buf: bytes, lo: int, hi: int, firsts: frozenset
 def _named_by_description(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> bool:
     if _given_name_in(_DESCRIBED_AND_NAMED, buf, lo, hi, firsts) or _given_name_in(_KIN_AND_NAMED, buf, lo, hi, firsts):
         return True
-    for m in _RECORD_NAME.finditer(buf, lo, hi):  # a form's or a record's own name field: whom the record is about
-        first, last = name_word(m.group(b"first") or b""), name_word(m.group(b"last") or b"")
+    return find_record_subject(buf, lo, hi)
+
+
+def find_record_subject(buf: bytes, lo: int, hi: int) -> bool:
+    """True when ``buf[lo:hi]`` has the field that says whom a form, a record or a letter is about, with a name in
+    it: "Name: Bilal Patel", "Name of child: Luca GRANT", "Person: LIU, Jiahao", "Re: Yusuf Al-Haddad", "Dear
+    Parent/Carer of Kwame Mensah". The whole document is about that person, so its case may be told far below."""
+    firsts, sur = first_names(), surnames()
+    for m in _RECORD_NAME.finditer(buf, lo, hi):
+        first = name_word(m.group(b"first") or m.group(b"first2") or b"")
+        last = name_word(m.group(b"last") or m.group(b"last2") or b"")
+        listed = _is_first_name(first, firsts) or (  # a given name the lists lack, before a listed surname
+            m.group(b"letter") is None
+            and last in sur
+            and last not in _WORD_SURNAMES
+            and first not in common_words()
+            and first not in NOT_NAME_WORDS
+        )
         if (
-            _is_first_name(first, firsts)
+            listed
             and last not in NOT_SURNAMES
             and last not in NOT_NAME_WORDS
             and not _placeholder(last)
-            and not _staff(buf, m.span(m[2][b"first"])[0], m.end())  # (m[2]: the pattern's group names)
+            and not _placeholder(first)
+            and not _staff(buf, _name_start(m), m.end())
         ):
             return True
     return False
+
+
+def _name_start(m: Candidate) -> int:
+    """Where the name of a ``_RECORD_NAME`` match starts (after its label)."""
+    first = m.span(m[2][b"first"])[0]
+    return first if first >= 0 else m.span(m[2][b"last2"])[0]
 
 
 # Chinese, Hong Kong and Vietnamese names, family name first as their records and the Home Office's write them ("CHEN,
@@ -809,7 +858,9 @@ def _named_in_capitals(buf: bytes, lo: int, hi: int, firsts: frozenset[str]) -> 
 _AGE = (
     # (also Welsh "oed", Polish "lat", Romanian "de ani")
     rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo|oed|lat|(?:de[ \t]+)?ani)?[ \t]*\)"
-    rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-))"
+    rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-)"
+    # a ward's handover: an initial, then age and sex ("Bay 4 - Carys B, 36F", "Jiahao L, 45M")
+    rb"|(?:[ \t]+[A-Z]\.?)?,?[ \t]*\d{1,3}[ \t]?[MF]\b)"
 )
 # ... or with where a prison holds them: "Kyle on B2", "Abdirahman, F wing", "(Nikos, D wing)", "Dave in C2-31".
 _LOCATION = (
@@ -847,11 +898,23 @@ _KIN_AND_NAMED = Regex(
 _QUOTED_NAME_FIELDS = Regex(
     rb"['\"](?P<first>[A-Z][a-z]+)['\"][ \t]*,[ \t]*['\"](?P<last>[A-Z][A-Za-z'\-]+)['\"]", re2_options(1 << 20)
 )
-# The name field that opens a form or a record about someone: "Name: Bilal Patel   Wing: A3", "Client: Jo Reid".
+# The name field that opens a form or a record about someone: "Name: Bilal Patel   Wing: A3", "Client: Jo Reid",
+# "Name of child: Luca GRANT", "Person: LIU, Jiahao", a record's key in code ("pupil": "Fartun Jama"); a letter's
+# subject line ("Re: Yusuf Al-Haddad") and its addressee's child ("Dear Parent/Carer of Kwame Mensah").
+_RECORD_ROLES = (
+    rb"client|patient|prisoner|resident|student|pupil|young[ \t]+person|service[ \t]+user|offender|victim"
+    rb"|complainant|employee|child|tenant|person|applicant|claimant|subject|detainee|deceased|adult|customer"
+)
 _RECORD_NAME = Regex(
-    rb"(?m:^)[ \t]*(?i:name|full[ \t]+name|client|patient|prisoner|resident|student|pupil|young[ \t]+person"
-    rb"|service[ \t]+user|offender|victim|complainant|employee)[ \t]*:[ \t]*(?P<first>[A-Z][a-z]+)[ \t]+"
-    rb"(?P<last>[A-Z][A-Za-z'\-]+)\b",
+    rb"(?:(?m:^)[ \t]*[\"']?(?i:name|full[ \t]+name|(?:full[ \t]+)?name[ \t]+of[ \t]+(?:the[ \t]+)?(?:"
+    + _RECORD_ROLES
+    + rb")|"
+    + _RECORD_ROLES
+    + rb")[\"']?[ \t]*[:=][ \t]*[\"']?|(?P<letter>(?m:^)[ \t]*(?i:re)[ \t]*:[ \t]*"
+    rb"|(?i:\bparents?(?:[ \t]*(?:/|and|or)[ \t]*carers?)?[ \t]+of)[ \t]+))"
+    rb"(?:(?P<first>[A-Z][a-z]+)[ \t]+(?P<last>[A-Z][A-Za-z'\-]+)"
+    rb"|(?P<last2>[A-Z][A-Z'\-]+),[ \t]*(?P<first2>[A-Z][a-z]+))"
+    rb"\b",
     re2_options(1 << 20),
 )
 # ... or with an age said in a sentence: "Mei is a 16-year-old girl who lives with her mother".

@@ -420,6 +420,16 @@ _QP_CUE = rb"=[0-9A-F]{2}=[0-9A-F]{2}|[^ \t=\n]=\n|=3D|=20(?m:$)"
 # An RFC 2047 encoded word, as mail headers carry a subject with non-ASCII characters in it ("Subject:
 # =?utf-8?Q?OFFICIAL=E2=80=91SENSITIVE?=", "=?UTF-8?B?...?=").
 _ENCODED_WORD_PATTERN = rb"=\?[A-Za-z0-9_*\-]{1,40}\?[QqBb]\?[^?\s]{1,998}\?="
+# A classification written as a name and a value on two lines, as pretty-printed JSON and YAML write a label
+# ({"name": "sensitivity",\n "value": "Official Sensitive"}, "- name: sensitivity\n  value: OFFICIAL-SENSITIVE"):
+# the decoded view puts the pair on one line ("sensitivity: Official Sensitive"), where the marking rows read it
+# (they match within one line). Only for the names a classification goes by.
+_NAME_VALUE_PAIR_PATTERN = (
+    rb"[\"']?(?i:name|key|label|field|property)[\"']?[ \t]*:[ \t]*[\"']?"
+    rb"(?P<name>(?i:(?:security[ \t_\-]?|data[ \t_\-]?)?"
+    rb"(?:classification|sensitivity|marking)(?:[ \t_\-]?(?:label|level))?|protective[ \t_\-]?marking|gsc|gpms))"
+    rb"[\"']?[ \t]*,?[ \t]*\n[ \t]*[\"']?(?i:value|val)[\"']?[ \t]*:"
+)
 DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
@@ -432,6 +442,8 @@ DECODE_MARKER = (
     + rb"|"
     + _ENCODED_WORD_PATTERN
     + rb"|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]|"
+    + _NAME_VALUE_PAIR_PATTERN
+    + rb"|"
     + _OCR_DIGITS_PATTERN
 )
 # A file, an image or a sound in base64 (a .docx, a PDF, a scan pasted as text or carried in JSON, a data: URL in
@@ -516,6 +528,7 @@ _ENCODED_WORD = _regex(_ENCODED_WORD_PATTERN)
 _OCR_DIGITS = _regex(_OCR_DIGITS_PATTERN)
 _QP_SPREAD_BREAK = _regex(rb"=[ \t]*\n(?:[ \t]*\n)+")  # a soft break, then the empty lines markup left
 _JSON_START = _regex(rb'[\[{][ \t\n]*["{\[]')
+_NAME_VALUE_PAIR = _regex(_NAME_VALUE_PAIR_PATTERN)
 
 # The patterns by which ``_decode_into`` decides which decoders a text needs, in one RE2 set: one pass over the
 # text says which of them occur, instead of a search per pattern (each a whole pass when, as usual, it finds
@@ -532,6 +545,7 @@ _STEPS: tuple[bytes, ...] = (
     _PATTERNS[_OCR_DIGITS],
     _PATTERNS[_ENCODED_WORD],
     _PATTERNS[_QP_BARE],
+    _PATTERNS[_NAME_VALUE_PAIR],
 )
 (
     _PERCENT_STEP,
@@ -545,6 +559,7 @@ _STEPS: tuple[bytes, ...] = (
     _OCR_STEP,
     _ENCODED_WORD_STEP,
     _QP_BARE_STEP,
+    _NAME_VALUE_STEP,
 ) = range(len(_STEPS))
 
 
@@ -755,6 +770,9 @@ def _decode_into(data: bytes, pieces: list[str], check: Callable[[], None], dept
     if _OCR_STEP in steps and _few(_OCR_DIGITS, data, _MAX_OCR_TOKENS):
         data = substitute(_OCR_DIGITS, data, _as_digits)
         steps = _steps(data)
+    if _NAME_VALUE_STEP in steps:
+        data = substitute(_NAME_VALUE_PAIR, data, _name_value_line)
+        steps = _steps(data)
     plain = _unescape(data) if _ESCAPE_STEP in steps and b"\\" in data else data
     if plain != original:  # what decoding left unchanged, the normalised view has scanned already
         pieces.append(plain.decode("utf-8", "replace"))
@@ -857,6 +875,12 @@ def _few(regex: Regex, data: bytes, most: int) -> bool:
 def _as_digits(data: bytes, spans: Spans) -> bytes:
     start, end = spans[0]
     return data[start:end].translate(_OCR_AS_DIGITS)
+
+
+def _name_value_line(data: bytes, spans: Spans) -> bytes:
+    """A name and value pair's name, with the value's line joined to it: "sensitivity: " then the value."""
+    start, end = spans[1]
+    return data[start:end] + b": "
 
 
 def _join_letters(data: bytes, spans: Spans) -> bytes:

@@ -42,7 +42,9 @@ _NAME_QUALIFIERS = frozenset(_NAME_QUALIFIERS_TEXT.split())
 _SURNAME_HEADERS = frozenset(("surname", "surnames", "last_name", "lastname", "family_name"))
 _FORENAME_HEADERS = frozenset(("forename", "forenames", "first_name", "firstname", "given_name", "given_names"))
 # Person columns whose cells are in a case by being in the column: the header itself is the justice context.
-_JUSTICE_ROLES_TEXT = "defendant offender prisoner probationer victim witness inmate detainee suspect accused nominal"
+_JUSTICE_ROLES_TEXT = (
+    "defendant offender prisoner probationer victim witness inmate detainee suspect accused nominal patient"
+)
 JUSTICE_ROLES = frozenset(_JUSTICE_ROLES_TEXT.split())
 # Words of a cell that make it a label, not a name ("Person A", "Child 2", "[REDACTED]").
 _ANONYMOUS_TEXT = """

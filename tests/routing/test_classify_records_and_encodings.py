@@ -352,6 +352,10 @@ def test_a_short_sentence_in_han_is_another_script_but_a_glossed_term_is_not():
         '{"title": "Office move", "gsc": "OS", "body": "Teams move to floor 3."}',
         '{"metadata": {"securityClassification": "OFFICIAL_SENSITIVE", "owner": "Directorate Office"}}',
         '{"labels": [{"name": "sensitivity", "value": "Official Sensitive"}], "body": "FOI draft"}',
+        '{\n  "labels": [\n    {\n      "name": "sensitivity",\n      "value": "Official Sensitive"\n    }\n  ]\n}',
+        '{\n    "Tags": [\n        {\n            "Key": "Classification",\n'
+        '            "Value": "SECRET"\n        }\n    ]\n}',
+        "metadata:\n  labels:\n    - name: sensitivity\n      value: Official Sensitive\n  owner: policy\n",
         "2025-03-04T09:31:09Z WARN dms.audit action=RELABEL doc=EDRM/883102 from=OFFICIAL to=OFFICIAL-SENSITIVE",
         "Contents\n1. Purpose\n\n1                                  OFFICIAL-SENSITIVE\n\fPurpose: lease events.",
         "Sheet: Summary\nA1: OFFICIAL-SENSITIVE\nA3: Site\tB3: Lease end",
@@ -369,8 +373,9 @@ def test_a_short_sentence_in_han_is_another_script_but_a_glossed_term_is_not():
 )
 def test_markings_where_systems_and_staff_put_them(text):
     """Classification fields under other names and shapes (the scheme's initials, an enum's underscore, a name and
-    value pair, a log's key=value), page furniture before a banner, emphasis after one, the old privacy marking,
-    a numbered item or a Welsh sentence said to be marked, and the abbreviation with what to do with the text."""
+    value pair on one line or on two, a log's key=value), page furniture before a banner, emphasis after one, the old
+    privacy marking, a numbered item or a Welsh sentence said to be marked, and the abbreviation with what to do with
+    the text."""
     assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE, text
 
 
@@ -385,6 +390,9 @@ def test_markings_where_systems_and_staff_put_them(text):
         '<xs:enumeration value="OFFICIAL"/>\n<xs:enumeration value="OFFICIAL-SENSITIVE"/>\n'
         '<xs:enumeration value="SECRET"/>',
         "Which OS - Windows or Linux - should the kiosk run?",
+        "labels:\n  - name: sensitivity\n    value: OFFICIAL\n",
+        '{\n  "fields": [\n    {\n      "name": "classification",\n      "values": [\n        "OFFICIAL",\n'
+        '        "OFFICIAL-SENSITIVE",\n        "SECRET"\n      ]\n    }\n  ]\n}',
     ],
 )
 def test_the_same_words_that_mark_nothing(text):

@@ -47,6 +47,7 @@ _STEP_REGEXES = (
     normalize._OCR_DIGITS,
     normalize._ENCODED_WORD,
     normalize._QP_BARE,
+    normalize._NAME_VALUE_PAIR,
 )
 _MARKUP = st.sampled_from(
     [
@@ -73,6 +74,8 @@ _MARKUP = st.sampled_from(
         "l29O",
         "6l",
         "A-\nB",
+        '"name": "sensitivity",',
+        "value:",
         "<",
         "&",
         "%",
