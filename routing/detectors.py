@@ -1267,7 +1267,7 @@ _DATE_AFTER_NAME = rb"[ \t]*(?:,|\()[ \t]*(?i:(?:b\.|born|dob|d\.o\.b\.?)[ \t:]*
 # "NHS9434765919", "ref:AB123456C"), where ``\b`` sees no boundary: a digit identifier needs only no digit on
 # either side, an alphanumeric one no letter or digit. The identifier itself is the group ``v`` (the scanner
 # treats it as the match); the character before and after is part of the match but never a newline.
-_DB = rb"(?:(?m:^)|[^0-9\n])"
+_DB = rb"(?:(?m:^)|[^0-9\n%])"  # not after "%": a URL's "%20" then digits is an escape, not part of a number
 _DE = rb"(?:[^0-9\n]|(?m:$))"
 _AB = rb"(?:(?m:^)|[^A-Za-z0-9\n])"
 _AE = rb"(?:[^A-Za-z0-9\n]|(?m:$))"

@@ -300,6 +300,12 @@ _JOB_LABEL = Regex(
     rb"[ \t*\-]*(?:[A-Za-z]+[ \t]+){0,3}" + JOB_WORDS + rb"(?:[ \t]+in[ \t]+charge)?[ \t]*(?:\([^)\n]{0,40}\))?[ \t]*:",
     re2_options(1 << 20),
 )
+# ... or as a label just before the name, where a form puts several on a line: "Team: Easton 0-19     Lead: Sarah
+# Quinlan", "Ward: 5   Nurse in charge: Rhodri Price".
+_JOB_LABEL_BEFORE = Regex(
+    rb"(?:^|[ \t]{2,}|\t|\|[ \t]*)(?:[A-Za-z]+[ \t]+){0,2}" + JOB_WORDS + rb"(?:[ \t]+in[ \t]+charge)?[ \t]*:[ \t]*$",
+    re2_options(1 << 20),
+)
 _JOB_IN_BRACKETS = Regex(
     rb"[ \t]*\((?:[A-Za-z&/\-]+[ \t]+){0,5}(?:"
     + JOB_WORDS
@@ -449,7 +455,7 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
-    if _MAKER_FIELD_BEFORE.ends_at(buf, start, 32):
+    if _MAKER_FIELD_BEFORE.ends_at(buf, start, 32) or _JOB_LABEL_BEFORE.ends_at(buf, start, 48):
         return True  # who wrote, owns or approved the thing: an HR policy's owner is not the subject of a case
     if (
         _COLLEAGUE_AFTER.starts_at(buf, end, end + 120) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
@@ -695,12 +701,18 @@ def find_record_subject(buf: bytes, lo: int, hi: int) -> bool:
     for m in _RECORD_NAME.finditer(buf, lo, hi):
         first = name_word(m.group(b"first") or m.group(b"first2") or b"")
         last = name_word(m.group(b"last") or m.group(b"last2") or b"")
-        listed = _is_first_name(first, firsts) or (  # a given name the lists lack, before a listed surname
-            m.group(b"letter") is None
-            and last in sur
-            and last not in _WORD_SURNAMES
-            and first not in common_words()
-            and first not in NOT_NAME_WORDS
+        unlisted_ok = first not in common_words() and first not in NOT_NAME_WORDS
+        listed = (
+            _is_first_name(first, firsts)
+            # a given name the lists lack, before a listed surname
+            or (m.group(b"letter") is None and last in sur and last not in _WORD_SURNAMES and unlisted_ok)
+            # any two words after a label that says the record is about a person ("Employee: Tamsin Oduya") or the
+            # name field of one ("Name of child:"), unless they are ordinary words
+            or (
+                (m.group(b"role") is not None or m.group(b"of") is not None)
+                and unlisted_ok
+                and last not in common_words()
+            )
         )
         if (
             listed
@@ -899,20 +911,21 @@ _QUOTED_NAME_FIELDS = Regex(
     rb"['\"](?P<first>[A-Z][a-z]+)['\"][ \t]*,[ \t]*['\"](?P<last>[A-Z][A-Za-z'\-]+)['\"]", re2_options(1 << 20)
 )
 # The name field that opens a form or a record about someone: "Name: Bilal Patel   Wing: A3", "Client: Jo Reid",
-# "Name of child: Luca GRANT", "Person: LIU, Jiahao", a record's key in code ("pupil": "Fartun Jama"); a letter's
-# subject line ("Re: Yusuf Al-Haddad") and its addressee's child ("Dear Parent/Carer of Kwame Mensah").
+# "Name of child: Luca GRANT", "Person: LIU, Jiahao", a record's key in code ("pupil": "Fartun Jama"); a letter's or
+# a mail's subject line ("Re: Yusuf Al-Haddad", "Subject: Megan Hale - home visit") and a letter's addressee's child
+# ("Dear Parent/Carer of Kwame Mensah"): those three with a listed given name only ("Subject: HMP Ranby ...").
 _RECORD_ROLES = (
     rb"client|patient|prisoner|resident|student|pupil|young[ \t]+person|service[ \t]+user|offender|victim"
-    rb"|complainant|employee|child|tenant|person|applicant|claimant|subject|detainee|deceased|adult|customer"
+    rb"|complainant|employee|child|tenant|person|applicant|claimant|detainee|deceased|adult|customer"
 )
 _RECORD_NAME = Regex(
-    rb"(?:(?m:^)[ \t]*[\"']?(?i:name|full[ \t]+name|(?:full[ \t]+)?name[ \t]+of[ \t]+(?:the[ \t]+)?(?:"
+    rb"(?:(?m:^)[ \t]*[\"']?(?i:name|full[ \t]+name|(?:full[ \t]+)?name[ \t]+of[ \t]+(?:the[ \t]+)?(?P<of>"
     + _RECORD_ROLES
-    + rb")|"
+    + rb")|(?P<role>"
     + _RECORD_ROLES
-    + rb")[\"']?[ \t]*[:=][ \t]*[\"']?|(?P<letter>(?m:^)[ \t]*(?i:re)[ \t]*:[ \t]*"
+    + rb"))[\"']?[ \t]*[:=][ \t]*[\"']?|(?P<letter>(?m:^)[ \t]*(?i:re|subject)[ \t]*:[ \t]*"
     rb"|(?i:\bparents?(?:[ \t]*(?:/|and|or)[ \t]*carers?)?[ \t]+of)[ \t]+))"
-    rb"(?:(?P<first>[A-Z][a-z]+)[ \t]+(?P<last>[A-Z][A-Za-z'\-]+)"
+    rb"(?:(?P<first>[A-Z][a-z]+|[A-Z][A-Z]+)[ \t]+(?P<last>[A-Z][A-Za-z'\-]+)"  # also in capitals: "RHYS PRITCHARD"
     rb"|(?P<last2>[A-Z][A-Z'\-]+),[ \t]*(?P<first2>[A-Z][a-z]+))"
     rb"\b",
     re2_options(1 << 20),

@@ -424,11 +424,19 @@ _ENCODED_WORD_PATTERN = rb"=\?[A-Za-z0-9_*\-]{1,40}\?[QqBb]\?[^?\s]{1,998}\?="
 # ({"name": "sensitivity",\n "value": "Official Sensitive"}, "- name: sensitivity\n  value: OFFICIAL-SENSITIVE"):
 # the decoded view puts the pair on one line ("sensitivity: Official Sensitive"), where the marking rows read it
 # (they match within one line). Only for the names a classification goes by.
+# Quotes may be doubled (a CSV field's) and spaces no-break (a Word or HTML page's, before normalisation).
+_PAIR_SPACE = rb"(?:[ \t]|\xc2\xa0)*"
 _NAME_VALUE_PAIR_PATTERN = (
-    rb"[\"']?(?i:name|key|label|field|property)[\"']?[ \t]*:[ \t]*[\"']?"
+    rb"[\"']{0,2}(?i:name|key|label|field|property)[\"']{0,2}" + _PAIR_SPACE + rb":" + _PAIR_SPACE + rb"[\"']{0,2}"
     rb"(?P<name>(?i:(?:security[ \t_\-]?|data[ \t_\-]?)?"
     rb"(?:classification|sensitivity|marking)(?:[ \t_\-]?(?:label|level))?|protective[ \t_\-]?marking|gsc|gpms))"
-    rb"[\"']?[ \t]*,?[ \t]*\n[ \t]*[\"']?(?i:value|val)[\"']?[ \t]*:"
+    rb"[\"']{0,2}"
+    + _PAIR_SPACE
+    + rb",?(?:[ \t\n]|\xc2\xa0)*\n"
+    + _PAIR_SPACE
+    + rb"[\"']{0,2}(?i:value|val)[\"']{0,2}"
+    + _PAIR_SPACE
+    + rb":"
 )
 DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"

@@ -108,3 +108,33 @@ def test_a_person_s_numbers_beside_those_words_still_count(text):
 def test_the_digits_of_an_iban_are_not_a_card_number():
     """ "GB08 NWBK 6073 1026 7625 98": the run after the bank code passes Luhn by chance, and is the IBAN's."""
     assert "payment_card" not in signals("Remittance to our account: IBAN GB08 NWBK 6073 1026 7625 98  BIC NWBKGB2L")
+
+
+def test_any_two_name_words_after_a_label_that_says_the_record_is_about_a_person():
+    """ "Employee:" says whom the record is about, so a name the lists lack counts there; a "Subject:" line needs a
+    listed given name ("Subject: HMP Ranby - snagging" is a prison's name)."""
+    assert PERSON in signals(
+        "OH REFERRAL\nEmployee: Tamsin Oduya   Role: Custody Officer   Manager: Gavin Price\n"
+        "Reason: 40 days' absence (anxiety and depression); she has disclosed domestic abuse at home."
+    )
+    assert PERSON in signals("NAME OF CHILD: RHYS PRITCHARD\nMUM SAYS HER PARTNER HITS HER. INFO SHARED WITH MASH.")
+    assert PERSON not in signals(
+        "Subject: HMP Ranby - visitors' centre snagging\n\nHi Martin, the toilets need refitting."
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<p class="MsoNormal">&nbsp;&nbsp;"name":&nbsp;"Classification",</p>\n<p>  "value": "OFFICIAL-SENSITIVE"</p>',
+        'id,body\n4411,"{\n  ""name"": ""Classification"",\n  ""value"": ""OFFICIAL-SENSITIVE""\n}"',
+    ],
+)
+def test_a_name_and_value_pair_on_two_lines_inside_markup_or_a_csv_field(text):
+    assert classify_text(text).level >= Level.OFFICIAL_SENSITIVE, text
+
+
+def test_digits_after_a_percent_escape_are_not_a_number():
+    """ "%2012001039" in a URL is "%20" (a space) and 12001039: no UTR however its check digit falls."""
+    url = "https://intranet.example/search?q=Pay%20HMRC%20by%20Bacs%3A%20account%2012001039%2C%20reference"
+    assert classify_text(url).level == Level.OFFICIAL
