@@ -967,14 +967,22 @@ _ALL_INVENTED = Regex(
 
 
 def _invented(text: bytes, start: int, end: int) -> bool:
-    """The words around say the people are invented, or the text's heading does ("INVESTIGATION REPORT - TRAINING
-    PACK (FICTIONAL CASE)")."""
+    """The words around say the people (or the data) are invented, or the text's heading does ("INVESTIGATION
+    REPORT - TRAINING PACK (FICTIONAL CASE)", "# SYNTHETIC TEST DATA")."""
     if _FICTION.found(text, max(0, start - _FICTION_LOOK), min(len(text), end + _FICTION_LOOK)):
         return True
     heading = text.find(b"\n", 0, _HEADING_LOOK)
-    if heading > 0 and start > heading and _FICTION.found(text, 0, heading):
-        return True
-    # a disclaimer for the whole text, near its start or its end
+    return heading > 0 and start > heading and _FICTION.found(text, 0, heading)
+
+
+def _invented_case(text: bytes, start: int, end: int) -> bool:
+    """``_invented``, or a disclaimer says all the text's names are. For people in a case only: reading the text's
+    start and end costs about 3% of the bench corpus's time when every validator asks."""
+    return _invented(text, start, end) or _disclaimed(text)
+
+
+def _disclaimed(text: bytes) -> bool:
+    """A disclaimer for the whole text, near its start or its end: "ALL NAMES ... ARE FICTITIOUS"."""
     return _ALL_INVENTED.found(text, 0, min(len(text), _DISCLAIMER_LOOK)) or _ALL_INVENTED.found(
         text, max(0, len(text) - _DISCLAIMER_LOOK), len(text)
     )
@@ -994,11 +1002,11 @@ def _justice_person(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
     state["justice_searched"] = hi
     cue_lo, cue_hi = max(0, start - _CUE_WINDOW), min(len(text), end + _CUE_WINDOW)
     if names.find_person(text, lo, hi):
-        invented = _invented(text, start, end)
+        invented = _invented_case(text, start, end)
     elif names.find_person_by_cue(text, cue_lo, cue_hi):
-        invented = _invented(text, cue_lo, cue_hi)
+        invented = _invented_case(text, cue_lo, cue_hi)
     elif names.find_record_subject(text, max(0, start - _RECORD_WINDOW), start):
-        invented = _invented(text, max(0, start - _RECORD_WINDOW), end)
+        invented = _invented_case(text, max(0, start - _RECORD_WINDOW), end)
     else:
         return None
     if not invented and not _historic(text, max(0, start - _JUSTICE_WINDOW), min(len(text), hi)):
@@ -1048,7 +1056,7 @@ def _prosecuted(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if all(names.name_word(w) in names.NOT_NAME_WORDS for w in words):
         return None
     lo, hi = max(0, start - _JUSTICE_WINDOW), min(len(text), end + _JUSTICE_WINDOW)
-    if _historic(text, lo, hi) or _invented(text, start, end):
+    if _historic(text, lo, hi) or _invented_case(text, start, end):
         return None
     return "justice_context_named_person"
 
