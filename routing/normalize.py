@@ -438,6 +438,17 @@ _NAME_VALUE_PAIR_PATTERN = (
     + _PAIR_SPACE
     + rb":"
 )
+# ... and its marker for the first pass, from the classification word on: "name" and "key" at the front would be
+# partial matches on every other word of ordinary text (measured: about 3 ms per 10 MB).
+_NAME_VALUE_PAIR_MARKER = (
+    rb"(?i:classification|sensitivity|marking|gsc|gpms)(?i:[ \t_\-]?(?:label|level))?[\"']{0,2}"
+    + _PAIR_SPACE
+    + rb",?(?:[ \t\n]|\xc2\xa0)*\n"
+    + _PAIR_SPACE
+    + rb"[\"']{0,2}(?i:value|val)[\"']{0,2}"
+    + _PAIR_SPACE
+    + rb":"
+)
 DECODE_MARKER = (
     rb"</[A-Za-z]|<(?i:br|p|hr|img|div|span|td|th|tr|li|table|html|body|head|meta|font|b|i|u|em|strong)"
     rb"(?:[ \t][^<>\n]*)?/?>|<!--|<![A-Za-z\[]|<\?xml"
@@ -450,7 +461,7 @@ DECODE_MARKER = (
     + rb"|"
     + _ENCODED_WORD_PATTERN
     + rb"|\{\\\\?(?i:rtf)|(?:[A-Z] {1,3}){4,}[A-Z]\b|[A-Z]-\n[ \t]*[A-Z]|"
-    + _NAME_VALUE_PAIR_PATTERN
+    + _NAME_VALUE_PAIR_MARKER
     + rb"|"
     + _OCR_DIGITS_PATTERN
 )
