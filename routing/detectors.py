@@ -928,6 +928,11 @@ def _job_title_after(text: bytes, end: int) -> bool:
     return _JOB_TITLE_AFTER.starts_at(after, 0, len(after))
 
 
+# A disclaimer: "ALL NAMES, EVENTS AND PLACES ARE FICTITIOUS", "all characters in this scenario are invented".
+_ALL_INVENTED_PATTERN = (
+    rb"\ball[ \t]+(?:names|characters|people|persons|individuals|events)\b[^\n\]]{0,60}?\b(?:are|is)[ \t\n]+"
+    rb"(?:entirely[ \t\n]+|wholly[ \t\n]+)?(?:fictitious|fictional|invented|made[ \t\-]up|imaginary)"
+)
 # A text that says its people are invented: a training scenario, an exercise, fiction.
 _FICTION = Regex(
     rb"(?i:\b(?:fictional|fictitious|imaginary|made-up|invented)[ \t]+(?:character|person|people|name|scenario|case"
@@ -948,10 +953,7 @@ _FICTION = Regex(
     rb"|\b(?:synthetic|dummy|fake|fictional|fictitious)[ \t]+(?:test[ \t]+)?(?:data|fixtures?|users?|records?|person"
     rb"|people|scenario|values|examples?|patients?|identifiers|details)\b"
     rb"|\btest[ \t]+(?:fixtures?|users?)\b|\bnot[ \t]+(?:an?[ \t]+)?real[ \t]+(?:person|people|individuals?)\b"
-    rb"|\bgenerated[ \t]+by[ \t]+faker\b"
-    # a disclaimer: "ALL NAMES, EVENTS AND PLACES ARE FICTITIOUS", "all characters in this scenario are invented"
-    rb"|\ball[ \t]+(?:names|characters|people|persons|individuals|events)\b[^\n\]]{0,60}?\b(?:are|is)[ \t\n]+"
-    rb"(?:entirely[ \t\n]+|wholly[ \t\n]+)?(?:fictitious|fictional|invented|made[ \t\-]up|imaginary))",
+    rb"|\bgenerated[ \t]+by[ \t]+faker\b|" + _ALL_INVENTED_PATTERN + rb")",
     re2_options(1 << 20),
 )
 _FICTION_LOOK = 240
@@ -959,11 +961,7 @@ _FICTION_LOOK = 240
 
 _HEADING_LOOK = 160
 _DISCLAIMER_LOOK = 2048
-_ALL_INVENTED = Regex(
-    rb"(?i:\ball[ \t]+(?:names|characters|people|persons|individuals|events)\b[^\n\]]{0,60}?\b(?:are|is)[ \t\n]+"
-    rb"(?:entirely[ \t\n]+|wholly[ \t\n]+)?(?:fictitious|fictional|invented|made[ \t\-]up|imaginary))",
-    re2_options(1 << 20),
-)
+_ALL_INVENTED = Regex(rb"(?i:" + _ALL_INVENTED_PATTERN + rb")", re2_options(1 << 20))
 
 
 def _invented(text: bytes, start: int, end: int) -> bool:
