@@ -479,7 +479,9 @@ _PUBLIC_SECTOR_DOMAINS = (
     b".parliament.uk",
 )
 _HEADER_LINE = Regex(  # from the start of the line
-    rb"(?:[ \t>]|<[A-Za-z/][^<>\n]{0,30}>)*(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by"
+    # (after a JSON key, as the decoded view writes a string value: "body: From: ...")
+    rb"(?:[A-Za-z_][A-Za-z0-9_]{0,30}:[ \t]+)?(?:[ \t>\"]|<[A-Za-z/][^<>\n]{0,200}>)*"
+    rb"(?i:from|to|cc|bcc|reply-to|sender|sent[ \t]+by"
     # a meeting's invitees, a commit's author, a directory's or a signature's address line
     rb"|required|optional|attendees?|invitees?|organi[sz]er|author|committer|reviewers?|assignee|signed-off-by"
     rb"|co-authored-by|e-?mail|contact"
@@ -491,6 +493,29 @@ _HEADER_LINE = Regex(  # from the start of the line
 
 
 _LINE_LOOK = 1024  # how far back a validator looks for the start of a candidate's line
+# Line breaks as text still escaped or marked up writes them (a mail pasted into a JSON string, an HTML body, a CSV
+# field): where a header line starts in the normalised view, before the decoded view has made them breaks.
+_WRITTEN_BREAKS = (b"\\n", b"\\r", b"\\u2028", b"\\u2029", b"\\u0085", b"<br>", b"<br/>", b"<br />")
+
+
+def _in_header_line(text: bytes, start: int) -> bool:
+    """Whether ``start`` is on a mail header's or a labelled line (``_HEADER_LINE``), the line starting at a break as
+    written or at a string's opening quote ("From: ..." as a JSON or a CSV value)."""
+    line_start = _logical_line_start(text, start)
+    if _HEADER_LINE.starts_at(text, line_start, start):
+        return True
+    quote = text.rfind(b'"', line_start, start)
+    return quote >= 0 and _HEADER_LINE.starts_at(text, quote + 1, start)
+
+
+def _logical_line_start(text: bytes, start: int) -> int:
+    """Where the line holding ``start`` begins, a written line break counting as one."""
+    line_start = text.rfind(b"\n", max(0, start - _LINE_LOOK), start) + 1
+    for brk in _WRITTEN_BREAKS:
+        at = text.rfind(brk, line_start, start)
+        if at >= 0:
+            line_start = at + len(brk)
+    return line_start
 
 
 _LOCAL_PART_PUNCTUATION = frozenset(b"._%+-")
@@ -510,12 +535,14 @@ def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     if m.start() > 0 and text[m.start() - 1] in _LOCAL_PART_PUNCTUATION:
         return None  # the tail of a longer address that was rejected ("smith@..." in "omar.smith@...")
     address = m.group().lower()
-    if address.rpartition(b"@")[2] not in _PERSONAL_MAIL_DOMAINS and not address.endswith(_PUBLIC_SECTOR_DOMAINS):
+    if (
+        address.rpartition(b"@")[2] not in _PERSONAL_MAIL_DOMAINS
+        and not address.endswith(_PUBLIC_SECTOR_DOMAINS)
         # an organisation's address (a law firm's, a supplier's) in a mail's header, or one that names a function
         # (probate@firm.co.uk): correspondence, not a case
-        line_start = text.rfind(b"\n", max(0, m.start() - _LINE_LOOK), m.start()) + 1
-        if _HEADER_LINE.starts_at(text, line_start, m.start()) or not _person_shaped(address.partition(b"@")[0]):
-            return None
+        and (_in_header_line(text, m.start()) or not _person_shaped(address.partition(b"@")[0]))
+    ):
+        return None
     if address.endswith(_PUBLIC_SECTOR_DOMAINS):
         start, end = m.span()
         # (bounded: a text of one long line must not make each candidate search all of it)
@@ -529,7 +556,7 @@ def _email(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
         )
         if (
             alone  # a signature's address line
-            or _HEADER_LINE.starts_at(text, line_start, m.start())
+            or _in_header_line(text, start)
             or not _person_shaped(address.partition(b"@")[0])
         ):
             return None
@@ -1153,12 +1180,14 @@ _JUSTICE_WORDS = (
     rb"|took[ \t]+an[ \t]+overdose|self[ \t\-_]+harm(?:ed|ing)"
     # what health, social care and schools write of someone at risk: thoughts of ending a life, a diagnosis of
     # serious mental illness, harm at home seen by a school or a health visitor, a knife brought in, a suspension
+    rb"|awol|absent[ \t]+without[ \t]+leave|s\.?37(?:/41)?\b|section[ \t]+37|escorted[ \t]+leave"
     rb"|suicidal|end(?:ing|ed)?[ \t]+(?:his|her|their|my|both[ \t]+their)[ \t]+(?:own[ \t]+)?li(?:fe|ves)"
     rb"|(?:kill|killing|hurt|hurting|harm|harming|hang|hanging)[ \t]+(?:himself|herself|myself)"
     rb"|ptsd|schizophreni[ac]|bipolar|psychosis|psychotic|personality[ \t]+disorder|eating[ \t]+disorder"
     rb"|anorexi[ac]|bulimi[ac]|postnatal[ \t]+depression|pnd\b|epds[ \t]+(?:score|of)"
-    rb"|(?:dad|mum|father|mother|step-?dad|stepfather|partner|boyfriend|husband|uncle)[ \t]+(?:hits|hit|beats|beat"
-    rb"|slaps|slapped|punches|punched|kicks|kicked|hurts|burns|burnt|chokes|choked)[ \t]+(?:her|him|them|me)\b"
+    rb"|(?:dad|mum|father|mother|step-?dad|stepfather|partner|boyfriend|husband|uncle)[ \t]+(?:(?:has|had)[ \t]+been"
+    rb"[ \t]+|keeps[ \t]+)?(?:hits|hit|hitting|beats|beat|beating|slaps|slapped|slapping|punches|punched|punching|kicks"
+    rb"|kicked|kicking|hurts|hurting|burns|burnt|chokes|choked|choking)[ \t]+(?:her|him|them|me)\b"
     rb"|marks[ \t]+(?:seen|noted|observed)[ \t]+on|bruis(?:e|es|ed|ing)[ \t]+(?:on|to)[ \t]+(?:her|his|their)"
     rb"|(?:brought|carried|carrying|concealed)[ \t]+an?[ \t]+(?:kitchen[ \t]+)?(?:knife|blade|bladed[ \t]+article"
     rb"|weapon|machete)|for[ \t]+\d{1,2}[ \t]+school[ \t]+days?|suspension[ \t]+from[ \t]+school"

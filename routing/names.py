@@ -172,7 +172,7 @@ _NOT_FIRST_NAMES_TEXT = """
     young long brown white green black gray grey page bishop sergeant judge constable temple chapel
     unity liberty harmony destiny trinity nova gay precious given blessing marvel favour favor goodness
     among made man over said side us mad sad job toy tea lot kin kit jet tan van pal sol gal bog rem ion tri
-    el om tu vi vu bo jo don fem ale cal mar sep mac maj kis ris lut
+    el om tu vi vu bo jo don fem ale cal mar sep mac maj kis ris lut harm
 """
 _NOT_FIRST_NAMES = frozenset(_NOT_FIRST_NAMES_TEXT.split())
 
@@ -195,7 +195,7 @@ _ACRONYMS = frozenset(
     b"ITV RE FAO "
     b"ATTN CC NB PS TODO NOTE FIXME API URL "
     # justice bodies and teams as places write them: "Bolton PDU", "Leeds OMU", "Cardiff YJS", "Wessex LAA"
-    b"PDU OMU YJS YOS LAA HMCTS HMPPS CICA OPG OPCC PCC VLO ESO SPO NPS CRC".split()
+    b"PDU OMU YJS YOS LAA HMCTS HMPPS CICA OPG OPCC PCC VLO ESO SPO NPS CRC PCSO".split()
 )
 
 
@@ -230,7 +230,7 @@ _PUBLIC_OFFICE = Regex(
     rb"|Chief[ \t]+Constable|Chief[ \t]+Executive|Chief[ \t]+Inspector|Governor|Recorder|District[ \t]+Judge|DJ|DDJ"
     rb"|Coroner|Dr|Prof|Professor|Chaplain|Imam|Rabbi|Reverend|Rev|Sheriff(?:[ \t]+Principal)?|Summary[ \t]+Sheriff"
     # officials in role: police ranks, probation and prison roles, councillors
-    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
+    rb"|PO|SPO|PSO|POM|COM|OM|DS|DC|DI|DCI|DSU|PC|PCSO|PS|Sgt|Insp|Supt|Cllr|Councillor|HMP|HMYOI"
     # a minister or a review's chair in lower case: "former Cabinet minister Chris Huhne", "chaired by David Gauke"
     rb"|minister|chaired[ \t]+by)"
     rb"\.?"  # "Prof. Nadia Hussain"
@@ -264,7 +264,7 @@ _MEETING_LIST = Regex(
     # an award's
     rb"|winners?|nominees?|runners?[ \t\-]up|highly[ \t]+commended"
     # an event's and a record's people: "Host: ...", "HR: ...", "Trade union observer: ...", "Recorded by: ..."
-    rb"|hosts?|hosted[ \t]+by|hr|observers?|(?:trade[ \t]+)?union[ \t]+(?:rep|representative|observer)"
+    rb"|hosts?|hosted[ \t]+by|hr|observers?|(?:trade[ \t]+)?union[ \t]+(?:rep|representative|observer)|oic"
     rb"|recorded[ \t]+by|logged[ \t]+by|completed[ \t]+by)"
     rb"[ \t]*:)",
     re2_options(1 << 20),
@@ -286,7 +286,7 @@ JOB_WORDS = (
     rb"|chaplain(?:cy)?|leader|caseworker|nurse|consultant|psychologist|psychiatrist|therapist|assistant|secretary"
     rb"|executive|engineer|developer|designer|architect|researcher|trainer|tutor|mentor|planner|accountant|auditor"
     rb"|paralegal|barrister|business[ \t]+partner|product[ \t]+owner|scrum[ \t]+master"
-    rb"|minute[ \t]+taker|note[ \t]+taker"
+    rb"|minute[ \t]+taker|note[ \t]+taker|scrutineer"
     # roles staff go by as acronyms: independent domestic violence adviser, prison officer grades, nurses
     rb"|idva|isva|pso|osg|rmn|rgn|hca|cpn|amhp|usher|magistrate|volunteer"
     # Polish: manager, director, specialist
@@ -303,7 +303,21 @@ _JOB_LABEL = Regex(
 # ... or as a label just before the name, where a form puts several on a line: "Team: Easton 0-19     Lead: Sarah
 # Quinlan", "Ward: 5   Nurse in charge: Rhodri Price".
 _JOB_LABEL_BEFORE = Regex(
-    rb"(?:^|[ \t]{2,}|\t|\|[ \t]*)(?:[A-Za-z]+[ \t]+){0,2}" + JOB_WORDS + rb"(?:[ \t]+in[ \t]+charge)?[ \t]*:[ \t]*$",
+    rb"(?:^|[ \t]{2,}|\t|\|[ \t]*)(?:[A-Za-z]+[ \t]+){0,2}(?:" + JOB_WORDS + rb"|(?i:team|oic|on[ \t]+call))"
+    rb"(?:[ \t]+in[ \t]+charge)?[ \t]*:[ \t]*$"
+    # ... or a config's or a record's key that names the role, the name on its line or in the "name" under it:
+    # duty_governor:\n  name: "Darren Whitfield", healthcare_on_call: "Rukhsana Akhtar", "assessor": "..."
+    rb"|(?:^|[ \t\n\"'{,])[a-z_]{0,24}(?:" + JOB_WORDS + rb"|(?i:on_call|on_duty|oic|assessor|trainer))[\"']?[ \t]*:"
+    rb"(?:[ \t]*\n[ \t]*-?[ \t]*[\"']?name[\"']?[ \t]*:)?[ \t]*[\"']?$",
+    re2_options(1 << 20),
+)
+# A chat export's author line: the name alone at a line's start, then the time ("Owain Llewellyn  06:58").
+_MAIL_ADDRESS_AFTER = Regex(rb"[ \t]*<[^\n<>@ ]+@[^\n<> ]+>", re2_options(1 << 20))
+_CHAT_TIME_AFTER = Regex(rb"[ \t]{1,4}\d{1,2}:\d{2}(?:[ \t]*(?i:am|pm))?[ \t]*(?m:$)", re2_options(1 << 20))
+# An e-mail header's recipient, with the address after the name: "To: Paul Whitcombe <paul.whitcombe@nhs.net>".
+_MAIL_RECIPIENT = Regex(  # (and the recipients before this one)
+    rb"^[ \t>*]*(?i:to|bcc|sent[ \t]+to)[ \t]*:[ \t]*(?:[^\n<>]*<[^\n<>@]+@[^\n<>]+>[ \t]*[;,][ \t]*)*"
+    rb"(?:[A-Z][A-Za-z'\-]*[ \t]+){0,2}$",  # (a candidate may start at the name's second word: "Mei Ling Chan")
     re2_options(1 << 20),
 )
 _JOB_IN_BRACKETS = Regex(
@@ -315,10 +329,13 @@ _JOB_IN_BRACKETS = Regex(
     rb"|dsl|ddsl|senco|ep|ot|hv|sw|iro|dho|slt))\)",
     re2_options(1 << 20),
 )
+_INLINE_OPEN = rb"<(?:b|strong|em|i|u|span|a)(?:[ \t][^<>\n]{0,60})?>"
 # What a workplace says of a colleague after the name: where they work ("Keeley Hatherall from the safeguarding
 # hub"), that they are new ("Dafydd Pritchard-Jones - our new SPO"), cover, join, leave or retire.
 _TEAMS = rb"(?i:team|hub|unit|office|service|department|directorate|helpdesk|desk|pdu|omu|yot|hmcts|laa|cps)"
 _COLLEAGUE_AFTER = Regex(
+    # (the name in raw HTML's inline markup: "<strong>Wei Zhang</strong>, our new")
+    rb"(?:</(?:b|strong|em|i|u|span|a)>)?(?:"
     rb"[ \t]+from[ \t]+(?:the[ \t]+|our[ \t]+)?(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + _TEAMS + rb"\b"
     rb"|[ \t]*[,\-][ \t]*(?i:our|the)[ \t]+new[ \t]+"
     rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been)|[ \t]*,)?[ \t]+(?i:retiring|retires"
@@ -332,7 +349,7 @@ _COLLEAGUE_AFTER = Regex(
     rb"[ \t]+(?:the|a|an|our|this|today|tomorrow|at|on))\b"
     # a job title after a dash, a comma or a bar ("Daniel O'Rourke - Head of Commissioning, Probation Service",
     # "Leyla Demir, CEO"), or on the next line (a signature: the name, then "Unpaid Work Placement Coordinator")
-    rb"|[ \t]*(?:[,|:]|[ \t]-)[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,4}?(?:"
+    rb"|[ \t]*(?:[,|:]|[ \t]-)[ \t]*(?i:(?:our|the|their|your)[ \t]+)?(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,4}?(?:"
     + JOB_WORDS
     + rb"|CEO\b|(?i:chief[ \t]+executive)\b)"
     + rb"|[ \t]*\r?\n[ \t]*(?:[A-Z][A-Za-z&'\-]*[ \t]+){0,5}?"
@@ -342,7 +359,7 @@ _COLLEAGUE_AFTER = Regex(
     + JOB_WORDS
     # a record's role field after its name field: "name": "Amara Nwosu", "role": "Senior Policy Adviser"
     + rb"|[\"']?[ \t]*[,;|][ \t]*[\"']?(?i:role|job[ \t_\-]?title|title|position|grade)[\"']?[ \t]*[:=][ \t]*[\"']?"
-    rb"(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + JOB_WORDS,
+    rb"(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + JOB_WORDS + rb")",
     re2_options(1 << 20),
 )
 # A record's or a page's fields that hold the people who made or keep something ("maintainer: Ravinder Dhillon",
@@ -353,6 +370,7 @@ _MAKER_FIELD_BEFORE = Regex(
     rb"|interpreter|trainer|presenter|assignee|requester|requestor|minute[ \t]+taker|note[ \t]+taker)s?"
     rb"[\"']?[ \t]*[:=>][ \t]*[\"']?[ \t]*|\b(?:reviewed|approved|authored|written|compiled|edited|maintained"
     rb"|developed|created|designed|devised|founded|published|produced|opened|raised|logged|requested|booked"
+    rb"|foreword|introduction|preface"
     rb"|assigned[ \t]+to|resolved|closed)"
     rb"[ \t]+by[ \t:]*)$",
     re2_options(1 << 20),
@@ -364,7 +382,7 @@ _COLLEAGUE_BEFORE = Regex(
     rb"|\b(?:our|current|panel)[ \t]+volunteers?"
     # a job title before the name: "the AP manager Jodie Marsh", "Senior Probation Officer Helen Ward"
     rb"|\b(?:manager|lead|head|director|administrator|co-?ordinator|analyst|clerk|usher|chaplain|facilitator"
-    rb"|supervisor)"
+    rb"|supervisor|scrutineer|chair|chairman|chairwoman|chairperson)"
     rb"|\bfarewell(?:[ \t]+(?:message|card))?(?:[ \t]+(?:to|for))?|\bcongratulations[ \t]+to|\bgoodbye[ \t]+to"
     rb"|\bleaving[ \t]+(?:do|card|collection)[ \t]+for"
     # a job in the cell before the name: "| Minute taker | Rory Gill |", "Social worker<TAB>Chris Hale"
@@ -372,11 +390,19 @@ _COLLEAGUE_BEFORE = Regex(
     # who runs a session: "training delivered by", "a workshop facilitated by"
     rb"|\b(?:delivered|presented|facilitated|hosted|run|organised|organized)[ \t]+by"
     # who was taken on: "we have appointed Mrs Beverley Osei as our new pharmacy technician"
-    rb"|\b(?:have|has|we've)[ \t]+(?:appointed|recruited|hired))"
+    rb"|\b(?:have|has|we've)[ \t]+(?:appointed|recruited|hired)"
+    # who holds a role this week: "Panel chairs this week are Stuart Fenwick and Grace Mensah"; a job then the name in
+    # brackets: "Manager (Tomasz Wisniewski)"
+    rb"|" + JOB_WORDS + rb"(?:[ \t]+(?:this|next|last)[ \t]+(?:week|month))?[ \t]+(?:are|is|was|were|will[ \t]+be)"
+    rb"(?:[ \t]+[A-Z][A-Za-z'\-]+){0,3}(?:[ \t]+(?:and|&))?"
+    rb"|" + JOB_WORDS + rb"[ \t]*\("
+    # a WebVTT caption's speaker: "<v Priya Chaudhry>"
+    rb"|<v"
+    rb")"
     # prison and court staff by the short forms of their grades that rotas write: "Off Llewellyn", "OSG Barnes", "SO
     # Patel (i/c)", "DDO HUGHES, Nia", "JP Rachel Ogunleye" (not "Officer": an officer assaulted or restraining someone
     # is named in the incident's papers as a person in it)
-    rb"|\b(?:Off|OSG|SO|CM|DDO|JP|Usher))[ \t,:\-]+$",
+    rb"|\b(?:Off|OSG|SO|CM|DDO|JP|Usher))(?:[ \t,:\-]|" + _INLINE_OPEN + rb")*$",
     re2_options(1 << 20),
 )
 # A colleague who is the subject of a case ("her colleague Hollie Pennock is under police investigation", "court usher
@@ -455,8 +481,16 @@ def _staff(buf: bytes, start: int, end: int) -> bool:
         previous = buf[previous_start : start - 1].strip().rstrip(b",.!").lower()
         if (previous_start > 0 or start <= 40) and b" ".join(previous.split()) in _SIGN_OFFS:
             return True
-    if _MAKER_FIELD_BEFORE.ends_at(buf, start, 32) or _JOB_LABEL_BEFORE.ends_at(buf, start, 48):
+    if _MAKER_FIELD_BEFORE.ends_at(buf, start, 32) or _JOB_LABEL_BEFORE.ends_at(buf, start, 96):
         return True  # who wrote, owns or approved the thing: an HR policy's owner is not the subject of a case
+    if line_start == start and _CHAT_TIME_AFTER.starts_at(buf, end, end + 16):
+        return True  # a chat export's author line
+    if (
+        _MAIL_ADDRESS_AFTER.starts_at(buf, end, end + 80)
+        and start - line_start <= 200
+        and _MAIL_RECIPIENT.ends_at(buf, start, start - line_start)
+    ):
+        return True  # a mail header's recipient
     if (
         _COLLEAGUE_AFTER.starts_at(buf, end, end + 120) or _COLLEAGUE_BEFORE.ends_at(buf, start, 40)
     ) and not _HR_CASE.found(buf, max(0, start - _HR_LOOK), end + _HR_LOOK):
@@ -871,6 +905,8 @@ _AGE = (
     # (also Welsh "oed", Polish "lat", Romanian "de ani")
     rb"(?:\([ \t]*(?:aged?[ \t]*)?\d{1,2}[ \t]*(?:y(?:rs?|ears?)?(?:[ \t]*old)?|yo|oed|lat|(?:de[ \t]+)?ani)?[ \t]*\)"
     rb"|,[ \t]*(?:aged?[ \t]*)?\d{1,2}(?:,|[ \t]+(?:years?[ \t]+old|yo)\b|[ \t]+-)"
+    # "Ellie-May, she's 14," as speech says an age
+    rb"|,[ \t]*(?:she|he|they)(?:'s|[ \t]+is|'re|[ \t]+are)[ \t]+(?:only[ \t]+|just[ \t]+)?\d{1,2}\b"
     # a ward's handover: an initial, then age and sex ("Bay 4 - Carys B, 36F", "Jiahao L, 45M")
     rb"|(?:[ \t]+[A-Z]\.?)?,?[ \t]*\d{1,3}[ \t]?[MF]\b)"
 )
@@ -982,6 +1018,14 @@ _LOWER_CASE_NAME_CHASED = Regex(
     rb"|signed[ \t]+off|suspended|in[ \t]+hospital)\b",
     re2_options(1 << 20),
 )
+# ... or capitalised, a given name or a surname alone: "anyone on B wing seen Khalil today?", "ring Okafor re his
+# tag".
+_NAME_CHASED = Regex(
+    rb"\b(?i:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
+    rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)[ \t]+(?P<who>[A-Z][a-z]{2,})[ \t]+(?i:re|about|regarding|today"
+    rb"|tomorrow|again|asap)\b",
+    re2_options(1 << 20),
+)
 # A given name with the surname in brackets, as a note names someone it has named before: "Kasia (Nowak) due out".
 _FIRST_AND_SURNAME_IN_BRACKETS = Regex(
     rb"\b(?P<first>[A-Z][a-z]+)[ \t]*\([ \t]*(?P<last>[A-Z][A-Za-z'\-]+)[ \t]*\)", re2_options(1 << 20)
@@ -996,6 +1040,10 @@ def _named_alone_with_a_cue(buf: bytes, lo: int, hi: int, firsts: frozenset[str]
             word = (m.group(b"first") or m.group(b"off") or b"").decode()
             if word in firsts and word not in common_words() and word not in NOT_NAME_WORDS:
                 return True
+    for m in _NAME_CHASED.finditer(buf, lo, hi):
+        word = name_word(m.group(b"who") or b"")
+        if (word in firsts or word in surnames()) and word not in common_words() and word not in NOT_NAME_WORDS:
+            return True
     for m in _FIRST_AND_SURNAME_IN_BRACKETS.finditer(buf, lo, hi):
         if name_word(m.group(b"first") or b"") in firsts and name_word(m.group(b"last") or b"") in surnames():
             return True

@@ -138,3 +138,56 @@ def test_digits_after_a_percent_escape_are_not_a_number():
     """ "%2012001039" in a URL is "%20" (a space) and 12001039: no UTR however its check digit falls."""
     url = "https://intranet.example/search?q=Pay%20HMRC%20by%20Bacs%3A%20account%2012001039%2C%20reference"
     assert classify_text(url).level == Level.OFFICIAL
+
+
+# --- red-team sets 35-36 (colleagues and cases side by side; dresses) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'duty_governor:\n  name: "Darren Whitfield"\n  phone_ext: 2830\nescalation:\n  self_harm_serious: "Governor"',
+        "OIC: Marcia Bailey   Search team: Andrei Munteanu\nVisits booked: 40. Incidents: nil. HMP Thornbury Vale.",
+        "#beech-ward-handover\nOwain Llewellyn  06:58\nhandover: 2 pts on 1:1 obs, ligature audit done.",
+        "From: Siobhan Doherty <s.doherty@nhs.net>\nTo: Mei Ling Chan <mei.chan@nhs.net>\nSubject: HMP Ashcombe",
+        "<p>Please welcome <strong>Wei Zhang</strong>, our new Victim Liaison Officer.</p>",
+        "Panel chairs this week are Stuart Fenwick and Grace Mensah. New guidance on victim personal statements.",
+        "Manager (Tomasz Wisniewski) to raise refuge capacity at the partnership board: 3 victims placed in B&B.",
+        "<v Priya Chaudhry>so the two patients who were sectioned last month are both discharged now.</v>",
+        "I have looked into this with Yusuf Abdi, our Head of Nursing, for visitors to patients who are sectioned.",
+        "Foreword by the Independent Scrutineer, Chidi Okonkwo\n\nChildren subject to a child protection plan rose.",
+        "Briefing: PCSO Owain Llewellyn - foot patrol. Operation Lantern: shoplifting and retail crime.",
+    ],
+)
+def test_colleagues_named_beside_casework_words_in_the_shapes_their_tools_give(text):
+    """A config's role key, a visits log's OIC and team labels, a chat export's author line, a mail header's
+    recipients, inline markup around a welcomed colleague, who chairs this week, a job with the name in brackets, a
+    caption's speaker, an appositive role with "our", a foreword's author, a police rank."""
+    assert PERSON not in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "siobhan n  11:42\nanyone on B wing seen Khalil today? acct review at 2 and hes refused breakfast",
+        "Kirsty Lamb   0:03\nWe're here about Ellie-May, she's 14, she disclosed her stepdad has been hitting her.",
+        "From: Harpreet Chaudhry <h.chaudhry@justice.gov.uk>\nTo: Florin Munteanu <f.munteanu@justice.gov.uk>\n\n"
+        "Bethan Morgan went AWOL from escorted leave at 2, police informed.",
+    ],
+)
+def test_the_case_s_person_in_the_same_shapes_still_counts(text):
+    assert PERSON in signals(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"body": "From: Faduma Egal <faduma.egal@justice.gov.uk>\\u2028Sent: Wednesday\\u2028To: Ayaan Egal"}',
+        '<p class="MsoNormal" style="margin:0cm 0cm 8pt 0cm">From: Rania Darwish &lt;rania.darwish@justice.gov.uk&gt;'
+        "<br>\nSent: Tuesday<br>",
+        'ref\ttext\n"43159"\t"From: Carys Pugh <carys.pugh@justice.gov.uk>\nSent: Friday"',
+        'From: "Achterberg, Lotte" <Lotte.Achterberg@justice.gov.uk>\r\nTo: "events" <events@supplier.co.uk>',
+    ],
+)
+def test_a_colleague_s_address_on_a_mail_header_line_as_escaped_text_markup_or_a_csv_field_writes_it(text):
+    assert "email" not in signals(text), text
