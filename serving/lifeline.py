@@ -343,7 +343,7 @@ SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
 
 class SweepHelper:
     """A process that kills what server ``server_id`` left running (its tagged processes and recorded ``members``,
-    except ``exclude``) and, with ``remove_private``, removes its private folder, when asked.
+    except ``exclude``) and removes its private folder, when asked.
 
     A helper because this work reads /proc for every process and removes a folder whose users just died: on this
     project's VM kernel both have been seen to stall in the kernel (``shrink_dcache_parent``) right after a large
@@ -373,7 +373,6 @@ class SweepHelper:
         members: Iterable[tuple[int, float]],
         exclude: Iterable[int],
         timeout_s: float,
-        remove_private: bool,
     ) -> tuple[list[str], bool] | None:
         """Returns (what was killed, whether the folder is gone), or None if the helper did not answer within
         ``timeout_s``. Once only: the helper exits after its answer."""
@@ -384,7 +383,6 @@ class SweepHelper:
                 "members": list(members),
                 "exclude": list(exclude),
                 "timeout_s": max(0.2, timeout_s - 0.5),
-                "remove": remove_private,
             }
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -432,13 +430,12 @@ def _sweep_main() -> int:
     timeout_s = float(spec["timeout_s"])
     deadline = time.monotonic() + timeout_s
     killed = kill_all(left, timeout_s=timeout_s)
-    removed = True
-    if spec["remove"]:  # the folder has what is left of the bound, and 0.4 s at least (within the reply's margin)
-        removed = remove_tree(
-            spec["private"],
-            timeout_s=max(0.4, deadline - time.monotonic()),
-            between=lambda: killed.extend(k for k in kill_all(left, timeout_s=0.2) if k not in killed),
-        )
+    # The folder has what is left of the bound, and 0.4 s at least (within the reply's margin).
+    removed = remove_tree(
+        spec["private"],
+        timeout_s=max(0.4, deadline - time.monotonic()),
+        between=lambda: killed.extend(k for k in kill_all(left, timeout_s=0.2) if k not in killed),
+    )
     try:
         print(json.dumps({"killed": killed, "removed": removed}), flush=True)
     except BrokenPipeError:  # the supervisor stopped waiting for the answer and has gone: nothing to report to

@@ -325,7 +325,9 @@ class Supervisor:
                 "kernel?); not waiting for it"
             )
         # After a stop signal, what is left of the bound (less a second for this process's own exit) is shared by
-        # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty.
+        # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty. The folder
+        # goes even when the server is stuck in the kernel's release of its task (the helper removes it, so a stall
+        # there holds no one up); the record stays then, for the next start to clear once that process has gone.
         end = (
             time.monotonic() + 6.0
             if self.stop_at is None
@@ -339,7 +341,6 @@ class Supervisor:
             members,
             exclude=[server],
             timeout_s=max(0.7, end - time.monotonic()),
-            remove_private=not stuck,
         )
         if swept is None:
             self.terminal.note(
@@ -352,7 +353,7 @@ class Supervisor:
                 self._log_or_note(
                     f"killed what the server left running: {', '.join(killed)}", note=self.stop_at is None
                 )
-            if not stuck and not removed:
+            if not removed:
                 self.terminal.note(f"{private} is left for the next start to remove")
             elif not stuck:
                 record.unlink(missing_ok=True)

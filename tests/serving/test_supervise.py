@@ -293,7 +293,7 @@ def test_the_sweep_helper_kills_what_a_server_left_and_removes_its_folder(tmp_pa
     env = {**os.environ, lifeline.SERVER_ID_ENV: "feedc0de"}
     left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     helper = lifeline.SweepHelper()
-    swept = helper.sweep("feedc0de", str(private), [], exclude=[], timeout_s=10, remove_private=True)
+    swept = helper.sweep("feedc0de", str(private), [], exclude=[], timeout_s=10)
     assert swept is not None
     killed, removed = swept
     assert removed and not private.exists() and any(str(left.pid) in k for k in killed)
