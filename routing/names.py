@@ -309,7 +309,7 @@ _JOB_LABEL_BEFORE = Regex(
     # duty_governor:\n  name: "Darren Whitfield", healthcare_on_call: "Rukhsana Akhtar", "assessor": "..."
     rb"|(?:^|[ \t\n\"'{,])[a-z_]{0,24}(?:" + JOB_WORDS + rb"|(?i:on_call|on_duty|oic|assessor|trainer))[\"']?[ \t]*:"
     rb"(?:[ \t]*\n[ \t]*-?[ \t]*[\"']?name[\"']?[ \t]*:)?[ \t]*[\"']?$",
-    re2_options(1 << 20),
+    re2_options(8 << 20),
 )
 # A chat export's author line: the name alone at a line's start, then the time ("Owain Llewellyn  06:58").
 _MAIL_ADDRESS_AFTER = Regex(rb"[ \t]*<[^\n<>@ ]+@[^\n<> ]+>", re2_options(1 << 20))
@@ -403,7 +403,7 @@ _COLLEAGUE_BEFORE = Regex(
     # Patel (i/c)", "DDO HUGHES, Nia", "JP Rachel Ogunleye" (not "Officer": an officer assaulted or restraining someone
     # is named in the incident's papers as a person in it)
     rb"|\b(?:Off|OSG|SO|CM|DDO|JP|Usher))(?:[ \t,:\-]|" + _INLINE_OPEN + rb")*$",
-    re2_options(1 << 20),
+    re2_options(8 << 20),
 )
 # A colleague who is the subject of a case ("her colleague Hollie Pennock is under police investigation", "court usher
 # Reece Begum failed to declare a caution"): what a workplace says of colleagues then does not make them one.
