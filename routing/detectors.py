@@ -495,6 +495,7 @@ _HEADER_LINE = Regex(  # from the start of the line
 _LINE_LOOK = 1024  # how far back a validator looks for the start of a candidate's line
 # Line breaks as text still escaped or marked up writes them (a mail pasted into a JSON string, an HTML body, a CSV
 # field): where a header line starts in the normalised view, before the decoded view has made them breaks.
+_HEADER_LOOK = 512  # a header line's label is this close before an address on it (a long To: line's last ones)
 _WRITTEN_BREAKS = (b"\\n", b"\\r", b"\\u2028", b"\\u2029", b"\\u0085", b"<br>", b"<br/>", b"<br />")
 
 
@@ -509,13 +510,17 @@ def _in_header_line(text: bytes, start: int) -> bool:
 
 
 def _logical_line_start(text: bytes, start: int) -> int:
-    """Where the line holding ``start`` begins, a written line break counting as one."""
-    line_start = text.rfind(b"\n", max(0, start - _LINE_LOOK), start) + 1
-    for brk in _WRITTEN_BREAKS:
-        at = text.rfind(brk, line_start, start)
-        if at >= 0:
-            line_start = at + len(brk)
-    return line_start
+    """Where the line holding ``start`` begins, a written line break counting as one; at most ``_HEADER_LOOK`` back
+    (a body of one long line must not make every candidate search all of it)."""
+    lo = max(0, start - _HEADER_LOOK)
+    window = text[lo:start]
+    line_start = window.rfind(b"\n") + 1
+    if b"\\" in window or b"<br" in window:
+        for brk in _WRITTEN_BREAKS:
+            at = window.rfind(brk, line_start)
+            if at >= 0:
+                line_start = at + len(brk)
+    return lo + line_start
 
 
 _LOCAL_PART_PUNCTUATION = frozenset(b"._%+-")
