@@ -329,13 +329,14 @@ _JOB_IN_BRACKETS = Regex(
     rb"|dsl|ddsl|senco|ep|ot|hv|sw|iro|dho|slt))\)",
     re2_options(1 << 20),
 )
-_INLINE_OPEN = rb"<(?:b|strong|em|i|u|span|a)(?:[ \t][^<>\n]{0,60})?>"
+_INLINE_TAGS = rb"(?:b|strong|em|i|u|span|a)"  # raw HTML's inline markup around a name
+_INLINE_OPEN = rb"<" + _INLINE_TAGS + rb"(?:[ \t][^<>\n]{0,60})?>"
 # What a workplace says of a colleague after the name: where they work ("Keeley Hatherall from the safeguarding
 # hub"), that they are new ("Dafydd Pritchard-Jones - our new SPO"), cover, join, leave or retire.
 _TEAMS = rb"(?i:team|hub|unit|office|service|department|directorate|helpdesk|desk|pdu|omu|yot|hmcts|laa|cps)"
 _COLLEAGUE_AFTER = Regex(
     # (the name in raw HTML's inline markup: "<strong>Wei Zhang</strong>, our new")
-    rb"(?:</(?:b|strong|em|i|u|span|a)>)?(?:"
+    rb"(?:</" + _INLINE_TAGS + rb">)?(?:"
     rb"[ \t]+from[ \t]+(?:the[ \t]+|our[ \t]+)?(?:[A-Za-z&'\-]+[ \t]+){0,4}?" + _TEAMS + rb"\b"
     rb"|[ \t]*[,\-][ \t]*(?i:our|the)[ \t]+new[ \t]+"
     rb"|(?:[ \t]*,[ \t]*who|[ \t]+(?:is|will[ \t]+be|has[ \t]+been)|[ \t]*,)?[ \t]+(?i:retiring|retires"
@@ -1009,21 +1010,25 @@ _LOWER_CASE_NAME_WITH_AGE = Regex(
 
 # A given name in lower case that chat asks someone to chase or see about something: "can u chase tomasz re his
 # licence recall", "spoke to kasia about her tag".
+_CHASED = (  # the verb before the name, the word after it
+    rb"(?:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
+    rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)",
+    rb"(?:re|about|regarding|today|tomorrow|again|asap)\b",
+)
 _LOWER_CASE_NAME_CHASED = Regex(
-    rb"\b(?:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
-    rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)[ \t]+(?P<first>[a-z]{3,})[ \t]+(?:re|about|regarding|today"
-    rb"|tomorrow|again|asap)\b"
+    rb"\b"
+    + _CHASED[0]
+    + rb"[ \t]+(?P<first>[a-z]{3,})[ \t]+"
+    + _CHASED[1]
     # ... or who is off sick: "kasia is still off with stress"
-    rb"|\b(?P<off>[a-z]{3,})[ \t]+(?:is|was|has[ \t]+been|'s)[ \t]+(?:still[ \t]+)?(?:off[ \t]+(?:sick|with)"
+    + rb"|\b(?P<off>[a-z]{3,})[ \t]+(?:is|was|has[ \t]+been|'s)[ \t]+(?:still[ \t]+)?(?:off[ \t]+(?:sick|with)"
     rb"|signed[ \t]+off|suspended|in[ \t]+hospital)\b",
     re2_options(1 << 20),
 )
 # ... or capitalised, a given name or a surname alone: "anyone on B wing seen Khalil today?", "ring Okafor re his
 # tag".
 _NAME_CHASED = Regex(
-    rb"\b(?i:chase|chasing|chased|ring|call|phone|text|visit|visited|see|seen|saw|check[ \t]+on|spoke[ \t]+to"
-    rb"|speak[ \t]+to|spoken[ \t]+to|met[ \t]+with)[ \t]+(?P<who>[A-Z][a-z]{2,})[ \t]+(?i:re|about|regarding|today"
-    rb"|tomorrow|again|asap)\b",
+    rb"\b(?i:" + _CHASED[0] + rb")[ \t]+(?P<who>[A-Z][a-z]{2,})[ \t]+(?i:" + _CHASED[1] + rb")",
     re2_options(1 << 20),
 )
 # A given name with the surname in brackets, as a note names someone it has named before: "Kasia (Nowak) due out".
