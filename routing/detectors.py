@@ -1678,8 +1678,8 @@ IDENTIFIER_DETECTORS += (
 # database URL with its password, a password or key assigned in config. Never to leave; placeholders and
 # environment look-ups ("changeme", "<password>", "${DB_PASSWORD}", os.environ[...]) are not secrets.
 _PLACEHOLDER_SECRET = Regex(
-    rb"(?i:^(?:[<{\[$%(*x.#_\-]|changeme|change_me|password|passw0rd|secret|example|dummy|redacted|placeholder|none"
-    rb"|null|true|false|test|xxx+|your|my|\*+|os\.|env|process\.|getenv|config|settings|vault|<))",
+    rb"(?i:^(?:[<{\[$%(*.#_\-]|changeme|change_me|password|passw0rd|secret|example|dummy|redacted|placeholder|none"
+    rb"|null|true|false|test|xxx+|your|my|\*+|os\.|env|process\.|getenv|config|settings|vault|<|&lt;|%3c))",
     re2_options(1 << 20),
 )
 
@@ -1687,7 +1687,14 @@ _PLACEHOLDER_SECRET = Regex(
 # A value that names a secret rather than being one: an environment variable's or a constant's name
 # (REPLACE_ME, DB_PASSWORD), a quoted-printable escape ("SECRET =E2=80=93 ..." in a MIME part).
 _NOT_A_SECRET_VALUE = Regex(
-    rb"[A-Z][A-Z0-9_]*$|[0-9A-F]{2}=|&(?:[a-z]+|#[0-9]+);|(?i:replace|todo|fixme|insert|enter|tbc|n/a)",
+    # (and code: a call, an index or an attribute, "bytes(password, enc)", "pw[:-1]", "self.key")
+    rb"[A-Z][A-Z_]*[A-Z0-9_]{0,2}$|[A-Za-z_][A-Za-z0-9_.]*[(\[]|(?:self|this|cls|args|kwargs|request|req)\."
+    rb"|[0-9A-F]{2}=|&(?:[a-z]+|#[0-9]+);|(?i:replace|todo|fixme|insert|enter|tbc|n/a)",
+    re2_options(1 << 20),
+)
+# ... or says anywhere in it that it stands for one: "sk_test_replace_me", AWS's documented "...EXAMPLEKEY".
+_PLACEHOLDER_INSIDE = Regex(
+    rb"(?i:replace|example|changeme|change_me|placeholder|dummy|redacted|xxxx|your[_\-]|[_\-]here\b)",
     re2_options(1 << 20),
 )
 
@@ -1697,7 +1704,11 @@ def _assigned_secret(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     whole = m.group()
     if value.startswith(b"3D") and whole[: len(whole) - len(value)].rstrip(b"\"' \t").endswith(b"="):
         value = value[2:].lstrip(b"\"'")  # "=3D" is "=" in quoted-printable: the value is what follows it
-    if _PLACEHOLDER_SECRET.starts_at(value, 0, len(value)) or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value)):
+    if (
+        _PLACEHOLDER_SECRET.starts_at(value, 0, len(value))
+        or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value))
+        or _PLACEHOLDER_INSIDE.found(value)
+    ):
         return None
     key = m.group().split(b"=", 1)[0].split(b":", 1)[0].strip(b"\"' \t").lower()
     generic = key.endswith((b"_token", b"_key")) and b"secret" not in key and b"api" not in key
@@ -1728,10 +1739,11 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         OS,
         # AWS access keys, GitHub and Slack tokens, OpenAI and Anthropic keys, Google API keys, Azure account keys
         rb"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|(?i:gh[pousr]_)[A-Za-z0-9]{36,}|(?i:github_pat_)[A-Za-z0-9_]{40,}"
-        rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35})\b"
+        rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35}"
+        rb"|(?:sk|rk)_live_[A-Za-z0-9]{20,})\b"  # (and Stripe's live secret and restricted keys)
         rb"|(?i:accountkey)=[A-Za-z0-9+/]{40,}={0,2}",
         _service_key,
-        trigger=rb"\b(?:AKIA|ASIA|(?i:gh[pousr]_|github_pat_)|xox[abpr]-|sk-|AIza)[0-9A-Za-z_\-]|(?i:accountkey)=",
+        trigger=rb"\b(?:AKIA|ASIA|(?i:gh[pousr]_|github_pat_)|xox[abpr]-|sk-|AIza|sk_live_|rk_live_)[0-9A-Za-z_\-]|(?i:accountkey)=",
     ),
     Detector(
         "credential",
@@ -1745,14 +1757,134 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         "credential",
         OS,
         # password = "...", "apiKey": "...", client_secret: ... (the value a mix of letters and digits or marks)
-        rb"(?i:\b(?:[a-z_]*password|passwd|pwd|[a-z]+_?secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
-        rb"|[a-z]+_token|[a-z]+_key"
-        rb"|access[_\-]?token|private[_\-]?key))[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;<>]{8,128})",
+        # (a compound name too: PAYMENTS_API_KEY, STRIPE_SECRET_KEY, db-admin-password)
+        rb"(?i:\b(?:[a-z0-9_\-]*(?:password|passwd|pwd|secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
+        rb"|access[_\-]?token|private[_\-]?key)|[a-z][a-z0-9_]*_token|[a-z][a-z0-9_]*_key))"
+        rb"[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;<>]{8,128})",
         _assigned_secret,
         trigger=rb"(?i:password|passwd|pwd|secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token|access[_\-]?token"
         rb"|_token|_key"
         rb"|private[_\-]?key)[\"']?[ \t]*(?:[:=]|=>)",
     ),
+)
+
+
+# A password written in prose or a ticket rather than assigned in config: "user mosaic_sysadm  pass  Wint3r!Holly24",
+# "the password is Summer2024!", "logged on using sa / Summer2024!". The value holds a digit and mixes it with
+# letters or marks, as passwords do and words, numbers and dates do not.
+_SECRET_VALUE = rb"[^\s\"',;<>()]{0,40}[0-9][^\s\"',;<>()]{0,40}"
+_SIGNED_IN = rb"(?:(?:log(?:ged|ging)?|sign(?:ed|ing)?)[ \t]+(?:on|in)|connected)"
+_PROSE_SECRET = (
+    rb"(?i:\b(?:pass(?:word|wd|code|phrase)?|pwd|pw)\b)"
+    rb"(?:[ \t]*(?:(?i:is|was|now|set[ \t]+to)|=|:|-|\xe2\x80\x93)){0,2}[ \t]+(?P<secret>" + _SECRET_VALUE + rb")"
+    rb"|(?i:\b(?:creds?|credentials|login|logon|username/password|user/pass"
+    rb"|" + _SIGNED_IN + rb"[^\n]{0,60}?\b(?:using|with|as)))"
+    rb"[ \t:]+[A-Za-z0-9_.\\\-]{2,32}[ \t]*/[ \t]*(?P<secret2>" + _SECRET_VALUE + rb")"
+)
+_PROSE_SECRET_TRIGGER = (
+    rb"(?i:\b(?:pass(?:word|wd|code|phrase)?|pwd|pw)[ \t:=\-]|creds?\b|credentials|login|logon|" + _SIGNED_IN + rb")"
+)
+_DATE_OR_TIME = Regex(
+    rb"\d{1,4}[/.\-:]\d{1,2}(?:[/.\-:]\d{1,4})?$|\d+(?:st|nd|rd|th|am|pm|s|km|mb|gb|kb)$", re2_options(1 << 20)
+)
+# An online meeting's passcode, as every invitation carries it, is no system's secret.
+_MEETING_WORDS = Words(
+    b"meeting id", b"join the meeting", b"teams meeting", b"zoom", b"webinar", b"conference id", b"dial-in"
+)
+
+
+def _prose_secret(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    value = (m.group(b"secret") or m.group(b"secret2") or b"").rstrip(b".")
+    if (
+        not 6 <= len(value) <= 64
+        or _PLACEHOLDER_SECRET.starts_at(value, 0, len(value))
+        or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value))
+        or _PLACEHOLDER_INSIDE.found(value)
+        or _DATE_OR_TIME.starts_at(value, 0, len(value))
+    ):
+        return None
+    if value.isdigit():
+        return None  # a number, not a password
+    return None if near(text, m.start(), m.end(), _MEETING_WORDS, 160) else "credential"
+
+
+# A code that opens a door, a gate, an alarm or a key safe: "door code 2580#", "key safe 4-7-1-9", "override PIN
+# 4471-9", "Intruder alarm unset code: 7865", "barrier override: *959". The code is the first number after the words
+# (a few words between them, on the same line), 3 to 8 digits; a year, a time or an extension is not a code.
+_ACCESS_WORDS = (
+    rb"(?i:\b(?:key[ \t\-]{0,3}safe|keysafe|key[ \t]+box|lock[ \t\-]{0,3}box"
+    rb"|(?:door|gate|keypad|key[ \t]+pad|alarm|entry|access|entrance|override|padlock|barrier|building|site|safe"
+    rb"|unset|exit|fob|cupboard|cabinet)[ \t]+(?:entry[ \t]+)?(?:code|pin|combination|combo)s?"
+    rb"|combination[ \t]+lock|(?:barrier|gate|door)[ \t]+override)\b)"
+)
+_ACCESS_CODE = (
+    _ACCESS_WORDS + rb"(?P<gap>[^\n0-9*#]{0,48}?)"
+    rb"(?P<v>[*#]?(?:[A-Z][ \t]?-[ \t]?)?[0-9](?:[ \t]?-?[ \t]?[0-9]){2,7}[*#]?)(?:[^0-9\n]|(?m:$))"
+)
+_NOT_A_CODE_GAP = Regex(
+    rb"(?i:\b(?:in|since|from|until|by|before|after|on|at|ext|extension|tel|phone|call|room|floor|level|page|step"
+    rb"|section|version|v|no|number|ref|reference|ticket|inc|incident|case|changed?|changing|reset|expire[sd]?|expiry"
+    rb"|ring|dial|text|valid|days?|hours?|minutes?|times?|digits?|characters?|attempts?|x)[ \t.:]*$)",
+    re2_options(1 << 20),
+)
+
+
+def _access_code(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
+    if _NOT_A_CODE_GAP.found(m.group(b"gap") or b""):
+        return None  # "changed in 2024", "ext 4471", "for 5 days", "4 digits"
+    code = m.group(b"v") or b""
+    if len(code) == 4 and code.isdigit() and code[:2] in (b"19", b"20"):
+        return None  # a year
+    return "access_code"
+
+
+# A weakness in a live system, in the state that makes it one ("not yet patched", "default password still set",
+# "web shell found"), beside an internal address, a production host or a CVE: a vulnerability report, a scan, an
+# incident. Advice about unpatched systems in general has none of those beside it.
+_DEFAULT_PASSWORD = rb"default[ \t]+(?:vendor[ \t]+)?(?:admin[ \t]+)?password"
+_WEAKNESS = (
+    rb"(?i:\bunpatched|\bnot[ \t]+(?:yet[ \t]+)?(?:patched|remediated|fixed|isolated|in[ \t]+place|implemented|applied)"
+    rb"|patch(?:es)?[ \t]+(?:not[ \t]+(?:yet[ \t]+)?applied|not[ \t]+planned)"
+    rb"|no[ \t]+(?:patch|fix)[ \t]+(?:planned|scheduled|available)"
+    rb"|" + _DEFAULT_PASSWORD + rb"[ \t]+(?:is[ \t]+)?still|" + _DEFAULT_PASSWORD + rb"[ \t]+(?:still[ \t]+)?set"
+    rb"|still[ \t]+(?:has|on|uses?)[ \t]+(?:the[ \t]+)?"
+    + _DEFAULT_PASSWORD
+    + rb"|rdp[ \t]+(?:is[ \t]+)?(?:exposed|open)"
+    rb"|telnet[ \t]+open|web[ \t]?shell|does[ \t]+not[ \t]+enforce[ \t]+mfa|mfa[ \t]+(?:is[ \t]+)?(?:turned[ \t]+)?off"
+    rb"|lacks[ \t]+authori[sz]ation|no[ \t]+rate[ \t]+limiting|vulnerable[ \t]+to|exploitable)"
+)
+_LIVE_SYSTEM = Regex(
+    rb"\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3})\b"
+    rb"|\b[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.(?:internal|local|lan|corp|intranet)\b"
+    rb"|\b[A-Za-z0-9]+-(?i:prd|prod)(?:-[A-Za-z0-9]+)*\b|(?i:\bprod(?:uction)?\b|\blive\b|\bCVE-\d{4}-\d{4,7}\b)",
+    re2_options(1 << 20),
+)
+_WEAKNESS_LOOK = 400
+
+
+def _weakness(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    start, end = m.span()
+    if start < state.get("weakness_done", -1):
+        return None
+    lo, hi = max(0, start - _WEAKNESS_LOOK), min(len(text), end + _WEAKNESS_LOOK)
+    if not _LIVE_SYSTEM.found(text, lo, hi) or _invented(text, start, end):
+        return None
+    state["weakness_done"] = hi
+    return "security_weakness"
+
+
+# A press release or statistics under embargo: the banner its first lines (or a cell) carry, or the instruction.
+_EMBARGO = (
+    rb"(?:(?m:^)|[,;\t|][ \t]*[\"'])[ \t*#\[(<>\-]*"
+    rb"(?:EMBARGOED|Embargoed|PRE-RELEASE[ \t]+ACCESS|Pre-release[ \t]+access)\b"
+    rb"|(?i:\bnot[ \t]+for[ \t]+(?:publication|release|broadcast|circulation)[ \t]+(?:before|until|till)\b)"
+)
+
+SECURITY_DETECTORS: tuple[Detector, ...] = (
+    Detector("credential", OS, _PROSE_SECRET, _prose_secret, trigger=_PROSE_SECRET_TRIGGER, needs=b"0123456789"),
+    Detector("access_code", OS, _ACCESS_CODE, _access_code, trigger=_ACCESS_WORDS, needs=b"0123456789"),
+    Detector("security_weakness", OS, _WEAKNESS, _weakness),
+    Detector("embargoed", OS, _EMBARGO),
 )
 
 
@@ -1787,6 +1919,7 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     *IDENTIFIER_DETECTORS,
     *CREDENTIAL_DETECTORS,
+    *SECURITY_DETECTORS,
 )
 
 

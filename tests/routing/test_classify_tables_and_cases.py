@@ -834,6 +834,52 @@ def test_placeholders_examples_and_lookups_are_no_credential(text):
 @pytest.mark.parametrize(
     ("text", "signal"),
     [
+        ('PAYMENTS_API_KEY = "sk_live_dgbn2gHPbGbvQ4Z8H63zy3Dmk55KgTAX"', "credential"),  # a compound name
+        ('"PASSWORD": "xNkyQpnAg9TtPk",', "credential"),  # a value starting with x is no "xxx" placeholder
+        ("user svc_reports  pass  Harbour7!Light  (live and DR)", "credential"),
+        ("The temporary password is Bluebell2025# until you change it.", "credential"),
+        ("logged on to the DB server using sa / Summer2024! to clear the locks", "credential"),
+        ("Key safe by the back door: 4-7-1-9", "access_code"),
+        ("door code 2580#, key safe C-1-9-8-4", "access_code"),
+        ("Intruder alarm unset code: 7865 (panel in the cleaner's cupboard)", "access_code"),
+        ("the gate override PIN 4471-9 opens G2 when the reader fails", "access_code"),
+        ("10.42.9.20 door control PLC (CVE-2021-22681), no patch planned until Q4", "security_weakness"),
+        ("The visits API on prod lacks authorisation on /export; not yet remediated.", "security_weakness"),
+        ("EMBARGOED UNTIL 09:30 THURSDAY\nProven reoffending statistics (draft)", "embargoed"),
+        ("Draft: not for publication before the Minister's statement on Monday.", "embargoed"),
+    ],
+)
+def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
+    assert signal in {s.type for s in classify_text(text).signals}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STRIPE_SECRET_KEY=sk_test_your_key_here",
+        "secret = bytes(password, self.encoding)",  # code, not a secret
+        "pw = pw[:-1]",
+        "Join the meeting: Meeting ID 384 551 902 117, Passcode: Xr7mQ2",
+        "Passwords must have 14 characters; pass 2 of 3 checks.",
+        "The password policy changed on 01/04/2025.",
+        "We logged in at 09:15 / 17:30 each day.",
+        "Return the keys to the key safe at the end of every shift.",
+        "The door code changed in 2024; ask reception for the new one.",
+        "A key safe code needs at least 4 digits.",
+        "We hold the key safe code; ring 0113 496 0000 out of hours.",
+        "Unpatched servers are the commonest way in for ransomware: patch within 14 days.",
+        "CVE-2021-44228 explained for service owners, with the published fixes.",
+        "The server at 10.20.4.14 was patched on Tuesday.",
+        "The press release on the funding goes out on Saturday, embargoed till 00:01.",
+    ],
+)
+def test_talk_of_passwords_codes_and_patching_stays_official(text):
+    assert not classify_text(text).local_only, classify_text(text).signals
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
         ("[00:00:04] Claire: Okay, before we start, reminder this call is at SECRET so cameras off", "marking_secret"),
         ("The paragraph below is lifted from a document marked SECRET. Reword it:", "marking_secret"),
         (
