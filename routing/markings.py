@@ -209,6 +209,10 @@ def _rows(
             # a header's or a footer's next column after a run of spaces: "OFFICIAL - SENSITIVE      Draft report   7"
             + rb"|\.[ \t]+[A-Z]|[ \t]{3}[A-Za-z])|"
             + described
+            # ... and in Word's title case, a running header's or footer's next column: "Official Sensitive    ITHC 12"
+            + rb"|"
+            + _capitalised(any_case)
+            + rb"\b(?:\t|[ \t]{4,})[A-Za-z]"
             + rb")"
             # a quoted string that starts with it, in upper case: paragraph 'OFFICIAL-SENSITIVE - Parole Board...'
             + rb"|[ \t(\[]['\"]"

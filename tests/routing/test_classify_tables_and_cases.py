@@ -847,6 +847,8 @@ def test_placeholders_examples_and_lookups_are_no_credential(text):
         ("The visits API on prod lacks authorisation on /export; not yet remediated.", "security_weakness"),
         ("EMBARGOED UNTIL 09:30 THURSDAY\nProven reoffending statistics (draft)", "embargoed"),
         ("Draft: not for publication before the Minister's statement on Monday.", "embargoed"),
+        # a page footer as pdftotext lays it out, the marking in Word's title case
+        ("Retest status: OPEN\n\nOfficial Sensitive        Justice Digital ITHC        12", "marking_official_sensitive"),
     ],
 )
 def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
