@@ -1714,6 +1714,8 @@ def _assigned_secret(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
     generic = key.endswith((b"_token", b"_key")) and b"secret" not in key and b"api" not in key
     if generic and (len(value) < 16 or not any(c.isdigit() for c in value.decode("latin-1"))):
         return None  # a generic "..._key: ..." names a secret only when its value looks like one
+    if value.isdigit():  # a PIN-like password ("udl_password: 95956314"), not a run such as 12345678
+        return "credential" if b"pass" in key and len(value) >= 6 and not _placeholder(value) else None
     letters = sum(c.isalpha() for c in value.decode("latin-1"))
     digits_or_marks = len(value) - letters
     return "credential" if letters and digits_or_marks else None  # a mix, as passwords and keys are
@@ -1740,10 +1742,10 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         # AWS access keys, GitHub and Slack tokens, OpenAI and Anthropic keys, Google API keys, Azure account keys
         rb"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|(?i:gh[pousr]_)[A-Za-z0-9]{36,}|(?i:github_pat_)[A-Za-z0-9_]{40,}"
         rb"|xox[abpr]-[A-Za-z0-9\-]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}|AIza[0-9A-Za-z_\-]{35}"
-        rb"|(?:sk|rk)_live_[A-Za-z0-9]{20,})\b"  # (and Stripe's live secret and restricted keys)
+        rb"|(?:sk|rk)_live_[A-Za-z0-9]{20,}|api_live_[A-Za-z0-9]{20,})\b"  # (Stripe's and GOV.UK Pay's live keys)
         rb"|(?i:accountkey)=[A-Za-z0-9+/]{40,}={0,2}",
         _service_key,
-        trigger=rb"\b(?:AKIA|ASIA|(?i:gh[pousr]_|github_pat_)|xox[abpr]-|sk-|AIza|sk_live_|rk_live_)[0-9A-Za-z_\-]|(?i:accountkey)=",
+        trigger=rb"\b(?:AKIA|ASIA|(?i:gh[pousr]_|github_pat_)|xox[abpr]-|sk-|AIza|sk_live_|rk_live_|api_live_)[0-9A-Za-z_\-]|(?i:accountkey)=",
     ),
     Detector(
         "credential",
@@ -1760,7 +1762,7 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         # (a compound name too: PAYMENTS_API_KEY, STRIPE_SECRET_KEY, db-admin-password)
         rb"(?i:\b(?:[a-z0-9_\-]*(?:password|passwd|pwd|secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token"
         rb"|access[_\-]?token|private[_\-]?key)|[a-z][a-z0-9_]*_token|[a-z][a-z0-9_]*_key))"
-        rb"[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']?(?P<secret>[^\s\"',;<>]{8,128})",
+        rb"[\"']?[ \t]*(?:[:=]|=>)[ \t]*[\"']{0,2}(?P<secret>[^\s\"',;<>]{8,128})",  # ("" in a CSV field)
         _assigned_secret,
         trigger=rb"(?i:password|passwd|pwd|secret|secret_?key|api[_\-]?key|access[_\-]?key|auth[_\-]?token|access[_\-]?token"
         rb"|_token|_key"
@@ -1780,12 +1782,28 @@ _PROSE_SECRET = (
     rb"|(?i:\b(?:creds?|credentials|login|logon|username/password|user/pass"
     rb"|" + _SIGNED_IN + rb"[^\n]{0,60}?\b(?:using|with|as)))"
     rb"[ \t:]+[A-Za-z0-9_.\\\-]{2,32}[ \t]*/[ \t]*(?P<secret2>" + _SECRET_VALUE + rb")"
+    # "the new pw for the CCTV wifi (SSID FLG-SEC) is Otter&24saffron?": a strong value only (_strong)
+    rb"|(?i:\b(?:pass(?:word|wd|code|phrase)?|pwd|pw)[ \t])[^\n]{0,60}?[ \t](?i:is|=|:)[ \t]+(?P<secret3>"
+    + _SECRET_VALUE
+    + rb")"
+)
+# A user and a password written "user / password", as tickets, chat and handovers do ("vbadmin / Copper#70thistle@",
+# "JUSTICE\\da_emergency / Granite$43granite!"): with no word before it, the value must look like a password
+# (_strong), not like "and/or", "24/7" or a date.
+_SLASHED_SECRET = rb"(?:(?m:^)|[ \t(:])[A-Za-z0-9_.\\\-@]{2,40}[ \t]+/[ \t]+(?P<secret3>" + _SECRET_VALUE + rb")"
+# A password in code that builds a credential: PowerShell's ConvertTo-SecureString '...' -AsPlainText, SQL's
+# CREATE LOGIN ... WITH PASSWORD = N'...'.
+_CODE_SECRET = (
+    rb"(?i:convertto-securestring)[ \t]+[\"'](?P<secret>[^\"'\n]{6,64})[\"'][ \t]+(?i:-asplaintext)"
+    rb"|(?i:with[ \t]+password[ \t]*=[ \t]*)N?'(?P<secret2>[^'\n]{6,64})'"
 )
 _PROSE_SECRET_TRIGGER = (
     rb"(?i:\b(?:pass(?:word|wd|code|phrase)?|pwd|pw)[ \t:=\-]|creds?\b|credentials|login|logon|" + _SIGNED_IN + rb")"
 )
 _DATE_OR_TIME = Regex(
-    rb"\d{1,4}[/.\-:]\d{1,2}(?:[/.\-:]\d{1,4})?$|\d+(?:st|nd|rd|th|am|pm|s|km|mb|gb|kb)$", re2_options(1 << 20)
+    rb"\d{1,4}[/.\-:]\d{1,2}(?:[/.\-:]\d{1,4})?$|\d+(?i:st|nd|rd|th|am|pm|s|km|mb|gb|kb|days?|hours?|mins?|chars?"
+    rb"|characters|digits)$",
+    re2_options(1 << 20),
 )
 # An online meeting's passcode, as every invitation carries it, is no system's secret.
 _MEETING_WORDS = Words(
@@ -1793,8 +1811,26 @@ _MEETING_WORDS = Words(
 )
 
 
+_PASSWORD_MARKS = frozenset(b"!#$%&*?@^~+=")
+
+
+_MONEY = Regex(rb"(?i:gbp|eur|usd|\xc2\xa3|\$|\xe2\x82\xac)[ \t]?[0-9]", re2_options(1 << 20))
+
+
+def _strong(value: bytes) -> bool:
+    """Eight characters or more with letters, digits and a mark, as a password policy makes them (not a price)."""
+    return not _MONEY.starts_at(value, 0, len(value)) and (
+        len(value) >= 8
+        and any(c in _PASSWORD_MARKS for c in value)
+        and sum(c.isalpha() for c in value.decode("ascii", "ignore")) >= 3
+    )
+
+
 def _prose_secret(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
-    value = (m.group(b"secret") or m.group(b"secret2") or b"").rstrip(b".")
+    strong = m.named(b"secret3")
+    if strong is not None and not _strong(strong.rstrip(b".")):
+        return None
+    value = (m.named(b"secret") or m.named(b"secret2") or strong or b"").rstrip(b".")
     if (
         not 6 <= len(value) <= 64
         or _PLACEHOLDER_SECRET.starts_at(value, 0, len(value))
@@ -1812,14 +1848,15 @@ def _prose_secret(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
 # 4471-9", "Intruder alarm unset code: 7865", "barrier override: *959". The code is the first number after the words
 # (a few words between them, on the same line), 3 to 8 digits; a year, a time or an extension is not a code.
 _ACCESS_WORDS = (
-    rb"(?i:\b(?:key[ \t\-]{0,3}safe|keysafe|key[ \t]+box|lock[ \t\-]{0,3}box"
+    rb"(?i:\b(?:key[ \t\-]{0,3}safe|keysafe|key[ \t]+box|lock[ \t\-]{0,3}box|new[ \t]+(?:code|pin|combination)"
     rb"|(?:door|gate|keypad|key[ \t]+pad|alarm|entry|access|entrance|override|padlock|barrier|building|site|safe"
-    rb"|unset|exit|fob|cupboard|cabinet)[ \t]+(?:entry[ \t]+)?(?:code|pin|combination|combo)s?"
+    rb"|unset|exit|fob|cupboard|cabinet|engineer|master|installer|duress)[ \t_\-]+(?:(?:entry|user)[ \t_\-]+)?"
+    rb"(?:code|pin|combination|combo)s?"
     rb"|combination[ \t]+lock|(?:barrier|gate|door)[ \t]+override)\b)"
 )
 _ACCESS_CODE = (
-    _ACCESS_WORDS + rb"(?P<gap>[^\n0-9*#]{0,48}?)"
-    rb"(?P<v>[*#]?(?:[A-Z][ \t]?-[ \t]?)?[0-9](?:[ \t]?-?[ \t]?[0-9]){2,7}[*#]?)(?:[^0-9\n]|(?m:$))"
+    _ACCESS_WORDS + rb"(?P<gap>[^\n0-9*#]{0,80}?)"
+    rb"(?P<code>[*#]?(?:[A-Z][ \t]?-[ \t]?)?[0-9](?:[ \t]?-?[ \t]?[0-9]){2,7}[*#]?)(?:[^0-9\n]|(?m:$))"
 )
 _NOT_A_CODE_GAP = Regex(
     rb"(?i:\b(?:in|since|from|until|by|before|after|on|at|ext|extension|tel|phone|call|room|floor|level|page|step"
@@ -1829,10 +1866,16 @@ _NOT_A_CODE_GAP = Regex(
 )
 
 
+_IS_BEFORE_CODE = Regex(rb"^[ \t:\-]*$|(?i:\bis|:|=)[ \t]*$", re2_options(1 << 20))
+
+
 def _access_code(m: Match, _text: bytes, _: dict[str, Any]) -> str | None:
-    if _NOT_A_CODE_GAP.found(m.group(b"gap") or b""):
+    gap = m.group(b"gap") or b""
+    if _NOT_A_CODE_GAP.found(gap):
         return None  # "changed in 2024", "ext 4471", "for 5 days", "4 digits"
-    code = m.group(b"v") or b""
+    if m.group()[:3].lower() == b"new" and not _IS_BEFORE_CODE.found(gap):
+        return None  # "new code review: PR 4521", where "New code 6476" and "the new code for X is 7244#" are codes
+    code = m.group(b"code") or b""
     if len(code) == 4 and code.isdigit() and code[:2] in (b"19", b"20"):
         return None  # a year
     return "access_code"
@@ -1878,10 +1921,14 @@ _EMBARGO = (
     rb"(?:(?m:^)|[,;\t|][ \t]*[\"'])[ \t*#\[(<>\-]*"
     rb"(?:EMBARGOED|Embargoed|PRE-RELEASE[ \t]+ACCESS|Pre-release[ \t]+access)\b"
     rb"|(?i:\bnot[ \t]+for[ \t]+(?:publication|release|broadcast|circulation)[ \t]+(?:before|until|till)\b)"
+    # in capitals, as a banner's second part writes it: "FACTUAL ACCURACY DRAFT - NOT FOR PUBLICATION"
+    rb"|\bNOT[ \t]+FOR[ \t]+(?:PUBLICATION|CIRCULATION|RELEASE)\b|\bEMBARGOED[ \t]+(?:UNTIL|TILL|TO)\b"
 )
 
 SECURITY_DETECTORS: tuple[Detector, ...] = (
     Detector("credential", OS, _PROSE_SECRET, _prose_secret, trigger=_PROSE_SECRET_TRIGGER, needs=b"0123456789"),
+    Detector("credential", OS, _SLASHED_SECRET, _prose_secret, needs=b"0123456789"),
+    Detector("credential", OS, _CODE_SECRET, _prose_secret),
     Detector("access_code", OS, _ACCESS_CODE, _access_code, trigger=_ACCESS_WORDS, needs=b"0123456789"),
     Detector("security_weakness", OS, _WEAKNESS, _weakness),
     Detector("embargoed", OS, _EMBARGO),

@@ -100,6 +100,12 @@ class Candidate(tuple):
         start, end = self[1][group if type(group) is int else self[2][group]]
         return None if start < 0 else self[0][start:end]
 
+    def named(self, group: bytes) -> bytes | None:
+        """The text of the named ``group``, None when the pattern has no such group or it did not take part (one
+        validator serving rows whose patterns name their groups differently)."""
+        index = self[2].get(group)
+        return None if index is None else self.group(index)
+
     def span(self, group: int = 0) -> tuple[int, int]:
         return self[1][group]
 

@@ -415,8 +415,9 @@ _FORM_VALUE = rb"[?&][A-Za-z0-9_.\-]{1,40}=[A-Za-z0-9_.\-]+\+[A-Za-z0-9]"
 # Quoted-printable without the header that names it (an e-mail's body pasted from its source, a ticket that
 # stored it raw): two escapes in a row ("=E2=80=93", "=0D=0A"), a soft line break ("=" ending a line, straight
 # after a character that is not a space or another "="), an escaped "=" ("=3D") or a space escaped at a line's end
-# ("=20"). Each is rare outside the encoding.
-_QP_CUE = rb"=[0-9A-F]{2}=[0-9A-F]{2}|[^ \t=\n]=\n|=3D|=20(?m:$)"
+# ("=20"); a soft break after a space too when a word starts the next line ("... the annex is =\nMarlin"): code
+# that ends a line with " =" continues it indented or with a bracket. Each is rare outside the encoding.
+_QP_CUE = rb"=[0-9A-F]{2}=[0-9A-F]{2}|[^ \t=\n]=\n|[ \t]=\n[A-Za-z0-9]|=3D|=20(?m:$)"
 # An RFC 2047 encoded word, as mail headers carry a subject with non-ASCII characters in it ("Subject:
 # =?utf-8?Q?OFFICIAL=E2=80=91SENSITIVE?=", "=?UTF-8?B?...?=").
 _ENCODED_WORD_PATTERN = rb"=\?[A-Za-z0-9_*\-]{1,40}\?[QqBb]\?[^?\s]{1,998}\?="

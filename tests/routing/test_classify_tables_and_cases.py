@@ -848,7 +848,17 @@ def test_placeholders_examples_and_lookups_are_no_credential(text):
         ("EMBARGOED UNTIL 09:30 THURSDAY\nProven reoffending statistics (draft)", "embargoed"),
         ("Draft: not for publication before the Minister's statement on Monday.", "embargoed"),
         # a page footer as pdftotext lays it out, the marking in Word's title case
-        ("Retest status: OPEN\n\nOfficial Sensitive        Justice Digital ITHC        12", "marking_official_sensitive"),
+        ("Retest status: OPEN\n\nOfficial Sensitive      Justice Digital ITHC      12", "marking_official_sensitive"),
+        ("local admin is vbadmin / Copper#70thistle@", "credential"),  # a strong value after "user / "
+        ("    JUSTICE\\da_emergency / Granite$43granite!", "credential"),
+        ("new pw for the secure LAN wifi (SSID FLG-SEC-OPS) is Otter&24saffron? from today", "credential"),
+        ("$pass = ConvertTo-SecureString 'Granite!57falcon?' -AsPlainText -Force", "credential"),
+        ("CREATE LOGIN [etl] WITH PASSWORD = N'Bramble!52kestrel?', CHECK_POLICY = ON;", "credential"),
+        ("We use the live key api_live_4gfxw2f7h5axslvds9yxjk418f", "credential"),
+        ('  udl_password: "95956314"', "credential"),  # a PIN-like password under a password key
+        ('  engineer_code: "887090"', "access_code"),
+        ("The new code for the staff gate (Oystermouth Rd side) is 7244# from today.", "access_code"),
+        ("FACTUAL ACCURACY DRAFT - NOT FOR PUBLICATION - EMBARGOED UNTIL PUBLICATION DATE", "embargoed"),
     ],
 )
 def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
@@ -873,6 +883,13 @@ def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
         "CVE-2021-44228 explained for service owners, with the published fixes.",
         "The server at 10.20.4.14 was patched on Tuesday.",
         "The press release on the funding goes out on Saturday, embargoed till 00:01.",
+        "Use and/or; 24/7 support; TCP/IP; Q3 / FY2024-25 report",
+        "Price: \u00a34.99 / \u00a35.99! Offer ends Friday.",  # folded, "GBP5.99!" is a price, not a password
+        "new code review: PR 4521 merged",
+        "The new code of practice 2024 applies from April.",
+        "password: 12345678",
+        "the password policy for 2024 is 14 characters",
+        "Mark drafts 'not for publication' until the press office clears them.",
     ],
 )
 def test_talk_of_passwords_codes_and_patching_stays_official(text):
