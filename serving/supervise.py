@@ -327,7 +327,8 @@ class Supervisor:
         # After a stop signal, what is left of the bound (less a second for this process's own exit) is shared by
         # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty. The folder
         # goes even when the server is stuck in the kernel's release of its task (the helper removes it, so a stall
-        # there holds no one up); the record stays then, for the next start to clear once that process has gone.
+        # there holds no one up); the record stays then, and the helper removes it once that process has gone (or
+        # the next start does).
         end = (
             time.monotonic() + 6.0
             if self.stop_at is None
@@ -335,12 +336,15 @@ class Supervisor:
         )
         members = self.record.members if self.record is not None else []
         assert self.sweeper is not None  # started before the server
+        started = self.record.server_started if self.record is not None else None
         swept = self.sweeper.sweep(
             self.server_id,
             private,
             members,
             exclude=[server],
             timeout_s=max(0.7, end - time.monotonic()),
+            # the helper outlives this process: it clears the record once the stuck server has gone
+            clear_record_after=(record, server, started) if stuck and started else None,
         )
         if swept is None:
             self.terminal.note(
