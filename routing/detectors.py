@@ -1927,7 +1927,9 @@ _EMBARGO = (
 
 SECURITY_DETECTORS: tuple[Detector, ...] = (
     Detector("credential", OS, _PROSE_SECRET, _prose_secret, trigger=_PROSE_SECRET_TRIGGER, needs=b"0123456789"),
-    Detector("credential", OS, _SLASHED_SECRET, _prose_secret, needs=b"0123456789"),
+    # (the first pass looks for the " / " alone: a pattern that starts with any word keeps a DFA thread alive
+    # through every word of every text, +50% on the bench corpus's first pass)
+    Detector("credential", OS, _SLASHED_SECRET, _prose_secret, trigger=rb"[ \t]/[ \t]", needs=b"0123456789"),
     Detector("credential", OS, _CODE_SECRET, _prose_secret),
     Detector("access_code", OS, _ACCESS_CODE, _access_code, trigger=_ACCESS_WORDS, needs=b"0123456789"),
     Detector("security_weakness", OS, _WEAKNESS, _weakness),
