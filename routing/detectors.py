@@ -1812,8 +1812,6 @@ _MEETING_WORDS = Words(
 
 
 _PASSWORD_MARKS = frozenset(b"!#$%&*?@^~+=")
-
-
 _MONEY = Regex(rb"(?i:gbp|eur|usd|\xc2\xa3|\$|\xe2\x82\xac)[ \t]?[0-9]", re2_options(1 << 20))
 
 
@@ -1827,6 +1825,8 @@ def _strong(value: bytes) -> bool:
 
 
 def _prose_secret(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
+    """A password's value (group ``secret`` or ``secret2``, or ``secret3`` where only a strong one counts) that is
+    not a placeholder, code, a number, a date or an online meeting's passcode."""
     strong = m.named(b"secret3")
     if strong is not None and not _strong(strong.rstrip(b".")):
         return None
