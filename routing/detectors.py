@@ -1673,6 +1673,24 @@ IDENTIFIER_DETECTORS += (
     ),
 )
 
+
+# A password manager's export or a list of sites' codes (routing.tables): a password or a code under its column.
+def _secret_columns(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    found = _table_at(m, text, state, "secrets_read")
+    return None if found is None else tables.secret_in_table(found[0], found[1])
+
+
+_SECRET_COLUMN_DETECTOR = Detector(
+    "credential",
+    OS,
+    rb"(?:(?m:^)|[;\t|,][ \t]*|[^ \t\n][ \t]{2,})"
+    + _QUOTES_OPEN
+    + rb"(?i:pass(?:word|wd|code|phrase)?|pwd|pin|(?:gate|door|alarm|keypad|access|entry|safe|barrier|override|unset)"
+    rb"[ \t_\-]?code|key[ \t_\-]?safe(?:[ \t_\-]?code)?|lock[ \t_\-]?box|alarm)" + _CELL_CLOSE + rb"(?m:[,;\t|]|  |$)",
+    _secret_columns,
+    also=(("access_code", OS),),
+)
+
 # --- credentials -----------------------------------------------------------------------------------------
 # A secret that opens a system: a private key, a cloud provider's or a service's access key in its own format, a
 # database URL with its password, a password or key assigned in config. Never to leave; placeholders and
@@ -1934,6 +1952,7 @@ SECURITY_DETECTORS: tuple[Detector, ...] = (
     Detector("access_code", OS, _ACCESS_CODE, _access_code, trigger=_ACCESS_WORDS, needs=b"0123456789"),
     Detector("security_weakness", OS, _WEAKNESS, _weakness),
     Detector("embargoed", OS, _EMBARGO),
+    _SECRET_COLUMN_DETECTOR,
 )
 
 

@@ -70,6 +70,13 @@ _ACCOUNT_HEADERS_TEXT = """
     destination_account_number payee_account_number account_no.
 """
 _ACCOUNT_HEADERS = frozenset(_ACCOUNT_HEADERS_TEXT.split())
+# Columns of secrets: a password manager's export, a list of sites' gate and alarm codes.
+_PASSWORD_HEADERS = frozenset(("password", "passwd", "pwd", "passcode", "pass", "pw", "pin", "passphrase"))
+_CODE_HEADERS_TEXT = """
+    gate_code door_code alarm_code alarm keypad_code key_safe keysafe key_safe_code access_code entry_code safe_code
+    lockbox lock_box padlock_code barrier_code override_code alarm_unset_code unset_code
+"""
+_CODE_HEADERS = frozenset(_CODE_HEADERS_TEXT.split())
 _STAFF_HEADERS_TEXT = """
     role job_title job position grade band team department directorate unit line_manager manager post title_role
     staff_role business_unit shift shift_pattern rota
@@ -110,6 +117,8 @@ class Header:
     sql: bool
     sort: tuple[int, ...] = ()  # a bank sort code per row
     account: tuple[int, ...] = ()  # a bank account number per row
+    passwords: tuple[int, ...] = ()  # a password per row
+    codes: tuple[int, ...] = ()  # a door, gate, alarm or key-safe code per row
 
     @property
     def staff(self) -> bool:
@@ -129,6 +138,10 @@ def _normalised(cell: str) -> str:
 def _role(cell: str) -> str | None:
     if cell in _MARKING_HEADERS:
         return "mark"
+    if cell in _PASSWORD_HEADERS:
+        return "password"
+    if cell in _CODE_HEADERS:
+        return "code"
     if cell in _SORT_HEADERS:
         return "sort"
     if cell in _ACCOUNT_HEADERS:
@@ -216,9 +229,11 @@ def header_at(text: bytes, at: int) -> tuple[Header, Iterator[bytes], int] | Non
     marks = tuple(i for i, role in enumerate(roles) if role == "mark")
     sort = tuple(i for i, role in enumerate(roles) if role == "sort")
     account = tuple(i for i, role in enumerate(roles) if role == "account")
-    if not full and not parts and not marks and not (sort and account):
+    passwords = tuple(i for i, role in enumerate(roles) if role == "password")
+    codes = tuple(i for i, role in enumerate(roles) if role == "code")
+    if not full and not parts and not marks and not (sort and account) and not passwords and not codes:
         return None
-    return Header(delimiter, cells, full, parts, marks, sql, sort, account), rows, end
+    return Header(delimiter, cells, full, parts, marks, sql, sort, account, passwords, codes), rows, end
 
 
 def _name_word(word: str) -> bool:
@@ -305,3 +320,36 @@ def bank_details_in_table(header: Header, lines: Iterator[bytes]) -> bool:
                     if len(sort_code) == 6 and len(account) == 8 and sort_code.strip("0") and account.strip("0"):
                         return True
     return False
+
+
+def secret_in_table(header: Header, lines: Iterator[bytes]) -> str | None:
+    """``credential`` when a row has a password under a password column (letters with digits or marks, or six digits
+    or more; not a mask such as ``********`` or a placeholder), ``access_code`` when one has a code of 3 to 8 digits
+    under a code column (``4510#``, ``49-73-20``); None otherwise."""
+    if not (header.passwords or header.codes):
+        return None
+    for cells in _rows(header, lines):
+        for i in header.passwords:
+            if i < len(cells) and _password_cell(cells[i].strip().strip("\"'`")):
+                return "credential"
+        for i in header.codes:
+            if i < len(cells) and _code_cell(cells[i].strip().strip("\"'`")):
+                return "access_code"
+    return None
+
+
+def _password_cell(cell: str) -> bool:
+    if not 4 <= len(cell) <= 64 or " " in cell or not cell.isascii() or not any(c.isdigit() for c in cell):
+        return False
+    if cell.isdigit():
+        return len(cell) >= 6 and len(set(cell)) > 1
+    lowered = cell.lower()
+    if any(word in lowered for word in ("example", "replace", "changeme", "your", "vault", "<", "*")):
+        return False
+    return any(c.isalpha() for c in cell)
+
+
+def _code_cell(cell: str) -> bool:
+    digits = "".join(c for c in cell if c.isdigit())
+    rest = cell.replace(" ", "").replace("-", "").strip("#*")
+    return 3 <= len(digits) <= 8 and rest.isdigit() and len(set(digits)) > 1

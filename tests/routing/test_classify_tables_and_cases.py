@@ -859,6 +859,9 @@ def test_placeholders_examples_and_lookups_are_no_credential(text):
         ('  engineer_code: "887090"', "access_code"),
         ("The new code for the staff gate (Oystermouth Rd side) is 7244# from today.", "access_code"),
         ("FACTUAL ACCURACY DRAFT - NOT FOR PUBLICATION - EMBARGOED UNTIL PUBLICATION DATE", "embargoed"),
+        # a table's column of codes or passwords (routing.tables)
+        ("| Site | Gate code | Key safe |\n|---|---|---|\n| Elm House | 4510# | 5475 |", "access_code"),
+        ("Title\tUsername\tPassword\nKiosk\tkioskadm\tFennel83harbour", "credential"),
     ],
 )
 def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
@@ -890,6 +893,9 @@ def test_secrets_access_codes_and_weaknesses_stay_home(text, signal):
         "password: 12345678",
         "the password policy for 2024 is 14 characters",
         "Mark drafts 'not for publication' until the press office clears them.",
+        "| Site | Gate code | Key safe |\n|---|---|---|\n| Elm House | (ask the manager) | yes |",
+        "Title\tUsername\tPassword\nKiosk\tkioskadm\t********",
+        "Field,Type,Notes\npassword,string,min 14 chars\npin,int,4 digits",
     ],
 )
 def test_talk_of_passwords_codes_and_patching_stays_official(text):
