@@ -134,7 +134,8 @@ _DESCRIPTOR = (
 # This text said to come from a document the sentence goes on to describe: "The following is an extract from a
 # document marked Official Sensitive", "Below is part of a report classified as SECRET".
 _EXTRACT_OF = (
-    rb"\b(?:the[ \t]+following|below|above|this|here|attached|the[ \t]+(?:paragraph|text|passage|extract|excerpt"
+    rb"\b(?:the[ \t]+following(?:[ \t]+(?:paragraph|text|passage|extract|excerpt|section|notes?|lines?|wording))?"
+    rb"|below|above|this|here|attached|the[ \t]+(?:paragraph|text|passage|extract|excerpt"
     rb"|section|notes?|content|wording)[ \t]+(?:below|above))[ \t]+(?:is|are|was|were|comes|came)[ \t]+"
     rb"(?:(?:taken|lifted|copied|pasted|quoted|extracted)[ \t]+|(?:an?[ \t]+|the[ \t]+|some[ \t]+)?"
     rb"(?:extract|excerpt|copy|section|part|paragraph|passage|summary|page|pages|notes)s?[ \t]+)?(?:of|from)\b"

@@ -859,6 +859,7 @@ def test_placeholders_examples_and_lookups_are_no_credential(text):
         ('  engineer_code: "887090"', "access_code"),
         ("The new code for the staff gate (Oystermouth Rd side) is 7244# from today.", "access_code"),
         ("FACTUAL ACCURACY DRAFT - NOT FOR PUBLICATION - EMBARGOED UNTIL PUBLICATION DATE", "embargoed"),
+        ("The following paragraph is from a document marked SECRET - please shorten it.", "marking_secret"),
         # a table's column of codes or passwords (routing.tables)
         ("| Site | Gate code | Key safe |\n|---|---|---|\n| Elm House | 4510# | 5475 |", "access_code"),
         ("Title\tUsername\tPassword\nKiosk\tkioskadm\tFennel83harbour", "credential"),
