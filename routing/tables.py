@@ -9,10 +9,10 @@ under it is a name when it looks like one (two to five words, each capitalised o
 initials allowed; a single word under ``surname`` or ``forename``), and not an anonymised label (``Person A``,
 ``[REDACTED]``) or a phrase of everyday words.
 
-``header_at`` reads a header and hands back the lines under it; ``people_in_table``, ``marking_in_table`` and
-``bank_details_in_table`` read those. Whether a table of people is about a case (its header's columns, the words
-around it) is the caller's rule (``routing.detectors``). Bounded: a header line of at most ``MAX_LINE`` bytes and
-``MAX_ROWS`` rows under it.
+``header_at`` reads a header and hands back the lines under it; ``people_in_table``, ``marking_in_table``,
+``bank_details_in_table`` and ``secret_in_table`` (a password or a door, gate or alarm code column) read those.
+Whether a table of people is about a case (its header's columns, the words around it) is the caller's rule
+(``routing.detectors``). Bounded: a header line of at most ``MAX_LINE`` bytes and ``MAX_ROWS`` rows under it.
 """
 
 from __future__ import annotations
