@@ -373,12 +373,9 @@ class SweepHelper:
         members: Iterable[tuple[int, float]],
         exclude: Iterable[int],
         timeout_s: float,
-        clear_record_after: tuple[Path, int, float] | None = None,
     ) -> tuple[list[str], bool] | None:
         """Returns (what was killed, whether the folder is gone), or None if the helper did not answer within
-        ``timeout_s``. Once only: the helper exits after its answer, or, given ``clear_record_after`` (a record,
-        and the pid and start time of a server process stuck in the kernel), once it has removed that record after
-        the process has gone (``_clear_record_once_gone``)."""
+        ``timeout_s``. Once only: the helper exits after its answer."""
         spec = json.dumps(
             {
                 "server_id": server_id,
@@ -386,17 +383,6 @@ class SweepHelper:
                 "members": list(members),
                 "exclude": list(exclude),
                 "timeout_s": max(0.2, timeout_s - 0.5),
-                **(
-                    {}
-                    if clear_record_after is None
-                    else {
-                        "clear_record_after": {
-                            "record": str(clear_record_after[0]),
-                            "pid": clear_record_after[1],
-                            "started": clear_record_after[2],
-                        }
-                    }
-                ),
             }
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -454,25 +440,7 @@ def _sweep_main() -> int:
         print(json.dumps({"killed": killed, "removed": removed}), flush=True)
     except BrokenPipeError:  # the supervisor stopped waiting for the answer and has gone: nothing to report to
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the interpreter's exit
-    stuck = spec.get("clear_record_after")
-    if stuck is not None and removed:
-        _clear_record_once_gone(Path(stuck["record"]), int(stuck["pid"]), float(stuck["started"]))
     return 0
-
-
-CLEAR_RECORD_WITHIN_S = 120.0
-
-
-def _clear_record_once_gone(record: Path, pid: int, started: float) -> None:
-    """A server stuck in the kernel's release of its task: its supervisor has gone, leaving the record for the
-    next start. This helper outlives both; when that process has gone (within ``CLEAR_RECORD_WITHIN_S``), nothing
-    the record names is left, so it goes too. Otherwise it stays for the next start, as before."""
-    deadline = time.monotonic() + CLEAR_RECORD_WITHIN_S
-    while time.monotonic() < deadline:
-        if not is_alive(pid, started):
-            record.unlink(missing_ok=True)
-            return
-        time.sleep(0.5)
 
 
 if __name__ == "__main__":

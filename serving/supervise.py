@@ -327,8 +327,9 @@ class Supervisor:
         # After a stop signal, what is left of the bound (less a second for this process's own exit) is shared by
         # the sweep and the folder's removal; after a crash there is no bound but a few seconds is plenty. The folder
         # goes even when the server is stuck in the kernel's release of its task (the helper removes it, so a stall
-        # there holds no one up); the record stays then, and the helper removes it once that process has gone (or
-        # the next start does).
+        # there holds no one up). The record goes with the folder even then: such a process can be neither killed nor
+        # waited for (reading its /proc entry stalls on this project's VM kernel too), the sweep has killed the rest,
+        # and a record would only send the next start to read that process again.
         end = (
             time.monotonic() + 6.0
             if self.stop_at is None
@@ -336,15 +337,12 @@ class Supervisor:
         )
         members = self.record.members if self.record is not None else []
         assert self.sweeper is not None  # started before the server
-        started = self.record.server_started if self.record is not None else None
         swept = self.sweeper.sweep(
             self.server_id,
             private,
             members,
             exclude=[server],
             timeout_s=max(0.7, end - time.monotonic()),
-            # the helper outlives this process: it clears the record once the stuck server has gone
-            clear_record_after=(record, server, started) if stuck and started else None,
         )
         if swept is None:
             self.terminal.note(
@@ -359,7 +357,7 @@ class Supervisor:
                 )
             if not removed:
                 self.terminal.note(f"{private} is left for the next start to remove")
-            elif not stuck:
+            else:
                 record.unlink(missing_ok=True)
         code = self._exit_code(status)
         if code != 0 and self.stop_at is None and not self.terminal.failed:  # no reason given: the log's end

@@ -304,29 +304,6 @@ def test_the_sweep_helper_kills_what_a_server_left_and_removes_its_folder(tmp_pa
     assert psutil.Process(idle.pid).wait(timeout=5) == 0
 
 
-def test_the_sweep_helper_clears_a_stuck_servers_record_once_it_has_gone(tmp_path: Path) -> None:
-    """A server stuck in the kernel outlives its supervisor: the helper, which outlives both, removes the record once
-    that process has gone, and leaves it while the process runs."""
-    private = tmp_path / "private"
-    private.mkdir()
-    record = tmp_path / "server-feedc0de.json"
-    record.write_text("{}")
-    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    started = lifeline.started_at(stuck.pid)
-    assert started is not None
-    helper = lifeline.SweepHelper()
-    swept = helper.sweep(
-        "feedc0de", str(private), [], exclude=[stuck.pid], timeout_s=10, clear_record_after=(record, stuck.pid, started)
-    )
-    assert swept is not None and swept[1]
-    time.sleep(1.0)
-    assert record.exists()  # the process still runs
-    stuck.kill()
-    stuck.wait(timeout=5)
-    assert psutil.Process(helper.pid).wait(timeout=10) == 0
-    assert not record.exists()
-
-
 def test_the_folder_is_removed_though_a_dying_process_still_adds_to_it(tmp_path: Path) -> None:
     """A process that adds an entry after the first pass listed a folder (as HAProxy's reload does in the private
     folder's per-node folder) leaves it behind one pass; passes go on, the writer is stopped between them, and the
