@@ -1676,8 +1676,25 @@ IDENTIFIER_DETECTORS += (
 
 # A password manager's export or a list of sites' codes (routing.tables): a password or a code under its column.
 def _secret_columns(m: Match, text: bytes, state: dict[str, Any]) -> str | None:
+    """``credential`` for a password under a password column (``_password_like``, or six digits or more),
+    ``access_code`` for a code of 3 to 8 digits under a code column (``4510#``, ``49-73-20``); not a mask, a
+    placeholder or "(ask the manager)"."""
     found = _table_at(m, text, state, "secrets_read")
-    return None if found is None else tables.secret_in_table(found[0], found[1])
+    if found is None:
+        return None
+    for kind, cell in tables.secret_cells(found[0], found[1]):
+        value = cell.encode()
+        if kind == "code":
+            digits = _digits(value)
+            bare = value.replace(b" ", b"").replace(b"-", b"").strip(b"#*")
+            if 3 <= len(digits) <= 8 and bare.isdigit() and len(set(digits)) > 1:
+                return "access_code"
+        elif cell.isascii() and " " not in cell and any(c.isdigit() for c in cell):  # letters and digits, or digits
+            if value.isdigit() and len(value) >= 6 and not _placeholder(value):
+                return "credential"
+            if any(c.isalpha() for c in cell) and _password_like(value, shortest=4):
+                return "credential"
+    return None
 
 
 _SECRET_COLUMN_DETECTOR = Detector(
@@ -1842,23 +1859,27 @@ def _strong(value: bytes) -> bool:
     )
 
 
+def _password_like(value: bytes, shortest: int = 6) -> bool:
+    """A value that can be a password: not a placeholder, code, a number, a date or a time."""
+    return (
+        shortest <= len(value) <= 64
+        and not value.isdigit()
+        and not _PLACEHOLDER_SECRET.starts_at(value, 0, len(value))
+        and not _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value))
+        and not _PLACEHOLDER_INSIDE.found(value)
+        and not _DATE_OR_TIME.starts_at(value, 0, len(value))
+    )
+
+
 def _prose_secret(m: Match, text: bytes, _: dict[str, Any]) -> str | None:
     """A password's value (group ``secret`` or ``secret2``, or ``secret3`` where only a strong one counts) that is
-    not a placeholder, code, a number, a date or an online meeting's passcode."""
+    ``_password_like`` and not an online meeting's passcode."""
     strong = m.named(b"secret3")
     if strong is not None and not _strong(strong.rstrip(b".")):
         return None
     value = (m.named(b"secret") or m.named(b"secret2") or strong or b"").rstrip(b".")
-    if (
-        not 6 <= len(value) <= 64
-        or _PLACEHOLDER_SECRET.starts_at(value, 0, len(value))
-        or _NOT_A_SECRET_VALUE.starts_at(value, 0, len(value))
-        or _PLACEHOLDER_INSIDE.found(value)
-        or _DATE_OR_TIME.starts_at(value, 0, len(value))
-    ):
+    if not _password_like(value):
         return None
-    if value.isdigit():
-        return None  # a number, not a password
     return None if near(text, m.start(), m.end(), _MEETING_WORDS, 160) else "credential"
 
 

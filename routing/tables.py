@@ -10,7 +10,7 @@ initials allowed; a single word under ``surname`` or ``forename``), and not an a
 ``[REDACTED]``) or a phrase of everyday words.
 
 ``header_at`` reads a header and hands back the lines under it; ``people_in_table``, ``marking_in_table``,
-``bank_details_in_table`` and ``secret_in_table`` (a password or a door, gate or alarm code column) read those.
+``bank_details_in_table`` and ``secret_cells`` (a password or a door, gate or alarm code column) read those.
 Whether a table of people is about a case (its header's columns, the words around it) is the caller's rule
 (``routing.detectors``). Bounded: a header line of at most ``MAX_LINE`` bytes and ``MAX_ROWS`` rows under it.
 """
@@ -322,34 +322,14 @@ def bank_details_in_table(header: Header, lines: Iterator[bytes]) -> bool:
     return False
 
 
-def secret_in_table(header: Header, lines: Iterator[bytes]) -> str | None:
-    """``credential`` when a row has a password under a password column (letters with digits or marks, or six digits
-    or more; not a mask such as ``********`` or a placeholder), ``access_code`` when one has a code of 3 to 8 digits
-    under a code column (``4510#``, ``49-73-20``); None otherwise."""
+def secret_cells(header: Header, lines: Iterator[bytes]) -> Iterator[tuple[str, str]]:
+    """Each non-empty cell under a password column, as ``("password", cell)``, and under a code column, as
+    ``("code", cell)``, row by row (quotes around a cell stripped); whether it is a secret is the caller's rule."""
     if not (header.passwords or header.codes):
-        return None
+        return
     for cells in _rows(header, lines):
-        for i in header.passwords:
-            if i < len(cells) and _password_cell(cells[i].strip().strip("\"'`")):
-                return "credential"
-        for i in header.codes:
-            if i < len(cells) and _code_cell(cells[i].strip().strip("\"'`")):
-                return "access_code"
-    return None
-
-
-def _password_cell(cell: str) -> bool:
-    if not 4 <= len(cell) <= 64 or " " in cell or not cell.isascii() or not any(c.isdigit() for c in cell):
-        return False
-    if cell.isdigit():
-        return len(cell) >= 6 and len(set(cell)) > 1
-    lowered = cell.lower()
-    if any(word in lowered for word in ("example", "replace", "changeme", "your", "vault", "<", "*")):
-        return False
-    return any(c.isalpha() for c in cell)
-
-
-def _code_cell(cell: str) -> bool:
-    digits = "".join(c for c in cell if c.isdigit())
-    rest = cell.replace(" ", "").replace("-", "").strip("#*")
-    return 3 <= len(digits) <= 8 and rest.isdigit() and len(set(digits)) > 1
+        for kind, columns in (("password", header.passwords), ("code", header.codes)):
+            for i in columns:
+                cell = cells[i].strip().strip("\"'`") if i < len(cells) else ""
+                if cell:
+                    yield kind, cell
