@@ -1,6 +1,6 @@
 """`sovereign models prepare [NAME] [--source DIR] [--dest DIR]`, `sovereign models prepare-adapter NAME --source DIR
-[--dest-root DIR]`, `sovereign models verify DIR` and `sovereign models train-egress-review [...]`
-(models/egress_train.py)."""
+[--dest-root DIR]`, `sovereign models verify DIR`, `sovereign models train-egress-review [...]`
+(models/egress_train.py) and `sovereign models score-egress-review [...]` (models/egress_fresh.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def main(argv: list[str]) -> int:
         from models.egress_train import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["score-egress-review"]:
+        from models.egress_fresh import main as score_main
+
+        return score_main(argv[1:])
     parser = argparse.ArgumentParser(prog="sovereign models", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     prep = sub.add_parser("prepare", help="convert or copy weights and write their SHA-256 manifest")
@@ -49,6 +53,11 @@ def main(argv: list[str]) -> int:
         "train-egress-review",
         add_help=False,
         help="train and evaluate the egress review's head; write its artefact (see its --help)",
+    )
+    sub.add_parser(
+        "score-egress-review",
+        add_help=False,
+        help="the egress review on the fresh held-out set, alone and after the rules (see its --help)",
     )
     args = parser.parse_args(argv)
 

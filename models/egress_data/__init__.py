@@ -14,6 +14,10 @@ everyday work, ``reference`` for the documentation, code and word salad of ``ref
 group and the form (chat, email, note, minutes, guidance, training). A sensitive item and its benign twin share a
 group, and the held-out split is drawn by group, so no twin of a held-out item is ever trained on.
 
+The fresh held-out set (``fresh/*.txt``, read by ``fresh_held_out`` only, never by ``handwritten``) was written
+later, by a helper that saw none of the project, to score the shipped review on material nobody tuned it on
+(``sovereign models score-egress-review``); its groups start ``h2``.
+
 Generated items (``generated``) are built from the handwritten ones of the same split only: the same text inside the
 requests people actually send (instructions around it, a system prompt, earlier turns, an e-mail envelope), long
 documents of several items (benign throughout, or with one sensitive item somewhere inside), and the short or odd
@@ -69,6 +73,17 @@ def held_out(group: str) -> bool:
 def handwritten() -> list[Item]:
     items: list[Item] = []
     for path in sorted(DATA_DIR.glob("*.txt")):
+        items.extend(_parse(path))
+    return items
+
+
+FRESH_DIR = DATA_DIR / "fresh"
+
+
+def fresh_held_out() -> list[Item]:
+    """The fresh held-out set: scored by ``models/egress_fresh.py``, never trained or tuned on."""
+    items: list[Item] = []
+    for path in sorted(FRESH_DIR.glob("*.txt")):
         items.extend(_parse(path))
     return items
 
