@@ -14,8 +14,9 @@ brought to one canonical form, and the few encodings that hide text entirely are
   that look Latin (Cyrillic ``С``, Greek ``ο``: the confusables of Unicode TR39, from ``confusable_homoglyphs``)
   become the Latin letter they imitate.
 - **folded** (``fold``): the normalised text with its Latin letters folded to ASCII (``anyascii``'s
-  transliterations): ``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``, combining marks go. Only non-ASCII text has
-  one.
+  transliterations): ``Zoë`` is ``Zoe``, ``Łukasz`` is ``Lukasz``, combining marks go; currency signs stay as they
+  are (``£`` is no letter). Only text that folding changes has one: a text whose only non-ASCII characters are
+  bullets, ticks, pound signs or another script's letters would be scanned twice for nothing.
 - **decoded** (``decode``): HTML and XML tags (block tags become line breaks, inline tags vanish) and character
   entities, percent-escapes, quoted-printable and base64 runs that decode to text, and JSON found anywhere in a
   string (its scalars written out as ``key: value`` lines, so a ``"classification": "SECRET"`` pair reads as a
@@ -204,8 +205,9 @@ def normalise_utf8(data: bytes) -> bytes:
 
 
 def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
-    """``normalise_utf8(data)`` and, when that is not ASCII, ``fold`` of it, from one cut of ``data`` into runs
-    (``_split_runs``), where the two calls would cut twice and fold would decode and encode the whole text again.
+    """``normalise_utf8(data)`` and, when folding changes that (``_folded_view``), ``fold`` of it, from one cut of
+    ``data`` into runs (``_split_runs``), where the two calls would cut twice and fold would decode and encode the
+    whole text again.
 
     ``fold`` of the normalised text is its ASCII text as it is and each converted run folded. Folding, like
     normalising, changes only non-ASCII runs, each taken with the character before it, and gives the same when
@@ -218,7 +220,7 @@ def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
         return normalise_ascii(data), None
     if b"\0" in data:
         normalised = normalise_utf8(data)
-        return normalised, None if normalised.isascii() else fold(normalised.decode("utf-8", "replace"))
+        return normalised, None if normalised.isascii() else _folded_view(normalised.decode("utf-8", "replace"))
     if len(data) - len(data.translate(None, _NON_ASCII_BYTES)) > len(data) // _DENSE:
         return _normalise_and_fold_whole(data)
     parts = _split_runs(data)
@@ -232,8 +234,11 @@ def normalise_and_fold_utf8(data: bytes) -> tuple[bytes, str | None]:
     if normalised.isascii():
         return normalised, None
     if normalised != joined:
-        return normalised, fold(normalised.decode("utf-8", "replace"))
-    folded_runs = _fold_runs(converted).split("\0")
+        return normalised, _folded_view(normalised.decode("utf-8", "replace"))
+    folded_converted = _fold_runs(converted)
+    if folded_converted == converted:  # the ASCII text around the runs is the same in both
+        return normalised, None
+    folded_runs = folded_converted.split("\0")
     if len(folded_runs) != len(runs):
         raise ValueError("a conversion changed the number of runs")
     pieces: list[str] = [text.decode("ascii") for text in parts[0::2]]
@@ -298,8 +303,9 @@ def _normalise_and_fold_whole(data: bytes) -> tuple[bytes, str | None]:
     if normalised.isascii():
         return normalised, None
     if normalised != joined:
-        return normalised, fold(normalised.decode("utf-8", "replace"))
-    return normalised, _fold_runs(converted)
+        return normalised, _folded_view(normalised.decode("utf-8", "replace"))
+    folded = _fold_runs(converted)
+    return normalised, None if folded == converted else folded
 
 
 # Combining diacritics on an ASCII letter ("OF\u0301FICIAL", "Lt\u0327d", a name in decomposed form): removed before
@@ -311,6 +317,14 @@ _MARKS_ON_ASCII = re.compile(r"(?<=[\x00-\x7f])[\u0300-\u036f]+")
 
 def _normalise_runs(runs: str) -> str:
     return unicodedata.normalize("NFKC", _MARKS_ON_ASCII.sub("", runs)).translate(_unicode_table())
+
+
+def _folded_view(normalised: str) -> str | None:
+    """``fold(normalised)``, or None when folding changes nothing: the view would be the normalised one again, and
+    scanning it again finds only what that one found (a text whose only non-ASCII characters are bullets, ticks or
+    letters of other scripts)."""
+    folded = fold(normalised)
+    return None if folded == normalised else folded
 
 
 def fold(text: str) -> str:
@@ -380,6 +394,8 @@ def _fold_table() -> dict[int, str | int | None]:
     table: dict[int, str | int | None] = {}
     for lo, hi in _LATIN_RANGES:
         for cp in range(lo, hi):
+            if unicodedata.category(chr(cp)) == "Sc":
+                continue  # a currency sign ("£" would be "GBP"): no letter, and the normalised view reads it as it is
             ascii_form = anyascii(chr(cp))
             if ascii_form.isascii() and ascii_form.isprintable():
                 table[cp] = ascii_form
@@ -684,8 +700,8 @@ def decode(data: bytes, check: Callable[[], None] = lambda: None) -> str:
 
 
 def decode_and_fold(data: bytes, check: Callable[[], None] = lambda: None) -> tuple[str, str | None]:
-    """``decode(data, check)`` and ``fold`` of it (None when it is ASCII), normalised and folded from one cut into
-    runs (``normalise_and_fold_utf8``) unless ``MAX_DECODED_BYTES`` cut the decoded view short."""
+    """``decode(data, check)`` and ``fold`` of it (None when that changes nothing), normalised and folded from one
+    cut into runs (``normalise_and_fold_utf8``) unless ``MAX_DECODED_BYTES`` cut the decoded view short."""
     text = _decoded(data, check)
     if text.isascii():
         return normalise_ascii(text.encode()).decode()[:MAX_DECODED_BYTES], None
@@ -693,7 +709,7 @@ def decode_and_fold(data: bytes, check: Callable[[], None] = lambda: None) -> tu
     decoded = normalised.decode("utf-8", "replace")
     if len(decoded) > MAX_DECODED_BYTES:
         decoded = decoded[:MAX_DECODED_BYTES]
-        folded = None if decoded.isascii() else fold(decoded)
+        folded = None if decoded.isascii() else _folded_view(decoded)
     return decoded, folded
 
 

@@ -115,12 +115,35 @@ def test_identity_entries_of_the_translation_tables_change_nothing(text):
     st.binary(max_size=6),
 )
 def test_normalised_and_folded_from_one_cut_as_in_two_steps(text, junk):
-    """``normalise_and_fold_utf8`` gives what ``normalise_utf8`` and then ``fold`` give, control characters, NUL and
-    bytes that are not UTF-8 included."""
+    """``normalise_and_fold_utf8`` gives what ``normalise_utf8`` and then ``fold`` give (no folded view when folding
+    changes nothing), control characters, NUL and bytes that are not UTF-8 included."""
     for data in (text.encode(), text.encode() + junk + text[::-1].encode(), text.replace("\x00", "").encode()):
         normalised = normalize.normalise_utf8(data)
-        folded = None if normalised.isascii() else normalize.fold(normalised.decode("utf-8", "replace"))
+        folded = _folded_or_none(normalised.decode("utf-8", "replace"))
         assert normalize.normalise_and_fold_utf8(data) == (normalised, folded)
+
+
+def _folded_or_none(normalised: str) -> str | None:
+    folded = normalize.fold(normalised)
+    return None if folded == normalised else folded
+
+
+def test_no_folded_view_when_folding_changes_nothing():
+    """Bullets, ticks, currency signs and letters of other scripts fold to themselves: the folded view would be the
+    normalised one scanned twice. Letters with diacritics do change."""
+    texts = (
+        "\u2022 first point\n\u2022 second",
+        "done \u2713",
+        "\u0417\u0443 \u4e2d",
+        "\u2022 " * 20000,
+        "\u00a3300, \u00a55",
+    )
+    for text in texts:
+        assert normalize.normalise_and_fold_utf8(text.encode())[1] is None, text[:20]
+        assert normalize.normalise_and_fold_in_pieces(text.encode(), lambda: None)[1] is None
+    assert normalize.normalise_and_fold_utf8("Zo\u00eb \u2022".encode())[1] == "Zoe \u2022"
+    assert normalize.normalise_and_fold_utf8("Zo\u00eb \u00a3300".encode())[1] == "Zoe \u00a3300"
+    assert normalize.decode_and_fold(b"&bull; item &#x2713;") == ("\u2022 item \u2713", None)
 
 
 # Markup and escapes whose decoded text is not ASCII (accented letters, combining marks, Cyrillic and Greek).
@@ -135,10 +158,11 @@ _ESCAPED = st.one_of(
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(_ESCAPED, max_size=16).map("".join), st.integers(min_value=1, max_value=40))
 def test_decoded_and_folded_from_one_cut_as_in_two_steps(text, limit):
-    """``decode_and_fold`` gives ``decode`` and ``fold`` of it, also when ``MAX_DECODED_BYTES`` cuts it short."""
+    """``decode_and_fold`` gives ``decode`` and ``fold`` of it (None when that changes nothing), also when
+    ``MAX_DECODED_BYTES`` cuts it short."""
     data = normalize.normalise(text).encode("utf-8", "replace")
     for cap in (normalize.MAX_DECODED_BYTES, limit):
         with mock.patch.object(normalize, "MAX_DECODED_BYTES", cap):
             decoded = normalize.decode(data)
-            folded = None if decoded.isascii() else normalize.fold(decoded)
+            folded = None if decoded.isascii() else _folded_or_none(decoded)
             assert normalize.decode_and_fold(data) == (decoded, folded)
