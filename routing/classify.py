@@ -506,13 +506,16 @@ def _scan_views(
     table: Scanner, buf: bytes, folded: list[str], deadline: _Deadline, found: list[int] | None = None
 ) -> dict[str, int]:
     """Scan every view of the text in ``buf`` (normalised, UTF-8) and ``folded`` (its non-ASCII strings folded
-    to ASCII); each signal counts as often as the view that found it most often."""
+    to ASCII); each signal counts as often as the view that found it most often.
+
+    The decoded view is made from the normalised text (from the folded one only when that alone carries markup):
+    its own folded view is the folded text decoded, so decoding both would read everything twice."""
     counts, encoded = _scan(table, buf, deadline, found)
     if folded:
         deadline.check()
         more, folded_encoded = _scan(table, "\n\n".join(folded).encode(), deadline)
         _merge(counts, more)
-        encoded = encoded if folded_encoded is None else (encoded or b"") + _SEPARATOR + folded_encoded
+        encoded = encoded if encoded is not None else folded_encoded
     if encoded is not None:
         deadline.check()
         decoded, folded_decoded = normalize.decode_and_fold(encoded, deadline.check)
