@@ -1,5 +1,6 @@
-"""`sovereign models score-egress-review [--artefact DIR] [--model DIR] [--json OUT]`: the egress review on the
-fresh held-out set (``models/egress_data/fresh``), which no training run reads.
+"""`sovereign models score-egress-review [--set NAME] [--artefact DIR] [--model DIR] [--json OUT]`: the egress
+review on a fresh held-out set (``models/egress_data/fresh``; the newest by default), which no training run reads
+while it is the newest.
 
 Two figures per category, both on the fresh set's sensitive items and their benign same-topic twins:
 
@@ -8,9 +9,9 @@ Two figures per category, both on the fresh set's sensitive items and their beni
 - *rules, then review*: what a department sees, the server's order (the review reads only what the rules call
   OFFICIAL), as ``sovereign classify --egress-review`` does: an item is kept local when either keeps it.
 
-The set was written by a helper that never saw the project's code, data, results or notes, from a brief that
-named the categories and asked for benign twins as specific as the sensitive items (``fresh/BRIEF.md``, as it
-was given). It is scored, never tuned on: a change chosen by looking at these items would make the
+Each set was written by a helper that never saw the project's code, data, results or notes, from a brief that
+named the categories and asked for benign twins as specific as the sensitive items (``fresh/NAME.brief.md``, as
+it was given). It is scored, never tuned on: a change chosen by looking at these items would make the
 figures another cross-validation.
 """
 
@@ -23,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from models.egress_data import Item, fresh_held_out
+from models.egress_data import Item, fresh_held_out, fresh_sets
 from routing.classify import classify_text
 from routing.egress_review import DEFAULT_ARTEFACT, EgressReviewer, default_model_dir
 from routing.levels import Level
@@ -57,13 +58,15 @@ def _rates(kept: Counter[tuple[str, str]], total: Counter[tuple[str, str]]) -> d
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign models score-egress-review", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", choices=fresh_sets(), default=fresh_sets()[-1], help="fresh set (default newest)")
     parser.add_argument("--artefact", type=Path, default=DEFAULT_ARTEFACT, help="artefact folder (default: shipped)")
     parser.add_argument("--model", type=Path, default=None, help="prepared MiniLM folder (default: as the server)")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     reviewer = EgressReviewer.load(args.artefact, args.model or default_model_dir())
-    items = fresh_held_out()
+    items = fresh_held_out(args.set)
     result = {
+        "set": args.set,
         "items": len(items),
         "artefact_digest": reviewer.digest,
         "threshold": reviewer.threshold,

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from models.egress_data import CATEGORIES, Item, splits
+from models.egress_data import CATEGORIES, Item, fresh_sets, splits
 from models.manifest import sha256_file, write_manifest
 from routing.egress_context import embed_windows, load_transformer
 from routing.egress_review import (
@@ -669,6 +669,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cv-only", action="store_true", help="cross-validate and print; write nothing")
     parser.add_argument("--show-errors", action="store_true", help="with --cv-only: list the misread items")
     parser.add_argument("--hyper", type=json.loads, default={}, help="JSON overrides of the head's settings (Hyper)")
+    parser.add_argument(
+        "--held-out",
+        choices=("split", *fresh_sets()),
+        default="split",
+        help="split: 30%% of the groups of models/egress_data are held out (default); a fresh set's name: that set "
+        "is held out and everything else trains, the other fresh sets included",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -683,7 +690,7 @@ def main(argv: list[str]) -> int:
     tokenizer.no_padding()
     static = distil(args.model)
     print(f"static embeddings: {static.shape[0]} tokens x {static.shape[1]} ({time.perf_counter() - started:.0f} s)")
-    data = splits()
+    data = splits(held_out=args.held_out)
     train, held_out = data["train"], data["held_out"]
     print(f"items: {len(train)} training, {len(held_out)} held out")
 
@@ -779,6 +786,7 @@ def main(argv: list[str]) -> int:
         "threshold": round(threshold, 4),
         "target_recall_cross_validated": args.target_recall,
         "artefact_vs_trained_max_abs_diff": round(parity, 6),
+        "held_out_set": args.held_out,
         "held_out": rates(scores, held_out, threshold),
         "held_out_category_right": {"flagged": len(flagged), "a_right_category": category_hits},
         "cross_validation": cv,

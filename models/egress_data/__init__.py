@@ -14,9 +14,10 @@ everyday work, ``reference`` for the documentation, code and word salad of ``ref
 group and the form (chat, email, note, minutes, guidance, training). A sensitive item and its benign twin share a
 group, and the held-out split is drawn by group, so no twin of a held-out item is ever trained on.
 
-The fresh held-out set (``fresh/*.txt``, read by ``fresh_held_out`` only, never by ``handwritten``) was written
-later, by a helper that saw none of the project, to score the shipped review on material nobody tuned it on
-(``sovereign models score-egress-review``); its groups start ``h2``.
+Fresh held-out sets (``fresh/NAME.txt``, read by ``fresh_held_out`` only, never by ``handwritten``) were written
+later, each by a helper that saw none of the project (its brief beside it, ``fresh/NAME.brief.md``), to score the
+review on material nobody tuned it on (``sovereign models score-egress-review``). A set is held out until a newer
+one exists: ``splits(held_out=NAME)`` trains on everything else, the other fresh sets included.
 
 Generated items (``generated``) are built from the handwritten ones of the same split only: the same text inside the
 requests people actually send (instructions around it, a system prompt, earlier turns, an e-mail envelope), long
@@ -80,12 +81,16 @@ def handwritten() -> list[Item]:
 FRESH_DIR = DATA_DIR / "fresh"
 
 
-def fresh_held_out() -> list[Item]:
-    """The fresh held-out set: scored by ``models/egress_fresh.py``, never trained or tuned on."""
-    items: list[Item] = []
-    for path in sorted(FRESH_DIR.glob("*.txt")):
-        items.extend(_parse(path))
-    return items
+def fresh_sets() -> list[str]:
+    """The fresh held-out sets' names, oldest first."""
+    return sorted(path.stem for path in FRESH_DIR.glob("*.txt"))
+
+
+def fresh_held_out(name: str) -> list[Item]:
+    """One fresh held-out set: scored by ``models/egress_fresh.py``, trained on only once a newer one holds out."""
+    if name not in fresh_sets():
+        raise ValueError(f"no fresh held-out set {name!r} (there are: {', '.join(fresh_sets())})")
+    return list(_parse(FRESH_DIR / f"{name}.txt"))
 
 
 def _parse(path: Path) -> Iterator[Item]:
@@ -409,9 +414,15 @@ def generated(
     return out
 
 
-def splits(seed: int = 19) -> dict[str, list[Item]]:
-    """``train`` and ``held_out``, each its handwritten items plus items generated from those alone."""
+def splits(seed: int = 19, *, held_out: str = "split") -> dict[str, list[Item]]:
+    """``train`` and ``held_out``, each its handwritten items plus items generated from those alone. ``held_out``:
+    ``"split"``, the groups ``held_out`` picks (the fresh sets are not read), or a fresh set's name: that set alone
+    is held out, and every other item, the other fresh sets' included, trains."""
     items = handwritten()
+    if held_out != "split":
+        test = fresh_held_out(held_out)
+        train = items + [item for name in fresh_sets() if name != held_out for item in fresh_held_out(name)]
+        return {"train": train + generated(train, seed=seed), "held_out": test}
     train = [i for i in items if not i.held_out]
     test = [i for i in items if i.held_out]
     return {

@@ -1,4 +1,5 @@
-"""The fresh held-out set of the egress review: never read by training, and scored by its own command."""
+"""The fresh held-out sets of the egress review: never read by training while held out, and scored by their own
+command."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from models.egress_data import fresh_held_out, handwritten, splits
+import pytest
+
+from models.egress_data import fresh_held_out, fresh_sets, handwritten, splits
 from models.egress_fresh import main
 from routing.egress_review import CATEGORIES
 from tests.support import wheel_minilm
 
 
-def test_the_fresh_set_is_twins_in_every_category() -> None:
-    items = fresh_held_out()
+@pytest.mark.parametrize("name", fresh_sets())
+def test_a_fresh_set_is_twins_in_every_category(name: str) -> None:
+    items = fresh_held_out(name)
     assert len(items) == 350
     groups = Counter(item.group for item in items)
     assert set(groups.values()) == {2}
@@ -24,22 +28,34 @@ def test_the_fresh_set_is_twins_in_every_category() -> None:
     assert Counter(item.categories[0] for item in items if item.sensitive) == {c: 25 for c in CATEGORIES}
 
 
-def test_no_training_run_reads_the_fresh_set() -> None:
-    fresh = {item.group for item in fresh_held_out()}
-    assert all(group.startswith("held_out_2:h2") for group in fresh)
-    read = {item.group for item in handwritten()}
-    data = splits()
-    read |= {item.group for item in data["train"] + data["held_out"]}
-    assert not fresh & read
-    assert not any(item.text in {f.text for f in fresh_held_out()} for item in handwritten())
+def test_no_training_run_reads_a_fresh_set_while_it_is_held_out() -> None:
+    assert fresh_sets()[0] == "held_out_2"
+    written = {item.text for item in handwritten()}
+    for name in fresh_sets():
+        fresh = {item.group for item in fresh_held_out(name)}
+        assert all(group.startswith(f"{name}:h") for group in fresh)
+        assert not any(item.text in written for item in fresh_held_out(name))
+        for held_out in ("split", name):
+            data = splits(held_out=held_out)
+            assert not fresh & {item.group for item in data["train"]}
+            held = {item.group for item in data["held_out"]}
+            assert held == fresh if held_out == name else not fresh & held
+
+
+def test_holding_out_the_newest_set_trains_on_the_older_ones() -> None:
+    if len(fresh_sets()) < 2:
+        pytest.skip("one fresh set")
+    older, newest = fresh_sets()[-2], fresh_sets()[-1]
+    train = {item.group for item in splits(held_out=newest)["train"]}
+    assert {item.group for item in fresh_held_out(older)} <= train
 
 
 def test_the_score_command_reports_the_review_alone_and_after_the_rules(tmp_path: Path, capsys) -> None:
     out = tmp_path / "fresh.json"
-    assert main(["--model", str(wheel_minilm()), "--json", str(out)]) == 0
+    assert main(["--set", "held_out_2", "--model", str(wheel_minilm()), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result == json.loads(capsys.readouterr().out)
-    assert result["items"] == 350 and len(result["artefact_digest"]) == 64
+    assert result["set"] == "held_out_2" and result["items"] == 350 and len(result["artefact_digest"]) == 64
     for view in ("review_alone", "rules_then_review"):
         assert result[view]["recall"]["n"] == result[view]["false_positive_rate"]["n"] == 175
         assert set(result[view]["recall_by_category"]) == set(CATEGORIES)
