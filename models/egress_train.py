@@ -828,12 +828,13 @@ def _headline(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _data_digest() -> str:
+    """SHA-256 over the data folder's items and code, the fresh sets included (a run may train on them)."""
     from models.egress_data import DATA_DIR
 
     digest = hashlib.sha256()
-    for path in sorted(DATA_DIR.glob("*")):
+    for path in sorted([*DATA_DIR.glob("*"), *DATA_DIR.glob("fresh/*")]):
         if path.is_file() and path.suffix in (".txt", ".py"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+            digest.update(str(path.relative_to(DATA_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
