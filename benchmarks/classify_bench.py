@@ -9,7 +9,12 @@ and in the same process, times:
   licence, postcode, e-mail, phone, payment card, IBAN, date), called directly on every document, with no
   spaCy model (``AnalyzerEngine`` would load one) and tldextract pointed at its bundled suffix list so that
   nothing tries the network;
-- the p50/p99 time to classify a chat request of about 32k tokens (``classify_request``).
+- the p50/p99 time to classify a chat request of about 32k tokens (``classify_request``);
+- both sides again on the department's own kind of text: every text of the red-team sets
+  (``benchmarks/redteam``: letters, minutes, case notes, e-mails, tables, HTML and chat as staff write and paste
+  them), and ``classify_text`` on long documents made of them (128 KB and 512 KB, about 32k and 128k tokens)
+  under the server's classification deadline. The generated corpus above has few words the person rows look
+  at; these texts are full of them, and cost far more per byte.
 
 What each side does: Presidio's recognizers are called directly (no ``AnalyzerEngine``, no context
 enhancement, no NER), its phone recognizer looks for GB numbers only (its default is eight regions), and it
@@ -39,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from routing.classify import classify_request, classify_text
+from routing.classify import TIMEOUT_SIGNAL, classify_request, classify_text
 
 _CHARS_PER_TOKEN = 4  # English text in a BPE tokenizer: about four characters a token
 
@@ -236,6 +241,54 @@ def _view_costs(docs: list[str], plain: float, repeat: int, min_pass_s: float) -
     return out
 
 
+REDTEAM_DIR = Path(__file__).resolve().parent / "redteam"
+LONG_DOCUMENT_BYTES = (128_000, 512_000)
+
+
+def department_texts(limit_mb: float | None = None) -> list[str]:
+    """The text inputs of every red-team set, in a fixed order (their whole-request inputs left out); the first
+    ``limit_mb`` MB of them when given."""
+    texts: list[str] = []
+    total, limit = 0, float("inf") if limit_mb is None else limit_mb * 1e6
+    for path in sorted(REDTEAM_DIR.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 stays in a string
+            if not line.strip():
+                continue
+            text = json.loads(line).get("input", {}).get("text")
+            if isinstance(text, str):
+                if total >= limit:
+                    return texts
+                texts.append(text)
+                total += len(text.encode())
+    return texts
+
+
+def _long_documents(texts: list[str], seed: int) -> dict[str, dict[str, Any]]:
+    """``classify_text`` on documents of ``LONG_DOCUMENT_BYTES`` made of ``texts`` (shuffled, joined by blank
+    lines), with the server's default deadline: best of three, and whether the verdict was the timeout's."""
+    order = texts[:]
+    random.Random(seed).shuffle(order)
+    out: dict[str, dict[str, Any]] = {}
+    for size in LONG_DOCUMENT_BYTES:
+        parts: list[str] = []
+        total = 0
+        for text in order:
+            if total >= size:
+                break
+            parts.append(text)
+            total += len(text.encode()) + 2
+        document = "\n\n".join(parts)
+        classify_text(document)
+        best, timed_out = float("inf"), False
+        for _ in range(3):
+            start = time.perf_counter()
+            verdict = classify_text(document)
+            best = min(best, time.perf_counter() - start)
+            timed_out = timed_out or any(s.type == TIMEOUT_SIGNAL for s in verdict.signals)
+        out[f"{size // 1000}k"] = {"bytes": len(document.encode()), "ms": round(best * 1e3, 1), "timed_out": timed_out}
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sovereign bench classify", description=__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="OUT", required=True, help="write the figures here as JSON")
@@ -246,6 +299,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes over the corpus; the best counts")
     parser.add_argument(
         "--min-pass-s", type=float, default=1.0, help="each timed pass repeats the corpus until it lasts this long"
+    )
+    parser.add_argument(
+        "--department-mb", type=float, default=None, help="use only this many MB of the red-team texts (default all)"
     )
     args = parser.parse_args(argv)
 
@@ -266,6 +322,12 @@ def main(argv: list[str]) -> int:
     theirs, theirs_s, theirs_cpu = _throughput(docs, presidio, args.repeat, args.min_pass_s)
 
     views = _view_costs(docs, ours, args.repeat, args.min_pass_s)
+
+    texts = department_texts(args.department_mb)
+    texts_bytes = sum(len(t.encode()) for t in texts)
+    ours_texts, _s, ours_texts_cpu = _throughput(texts, classify_text, args.repeat, args.min_pass_s)
+    theirs_texts, _s, theirs_texts_cpu = _throughput(texts, presidio, args.repeat, args.min_pass_s)
+    long_documents = _long_documents(texts, args.seed)
 
     body = chat_request(args.chat_tokens, docs)
     chat_bytes = sum(len(m["content"].encode()) for m in body["messages"])
@@ -290,6 +352,16 @@ def main(argv: list[str]) -> int:
         "chat_cpu_p50_ms": round(latency["cpu_p50_ms"], 3),
         "chat_cpu_p99_ms": round(latency["cpu_p99_ms"], 3),
         "views": views,
+        "department_texts": {
+            "texts": len(texts),
+            "mb": round(texts_bytes / 1e6, 2),
+            "ours_mb_per_s": round(ours_texts, 2),
+            "presidio_mb_per_s": round(theirs_texts, 3),
+            "ratio": round(ours_texts / theirs_texts, 2),
+            "ours_cpu_mb_per_s": round(ours_texts_cpu, 2),
+            "presidio_cpu_mb_per_s": round(theirs_texts_cpu, 3),
+            "long_documents": long_documents,
+        },
         "runs": args.runs,
         "repeat": args.repeat,
         "min_pass_s": args.min_pass_s,
