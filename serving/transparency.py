@@ -165,7 +165,9 @@ def egress_review_entry(settings: Any) -> Entry:
     }
     report = _ROOT / "benchmarks" / "results" / "egress-review" / "report.json"
     if report.is_file():
-        held = json.loads(report.read_text()).get("held_out", {})
+        measured = json.loads(report.read_text())
+        held = measured.get("held_out", {})
+        value["held_out_set"] = measured.get("held_out_set", "split")
         value["held_out"] = {
             key: held[key] for key in ("recall_sensitive", "fpr_benign_same_topic", "fpr_benign_general") if key in held
         }
